@@ -1,0 +1,425 @@
+/* polytel.h — the one public header of the polytel telemetry core. */
+#ifndef POLYTEL_H
+#define POLYTEL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "polytel/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#if defined(POLYTEL_BUILDING_SHARED)
+#define POLYTEL_EXTERN __declspec(dllexport)
+#elif defined(POLYTEL_USING_SHARED)
+#define POLYTEL_EXTERN __declspec(dllimport)
+#else
+#define POLYTEL_EXTERN
+#endif
+#elif defined(__GNUC__)
+#define POLYTEL_EXTERN __attribute__((visibility("default")))
+#else
+#define POLYTEL_EXTERN
+#endif
+
+#if defined(__GNUC__)
+#define POLYTEL_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
+#else
+#define POLYTEL_PRINTF(fmt_idx, arg_idx)
+#endif
+
+/* ------------------------------------------------------------------ errors */
+
+/* One table; polytel_strerror() and polytel_err_name() are generated from it. */
+#define POLYTEL_ERRNO_MAP(XX)                                                    \
+  XX(EINVAL, -1, "invalid argument")                                             \
+  XX(ENOMEM, -2, "out of memory")                                                \
+  XX(EALREADY, -3, "already initialized")                                        \
+  XX(ESTATE, -4, "not valid in the current phase")                               \
+  XX(ETIMEDOUT, -5, "timed out before everything was delivered")                 \
+  XX(ENOSYS, -6, "not supported by this build")                                  \
+  XX(EIO, -7, "input/output error")                                              \
+  XX(EDISABLED, -8, "telemetry export is disabled")                              \
+  XX(EDROPPED, -9, "some telemetry was dropped and cannot be delivered")
+
+typedef enum {
+  POLYTEL_OK = 0,
+#define POLYTEL__XX(name, value, msg) POLYTEL_##name = (value),
+  POLYTEL_ERRNO_MAP(POLYTEL__XX)
+#undef POLYTEL__XX
+} polytel_errno_t;
+
+/* Human text for a return code ("unknown error" for codes not in the table). */
+POLYTEL_EXTERN const char *polytel_strerror(int err);
+/* "POLYTEL_EINVAL" and so on; "POLYTEL_OK" for 0. */
+POLYTEL_EXTERN const char *polytel_err_name(int err);
+
+/* ------------------------------------------------------------------ phases */
+
+typedef enum {
+  POLYTEL_PHASE_NONE = 0,     /* nothing initialized, or after shutdown */
+  POLYTEL_PHASE_CONSOLE = 1,  /* phase 1: console logging only */
+  POLYTEL_PHASE_DEFERRED = 2, /* phase 1 with TELEMETRY_ENABLED: recording, waiting for phase 2 */
+  POLYTEL_PHASE_FULL = 3      /* phase 2: batched export on a libuv loop */
+} polytel_phase_t;
+
+/* Levels are OpenTelemetry severity numbers, so no mapping is ever needed. */
+typedef enum {
+  POLYTEL_LEVEL_TRACE = 1,
+  POLYTEL_LEVEL_DEBUG = 5,
+  POLYTEL_LEVEL_INFO = 9,
+  POLYTEL_LEVEL_WARN = 13,
+  POLYTEL_LEVEL_ERROR = 17,
+  POLYTEL_LEVEL_FATAL = 21,
+  POLYTEL_LEVEL_OFF = 255 /* only as a threshold */
+} polytel_level_t;
+
+/* ------------------------------------------------------------------ config */
+
+typedef enum {
+  POLYTEL_PROTOCOL_DEFAULT = 0, /* env, then http/protobuf */
+  POLYTEL_PROTOCOL_PROTOBUF = 1,
+  POLYTEL_PROTOCOL_JSON = 2
+} polytel_protocol_t;
+
+typedef enum {
+  POLYTEL_CONSOLE_DEFAULT = 0, /* env, then stderr */
+  POLYTEL_CONSOLE_STDERR = 1,
+  POLYTEL_CONSOLE_STDOUT = 2,
+  POLYTEL_CONSOLE_OFF = 3
+} polytel_console_t;
+
+typedef enum {
+  POLYTEL_CONSOLE_FORMAT_DEFAULT = 0, /* env POLYTEL_CONSOLE_FORMAT, then text */
+  POLYTEL_CONSOLE_FORMAT_TEXT = 1,
+  POLYTEL_CONSOLE_FORMAT_JSON = 2
+} polytel_console_format_t;
+
+typedef enum {
+  POLYTEL_EXPORTER_DEFAULT = 0, /* env POLYTEL_EXPORTER, then otlp */
+  POLYTEL_EXPORTER_OTLP = 1,    /* OTLP/HTTP to a collector */
+  POLYTEL_EXPORTER_FILE = 2,    /* OTLP/JSON lines under export_dir */
+  POLYTEL_EXPORTER_NONE = 3     /* record and count, export nothing */
+} polytel_exporter_t;
+
+/*
+ * Explicit configuration. Always fill with polytel_config_init() first: the
+ * struct may grow, and init sets every field to "unset". An unset field is
+ * taken from the environment (unless use_env is 0), then from the default.
+ * Strings are copied during the init call; they need not outlive it.
+ */
+typedef struct polytel_config_s {
+  uint32_t struct_size;      /* set by polytel_config_init */
+  int use_env;               /* 1 (default): environment fills unset fields */
+  int telemetry_enabled;     /* -1 unset, 0 off, 1 on (TELEMETRY_ENABLED) */
+  int sdk_disabled;          /* -1 unset, 0, 1 (OTEL_SDK_DISABLED) */
+  const char *service_name;  /* OTEL_SERVICE_NAME */
+  const char *service_version;
+  const char *resource_attributes; /* "k=v,k2=v2", percent-decoded */
+  const char *endpoint;            /* base URL; /v1/<signal> appended */
+  const char *traces_endpoint;     /* used exactly as given */
+  const char *logs_endpoint;
+  const char *metrics_endpoint;
+  const char *headers; /* "k=v,..."; values are never printed */
+  const char *certificate; /* CA bundle path for https */
+  polytel_protocol_t protocol;
+  int compression_gzip;    /* -1 unset, 0 none, 1 gzip */
+  int64_t timeout_ms;      /* -1 unset; OTEL_EXPORTER_OTLP_TIMEOUT */
+  polytel_console_t console;
+  polytel_console_format_t console_format;
+  int console_level;       /* -1 unset, else a polytel_level_t */
+  polytel_exporter_t exporter;
+  const char *export_dir;  /* file exporter directory (POLYTEL_EXPORT_DIR) */
+  int64_t max_memory_bytes; /* -1 unset; bound on buffered events (POLYTEL_MAX_MEMORY) */
+  const char *sdk_language;  /* telemetry.sdk.language; bindings set theirs ("python", ...) */
+} polytel_config_t;
+
+POLYTEL_EXTERN void polytel_config_init(polytel_config_t *cfg);
+
+/* ------------------------------------------------------------ init, phases */
+
+struct uv_loop_s;
+
+/*
+ * Phase 1. NULL means defaults plus environment. Idempotent, thread-safe;
+ * starts no thread, loop or network. Safe in a dlopen'd extension's init.
+ * Returns 0, or POLYTEL_EALREADY when phase 1 (or 2) was already done.
+ */
+POLYTEL_EXTERN int polytel_init_console_only(const polytel_config_t *cfg);
+
+/*
+ * Phase 2. loop != NULL: polytel's handles live on that loop and this must be
+ * called on the loop's thread. loop == NULL: polytel starts and owns a loop
+ * thread. Runs phase 1 first if needed. Returns 0 (also when telemetry stays
+ * off: "already complete"), POLYTEL_EALREADY when already full, POLYTEL_ENOSYS
+ * in a build without libuv.
+ */
+POLYTEL_EXTERN int polytel_init_full_telemetry(struct uv_loop_s *loop, const polytel_config_t *cfg);
+
+POLYTEL_EXTERN polytel_phase_t polytel_phase(void);
+/* "none", "console", "deferred", "full". */
+POLYTEL_EXTERN const char *polytel_phase_name(polytel_phase_t phase);
+
+/*
+ * Hand off every thread's pending events and wait up to timeout_ms for their
+ * delivery. 0 when nothing is pending afterwards, POLYTEL_ETIMEDOUT otherwise.
+ * Blocking: bindings release their interpreter lock around it.
+ */
+POLYTEL_EXTERN int polytel_flush(uint32_t timeout_ms);
+
+/*
+ * Flush, stop, release everything; the process may initialize again. Never
+ * takes longer than timeout_ms (plus thread join). 0 only when everything
+ * recorded was delivered (or nothing was to be delivered).
+ */
+POLYTEL_EXTERN int polytel_shutdown(uint32_t timeout_ms);
+
+/* ------------------------------------------------------------- attributes */
+
+typedef enum {
+  POLYTEL_ATTR_STRING = 1,
+  POLYTEL_ATTR_INT = 2,
+  POLYTEL_ATTR_DOUBLE = 3,
+  POLYTEL_ATTR_BOOL = 4
+} polytel_attr_type_t;
+
+/* Keys are NUL-terminated; string values carry a length. Everything is copied. */
+typedef struct polytel_attr_s {
+  const char *key;
+  polytel_attr_type_t type;
+  union {
+    struct {
+      const char *ptr;
+      size_t len;
+    } str;
+    int64_t i;
+    double d;
+    int b;
+  } value;
+} polytel_attr_t;
+
+#define POLYTEL_ATTR_STR(k, v)                                                    \
+  ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_STRING, .value = {.str = {(v), strlen(v)}}})
+#define POLYTEL_ATTR_INT(k, v) ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_INT, .value = {.i = (v)}})
+#define POLYTEL_ATTR_DOUBLE(k, v)                                                 \
+  ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_DOUBLE, .value = {.d = (v)}})
+#define POLYTEL_ATTR_BOOL(k, v) ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_BOOL, .value = {.b = (v)}})
+
+/* -------------------------------------------------------------------- logs */
+
+/*
+ * Hot-path log. `target` and `fmt` are static metadata, passed by pointer:
+ * they must stay valid for the life of the process (string literals). Only the
+ * arguments are captured; formatting happens off the calling thread. A %s
+ * argument is copied. %n is refused. Also printed to the console when the
+ * level passes the console threshold (formatted then, on the caller).
+ */
+POLYTEL_EXTERN void polytel_log(polytel_level_t level, const char *target, const char *fmt, ...)
+    POLYTEL_PRINTF(3, 4);
+POLYTEL_EXTERN void polytel_vlog(polytel_level_t level, const char *target, const char *fmt, va_list ap)
+    POLYTEL_PRINTF(3, 0);
+
+/*
+ * Dynamic log for bindings: target, message and attributes are copied. The
+ * message is never interpreted as a format. `span` (may be NULL) links the
+ * record to a span started with polytel_span_start().
+ */
+struct polytel_span_ctx_s;
+POLYTEL_EXTERN void polytel_log_attrs(polytel_level_t level, const char *target, const char *msg,
+                                      size_t msg_len, const polytel_attr_t *attrs, size_t n_attrs,
+                                      const struct polytel_span_ctx_s *span);
+
+/* Nonzero when a record at `level` would go anywhere (console or export). */
+POLYTEL_EXTERN int polytel_level_enabled(polytel_level_t level);
+
+#define POLYTEL_TRACE(target, ...) polytel_log(POLYTEL_LEVEL_TRACE, target, __VA_ARGS__)
+#define POLYTEL_DEBUG(target, ...) polytel_log(POLYTEL_LEVEL_DEBUG, target, __VA_ARGS__)
+#define POLYTEL_INFO(target, ...) polytel_log(POLYTEL_LEVEL_INFO, target, __VA_ARGS__)
+#define POLYTEL_WARN(target, ...) polytel_log(POLYTEL_LEVEL_WARN, target, __VA_ARGS__)
+#define POLYTEL_ERROR(target, ...) polytel_log(POLYTEL_LEVEL_ERROR, target, __VA_ARGS__)
+
+/* ------------------------------------------------------------------- spans */
+
+typedef enum {
+  POLYTEL_STATUS_UNSET = 0,
+  POLYTEL_STATUS_OK = 1,
+  POLYTEL_STATUS_ERROR = 2
+} polytel_status_t;
+
+/*
+ * Thread spans: nest on the calling thread; the parent is the enclosing span
+ * on the same thread, a top-level span starts a new trace. Ids are assigned
+ * off the calling thread. `name` is static (by pointer).
+ */
+POLYTEL_EXTERN void polytel_span_begin(const char *static_name);
+POLYTEL_EXTERN void polytel_span_end(void);
+/* Same, with a copied name and attributes (bindings). */
+POLYTEL_EXTERN void polytel_span_begin_dyn(const char *name, const polytel_attr_t *attrs, size_t n_attrs);
+/* Ends the innermost thread span with a status, a message and more attributes. */
+POLYTEL_EXTERN void polytel_span_end_status(polytel_status_t status, const char *msg,
+                                            const polytel_attr_t *attrs, size_t n_attrs);
+
+/* Internal helper for POLYTEL_SPAN_SCOPE's cleanup attribute. */
+POLYTEL_EXTERN void polytel__span_scope_end(int *unused);
+#define POLYTEL__CAT2(a, b) a##b
+#define POLYTEL__CAT(a, b) POLYTEL__CAT2(a, b)
+/* A thread span that ends when the enclosing C scope exits. */
+#define POLYTEL_SPAN_SCOPE(static_name)                                                          \
+  __attribute__((cleanup(polytel__span_scope_end))) int POLYTEL__CAT(polytel__span_, __LINE__) = \
+      (polytel_span_begin(static_name), 0)
+
+/*
+ * Async spans carry explicit ids: start() assigns ids and the start time and
+ * records nothing; finish() records the whole span at once, from any thread.
+ * A span that is started and never finished is never recorded.
+ */
+typedef struct polytel_span_ctx_s {
+  uint8_t trace_id[16];
+  uint8_t span_id[8];
+  uint8_t parent_id[8]; /* all zero for a root span */
+  uint64_t start_ns;    /* Unix nanoseconds */
+} polytel_span_ctx_t;
+
+/* parent NULL (or all-zero ids) starts a new trace. */
+POLYTEL_EXTERN int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out);
+POLYTEL_EXTERN int polytel_span_finish(const polytel_span_ctx_t *span, const char *name, polytel_status_t status,
+                                       const char *status_msg, const polytel_attr_t *attrs, size_t n_attrs);
+
+/* ----------------------------------------------------------------- metrics */
+
+typedef enum {
+  POLYTEL_METRIC_COUNTER = 1,  /* monotonic cumulative Sum of int64 deltas */
+  POLYTEL_METRIC_GAUGE = 2,    /* last value (double) */
+  POLYTEL_METRIC_HISTOGRAM = 3 /* explicit-bucket histogram of doubles */
+} polytel_metric_kind_t;
+
+/*
+ * A static metric descriptor, one per callsite (the macros below make it).
+ * The polytel__ fields are private.
+ */
+typedef struct polytel_metric_s {
+  const char *name;
+  const char *unit;
+  polytel_metric_kind_t kind;
+  uint32_t polytel__slot;
+  uint64_t polytel__gauge;
+  struct polytel_metric_s *polytel__next;
+} polytel_metric_t;
+
+#define POLYTEL_METRIC_INIT(name, unit, kind) {(name), (unit), (kind), 0, 0, 0}
+
+POLYTEL_EXTERN void polytel_counter_add_static(polytel_metric_t *m, int64_t delta);
+POLYTEL_EXTERN void polytel_gauge_set_static(polytel_metric_t *m, double value);
+POLYTEL_EXTERN void polytel_histogram_record_static(polytel_metric_t *m, double value);
+
+#define POLYTEL_COUNTER_ADD(name, unit, delta)                                                 \
+  do {                                                                                         \
+    static polytel_metric_t polytel__m = POLYTEL_METRIC_INIT(name, unit, POLYTEL_METRIC_COUNTER); \
+    polytel_counter_add_static(&polytel__m, (delta));                                          \
+  } while (0)
+#define POLYTEL_GAUGE_SET(name, unit, value)                                                 \
+  do {                                                                                       \
+    static polytel_metric_t polytel__m = POLYTEL_METRIC_INIT(name, unit, POLYTEL_METRIC_GAUGE); \
+    polytel_gauge_set_static(&polytel__m, (value));                                          \
+  } while (0)
+#define POLYTEL_HISTOGRAM_RECORD(name, unit, value)                                              \
+  do {                                                                                           \
+    static polytel_metric_t polytel__m = POLYTEL_METRIC_INIT(name, unit, POLYTEL_METRIC_HISTOGRAM); \
+    polytel_histogram_record_static(&polytel__m, (value));                                       \
+  } while (0)
+
+/* Dynamic names and attributes (copied). Series are keyed by name + attributes. */
+POLYTEL_EXTERN void polytel_counter_add(const char *name, const char *unit, int64_t delta,
+                                        const polytel_attr_t *attrs, size_t n_attrs);
+POLYTEL_EXTERN void polytel_gauge_set(const char *name, const char *unit, double value,
+                                      const polytel_attr_t *attrs, size_t n_attrs);
+POLYTEL_EXTERN void polytel_histogram_record(const char *name, const char *unit, double value,
+                                             const polytel_attr_t *attrs, size_t n_attrs);
+
+/* ------------------------------------------------------------------- stats */
+
+/*
+ * Log records and spans. recorded = exported + dropped + pending, always.
+ * Metric points are aggregated, not counted here.
+ */
+typedef struct polytel_stats_s {
+  uint64_t recorded;
+  uint64_t exported;
+  uint64_t dropped;
+  uint64_t pending;
+  uint64_t dropped_buffer_full; /* pool exhausted at record time */
+  uint64_t dropped_export;      /* rejected by the collector, retries exhausted, or shut down undelivered */
+  uint64_t dropped_invalid;     /* bad calls: unmatched span end, too deep, NULL name */
+  uint64_t logs_recorded;
+  uint64_t spans_recorded;
+  uint64_t export_requests;     /* HTTP requests completed (any status) */
+  uint64_t export_retries;
+  uint64_t export_failures;     /* requests whose batch was dropped */
+  uint64_t truncated;           /* records whose strings were cut to fit a block */
+  uint64_t buffer_bytes;        /* memory held by event blocks now */
+  uint64_t buffer_bytes_max;    /* the cap (POLYTEL_MAX_MEMORY) */
+} polytel_stats_t;
+
+POLYTEL_EXTERN int polytel_stats(polytel_stats_t *out);
+
+/* ------------------------------------------------------------- memory sink */
+
+/*
+ * An in-process sink for tests and embedders: decoded records, as they would
+ * be exported. While enabled, records that reach it count as exported. In
+ * phase 1 (no loop), polytel_memory_sink_collect() runs the consumer on the
+ * calling thread.
+ */
+typedef enum {
+  POLYTEL_RECORD_LOG = 1,
+  POLYTEL_RECORD_SPAN = 2,
+  POLYTEL_RECORD_METRIC = 3
+} polytel_record_kind_t;
+
+typedef struct polytel_record_s {
+  polytel_record_kind_t kind;
+  uint64_t time_ns;        /* log time, span end, metric collection time */
+  uint64_t start_ns;       /* span start, metric series start */
+  int level;               /* log severity */
+  const char *name;        /* log target, span name, metric name */
+  const char *body;        /* log message (formatted), span status message */
+  const char *unit;        /* metric unit */
+  int status;              /* span status */
+  polytel_metric_kind_t metric_kind;
+  int64_t int_value;       /* counter total */
+  double double_value;     /* gauge value, histogram sum */
+  uint64_t count;          /* histogram count */
+  uint8_t trace_id[16];
+  uint8_t span_id[8];
+  uint8_t parent_id[8];
+  size_t n_attrs;
+  const polytel_attr_t *attrs; /* string values NUL-terminated */
+  uint32_t thread_id;      /* recording thread (registration order, 1-based) */
+} polytel_record_t;
+
+/* Start keeping up to `capacity` records (oldest dropped from the sink first). */
+POLYTEL_EXTERN int polytel_memory_sink_enable(size_t capacity);
+POLYTEL_EXTERN void polytel_memory_sink_disable(void);
+/* Drain every thread's events into the sink now (any phase). */
+POLYTEL_EXTERN int polytel_memory_sink_collect(void);
+/* Number of records held. */
+POLYTEL_EXTERN size_t polytel_memory_sink_count(void);
+/* The i-th record, valid until the next collect/clear/disable. NULL past the end. */
+POLYTEL_EXTERN const polytel_record_t *polytel_memory_sink_get(size_t i);
+POLYTEL_EXTERN void polytel_memory_sink_clear(void);
+
+/* -------------------------------------------------------------------- misc */
+
+POLYTEL_EXTERN const char *polytel_version(void);
+/* Wall-clock Unix nanoseconds from polytel's clock. */
+POLYTEL_EXTERN uint64_t polytel_now_ns(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* POLYTEL_H */

@@ -1,0 +1,1 @@
+/* console.c — placeholder until implemented. */

@@ -1,0 +1,45 @@
+/* console.h — the human sink: one sanitized line per record, text or JSON lines, to stderr/stdout. */
+#ifndef POLYTEL_CONSOLE_H
+#define POLYTEL_CONSOLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "polytel.h"
+
+/*
+ * dest: POLYTEL_CONSOLE_STDERR/_STDOUT/_OFF; format: POLYTEL_CONSOLE_FORMAT_TEXT/_JSON;
+ * level: threshold; color: 0/1. Thread-safe (atomics), callable any time.
+ */
+void polytel__console_configure(int dest, int format, int level, int color);
+
+/* Redirect output to an fd (tests); -1 restores the configured destination. */
+void polytel__console_set_fd(int fd);
+
+/* Nonzero when a record at `level` would be printed. Cheap (one relaxed load). */
+int polytel__console_enabled(int level);
+
+/*
+ * Print one line: `2026-11-22T04:02:36.123456Z INFO target: message key=value`
+ * (text) or one JSON object per line. Control characters, newlines and invalid
+ * UTF-8 in target, message, keys and values are escaped, so a record can never
+ * forge a second line or emit a terminal escape. One write(2) per line.
+ */
+void polytel__console_emit(int level, uint64_t time_ns, const char *target, size_t target_len,
+                           const char *msg, size_t msg_len, const polytel_attr_t *attrs, size_t n_attrs);
+
+/* polytel's own diagnostics (warnings, notices), target "polytel". printf-style, not recorded. */
+void polytel__diag(int level, const char *fmt, ...) POLYTEL_PRINTF(2, 3);
+
+/*
+ * Escape `in` into `out` (capacity cap, always NUL-terminated when cap > 0):
+ * \n \r \t as such, other C0/C1 controls and DEL as \xNN / \u00NN, invalid
+ * UTF-8 bytes as \xNN, backslash as \\. json != 0 escapes for a JSON string
+ * body instead (\" \\ \uXXXX). Returns the length written (excluding NUL).
+ */
+size_t polytel__sanitize(char *out, size_t cap, const char *in, size_t len, int json);
+
+/* Level names: "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL". */
+const char *polytel__level_name(int level);
+
+#endif

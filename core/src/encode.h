@@ -1,0 +1,39 @@
+/* encode.h — OTLP protobuf and OTLP/JSON encoders for logs, traces and metrics; gzip. */
+#ifndef POLYTEL_ENCODE_H
+#define POLYTEL_ENCODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "record.h"
+
+/* A growable byte buffer. On allocation failure `oom` is set and appends become no-ops. */
+typedef struct polytel__buf_s {
+  uint8_t *data;
+  size_t len;
+  size_t cap;
+  int oom;
+} polytel__buf_t;
+
+void polytel__buf_free(polytel__buf_t *b);
+void polytel__buf_reset(polytel__buf_t *b); /* len = 0, keeps memory */
+void polytel__buf_append(polytel__buf_t *b, const void *p, size_t n);
+
+/*
+ * Each encoder appends one Export{Logs,Trace,Metrics}ServiceRequest to `out`:
+ * one ResourceLogs/ResourceSpans/ResourceMetrics with `res`, and one scope
+ * "polytel" (version POLYTEL_VERSION_STRING). JSON follows the OTLP/JSON rules:
+ * hex ids, 64-bit integers as decimal strings, integer enums, lowerCamelCase
+ * keys, no trailing newline. Returns 0 or POLYTEL_ENOMEM.
+ */
+int polytel__encode_logs(polytel__buf_t *out, polytel__format_t fmt, const polytel__resource_t *res,
+                         const polytel__log_rec_t *recs, size_t n);
+int polytel__encode_spans(polytel__buf_t *out, polytel__format_t fmt, const polytel__resource_t *res,
+                          const polytel__span_rec_t *recs, size_t n);
+int polytel__encode_metrics(polytel__buf_t *out, polytel__format_t fmt, const polytel__resource_t *res,
+                            const polytel__metric_rec_t *recs, size_t n);
+
+/* gzip (RFC 1952) of in[0..len) appended to out. POLYTEL_ENOSYS when built without zlib. */
+int polytel__gzip(const uint8_t *in, size_t len, polytel__buf_t *out);
+
+#endif

@@ -1,0 +1,1 @@
+/* encode_json.c — placeholder until implemented. */

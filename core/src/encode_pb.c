@@ -1,0 +1,1 @@
+/* encode_pb.c — placeholder until implemented. */

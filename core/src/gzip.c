@@ -1,0 +1,1 @@
+/* gzip.c — placeholder until implemented. */

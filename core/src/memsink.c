@@ -1,0 +1,1 @@
+/* memsink.c — placeholder until implemented. */

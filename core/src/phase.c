@@ -1,0 +1,1 @@
+/* phase.c — placeholder until implemented. */

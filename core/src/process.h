@@ -1,0 +1,21 @@
+/* process.h — resource attributes: service.*, process.*, host.*, telemetry.sdk.*. */
+#ifndef POLYTEL_PROCESS_H
+#define POLYTEL_PROCESS_H
+
+#include "config.h"
+#include "record.h"
+
+/*
+ * Build the resource for this process (reads getpid(), the executable name and
+ * the host name now: call again after fork). Precedence for service.name:
+ * cfg->service_name (OTEL_SERVICE_NAME) > service.name in OTEL_RESOURCE_ATTRIBUTES
+ * > executable name. Always includes service.name, process.pid,
+ * process.executable.name, host.name, telemetry.sdk.name ("polytel"),
+ * telemetry.sdk.language (cfg->sdk_language), telemetry.sdk.version.
+ */
+int polytel__resource_build(const polytel__cfg_t *cfg, polytel__resource_t *out);
+void polytel__resource_free(polytel__resource_t *res);
+/* Value of a string attribute, or NULL. */
+const char *polytel__resource_get(const polytel__resource_t *res, const char *key, uint32_t *len);
+
+#endif

@@ -1,0 +1,48 @@
+/* transport.h — the libuv + libcurl-multi transport and the file exporter, driving a pipeline. */
+#ifndef POLYTEL_TRANSPORT_H
+#define POLYTEL_TRANSPORT_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "pipeline.h"
+
+struct uv_loop_s;
+
+/*
+ * Start exporting `pl` (owned by the transport from here on, freed at stop).
+ * loop != NULL: handles are created on it; must be called on its thread.
+ * loop == NULL: a polytel-owned loop thread is started (and joined at stop).
+ * With cfg->exporter == FILE, requests are appended to <export_dir>/<signal>.jsonl
+ * instead of sent; with NONE they are completed as delivered without I/O.
+ */
+int polytel__transport_start(struct uv_loop_s *loop, polytel__pipeline_t *pl, const polytel__cfg_t *cfg);
+
+/* Any thread, async-signal-unsafe, cheap: a block was handed off, pump soon. */
+void polytel__transport_wake(void);
+
+/*
+ * Any thread: force the pipeline and wait until nothing is pending or the
+ * timeout passed. On the host loop's own thread it runs that loop meanwhile.
+ * 0 or POLYTEL_ETIMEDOUT.
+ */
+int polytel__transport_flush(uint32_t timeout_ms);
+
+/*
+ * Flush up to timeout_ms, then cancel what is in flight, drop (count) what is
+ * left, close every handle, join the owned thread, free the pipeline.
+ * 0 when everything was delivered, else POLYTEL_ETIMEDOUT. Bounded by the
+ * timeout even when the collector accepts connections and never answers.
+ */
+int polytel__transport_stop(uint32_t timeout_ms);
+
+/* 1 while started. */
+int polytel__transport_running(void);
+
+/* pthread_atfork: prepare parks the loop thread outside curl; parent resumes it;
+ * child forgets the parent's transport without touching its sockets. */
+void polytel__transport_atfork_prepare(void);
+void polytel__transport_atfork_parent(void);
+void polytel__transport_atfork_child(void);
+
+#endif

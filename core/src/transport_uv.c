@@ -1,0 +1,1 @@
+/* transport_uv.c — placeholder until implemented. */

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# deps.sh — install what polytel's build, tests, benchmarks and demo need, only what is missing.
+# apt (as root; otherwise prints the exact command), a Python venv in .venv, npm in bindings/wasm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(build-essential libuv1-dev libcurl4-openssl-dev zlib1g-dev libcmocka-dev pkg-config cmake
+  ninja-build ruby-full ruby-dev rake-compiler emscripten chromium protobuf-compiler clang
+  clang-format valgrind libclang-rt-14-dev openssl python3-venv)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "deps: missing system packages. Run:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+# Python tools for the tests (official OTLP protos for the receiver), benches and docs.
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "deps: creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.polytel-deps-1
+if [ ! -f "$stamp" ]; then
+  echo "deps: pip install into .venv (test receiver, pytest, reference SDK, chart)"
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -r scripts/requirements-dev.txt
+  touch "$stamp"
+fi
+
+# Node packages for the wasm binding (playwright-core drives Debian's chromium; no browser download).
+if [ -f bindings/wasm/package.json ] && [ ! -d bindings/wasm/node_modules ]; then
+  echo "deps: npm install in bindings/wasm"
+  (cd bindings/wasm && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --loglevel=error)
+fi
