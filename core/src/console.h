@@ -16,6 +16,14 @@ void polytel__console_configure(int dest, int format, int level, int color);
 /* Redirect output to an fd (tests); -1 restores the configured destination. */
 void polytel__console_set_fd(int fd);
 
+/*
+ * Route finished lines to a function instead of a file descriptor (the wasm
+ * build sends them to console.debug/info/warn/error by level). `line` has no
+ * trailing newline. NULL restores fd output.
+ */
+typedef void (*polytel__console_writer_fn)(int level, const char *line, size_t len);
+void polytel__console_set_writer(polytel__console_writer_fn fn);
+
 /* Nonzero when a record at `level` would be printed. Cheap (one relaxed load). */
 int polytel__console_enabled(int level);
 
