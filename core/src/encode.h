@@ -18,6 +18,16 @@ typedef struct polytel__buf_s {
 void polytel__buf_free(polytel__buf_t *b);
 void polytel__buf_reset(polytel__buf_t *b); /* len = 0, keeps memory */
 void polytel__buf_append(polytel__buf_t *b, const void *p, size_t n);
+/* Make room for n more bytes (geometric growth). 0, or -1 with oom set. */
+int polytel__buf_reserve(polytel__buf_t *b, size_t n);
+
+/*
+ * UTF-8 scanning shared by the encoders (OTLP strings must be valid UTF-8).
+ * At s[0..n), n > 0: returns the length of the valid sequence there, or 0 and
+ * sets *bad to the length of the maximal invalid subpart (Unicode 3.9, the
+ * same rule as Python's "replace"), which becomes one U+FFFD.
+ */
+size_t polytel__utf8_step(const uint8_t *s, size_t n, size_t *bad);
 
 /*
  * Each encoder appends one Export{Logs,Trace,Metrics}ServiceRequest to `out`:
