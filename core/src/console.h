@@ -47,6 +47,9 @@ void polytel__diag(int level, const char *fmt, ...) POLYTEL_PRINTF(2, 3);
  */
 size_t polytel__sanitize(char *out, size_t cap, const char *in, size_t len, int json);
 
+/* Nonzero when s[0..len) is valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
+int polytel__utf8_valid(const char *s, size_t len);
+
 /* Level names: "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL". */
 const char *polytel__level_name(int level);
 
