@@ -1,0 +1,123 @@
+# setup.py — builds polytel._polytel with the core's C sources compiled in (setuptools, PEP 517).
+#
+# From the repository, the core (../../core and the root CMakeLists.txt, which holds the one
+# version) is copied into _core/ first, so an sdist carries it; from an sdist, _core/ is
+# already there. The extension links the system libuv, libcurl and zlib (pkg-config).
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+CORE_COPY = os.path.join(HERE, "_core")
+os.chdir(HERE)  # setuptools wants source paths relative to the project
+
+
+def sync_core():
+    """Refresh _core/ from the repository when building inside it; keep the copy otherwise."""
+    src = os.path.join(REPO, "core")
+    if not (os.path.isfile(os.path.join(src, "include", "polytel.h")) and os.path.isfile(os.path.join(REPO, "CMakeLists.txt"))):
+        return
+    dst = os.path.join(CORE_COPY, "core")
+    if os.path.isdir(dst):
+        shutil.rmtree(dst)
+    for sub in ("src", "include"):
+        shutil.copytree(os.path.join(src, sub), os.path.join(dst, sub), ignore=shutil.ignore_patterns("*.o", "*~"))
+    shutil.copy2(os.path.join(REPO, "CMakeLists.txt"), os.path.join(CORE_COPY, "CMakeLists.txt"))
+
+
+def core_version():
+    with open(os.path.join(CORE_COPY, "CMakeLists.txt"), encoding="utf-8") as f:
+        m = re.search(r"project\(\s*polytel\s+VERSION\s+(\d+)\.(\d+)\.(\d+)", f.read())
+    if not m:
+        sys.exit("polytel: no `project(polytel VERSION x.y.z)` in _core/CMakeLists.txt")
+    return tuple(m.groups())
+
+
+def write_version_h(major, minor, patch):
+    """What CMake's configure_file makes of core/include/polytel/version.h.in."""
+    tpl = os.path.join(CORE_COPY, "core", "include", "polytel", "version.h.in")
+    with open(tpl, encoding="utf-8") as f:
+        text = f.read()
+    subs = {
+        "PROJECT_VERSION_MAJOR": major,
+        "PROJECT_VERSION_MINOR": minor,
+        "PROJECT_VERSION_PATCH": patch,
+        "PROJECT_VERSION": "%s.%s.%s" % (major, minor, patch),
+    }
+    text = re.sub(r"@(\w+)@", lambda m: subs.get(m.group(1), m.group(0)), text)
+    out_dir = os.path.join(CORE_COPY, "generated", "polytel")
+    os.makedirs(out_dir, exist_ok=True)
+    out = os.path.join(out_dir, "version.h")
+    old = open(out, encoding="utf-8").read() if os.path.exists(out) else None
+    if old != text:  # unchanged header, no rebuild
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def pkg_config(*pkgs):
+    try:
+        cflags = subprocess.run(["pkg-config", "--cflags", *pkgs], check=True, capture_output=True, text=True).stdout
+        libs = subprocess.run(["pkg-config", "--libs", *pkgs], check=True, capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        sys.exit("polytel: pkg-config not found. Install it: apt-get install pkg-config libuv1-dev libcurl4-openssl-dev zlib1g-dev")
+    except subprocess.CalledProcessError as e:
+        sys.exit(
+            "polytel: pkg-config cannot find %s:\n%s\nInstall them: apt-get install libuv1-dev libcurl4-openssl-dev zlib1g-dev"
+            % (" ".join(pkgs), e.stderr.strip())
+        )
+    return cflags.split(), libs.split()
+
+
+class BuildExt(build_ext):
+    """Parallel compilation: the core is about twenty files."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
+
+
+sync_core()
+if not os.path.isdir(os.path.join(CORE_COPY, "core", "src")):
+    sys.exit("polytel: the core sources are missing (expected ../../core or _core/core)")
+major, minor, patch = core_version()
+write_version_h(major, minor, patch)
+
+with_uv = os.environ.get("POLYTEL_WITH_UV", "1") != "0"
+core_src = sorted(glob.glob(os.path.join("_core", "core", "src", "*.c")))
+if not with_uv:
+    core_src = [s for s in core_src if os.path.basename(s) not in ("transport_uv.c", "gzip.c")]
+
+macros = [("_GNU_SOURCE", None)]
+cflags, libs = [], []
+if with_uv:
+    macros.append(("POLYTEL_WITH_UV", "1"))
+    cflags, libs = pkg_config("libuv", "libcurl", "zlib")
+
+ext = Extension(
+    "polytel._polytel",
+    sources=[os.path.join("src", "_polytel.c")] + core_src,
+    include_dirs=[
+        os.path.join("_core", "core", "include"),
+        os.path.join("_core", "generated"),
+        os.path.join("_core", "core", "src"),
+    ],
+    define_macros=macros,
+    extra_compile_args=["-std=gnu11", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wshadow"] + cflags,
+    # Only PyInit__polytel leaves the extension: the core's polytel_* symbols stay private to it.
+    extra_link_args=["-pthread", "-Wl,--version-script=" + os.path.join("src", "exports.map")] + libs,
+    depends=[os.path.join("src", "exports.map")] + glob.glob(os.path.join("_core", "core", "src", "*.h")),
+)
+
+setup(
+    version="%s.%s.%s" % (major, minor, patch),
+    ext_modules=[ext],
+    cmdclass={"build_ext": BuildExt},
+)
