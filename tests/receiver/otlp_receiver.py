@@ -1015,6 +1015,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--tls", action="store_true", help="HTTPS with a CA and server certificate generated now")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
+    if args.port_file:  # a stale file from an earlier run must not look like "ready"
+        for stale in (args.port_file, args.port_file + ".ca"):
+            try:
+                os.unlink(stale)
+            except FileNotFoundError:
+                pass
 
     rec = Receiver(host=args.host, port=args.port, cors=args.cors, tls=args.tls, verbose=args.verbose).start()
     if args.port_file:

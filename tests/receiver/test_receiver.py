@@ -425,7 +425,7 @@ def test_stall_never_answers_and_stop_is_prompt():
         s.settimeout(1.0)
         with pytest.raises((TimeoutError, socket.timeout)):
             s.recv(1)
-        got = r.received()
+        got = r.wait_for(lambda g: g["requests"], timeout=5)
         assert [(q["fault"], q["status_returned"]) for q in got["requests"]] == [("stall", None)]
         assert got["spans"] == []
         # An idle keep-alive connection must not hold stop() either.
