@@ -1,1 +1,139 @@
-/* process.c — placeholder until implemented. */
+/* process.c — the resource: service.*, process.*, host.*, telemetry.sdk.* and OTEL_RESOURCE_ATTRIBUTES pairs.
+ */
+#include "process.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+size_t polytel__exe_name(char *buf, size_t cap) {
+  char path[4096];
+  const char *name = NULL;
+  if (!buf || cap == 0) return 0;
+#if defined(__linux__)
+  ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+  if (n > 0) {
+    path[n] = '\0';
+    /* An executable replaced on disk reads back as "/path/exe (deleted)". */
+    static const char deleted[] = " (deleted)";
+    size_t dl = sizeof deleted - 1;
+    if ((size_t)n > dl && strcmp(path + n - dl, deleted) == 0) path[n - dl] = '\0';
+    const char *slash = strrchr(path, '/');
+    name = slash ? slash + 1 : path;
+  }
+#endif
+#if defined(__GLIBC__)
+  if (!name || !*name) name = program_invocation_short_name;
+#endif
+  if (!name || !*name) name = "unknown";
+  snprintf(buf, cap, "%s", name);
+  return strlen(buf);
+}
+
+typedef struct item_s {
+  const char *key;
+  int is_int;
+  const char *str;
+  int64_t i;
+} item_t;
+
+int polytel__resource_build(const polytel__cfg_t *cfg, polytel__resource_t *out) {
+  char exe[256], host[256];
+  if (!cfg || !out) return POLYTEL_EINVAL;
+  memset(out, 0, sizeof *out);
+  polytel__exe_name(exe, sizeof exe);
+  if (gethostname(host, sizeof host) != 0 || !host[0]) snprintf(host, sizeof host, "unknown");
+  host[sizeof host - 1] = '\0';
+
+  const char *service = cfg->service_name;
+  if (!service) {
+    for (size_t i = 0; i < cfg->n_resource_attrs; i++) {
+      if (strcmp(cfg->resource_attrs[i].key, "service.name") == 0) service = cfg->resource_attrs[i].value;
+    }
+  }
+  if (!service || !*service) service = exe;
+
+  size_t max_items = 8 + cfg->n_resource_attrs, n = 0;
+  item_t *items = calloc(max_items, sizeof *items);
+  if (!items) return POLYTEL_ENOMEM;
+  items[n++] = (item_t){"service.name", 0, service, 0};
+  if (cfg->service_version && *cfg->service_version) {
+    items[n++] = (item_t){"service.version", 0, cfg->service_version, 0};
+  }
+  items[n++] = (item_t){"telemetry.sdk.name", 0, "polytel", 0};
+  items[n++] = (item_t){"telemetry.sdk.language", 0, cfg->sdk_language ? cfg->sdk_language : "c", 0};
+  items[n++] = (item_t){"telemetry.sdk.version", 0, POLYTEL_VERSION_STRING, 0};
+  items[n++] = (item_t){"process.pid", 1, NULL, (int64_t)getpid()};
+  items[n++] = (item_t){"process.executable.name", 0, exe, 0};
+  items[n++] = (item_t){"host.name", 0, host, 0};
+
+  /* User pairs override what was detected (as in the OTel SDKs), except service.name, settled above. */
+  for (size_t p = 0; p < cfg->n_resource_attrs; p++) {
+    const polytel__strpair_t *pair = &cfg->resource_attrs[p];
+    if (!pair->key || !pair->value || strcmp(pair->key, "service.name") == 0) continue;
+    size_t j = 0;
+    while (j < n && strcmp(items[j].key, pair->key) != 0) j++;
+    items[j] = (item_t){pair->key, 0, pair->value, 0};
+    if (j == n) n++;
+  }
+
+  /* One block: the kv array, then every key and string value, NUL-terminated. */
+  size_t bytes = n * sizeof(polytel__kv_t);
+  for (size_t j = 0; j < n; j++) {
+    bytes += strlen(items[j].key) + 1;
+    if (!items[j].is_int) bytes += strlen(items[j].str) + 1;
+  }
+  char *block = malloc(bytes);
+  if (!block) {
+    free(items);
+    return POLYTEL_ENOMEM;
+  }
+  polytel__kv_t *kv = (polytel__kv_t *)(void *)block;
+  char *w = block + n * sizeof(polytel__kv_t);
+  for (size_t j = 0; j < n; j++) {
+    size_t kl = strlen(items[j].key);
+    memset(&kv[j], 0, sizeof kv[j]);
+    memcpy(w, items[j].key, kl + 1);
+    kv[j].key = w;
+    kv[j].key_len = (uint32_t)kl;
+    w += kl + 1;
+    if (items[j].is_int) {
+      kv[j].type = POLYTEL_ATTR_INT;
+      kv[j].v.i = items[j].i;
+    } else {
+      size_t vl = strlen(items[j].str);
+      memcpy(w, items[j].str, vl + 1);
+      kv[j].type = POLYTEL_ATTR_STRING;
+      kv[j].v.str.ptr = w;
+      kv[j].v.str.len = (uint32_t)vl;
+      w += vl + 1;
+    }
+  }
+  free(items);
+  out->attrs = kv;
+  out->n_attrs = (uint32_t)n;
+  out->storage = block;
+  return 0;
+}
+
+void polytel__resource_free(polytel__resource_t *res) {
+  if (!res) return;
+  free(res->storage);
+  res->storage = NULL;
+  res->attrs = NULL;
+  res->n_attrs = 0;
+}
+
+const char *polytel__resource_get(const polytel__resource_t *res, const char *key, uint32_t *len) {
+  if (!res || !key) return NULL;
+  for (uint32_t i = 0; i < res->n_attrs; i++) {
+    const polytel__kv_t *a = &res->attrs[i];
+    if (a->type == POLYTEL_ATTR_STRING && strcmp(a->key, key) == 0) {
+      if (len) *len = a->v.str.len;
+      return a->v.str.ptr;
+    }
+  }
+  return NULL;
+}

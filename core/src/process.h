@@ -15,6 +15,11 @@
  */
 int polytel__resource_build(const polytel__cfg_t *cfg, polytel__resource_t *out);
 void polytel__resource_free(polytel__resource_t *res);
+/*
+ * The executable's name (basename of /proc/self/exe, else
+ * program_invocation_short_name, else "unknown") into buf; returns its length.
+ */
+size_t polytel__exe_name(char *buf, size_t cap);
 /* Value of a string attribute, or NULL. */
 const char *polytel__resource_get(const polytel__resource_t *res, const char *key, uint32_t *len);
 

@@ -1,0 +1,907 @@
+/* test_config.c — every variable (good, bad → exact warning, kept value), precedence, bool words, defaults.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "console.h"
+#include "record.h"
+
+/* ------------------------------------------------------------ injected environment */
+
+static const char *const *fake_env; /* name, value, name, value, ..., NULL */
+
+static const char *fake_get(const char *name) {
+  for (const char *const *p = fake_env; p && *p; p += 2) {
+    if (strcmp(p[0], name) == 0) return p[1];
+  }
+  return NULL;
+}
+
+/* ------------------------------------------------------------ warnings, captured through a real pipe */
+
+static int cap_rd = -1, cap_wr = -1;
+
+static void cap_begin(void) {
+  int fds[2];
+  assert_int_equal(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+  fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
+  cap_rd = fds[0], cap_wr = fds[1];
+  polytel__console_set_fd(cap_wr);
+}
+
+/* Captured lines, each without its leading timestamp. */
+static char *cap_end(void) {
+  polytel__console_set_fd(-1);
+  close(cap_wr);
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap + 1);
+  for (;;) {
+    if (n == cap) buf = realloc(buf, (cap *= 2) + 1);
+    ssize_t k = read(cap_rd, buf + n, cap - n);
+    if (k <= 0) break;
+    n += (size_t)k;
+  }
+  close(cap_rd);
+  buf[n] = '\0';
+  char *out = malloc(n + 1), *w = out;
+  for (char *line = buf; *line;) {
+    char *nl = strchr(line, '\n'), *sp = strchr(line, ' ');
+    char *end = nl ? nl + 1 : line + strlen(line);
+    char *from = sp && sp < end ? sp + 1 : line;
+    memcpy(w, from, (size_t)(end - from));
+    w += end - from;
+    line = end;
+  }
+  *w = '\0';
+  free(buf);
+  return out;
+}
+
+/* Resolve with an injected environment; returns the warnings printed (caller frees). */
+static char *resolve(const char *const *envp, const polytel_config_t *user, polytel__cfg_t *out) {
+  fake_env = envp;
+  cap_begin();
+  int rc = polytel__cfg_resolve(user, fake_get, out);
+  char *w = cap_end();
+  assert_int_equal(rc, 0);
+  return w;
+}
+
+static void resolve_quiet(const char *const *envp, const polytel_config_t *user, polytel__cfg_t *out) {
+  char *w = resolve(envp, user, out);
+  assert_string_equal(w, "");
+  free(w);
+}
+
+static int reset(void **state) {
+  (void)state;
+  polytel__console_configure(POLYTEL_CONSOLE_STDERR, POLYTEL_CONSOLE_FORMAT_TEXT, POLYTEL_LEVEL_INFO, 0);
+  return 0;
+}
+
+/* A field of polytel__cfg_t read as an unsigned number. */
+typedef struct field_s {
+  size_t off, size;
+} field_t;
+#define F(member) \
+  { offsetof(polytel__cfg_t, member), sizeof(((polytel__cfg_t *)0)->member) }
+
+static uint64_t get_field(const polytel__cfg_t *c, field_t f) {
+  const char *p = (const char *)c + f.off;
+  if (f.size == 8) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+  }
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+/* ------------------------------------------------------------ tests */
+
+static void test_defaults(void **state) {
+  (void)state;
+  polytel__cfg_t c;
+  resolve_quiet(NULL, NULL, &c);
+  assert_int_equal(c.telemetry_enabled, 0);
+  assert_int_equal(c.sdk_disabled, 0);
+  assert_string_equal(c.service_name, "test_config"); /* the executable name */
+  assert_null(c.service_version);
+  assert_string_equal(c.sdk_language, "c");
+  assert_int_equal(c.n_resource_attrs, 0);
+  assert_string_equal(c.endpoint, "http://localhost:4318");
+  assert_string_equal(c.signal_url[POLYTEL__SIG_TRACES], "http://localhost:4318/v1/traces");
+  assert_string_equal(c.signal_url[POLYTEL__SIG_LOGS], "http://localhost:4318/v1/logs");
+  assert_string_equal(c.signal_url[POLYTEL__SIG_METRICS], "http://localhost:4318/v1/metrics");
+  assert_int_equal(c.n_headers, 0);
+  assert_null(c.certificate);
+  assert_int_equal(c.protocol, POLYTEL_PROTOCOL_PROTOBUF);
+  assert_int_equal(c.gzip, 0);
+  assert_int_equal(c.timeout_ms, 10000);
+  assert_int_equal(c.console, POLYTEL_CONSOLE_STDERR);
+  assert_int_equal(c.console_format, POLYTEL_CONSOLE_FORMAT_TEXT);
+  assert_int_equal(c.console_level, POLYTEL_LEVEL_INFO);
+  assert_int_equal(c.color, isatty(STDERR_FILENO) ? 1 : 0);
+  assert_int_equal(c.exporter, POLYTEL_EXPORTER_OTLP);
+  assert_string_equal(c.export_dir, "./polytel-out");
+  for (int s = 0; s < 3; s++) assert_int_equal(c.signal_enabled[s], 1);
+  assert_int_equal(c.max_memory_bytes, 16u << 20);
+  assert_int_equal(c.bsp.schedule_delay_ms, 5000);
+  assert_int_equal(c.bsp.export_timeout_ms, 30000);
+  assert_int_equal(c.bsp.max_queue_size, 2048);
+  assert_int_equal(c.bsp.max_export_batch_size, 512);
+  assert_int_equal(c.blrp.schedule_delay_ms, 1000);
+  assert_int_equal(c.blrp.export_timeout_ms, 30000);
+  assert_int_equal(c.blrp.max_queue_size, 2048);
+  assert_int_equal(c.blrp.max_export_batch_size, 512);
+  assert_int_equal(c.metric_export_interval_ms, 60000);
+  assert_int_equal(c.metric_export_timeout_ms, 30000);
+  polytel__cfg_free(&c);
+  assert_null(c.service_name);
+  polytel__cfg_free(&c); /* twice is harmless */
+}
+
+static void test_bool_words(void **state) {
+  (void)state;
+  static const char *const t[] = {"true", "TRUE", "True", "1",      "yes",
+                                  "YES",  "on",   "On",   " true ", "\ttrue\n"};
+  static const char *const f[] = {"false", "FALSE", "0", "no", "No", "off", "OFF", " off "};
+  static const char *const bad[] = {"maybe", "", " ", "2", "tru", "truee", "y", "n", "+1", "on off", NULL};
+  for (size_t i = 0; i < sizeof t / sizeof *t; i++) assert_int_equal(polytel__parse_bool(t[i]), 1);
+  for (size_t i = 0; i < sizeof f / sizeof *f; i++) assert_int_equal(polytel__parse_bool(f[i]), 0);
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) assert_int_equal(polytel__parse_bool(bad[i]), -1);
+
+  for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+    const char *env[] = {"TELEMETRY_ENABLED", t[i], "OTEL_SDK_DISABLED", t[i], NULL};
+    polytel__cfg_t c;
+    resolve_quiet(env, NULL, &c);
+    assert_int_equal(c.telemetry_enabled, 1);
+    assert_int_equal(c.sdk_disabled, 1);
+    polytel__cfg_free(&c);
+  }
+  for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
+    const char *env[] = {"TELEMETRY_ENABLED", f[i], NULL};
+    polytel__cfg_t c;
+    resolve_quiet(env, NULL, &c);
+    assert_int_equal(c.telemetry_enabled, 0);
+    polytel__cfg_free(&c);
+  }
+  /* empty or blank = unset: no warning */
+  const char *empty[] = {"TELEMETRY_ENABLED", "", "OTEL_SDK_DISABLED", "   ", NULL};
+  polytel__cfg_t c;
+  resolve_quiet(empty, NULL, &c);
+  assert_int_equal(c.telemetry_enabled, 0);
+  polytel__cfg_free(&c);
+}
+
+/* Numbers and keywords: one row per variable and kind of good value. */
+typedef struct good_row_s {
+  const char *var, *value;
+  field_t field;
+  uint64_t want;
+} good_row_t;
+
+static void test_good_values(void **state) {
+  (void)state;
+  static const good_row_t rows[] = {
+      {"OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", F(protocol), POLYTEL_PROTOCOL_JSON},
+      {"OTEL_EXPORTER_OTLP_PROTOCOL", " HTTP/PROTOBUF ", F(protocol), POLYTEL_PROTOCOL_PROTOBUF},
+      {"OTEL_EXPORTER_OTLP_COMPRESSION", "gzip", F(gzip), 1},
+      {"OTEL_EXPORTER_OTLP_COMPRESSION", "NONE", F(gzip), 0},
+      {"OTEL_EXPORTER_OTLP_TIMEOUT", "2500", F(timeout_ms), 2500},
+      {"OTEL_EXPORTER_OTLP_TIMEOUT", " 007 ", F(timeout_ms), 7},
+      {"OTEL_EXPORTER_OTLP_TIMEOUT", "4294967295", F(timeout_ms), 4294967295u},
+      {"OTEL_BSP_SCHEDULE_DELAY", "250", F(bsp.schedule_delay_ms), 250},
+      {"OTEL_BSP_EXPORT_TIMEOUT", "1500", F(bsp.export_timeout_ms), 1500},
+      {"OTEL_BSP_MAX_QUEUE_SIZE", "4096", F(bsp.max_queue_size), 4096},
+      {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100", F(bsp.max_export_batch_size), 100},
+      {"OTEL_BLRP_SCHEDULE_DELAY", "20", F(blrp.schedule_delay_ms), 20},
+      {"OTEL_BLRP_EXPORT_TIMEOUT", "900", F(blrp.export_timeout_ms), 900},
+      {"OTEL_BLRP_MAX_QUEUE_SIZE", "8192", F(blrp.max_queue_size), 8192},
+      {"OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "2048", F(blrp.max_export_batch_size), 2048},
+      {"OTEL_METRIC_EXPORT_INTERVAL", "15000", F(metric_export_interval_ms), 15000},
+      {"OTEL_METRIC_EXPORT_TIMEOUT", "5000", F(metric_export_timeout_ms), 5000},
+      {"OTEL_TRACES_EXPORTER", "none", F(signal_enabled[POLYTEL__SIG_TRACES]), 0},
+      {"OTEL_LOGS_EXPORTER", "None", F(signal_enabled[POLYTEL__SIG_LOGS]), 0},
+      {"OTEL_METRICS_EXPORTER", "none", F(signal_enabled[POLYTEL__SIG_METRICS]), 0},
+      {"OTEL_TRACES_EXPORTER", "otlp", F(signal_enabled[POLYTEL__SIG_TRACES]), 1},
+      {"OTEL_METRICS_EXPORTER", "otlp", F(signal_enabled[POLYTEL__SIG_METRICS]), 1},
+      {"POLYTEL_EXPORTER", "file", F(exporter), POLYTEL_EXPORTER_FILE},
+      {"POLYTEL_EXPORTER", "NONE", F(exporter), POLYTEL_EXPORTER_NONE},
+      {"POLYTEL_EXPORTER", "otlp", F(exporter), POLYTEL_EXPORTER_OTLP},
+      {"POLYTEL_MAX_MEMORY", "64M", F(max_memory_bytes), 64u << 20},
+      {"POLYTEL_MAX_MEMORY", "512 KiB", F(max_memory_bytes), 512u << 10},
+      {"POLYTEL_MAX_MEMORY", "1g", F(max_memory_bytes), 1u << 30},
+      {"POLYTEL_MAX_MEMORY", "2GB", F(max_memory_bytes), 2ull << 30},
+      {"POLYTEL_MAX_MEMORY", "300000", F(max_memory_bytes), 300000},
+      {"POLYTEL_MAX_MEMORY", "262144b", F(max_memory_bytes), 262144},
+      {"POLYTEL_LOG_LEVEL", "trace", F(console_level), POLYTEL_LEVEL_TRACE},
+      {"POLYTEL_LOG_LEVEL", "DEBUG", F(console_level), POLYTEL_LEVEL_DEBUG},
+      {"POLYTEL_LOG_LEVEL", "Info", F(console_level), POLYTEL_LEVEL_INFO},
+      {"POLYTEL_LOG_LEVEL", "warn", F(console_level), POLYTEL_LEVEL_WARN},
+      {"POLYTEL_LOG_LEVEL", "WARNING", F(console_level), POLYTEL_LEVEL_WARN},
+      {"POLYTEL_LOG_LEVEL", "error", F(console_level), POLYTEL_LEVEL_ERROR},
+      {"POLYTEL_LOG_LEVEL", "fatal", F(console_level), POLYTEL_LEVEL_FATAL},
+      {"POLYTEL_LOG_LEVEL", "off", F(console_level), POLYTEL_LEVEL_OFF},
+      {"POLYTEL_CONSOLE", "stdout", F(console), POLYTEL_CONSOLE_STDOUT},
+      {"POLYTEL_CONSOLE", "OFF", F(console), POLYTEL_CONSOLE_OFF},
+      {"POLYTEL_CONSOLE", "stderr", F(console), POLYTEL_CONSOLE_STDERR},
+      {"POLYTEL_CONSOLE_FORMAT", "json", F(console_format), POLYTEL_CONSOLE_FORMAT_JSON},
+      {"POLYTEL_CONSOLE_FORMAT", "Text", F(console_format), POLYTEL_CONSOLE_FORMAT_TEXT},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+    const char *env[] = {rows[i].var, rows[i].value, NULL};
+    polytel__cfg_t c;
+    char *w = resolve(env, NULL, &c);
+    if (strcmp(w, "") != 0 || get_field(&c, rows[i].field) != rows[i].want) {
+      print_error("%s=\"%s\": got %llu, warnings: %s\n", rows[i].var, rows[i].value,
+                  (unsigned long long)get_field(&c, rows[i].field), w);
+      fail();
+    }
+    free(w);
+    polytel__cfg_free(&c);
+  }
+}
+
+typedef struct bad_row_s {
+  const char *var, *value;
+  field_t field;
+  uint64_t kept;
+  const char *warning;
+} bad_row_t;
+
+#define NUM_EXPECTED "(expected an integer from 1 to 4294967295)"
+
+static void test_bad_values(void **state) {
+  (void)state;
+  static const bad_row_t rows[] = {
+      {"TELEMETRY_ENABLED", "maybe", F(telemetry_enabled), 0,
+       "invalid TELEMETRY_ENABLED=\"maybe\" (expected true/false/1/0/yes/no/on/off); using false"},
+      {"OTEL_SDK_DISABLED", " nah ", F(sdk_disabled), 0,
+       "invalid OTEL_SDK_DISABLED=\"nah\" (expected true/false/1/0/yes/no/on/off); using false"},
+      {"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", F(protocol), POLYTEL_PROTOCOL_PROTOBUF,
+       "invalid OTEL_EXPORTER_OTLP_PROTOCOL=\"grpc\" (grpc is not supported, expected http/protobuf or "
+       "http/json); "
+       "using http/protobuf"},
+      {"OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml", F(protocol), POLYTEL_PROTOCOL_PROTOBUF,
+       "invalid OTEL_EXPORTER_OTLP_PROTOCOL=\"http/xml\" (expected http/protobuf or http/json); using "
+       "http/protobuf"},
+      {"OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", F(gzip), 0,
+       "invalid OTEL_EXPORTER_OTLP_COMPRESSION=\"zstd\" (expected gzip or none); using none"},
+      {"OTEL_EXPORTER_OTLP_TIMEOUT", "10s", F(timeout_ms), 10000,
+       "invalid OTEL_EXPORTER_OTLP_TIMEOUT=\"10s\" " NUM_EXPECTED "; using 10000"},
+      {"OTEL_EXPORTER_OTLP_TIMEOUT", "0", F(timeout_ms), 10000,
+       "invalid OTEL_EXPORTER_OTLP_TIMEOUT=\"0\" " NUM_EXPECTED "; using 10000"},
+      {"OTEL_EXPORTER_OTLP_TIMEOUT", "-5", F(timeout_ms), 10000,
+       "invalid OTEL_EXPORTER_OTLP_TIMEOUT=\"-5\" " NUM_EXPECTED "; using 10000"},
+      {"OTEL_EXPORTER_OTLP_TIMEOUT", "+5", F(timeout_ms), 10000,
+       "invalid OTEL_EXPORTER_OTLP_TIMEOUT=\"+5\" " NUM_EXPECTED "; using 10000"},
+      {"OTEL_EXPORTER_OTLP_TIMEOUT", "1 000", F(timeout_ms), 10000,
+       "invalid OTEL_EXPORTER_OTLP_TIMEOUT=\"1 000\" " NUM_EXPECTED "; using 10000"},
+      {"OTEL_EXPORTER_OTLP_TIMEOUT", "4294967296", F(timeout_ms), 10000,
+       "invalid OTEL_EXPORTER_OTLP_TIMEOUT=\"4294967296\" " NUM_EXPECTED "; using 10000"},
+      {"OTEL_EXPORTER_OTLP_TIMEOUT", "99999999999999999999999", F(timeout_ms), 10000,
+       "invalid OTEL_EXPORTER_OTLP_TIMEOUT=\"99999999999999999999999\" " NUM_EXPECTED "; using 10000"},
+      {"OTEL_BSP_SCHEDULE_DELAY", "5s", F(bsp.schedule_delay_ms), 5000,
+       "invalid OTEL_BSP_SCHEDULE_DELAY=\"5s\" " NUM_EXPECTED "; using 5000"},
+      {"OTEL_BSP_EXPORT_TIMEOUT", "x", F(bsp.export_timeout_ms), 30000,
+       "invalid OTEL_BSP_EXPORT_TIMEOUT=\"x\" " NUM_EXPECTED "; using 30000"},
+      {"OTEL_BSP_MAX_QUEUE_SIZE", "0", F(bsp.max_queue_size), 2048,
+       "invalid OTEL_BSP_MAX_QUEUE_SIZE=\"0\" " NUM_EXPECTED "; using 2048"},
+      {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1.5", F(bsp.max_export_batch_size), 512,
+       "invalid OTEL_BSP_MAX_EXPORT_BATCH_SIZE=\"1.5\" " NUM_EXPECTED "; using 512"},
+      {"OTEL_BLRP_SCHEDULE_DELAY", "-1", F(blrp.schedule_delay_ms), 1000,
+       "invalid OTEL_BLRP_SCHEDULE_DELAY=\"-1\" " NUM_EXPECTED "; using 1000"},
+      {"OTEL_BLRP_EXPORT_TIMEOUT", "0x10", F(blrp.export_timeout_ms), 30000,
+       "invalid OTEL_BLRP_EXPORT_TIMEOUT=\"0x10\" " NUM_EXPECTED "; using 30000"},
+      {"OTEL_BLRP_MAX_QUEUE_SIZE", "big", F(blrp.max_queue_size), 2048,
+       "invalid OTEL_BLRP_MAX_QUEUE_SIZE=\"big\" " NUM_EXPECTED "; using 2048"},
+      {"OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "", F(blrp.max_export_batch_size), 512, ""},
+      {"OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "5e2", F(blrp.max_export_batch_size), 512,
+       "invalid OTEL_BLRP_MAX_EXPORT_BATCH_SIZE=\"5e2\" " NUM_EXPECTED "; using 512"},
+      {"OTEL_METRIC_EXPORT_INTERVAL", "1m", F(metric_export_interval_ms), 60000,
+       "invalid OTEL_METRIC_EXPORT_INTERVAL=\"1m\" " NUM_EXPECTED "; using 60000"},
+      {"OTEL_METRIC_EXPORT_TIMEOUT", "never", F(metric_export_timeout_ms), 30000,
+       "invalid OTEL_METRIC_EXPORT_TIMEOUT=\"never\" " NUM_EXPECTED "; using 30000"},
+      {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096", F(bsp.max_export_batch_size), 2048,
+       "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=4096 is larger than OTEL_BSP_MAX_QUEUE_SIZE=2048; using 2048"},
+      {"OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "2049", F(blrp.max_export_batch_size), 2048,
+       "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE=2049 is larger than OTEL_BLRP_MAX_QUEUE_SIZE=2048; using 2048"},
+      {"OTEL_TRACES_EXPORTER", "zipkin", F(signal_enabled[POLYTEL__SIG_TRACES]), 1,
+       "invalid OTEL_TRACES_EXPORTER=\"zipkin\" (expected otlp, none or console); using otlp"},
+      {"OTEL_LOGS_EXPORTER", "otlp,kafka", F(signal_enabled[POLYTEL__SIG_LOGS]), 1,
+       "invalid OTEL_LOGS_EXPORTER=\"otlp,kafka\" (expected otlp, none or console); using otlp"},
+      {"OTEL_METRICS_EXPORTER", "prometheus", F(signal_enabled[POLYTEL__SIG_METRICS]), 1,
+       "invalid OTEL_METRICS_EXPORTER=\"prometheus\" (expected otlp, none or console); using otlp"},
+      {"OTEL_TRACES_EXPORTER", "console", F(signal_enabled[POLYTEL__SIG_TRACES]), 0,
+       "INFO polytel: OTEL_TRACES_EXPORTER=console: spans are not exported; polytel's console "
+       "(POLYTEL_CONSOLE) "
+       "prints log records only"},
+      {"OTEL_LOGS_EXPORTER", "console", F(signal_enabled[POLYTEL__SIG_LOGS]), 0,
+       "INFO polytel: OTEL_LOGS_EXPORTER=console: log records are not exported; polytel's console "
+       "(POLYTEL_CONSOLE) prints log records only"},
+      {"OTEL_METRICS_EXPORTER", "otlp, console", F(signal_enabled[POLYTEL__SIG_METRICS]), 1,
+       "INFO polytel: OTEL_METRICS_EXPORTER=console: metrics are not exported; polytel's console "
+       "(POLYTEL_CONSOLE) prints log records only"},
+      {"POLYTEL_EXPORTER", "kafka", F(exporter), POLYTEL_EXPORTER_OTLP,
+       "invalid POLYTEL_EXPORTER=\"kafka\" (expected otlp, file or none); using otlp"},
+      {"POLYTEL_MAX_MEMORY", "lots", F(max_memory_bytes), 16u << 20,
+       "invalid POLYTEL_MAX_MEMORY=\"lots\" (expected a byte count with an optional K, M or G suffix); using "
+       "16777216"},
+      {"POLYTEL_MAX_MEMORY", "-1", F(max_memory_bytes), 16u << 20,
+       "invalid POLYTEL_MAX_MEMORY=\"-1\" (expected a byte count with an optional K, M or G suffix); using "
+       "16777216"},
+      {"POLYTEL_MAX_MEMORY", "99999999999G", F(max_memory_bytes), 16u << 20,
+       "invalid POLYTEL_MAX_MEMORY=\"99999999999G\" (expected a byte count with an optional K, M or G "
+       "suffix); "
+       "using 16777216"},
+      {"POLYTEL_MAX_MEMORY", "16T", F(max_memory_bytes), 16u << 20,
+       "invalid POLYTEL_MAX_MEMORY=\"16T\" (expected a byte count with an optional K, M or G suffix); using "
+       "16777216"},
+      {"POLYTEL_MAX_MEMORY", "100", F(max_memory_bytes), 262144,
+       "POLYTEL_MAX_MEMORY=\"100\" is below the 262144-byte minimum; using 262144"},
+      {"POLYTEL_MAX_MEMORY", "0", F(max_memory_bytes), 262144,
+       "POLYTEL_MAX_MEMORY=\"0\" is below the 262144-byte minimum; using 262144"},
+      {"POLYTEL_LOG_LEVEL", "verbose", F(console_level), POLYTEL_LEVEL_INFO,
+       "invalid POLYTEL_LOG_LEVEL=\"verbose\" (expected trace, debug, info, warn, error, fatal or off); "
+       "using "
+       "info"},
+      {"POLYTEL_CONSOLE", "stdlog", F(console), POLYTEL_CONSOLE_STDERR,
+       "invalid POLYTEL_CONSOLE=\"stdlog\" (expected stderr, stdout or off); using stderr"},
+      {"POLYTEL_CONSOLE_FORMAT", "xml", F(console_format), POLYTEL_CONSOLE_FORMAT_TEXT,
+       "invalid POLYTEL_CONSOLE_FORMAT=\"xml\" (expected text or json); using text"},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+    const char *env[] = {rows[i].var, rows[i].value, NULL};
+    polytel__cfg_t c;
+    char *w = resolve(env, NULL, &c);
+    char want[512] = "";
+    if (rows[i].warning[0]) {
+      snprintf(want, sizeof want, "%s%s\n", strncmp(rows[i].warning, "INFO ", 5) ? "WARN polytel: " : "",
+               rows[i].warning);
+    }
+    if (strcmp(w, want) != 0 || get_field(&c, rows[i].field) != rows[i].kept) {
+      print_error("%s=\"%s\": kept %llu (want %llu)\n got:  %s want: %s", rows[i].var, rows[i].value,
+                  (unsigned long long)get_field(&c, rows[i].field), (unsigned long long)rows[i].kept, w,
+                  want);
+      fail();
+    }
+    free(w);
+    polytel__cfg_free(&c);
+  }
+}
+
+static void test_warning_value_is_escaped_and_truncated(void **state) {
+  (void)state;
+  char longv[101];
+  memset(longv, 'x', 100);
+  longv[100] = '\0';
+  const char *env[] = {"TELEMETRY_ENABLED", longv, "POLYTEL_CONSOLE", "std\x1b[31mout\nINFO forged", NULL};
+  polytel__cfg_t c;
+  char *w = resolve(env, NULL, &c);
+  char want[512];
+  snprintf(
+      want, sizeof want,
+      "WARN polytel: invalid TELEMETRY_ENABLED=\"%.64s\xe2\x80\xa6\" (expected "
+      "true/false/1/0/yes/no/on/off); using false\n"
+      "WARN polytel: invalid POLYTEL_CONSOLE=\"std\\x1b[31mout\\nINFO forged\" (expected stderr, stdout or "
+      "off); using stderr\n",
+      longv);
+  assert_string_equal(w, want);
+  free(w);
+  polytel__cfg_free(&c);
+}
+
+static void test_service_and_resource(void **state) {
+  (void)state;
+  polytel__cfg_t c;
+  const char *e1[] = {"OTEL_RESOURCE_ATTRIBUTES", "service.name=fromattrs,deployment.environment=prod", NULL};
+  resolve_quiet(e1, NULL, &c);
+  assert_string_equal(c.service_name, "fromattrs"); /* the pair beats the executable name */
+  polytel__cfg_free(&c);
+
+  const char *e2[] = {"OTEL_RESOURCE_ATTRIBUTES",
+                      "service.name=fromattrs",
+                      "OTEL_SERVICE_NAME",
+                      " svc ",
+                      "OTEL_SERVICE_VERSION",
+                      "1.2.3",
+                      NULL};
+  resolve_quiet(e2, NULL, &c);
+  assert_string_equal(c.service_name, "svc"); /* OTEL_SERVICE_NAME beats the pair */
+  assert_string_equal(c.service_version, "1.2.3");
+  polytel__cfg_free(&c);
+
+  polytel_config_t u;
+  polytel_config_init(&u);
+  u.service_name = "explicit";
+  u.service_version = "9";
+  u.sdk_language = "python";
+  resolve_quiet(e2, &u, &c);
+  assert_string_equal(c.service_name, "explicit");
+  assert_string_equal(c.service_version, "9");
+  assert_string_equal(c.sdk_language, "python");
+  polytel__cfg_free(&c);
+
+  const char *e3[] = {"OTEL_SERVICE_NAME", "bad\xff", NULL};
+  char *w = resolve(e3, NULL, &c);
+  assert_string_equal(
+      w,
+      "WARN polytel: invalid OTEL_SERVICE_NAME=\"bad\\xff\" (expected valid UTF-8); using the "
+      "default\n");
+  assert_string_equal(c.service_name, "test_config");
+  free(w);
+  polytel__cfg_free(&c);
+}
+
+static void test_resource_attributes(void **state) {
+  (void)state;
+  const char *env[] = {"OTEL_RESOURCE_ATTRIBUTES",
+                       "a=1, b = x%20y ,c=100%zz, noeq, =v,,a=2, d=%C3%A9%2C, e=%FF, k%3Dx=v%3D, z=", NULL};
+  polytel__cfg_t c;
+  char *w = resolve(env, NULL, &c);
+  assert_string_equal(
+      w,
+      "WARN polytel: OTEL_RESOURCE_ATTRIBUTES entry \"c=100%zz\" has an invalid percent-escape; "
+      "kept as written\n"
+      "WARN polytel: invalid OTEL_RESOURCE_ATTRIBUTES entry \"noeq\" (expected key=value); skipped\n"
+      "WARN polytel: invalid OTEL_RESOURCE_ATTRIBUTES entry \"=v\" (empty key); skipped\n"
+      "WARN polytel: invalid OTEL_RESOURCE_ATTRIBUTES entry \"e=%FF\" (not valid UTF-8 once "
+      "decoded); skipped\n");
+  free(w);
+  assert_int_equal(c.n_resource_attrs, 6);
+  static const char *const want[][2] = {{"a", "2"},         {"b", "x y"},  {"c", "100%zz"},
+                                        {"d", "\xc3\xa9,"}, {"k=x", "v="}, {"z", ""}};
+  for (size_t i = 0; i < 6; i++) {
+    assert_string_equal(c.resource_attrs[i].key, want[i][0]);
+    assert_string_equal(c.resource_attrs[i].value, want[i][1]);
+  }
+  polytel__cfg_free(&c);
+
+  /* %00 would cut the C string: kept as written */
+  const char *e2[] = {"OTEL_RESOURCE_ATTRIBUTES", "k=a%00b", NULL};
+  w = resolve(e2, NULL, &c);
+  assert_string_equal(w,
+                      "WARN polytel: OTEL_RESOURCE_ATTRIBUTES entry \"k=a%00b\" has an invalid "
+                      "percent-escape; kept as written\n");
+  assert_string_equal(c.resource_attrs[0].value, "a%00b");
+  free(w);
+  polytel__cfg_free(&c);
+}
+
+#define URL_EXPECTED "(expected an http:// or https:// URL with a host and an optional port 1-65535)"
+
+static void test_endpoints(void **state) {
+  (void)state;
+  polytel__cfg_t c;
+  const char *good[] = {"OTEL_EXPORTER_OTLP_ENDPOINT", " https://collector.example.com:4318/otlp// ", NULL};
+  resolve_quiet(good, NULL, &c);
+  assert_string_equal(c.endpoint, "https://collector.example.com:4318/otlp");
+  assert_string_equal(c.signal_url[POLYTEL__SIG_TRACES], "https://collector.example.com:4318/otlp/v1/traces");
+  assert_string_equal(c.signal_url[POLYTEL__SIG_LOGS], "https://collector.example.com:4318/otlp/v1/logs");
+  assert_string_equal(c.signal_url[POLYTEL__SIG_METRICS],
+                      "https://collector.example.com:4318/otlp/v1/metrics");
+  polytel__cfg_free(&c);
+
+  static const char *const ok[] = {"http://[::1]:4318", "HTTP://127.0.0.1:1", "http://h:65535/",
+                                   "https://a-b.c_d~e", "http://host/p%20ath"};
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+    const char *env[] = {"OTEL_EXPORTER_OTLP_ENDPOINT", ok[i], NULL};
+    resolve_quiet(env, NULL, &c);
+    assert_int_equal(strncmp(c.endpoint, ok[i], strlen(c.endpoint)), 0);
+    polytel__cfg_free(&c);
+  }
+
+  static const char *const bad[] = {
+      "localhost:4318",    "ftp://host",      "http://",        "http://:4318",       "http://host:0",
+      "http://host:65536", "http://host:abc", "http://host:",   "http://h\xc3\xb4st", "http://host/a b",
+      "http://host/?q=1",  "http://host/#f",  "http://[zz]:80", "http://[]",          "http://host:080000",
+      "https//host"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    const char *env[] = {"OTEL_EXPORTER_OTLP_ENDPOINT", bad[i], NULL};
+    char *w = resolve(env, NULL, &c);
+    char want[512];
+    snprintf(want, sizeof want,
+             "WARN polytel: invalid OTEL_EXPORTER_OTLP_ENDPOINT=\"%s\" " URL_EXPECTED
+             "; using "
+             "http://localhost:4318\n",
+             bad[i]);
+    if (strcmp(w, want) != 0) print_error("got:  %swant: %s", w, want);
+    assert_string_equal(w, want);
+    assert_string_equal(c.endpoint, "http://localhost:4318");
+    assert_string_equal(c.signal_url[POLYTEL__SIG_LOGS], "http://localhost:4318/v1/logs");
+    free(w);
+    polytel__cfg_free(&c);
+  }
+
+  /* credentials in the URL: refused, and never echoed */
+  const char *creds[] = {"OTEL_EXPORTER_OTLP_ENDPOINT", "https://user:s3cret@host:4318", NULL};
+  char *w = resolve(creds, NULL, &c);
+  assert_string_equal(
+      w,
+      "WARN polytel: invalid OTEL_EXPORTER_OTLP_ENDPOINT (credentials in the URL are not "
+      "supported, use OTEL_EXPORTER_OTLP_HEADERS; value not shown); using http://localhost:4318\n");
+  free(w);
+  polytel__cfg_free(&c);
+
+  /* per-signal endpoints are used exactly as given; a bad one falls back to base + path */
+  const char *sig[] = {"OTEL_EXPORTER_OTLP_ENDPOINT",
+                       "http://base:1",
+                       "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                       "http://t:2/custom?x=1",
+                       "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                       "nope",
+                       "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                       "https://m/",
+                       NULL};
+  w = resolve(sig, NULL, &c);
+  assert_string_equal(w, "WARN polytel: invalid OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=\"nope\" " URL_EXPECTED
+                         "; using http://base:1/v1/logs\n");
+  assert_string_equal(c.endpoint, "http://base:1");
+  assert_string_equal(c.signal_url[POLYTEL__SIG_TRACES], "http://t:2/custom?x=1");
+  assert_string_equal(c.signal_url[POLYTEL__SIG_LOGS], "http://base:1/v1/logs");
+  assert_string_equal(c.signal_url[POLYTEL__SIG_METRICS], "https://m/");
+  free(w);
+  polytel__cfg_free(&c);
+}
+
+static void test_headers(void **state) {
+  (void)state;
+  polytel__cfg_t c;
+  const char *good[] = {"OTEL_EXPORTER_OTLP_HEADERS",
+                        "api-key=secret1, x-b = a%20b%3Dc ,,empty=,Authorization=Basic%20eA==", NULL};
+  resolve_quiet(good, NULL, &c);
+  assert_int_equal(c.n_headers, 4);
+  assert_string_equal(c.headers[0].key, "api-key");
+  assert_string_equal(c.headers[0].value, "secret1");
+  assert_string_equal(c.headers[1].key, "x-b");
+  assert_string_equal(c.headers[1].value, "a b=c");
+  assert_string_equal(c.headers[2].key, "empty");
+  assert_string_equal(c.headers[2].value, "");
+  assert_string_equal(c.headers[3].key, "Authorization");
+  assert_string_equal(c.headers[3].value, "Basic eA==");
+  polytel__cfg_free(&c);
+
+  const char *bad[] = {"OTEL_EXPORTER_OTLP_HEADERS",
+                       "Authorization: Bearer hunter1,=hunter2,bad key=hunter3,x=%0D%0AEvil: hunter4,"
+                       "k=%zzhunter5,ok=hunter6",
+                       "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x=hunter7", NULL};
+  char *w = resolve(bad, NULL, &c);
+  assert_string_equal(
+      w,
+      "WARN polytel: OTEL_EXPORTER_OTLP_TRACES_HEADERS is not supported (use OTEL_EXPORTER_OTLP_HEADERS); "
+      "ignored\n"
+      "WARN polytel: invalid OTEL_EXPORTER_OTLP_HEADERS entry #1 (expected key=value; value not shown); "
+      "skipped\n"
+      "WARN polytel: invalid OTEL_EXPORTER_OTLP_HEADERS entry #2 (empty key; value not shown); skipped\n"
+      "WARN polytel: invalid OTEL_EXPORTER_OTLP_HEADERS entry #3 (the key is not a valid HTTP header name; "
+      "value not "
+      "shown); skipped\n"
+      "WARN polytel: invalid OTEL_EXPORTER_OTLP_HEADERS entry #4 (x: the value contains control characters; "
+      "value "
+      "not shown); skipped\n"
+      "WARN polytel: OTEL_EXPORTER_OTLP_HEADERS entry #5 (k) has an invalid percent-escape; kept as "
+      "written\n");
+  assert_null(strstr(w, "hunter"));
+  assert_int_equal(c.n_headers, 2);
+  assert_string_equal(c.headers[0].key, "k");
+  assert_string_equal(c.headers[0].value, "%zzhunter5");
+  assert_string_equal(c.headers[1].value, "hunter6");
+  free(w);
+  polytel__cfg_free(&c);
+
+  /* over 64 KiB: no headers at all (a cut list could send half a credential) */
+  size_t n = 70000;
+  char *huge = malloc(n + 1);
+  memset(huge, 'a', n);
+  memcpy(huge, "k=", 2);
+  huge[n] = '\0';
+  const char *big[] = {"OTEL_EXPORTER_OTLP_HEADERS", huge, NULL};
+  w = resolve(big, NULL, &c);
+  assert_string_equal(
+      w,
+      "WARN polytel: OTEL_EXPORTER_OTLP_HEADERS is 70000 bytes, over the 65536-byte limit; no "
+      "headers are sent\n");
+  assert_int_equal(c.n_headers, 0);
+  free(w);
+  free(huge);
+  polytel__cfg_free(&c);
+}
+
+static void test_certificate(void **state) {
+  (void)state;
+  polytel__cfg_t c;
+  const char *good[] = {"OTEL_EXPORTER_OTLP_CERTIFICATE", "/dev/null", NULL};
+  resolve_quiet(good, NULL, &c);
+  assert_string_equal(c.certificate, "/dev/null");
+  polytel__cfg_free(&c);
+  const char *bad[] = {"OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem", NULL};
+  char *w = resolve(bad, NULL, &c);
+  assert_string_equal(w,
+                      "WARN polytel: cannot read OTEL_EXPORTER_OTLP_CERTIFICATE=\"/nonexistent/ca.pem\" (No "
+                      "such file or directory); https exports will fail certificate verification\n");
+  assert_string_equal(c.certificate, "/nonexistent/ca.pem"); /* kept: fail closed, never fall back */
+  free(w);
+  polytel__cfg_free(&c);
+}
+
+static void test_export_dir_and_colour(void **state) {
+  (void)state;
+  polytel__cfg_t c;
+  const char *e1[] = {"POLYTEL_EXPORTER", "file", "POLYTEL_EXPORT_DIR", " /tmp/out ", NULL};
+  resolve_quiet(e1, NULL, &c);
+  assert_int_equal(c.exporter, POLYTEL_EXPORTER_FILE);
+  assert_string_equal(c.export_dir, "/tmp/out");
+  polytel__cfg_free(&c);
+
+  const char *force[] = {"FORCE_COLOR", "1", NULL};
+  resolve_quiet(force, NULL, &c);
+  assert_int_equal(c.color, 1);
+  polytel__cfg_free(&c);
+  const char *both[] = {"FORCE_COLOR", "1", "NO_COLOR", "1", NULL};
+  resolve_quiet(both, NULL, &c);
+  assert_int_equal(c.color, 0);
+  polytel__cfg_free(&c);
+  const char *force0[] = {"FORCE_COLOR", "0", NULL};
+  resolve_quiet(force0, NULL, &c);
+  assert_int_equal(c.color, isatty(STDERR_FILENO) ? 1 : 0);
+  polytel__cfg_free(&c);
+  const char *no_empty[] = {"NO_COLOR", "", "FORCE_COLOR", "yes", NULL};
+  resolve_quiet(no_empty, NULL, &c);
+  assert_int_equal(c.color, 1);
+  polytel__cfg_free(&c);
+  const char *off[] = {"FORCE_COLOR", "1", "POLYTEL_CONSOLE", "off", NULL};
+  resolve_quiet(off, NULL, &c);
+  assert_int_equal(c.color, 0);
+  polytel__cfg_free(&c);
+}
+
+/* Every explicit field beats the environment, and a bad environment value it overrides is not warned about.
+ */
+static void test_explicit_beats_env(void **state) {
+  (void)state;
+  const char *env[] = {"TELEMETRY_ENABLED",
+                       "maybe",
+                       "OTEL_SDK_DISABLED",
+                       "maybe",
+                       "OTEL_SERVICE_NAME",
+                       "envsvc",
+                       "OTEL_SERVICE_VERSION",
+                       "envver",
+                       "OTEL_RESOURCE_ATTRIBUTES",
+                       "env=1,noeq",
+                       "OTEL_EXPORTER_OTLP_ENDPOINT",
+                       "bad",
+                       "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                       "bad",
+                       "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                       "bad",
+                       "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                       "bad",
+                       "OTEL_EXPORTER_OTLP_HEADERS",
+                       "noeq",
+                       "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                       "/nonexistent",
+                       "OTEL_EXPORTER_OTLP_PROTOCOL",
+                       "grpc",
+                       "OTEL_EXPORTER_OTLP_COMPRESSION",
+                       "zstd",
+                       "OTEL_EXPORTER_OTLP_TIMEOUT",
+                       "x",
+                       "POLYTEL_CONSOLE",
+                       "x",
+                       "POLYTEL_CONSOLE_FORMAT",
+                       "x",
+                       "POLYTEL_LOG_LEVEL",
+                       "x",
+                       "POLYTEL_EXPORTER",
+                       "x",
+                       "POLYTEL_EXPORT_DIR",
+                       "/env/dir",
+                       "POLYTEL_MAX_MEMORY",
+                       "x",
+                       NULL};
+  polytel_config_t u;
+  polytel_config_init(&u);
+  u.telemetry_enabled = 1;
+  u.sdk_disabled = 1;
+  u.service_name = "svc";
+  u.service_version = "2.0";
+  u.resource_attributes = "team=core";
+  u.endpoint = "http://explicit:9";
+  u.traces_endpoint = "http://t:1/x";
+  u.logs_endpoint = "http://l:1/x";
+  u.metrics_endpoint = "http://m:1/x";
+  u.headers = "h=v";
+  u.certificate = "/dev/null";
+  u.protocol = POLYTEL_PROTOCOL_JSON;
+  u.compression_gzip = 1;
+  u.timeout_ms = 1234;
+  u.console = POLYTEL_CONSOLE_STDOUT;
+  u.console_format = POLYTEL_CONSOLE_FORMAT_JSON;
+  u.console_level = POLYTEL_LEVEL_DEBUG;
+  u.exporter = POLYTEL_EXPORTER_FILE;
+  u.export_dir = "/explicit/dir";
+  u.max_memory_bytes = 1 << 20;
+  polytel__cfg_t c;
+  resolve_quiet(env, &u, &c);
+  assert_int_equal(c.telemetry_enabled, 1);
+  assert_int_equal(c.sdk_disabled, 1);
+  assert_string_equal(c.service_name, "svc");
+  assert_string_equal(c.service_version, "2.0");
+  assert_int_equal(c.n_resource_attrs, 1);
+  assert_string_equal(c.resource_attrs[0].key, "team");
+  assert_string_equal(c.endpoint, "http://explicit:9");
+  assert_string_equal(c.signal_url[0], "http://t:1/x");
+  assert_string_equal(c.signal_url[1], "http://l:1/x");
+  assert_string_equal(c.signal_url[2], "http://m:1/x");
+  assert_int_equal(c.n_headers, 1);
+  assert_string_equal(c.certificate, "/dev/null");
+  assert_int_equal(c.protocol, POLYTEL_PROTOCOL_JSON);
+  assert_int_equal(c.gzip, 1);
+  assert_int_equal(c.timeout_ms, 1234);
+  assert_int_equal(c.console, POLYTEL_CONSOLE_STDOUT);
+  assert_int_equal(c.console_format, POLYTEL_CONSOLE_FORMAT_JSON);
+  assert_int_equal(c.console_level, POLYTEL_LEVEL_DEBUG);
+  assert_int_equal(c.exporter, POLYTEL_EXPORTER_FILE);
+  assert_string_equal(c.export_dir, "/explicit/dir");
+  assert_int_equal(c.max_memory_bytes, 1 << 20);
+  polytel__cfg_free(&c);
+
+  /* explicit 0 (off) also beats an env "true" */
+  const char *on[] = {"TELEMETRY_ENABLED", "true", "OTEL_EXPORTER_OTLP_COMPRESSION", "gzip", NULL};
+  polytel_config_init(&u);
+  u.telemetry_enabled = 0;
+  u.compression_gzip = 0;
+  resolve_quiet(on, &u, &c);
+  assert_int_equal(c.telemetry_enabled, 0);
+  assert_int_equal(c.gzip, 0);
+  polytel__cfg_free(&c);
+}
+
+static void test_use_env_zero(void **state) {
+  (void)state;
+  const char *env[] = {"TELEMETRY_ENABLED",
+                       "true",
+                       "OTEL_SERVICE_NAME",
+                       "envsvc",
+                       "POLYTEL_LOG_LEVEL",
+                       "bogus",
+                       "FORCE_COLOR",
+                       "1",
+                       NULL};
+  polytel_config_t u;
+  polytel_config_init(&u);
+  u.use_env = 0;
+  polytel__cfg_t c;
+  resolve_quiet(env, &u, &c);
+  assert_int_equal(c.telemetry_enabled, 0);
+  assert_string_equal(c.service_name, "test_config");
+  assert_int_equal(c.console_level, POLYTEL_LEVEL_INFO);
+  assert_int_equal(c.color, isatty(STDERR_FILENO) ? 1 : 0);
+  polytel__cfg_free(&c);
+
+  /* cfg NULL: the environment applies */
+  char *w = resolve(env, NULL, &c);
+  assert_string_equal(w,
+                      "WARN polytel: invalid POLYTEL_LOG_LEVEL=\"bogus\" (expected trace, debug, info, warn, "
+                      "error, fatal or off); using info\n");
+  assert_int_equal(c.telemetry_enabled, 1);
+  assert_string_equal(c.service_name, "envsvc");
+  assert_int_equal(c.color, 1);
+  free(w);
+  polytel__cfg_free(&c);
+}
+
+static void test_explicit_invalid(void **state) {
+  (void)state;
+  const char *env[] = {"OTEL_EXPORTER_OTLP_TIMEOUT", "500", NULL};
+  polytel_config_t u;
+  polytel_config_init(&u);
+  u.timeout_ms = 0;
+  u.protocol = (polytel_protocol_t)7;
+  u.console_level = 10;
+  u.endpoint = "collector:4318";
+  u.traces_endpoint = "http://ok:1/t";
+  u.max_memory_bytes = 1000;
+  u.console = (polytel_console_t)9;
+  polytel__cfg_t c;
+  char *w = resolve(env, &u, &c);
+  assert_string_equal(
+      w, "WARN polytel: invalid polytel_config_t.endpoint=\"collector:4318\" " URL_EXPECTED
+         "; using http://localhost:4318\n"
+         "WARN polytel: invalid polytel_config_t.protocol=7 (expected http/protobuf or http/json); using "
+         "http/protobuf\n"
+         "WARN polytel: invalid polytel_config_t.timeout_ms=0 (expected -1 (unset) or 1 to 4294967295); "
+         "using 500\n"
+         "WARN polytel: invalid polytel_config_t.console=9 (expected stderr, stdout or off); using stderr\n"
+         "WARN polytel: invalid polytel_config_t.console_level=10 (expected trace, debug, info, warn, error, "
+         "fatal or "
+         "off); using info\n"
+         "WARN polytel: polytel_config_t.max_memory_bytes=1000 is below the 262144-byte minimum; using "
+         "262144\n");
+  assert_string_equal(c.endpoint, "http://localhost:4318");
+  assert_string_equal(c.signal_url[0], "http://ok:1/t");
+  assert_int_equal(c.timeout_ms, 500);
+  assert_int_equal(c.protocol, POLYTEL_PROTOCOL_PROTOBUF);
+  assert_int_equal(c.console_level, POLYTEL_LEVEL_INFO);
+  assert_int_equal(c.max_memory_bytes, 262144);
+  free(w);
+  polytel__cfg_free(&c);
+
+  /* a struct never passed through polytel_config_init */
+  polytel_config_t z;
+  memset(&z, 0, sizeof z);
+  const char *e2[] = {"TELEMETRY_ENABLED", "1", NULL};
+  w = resolve(e2, &z, &c);
+  assert_string_equal(
+      w,
+      "WARN polytel: polytel_config_t was not filled by polytel_config_init() (struct_size=0); "
+      "using the environment and defaults\n");
+  assert_int_equal(c.telemetry_enabled, 1);
+  free(w);
+  polytel__cfg_free(&c);
+
+  /* an older, smaller struct: fields past struct_size are unset */
+  polytel_config_init(&u);
+  u.struct_size = (uint32_t)offsetof(polytel_config_t, service_version);
+  u.service_version = (const char *)(uintptr_t)1; /* would crash if read */
+  u.telemetry_enabled = 1;
+  resolve_quiet(NULL, &u, &c);
+  assert_int_equal(c.telemetry_enabled, 1);
+  assert_null(c.service_version);
+  polytel__cfg_free(&c);
+}
+
+static void test_real_getenv(void **state) {
+  (void)state;
+  setenv("TELEMETRY_ENABLED", "yes", 1);
+  setenv("OTEL_SERVICE_NAME", "from-getenv", 1);
+  polytel__cfg_t c;
+  assert_int_equal(polytel__cfg_resolve(NULL, NULL, &c), 0);
+  assert_int_equal(c.telemetry_enabled, 1);
+  assert_string_equal(c.service_name, "from-getenv");
+  polytel__cfg_free(&c);
+  unsetenv("TELEMETRY_ENABLED");
+  unsetenv("OTEL_SERVICE_NAME");
+  polytel_config_t u;
+  polytel_config_init(&u);
+  assert_int_equal(u.struct_size, sizeof u);
+  assert_int_equal(u.use_env, 1);
+  assert_int_equal(u.telemetry_enabled, -1);
+  assert_int_equal(u.timeout_ms, -1);
+  assert_null(u.endpoint);
+  assert_int_equal(polytel__cfg_resolve(NULL, NULL, NULL), POLYTEL_EINVAL);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup(test_defaults, reset),
+      cmocka_unit_test_setup(test_bool_words, reset),
+      cmocka_unit_test_setup(test_good_values, reset),
+      cmocka_unit_test_setup(test_bad_values, reset),
+      cmocka_unit_test_setup(test_warning_value_is_escaped_and_truncated, reset),
+      cmocka_unit_test_setup(test_service_and_resource, reset),
+      cmocka_unit_test_setup(test_resource_attributes, reset),
+      cmocka_unit_test_setup(test_endpoints, reset),
+      cmocka_unit_test_setup(test_headers, reset),
+      cmocka_unit_test_setup(test_certificate, reset),
+      cmocka_unit_test_setup(test_export_dir_and_colour, reset),
+      cmocka_unit_test_setup(test_explicit_beats_env, reset),
+      cmocka_unit_test_setup(test_use_env_zero, reset),
+      cmocka_unit_test_setup(test_explicit_invalid, reset),
+      cmocka_unit_test_setup(test_real_getenv, reset),
+  };
+  return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
