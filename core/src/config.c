@@ -33,19 +33,6 @@ typedef struct ctx_s {
 #define HAS(c, field) \
   ((c)->u && offsetof(polytel_config_t, field) + sizeof((c)->u->field) <= (c)->u->struct_size)
 
-void polytel_config_init(polytel_config_t *cfg) {
-  if (!cfg) return;
-  memset(cfg, 0, sizeof *cfg);
-  cfg->struct_size = (uint32_t)sizeof *cfg;
-  cfg->use_env = 1;
-  cfg->telemetry_enabled = -1;
-  cfg->sdk_disabled = -1;
-  cfg->compression_gzip = -1;
-  cfg->timeout_ms = -1;
-  cfg->console_level = -1;
-  cfg->max_memory_bytes = -1;
-}
-
 /* ------------------------------------------------------------ strings */
 
 static int is_space(char c) {
