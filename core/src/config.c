@@ -18,6 +18,13 @@
 #define HEADERS_MAX_BYTES 65536
 #define SHOW_MAX 64 /* bytes of a bad value echoed in a warning */
 
+/* Set while polytel__cfg_resolve_quiet runs on this thread. */
+static __thread int t_quiet;
+#define DIAG(...)                             \
+  do {                                        \
+    if (!t_quiet) polytel__diag(__VA_ARGS__); \
+  } while (0)
+
 typedef struct sv_s {
   const char *p;
   size_t n;
@@ -96,12 +103,12 @@ static const char *show(char *buf, size_t cap, sv_t v) {
 
 static void warn_invalid(const char *var, sv_t val, const char *expected, const char *kept) {
   char b[SHOW_MAX + 8];
-  polytel__diag(POLYTEL_LEVEL_WARN, "invalid %s=\"%s\" (expected %s); using %s", var, show(b, sizeof b, val),
-                expected, kept);
+  DIAG(POLYTEL_LEVEL_WARN, "invalid %s=\"%s\" (expected %s); using %s", var, show(b, sizeof b, val), expected,
+       kept);
 }
 
 static void warn_invalid_int(const char *var, long long val, const char *expected, const char *kept) {
-  polytel__diag(POLYTEL_LEVEL_WARN, "invalid %s=%lld (expected %s); using %s", var, val, expected, kept);
+  DIAG(POLYTEL_LEVEL_WARN, "invalid %s=%lld (expected %s); using %s", var, val, expected, kept);
 }
 
 int polytel__parse_bool(const char *s) {
@@ -216,14 +223,13 @@ static void resource_entry(ctx_t *c, void *state, sv_t e, size_t num) {
   const char *eq = memchr(e.p, '=', e.n);
   (void)num;
   if (!eq) {
-    polytel__diag(POLYTEL_LEVEL_WARN, "invalid %s entry \"%s\" (expected key=value); skipped", ps->var,
-                  show(b, sizeof b, e));
+    DIAG(POLYTEL_LEVEL_WARN, "invalid %s entry \"%s\" (expected key=value); skipped", ps->var,
+         show(b, sizeof b, e));
     return;
   }
   sv_t k = sv_trim(e.p, (size_t)(eq - e.p)), v = sv_trim(eq + 1, e.n - (size_t)(eq - e.p) - 1);
   if (k.n == 0) {
-    polytel__diag(POLYTEL_LEVEL_WARN, "invalid %s entry \"%s\" (empty key); skipped", ps->var,
-                  show(b, sizeof b, e));
+    DIAG(POLYTEL_LEVEL_WARN, "invalid %s entry \"%s\" (empty key); skipped", ps->var, show(b, sizeof b, e));
     return;
   }
   int bad = 0;
@@ -234,14 +240,14 @@ static void resource_entry(ctx_t *c, void *state, sv_t e, size_t num) {
     return;
   }
   if (!polytel__utf8_valid(ks, kn) || !polytel__utf8_valid(vs, vn)) {
-    polytel__diag(POLYTEL_LEVEL_WARN, "invalid %s entry \"%s\" (not valid UTF-8 once decoded); skipped",
-                  ps->var, show(b, sizeof b, e));
+    DIAG(POLYTEL_LEVEL_WARN, "invalid %s entry \"%s\" (not valid UTF-8 once decoded); skipped", ps->var,
+         show(b, sizeof b, e));
     free(ks), free(vs);
     return;
   }
   if (bad) {
-    polytel__diag(POLYTEL_LEVEL_WARN, "%s entry \"%s\" has an invalid percent-escape; kept as written",
-                  ps->var, show(b, sizeof b, e));
+    DIAG(POLYTEL_LEVEL_WARN, "%s entry \"%s\" has an invalid percent-escape; kept as written", ps->var,
+         show(b, sizeof b, e));
   }
   for (size_t i = 0; i < ps->n; i++) {
     if (strcmp(ps->v[i].key, ks) == 0) {
@@ -269,8 +275,8 @@ static void header_entry(ctx_t *c, void *state, sv_t e, size_t num) {
   pairs_t *ps = state;
   const char *eq = memchr(e.p, '=', e.n);
   if (!eq) {
-    polytel__diag(POLYTEL_LEVEL_WARN, "invalid %s entry #%zu (expected key=value; value not shown); skipped",
-                  ps->var, num);
+    DIAG(POLYTEL_LEVEL_WARN, "invalid %s entry #%zu (expected key=value; value not shown); skipped", ps->var,
+         num);
     return;
   }
   sv_t k = sv_trim(e.p, (size_t)(eq - e.p)), v = sv_trim(eq + 1, e.n - (size_t)(eq - e.p) - 1);
@@ -284,8 +290,8 @@ static void header_entry(ctx_t *c, void *state, sv_t e, size_t num) {
   int key_ok = kn > 0;
   for (size_t i = 0; i < kn; i++) key_ok = key_ok && is_tchar((unsigned char)ks[i]);
   if (!key_ok) {
-    polytel__diag(POLYTEL_LEVEL_WARN, "invalid %s entry #%zu (%s; value not shown); skipped", ps->var, num,
-                  kn ? "the key is not a valid HTTP header name" : "empty key");
+    DIAG(POLYTEL_LEVEL_WARN, "invalid %s entry #%zu (%s; value not shown); skipped", ps->var, num,
+         kn ? "the key is not a valid HTTP header name" : "empty key");
     free(ks), free(vs);
     return;
   }
@@ -293,17 +299,16 @@ static void header_entry(ctx_t *c, void *state, sv_t e, size_t num) {
   for (size_t i = 0; i < vn; i++) {
     unsigned char ch = (unsigned char)vs[i];
     if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-      polytel__diag(
-          POLYTEL_LEVEL_WARN,
-          "invalid %s entry #%zu (%s: the value contains control characters; value not shown); skipped",
-          ps->var, num, ks);
+      DIAG(POLYTEL_LEVEL_WARN,
+           "invalid %s entry #%zu (%s: the value contains control characters; value not shown); skipped",
+           ps->var, num, ks);
       free(ks), free(vs);
       return;
     }
   }
   if (bad) {
-    polytel__diag(POLYTEL_LEVEL_WARN, "%s entry #%zu (%s) has an invalid percent-escape; kept as written",
-                  ps->var, num, ks);
+    DIAG(POLYTEL_LEVEL_WARN, "%s entry #%zu (%s) has an invalid percent-escape; kept as written", ps->var,
+         num, ks);
   }
   pairs_push(c, ps, ks, vs);
 }
@@ -370,11 +375,10 @@ static int url_valid(sv_t v, int base, int *has_userinfo) {
 static void warn_url(const char *var, sv_t val, int userinfo, const char *kept) {
   if (userinfo) {
     /* The userinfo part is a credential: never echo the URL. */
-    polytel__diag(
-        POLYTEL_LEVEL_WARN,
-        "invalid %s (credentials in the URL are not supported, use OTEL_EXPORTER_OTLP_HEADERS; value not "
-        "shown); using %s",
-        var, kept);
+    DIAG(POLYTEL_LEVEL_WARN,
+         "invalid %s (credentials in the URL are not supported, use OTEL_EXPORTER_OTLP_HEADERS; value not "
+         "shown); using %s",
+         var, kept);
   } else {
     warn_invalid(var, val, URL_EXPECTED, kept);
   }
@@ -512,8 +516,8 @@ static void resolve_headers(ctx_t *c, polytel__cfg_t *o) {
   const char *var = "OTEL_EXPORTER_OTLP_HEADERS";
   for (int i = 0; i < 3; i++) {
     if (env(c, per_signal[i], &v)) {
-      polytel__diag(POLYTEL_LEVEL_WARN, "%s is not supported (use OTEL_EXPORTER_OTLP_HEADERS); ignored",
-                    per_signal[i]);
+      DIAG(POLYTEL_LEVEL_WARN, "%s is not supported (use OTEL_EXPORTER_OTLP_HEADERS); ignored",
+           per_signal[i]);
     }
   }
   if (HAS(c, headers) && c->u->headers) {
@@ -523,8 +527,8 @@ static void resolve_headers(ctx_t *c, polytel__cfg_t *o) {
     return;
   }
   if (v.n > HEADERS_MAX_BYTES) {
-    polytel__diag(POLYTEL_LEVEL_WARN, "%s is %zu bytes, over the %d-byte limit; no headers are sent", var,
-                  v.n, HEADERS_MAX_BYTES);
+    DIAG(POLYTEL_LEVEL_WARN, "%s is %zu bytes, over the %d-byte limit; no headers are sent", var, v.n,
+         HEADERS_MAX_BYTES);
     return;
   }
   parse_pairs(c, var, v, header_entry, &o->headers, &o->n_headers);
@@ -615,9 +619,8 @@ static void resolve_certificate(ctx_t *c, polytel__cfg_t *o) {
   if (o->certificate && access(o->certificate, R_OK) != 0) {
     char b[SHOW_MAX + 8];
     /* Kept anyway: falling back to the system CAs would quietly trust a collector the user did not name. */
-    polytel__diag(POLYTEL_LEVEL_WARN,
-                  "cannot read %s=\"%s\" (%s); https exports will fail certificate verification", var,
-                  show(b, sizeof b, v), strerror(errno));
+    DIAG(POLYTEL_LEVEL_WARN, "cannot read %s=\"%s\" (%s); https exports will fail certificate verification",
+         var, show(b, sizeof b, v), strerror(errno));
   }
 }
 
@@ -665,9 +668,9 @@ static void resolve_max_memory(ctx_t *c, polytel__cfg_t *o) {
     o->max_memory_bytes = (uint64_t)m;
     if ((uint64_t)m < MIN_MAX_MEMORY) {
       o->max_memory_bytes = MIN_MAX_MEMORY;
-      polytel__diag(POLYTEL_LEVEL_WARN,
-                    "polytel_config_t.max_memory_bytes=%lld is below the %llu-byte minimum; using %llu",
-                    (long long)m, (unsigned long long)MIN_MAX_MEMORY, (unsigned long long)MIN_MAX_MEMORY);
+      DIAG(POLYTEL_LEVEL_WARN,
+           "polytel_config_t.max_memory_bytes=%lld is below the %llu-byte minimum; using %llu", (long long)m,
+           (unsigned long long)MIN_MAX_MEMORY, (unsigned long long)MIN_MAX_MEMORY);
     }
     return;
   }
@@ -679,9 +682,8 @@ static void resolve_max_memory(ctx_t *c, polytel__cfg_t *o) {
       warn_invalid("POLYTEL_MAX_MEMORY", v, "a byte count with an optional K, M or G suffix", kept);
     } else if (x < MIN_MAX_MEMORY) {
       char b[SHOW_MAX + 8];
-      polytel__diag(
-          POLYTEL_LEVEL_WARN, "POLYTEL_MAX_MEMORY=\"%s\" is below the %llu-byte minimum; using %llu",
-          show(b, sizeof b, v), (unsigned long long)MIN_MAX_MEMORY, (unsigned long long)MIN_MAX_MEMORY);
+      DIAG(POLYTEL_LEVEL_WARN, "POLYTEL_MAX_MEMORY=\"%s\" is below the %llu-byte minimum; using %llu",
+           show(b, sizeof b, v), (unsigned long long)MIN_MAX_MEMORY, (unsigned long long)MIN_MAX_MEMORY);
       o->max_memory_bytes = MIN_MAX_MEMORY;
     } else {
       o->max_memory_bytes = x;
@@ -705,8 +707,8 @@ static void resolve_batch(ctx_t *c, const char *prefix, uint32_t delay, polytel_
   snprintf(var, sizeof var, "%s_MAX_EXPORT_BATCH_SIZE", prefix);
   b->max_export_batch_size = (uint32_t)resolve_uint_env(c, var, 1, UINT32_MAX, 512);
   if (b->max_export_batch_size > b->max_queue_size) {
-    polytel__diag(POLYTEL_LEVEL_WARN, "%s=%u is larger than %s=%u; using %u", var, b->max_export_batch_size,
-                  qvar, b->max_queue_size, b->max_queue_size);
+    DIAG(POLYTEL_LEVEL_WARN, "%s=%u is larger than %s=%u; using %u", var, b->max_export_batch_size, qvar,
+         b->max_queue_size, b->max_queue_size);
     b->max_export_batch_size = b->max_queue_size;
   }
 }
@@ -739,10 +741,9 @@ static void resolve_signal_exporters(ctx_t *c, polytel__cfg_t *o) {
     }
     o->signal_enabled[s] = otlp;
     if (console) {
-      polytel__diag(
-          POLYTEL_LEVEL_INFO,
-          "%s=console: %s not exported; polytel's console (POLYTEL_CONSOLE) prints log records only", vars[s],
-          what[s]);
+      DIAG(POLYTEL_LEVEL_INFO,
+           "%s=console: %s not exported; polytel's console (POLYTEL_CONSOLE) prints log records only",
+           vars[s], what[s]);
     }
   }
 }
@@ -790,10 +791,10 @@ int polytel__cfg_resolve(const polytel_config_t *user, polytel__getenv_fn get, p
   memset(out, 0, sizeof *out);
   ctx_t c = {user, NULL, 0};
   if (user && user->struct_size < offsetof(polytel_config_t, use_env) + sizeof user->use_env) {
-    polytel__diag(POLYTEL_LEVEL_WARN,
-                  "polytel_config_t was not filled by polytel_config_init() (struct_size=%u); using the "
-                  "environment and defaults",
-                  (unsigned)user->struct_size);
+    DIAG(POLYTEL_LEVEL_WARN,
+         "polytel_config_t was not filled by polytel_config_init() (struct_size=%u); using the "
+         "environment and defaults",
+         (unsigned)user->struct_size);
     c.u = NULL;
   }
   if (!c.u || c.u->use_env) c.get = get ? get : sys_getenv;
@@ -837,10 +838,9 @@ int polytel__cfg_resolve(const polytel_config_t *user, polytel__getenv_fn get, p
   sv_t pv;
   if (!(HAS(&c, protocol) && c.u->protocol != POLYTEL_PROTOCOL_DEFAULT) &&
       env(&c, "OTEL_EXPORTER_OTLP_PROTOCOL", &pv) && sv_eq_ci(pv, "grpc")) {
-    polytel__diag(
-        POLYTEL_LEVEL_WARN,
-        "invalid OTEL_EXPORTER_OTLP_PROTOCOL=\"grpc\" (grpc is not supported, expected http/protobuf or "
-        "http/json); using http/protobuf");
+    DIAG(POLYTEL_LEVEL_WARN,
+         "invalid OTEL_EXPORTER_OTLP_PROTOCOL=\"grpc\" (grpc is not supported, expected http/protobuf or "
+         "http/json); using http/protobuf");
     out->protocol = POLYTEL_PROTOCOL_PROTOBUF;
   } else {
     out->protocol = resolve_kw(&c, "protocol", HAS(&c, protocol), HAS(&c, protocol) ? (int)c.u->protocol : 0,
@@ -903,4 +903,11 @@ void polytel__cfg_free(polytel__cfg_t *cfg) {
   free(cfg->certificate);
   free(cfg->export_dir);
   memset(cfg, 0, sizeof *cfg);
+}
+
+int polytel__cfg_resolve_quiet(const polytel_config_t *user, polytel__getenv_fn get, polytel__cfg_t *out) {
+  t_quiet = 1;
+  int rc = polytel__cfg_resolve(user, get, out);
+  t_quiet = 0;
+  return rc;
 }

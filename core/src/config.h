@@ -60,6 +60,8 @@ typedef struct polytel__cfg_s {
  * POLYTEL_ENOMEM. Never fails on bad input.
  */
 int polytel__cfg_resolve(const polytel_config_t *user, polytel__getenv_fn get, polytel__cfg_t *out);
+/* The same, printing nothing: for resolving settings again whose warnings were already shown. */
+int polytel__cfg_resolve_quiet(const polytel_config_t *user, polytel__getenv_fn get, polytel__cfg_t *out);
 void polytel__cfg_free(polytel__cfg_t *cfg);
 
 /* "true/false/1/0/yes/no/on/off", any case. Returns 1/0, or -1 when not a boolean. */

@@ -864,6 +864,28 @@ static void test_explicit_invalid(void **state) {
   polytel__cfg_free(&c);
 }
 
+static void test_quiet_resolve(void **state) {
+  (void)state;
+  const char *env[] = {
+      "TELEMETRY_ENABLED", "maybe", "OTEL_EXPORTER_OTLP_TIMEOUT", "x", "OTEL_SERVICE_NAME", "q", NULL};
+  polytel__cfg_t c;
+  fake_env = env;
+  cap_begin();
+  assert_int_equal(polytel__cfg_resolve_quiet(NULL, fake_get, &c), 0);
+  char *w = cap_end();
+  assert_string_equal(w, "");
+  assert_int_equal(c.telemetry_enabled, 0);
+  assert_int_equal(c.timeout_ms, 10000);
+  assert_string_equal(c.service_name, "q");
+  free(w);
+  polytel__cfg_free(&c);
+  /* and the next ordinary resolve warns again */
+  w = resolve(env, NULL, &c);
+  assert_non_null(strstr(w, "invalid TELEMETRY_ENABLED=\"maybe\""));
+  free(w);
+  polytel__cfg_free(&c);
+}
+
 static void test_real_getenv(void **state) {
   (void)state;
   setenv("TELEMETRY_ENABLED", "yes", 1);
@@ -901,6 +923,7 @@ int main(void) {
       cmocka_unit_test_setup(test_explicit_beats_env, reset),
       cmocka_unit_test_setup(test_use_env_zero, reset),
       cmocka_unit_test_setup(test_explicit_invalid, reset),
+      cmocka_unit_test_setup(test_quiet_resolve, reset),
       cmocka_unit_test_setup(test_real_getenv, reset),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
