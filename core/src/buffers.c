@@ -1,1 +1,244 @@
-/* buffers.c — placeholder until implemented. */
+/* buffers.c — per-thread event blocks, the bounded block pool, thread registration and exit. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "internal.h"
+
+/* initial-exec: one pointer of static TLS, no __tls_get_addr on the hot path, dlopen-safe. */
+__thread polytel__thread_t *polytel__tls __attribute__((tls_model("initial-exec")));
+
+pthread_mutex_t polytel__registry_mu = PTHREAD_MUTEX_INITIALIZER;
+polytel__thread_t *polytel__registry;
+
+static pthread_mutex_t g_pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static polytel__block_t *g_free;     /* free list */
+static uint64_t g_pool_allocated;    /* blocks malloc'd (guarded by pool_mu) */
+static _Atomic uint64_t g_pool_bytes; /* bytes of blocks in use or free, for stats */
+static _Atomic uint64_t g_pool_cap = POLYTEL__DEFAULT_MAX_MEMORY;
+static uint32_t g_next_thread_id;
+static pthread_key_t g_exit_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+
+static void thread_exit(void *arg);
+static void make_key(void) { pthread_key_create(&g_exit_key, thread_exit); }
+
+void polytel__buffers_set_cap(uint64_t max_bytes) {
+  if (max_bytes < 4 * POLYTEL__BLOCK_SIZE) max_bytes = 4 * POLYTEL__BLOCK_SIZE;
+  atomic_store(&g_pool_cap, max_bytes);
+}
+
+void polytel__buffers_init(uint64_t max_bytes) {
+  pthread_once(&g_key_once, make_key);
+  polytel__buffers_set_cap(max_bytes);
+}
+
+uint64_t polytel__pool_bytes(void) { return atomic_load_explicit(&g_pool_bytes, POLYTEL__RELAXED); }
+uint64_t polytel__pool_cap(void) { return atomic_load_explicit(&g_pool_cap, POLYTEL__RELAXED); }
+
+polytel__block_t *polytel__pool_get(void) {
+  polytel__block_t *b = NULL;
+  pthread_mutex_lock(&g_pool_mu);
+  if (g_free) {
+    b = g_free;
+    g_free = b->next;
+  } else if ((g_pool_allocated + 1) * POLYTEL__BLOCK_SIZE <= atomic_load(&g_pool_cap)) {
+    /* Lazily grown: a process that records little never holds the whole cap. */
+    b = malloc(POLYTEL__BLOCK_SIZE);
+    if (b) {
+      g_pool_allocated++;
+      atomic_fetch_add(&g_pool_bytes, POLYTEL__BLOCK_SIZE);
+    }
+  }
+  pthread_mutex_unlock(&g_pool_mu);
+  if (b) {
+    b->next = NULL;
+    atomic_store_explicit(&b->committed, 0, POLYTEL__RELAXED);
+    atomic_store_explicit(&b->sealed, 0, POLYTEL__RELAXED);
+    b->consumed = 0;
+    b->cap = POLYTEL__BLOCK_DATA_CAP;
+  }
+  return b;
+}
+
+void polytel__pool_put(polytel__block_t *b) {
+  pthread_mutex_lock(&g_pool_mu);
+  if ((g_pool_allocated)*POLYTEL__BLOCK_SIZE > atomic_load(&g_pool_cap)) {
+    /* The cap was lowered: give memory back. */
+    g_pool_allocated--;
+    atomic_fetch_sub(&g_pool_bytes, POLYTEL__BLOCK_SIZE);
+    free(b);
+  } else {
+    b->next = g_free;
+    g_free = b;
+  }
+  pthread_mutex_unlock(&g_pool_mu);
+}
+
+void polytel__rng_seed(uint64_t s[2]) {
+  if (getrandom(s, 16, GRND_NONBLOCK) != 16) {
+    /* No entropy syscall (old kernel, wasm): mix time, address and pid. */
+    uint64_t x = polytel__mono_ns() ^ ((uint64_t)(uintptr_t)s << 17) ^ ((uint64_t)getpid() << 32);
+    for (int i = 0; i < 2; i++) {
+      x += 0x9e3779b97f4a7c15ull;
+      uint64_t z = x;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      s[i] = z ^ (z >> 31);
+    }
+  }
+  if (!s[0] && !s[1]) s[0] = 1;
+}
+
+void polytel__gen_ids(uint64_t rng[2], uint8_t *trace_id, uint8_t span_id[8]) {
+  uint64_t v;
+  do v = polytel__rng_next(rng);
+  while (v == 0); /* all-zero ids are invalid */
+  memcpy(span_id, &v, 8);
+  if (trace_id) {
+    uint64_t a = polytel__rng_next(rng), b;
+    do b = polytel__rng_next(rng);
+    while (b == 0 && a == 0);
+    memcpy(trace_id, &a, 8);
+    memcpy(trace_id + 8, &b, 8);
+  }
+}
+
+static void set_block(polytel__thread_t *t, polytel__block_t *b) {
+  t->cur = b;
+  t->pos = (uint8_t *)b->data;
+  /* Room for every open span's end is always kept, so an end never fails. */
+  t->lim = (uint8_t *)b->data + b->cap - (size_t)(t->depth + 1) * POLYTEL__END_RESERVE;
+}
+
+/* First event of a thread: the only allocation a thread ever makes. */
+polytel__thread_t *polytel__thread_register(void) {
+  if (polytel__tls) return polytel__tls;
+  pthread_once(&g_key_once, make_key);
+  polytel__thread_t *t = calloc(1, sizeof *t);
+  _Atomic int64_t *counters = calloc(POLYTEL__MAX_STATIC_METRICS, sizeof *counters);
+  polytel__fmt_sig_t *cache = calloc(POLYTEL__FMT_CACHE, sizeof *cache);
+  polytel__block_t *b = polytel__pool_get();
+  if (!t || !counters || !cache || !b) {
+    free(t);
+    free(counters);
+    free(cache);
+    if (b) polytel__pool_put(b);
+    return NULL;
+  }
+  t->counters = counters;
+  t->fmt_cache = cache;
+  polytel__rng_seed(t->rng);
+  set_block(t, b);
+  t->head = b;
+  pthread_mutex_lock(&polytel__registry_mu);
+  t->id = ++g_next_thread_id;
+  t->next = polytel__registry;
+  polytel__registry = t;
+  pthread_mutex_unlock(&polytel__registry_mu);
+  polytel__tls = t;
+  pthread_setspecific(g_exit_key, t);
+  return t;
+}
+
+int polytel__handoff(polytel__thread_t *t) {
+  polytel__block_t *nb = polytel__pool_get();
+  if (!nb) return 0;
+  polytel__block_t *old = t->cur;
+  old->next = nb;
+  /* `next` must be visible before `sealed`: the consumer follows it after seeing the seal. */
+  atomic_store_explicit(&old->sealed, 1, memory_order_release);
+  set_block(t, nb);
+  polytel__wake();
+  return 1;
+}
+
+/* Keep lim in step with the number of open spans (their ends are pre-reserved). */
+void polytel__adjust_reserve(polytel__thread_t *t) {
+  t->lim = (uint8_t *)t->cur->data + t->cur->cap - (size_t)(t->depth + 1) * POLYTEL__END_RESERVE;
+}
+
+void polytel__close_open_spans(polytel__thread_t *t);
+
+/* Thread exit: end its open spans, publish the block, mark it dead for the consumer to retire. */
+static void thread_exit(void *arg) {
+  polytel__thread_t *t = arg;
+  if (!t) return;
+  polytel__close_open_spans(t);
+  polytel__tls = NULL;
+  atomic_store_explicit(&t->dead, 1, memory_order_release);
+  polytel__wake();
+}
+
+/*
+ * Fork child (single-threaded, locks already released): the parent's threads
+ * are gone and their events are the parent's to send, so all of it is freed.
+ */
+void polytel__buffers_fork_child(void) {
+  polytel__thread_t *self = polytel__tls;
+  polytel__thread_t *t = polytel__registry;
+  /* Free every block and thread but the forking one, whose struct is reused. */
+  while (t) {
+    polytel__thread_t *next = t->next;
+    polytel__block_t *b = t->head;
+    while (b) {
+      polytel__block_t *bn = (b == t->cur) ? NULL : b->next;
+      free(b);
+      b = bn;
+    }
+    polytel__consume_reset_thread(t);
+    if (t != self) {
+      free((void *)t->counters);
+      free(t->fmt_cache);
+      free(t->stack);
+      free(t);
+    }
+    t = next;
+  }
+  while (g_free) {
+    polytel__block_t *n = g_free->next;
+    free(g_free);
+    g_free = n;
+  }
+  g_pool_allocated = 0;
+  atomic_store(&g_pool_bytes, 0);
+  polytel__registry = NULL;
+  g_next_thread_id = 0;
+  if (self) {
+    polytel__block_t *b = polytel__pool_get();
+    if (!b) {
+      polytel__tls = NULL;
+      free((void *)self->counters);
+      free(self->fmt_cache);
+      free(self->stack);
+      free(self);
+      return;
+    }
+    polytel__fmt_sig_t *cache = self->fmt_cache;
+    _Atomic int64_t *counters = self->counters;
+    memset(self, 0, sizeof *self);
+    memset(cache, 0, POLYTEL__FMT_CACHE * sizeof *cache);
+    memset((void *)counters, 0, POLYTEL__MAX_STATIC_METRICS * sizeof *counters);
+    self->fmt_cache = cache;
+    self->counters = counters;
+    polytel__rng_seed(self->rng); /* never the parent's ids */
+    set_block(self, b);
+    self->head = b;
+    self->id = ++g_next_thread_id;
+    polytel__registry = self;
+  }
+}
+
+void polytel__buffers_lock(void) {
+  pthread_mutex_lock(&polytel__registry_mu);
+  pthread_mutex_lock(&g_pool_mu);
+}
+void polytel__buffers_unlock(void) {
+  pthread_mutex_unlock(&g_pool_mu);
+  pthread_mutex_unlock(&polytel__registry_mu);
+}

@@ -1,1 +1,58 @@
-/* clock.c — placeholder until implemented. */
+/* clock.c — fast timestamps: invariant TSC when available, calibrated lazily against CLOCK_MONOTONIC. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "internal.h"
+
+#ifdef POLYTEL__HAVE_TSC
+#include <cpuid.h>
+#endif
+
+int polytel__g_use_tsc;
+static uint64_t g_tick0, g_mono0;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void clock_init_once(void) {
+#ifdef POLYTEL__HAVE_TSC
+  unsigned a, b, c, d;
+  /* Invariant TSC (CPUID 0x80000007 EDX bit 8): constant rate across P/C-states and cores. */
+  if (__get_cpuid(0x80000000u, &a, &b, &c, &d) && a >= 0x80000007u &&
+      __get_cpuid(0x80000007u, &a, &b, &c, &d) && (d & (1u << 8)))
+    polytel__g_use_tsc = 1;
+#endif
+  g_mono0 = polytel__mono_ns();
+  g_tick0 = polytel__ticks();
+}
+
+void polytel__clock_init(void) { pthread_once(&g_once, clock_init_once); }
+
+/*
+ * The rate is measured over the whole interval since init, at conversion time
+ * (on the consumer): no start-up calibration delay, and the error shrinks as
+ * the process runs. Wall time is re-read each pass so NTP steps are followed.
+ */
+void polytel__clock_conv(polytel__clock_conv_t *c) {
+  polytel__clock_init();
+  struct timespec wall;
+  uint64_t mono = polytel__mono_ns();
+  uint64_t tick = polytel__ticks();
+  clock_gettime(CLOCK_REALTIME, &wall);
+  uint64_t wall_ns = (uint64_t)wall.tv_sec * 1000000000u + (uint64_t)wall.tv_nsec;
+  c->tick0 = g_tick0;
+  c->mono0 = g_mono0;
+  if (polytel__g_use_tsc && tick > g_tick0 && mono > g_mono0)
+    c->ns_per_tick = (double)(mono - g_mono0) / (double)(tick - g_tick0);
+  else
+    c->ns_per_tick = 1.0; /* ticks are monotonic ns (or no time has passed) */
+  if (polytel__g_use_tsc && !(tick > g_tick0 && mono > g_mono0)) c->ns_per_tick = 0.0;
+  c->wall_minus_mono = (int64_t)wall_ns - (int64_t)mono;
+}
+
+uint64_t polytel_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t polytel__now_ms(void) { return polytel__mono_ns() / 1000000u; }

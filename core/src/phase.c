@@ -1,1 +1,471 @@
-/* phase.c — placeholder until implemented. */
+/* phase.c — the phase state machine, idempotence, fork hooks, flush/shutdown and stats. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "console.h"
+#include "internal.h"
+#include "pipeline.h"
+#include "process.h"
+#if POLYTEL_WITH_UV
+#include "transport.h"
+#endif
+
+polytel__acct_t polytel__acct;
+
+static pthread_mutex_t g_phase_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int g_phase = POLYTEL_PHASE_NONE;
+static polytel__cfg_t g_cfg;
+static int g_have_cfg;
+static int g_phase1_active;  /* phase 1 decided "deferred": the fork child returns to it */
+static polytel_config_t g_user; /* phase-1 explicit config, owned copies of strings */
+static int g_have_user;
+static polytel__resource_t g_res;
+static int g_have_res;
+static int g_external; /* phase 2 driven from outside (wasm/JS transport) */
+static polytel__pipeline_t *g_ext_pl;
+static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
+
+void polytel__buffers_fork_child(void);
+void polytel__buffers_lock(void);
+void polytel__buffers_unlock(void);
+void polytel__consume_fork_child(void);
+
+const char *polytel_phase_name(polytel_phase_t p) {
+  switch (p) {
+    case POLYTEL_PHASE_NONE:
+      return "none";
+    case POLYTEL_PHASE_CONSOLE:
+      return "console";
+    case POLYTEL_PHASE_DEFERRED:
+      return "deferred";
+    case POLYTEL_PHASE_FULL:
+      return "full";
+  }
+  return "unknown";
+}
+
+polytel_phase_t polytel_phase(void) { return (polytel_phase_t)atomic_load(&g_phase); }
+
+void polytel_config_init(polytel_config_t *cfg) {
+  if (!cfg) return;
+  memset(cfg, 0, sizeof *cfg);
+  cfg->struct_size = sizeof *cfg;
+  cfg->use_env = 1;
+  cfg->telemetry_enabled = -1;
+  cfg->sdk_disabled = -1;
+  cfg->compression_gzip = -1;
+  cfg->timeout_ms = -1;
+  cfg->console_level = -1;
+  cfg->max_memory_bytes = -1;
+}
+
+/* ------------------------------------------------------- explicit config */
+
+#define STR_FIELDS(X)                                                                                  \
+  X(service_name) X(service_version) X(resource_attributes) X(endpoint) X(traces_endpoint) X(logs_endpoint) \
+  X(metrics_endpoint) X(headers) X(certificate) X(export_dir) X(sdk_language)
+
+static void user_free(polytel_config_t *c) {
+#define X(f) free((char *)c->f);
+  STR_FIELDS(X)
+#undef X
+  polytel_config_init(c);
+}
+
+/* dst (owned) takes every field that src sets. */
+static void user_merge(polytel_config_t *dst, const polytel_config_t *src) {
+  if (!src) return;
+#define X(f)                       \
+  if (src->f) {                    \
+    free((char *)dst->f);          \
+    dst->f = strdup(src->f);       \
+  }
+  STR_FIELDS(X)
+#undef X
+  dst->use_env = src->use_env;
+  if (src->telemetry_enabled != -1) dst->telemetry_enabled = src->telemetry_enabled;
+  if (src->sdk_disabled != -1) dst->sdk_disabled = src->sdk_disabled;
+  if (src->protocol) dst->protocol = src->protocol;
+  if (src->compression_gzip != -1) dst->compression_gzip = src->compression_gzip;
+  if (src->timeout_ms != -1) dst->timeout_ms = src->timeout_ms;
+  if (src->console) dst->console = src->console;
+  if (src->console_format) dst->console_format = src->console_format;
+  if (src->console_level != -1) dst->console_level = src->console_level;
+  if (src->exporter) dst->exporter = src->exporter;
+  if (src->max_memory_bytes != -1) dst->max_memory_bytes = src->max_memory_bytes;
+}
+
+/* ----------------------------------------------------------------- levels */
+
+void polytel__update_levels(void) {
+  int phase = atomic_load(&g_phase);
+  int active = phase == POLYTEL_PHASE_DEFERRED || phase == POLYTEL_PHASE_FULL || polytel__memsink_active();
+  int threshold = g_have_cfg ? g_cfg.console_level : POLYTEL_LEVEL_INFO;
+  int con = (!g_have_cfg || g_cfg.console != POLYTEL_CONSOLE_OFF) ? threshold : POLYTEL_LEVEL_OFF;
+  int rec = active ? threshold : POLYTEL_LEVEL_OFF;
+  int min = rec < con ? rec : con;
+  if (min < 1) min = 1; /* 0 means "never initialized" */
+  atomic_store(&polytel__g_console_level, con);
+  atomic_store(&polytel__g_record_level, rec);
+  atomic_store(&polytel__g_recording, active);
+  atomic_store(&polytel__g_min_level, min);
+}
+
+/* ------------------------------------------------------------------- fork */
+
+void polytel__metrics_lock(void);
+void polytel__metrics_unlock(void);
+
+static void atfork_prepare(void) {
+  pthread_mutex_lock(&g_phase_mu);
+#if POLYTEL_WITH_UV
+  if (atomic_load(&g_phase) == POLYTEL_PHASE_FULL && !g_external) polytel__transport_atfork_prepare();
+#endif
+  pthread_mutex_lock(&polytel__consume_mu);
+  pthread_mutex_lock(&polytel__memsink_mu);
+  polytel__metrics_lock();
+  polytel__buffers_lock();
+}
+
+static void atfork_parent(void) {
+  polytel__buffers_unlock();
+  polytel__metrics_unlock();
+  pthread_mutex_unlock(&polytel__memsink_mu);
+  pthread_mutex_unlock(&polytel__consume_mu);
+#if POLYTEL_WITH_UV
+  if (atomic_load(&g_phase) == POLYTEL_PHASE_FULL && !g_external) polytel__transport_atfork_parent();
+#endif
+  pthread_mutex_unlock(&g_phase_mu);
+}
+
+/* The child is a new process: its own identity, none of the parent's events, its phase-1 state. */
+static void atfork_child(void) {
+  polytel__buffers_unlock();
+  polytel__metrics_unlock();
+  pthread_mutex_unlock(&polytel__memsink_mu);
+  pthread_mutex_unlock(&polytel__consume_mu);
+  int phase = atomic_load(&g_phase);
+#if POLYTEL_WITH_UV
+  if (phase == POLYTEL_PHASE_FULL && !g_external) polytel__transport_atfork_child();
+#endif
+  polytel__buffers_fork_child();
+  polytel__consume_fork_child();
+  polytel__metrics_reset();
+  if (polytel__memsink_active()) polytel_memory_sink_clear();
+  memset(&polytel__acct, 0, sizeof polytel__acct);
+  if (g_have_res) {
+    polytel__resource_free(&g_res); /* rebuilt (new process.pid) at the child's phase 2 */
+    g_have_res = 0;
+  }
+  g_ext_pl = NULL;
+  g_external = 0;
+  if (phase == POLYTEL_PHASE_FULL) atomic_store(&g_phase, g_phase1_active ? POLYTEL_PHASE_DEFERRED : POLYTEL_PHASE_CONSOLE);
+  polytel__update_levels();
+  pthread_mutex_unlock(&g_phase_mu);
+}
+
+static void register_atfork(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
+
+/* ---------------------------------------------------------------- phase 1 */
+
+static int phase1_locked(const polytel_config_t *cfg) {
+  polytel__cfg_t c;
+  if (!g_have_user) {
+    polytel_config_init(&g_user);
+    g_have_user = 1;
+  }
+  user_merge(&g_user, cfg);
+  if (polytel__cfg_resolve(g_have_user ? &g_user : cfg, NULL, &c) != 0) return POLYTEL_ENOMEM;
+  if (g_have_cfg) polytel__cfg_free(&g_cfg);
+  g_cfg = c;
+  g_have_cfg = 1;
+  polytel__console_configure(c.console, c.console_format, c.console_level, c.color);
+  polytel__buffers_init(c.max_memory_bytes);
+  pthread_once(&g_atfork_once, register_atfork);
+  g_phase1_active = c.telemetry_enabled && !c.sdk_disabled;
+  atomic_store(&g_phase, g_phase1_active ? POLYTEL_PHASE_DEFERRED : POLYTEL_PHASE_CONSOLE);
+  polytel__update_levels();
+  return 0;
+}
+
+int polytel_init_console_only(const polytel_config_t *cfg) {
+  polytel__clock_init();
+  pthread_mutex_lock(&g_phase_mu);
+  if (atomic_load(&g_phase) != POLYTEL_PHASE_NONE) {
+    pthread_mutex_unlock(&g_phase_mu);
+    return POLYTEL_EALREADY;
+  }
+  int rc = phase1_locked(cfg);
+  int deferred = atomic_load(&g_phase) == POLYTEL_PHASE_DEFERRED;
+  pthread_mutex_unlock(&g_phase_mu);
+  if (rc == 0) {
+    if (deferred)
+      polytel__diag(POLYTEL_LEVEL_INFO,
+                    "deferring full telemetry to worker bootstrap (TELEMETRY_ENABLED=true); events are kept until then");
+    else
+      polytel__diag(POLYTEL_LEVEL_DEBUG, "console-only logging (TELEMETRY_ENABLED is not true)");
+  }
+  return rc;
+}
+
+void polytel__implicit_init(void) {
+  if (atomic_load(&polytel__g_min_level) != 0) return;
+  polytel_init_console_only(NULL);
+}
+
+/* ---------------------------------------------------------------- phase 2 */
+
+static const char *protocol_name(int p) { return p == POLYTEL_PROTOCOL_JSON ? "http/json" : "http/protobuf"; }
+
+/* Resolve the phase-2 config; on success the phase lock is held and *pl is a new pipeline. */
+static int phase2_prepare(const polytel_config_t *cfg, polytel__cfg_t *out, int *enable) {
+  if (atomic_load(&g_phase) == POLYTEL_PHASE_NONE) polytel_init_console_only(cfg);
+  pthread_mutex_lock(&g_phase_mu);
+  int phase = atomic_load(&g_phase);
+  if (phase == POLYTEL_PHASE_FULL) {
+    pthread_mutex_unlock(&g_phase_mu);
+    return POLYTEL_EALREADY;
+  }
+  user_merge(&g_user, cfg);
+  if (polytel__cfg_resolve(&g_user, NULL, out) != 0) {
+    pthread_mutex_unlock(&g_phase_mu);
+    return POLYTEL_ENOMEM;
+  }
+  *enable = out->telemetry_enabled && !out->sdk_disabled;
+  if (!*enable) {
+    /* Telemetry stays off: phase 1 already is the complete setup. */
+    polytel__cfg_free(out);
+    pthread_mutex_unlock(&g_phase_mu);
+    return 0;
+  }
+  return 1;
+}
+
+static void phase2_commit(polytel__cfg_t *c) {
+  polytel__cfg_free(&g_cfg);
+  g_cfg = *c;
+  polytel__console_configure(g_cfg.console, g_cfg.console_format, g_cfg.console_level, g_cfg.color);
+  polytel__buffers_set_cap(g_cfg.max_memory_bytes);
+  atomic_store(&g_phase, POLYTEL_PHASE_FULL);
+  polytel__update_levels();
+}
+
+static void announce(void) {
+  const char *svc = g_cfg.service_name ? g_cfg.service_name : "";
+  if (g_cfg.exporter == POLYTEL_EXPORTER_FILE)
+    polytel__diag(POLYTEL_LEVEL_INFO, "full telemetry: writing OTLP/JSON lines to %s/ as service \"%s\"",
+                  g_cfg.export_dir, svc);
+  else if (g_cfg.exporter == POLYTEL_EXPORTER_NONE)
+    polytel__diag(POLYTEL_LEVEL_INFO, "full telemetry: recording with no exporter (POLYTEL_EXPORTER=none) as service \"%s\"", svc);
+  else
+    polytel__diag(POLYTEL_LEVEL_INFO, "full telemetry: exporting to %s (%s%s) as service \"%s\"", g_cfg.endpoint,
+                  protocol_name(g_cfg.protocol), g_cfg.gzip ? ", gzip" : "", svc);
+}
+
+int polytel_init_full_telemetry(struct uv_loop_s *loop, const polytel_config_t *cfg) {
+#if !POLYTEL_WITH_UV
+  (void)loop;
+  (void)cfg;
+  return POLYTEL_ENOSYS;
+#else
+  polytel__cfg_t c;
+  int enable;
+  int rc = phase2_prepare(cfg, &c, &enable);
+  if (rc <= 0) return rc;
+  if (g_have_res) polytel__resource_free(&g_res);
+  if (polytel__resource_build(&c, &g_res) != 0) {
+    g_have_res = 0;
+    polytel__cfg_free(&c);
+    pthread_mutex_unlock(&g_phase_mu);
+    return POLYTEL_ENOMEM;
+  }
+  g_have_res = 1;
+  polytel__pipeline_t *pl = polytel__pipeline_new(&c, &g_res);
+  if (!pl) {
+    polytel__cfg_free(&c);
+    pthread_mutex_unlock(&g_phase_mu);
+    return POLYTEL_ENOMEM;
+  }
+  /* The pipeline keeps pointers into the config: it must be the one kept globally. */
+  phase2_commit(&c);
+  rc = polytel__transport_start(loop, pl, &g_cfg);
+  if (rc != 0) {
+    polytel__pipeline_free(pl);
+    atomic_store(&g_phase, g_phase1_active ? POLYTEL_PHASE_DEFERRED : POLYTEL_PHASE_CONSOLE);
+    polytel__update_levels();
+    pthread_mutex_unlock(&g_phase_mu);
+    polytel__diag(POLYTEL_LEVEL_ERROR, "full telemetry could not start: %s", polytel_strerror(rc));
+    return rc;
+  }
+  pthread_mutex_unlock(&g_phase_mu);
+  announce();
+  return 0;
+#endif
+}
+
+/* Phase 2 without libuv: the host (the wasm/JS transport) drives the returned pipeline. */
+int polytel__init_full_external(const polytel_config_t *cfg, polytel__pipeline_t **out) {
+  polytel__cfg_t c;
+  int enable;
+  *out = NULL;
+  int rc = phase2_prepare(cfg, &c, &enable);
+  if (rc <= 0) return rc;
+  if (g_have_res) polytel__resource_free(&g_res);
+  g_have_res = polytel__resource_build(&c, &g_res) == 0;
+  polytel__pipeline_t *pl = g_have_res ? polytel__pipeline_new(&c, &g_res) : NULL;
+  if (!pl) {
+    polytel__cfg_free(&c);
+    pthread_mutex_unlock(&g_phase_mu);
+    return POLYTEL_ENOMEM;
+  }
+  phase2_commit(&c);
+  g_external = 1;
+  g_ext_pl = pl;
+  *out = pl;
+  pthread_mutex_unlock(&g_phase_mu);
+  announce();
+  return 0;
+}
+
+const polytel__cfg_t *polytel__current_cfg(void) { return g_have_cfg ? &g_cfg : NULL; }
+
+/* --------------------------------------------------------- flush, shutdown */
+
+static void drop_sink_log(void *ctx, const polytel__log_rec_t *r) {
+  (void)r;
+  (*(uint64_t *)ctx)++;
+}
+static void drop_sink_span(void *ctx, const polytel__span_rec_t *r) {
+  (void)r;
+  (*(uint64_t *)ctx)++;
+}
+
+/* What is still in blocks can no longer be delivered: count it as dropped. */
+static void discard_buffered(void) {
+  uint64_t n = 0;
+  polytel__sink_t sink = {drop_sink_log, drop_sink_span, NULL, &n};
+  pthread_mutex_lock(&polytel__consume_mu);
+  if (polytel__memsink_active()) polytel__consume(&polytel__memsink_sink, UINT64_MAX);
+  else polytel__consume(&sink, UINT64_MAX);
+  pthread_mutex_unlock(&polytel__consume_mu);
+  if (n) atomic_fetch_add(&polytel__acct.dropped_export, n);
+}
+
+int polytel_flush(uint32_t timeout_ms) {
+  pthread_mutex_lock(&g_phase_mu);
+  int phase = atomic_load(&g_phase);
+  int rc = 0;
+  if (polytel__memsink_active()) {
+    rc = polytel_memory_sink_collect();
+  } else if (phase == POLYTEL_PHASE_FULL && !g_external) {
+#if POLYTEL_WITH_UV
+    rc = polytel__transport_flush(timeout_ms);
+#endif
+  } else if (phase == POLYTEL_PHASE_DEFERRED) {
+    rc = polytel__pending_total() ? POLYTEL_ESTATE : 0; /* nothing can be sent before phase 2 */
+  }
+  (void)timeout_ms;
+  pthread_mutex_unlock(&g_phase_mu);
+  return rc;
+}
+
+int polytel_shutdown(uint32_t timeout_ms) {
+  pthread_mutex_lock(&g_phase_mu);
+  int phase = atomic_load(&g_phase);
+  if (phase == POLYTEL_PHASE_NONE) {
+    pthread_mutex_unlock(&g_phase_mu);
+    return 0;
+  }
+  int rc = 0;
+#if POLYTEL_WITH_UV
+  if (phase == POLYTEL_PHASE_FULL && !g_external) rc = polytel__transport_stop(timeout_ms);
+#endif
+  if (g_external && g_ext_pl) {
+    polytel__pipeline_abandon(g_ext_pl);
+    polytel__pipeline_free(g_ext_pl);
+    g_ext_pl = NULL;
+    g_external = 0;
+  }
+  (void)timeout_ms;
+  atomic_store(&g_phase, POLYTEL_PHASE_NONE);
+  polytel__update_levels(); /* recording stops; the console keeps working */
+  discard_buffered();
+  if (g_have_res) {
+    polytel__resource_free(&g_res);
+    g_have_res = 0;
+  }
+  if (g_have_user) {
+    user_free(&g_user);
+    g_have_user = 0;
+  }
+  pthread_mutex_unlock(&g_phase_mu);
+  polytel_stats_t st;
+  polytel_stats(&st);
+  if (rc == 0 && st.exported + st.dropped_invalid != st.recorded) rc = POLYTEL_EDROPPED;
+  return rc;
+}
+
+/* ------------------------------------------------------------------ stats */
+
+static void sum_threads(uint64_t *logs, uint64_t *spans, uint64_t *full, uint64_t *inv, uint64_t *trunc) {
+  *logs = atomic_load(&polytel__acct.retired_logs);
+  *spans = atomic_load(&polytel__acct.retired_spans);
+  *full = atomic_load(&polytel__acct.retired_drop_full);
+  *inv = atomic_load(&polytel__acct.retired_drop_invalid);
+  *trunc = atomic_load(&polytel__acct.retired_truncated);
+  pthread_mutex_lock(&polytel__registry_mu);
+  for (polytel__thread_t *t = polytel__registry; t; t = t->next) {
+    *logs += atomic_load_explicit(&t->n_logs, POLYTEL__RELAXED);
+    *spans += atomic_load_explicit(&t->n_spans, POLYTEL__RELAXED);
+    *full += atomic_load_explicit(&t->n_drop_full, POLYTEL__RELAXED);
+    *inv += atomic_load_explicit(&t->n_drop_invalid, POLYTEL__RELAXED);
+    *trunc += atomic_load_explicit(&t->n_truncated, POLYTEL__RELAXED);
+  }
+  pthread_mutex_unlock(&polytel__registry_mu);
+}
+
+int polytel_stats(polytel_stats_t *out) {
+  if (!out) return POLYTEL_EINVAL;
+  memset(out, 0, sizeof *out);
+  /* Outcomes first, then attempts: pending can never go negative. */
+  out->exported = atomic_load(&polytel__acct.exported);
+  out->dropped_export = atomic_load(&polytel__acct.dropped_export);
+  uint64_t orphan = atomic_load(&polytel__acct.orphan_drop);
+  uint64_t logs, spans, full, inv, trunc;
+  sum_threads(&logs, &spans, &full, &inv, &trunc);
+  out->logs_recorded = logs;
+  out->spans_recorded = spans;
+  out->recorded = logs + spans + orphan;
+  out->dropped_buffer_full = full + orphan;
+  out->dropped_invalid = inv;
+  out->truncated = trunc;
+  out->dropped = out->dropped_buffer_full + out->dropped_invalid + out->dropped_export;
+  uint64_t done = out->exported + out->dropped;
+  out->pending = out->recorded > done ? out->recorded - done : 0;
+  out->export_requests = atomic_load(&polytel__acct.export_requests);
+  out->export_retries = atomic_load(&polytel__acct.export_retries);
+  out->export_failures = atomic_load(&polytel__acct.export_failures);
+  out->buffer_bytes = polytel__pool_bytes();
+  out->buffer_bytes_max = polytel__pool_cap();
+  return 0;
+}
+
+uint64_t polytel__recorded_total(void) {
+  polytel_stats_t st;
+  polytel_stats(&st);
+  return st.recorded;
+}
+
+uint64_t polytel__pending_total(void) {
+  polytel_stats_t st;
+  polytel_stats(&st);
+  return st.pending;
+}
+
+void polytel__wake(void) {
+#if POLYTEL_WITH_UV
+  polytel__transport_wake();
+#endif
+}

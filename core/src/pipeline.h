@@ -28,6 +28,7 @@ typedef struct polytel__request_s {
   uint64_t not_before_ms;
   uint64_t first_try_ms;
   uint8_t *owned_body;
+  int in_flight;
 } polytel__request_t;
 
 typedef struct polytel__pipeline_s polytel__pipeline_t;

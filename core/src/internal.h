@@ -1,0 +1,297 @@
+/* internal.h — private core state: clock, per-thread blocks, event layout, consumer, accounting. */
+#ifndef POLYTEL_INTERNAL_H
+#define POLYTEL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "polytel.h"
+#include "record.h"
+
+#define POLYTEL__LIKELY(x) __builtin_expect(!!(x), 1)
+#define POLYTEL__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define POLYTEL__RELAXED memory_order_relaxed
+#define POLYTEL__ALIGN8(n) (((n) + 7u) & ~(size_t)7u)
+
+/* ------------------------------------------------------------------ clock */
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#define POLYTEL__HAVE_TSC 1
+#endif
+
+extern int polytel__g_use_tsc;
+
+static inline uint64_t polytel__mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Hot-path timestamp: TSC ticks when invariant, else CLOCK_MONOTONIC ns. */
+static inline uint64_t polytel__ticks(void) {
+#ifdef POLYTEL__HAVE_TSC
+  if (POLYTEL__LIKELY(polytel__g_use_tsc)) return __rdtsc();
+#endif
+  return polytel__mono_ns();
+}
+
+void polytel__clock_init(void);
+/* A conversion snapshot taken once per consumer pass: monotone within it. */
+typedef struct polytel__clock_conv_s {
+  uint64_t tick0;
+  uint64_t mono0;
+  double ns_per_tick;
+  int64_t wall_minus_mono;
+} polytel__clock_conv_t;
+void polytel__clock_conv(polytel__clock_conv_t *c);
+static inline uint64_t polytel__ticks_to_unix(const polytel__clock_conv_t *c, uint64_t t) {
+  int64_t d = (int64_t)(t - c->tick0);
+  int64_t mono = (int64_t)c->mono0 + (int64_t)((double)d * c->ns_per_tick);
+  return (uint64_t)(mono + c->wall_minus_mono);
+}
+
+/* ------------------------------------------------------------ event layout */
+
+enum {
+  POLYTEL__EV_LOG_FMT = 1,      /* static target + fmt, captured args */
+  POLYTEL__EV_LOG_STR = 2,      /* copied target, message, attrs, optional span ctx */
+  POLYTEL__EV_SPAN_BEGIN = 3,   /* static name */
+  POLYTEL__EV_SPAN_BEGIN_DYN = 4, /* copied name + attrs */
+  POLYTEL__EV_SPAN_END = 5,     /* flags = status */
+  POLYTEL__EV_SPAN_END_DYN = 6, /* status + message + attrs */
+  POLYTEL__EV_SPAN_FULL = 7,    /* async span, whole */
+  POLYTEL__EV_METRIC = 8,       /* dynamic metric: level = kind */
+  POLYTEL__EV_HIST_STATIC = 9,  /* static histogram sample */
+  POLYTEL__EV_SPAN_DROPPED = 10 /* a thread span whose begin did not fit: end pairs with nothing */
+};
+
+/* Every event starts with this header; size is a multiple of 8. */
+typedef struct polytel__ev_s {
+  uint8_t type;
+  uint8_t level;  /* log level / metric kind */
+  uint16_t flags; /* span status, log arg count */
+  uint32_t size;  /* whole event, bytes */
+  uint64_t ts;    /* polytel__ticks(), or Unix ns for SPAN_FULL */
+} polytel__ev_t;
+
+/* Serialized attribute header; key bytes, then value (8 bytes or string bytes), padded to 8. */
+typedef struct polytel__ev_attr_s {
+  uint8_t type;
+  uint8_t pad;
+  uint16_t key_len;
+  uint32_t val_len;
+} polytel__ev_attr_t;
+
+/* Captured printf argument kinds. */
+enum {
+  POLYTEL__ARG_INT = 1,  /* int and promoted smaller types */
+  POLYTEL__ARG_LONG,     /* long, long long, size_t, intmax_t, ptrdiff_t */
+  POLYTEL__ARG_DOUBLE,
+  POLYTEL__ARG_LDOUBLE,  /* stored as 16 bytes */
+  POLYTEL__ARG_PTR,
+  POLYTEL__ARG_STR       /* u32 length + bytes, padded */
+};
+#define POLYTEL__MAX_FMT_ARGS 15
+
+/* A parsed format: argument kinds in order. ok == 0: cannot be deferred (%n, %ls, %.Ns ...). */
+typedef struct polytel__fmt_sig_s {
+  const char *fmt;
+  uint8_t ok;
+  uint8_t n_args;
+  uint8_t has_n; /* contains %n: never formatted */
+  uint8_t kinds[POLYTEL__MAX_FMT_ARGS];
+} polytel__fmt_sig_t;
+
+void polytel__fmt_parse(const char *fmt, polytel__fmt_sig_t *sig);
+/* Format fmt with captured args (as laid out in an event). Returns length written (< cap). */
+size_t polytel__fmt_render(char *out, size_t cap, const char *fmt, const uint8_t *args, size_t args_len);
+
+/* --------------------------------------------------------------- blocks */
+
+#define POLYTEL__BLOCK_SIZE ((size_t)64 * 1024)
+
+typedef struct polytel__block_s {
+  struct polytel__block_s *next; /* the thread's next block (valid once sealed); free-list link */
+  _Atomic uint32_t committed;    /* bytes of data published by the writer */
+  _Atomic uint32_t sealed;       /* writer moved to `next` */
+  uint32_t consumed;             /* consumer cursor */
+  uint32_t cap;                  /* usable data bytes */
+  uint64_t data[];               /* events, 8-aligned */
+} polytel__block_t;
+
+#define POLYTEL__BLOCK_DATA_CAP ((uint32_t)(POLYTEL__BLOCK_SIZE - sizeof(polytel__block_t)))
+/* A single event never exceeds this; longer strings are truncated (and counted). */
+#define POLYTEL__MAX_EVENT (POLYTEL__BLOCK_DATA_CAP / 2)
+
+#define POLYTEL__MAX_DEPTH 64
+#define POLYTEL__MAX_STATIC_METRICS 256
+#define POLYTEL__FMT_CACHE 64
+#define POLYTEL__END_RESERVE 16 /* bytes one EV_SPAN_END needs */
+
+struct polytel__cons_span_s; /* consumer's replay stack entry (consumer.c) */
+
+typedef struct polytel__thread_s {
+  /* --- writer (owning thread) --- */
+  uint8_t *pos;  /* next free byte in cur->data */
+  uint8_t *lim;  /* end of cur->data minus the reserve for open spans' ends */
+  polytel__block_t *cur;
+  uint32_t depth;     /* open thread spans */
+  uint32_t pad0;
+  uint64_t drop_mask;     /* bit d: span at depth d was not recorded at begin (pool full) */
+  uint64_t drop_inv_mask; /* bit d: ... because the call was invalid (NULL name, too deep) */
+  uint64_t rng[2];    /* xorshift128+ for async span ids */
+  polytel__fmt_sig_t *fmt_cache; /* POLYTEL__FMT_CACHE entries */
+  /* --- counters: written by the owner (relaxed), read by stats/consumer --- */
+  _Atomic uint64_t n_logs;
+  _Atomic uint64_t n_spans;
+  _Atomic uint64_t n_drop_full;
+  _Atomic uint64_t n_drop_invalid;
+  _Atomic uint64_t n_truncated;
+  _Atomic int64_t *counters; /* POLYTEL__MAX_STATIC_METRICS static counter slots */
+  /* --- consumer --- */
+  polytel__block_t *head; /* oldest block not fully consumed */
+  struct polytel__cons_span_s *stack; /* replay of open thread spans */
+  uint32_t stack_depth;
+  uint32_t stack_cap;
+  uint32_t id; /* 1-based registration order */
+  _Atomic int dead; /* the thread exited: no more writes */
+  struct polytel__thread_s *next; /* registry */
+} polytel__thread_t;
+
+/* Global buffer state (buffers.c). */
+void polytel__buffers_init(uint64_t max_bytes);
+void polytel__buffers_set_cap(uint64_t max_bytes);
+polytel__thread_t *polytel__thread_register(void);
+/* Seal the current block and move to a fresh one; 0 if the pool is exhausted. */
+int polytel__handoff(polytel__thread_t *t);
+polytel__block_t *polytel__pool_get(void);
+void polytel__pool_put(polytel__block_t *b);
+uint64_t polytel__pool_bytes(void);
+uint64_t polytel__pool_cap(void);
+
+extern __thread polytel__thread_t *polytel__tls __attribute__((tls_model("initial-exec")));
+extern pthread_mutex_t polytel__registry_mu;
+extern polytel__thread_t *polytel__registry; /* list head, guarded by registry_mu */
+
+static inline polytel__thread_t *polytel__thread(void) {
+  polytel__thread_t *t = polytel__tls;
+  if (POLYTEL__UNLIKELY(t == NULL)) t = polytel__thread_register();
+  return t;
+}
+
+/* Reserve n bytes (n multiple of 8) for an event; NULL = pool exhausted (caller counts the drop). */
+static inline uint8_t *polytel__reserve(polytel__thread_t *t, size_t n) {
+  if (POLYTEL__UNLIKELY((size_t)(t->lim - t->pos) < n)) {
+    if (!polytel__handoff(t) || (size_t)(t->lim - t->pos) < n) return NULL;
+  }
+  return t->pos;
+}
+/* Publish the event written at t->pos (n bytes). */
+static inline void polytel__commit(polytel__thread_t *t, size_t n) {
+  t->pos += n;
+  atomic_store_explicit(&t->cur->committed, (uint32_t)(t->pos - (uint8_t *)t->cur->data),
+                        memory_order_release);
+}
+
+/* Relaxed single-writer increment: a plain add on x86, clean under TSan. */
+static inline void polytel__inc(_Atomic uint64_t *c, uint64_t n) {
+  atomic_store_explicit(c, atomic_load_explicit(c, POLYTEL__RELAXED) + n, POLYTEL__RELAXED);
+}
+
+/* ------------------------------------------------------------- recording */
+
+/* Lowest level that is recorded for export (POLYTEL_LEVEL_OFF when not recording). */
+extern _Atomic int polytel__g_record_level;
+/* Lowest level that goes anywhere (record or console); 0 before the first init. */
+extern _Atomic int polytel__g_min_level;
+/* Spans/metrics recorded at all. */
+extern _Atomic int polytel__g_recording;
+/* Console threshold (POLYTEL_LEVEL_OFF when the console is off). */
+extern _Atomic int polytel__g_console_level;
+void polytel__update_levels(void);
+/* First event before any init: run phase 1 implicitly. */
+void polytel__implicit_init(void);
+
+/* ------------------------------------------------------------- consumer */
+
+typedef struct polytel__sink_s {
+  void (*log)(void *ctx, const polytel__log_rec_t *rec);
+  void (*span)(void *ctx, const polytel__span_rec_t *rec);
+  void (*metric_event)(void *ctx, int kind, const char *name, const char *unit, double value, int64_t ivalue,
+                       const polytel__kv_t *attrs, uint32_t n_attrs);
+  void *ctx;
+} polytel__sink_t;
+
+extern pthread_mutex_t polytel__consume_mu;
+/*
+ * Drain up to max_items logs+spans from every thread into sink (metric
+ * events do not count). Caller holds polytel__consume_mu. Returns items.
+ */
+uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items);
+/* Reset consumer-side state of every thread (fork child, shutdown discard). */
+void polytel__consume_reset_thread(polytel__thread_t *t);
+
+/* ----------------------------------------------------------- accounting */
+
+typedef struct polytel__acct_s {
+  _Atomic uint64_t exported;
+  _Atomic uint64_t dropped_export;
+  _Atomic uint64_t export_requests;
+  _Atomic uint64_t export_retries;
+  _Atomic uint64_t export_failures;
+  /* folded in from exited threads */
+  _Atomic uint64_t retired_logs, retired_spans, retired_drop_full, retired_drop_invalid, retired_truncated;
+  _Atomic uint64_t orphan_drop; /* events dropped with no thread state (registration failed) */
+} polytel__acct_t;
+extern polytel__acct_t polytel__acct;
+uint64_t polytel__recorded_total(void);
+uint64_t polytel__pending_total(void);
+
+/* ------------------------------------------------------------- metrics */
+
+/* Static metric slot registration (metrics.c); 0 = could not register. */
+uint32_t polytel__metric_register(polytel_metric_t *m);
+extern polytel_metric_t *polytel__static_metrics[POLYTEL__MAX_STATIC_METRICS];
+extern _Atomic uint32_t polytel__n_static_metrics;
+extern _Atomic int64_t polytel__retired_counters[POLYTEL__MAX_STATIC_METRICS];
+
+/* Consumer-side aggregation (metrics.c), under polytel__consume_mu. */
+void polytel__metrics_event(int kind, const char *name, uint32_t name_len, const char *unit, uint32_t unit_len,
+                            double value, int64_t ivalue, const polytel__kv_t *attrs, uint32_t n_attrs);
+void polytel__metrics_hist_static(polytel_metric_t *m, double value);
+typedef struct polytel__metrics_snap_s {
+  polytel__metric_rec_t *recs;
+  size_t n;
+  void *mem; /* owns points, attrs, buckets */
+} polytel__metrics_snap_t;
+/* Every series, cumulative since its start, at now_ns; self-metrics included. */
+int polytel__metrics_snapshot(polytel__metrics_snap_t *out, uint64_t now_ns);
+void polytel__metrics_snap_free(polytel__metrics_snap_t *s);
+void polytel__metrics_reset(void);
+
+/* ------------------------------------------------------------- misc */
+
+void polytel__rng_seed(uint64_t s[2]);
+static inline uint64_t polytel__rng_next(uint64_t s[2]) {
+  uint64_t s1 = s[0];
+  const uint64_t s0 = s[1];
+  s[0] = s0;
+  s1 ^= s1 << 23;
+  s[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+  return s[1] + s0;
+}
+void polytel__gen_ids(uint64_t rng[2], uint8_t *trace_id /* 16 or NULL */, uint8_t span_id[8]);
+
+/* memsink.c */
+int polytel__memsink_active(void);
+extern const polytel__sink_t polytel__memsink_sink;
+extern pthread_mutex_t polytel__memsink_mu;
+
+/* Wake the exporter (transport) after a handoff; no-op without one. */
+void polytel__wake(void);
+
+#endif
