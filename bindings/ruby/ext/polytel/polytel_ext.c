@@ -1,0 +1,771 @@
+/* polytel_ext.c — the Ruby extension: phase 1 in Init_, recording, spans, blocking calls without the GVL. */
+#include <ruby.h>
+#include <ruby/thread.h>
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "polytel.h"
+
+/* Attributes per call: more than this are left out (counted by nobody, so keep it generous). */
+#define PT_MAX_ATTRS 48
+/* Blocking waits are cut into slices so an interrupt (Ctrl-C, Thread#raise) is seen within one. */
+#define PT_SLICE_MS 50
+
+static VALUE pt_mPolytel;
+static VALUE pt_cSpanContext;
+static ID pt_id_span_key; /* the fiber-local that holds the current span (Thread#[] is fiber-local) */
+static ID pt_id_message;
+static ID pt_id_success_p;
+static VALUE pt_sym_unit;
+static VALUE pt_sym_phase[4];
+
+/* Bumped in every fork child: a span opened before the fork belongs to the parent, which finishes it. */
+static volatile uint32_t pt_fork_gen;
+
+static void pt_atfork_child(void) {
+  __atomic_add_fetch(&pt_fork_gen, 1, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------ attributes */
+
+typedef struct {
+  size_t n;
+  VALUE skip; /* a key to leave out (:unit for metrics), or Qundef */
+  polytel_attr_t a[PT_MAX_ATTRS];
+  /* Strings made during conversion. They live on the C stack, where the conservative GC sees them. */
+  VALUE keep[PT_MAX_ATTRS * 2];
+  size_t n_keep;
+} pt_attrs_t;
+
+static void pt_attrs_init(pt_attrs_t *as, VALUE skip) {
+  as->n = 0;
+  as->n_keep = 0;
+  as->skip = skip;
+}
+
+/* A NUL-terminated, NUL-free view of str; a copy only in the rare case the original is not. */
+static VALUE pt_cstr_value(VALUE str) {
+  const char *p = RSTRING_PTR(str);
+  long len = RSTRING_LEN(str);
+  const char *nul = memchr(p, 0, (size_t)len);
+  if (nul) return rb_str_new(p, nul - p);
+  if (p[len] != '\0') return rb_str_new(p, len);
+  return str;
+}
+
+static VALUE pt_name_value(VALUE v) {
+  if (RB_TYPE_P(v, T_STRING)) return pt_cstr_value(v);
+  if (RB_TYPE_P(v, T_SYMBOL)) return rb_sym2str(v);
+  rb_raise(rb_eTypeError, "polytel: name must be a String or Symbol, not %" PRIsVALUE, rb_obj_class(v));
+  return Qnil;
+}
+
+static VALUE pt_keep(pt_attrs_t *as, VALUE v) {
+  as->keep[as->n_keep++] = v;
+  return v;
+}
+
+static int pt_attr_i(VALUE key, VALUE val, VALUE arg) {
+  pt_attrs_t *as = (pt_attrs_t *)arg;
+  if (as->n >= PT_MAX_ATTRS) return ST_STOP;
+  if (key == as->skip || NIL_P(val)) return ST_CONTINUE;
+
+  VALUE k;
+  if (RB_TYPE_P(key, T_SYMBOL)) {
+    k = rb_sym2str(key);
+  } else {
+    k = rb_obj_as_string(key);
+    k = pt_cstr_value(k);
+  }
+  polytel_attr_t *a = &as->a[as->n];
+  a->key = RSTRING_PTR(pt_keep(as, k));
+
+  switch (TYPE(val)) {
+    case T_FIXNUM:
+      a->type = POLYTEL_ATTR_INT;
+      a->value.i = (int64_t)FIX2LONG(val);
+      break;
+    case T_FLOAT:
+      a->type = POLYTEL_ATTR_DOUBLE;
+      a->value.d = RFLOAT_VALUE(val);
+      break;
+    case T_TRUE:
+    case T_FALSE:
+      a->type = POLYTEL_ATTR_BOOL;
+      a->value.b = val == Qtrue;
+      break;
+    default: {
+      /* Strings as they are; symbols, bignums, arrays and objects as their to_s. */
+      VALUE s = RB_TYPE_P(val, T_STRING)   ? val
+                : RB_TYPE_P(val, T_SYMBOL) ? rb_sym2str(val)
+                                           : rb_obj_as_string(val);
+      pt_keep(as, s);
+      a->type = POLYTEL_ATTR_STRING;
+      a->value.str.ptr = RSTRING_PTR(s);
+      a->value.str.len = (size_t)RSTRING_LEN(s);
+      break;
+    }
+  }
+  as->n++;
+  return ST_CONTINUE;
+}
+
+static void pt_attrs_fill(pt_attrs_t *as, VALUE hash) {
+  if (NIL_P(hash)) return;
+  Check_Type(hash, T_HASH);
+  rb_hash_foreach(hash, pt_attr_i, (VALUE)as);
+}
+
+static void pt_attrs_add_str(pt_attrs_t *as, const char *key, VALUE str) {
+  if (as->n >= PT_MAX_ATTRS) return;
+  polytel_attr_t *a = &as->a[as->n++];
+  pt_keep(as, str);
+  a->key = key;
+  a->type = POLYTEL_ATTR_STRING;
+  a->value.str.ptr = RSTRING_PTR(str);
+  a->value.str.len = (size_t)RSTRING_LEN(str);
+}
+
+/* ------------------------------------------------------------ span objects */
+
+enum { PT_SPAN_OPEN = 0, PT_SPAN_ENDED = 1 };
+
+typedef struct {
+  polytel_span_ctx_t ctx;
+  uint32_t fork_gen;
+  int state;
+  VALUE extra; /* Hash of attributes set inside the block, or nil */
+} pt_span_t;
+
+static void pt_span_mark(void *p) {
+  rb_gc_mark(((pt_span_t *)p)->extra);
+}
+static size_t pt_span_memsize(const void *p) {
+  (void)p;
+  return sizeof(pt_span_t);
+}
+
+/* No VALUE is freed here and nothing can raise: safe to free immediately, during sweep. */
+static const rb_data_type_t pt_span_type = {
+    .wrap_struct_name = "Polytel::SpanContext",
+    .function = {.dmark = pt_span_mark, .dfree = RUBY_TYPED_DEFAULT_FREE, .dsize = pt_span_memsize},
+    .flags = RUBY_TYPED_FREE_IMMEDIATELY,
+};
+
+static pt_span_t *pt_span_of(VALUE v) {
+  if (NIL_P(v) || !rb_typeddata_is_kind_of(v, &pt_span_type)) return NULL;
+  return (pt_span_t *)RTYPEDDATA_DATA(v);
+}
+
+static const polytel_span_ctx_t *pt_current_ctx(void) {
+  pt_span_t *sp = pt_span_of(rb_thread_local_aref(rb_thread_current(), pt_id_span_key));
+  return sp ? &sp->ctx : NULL;
+}
+
+static VALUE pt_hex(const uint8_t *p, size_t n) {
+  static const char digits[] = "0123456789abcdef";
+  char buf[32];
+  for (size_t i = 0; i < n; i++) {
+    buf[2 * i] = digits[p[i] >> 4];
+    buf[2 * i + 1] = digits[p[i] & 15];
+  }
+  return rb_usascii_str_new(buf, (long)(2 * n));
+}
+
+static int pt_all_zero(const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (p[i]) return 0;
+  return 1;
+}
+
+static pt_span_t *pt_span_get(VALUE self) {
+  return rb_check_typeddata(self, &pt_span_type);
+}
+
+static VALUE pt_span_trace_id(VALUE self) {
+  return pt_hex(pt_span_get(self)->ctx.trace_id, 16);
+}
+static VALUE pt_span_span_id(VALUE self) {
+  return pt_hex(pt_span_get(self)->ctx.span_id, 8);
+}
+static VALUE pt_span_parent_span_id(VALUE self) {
+  pt_span_t *sp = pt_span_get(self);
+  return pt_all_zero(sp->ctx.parent_id, 8) ? Qnil : pt_hex(sp->ctx.parent_id, 8);
+}
+static VALUE pt_span_recording_p(VALUE self) {
+  pt_span_t *sp = pt_span_get(self);
+  return sp->state == PT_SPAN_OPEN && sp->fork_gen == pt_fork_gen ? Qtrue : Qfalse;
+}
+
+/* Attributes known only inside the block; sent with the span when it ends. */
+static VALUE pt_span_set_attribute(VALUE self, VALUE key, VALUE value) {
+  pt_span_t *sp = pt_span_get(self);
+  if (sp->state != PT_SPAN_OPEN) return value;
+  if (NIL_P(sp->extra)) RB_OBJ_WRITE(self, &sp->extra, rb_hash_new());
+  rb_hash_aset(sp->extra, key, value);
+  return value;
+}
+
+static VALUE pt_span_alloc(VALUE klass) {
+  pt_span_t *sp;
+  VALUE obj = TypedData_Make_Struct(klass, pt_span_t, &pt_span_type, sp);
+  sp->extra = Qnil;
+  sp->state = PT_SPAN_ENDED; /* SpanContext.allocate makes an inert context; only Polytel.span opens one */
+  return obj;
+}
+
+/* ------------------------------------------------------------ logs */
+
+/* The target (OTLP scope) of Polytel.info and friends; the same in every binding. */
+static const char pt_default_target[] = "app";
+
+static void pt_emit_log(polytel_level_t level, const char *target, VALUE msg, VALUE attrs) {
+  pt_attrs_t as;
+  pt_attrs_init(&as, Qundef);
+  pt_attrs_fill(&as, attrs);
+  /* After the attributes: their to_s may run user code, which must not see a half-made record. */
+  VALUE s = RB_TYPE_P(msg, T_STRING) ? msg : rb_obj_as_string(msg);
+  polytel_log_attrs(level, target, RSTRING_PTR(s), (size_t)RSTRING_LEN(s), as.a, as.n, pt_current_ctx());
+  RB_GC_GUARD(s);
+}
+
+static VALUE pt_log_level(int argc, VALUE *argv, polytel_level_t level) {
+  VALUE msg, opts = Qnil;
+  rb_scan_args(argc, argv, "1:", &msg, &opts);
+  if (polytel_level_enabled(level)) pt_emit_log(level, pt_default_target, msg, opts);
+  return Qnil;
+}
+
+static VALUE pt_trace(int argc, VALUE *argv, VALUE self) {
+  (void)self;
+  return pt_log_level(argc, argv, POLYTEL_LEVEL_TRACE);
+}
+static VALUE pt_debug(int argc, VALUE *argv, VALUE self) {
+  (void)self;
+  return pt_log_level(argc, argv, POLYTEL_LEVEL_DEBUG);
+}
+static VALUE pt_info(int argc, VALUE *argv, VALUE self) {
+  (void)self;
+  return pt_log_level(argc, argv, POLYTEL_LEVEL_INFO);
+}
+static VALUE pt_warn(int argc, VALUE *argv, VALUE self) {
+  (void)self;
+  return pt_log_level(argc, argv, POLYTEL_LEVEL_WARN);
+}
+static VALUE pt_error(int argc, VALUE *argv, VALUE self) {
+  (void)self;
+  return pt_log_level(argc, argv, POLYTEL_LEVEL_ERROR);
+}
+static VALUE pt_fatal(int argc, VALUE *argv, VALUE self) {
+  (void)self;
+  return pt_log_level(argc, argv, POLYTEL_LEVEL_FATAL);
+}
+
+/* An Integer (an OTel severity number, 1..24) or :trace/:debug/:info/:warn/:warning/:error/:fatal. */
+static polytel_level_t pt_level_arg(VALUE v) {
+  if (FIXNUM_P(v)) {
+    long l = FIX2LONG(v);
+    if (l < 1 || l > 24) rb_raise(rb_eArgError, "polytel: level %ld is not a severity number (1..24)", l);
+    return (polytel_level_t)l;
+  }
+  VALUE s = RB_TYPE_P(v, T_SYMBOL) ? rb_sym2str(v) : StringValue(v);
+  static const struct {
+    const char *name;
+    polytel_level_t level;
+  } names[] = {{"trace", POLYTEL_LEVEL_TRACE},  {"debug", POLYTEL_LEVEL_DEBUG},
+               {"info", POLYTEL_LEVEL_INFO},    {"warn", POLYTEL_LEVEL_WARN},
+               {"warning", POLYTEL_LEVEL_WARN}, {"error", POLYTEL_LEVEL_ERROR},
+               {"fatal", POLYTEL_LEVEL_FATAL}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if ((size_t)RSTRING_LEN(s) == strlen(names[i].name) &&
+        !strncasecmp(RSTRING_PTR(s), names[i].name, strlen(names[i].name)))
+      return names[i].level;
+  rb_raise(rb_eArgError, "polytel: unknown level %" PRIsVALUE, v);
+  return POLYTEL_LEVEL_OFF;
+}
+
+/* Polytel.log(level, target, msg, **attrs): any level, any target (the OTLP scope name). */
+static VALUE pt_log(int argc, VALUE *argv, VALUE self) {
+  (void)self;
+  VALUE level, target, msg, opts = Qnil;
+  rb_scan_args(argc, argv, "3:", &level, &target, &msg, &opts);
+  polytel_level_t lvl = pt_level_arg(level);
+  if (!polytel_level_enabled(lvl)) return Qnil;
+  VALUE t = pt_name_value(target);
+  pt_emit_log(lvl, RSTRING_PTR(t), msg, opts);
+  RB_GC_GUARD(t);
+  return Qnil;
+}
+
+/* Polytel._log(level, target, msg, attrs_or_nil): Polytel::Logger's bridge, positional (no kwargs hash). */
+static VALUE pt_log_raw(VALUE self, VALUE level, VALUE target, VALUE msg, VALUE attrs) {
+  (void)self;
+  polytel_level_t lvl = pt_level_arg(level);
+  if (!polytel_level_enabled(lvl)) return Qfalse;
+  VALUE t = pt_name_value(target);
+  pt_emit_log(lvl, RSTRING_PTR(t), msg, attrs);
+  RB_GC_GUARD(t);
+  return Qtrue;
+}
+
+static VALUE pt_level_enabled_p(VALUE self, VALUE level) {
+  (void)self;
+  return polytel_level_enabled(pt_level_arg(level)) ? Qtrue : Qfalse;
+}
+
+/* ------------------------------------------------------------ spans */
+
+static int pt_is_exception(VALUE err) {
+  return !SPECIAL_CONST_P(err) && BUILTIN_TYPE(err) == T_OBJECT && rb_obj_is_kind_of(err, rb_eException);
+}
+
+typedef struct {
+  pt_span_t *sp;
+  VALUE name;
+  VALUE opts;
+  VALUE err; /* the exception that left the block, or nil */
+} pt_finish_t;
+
+static VALUE pt_span_finish_body(VALUE arg) {
+  pt_finish_t *f = (pt_finish_t *)arg;
+  pt_attrs_t as;
+  pt_attrs_init(&as, Qundef);
+  pt_attrs_fill(&as, f->opts);
+  pt_attrs_fill(&as, f->sp->extra);
+
+  polytel_status_t status = POLYTEL_STATUS_UNSET;
+  VALUE status_msg = Qnil;
+  VALUE err = f->err;
+  /* exit(0) inside a span is the program finishing, not the span failing. */
+  if (!NIL_P(err) && rb_obj_is_kind_of(err, rb_eSystemExit) && RTEST(rb_funcall(err, pt_id_success_p, 0)))
+    err = Qnil;
+  if (!NIL_P(err)) {
+    VALUE type = rb_class_name(rb_obj_class(err));
+    status_msg = pt_cstr_value(rb_obj_as_string(rb_funcall(err, pt_id_message, 0)));
+    pt_attrs_add_str(&as, "exception.type", type);
+    pt_attrs_add_str(&as, "exception.message", status_msg);
+    status = POLYTEL_STATUS_ERROR;
+  }
+  f->sp->state = PT_SPAN_ENDED;
+  polytel_span_finish(&f->sp->ctx, RSTRING_PTR(f->name), status,
+                      NIL_P(status_msg) ? NULL : RSTRING_PTR(status_msg), as.a, as.n);
+  RB_GC_GUARD(status_msg);
+  return Qnil;
+}
+
+/* An attribute whose to_s raises must not leave the span open: end it without attributes. */
+static VALUE pt_span_finish_rescue(VALUE arg, VALUE exc) {
+  (void)exc;
+  pt_finish_t *f = (pt_finish_t *)arg;
+  if (f->sp->state == PT_SPAN_OPEN) {
+    f->sp->state = PT_SPAN_ENDED;
+    polytel_span_finish(&f->sp->ctx, RSTRING_PTR(f->name),
+                        NIL_P(f->err) ? POLYTEL_STATUS_UNSET : POLYTEL_STATUS_ERROR, NULL, NULL, 0);
+  }
+  return Qnil;
+}
+
+static VALUE pt_span_yield(VALUE obj) {
+  return rb_yield(obj);
+}
+
+/*
+ * Polytel.span(name, **attrs) { |span| ... }. The block runs under rb_protect so that every way out
+ * (value, exception, break, throw, Thread#kill) ends the span exactly once and restores the parent.
+ */
+static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
+  (void)self;
+  VALUE name, opts = Qnil;
+  rb_scan_args(argc, argv, "1:", &name, &opts);
+  rb_need_block();
+  name = pt_name_value(name);
+
+  VALUE th = rb_thread_current();
+  VALUE prev = rb_thread_local_aref(th, pt_id_span_key);
+  pt_span_t *parent = pt_span_of(prev);
+  pt_span_t *sp;
+  VALUE obj = TypedData_Make_Struct(pt_cSpanContext, pt_span_t, &pt_span_type, sp);
+  sp->extra = Qnil;
+  sp->state = PT_SPAN_OPEN;
+  sp->fork_gen = pt_fork_gen;
+  polytel_span_start(parent ? &parent->ctx : NULL, &sp->ctx);
+
+  rb_thread_local_aset(th, pt_id_span_key, obj);
+  int state = 0;
+  VALUE result = rb_protect(pt_span_yield, obj, &state);
+  rb_thread_local_aset(th, pt_id_span_key, prev);
+
+  if (sp->fork_gen != pt_fork_gen) {
+    /* Opened in the parent before a fork: the parent ends and exports it, not this child. */
+    sp->state = PT_SPAN_ENDED;
+  } else if (sp->state == PT_SPAN_OPEN) {
+    VALUE err = state ? rb_errinfo() : Qnil;
+    pt_finish_t f = {sp, name, opts, pt_is_exception(err) ? err : Qnil};
+    /* rb_rescue2 restores the pending errinfo afterwards, so rb_jump_tag re-raises the original. */
+    rb_rescue2(pt_span_finish_body, (VALUE)&f, pt_span_finish_rescue, (VALUE)&f, rb_eException, (VALUE)0);
+  }
+  RB_GC_GUARD(obj);
+  RB_GC_GUARD(name);
+  RB_GC_GUARD(opts);
+  if (state) rb_jump_tag(state);
+  return result;
+}
+
+static VALUE pt_current_span(VALUE self) {
+  (void)self;
+  VALUE v = rb_thread_local_aref(rb_thread_current(), pt_id_span_key);
+  return pt_span_of(v) ? v : Qnil;
+}
+
+/* ------------------------------------------------------------ metrics */
+
+static VALUE pt_unit_value(VALUE opts) {
+  if (NIL_P(opts)) return Qnil;
+  VALUE u = rb_hash_lookup2(opts, pt_sym_unit, Qnil);
+  return NIL_P(u) ? Qnil : pt_name_value(u);
+}
+
+typedef enum { PT_COUNTER, PT_GAUGE, PT_HISTOGRAM } pt_metric_kind_t;
+
+static VALUE pt_metric(int argc, VALUE *argv, pt_metric_kind_t kind) {
+  VALUE name, value = Qnil, opts = Qnil;
+  if (kind == PT_COUNTER)
+    rb_scan_args(argc, argv, "11:", &name, &value, &opts);
+  else
+    rb_scan_args(argc, argv, "2:", &name, &value, &opts);
+  name = pt_name_value(name);
+  VALUE unit = pt_unit_value(opts);
+  int64_t delta = 1;
+  double d = 0;
+  if (kind == PT_COUNTER) {
+    if (!NIL_P(value)) {
+      if (!RB_INTEGER_TYPE_P(value)) rb_raise(rb_eTypeError, "polytel: a counter adds Integers");
+      delta = NUM2LL(value);
+    }
+  } else {
+    d = NUM2DBL(value);
+  }
+  pt_attrs_t as;
+  pt_attrs_init(&as, pt_sym_unit);
+  pt_attrs_fill(&as, opts);
+  const char *n = RSTRING_PTR(name);
+  const char *u = NIL_P(unit) ? "" : RSTRING_PTR(unit);
+  switch (kind) {
+    case PT_COUNTER:
+      polytel_counter_add(n, u, delta, as.a, as.n);
+      break;
+    case PT_GAUGE:
+      polytel_gauge_set(n, u, d, as.a, as.n);
+      break;
+    case PT_HISTOGRAM:
+      polytel_histogram_record(n, u, d, as.a, as.n);
+      break;
+  }
+  RB_GC_GUARD(name);
+  RB_GC_GUARD(unit);
+  return Qnil;
+}
+
+static VALUE pt_counter_add(int argc, VALUE *argv, VALUE self) {
+  (void)self;
+  return pt_metric(argc, argv, PT_COUNTER);
+}
+static VALUE pt_gauge_set(int argc, VALUE *argv, VALUE self) {
+  (void)self;
+  return pt_metric(argc, argv, PT_GAUGE);
+}
+static VALUE pt_histogram_record(int argc, VALUE *argv, VALUE self) {
+  (void)self;
+  return pt_metric(argc, argv, PT_HISTOGRAM);
+}
+
+/* ------------------------------------------------------------ blocking calls, without the GVL */
+
+typedef struct {
+  uint32_t timeout_ms;
+  int interrupted; /* set by the unblock function, read between slices */
+  int rc;
+  const polytel_config_t *cfg;
+} pt_block_t;
+
+static void pt_ubf(void *p) {
+  __atomic_store_n(&((pt_block_t *)p)->interrupted, 1, __ATOMIC_RELEASE);
+}
+
+static uint64_t pt_mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Flush in slices until delivered, the deadline, or an interrupt. Returns the last flush result. */
+static int pt_sliced_flush(pt_block_t *b, uint64_t deadline) {
+  for (;;) {
+    uint64_t now = pt_mono_ms();
+    uint32_t left = now >= deadline ? 0 : (uint32_t)(deadline - now);
+    uint32_t slice = left < PT_SLICE_MS ? left : PT_SLICE_MS;
+    int rc = polytel_flush(slice);
+    if (rc != POLYTEL_ETIMEDOUT || slice == 0 || __atomic_load_n(&b->interrupted, __ATOMIC_ACQUIRE))
+      return rc;
+  }
+}
+
+static void *pt_flush_nogvl(void *p) {
+  pt_block_t *b = p;
+  /* Only phase 2 has a loop to deliver with; elsewhere waiting would only burn the timeout. */
+  if (polytel_phase() == POLYTEL_PHASE_FULL)
+    b->rc = pt_sliced_flush(b, pt_mono_ms() + b->timeout_ms);
+  else
+    b->rc = polytel_flush(0);
+  return NULL;
+}
+
+static void *pt_shutdown_nogvl(void *p) {
+  pt_block_t *b = p;
+  uint64_t deadline = pt_mono_ms() + b->timeout_ms;
+  if (polytel_phase() == POLYTEL_PHASE_FULL) {
+    pt_sliced_flush(b, deadline);
+    uint64_t now = pt_mono_ms();
+    uint32_t left = __atomic_load_n(&b->interrupted, __ATOMIC_ACQUIRE) || now >= deadline
+                        ? 0
+                        : (uint32_t)(deadline - now);
+    b->rc = polytel_shutdown(left);
+  } else {
+    b->rc = polytel_shutdown(b->timeout_ms);
+  }
+  return NULL;
+}
+
+static void *pt_bootstrap_nogvl(void *p) {
+  pt_block_t *b = p;
+  b->rc = polytel_init_full_telemetry(NULL, b->cfg);
+  return NULL;
+}
+
+static uint32_t pt_timeout_arg(VALUE v) {
+  long long t = NUM2LL(v);
+  if (t < 0) rb_raise(rb_eArgError, "polytel: timeout_ms must be >= 0");
+  return t > UINT32_MAX ? UINT32_MAX : (uint32_t)t;
+}
+
+static VALUE pt_flush(VALUE self, VALUE timeout_ms) {
+  (void)self;
+  pt_block_t b = {pt_timeout_arg(timeout_ms), 0, POLYTEL_ETIMEDOUT, NULL};
+  rb_thread_call_without_gvl(pt_flush_nogvl, &b, pt_ubf, &b);
+  return INT2NUM(b.rc);
+}
+
+static VALUE pt_shutdown(VALUE self, VALUE timeout_ms) {
+  (void)self;
+  pt_block_t b = {pt_timeout_arg(timeout_ms), 0, POLYTEL_ETIMEDOUT, NULL};
+  rb_thread_call_without_gvl(pt_shutdown_nogvl, &b, pt_ubf, &b);
+  return INT2NUM(b.rc);
+}
+
+/* String fields of polytel_config_t that bootstrap_worker may override. */
+static const struct {
+  const char *key;
+  size_t offset;
+} pt_cfg_strings[] = {
+    {"service_name", offsetof(polytel_config_t, service_name)},
+    {"service_version", offsetof(polytel_config_t, service_version)},
+    {"resource_attributes", offsetof(polytel_config_t, resource_attributes)},
+    {"endpoint", offsetof(polytel_config_t, endpoint)},
+    {"traces_endpoint", offsetof(polytel_config_t, traces_endpoint)},
+    {"logs_endpoint", offsetof(polytel_config_t, logs_endpoint)},
+    {"metrics_endpoint", offsetof(polytel_config_t, metrics_endpoint)},
+    {"headers", offsetof(polytel_config_t, headers)},
+    {"certificate", offsetof(polytel_config_t, certificate)},
+    {"export_dir", offsetof(polytel_config_t, export_dir)},
+};
+#define PT_N_CFG_STRINGS (sizeof pt_cfg_strings / sizeof pt_cfg_strings[0])
+
+static VALUE pt_hash_get(VALUE h, const char *key) {
+  return rb_hash_lookup2(h, ID2SYM(rb_intern(key)), Qnil);
+}
+
+static int pt_hash_int(VALUE h, const char *key, int dflt) {
+  VALUE v = pt_hash_get(h, key);
+  return NIL_P(v) ? dflt : NUM2INT(v);
+}
+
+/*
+ * Polytel._bootstrap(hash) → return code. The Ruby layer has validated and normalized the hash
+ * (symbols to enum numbers). Strings are copied into one GC-owned buffer first: the call runs
+ * without the GVL, when Ruby strings may move or change.
+ */
+static VALUE pt_bootstrap(VALUE self, VALUE opts) {
+  (void)self;
+  Check_Type(opts, T_HASH);
+  VALUE strs[PT_N_CFG_STRINGS];
+  size_t total = 0;
+  for (size_t i = 0; i < PT_N_CFG_STRINGS; i++) {
+    VALUE v = pt_hash_get(opts, pt_cfg_strings[i].key);
+    strs[i] = NIL_P(v) ? Qnil : pt_cstr_value(rb_obj_as_string(v));
+    if (!NIL_P(strs[i])) total += (size_t)RSTRING_LEN(strs[i]) + 1;
+  }
+  polytel_config_t cfg;
+  polytel_config_init(&cfg);
+  cfg.sdk_language = "ruby";
+  cfg.telemetry_enabled = pt_hash_int(opts, "telemetry_enabled", -1);
+  cfg.sdk_disabled = pt_hash_int(opts, "sdk_disabled", -1);
+  cfg.compression_gzip = pt_hash_int(opts, "compression_gzip", -1);
+  cfg.protocol = (polytel_protocol_t)pt_hash_int(opts, "protocol", POLYTEL_PROTOCOL_DEFAULT);
+  cfg.exporter = (polytel_exporter_t)pt_hash_int(opts, "exporter", POLYTEL_EXPORTER_DEFAULT);
+  cfg.console = (polytel_console_t)pt_hash_int(opts, "console", POLYTEL_CONSOLE_DEFAULT);
+  cfg.console_format =
+      (polytel_console_format_t)pt_hash_int(opts, "console_format", POLYTEL_CONSOLE_FORMAT_DEFAULT);
+  cfg.console_level = pt_hash_int(opts, "console_level", -1);
+  cfg.use_env = pt_hash_int(opts, "use_env", 1);
+  VALUE t = pt_hash_get(opts, "timeout_ms");
+  if (!NIL_P(t)) cfg.timeout_ms = NUM2LL(t);
+  VALUE mm = pt_hash_get(opts, "max_memory_bytes");
+  if (!NIL_P(mm)) cfg.max_memory_bytes = NUM2LL(mm);
+
+  /* Everything that can raise is done; from here on, nothing does until the buffer is released. */
+  VALUE holder = 0;
+  char *buf = total ? ALLOCV(holder, total) : NULL;
+  char *w = buf;
+  for (size_t i = 0; i < PT_N_CFG_STRINGS; i++) {
+    if (NIL_P(strs[i])) continue;
+    size_t len = (size_t)RSTRING_LEN(strs[i]);
+    memcpy(w, RSTRING_PTR(strs[i]), len);
+    w[len] = '\0';
+    *(const char **)((char *)&cfg + pt_cfg_strings[i].offset) = w;
+    w += len + 1;
+  }
+  pt_block_t b = {0, 0, POLYTEL_ESTATE, &cfg};
+  rb_thread_call_without_gvl(pt_bootstrap_nogvl, &b, pt_ubf, &b);
+  if (holder) ALLOCV_END(holder);
+  return INT2NUM(b.rc);
+}
+
+/* ------------------------------------------------------------ state */
+
+static VALUE pt_phase(VALUE self) {
+  (void)self;
+  polytel_phase_t p = polytel_phase();
+  return (unsigned)p < 4 ? pt_sym_phase[p] : ID2SYM(rb_intern(polytel_phase_name(p)));
+}
+
+static VALUE pt_stats(VALUE self) {
+  (void)self;
+  polytel_stats_t s;
+  memset(&s, 0, sizeof s);
+  int rc = polytel_stats(&s);
+  if (rc != 0) rb_raise(rb_eRuntimeError, "polytel_stats: %s", polytel_strerror(rc));
+  VALUE h = rb_hash_new();
+#define PT_STAT(f) rb_hash_aset(h, ID2SYM(rb_intern(#f)), ULL2NUM(s.f))
+  PT_STAT(recorded);
+  PT_STAT(exported);
+  PT_STAT(dropped);
+  PT_STAT(pending);
+  PT_STAT(dropped_buffer_full);
+  PT_STAT(dropped_export);
+  PT_STAT(dropped_invalid);
+  PT_STAT(logs_recorded);
+  PT_STAT(spans_recorded);
+  PT_STAT(export_requests);
+  PT_STAT(export_retries);
+  PT_STAT(export_failures);
+  PT_STAT(truncated);
+  PT_STAT(buffer_bytes);
+  PT_STAT(buffer_bytes_max);
+#undef PT_STAT
+  return h;
+}
+
+static VALUE pt_err_name(VALUE self, VALUE rc) {
+  (void)self;
+  return rb_str_new_cstr(polytel_err_name(NUM2INT(rc)));
+}
+
+static VALUE pt_strerror(VALUE self, VALUE rc) {
+  (void)self;
+  return rb_str_new_cstr(polytel_strerror(NUM2INT(rc)));
+}
+
+static VALUE pt_fork_generation(VALUE self) {
+  (void)self;
+  return UINT2NUM(pt_fork_gen);
+}
+
+void Init_polytel_ext(void) {
+#ifdef HAVE_RB_EXT_RACTOR_SAFE
+  /* Every C method here touches only the thread-safe core, per-fiber storage and immutable globals. */
+  rb_ext_ractor_safe(true);
+#endif
+  pt_mPolytel = rb_define_module("Polytel");
+  pt_id_span_key = rb_intern("__polytel_span");
+  pt_id_message = rb_intern("message");
+  pt_id_success_p = rb_intern("success?");
+  pt_sym_unit = ID2SYM(rb_intern("unit"));
+  const char *phase_names[4] = {"none", "console", "deferred", "full"};
+  for (int i = 0; i < 4; i++) {
+    pt_sym_phase[i] = ID2SYM(rb_intern(phase_names[i]));
+    rb_gc_register_mark_object(pt_sym_phase[i]);
+  }
+
+  rb_define_const(pt_mPolytel, "VERSION", rb_obj_freeze(rb_str_new_cstr(POLYTEL_VERSION_STRING)));
+  rb_define_const(pt_mPolytel, "CORE_VERSION", rb_obj_freeze(rb_str_new_cstr(polytel_version())));
+  rb_define_const(pt_mPolytel, "SPAN_KEY", ID2SYM(pt_id_span_key));
+  rb_define_const(
+      pt_mPolytel, "LEVELS",
+      rb_obj_freeze(rb_ary_new_from_args(6, INT2FIX(POLYTEL_LEVEL_TRACE), INT2FIX(POLYTEL_LEVEL_DEBUG),
+                                         INT2FIX(POLYTEL_LEVEL_INFO), INT2FIX(POLYTEL_LEVEL_WARN),
+                                         INT2FIX(POLYTEL_LEVEL_ERROR), INT2FIX(POLYTEL_LEVEL_FATAL))));
+
+  rb_define_module_function(pt_mPolytel, "trace", pt_trace, -1);
+  rb_define_module_function(pt_mPolytel, "debug", pt_debug, -1);
+  rb_define_module_function(pt_mPolytel, "info", pt_info, -1);
+  rb_define_module_function(pt_mPolytel, "warn", pt_warn, -1);
+  rb_define_module_function(pt_mPolytel, "error", pt_error, -1);
+  rb_define_module_function(pt_mPolytel, "fatal", pt_fatal, -1);
+  rb_define_module_function(pt_mPolytel, "log", pt_log, -1);
+  rb_define_module_function(pt_mPolytel, "span", pt_span, -1);
+  rb_define_module_function(pt_mPolytel, "current_span", pt_current_span, 0);
+  rb_define_module_function(pt_mPolytel, "counter_add", pt_counter_add, -1);
+  rb_define_module_function(pt_mPolytel, "gauge_set", pt_gauge_set, -1);
+  rb_define_module_function(pt_mPolytel, "histogram_record", pt_histogram_record, -1);
+  rb_define_module_function(pt_mPolytel, "phase", pt_phase, 0);
+  rb_define_module_function(pt_mPolytel, "stats", pt_stats, 0);
+  rb_define_module_function(pt_mPolytel, "level_enabled?", pt_level_enabled_p, 1);
+
+  /* Private plumbing for lib/polytel.rb, which adds keyword handling and the return values. */
+  rb_define_singleton_method(pt_mPolytel, "_log", pt_log_raw, 4);
+  rb_define_singleton_method(pt_mPolytel, "_bootstrap", pt_bootstrap, 1);
+  rb_define_singleton_method(pt_mPolytel, "_flush", pt_flush, 1);
+  rb_define_singleton_method(pt_mPolytel, "_shutdown", pt_shutdown, 1);
+  rb_define_singleton_method(pt_mPolytel, "_err_name", pt_err_name, 1);
+  rb_define_singleton_method(pt_mPolytel, "_strerror", pt_strerror, 1);
+  rb_define_singleton_method(pt_mPolytel, "_fork_generation", pt_fork_generation, 0);
+  VALUE sc = rb_singleton_class(pt_mPolytel);
+  /* _log stays public: Polytel::Logger calls it on every record. */
+  const char *private_names[] = {"_bootstrap", "_flush",    "_shutdown",
+                                 "_err_name",  "_strerror", "_fork_generation"};
+  for (size_t i = 0; i < sizeof private_names / sizeof private_names[0]; i++)
+    rb_funcall(sc, rb_intern("private"), 1, ID2SYM(rb_intern(private_names[i])));
+
+  pt_cSpanContext = rb_define_class_under(pt_mPolytel, "SpanContext", rb_cObject);
+  rb_define_alloc_func(pt_cSpanContext, pt_span_alloc);
+  rb_undef_method(rb_singleton_class(pt_cSpanContext), "new");
+  rb_define_method(pt_cSpanContext, "trace_id", pt_span_trace_id, 0);
+  rb_define_method(pt_cSpanContext, "span_id", pt_span_span_id, 0);
+  rb_define_method(pt_cSpanContext, "parent_span_id", pt_span_parent_span_id, 0);
+  rb_define_method(pt_cSpanContext, "recording?", pt_span_recording_p, 0);
+  rb_define_method(pt_cSpanContext, "set_attribute", pt_span_set_attribute, 2);
+  rb_define_method(pt_cSpanContext, "[]=", pt_span_set_attribute, 2);
+
+  pthread_atfork(NULL, NULL, pt_atfork_child);
+
+  /* Phase 1: no thread, no loop, no network; TELEMETRY_ENABLED=true makes it defer. */
+  polytel_config_t cfg;
+  polytel_config_init(&cfg);
+  cfg.sdk_language = "ruby";
+  polytel_init_console_only(&cfg);
+}
