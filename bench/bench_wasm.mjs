@@ -1,0 +1,80 @@
+// bench_wasm.mjs — the wasm binding's cost in Node: pt.info and pt.span(name, fn) beside console.log (output
+// discarded) and a plain call of fn. One run, one table, side by side. Target: pt.info <= 0.2x console.log.
+// No assertions: numbers depend on the machine. Run: node bench/bench_wasm.mjs (after npm run build).
+import { Console } from 'node:console';
+import { Writable } from 'node:stream';
+
+import { createPolytel } from '../bindings/wasm/src/index.js';
+
+const N = Number(process.env.BENCH_N ?? 200000);
+const CHUNK = 10000;
+
+const discard = new Writable({
+  write(_chunk, _enc, cb) {
+    cb();
+  },
+});
+const quiet = new Console({ stdout: discard, stderr: discard });
+
+const pt = await createPolytel({ useEnv: false, telemetryEnabled: true, console: false, serviceName: 'bench' });
+// Phase 2 with the "none" exporter: the pipeline drains, batches and encodes as usual; nothing is sent.
+await pt.bootstrapWorker({ exporter: 'none' });
+
+let sink = 0;
+function work() {
+  sink = (sink + 1) | 0;
+  return sink;
+}
+
+/**
+ * ns per call of body(i). Runs in chunks; between chunks the pipeline drains (pt.flush), and with
+ * drain: true that time is counted too, since in wasm the consumer runs on this same thread.
+ */
+async function measure(body, { drain = false } = {}) {
+  for (let i = 0; i < CHUNK; i++) body(i); // warm-up (JIT, first block)
+  await pt.flush(10000);
+  let total = 0n;
+  for (let done = 0; done < N; done += CHUNK) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < CHUNK; i++) body(done + i);
+    if (drain) await pt.flush(10000);
+    total += process.hrtime.bigint() - t0;
+    if (!drain) await pt.flush(10000);
+  }
+  return Number(total) / N;
+}
+
+const rows = [];
+const add = (name, ns) => rows.push({ name, ns });
+
+add('plain call fn()', await measure(() => work()));
+add('console.log(msg) (output discarded)', await measure((i) => quiet.log('request handled', i)));
+add('console.log(msg, {2 attrs}) (discarded)', await measure((i) => quiet.log('request handled', { route: '/a', n: i })));
+add('pt.info(msg) (recorded)', await measure(() => pt.info('request handled')));
+add('pt.info(msg) (recorded + drained/encoded)', await measure(() => pt.info('request handled'), { drain: true }));
+add('pt.info(msg, {2 attrs}) (recorded)', await measure((i) => pt.info('request handled', { route: '/a', n: i })));
+add('pt.debug(msg) (below threshold)', await measure(() => pt.debug('not recorded')));
+add('pt.span(name, fn) (recorded)', await measure(() => pt.span('work', work)));
+add('pt.span(name, fn) (recorded + drained/encoded)', await measure(() => pt.span('work', work), { drain: true }));
+add('pt.counterAdd(name, 1)', await measure(() => pt.counterAdd('requests', 1)));
+
+const stats = pt.stats();
+await pt.shutdown(5000);
+
+const byName = Object.fromEntries(rows.map((r) => [r.name, r.ns]));
+const logNs = byName['console.log(msg) (output discarded)'];
+const fnNs = byName['plain call fn()'];
+const w = Math.max(...rows.map((r) => r.name.length));
+console.log(`polytel wasm ${pt.version}, node ${process.versions.node}, ${N} calls each\n`);
+console.log(`${'operation'.padEnd(w)}  ${'ns/call'.padStart(9)}  ${'x console.log'.padStart(13)}  ${'x plain fn'.padStart(10)}`);
+console.log(`${'-'.repeat(w)}  ${'-'.repeat(9)}  ${'-'.repeat(13)}  ${'-'.repeat(10)}`);
+for (const r of rows) {
+  console.log(
+    `${r.name.padEnd(w)}  ${r.ns.toFixed(1).padStart(9)}  ${(r.ns / logNs).toFixed(3).padStart(13)}  ${(r.ns / fnNs)
+      .toFixed(1)
+      .padStart(10)}`,
+  );
+}
+const ratio = byName['pt.info(msg) (recorded)'] / logNs;
+console.log(`\npt.info / console.log = ${ratio.toFixed(3)} (target <= 0.2: ${ratio <= 0.2 ? 'met' : 'NOT met'})`);
+console.log(`core stats: recorded=${stats.recorded} exported=${stats.exported} dropped=${stats.dropped}`);

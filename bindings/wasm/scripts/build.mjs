@@ -1,0 +1,125 @@
+// build.mjs — compiles the polytel core (no libuv) + src/shim.c with emcc into dist/polytel_wasm[.debug].mjs.
+//   node scripts/build.mjs [--release|--debug]
+// Incremental: an object is rebuilt only when its source or any header is newer.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, renameSync } from 'node:fs';
+import { dirname, join, resolve, basename } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const pkg = resolve(here, '..');
+const root = resolve(pkg, '../..');
+const debug = process.argv.includes('--debug');
+const mode = debug ? 'debug' : 'release';
+const dist = join(pkg, 'dist');
+const objDir = join(dist, `obj-${mode}`);
+const genDir = join(dist, 'gen');
+mkdirSync(objDir, { recursive: true });
+mkdirSync(join(genDir, 'polytel'), { recursive: true });
+
+// emscripten 3.1.6 (Debian) needs its JS dependencies (acorn) from the system node path.
+const env = { ...process.env, NODE_PATH: '/usr/share/nodejs' + (process.env.NODE_PATH ? ':' + process.env.NODE_PATH : '') };
+delete env.EM_CACHE; // the system-library cache is prebuilt and frozen
+
+function run(cmd, args) {
+  const r = spawnSync(cmd, args, { env, stdio: 'inherit' });
+  if (r.error) {
+    console.error(`build: cannot run ${cmd}: ${r.error.message} (install the 'emscripten' package: scripts/deps.sh)`);
+    process.exit(1);
+  }
+  if (r.status !== 0) {
+    console.error(`build: ${cmd} failed (exit ${r.status})`);
+    process.exit(r.status ?? 1);
+  }
+}
+
+// --- polytel/version.h from the one version, project(VERSION) in the root CMakeLists.txt
+const cmake = readFileSync(join(root, 'CMakeLists.txt'), 'utf8');
+const m = /project\s*\(\s*polytel\s+VERSION\s+(\d+)\.(\d+)\.(\d+)/i.exec(cmake);
+if (!m) {
+  console.error('build: no project(polytel VERSION x.y.z) in CMakeLists.txt');
+  process.exit(1);
+}
+const [, major, minor, patch] = m;
+const version = `${major}.${minor}.${patch}`;
+const versionH = readFileSync(join(root, 'core/include/polytel/version.h.in'), 'utf8')
+  .replaceAll('@PROJECT_VERSION_MAJOR@', major)
+  .replaceAll('@PROJECT_VERSION_MINOR@', minor)
+  .replaceAll('@PROJECT_VERSION_PATCH@', patch)
+  .replaceAll('@PROJECT_VERSION@', version);
+const versionPath = join(genDir, 'polytel/version.h');
+if (!existsSync(versionPath) || readFileSync(versionPath, 'utf8') !== versionH) writeFileSync(versionPath, versionH);
+
+// --- sources: the core as with POLYTEL_WITH_UV=OFF (no transport_uv.c, no gzip.c), plus the shim
+const coreSrc = join(root, 'core/src');
+const EXCLUDED = new Set(['transport_uv.c', 'gzip.c']);
+const sources = readdirSync(coreSrc)
+  .filter((f) => f.endsWith('.c') && !EXCLUDED.has(f))
+  .sort()
+  .map((f) => join(coreSrc, f));
+sources.push(join(pkg, 'src/shim.c'));
+
+const headers = [
+  ...readdirSync(coreSrc).filter((f) => f.endsWith('.h')).map((f) => join(coreSrc, f)),
+  join(root, 'core/include/polytel.h'),
+  versionPath,
+];
+const newestHeader = Math.max(...headers.map((h) => statSync(h).mtimeMs));
+
+const cflags = [
+  '-std=gnu11',
+  '-Wall', '-Wextra', '-Wshadow', '-Wpedantic',
+  '-D_GNU_SOURCE',
+  '-I', join(root, 'core/include'),
+  '-I', genDir,
+  '-I', coreSrc,
+  ...(debug ? ['-O0', '-g'] : ['-O2']),
+];
+
+const objects = [];
+for (const src of sources) {
+  const obj = join(objDir, basename(src).replace(/\.c$/, '.o'));
+  objects.push(obj);
+  const fresh = existsSync(obj) && statSync(obj).mtimeMs >= Math.max(statSync(src).mtimeMs, newestHeader);
+  if (fresh) continue;
+  console.log(`emcc ${basename(src)}`);
+  // The shim is ours and must stay warning-free; the core's warnings under clang/wasm are reported, not fatal.
+  const werror = src.startsWith(join(pkg, 'src')) ? ['-Werror'] : [];
+  run('emcc', [...cflags, ...werror, '-c', src, '-o', obj]);
+}
+
+// --- link
+const exported = [
+  '_malloc', '_free',
+  '_polytel_phase', '_polytel_phase_name', '_polytel_flush', '_polytel_shutdown', '_polytel_level_enabled',
+  '_polytel_log_attrs', '_polytel_span_start', '_polytel_span_finish', '_polytel_gauge_set',
+  '_polytel_histogram_record', '_polytel_stats', '_polytel_version', '_polytel_strerror', '_polytel_err_name',
+];
+const outName = debug ? 'polytel_wasm.debug.mjs' : 'polytel_wasm.mjs';
+const raw = join(objDir, outName);
+const ldflags = [
+  '-sMODULARIZE=1',
+  '-sEXPORT_ES6=1',
+  '-sEXPORT_NAME=createPolytelModule',
+  // The wasm bytes inside the .mjs: one file that loads the same way in Node 20 and in a page.
+  '-sSINGLE_FILE=1',
+  '-sENVIRONMENT=web,node',
+  '-sALLOW_MEMORY_GROWTH=1',
+  '-sFILESYSTEM=0',
+  // A library must not install process-wide handlers in its host.
+  '-sNODEJS_CATCH_EXIT=0',
+  '-sNODEJS_CATCH_REJECTION=0',
+  `-sEXPORTED_FUNCTIONS=${JSON.stringify(exported)}`,
+  ...(debug ? ['-sASSERTIONS=2', '-g', '-O0'] : ['-O2']),
+];
+console.log(`emcc -> dist/${outName}`);
+run('emcc', [...objects, ...ldflags, '-o', raw]);
+
+// EXPORT_ES6 output of emscripten 3.1.6 reads __dirname under Node, which ES modules do not have.
+// With SINGLE_FILE it is only used to build a path that is never read, so an empty one is enough.
+const prologue = `// polytel ${version} (${mode}) — generated by bindings/wasm/scripts/build.mjs; do not edit.\nvar __dirname = '';\n`;
+const tmp = join(dist, outName + '.tmp');
+writeFileSync(tmp, prologue + readFileSync(raw, 'utf8'));
+renameSync(tmp, join(dist, outName));
+writeFileSync(join(dist, 'version.json'), JSON.stringify({ version }) + '\n');
+console.log(`built dist/${outName} (polytel ${version}, ${mode})`);

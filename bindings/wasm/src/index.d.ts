@@ -1,0 +1,142 @@
+// index.d.ts — types for @polytel/wasm (src/index.js).
+
+/** An attribute value; other objects are exported as their JSON text. Integers are int64, other numbers doubles. */
+export type AttributeValue = string | number | boolean | bigint;
+export type Attributes = Record<string, AttributeValue | null | undefined>;
+
+export type Phase = 'none' | 'console' | 'deferred' | 'full';
+export type LevelName = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'off';
+
+/** Where console lines go; each method gets one finished line (no trailing newline). */
+export interface ConsoleSink {
+  debug(line: string): void;
+  info(line: string): void;
+  warn(line: string): void;
+  error(line: string): void;
+}
+
+export interface PolytelOptions {
+  /** Full telemetry at phase 2; phase 1 then records everything until bootstrapWorker(). Default: process.env (Node), globalThis.TELEMETRY_ENABLED (page), false. */
+  telemetryEnabled?: boolean | string;
+  /** Same as telemetryEnabled, spelled as the environment variable. */
+  TELEMETRY_ENABLED?: boolean | string;
+  /** OTEL_SDK_DISABLED: never export. */
+  sdkDisabled?: boolean | string;
+  /** service.name. Default: OTEL_SERVICE_NAME, else the script name (Node) or the page's host name. */
+  serviceName?: string;
+  serviceVersion?: string;
+  /** Extra resource attributes; "k=v,k2=v2" (percent-encoded) or an object. */
+  resourceAttributes?: string | Record<string, string | number | boolean>;
+  /** Console threshold (POLYTEL_LOG_LEVEL). Default "info". */
+  consoleLevel?: LevelName | number;
+  /** "text" (default) or "json" lines. */
+  consoleFormat?: 'text' | 'json';
+  /** false: no console output; an object: lines go to its debug/info/warn/error methods instead of globalThis.console. */
+  console?: false | ConsoleSink;
+  /** Bound on memory held by recorded, not yet exported events (POLYTEL_MAX_MEMORY). */
+  maxMemoryBytes?: number;
+  /** The logger name (OTLP scope) of pt.info() and friends. Default "app". */
+  target?: string;
+  /** Node: read OTEL_*, POLYTEL_*, TELEMETRY_ENABLED from process.env (default true). */
+  useEnv?: boolean;
+  /** Environment variables for the core, anywhere (applied after process.env), e.g. { OTEL_BSP_SCHEDULE_DELAY: "500" }. */
+  env?: Record<string, string>;
+  /** Load the debug build (assertions, names). Default: POLYTEL_WASM_DEBUG in Node. */
+  debug?: boolean;
+}
+
+export interface BootstrapOptions extends PolytelOptions {
+  /** Base URL; /v1/traces, /v1/logs, /v1/metrics are appended. Default: OTEL_EXPORTER_OTLP_ENDPOINT (env or globalThis), http://localhost:4318. */
+  endpoint?: string;
+  tracesEndpoint?: string;
+  logsEndpoint?: string;
+  metricsEndpoint?: string;
+  /** Default: OTEL_EXPORTER_OTLP_PROTOCOL, then http/protobuf. */
+  protocol?: 'http/protobuf' | 'http/json' | 'protobuf' | 'json';
+  /** Extra request headers (beside OTEL_EXPORTER_OTLP_HEADERS). */
+  headers?: Record<string, string>;
+  /** Per-request timeout (OTEL_EXPORTER_OTLP_TIMEOUT), ms. */
+  timeoutMs?: number;
+  /** "otlp" (default), "file" (Node: OTLP/JSON lines in exportDir/{traces,logs,metrics}.jsonl) or "none". */
+  exporter?: 'otlp' | 'file' | 'none';
+  /** The file exporter's directory (POLYTEL_EXPORT_DIR). */
+  exportDir?: string;
+  /** The fetch to use (default globalThis.fetch). */
+  fetch?: typeof globalThis.fetch;
+  /** Node: flush once on 'beforeExit' (default true), bounded by exitTimeoutMs (default 3000). */
+  flushOnExit?: boolean;
+  exitTimeoutMs?: number;
+}
+
+export interface Span {
+  readonly name: string;
+  /** 32 hex digits; "" when not recording. */
+  readonly traceId: string;
+  /** 16 hex digits; "" when not recording. */
+  readonly spanId: string;
+  setAttribute(key: string, value: AttributeValue): this;
+  setAttributes(attrs: Attributes): this;
+}
+
+export interface Logger {
+  readonly target: string;
+  trace(msg: string, attrs?: Attributes): void;
+  debug(msg: string, attrs?: Attributes): void;
+  info(msg: string, attrs?: Attributes): void;
+  warn(msg: string, attrs?: Attributes): void;
+  error(msg: string, attrs?: Attributes): void;
+  fatal(msg: string, attrs?: Attributes): void;
+}
+
+export interface Stats {
+  recorded: number;
+  exported: number;
+  dropped: number;
+  pending: number;
+  droppedBufferFull: number;
+  droppedExport: number;
+  droppedInvalid: number;
+  logsRecorded: number;
+  spansRecorded: number;
+  exportRequests: number;
+  exportRetries: number;
+  exportFailures: number;
+  truncated: number;
+  bufferBytes: number;
+  bufferBytesMax: number;
+}
+
+export interface Polytel extends Logger {
+  /** The core's version (project(VERSION)). */
+  readonly version: string;
+  phase(): Phase;
+  /** A logger whose records carry `target` as their OTLP scope name. */
+  logger(target: string): Logger;
+  /**
+   * Runs fn inside a span and returns its value. A promise result ends the span when it settles.
+   * A throw or rejection sets the error status and is passed on. Nested spans get the enclosing one
+   * as parent: in Node across awaits (AsyncLocalStorage); in browsers only for spans started before
+   * fn's first await.
+   */
+  span<T>(name: string, fn: (span: Span) => T, attrs?: Attributes): T;
+  /** A monotonic int64 counter; value defaults to 1, is truncated to an integer, negatives are ignored. */
+  counterAdd(name: string, value?: number | bigint, attrs?: Attributes, unit?: string): void;
+  gaugeSet(name: string, value: number, attrs?: Attributes, unit?: string): void;
+  histogramRecord(name: string, value: number, attrs?: Attributes, unit?: string): void;
+  /** Phase 2 with fetch (or the file exporter) driven by this event loop; resolves to the phase afterwards. */
+  bootstrapWorker(options?: BootstrapOptions): Promise<Phase>;
+  /** Resolves to true when everything recorded so far was delivered within timeoutMs (default 10000). */
+  flush(timeoutMs?: number): Promise<boolean>;
+  /** Flush (bounded), stop, release; phase "none" afterwards. true when everything was delivered. */
+  shutdown(timeoutMs?: number): Promise<boolean>;
+  stats(): Stats;
+}
+
+/** Loads the wasm core and runs phase 1. Each call makes an independent core; a program normally makes one. */
+export function createPolytel(options?: PolytelOptions): Promise<Polytel>;
+export default createPolytel;
+
+/** Retry-After (seconds or an HTTP date) in milliseconds, -1 when absent or unreadable. */
+export function parseRetryAfter(value: string | null | undefined, nowMs?: number): number;
+
+export const levels: Readonly<Record<LevelName, number>>;

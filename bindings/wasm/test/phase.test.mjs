@@ -1,0 +1,96 @@
+// phase.test.mjs — phase 1 at instantiation: TELEMETRY_ENABLED from options, then process.env; console.* by level.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+
+import { createPolytel } from '../src/index.js';
+import { PKG, runNode } from './helpers.mjs';
+
+const PHASE = join(PKG, 'test/fixtures/phase.mjs');
+
+function result(run) {
+  const line = run.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  assert.ok(line, `no RESULT line; code ${run.code}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
+  return JSON.parse(line.slice(7));
+}
+
+test('TELEMETRY_ENABLED unset: console, and phase 2 leaves it console', async () => {
+  const run = await runNode(PHASE, {});
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(result(run), { phase1: 'console', phase2: 'console' });
+  assert.match(run.stdout, /INFO .*phase one line/);
+});
+
+test('TELEMETRY_ENABLED=true: deferred with one notice line, then full', async () => {
+  const run = await runNode(PHASE, { TELEMETRY_ENABLED: 'true' });
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(result(run), { phase1: 'deferred', phase2: 'full' });
+  const all = run.stdout + run.stderr;
+  assert.match(all, /defer/i);
+});
+
+test('TELEMETRY_ENABLED=false (and other spellings) stays console', async () => {
+  for (const v of ['false', '0', 'OFF']) {
+    const run = await runNode(PHASE, { TELEMETRY_ENABLED: v });
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual(result(run), { phase1: 'console', phase2: 'console' }, v);
+  }
+  const yes = await runNode(PHASE, { TELEMETRY_ENABLED: 'Yes' });
+  assert.deepEqual(result(yes), { phase1: 'deferred', phase2: 'full' });
+});
+
+test('options win over process.env', async () => {
+  const saved = process.env.TELEMETRY_ENABLED;
+  process.env.TELEMETRY_ENABLED = 'true';
+  try {
+    const off = await createPolytel({ telemetryEnabled: false, console: false });
+    assert.equal(off.phase(), 'console');
+    const on = await createPolytel({ TELEMETRY_ENABLED: 'true', console: false });
+    assert.equal(on.phase(), 'deferred');
+    delete process.env.TELEMETRY_ENABLED;
+    const fromEnvGone = await createPolytel({ console: false });
+    assert.equal(fromEnvGone.phase(), 'console');
+  } finally {
+    if (saved === undefined) delete process.env.TELEMETRY_ENABLED;
+    else process.env.TELEMETRY_ENABLED = saved;
+  }
+});
+
+test('console output goes to console.debug/info/warn/error by level', async () => {
+  const seen = [];
+  const sink = {};
+  for (const m of ['debug', 'info', 'warn', 'error', 'log']) sink[m] = (text) => seen.push([m, text]);
+  const pt = await createPolytel({ useEnv: false, console: sink, consoleLevel: 'debug' });
+  assert.equal(pt.phase(), 'console');
+  pt.debug('dbg message');
+  pt.info('info message', { user: 'ada', n: 3 });
+  pt.warn('warn message');
+  pt.error('error message');
+  pt.trace('trace message (below the threshold)');
+  const find = (s) => seen.filter(([, t]) => t.includes(s));
+  assert.deepEqual(find('dbg message').map(([m]) => m), ['debug']);
+  assert.deepEqual(find('info message').map(([m]) => m), ['info']);
+  assert.deepEqual(find('warn message').map(([m]) => m), ['warn']);
+  assert.deepEqual(find('error message').map(([m]) => m), ['error']);
+  assert.equal(find('trace message').length, 0);
+  assert.match(find('info message')[0][1], /user=ada/);
+});
+
+test('messages are never format strings, and lines cannot be forged', async () => {
+  const seen = [];
+  const sink = { debug() {}, info: (t) => seen.push(t), warn: (t) => seen.push(t), error: (t) => seen.push(t) };
+  const pt = await createPolytel({ useEnv: false, console: sink });
+  pt.info('100%s %d %n done\nFAKE line');
+  assert.equal(seen.length, 1);
+  assert.ok(seen[0].includes('100%s %d %n done'), seen[0]);
+  assert.ok(!seen[0].includes('\n'), seen[0]);
+});
+
+test('spans return fn\'s value and pass throws/rejections through in phase 1', async () => {
+  const pt = await createPolytel({ useEnv: false, console: false });
+  assert.equal(pt.span('s', () => 42), 42);
+  assert.equal(await pt.span('a', async () => 'v'), 'v');
+  assert.throws(() => pt.span('t', () => { throw new TypeError('nope'); }), TypeError);
+  await assert.rejects(pt.span('r', async () => { throw new RangeError('later'); }), RangeError);
+  assert.throws(() => pt.span('x'), TypeError);
+});

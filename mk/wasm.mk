@@ -1,0 +1,19 @@
+# wasm.mk — the WebAssembly binding: emcc build, node:test suites against the real receiver, headless chromium; its bench.
+TEST_TARGETS += test-wasm
+BENCH_TARGETS += bench-wasm
+WASM_DIR := bindings/wasm
+
+.PHONY: test-wasm bench-wasm wasm-build
+
+# npm install only when node_modules is missing (deps.sh normally did it); never a browser download.
+$(WASM_DIR)/node_modules/.package-lock.json:
+	cd $(WASM_DIR) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --loglevel=error
+
+wasm-build: deps $(WASM_DIR)/node_modules/.package-lock.json
+	cd $(WASM_DIR) && npm run --silent build
+
+test-wasm: wasm-build
+	cd $(WASM_DIR) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm test
+
+bench-wasm: wasm-build
+	node bench/bench_wasm.mjs
