@@ -13,6 +13,7 @@
 #endif
 
 polytel__acct_t polytel__acct;
+#define POLYTEL__EXPORT_LEVEL POLYTEL_LEVEL_INFO
 
 static pthread_mutex_t g_phase_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int g_phase = POLYTEL_PHASE_NONE;
@@ -104,7 +105,8 @@ void polytel__update_levels(void) {
   int active = phase == POLYTEL_PHASE_DEFERRED || phase == POLYTEL_PHASE_FULL || polytel__memsink_active();
   int threshold = g_have_cfg ? g_cfg.console_level : POLYTEL_LEVEL_INFO;
   int con = (!g_have_cfg || g_cfg.console != POLYTEL_CONSOLE_OFF) ? threshold : POLYTEL_LEVEL_OFF;
-  int rec = active ? threshold : POLYTEL_LEVEL_OFF;
+  /* POLYTEL_LOG_LEVEL is the console's threshold only; export keeps INFO and above. */
+  int rec = active ? POLYTEL__EXPORT_LEVEL : POLYTEL_LEVEL_OFF;
   int min = rec < con ? rec : con;
   if (min < 1) min = 1; /* 0 means "never initialized" */
   atomic_store(&polytel__g_console_level, con);
@@ -229,7 +231,8 @@ static int phase2_prepare(const polytel_config_t *cfg, polytel__cfg_t *out, int 
     return POLYTEL_EALREADY;
   }
   user_merge(&g_user, cfg);
-  if (polytel__cfg_resolve(&g_user, NULL, out) != 0) {
+  /* Phase 1 already warned about the environment's bad values: once is enough. */
+  if (polytel__cfg_resolve_quiet(&g_user, NULL, out) != 0) {
     pthread_mutex_unlock(&g_phase_mu);
     return POLYTEL_ENOMEM;
   }
@@ -282,17 +285,12 @@ int polytel_init_full_telemetry(struct uv_loop_s *loop, const polytel_config_t *
     return POLYTEL_ENOMEM;
   }
   g_have_res = 1;
-  polytel__pipeline_t *pl = polytel__pipeline_new(&c, &g_res);
-  if (!pl) {
-    polytel__cfg_free(&c);
-    pthread_mutex_unlock(&g_phase_mu);
-    return POLYTEL_ENOMEM;
-  }
   /* The pipeline keeps pointers into the config: it must be the one kept globally. */
   phase2_commit(&c);
-  rc = polytel__transport_start(loop, pl, &g_cfg);
+  polytel__pipeline_t *pl = polytel__pipeline_new(&g_cfg, &g_res);
+  rc = pl ? polytel__transport_start(loop, pl, &g_cfg) : POLYTEL_ENOMEM;
   if (rc != 0) {
-    polytel__pipeline_free(pl);
+    if (pl) polytel__pipeline_free(pl);
     atomic_store(&g_phase, g_phase1_active ? POLYTEL_PHASE_DEFERRED : POLYTEL_PHASE_CONSOLE);
     polytel__update_levels();
     pthread_mutex_unlock(&g_phase_mu);
@@ -314,13 +312,19 @@ int polytel__init_full_external(const polytel_config_t *cfg, polytel__pipeline_t
   if (rc <= 0) return rc;
   if (g_have_res) polytel__resource_free(&g_res);
   g_have_res = polytel__resource_build(&c, &g_res) == 0;
-  polytel__pipeline_t *pl = g_have_res ? polytel__pipeline_new(&c, &g_res) : NULL;
-  if (!pl) {
+  if (!g_have_res) {
     polytel__cfg_free(&c);
     pthread_mutex_unlock(&g_phase_mu);
     return POLYTEL_ENOMEM;
   }
   phase2_commit(&c);
+  polytel__pipeline_t *pl = polytel__pipeline_new(&g_cfg, &g_res);
+  if (!pl) {
+    atomic_store(&g_phase, g_phase1_active ? POLYTEL_PHASE_DEFERRED : POLYTEL_PHASE_CONSOLE);
+    polytel__update_levels();
+    pthread_mutex_unlock(&g_phase_mu);
+    return POLYTEL_ENOMEM;
+  }
   g_external = 1;
   g_ext_pl = pl;
   *out = pl;

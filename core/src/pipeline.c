@@ -302,20 +302,24 @@ static uint64_t room(const polytel__pipeline_t *pl) {
   return rl < rs ? rl : rs;
 }
 
-static void drain(polytel__pipeline_t *pl) {
+/* Returns 1 when every block was drained (not stopped by the queue bound). */
+static int drain(polytel__pipeline_t *pl) {
   uint64_t r = pl->encode ? room(pl) : UINT64_MAX;
-  if (!r) return;
+  if (!r) return 0;
   polytel__sink_t sink = {sink_log, sink_span, NULL, pl};
+  uint64_t got;
   pthread_mutex_lock(&polytel__consume_mu);
-  if (polytel__memsink_active()) polytel__consume(&polytel__memsink_sink, UINT64_MAX);
-  else polytel__consume(&sink, r);
+  if (polytel__memsink_active()) got = polytel__consume(&polytel__memsink_sink, UINT64_MAX), r = UINT64_MAX;
+  else got = polytel__consume(&sink, r);
   pthread_mutex_unlock(&polytel__consume_mu);
+  return got < r;
 }
 
 uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
-  drain(pl);
+  int drained = drain(pl);
   const polytel__cfg_t *c = pl->cfg;
-  if (pl->forcing) {
+  /* Flushing: partial batches go once the blocks are empty, not on every pump (no tiny requests). */
+  if (pl->forcing && drained) {
     cut_logs(pl, now);
     cut_spans(pl, now);
     if (polytel__pending_total() == 0) pl->forcing = 0;
