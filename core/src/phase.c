@@ -27,6 +27,7 @@ static int g_have_res;
 static int g_external; /* phase 2 driven from outside (wasm/JS transport) */
 static polytel__pipeline_t *g_ext_pl;
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
+static polytel_stats_t g_base; /* stats at phase 1: shutdown judges this cycle only */
 
 void polytel__buffers_fork_child(void);
 void polytel__buffers_lock(void);
@@ -157,6 +158,7 @@ static void atfork_child(void) {
   polytel__metrics_reset();
   if (polytel__memsink_active()) polytel_memory_sink_clear();
   memset(&polytel__acct, 0, sizeof polytel__acct);
+  memset(&g_base, 0, sizeof g_base);
   if (g_have_res) {
     polytel__resource_free(&g_res); /* rebuilt (new process.pid) at the child's phase 2 */
     g_have_res = 0;
@@ -174,6 +176,7 @@ static void register_atfork(void) { pthread_atfork(atfork_prepare, atfork_parent
 
 static int phase1_locked(const polytel_config_t *cfg) {
   polytel__cfg_t c;
+  polytel_stats(&g_base);
   if (!g_have_user) {
     polytel_config_init(&g_user);
     g_have_user = 1;
@@ -405,9 +408,12 @@ int polytel_shutdown(uint32_t timeout_ms) {
     g_have_user = 0;
   }
   pthread_mutex_unlock(&g_phase_mu);
+  /* 0 only if everything recorded since this init was delivered (invalid calls aside). */
   polytel_stats_t st;
   polytel_stats(&st);
-  if (rc == 0 && st.exported + st.dropped_invalid != st.recorded) rc = POLYTEL_EDROPPED;
+  if (rc == 0 && (st.exported - g_base.exported) + (st.dropped_invalid - g_base.dropped_invalid) !=
+                     st.recorded - g_base.recorded)
+    rc = POLYTEL_EDROPPED;
   return rc;
 }
 
