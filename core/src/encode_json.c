@@ -383,7 +383,7 @@ int polytel__json_logs(polytel__buf_t *out, const polytel__resource_t *res, cons
     gid = malloc(2 * n * sizeof(uint32_t));
     if (!gid) return POLYTEL_ENOMEM;
   }
-  uint32_t *firsts = gid + n, n_groups = 0, hit = 0;
+  uint32_t *firsts = gid ? gid + n : NULL, n_groups = 0, hit = 0;
   for (uint32_t i = 0; i < (uint32_t)n; i++) {
     uint32_t k = UINT32_MAX;
     if (n_groups && same_target(&recs[firsts[hit]], &recs[i])) {
