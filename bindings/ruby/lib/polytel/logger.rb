@@ -61,8 +61,8 @@ module Polytel
         body = message
       when ::Exception
         body = message.message
-        attrs = (attrs || {}).merge!("exception.type" => message.class.name, "exception.message" => body,
-                                     "exception.stacktrace" => (message.backtrace || []).join("\n"))
+        attrs = (attrs || {}).merge!("exception.type" => message.class.name, "exception.message" => body)
+        attrs["exception.stacktrace"] = message.backtrace.join("\n") if message.backtrace
       else
         body = message.inspect
       end

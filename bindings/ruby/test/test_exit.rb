@@ -1,0 +1,48 @@
+# test_exit.rb — exit without shutdown loses nothing (parent and fork child); shutdown with no collector is bounded.
+require_relative "test_helper"
+
+class TestExit < Minitest::Test
+  def test_exit_without_shutdown_loses_nothing
+    svc = new_service("exit")
+    n = 2000
+    r = run_worker("exit.rb", env: export_env(svc), args: [n.to_s, "3"])
+    assert_equal 3, r.status.exitstatus, "the at_exit hook must not change the exit status\n#{r.stderr}"
+    j = r.json
+    assert_equal 0, j["child_status"]
+    view = receiver.for_service(svc) { |v| v["logs"].size >= n + 100 }
+    assert_no_receiver_errors(view)
+
+    logs = view["logs"]
+    assert_equal (0...n).map { |i| "exit #{i}" }.sort, bodies(logs).grep(/\Aexit /).sort
+    # fork { } children run at_exit when they leave the block normally.
+    child = logs.select { |l| l["body"].start_with?("child ") }
+    assert_equal (0...100).map { |i| "child #{i}" }.sort, bodies(child).sort
+    assert child.all? { |l| l["resource"]["process.pid"] == j["child_pid"] }
+    assert_equal n / 10, view["spans"].count { |s| s["name"] == "exit-span" }
+    count = view["metrics"].select { |m| m["name"] == "rb.exit.count" }.max_by { |m| m["time_ns"] }
+    assert_equal n, count["value"]
+  end
+
+  # Nothing listens on the endpoint: shutdown gives up within its bound and says so. A hang check
+  # (the worker must exit), not a timing assertion.
+  def test_shutdown_with_no_receiver_is_bounded
+    r = run_ok("no_receiver.rb", env: export_env(new_service("dead"),
+                                                 "OTEL_EXPORTER_OTLP_ENDPOINT" => "http://127.0.0.1:9"),
+                                 args: %w[explicit 1000], hang_limit: 60)
+    j = r.json
+    assert_equal false, j["shutdown_ok"]
+    assert_equal "none", j["phase"]
+    s = j["stats"]
+    assert_equal s["recorded"], s["exported"] + s["dropped"] + s["pending"]
+    assert_equal 0, s["exported"]
+  end
+
+  def test_stalled_collector_at_exit_is_bounded
+    receiver.faults([{ "mode" => "stall", "count" => 1000 }])
+    r = run_ok("no_receiver.rb", env: export_env(new_service("stall"), "POLYTEL_EXIT_TIMEOUT_MS" => "1000"),
+                                 args: %w[at_exit], hang_limit: 60)
+    assert_nil r.json["shutdown_ok"]
+  ensure
+    receiver.faults([])
+  end
+end

@@ -1,0 +1,77 @@
+# test_spans.rb — Polytel.span: nesting and parent links, values, exceptions, every way out of a block.
+require_relative "test_helper"
+
+class TestSpans < Minitest::Test
+  def setup
+    @svc = new_service("spans")
+    @r = run_ok("spans.rb", env: export_env(@svc))
+    @j = @r.json
+    @view = receiver.for_service(@svc) { |v| v["spans"].any? { |s| s["name"] == "thread-root" } }
+    assert_no_receiver_errors(@view)
+    @spans = @view["spans"]
+  end
+
+  def span(name)
+    found = @spans.select { |s| s["name"] == name }
+    assert_equal 1, found.size, "span #{name} should arrive exactly once; got #{@spans.map { |s| s["name"] }.inspect}"
+    found.first
+  end
+
+  def test_nested_spans_link_to_their_parents
+    outer, inner, innermost = span("outer"), span("inner"), span("innermost")
+    assert_equal "", outer["parent_span_id"]
+    assert_equal outer["span_id"], inner["parent_span_id"]
+    assert_equal inner["span_id"], innermost["parent_span_id"]
+    assert_equal [outer["trace_id"]] * 3, [outer, inner, innermost].map { |s| s["trace_id"] }
+    assert_equal @j["outer"]["trace_id"], outer["trace_id"]
+    assert_equal @j["outer"]["span_id"], outer["span_id"]
+    assert_nil @j["outer"]["parent"]
+    assert outer["start_ns"] <= inner["start_ns"] && inner["end_ns"] <= outer["end_ns"]
+    assert_equal "polytel", outer["scope"]
+  end
+
+  def test_block_value_attributes_and_current_span
+    assert_equal 42, @j["value"]
+    assert_equal({ "job" => "import", "n" => 3 }, span("outer")["attributes"])
+    assert_equal({ "late" => 42 }, span("inner")["attributes"])
+    assert_equal 0, span("outer")["status_code"]
+    assert @j["inner_current"]
+    assert_nil @j["current_after"]
+    assert_nil @j["current_after_jumps"]
+  end
+
+  def test_exception_sets_error_status_ends_the_span_and_reraises
+    failing, child = span("failing"), span("failing-child")
+    [failing, child].each do |s|
+      assert_equal 2, s["status_code"]
+      assert_equal "bad input", s["status_message"]
+      assert_equal({ "exception.type" => "ArgumentError", "exception.message" => "bad input" }, s["attributes"])
+    end
+    assert_equal failing["span_id"], child["parent_span_id"]
+    assert @j["rescued_same"], "the very exception object is re-raised"
+    assert @j["backtrace_kept"]
+    assert @j["cause_kept"]
+    assert_equal "RuntimeError", span("with-cause")["attributes"]["exception.type"]
+  end
+
+  def test_break_and_throw_end_the_span_without_error
+    %w[broken-out thrown-out].each { |n| assert_equal 0, span(n)["status_code"], n }
+  end
+
+  def test_fibers_and_threads
+    # Thread#[] is fiber-local: a new Fiber starts without a current span, like a new Thread.
+    refute @j["fiber_sees_parent"]
+    assert_equal "", span("in-fiber")["parent_span_id"]
+    assert_equal "", span("thread-root")["parent_span_id"]
+    # with_span carries a span into another thread.
+    assert_equal span("pool-parent")["span_id"], span("pool-child")["parent_span_id"]
+    assert_equal span("pool-parent")["trace_id"], span("pool-child")["trace_id"]
+  end
+
+  def test_logs_inside_a_span_carry_its_ids
+    l = @view["logs"].find { |x| x["body"] == "inside outer" }
+    refute_nil l
+    assert_equal span("outer")["span_id"], l["span_id"]
+    assert_equal span("outer")["trace_id"], l["trace_id"]
+  end
+end

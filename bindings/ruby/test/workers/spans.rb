@@ -1,0 +1,53 @@
+# spans.rb — nested spans, return values, exceptions, break/throw, fibers, threads with with_span.
+require "json"
+require "polytel"
+
+Polytel.bootstrap_worker
+out = {}
+
+out["value"] = Polytel.span("outer", job: "import", n: 3) do |outer|
+  out["outer"] = { "trace_id" => outer.trace_id, "span_id" => outer.span_id, "parent" => outer.parent_span_id }
+  Polytel.info("inside outer", step: "a")
+  Polytel.span(:inner) do |inner|
+    inner.set_attribute("late", 42)
+    out["inner_current"] = Polytel.current_span.span_id == inner.span_id
+    Polytel.span("innermost") { 7 * 6 }
+  end
+end
+out["current_after"] = Polytel.current_span
+
+error = ArgumentError.new("bad input")
+begin
+  Polytel.span("failing") { Polytel.span("failing-child") { raise error } }
+rescue ArgumentError => e
+  out["rescued_same"] = e.equal?(error)
+  out["backtrace_kept"] = e.backtrace.any? { |l| l.include?("spans.rb") }
+end
+
+cause_kept = begin
+  Polytel.span("with-cause") do
+    begin
+      raise KeyError, "inner"
+    rescue KeyError
+      raise "outer"
+    end
+  end
+rescue RuntimeError => e
+  e.cause.is_a?(KeyError)
+end
+out["cause_kept"] = cause_kept
+
+[1].each { Polytel.span("broken-out") { break } }
+catch(:done) { Polytel.span("thrown-out") { throw :done } }
+out["current_after_jumps"] = Polytel.current_span
+
+Polytel.span("fiber-parent") do
+  Fiber.new { Polytel.span("in-fiber") { out["fiber_sees_parent"] = !Polytel.current_span.parent_span_id.nil? } }.resume
+end
+
+Polytel.span("pool-parent") do |parent|
+  Thread.new { Polytel.with_span(parent) { Polytel.span("pool-child") {} } }.join
+  Thread.new { Polytel.span("thread-root") {} }.join
+end
+
+puts JSON.dump(out)
