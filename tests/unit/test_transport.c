@@ -265,6 +265,9 @@ typedef struct {
   int n_routes;
   seen_t seen[64];
   int n_seen, n_conn;
+  /* Heap, not the server thread's stack: stays reachable in a forked child (valgrind). */
+  conn_t *conns[32];
+  int stalled[32];
   char base[64];
 } srv_t;
 
@@ -314,8 +317,8 @@ static int srv_serve(srv_t *s, conn_t *c, int *stalled) {
 
 static void *srv_main(void *arg) {
   srv_t *s = arg;
-  conn_t *conns[32] = {0};
-  int stalled[32] = {0};
+  conn_t **conns = s->conns;
+  int *stalled = s->stalled;
   for (;;) {
     struct pollfd p[34];
     int n = 0, idx[32];
@@ -905,6 +908,12 @@ static void test_fork(void **state) {
     tpt_wake();
     ok = ok && tpt_flush(10000) == 0 && cr->status == 200;
     ok = ok && tpt_stop(1000) == 0;
+    free(cr);
+    stub_delete(cpl);
+#ifdef TPT_TSAN
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+#endif
     _exit(ok ? 0 : 1);
   }
   tpt_atfork_parent();
