@@ -31,8 +31,12 @@ size_t polytel__utf8_step(const uint8_t *s, size_t n, size_t *bad);
 
 /*
  * Each encoder appends one Export{Logs,Trace,Metrics}ServiceRequest to `out`:
- * one ResourceLogs/ResourceSpans/ResourceMetrics with `res`, and one scope
- * "polytel" (version POLYTEL_VERSION_STRING). JSON follows the OTLP/JSON rules:
+ * one ResourceLogs/ResourceSpans/ResourceMetrics with `res`. Spans and metrics
+ * get one scope "polytel" (version POLYTEL_VERSION_STRING); logs get one scope
+ * per distinct target (name = target, no version), in order of first
+ * appearance, records in order within it. Strings are made valid UTF-8
+ * (invalid sequences become U+FFFD). Protobuf fields are in field-number order
+ * with proto3 defaults omitted, so the output is the canonical serialization. JSON follows the OTLP/JSON rules:
  * hex ids, 64-bit integers as decimal strings, integer enums, lowerCamelCase
  * keys, no trailing newline. Returns 0 or POLYTEL_ENOMEM.
  */

@@ -379,7 +379,7 @@ int polytel__json_logs(polytel__buf_t *out, const polytel__resource_t *res, cons
   /* Group by target as the protobuf encoder does: scopes by first appearance, records in order. */
   uint32_t *gid = NULL;
   if (n) {
-    if (n > UINT32_MAX / 2) return POLYTEL_ENOMEM;
+    if (n >= UINT32_MAX || n > SIZE_MAX / (2 * sizeof(uint32_t))) return POLYTEL_ENOMEM;
     gid = malloc(2 * n * sizeof(uint32_t));
     if (!gid) return POLYTEL_ENOMEM;
   }

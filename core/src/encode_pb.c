@@ -416,7 +416,7 @@ static int log_groups_build(log_groups_t *g, const polytel__log_rec_t *recs, siz
   g->n_groups = 0;
   g->first = NULL;
   if (n == 0) return 0;
-  if (n > UINT32_MAX / 4 - 1) return -1;
+  if (n >= UINT32_MAX || n > SIZE_MAX / (4 * sizeof(uint32_t))) return -1;
   uint32_t *mem = malloc(4 * n * sizeof(uint32_t));
   if (!mem) return -1;
   g->first = mem;
