@@ -30,6 +30,7 @@ def sync_core():
     for sub in ("src", "include"):
         shutil.copytree(os.path.join(src, sub), os.path.join(dst, sub), ignore=shutil.ignore_patterns("*.o", "*~"))
     shutil.copy2(os.path.join(REPO, "CMakeLists.txt"), os.path.join(CORE_COPY, "CMakeLists.txt"))
+    shutil.copy2(os.path.join(src, "CMakeLists.txt"), os.path.join(dst, "CMakeLists.txt"))
 
 
 def core_version():
@@ -90,11 +91,21 @@ if not os.path.isdir(os.path.join(CORE_COPY, "core", "src")):
 major, minor, patch = core_version()
 write_version_h(major, minor, patch)
 
-with_uv = os.environ.get("POLYTEL_WITH_UV", "1") != "0"
-core_src = sorted(glob.glob(os.path.join("_core", "core", "src", "*.c")))
-if not with_uv:
-    core_src = [s for s in core_src if os.path.basename(s) not in ("transport_uv.c", "gzip.c")]
+def core_sources(with_uv):
+    """The source list of core/CMakeLists.txt (POLYTEL_SOURCES), so the two builds never disagree."""
+    text = open(os.path.join(CORE_COPY, "core", "CMakeLists.txt"), encoding="utf-8").read()
+    base = re.search(r"set\(POLYTEL_SOURCES\s+([^)]*)\)", text)
+    if not base:
+        sys.exit("polytel: no set(POLYTEL_SOURCES ...) in core/CMakeLists.txt")
+    names = base.group(1).split()
+    if with_uv:
+        for m in re.finditer(r"list\(APPEND\s+POLYTEL_SOURCES\s+([^)]*)\)", text):
+            names += m.group(1).split()
+    return [os.path.join("_core", "core", n) for n in names]
 
+
+with_uv = os.environ.get("POLYTEL_WITH_UV", "1") != "0"
+core_src = core_sources(with_uv)
 macros = [("_GNU_SOURCE", None)]
 cflags, libs = [], []
 if with_uv:

@@ -238,7 +238,8 @@ def _exit_timeout_ms():
             raise ValueError
         return value
     except ValueError:
-        log(WARN, "polytel", "POLYTEL_EXIT_TIMEOUT_MS=%r is not a number of milliseconds; using %d"
+        # The core's wording for a bad value: the variable, the value, what was expected, what is kept.
+        log(WARN, "polytel", 'invalid POLYTEL_EXIT_TIMEOUT_MS="%s" (expected milliseconds, 0 to 4294967295); using %d'
             % (raw, DEFAULT_EXIT_TIMEOUT_MS))  # fmt: skip
         return DEFAULT_EXIT_TIMEOUT_MS
 

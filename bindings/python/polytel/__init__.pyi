@@ -1,0 +1,96 @@
+# Type stubs for polytel: logs, spans and metrics from the polytel C core (docs/python.md).
+import logging
+from typing import Any, Callable, Dict, Literal, Mapping, Optional, TypedDict, TypeVar, Union
+
+from ._polytel import (
+    DEBUG as DEBUG,
+    EALREADY as EALREADY,
+    EDISABLED as EDISABLED,
+    EDROPPED as EDROPPED,
+    EINVAL as EINVAL,
+    EIO as EIO,
+    ENOMEM as ENOMEM,
+    ENOSYS as ENOSYS,
+    ERROR as ERROR,
+    ESTATE as ESTATE,
+    ETIMEDOUT as ETIMEDOUT,
+    FATAL as FATAL,
+    INFO as INFO,
+    OK as OK,
+    TRACE as TRACE,
+    WARN as WARN,
+    Span as Span,
+)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+AttrValue = Union[str, int, float, bool, object]  # str/int/float/bool typed; anything else str(value)
+Phase = Literal["none", "console", "deferred", "full"]
+
+__version__: str
+DEFAULT_EXIT_TIMEOUT_MS: int
+
+class BootstrapResult(TypedDict, total=False):
+    phase: Phase
+    status: Literal["started", "already running", "telemetry disabled", "error"]
+    endpoint: Optional[str]
+    service: str
+    pid: int
+    error: str
+
+def phase() -> Phase: ...
+def bootstrap_worker(
+    *,
+    service_name: Optional[str] = ...,
+    service_version: Optional[str] = ...,
+    resource_attributes: Optional[Union[str, Mapping[str, object]]] = ...,
+    endpoint: Optional[str] = ...,
+    traces_endpoint: Optional[str] = ...,
+    logs_endpoint: Optional[str] = ...,
+    metrics_endpoint: Optional[str] = ...,
+    headers: Optional[Union[str, Mapping[str, object]]] = ...,
+    certificate: Optional[str] = ...,
+    protocol: Optional[Literal["http/protobuf", "http/json"]] = ...,
+    compression: Optional[Union[Literal["gzip", "none"], bool]] = ...,
+    timeout_ms: Optional[int] = ...,
+    exporter: Optional[Literal["otlp", "file", "none"]] = ...,
+    export_dir: Optional[str] = ...,
+    telemetry_enabled: Optional[bool] = ...,
+    sdk_disabled: Optional[bool] = ...,
+    console: Optional[Literal["stderr", "stdout", "off"]] = ...,
+    console_format: Optional[Literal["text", "json"]] = ...,
+    console_level: Optional[Union[str, int]] = ...,
+    max_memory_bytes: Optional[int] = ...,
+    use_env: Optional[bool] = ...,
+) -> BootstrapResult: ...
+
+# Logs: msg is the body as given, never a format string. Target "app".
+def trace(msg: object, /, **attrs: AttrValue) -> None: ...
+def debug(msg: object, /, **attrs: AttrValue) -> None: ...
+def info(msg: object, /, **attrs: AttrValue) -> None: ...
+def warning(msg: object, /, **attrs: AttrValue) -> None: ...
+def warn(msg: object, /, **attrs: AttrValue) -> None: ...
+def error(msg: object, /, **attrs: AttrValue) -> None: ...
+def fatal(msg: object, /, **attrs: AttrValue) -> None: ...
+def critical(msg: object, /, **attrs: AttrValue) -> None: ...
+def log(level: int, target: str, msg: object, /, **attrs: AttrValue) -> None: ...
+
+# Spans: a context manager and a decorator (sync, async, generators). Parents follow contextvars.
+def span(name: str, /, **attrs: AttrValue) -> Span: ...
+def current_span() -> Optional[Span]: ...
+
+# Metrics. Series are keyed by name + attributes.
+def counter_add(name: str, /, value: int = 1, unit: str = "", **attrs: AttrValue) -> None: ...
+def gauge_set(name: str, /, value: float, unit: str = "", **attrs: AttrValue) -> None: ...
+def histogram_record(name: str, /, value: float, unit: str = "", **attrs: AttrValue) -> None: ...
+
+# Blocking (the GIL is released): 0 when everything was delivered, else a negative polytel error code.
+def flush(timeout_ms: Optional[int] = 5000) -> int: ...
+def shutdown(timeout_ms: Optional[int] = 5000) -> int: ...
+def stats() -> Dict[str, int]: ...
+def strerror(code: int, /) -> str: ...
+def err_name(code: int, /) -> str: ...
+def now_ns() -> int: ...
+
+class LoggingHandler(logging.Handler):
+    def handle(self, record: logging.LogRecord) -> bool: ...  # type: ignore[override]
+    def emit(self, record: logging.LogRecord) -> None: ...

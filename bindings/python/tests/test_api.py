@@ -1,0 +1,90 @@
+"""In-process API checks: types, argument errors, stats fields, exported symbols, lazy imports, stubs."""
+import ctypes
+import os
+import subprocess
+import sys
+
+import polytel
+import pytest
+
+STATS_FIELDS = {
+    "recorded", "exported", "dropped", "pending", "dropped_buffer_full", "dropped_export", "dropped_invalid",
+    "logs_recorded", "spans_recorded", "export_requests", "export_retries", "export_failures", "truncated",
+    "buffer_bytes", "buffer_bytes_max",
+}  # fmt: skip
+
+
+def test_phase_and_stats():
+    assert polytel.phase() in ("none", "console", "deferred", "full")
+    s = polytel.stats()
+    assert set(s) == STATS_FIELDS
+    assert all(isinstance(v, int) and v >= 0 for v in s.values())
+    assert s["recorded"] == s["exported"] + s["dropped"] + s["pending"]
+
+
+def test_error_codes():
+    assert polytel.OK == 0
+    assert polytel.ETIMEDOUT == -5
+    assert polytel.err_name(polytel.ETIMEDOUT) == "POLYTEL_ETIMEDOUT"
+    assert polytel.strerror(polytel.EALREADY) == "already initialized"
+    assert (polytel.TRACE, polytel.DEBUG, polytel.INFO, polytel.WARN, polytel.ERROR, polytel.FATAL) == (
+        1, 5, 9, 13, 17, 21)  # fmt: skip
+
+
+def test_logging_calls_accept_anything_and_never_format():
+    polytel.info("100% %s %d {x}", a=1)  # not a format: nothing to raise
+    polytel.debug(b"bytes message", raw=b"\x00\xff")
+    polytel.warning("lone surrogate \udcff", key="\ud800")
+    polytel.error(object(), obj=object(), big=2**80, f=float("nan"))
+    polytel.log(polytel.ERROR, "custom.target", "message", k="v")
+    with pytest.raises(TypeError):
+        polytel.info()
+    with pytest.raises(TypeError):
+        polytel.info("a", "b")
+    with pytest.raises(ValueError):
+        polytel.log(99, "t", "m")
+    with pytest.raises(TypeError):
+        polytel.log(polytel.INFO, 3, "m")
+
+
+def test_blocking_call_arguments():
+    with pytest.raises(ValueError):
+        polytel.flush(timeout_ms=-1)
+    with pytest.raises(TypeError):
+        polytel.flush(timeout=5)
+    assert isinstance(polytel.flush(timeout_ms=0), int)
+
+
+def test_only_pyinit_is_exported():
+    so = polytel._polytel.__file__
+    lib = ctypes.CDLL(so)
+    assert lib.PyInit__polytel
+    for sym in ("polytel_phase", "polytel_log_attrs", "polytel_init_full_telemetry", "polytel__diag"):
+        with pytest.raises(AttributeError):
+            getattr(lib, sym)
+
+
+def test_typing_files_are_installed():
+    pkg = os.path.dirname(polytel.__file__)
+    for name in ("py.typed", "__init__.pyi", "_polytel.pyi"):
+        assert os.path.isfile(os.path.join(pkg, name)), name
+
+
+def test_import_is_lazy_and_multi_phase():
+    code = (
+        "import sys, polytel\n"
+        "print('logging' in sys.modules, 'inspect' in sys.modules, type(polytel.span('x')).__name__,"
+        " polytel.__version__ == polytel._polytel.core_version)\n"
+        "from polytel import LoggingHandler\n"
+        "print('logging' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "POLYTEL_", "TELEMETRY_"))}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False", "Span", "True", "True"]
+
+
+def test_star_import_includes_the_bridge():
+    ns = {}
+    exec("from polytel import *", ns)
+    assert {"bootstrap_worker", "span", "LoggingHandler", "counter_add"} <= set(ns)

@@ -1,0 +1,178 @@
+"""Spans: nesting, attributes, decorators (sync, async, generator), asyncio parents, exceptions."""
+import pytest
+from conftest import of_service, run_worker, worker_env
+from otlp_receiver import Receiver
+
+WORKER = """
+import asyncio, json, polytel
+polytel.bootstrap_worker()
+out = {}
+
+with polytel.span("outer", kind="test", n=1, ratio=0.25, ok=True, obj=[1, 2]) as outer:
+    with polytel.span("middle") as middle:
+        with polytel.span("inner") as inner:
+            out["current_is_inner"] = polytel.current_span() is inner
+        middle.set_attribute("late", "yes")
+    out["current_is_outer"] = polytel.current_span() is outer
+out["current_after"] = polytel.current_span() is None
+out["ids"] = {s.name: [s.trace_id, s.span_id, s.parent_span_id] for s in (outer, middle, inner)}
+
+@polytel.span("decorated.sync", layer="svc")
+def compute(x):
+    return x * 2
+out["compute"] = [compute(1), compute(2), compute.__name__]
+
+@polytel.span("task")
+async def task(n):
+    polytel.current_span().set_attribute("n", n)
+    with polytel.span("child-%d" % n):
+        await asyncio.sleep(0.01 * (3 - n))  # the two tasks interleave
+        await asyncio.sleep(0)
+    return n
+
+async def main():
+    with polytel.span("gather-root"):
+        return await asyncio.gather(task(1), task(2))
+out["gather"] = asyncio.run(main())
+
+try:
+    with polytel.span("fails", step="parse"):
+        raise ValueError("bad input")
+except ValueError:
+    out["reraised"] = True
+
+class CustomError(Exception):
+    pass
+
+@polytel.span("fails.async")
+async def afail():
+    raise CustomError()
+try:
+    asyncio.run(afail())
+except CustomError:
+    out["reraised_async"] = True
+
+@polytel.span("gen")
+def gen():
+    yield 1
+    yield 2
+out["gen"] = list(gen())
+
+with polytel.span("status") as s:
+    s.set_status("ok")
+out["rc"] = polytel.shutdown(timeout_ms=5000)
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def spans():
+    receiver, service = Receiver().start(), "py-spans"
+    try:
+        w = run_worker(WORKER, worker_env(receiver, service, TELEMETRY_ENABLED="true")).check()
+        r = w.result()
+        assert r["rc"] == 0
+        got = of_service(receiver.received()["spans"], service)
+        receiver.assert_no_errors()
+        yield r, got
+    finally:
+        receiver.stop()
+
+
+def named(got, name):
+    found = [s for s in got if s["name"] == name]
+    assert len(found) == 1, (name, [s["name"] for s in got])
+    return found[0]
+
+
+def test_nested_parent_links(spans):
+    r, got = spans
+    outer, middle, inner = named(got, "outer"), named(got, "middle"), named(got, "inner")
+    assert outer["parent_span_id"] == ""
+    assert middle["parent_span_id"] == outer["span_id"]
+    assert inner["parent_span_id"] == middle["span_id"]
+    assert outer["trace_id"] == middle["trace_id"] == inner["trace_id"]
+    # The ids Python saw are the ids exported.
+    assert r["ids"]["inner"] == [inner["trace_id"], inner["span_id"], middle["span_id"]]
+    assert outer["start_ns"] <= middle["start_ns"] <= inner["start_ns"] <= inner["end_ns"] <= middle["end_ns"]
+    assert middle["end_ns"] <= outer["end_ns"]
+    assert r["current_is_inner"] and r["current_is_outer"] and r["current_after"]
+
+
+def test_attributes_typed(spans):
+    _, got = spans
+    assert named(got, "outer")["attributes"] == {"kind": "test", "n": 1, "ratio": 0.25, "ok": True, "obj": "[1, 2]"}
+    assert named(got, "middle")["attributes"] == {"late": "yes"}
+    assert named(got, "inner")["attributes"] == {}
+
+
+def test_sync_decorator(spans):
+    r, got = spans
+    assert r["compute"] == [2, 4, "compute"]
+    calls = [s for s in got if s["name"] == "decorated.sync"]
+    assert len(calls) == 2
+    assert all(s["attributes"] == {"layer": "svc"} and s["parent_span_id"] == "" for s in calls)
+    assert calls[0]["span_id"] != calls[1]["span_id"]
+
+
+def test_async_tasks_get_their_own_parents(spans):
+    r, got = spans
+    assert r["gather"] == [1, 2]
+    root = named(got, "gather-root")
+    tasks = {s["attributes"]["n"]: s for s in got if s["name"] == "task"}
+    assert sorted(tasks) == [1, 2]
+    for n in (1, 2):
+        assert tasks[n]["parent_span_id"] == root["span_id"]
+        child = named(got, "child-%d" % n)
+        assert child["parent_span_id"] == tasks[n]["span_id"], n
+        assert child["trace_id"] == root["trace_id"]
+
+
+def test_exception_sets_error_and_still_ends(spans):
+    r, got = spans
+    assert r["reraised"] and r["reraised_async"]
+    fails = named(got, "fails")
+    assert fails["status_code"] == 2
+    assert fails["status_message"] == "bad input"
+    assert fails["attributes"] == {"step": "parse", "exception.type": "ValueError", "exception.message": "bad input"}
+    assert fails["end_ns"] >= fails["start_ns"] > 0
+    afail = named(got, "fails.async")
+    assert afail["status_code"] == 2
+    assert afail["attributes"]["exception.type"] == "__main__.CustomError"
+    assert afail["status_message"] == "__main__.CustomError"  # empty message: the type says it
+
+
+def test_generator_and_status(spans):
+    r, got = spans
+    assert r["gen"] == [1, 2]
+    assert named(got, "gen")["status_code"] == 0
+    assert named(got, "status")["status_code"] == 1
+    assert named(got, "outer")["status_code"] == 0
+
+
+def test_total_span_count(spans):
+    _, got = spans
+    # outer, middle, inner, 2 decorated.sync, gather-root, 2 task, 2 child, fails, fails.async, gen, status
+    assert len(got) == 14
+
+
+def test_span_object_rules():
+    """In-process: a span object is used once; bad calls raise clearly."""
+    import polytel
+
+    sp = polytel.span("once")
+    with sp:
+        assert sp.active
+    assert not sp.active
+    with pytest.raises(RuntimeError):
+        with sp:
+            pass
+    with pytest.raises(TypeError):
+        polytel.span()
+    with pytest.raises(TypeError):
+        polytel.span(42)
+    with pytest.raises(TypeError):
+        polytel.Span("x")
+    with pytest.raises(ValueError):
+        polytel.span("s").set_status("maybe")
+    assert repr(polytel.span("r")).startswith("<polytel.Span 'r'")

@@ -1,0 +1,25 @@
+# python.mk — the Python binding: pip-installed into a fresh venv, tested against the real receiver; its bench.
+TEST_TARGETS += test-python
+BENCH_TARGETS += bench-python
+PY_VENV := $(CURDIR)/$(BUILD)/py-venv
+PYTHON ?= python3
+
+.PHONY: test-python bench-python py-venv
+
+$(PY_VENV)/bin/python:
+	@mkdir -p $(BUILD)
+	$(PYTHON) -m venv $(PY_VENV)
+	$(PY_VENV)/bin/pip install -q --upgrade pip
+
+# Reinstalled every run (a no-op rebuild is cheap; a stale extension would test old code).
+py-venv: deps $(PY_VENV)/bin/python
+	$(PY_VENV)/bin/pip install -q pytest opentelemetry-proto protobuf build
+	$(PY_VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
+
+test-python: py-venv
+	$(PY_VENV)/bin/python -m pytest -q bindings/python/tests
+
+# The bench runs in .venv (opentelemetry-sdk is there), with the binding installed into it.
+bench-python: deps
+	$(VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
+	$(VENV)/bin/python bench/bench_python.py
