@@ -348,6 +348,7 @@ uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
 
   uint64_t items = 0;
   int any_dead = 0;
+  int count_only = !sink->log && !sink->span;
   for (size_t i = 0; i < n && items < max_items; i++) {
     polytel__thread_t *t = list[i];
     int dead = atomic_load_explicit(&t->dead, memory_order_acquire);
@@ -355,10 +356,22 @@ uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
     while (b && items < max_items) {
       uint32_t committed = atomic_load_explicit(&b->committed, memory_order_acquire);
       const uint8_t *base = (const uint8_t *)b->data;
-      while (b->consumed < committed && items < max_items) {
-        const polytel__ev_t *ev = (const polytel__ev_t *)(base + b->consumed);
-        items += (uint64_t)decode(t, (const uint8_t *)ev, sink, &cc);
-        b->consumed += ev->size;
+      if (count_only) {
+        /* Nobody reads logs or spans (no exporter): count them, aggregate metrics only. */
+        while (b->consumed < committed && items < max_items) {
+          const polytel__ev_t *ev = (const polytel__ev_t *)(base + b->consumed);
+          uint8_t ty = ev->type;
+          if (ty == POLYTEL__EV_METRIC || ty == POLYTEL__EV_HIST_STATIC) decode(t, (const uint8_t *)ev, sink, &cc);
+          else items += ty == POLYTEL__EV_LOG_FMT || ty == POLYTEL__EV_LOG_STR || ty == POLYTEL__EV_SPAN_END ||
+                        ty == POLYTEL__EV_SPAN_END_DYN || ty == POLYTEL__EV_SPAN_FULL;
+          b->consumed += ev->size;
+        }
+      } else {
+        while (b->consumed < committed && items < max_items) {
+          const polytel__ev_t *ev = (const polytel__ev_t *)(base + b->consumed);
+          items += (uint64_t)decode(t, (const uint8_t *)ev, sink, &cc);
+          b->consumed += ev->size;
+        }
       }
       if (b->consumed < committed) break;
       if (!atomic_load_explicit(&b->sealed, memory_order_acquire)) break;

@@ -230,6 +230,7 @@ extern pthread_mutex_t polytel__consume_mu;
 /*
  * Drain up to max_items logs+spans from every thread into sink (metric
  * events do not count). Caller holds polytel__consume_mu. Returns items.
+ * A sink with neither log nor span callback only counts (no rendering).
  */
 uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items);
 /* Reset consumer-side state of every thread (fork child, shutdown discard). */

@@ -309,8 +309,17 @@ static int drain(polytel__pipeline_t *pl) {
   polytel__sink_t sink = {sink_log, sink_span, NULL, pl};
   uint64_t got;
   pthread_mutex_lock(&polytel__consume_mu);
-  if (polytel__memsink_active()) got = polytel__consume(&polytel__memsink_sink, UINT64_MAX), r = UINT64_MAX;
-  else got = polytel__consume(&sink, r);
+  if (polytel__memsink_active()) {
+    got = polytel__consume(&polytel__memsink_sink, UINT64_MAX);
+    r = UINT64_MAX;
+  } else if (!pl->encode) {
+    /* The "none" exporter accepts everything; no record needs rendering. */
+    polytel__sink_t counter = {NULL, NULL, NULL, NULL};
+    got = polytel__consume(&counter, r);
+    atomic_fetch_add(&polytel__acct.exported, got);
+  } else {
+    got = polytel__consume(&sink, r);
+  }
   pthread_mutex_unlock(&polytel__consume_mu);
   return got < r;
 }
