@@ -24,7 +24,7 @@ int polytel__gzip(const uint8_t *in, size_t len, polytel__buf_t *out) {
       rc = POLYTEL_ENOMEM;
       break;
     }
-    zs.next_in = (Bytef *)(uintptr_t)(in + in_off);
+    zs.next_in = len ? (Bytef *)(uintptr_t)(in + in_off) : Z_NULL; /* in may be NULL when len is 0 */
     zs.avail_in = (uInt)chunk;
     zs.next_out = out->data + out->len;
     zs.avail_out = (uInt)(room > (1u << 31) ? (1u << 31) : room);
