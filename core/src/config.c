@@ -499,7 +499,7 @@ static void parse_pairs(ctx_t *c, const char *var, sv_t list, entry_fn fn, polyt
 static void resolve_resource(ctx_t *c, polytel__cfg_t *o) {
   sv_t v;
   const char *var = "OTEL_RESOURCE_ATTRIBUTES";
-  if (HAS(c, resource_attributes) && c->u->resource_attributes) {
+  if (HAS(c, resource_attributes) && sv_of(c->u->resource_attributes).n > 0) {
     v = sv_of(c->u->resource_attributes);
     var = "polytel_config_t.resource_attributes";
   } else if (!env(c, var, &v)) {
@@ -520,7 +520,7 @@ static void resolve_headers(ctx_t *c, polytel__cfg_t *o) {
            per_signal[i]);
     }
   }
-  if (HAS(c, headers) && c->u->headers) {
+  if (HAS(c, headers) && sv_of(c->u->headers).n > 0) {
     v = sv_of(c->u->headers);
     var = "polytel_config_t.headers";
   } else if (!env(c, var, &v)) {
@@ -610,8 +610,8 @@ static void resolve_endpoints(ctx_t *c, polytel__cfg_t *o) {
 
 static void resolve_certificate(ctx_t *c, polytel__cfg_t *o) {
   sv_t v;
-  const char *var = HAS(c, certificate) && c->u->certificate ? "polytel_config_t.certificate"
-                                                             : "OTEL_EXPORTER_OTLP_CERTIFICATE";
+  const char *var = HAS(c, certificate) && sv_of(c->u->certificate).n > 0 ? "polytel_config_t.certificate"
+                                                                          : "OTEL_EXPORTER_OTLP_CERTIFICATE";
   if (!pick_string(c, HAS(c, certificate), HAS(c, certificate) ? c->u->certificate : NULL,
                    "OTEL_EXPORTER_OTLP_CERTIFICATE", &v))
     return;

@@ -759,6 +759,28 @@ static void test_explicit_beats_env(void **state) {
   assert_int_equal(c.max_memory_bytes, 1 << 20);
   polytel__cfg_free(&c);
 
+  /* explicit empty strings count as unset: the environment applies */
+  const char *env2[] = {"OTEL_RESOURCE_ATTRIBUTES",
+                        "a=1",
+                        "OTEL_EXPORTER_OTLP_HEADERS",
+                        "h=1",
+                        "OTEL_SERVICE_NAME",
+                        "envsvc",
+                        "OTEL_EXPORTER_OTLP_ENDPOINT",
+                        "http://e:1",
+                        NULL};
+  polytel_config_init(&u);
+  u.resource_attributes = "";
+  u.headers = " ";
+  u.service_name = "";
+  u.endpoint = "";
+  resolve_quiet(env2, &u, &c);
+  assert_int_equal(c.n_resource_attrs, 1);
+  assert_int_equal(c.n_headers, 1);
+  assert_string_equal(c.service_name, "envsvc");
+  assert_string_equal(c.endpoint, "http://e:1");
+  polytel__cfg_free(&c);
+
   /* explicit 0 (off) also beats an env "true" */
   const char *on[] = {"TELEMETRY_ENABLED", "true", "OTEL_EXPORTER_OTLP_COMPRESSION", "gzip", NULL};
   polytel_config_init(&u);
