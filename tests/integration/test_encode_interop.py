@@ -117,6 +117,18 @@ def test_protoc_decode(bodies, stem, tmp_path):
                            cls.DESCRIPTOR.file.name], input=bodies[stem]["pb"], capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     text = proc.stdout.decode()
+    # protoc names the enums and fields itself, from the official descriptors.
+    expect = {
+        "traces": ["kind: SPAN_KIND_INTERNAL", "code: STATUS_CODE_ERROR", 'message: "timeout \\"db\\""',
+                   'name: "polytel"', "start_time_unix_nano: 1700000001000000000", 'name: "GET /users"'],
+        "logs": ["severity_number: SEVERITY_NUMBER_INFO", "severity_number: SEVERITY_NUMBER_FATAL",
+                 'severity_text: "WARN"', "time_unix_nano: 1700000000000000001", 'name: "app.db"',
+                 "int_value: -9223372036854775808"],
+        "metrics": ["aggregation_temporality: AGGREGATION_TEMPORALITY_CUMULATIVE", "is_monotonic: true",
+                    "as_int: 42", "as_double: 21.5", "count: 4", "explicit_bounds: 10000", "max: 12000"],
+    }[stem]
+    for needle in expect:
+        assert needle in text, f"{needle!r} not in protoc output:\n{text}"
     # protoc's reading, parsed back, is the same message as the Python runtime's reading.
     via_protoc = text_format.Parse(text, cls())
     assert via_protoc.SerializeToString() == bodies[stem]["pb"]
