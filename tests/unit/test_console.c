@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -445,6 +446,55 @@ static void test_configure_clamps(void **state) {
   assert_false(polytel__console_enabled(POLYTEL_LEVEL_FATAL));
 }
 
+/* Threads print while another reconfigures: every line is whole, in one of the two formats. */
+enum { THREADS = 4, PER_THREAD = 200 };
+static _Atomic int stop_flipping;
+
+static void *emitter(void *arg) {
+  (void)arg;
+  for (int i = 0; i < PER_THREAD; i++) emit_str(POLYTEL_LEVEL_INFO, "thr", "concurrent line", NULL, 0);
+  return NULL;
+}
+
+static void *flipper(void *arg) {
+  (void)arg;
+  for (int i = 0; !stop_flipping; i++) {
+    polytel__console_configure(POLYTEL_CONSOLE_STDERR,
+                               i % 2 ? POLYTEL_CONSOLE_FORMAT_JSON : POLYTEL_CONSOLE_FORMAT_TEXT,
+                               POLYTEL_LEVEL_INFO, i % 3 == 0);
+  }
+  return NULL;
+}
+
+static void test_concurrent_configure(void **state) {
+  (void)state;
+  cap_begin();
+  pthread_t th[THREADS], fl;
+  stop_flipping = 0;
+  pthread_create(&fl, NULL, flipper, NULL);
+  for (int i = 0; i < THREADS; i++) pthread_create(&th[i], NULL, emitter, NULL);
+  for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+  stop_flipping = 1;
+  pthread_join(fl, NULL);
+  char *got = cap_end();
+  static const char *const forms[] = {
+      TS " INFO thr: concurrent line",
+      TS " \x1b[32mINFO\x1b[0m thr: concurrent line",
+      "{\"time\":\"" TS
+      "\",\"level\":\"INFO\",\"target\":\"thr\",\"message\":\"concurrent line\",\"attributes\":{}}",
+  };
+  int lines = 0;
+  for (char *save = NULL, *line = strtok_r(got, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    int ok = 0;
+    for (int f = 0; f < 3; f++) ok |= strcmp(line, forms[f]) == 0;
+    if (!ok) print_error("unexpected line: %s\n", line);
+    assert_true(ok);
+    lines++;
+  }
+  assert_int_equal(lines, THREADS * PER_THREAD);
+  free(got);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults_before_configure),
@@ -462,6 +512,7 @@ int main(void) {
       cmocka_unit_test_setup(test_long_line_with_many_attributes, reset),
       cmocka_unit_test_setup(test_one_write_per_line, reset),
       cmocka_unit_test_setup(test_configure_clamps, reset),
+      cmocka_unit_test_setup(test_concurrent_configure, reset),
   };
   return cmocka_run_group_tests_name("console", tests, NULL, NULL);
 }
