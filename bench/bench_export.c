@@ -271,7 +271,7 @@ int main(int argc, char **argv) {
   printf("\nExporter CPU at %ld events/s (half spans, half logs; %.0f s; %% of one core)\n\n", rate, seconds);
   printf("| %-42s | %9s | %15s | %14s | %9s | %8s |\n", "scenario", "events/s", "exporter CPU", "emitter CPU",
          "exported", "dropped");
-  printf("|%s|%s|%s|%s|%s|%s|\n", "------------------------------------------", "-----------",
+  printf("|%s|%s|%s|%s|%s|%s|\n", "--------------------------------------------", "-----------",
          "-----------------", "----------------", "-----------", "----------");
   cpu_row("idle baseline: phase 2 running, no events", &pb, 0);
   cpu_row("OTLP/HTTP protobuf -> fast C sink", &pb, 1);
