@@ -273,7 +273,7 @@ int main(int argc, char **argv) {
          "exported", "dropped");
   printf("|%s|%s|%s|%s|%s|%s|\n", "--------------------------------------------", "-----------",
          "-----------------", "----------------", "-----------", "----------");
-  cpu_row("idle baseline: phase 2 running, no events", &pb, 0);
+  cpu_row("idle baseline: phase 2 on, no events", &pb, 0);
   cpu_row("OTLP/HTTP protobuf -> fast C sink", &pb, 1);
   cpu_row("none exporter (no encoding, no I/O)", &none, 1);
   printf("\n");
