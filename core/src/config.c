@@ -17,6 +17,7 @@
 #define MIN_MAX_MEMORY ((uint64_t)256 << 10)
 #define HEADERS_MAX_BYTES 65536
 #define SHOW_MAX 64 /* bytes of a bad value echoed in a warning */
+#define MAX_RESOURCE_ATTRS 128
 
 /* Set while polytel__cfg_resolve_quiet runs on this thread. */
 static __thread int t_quiet;
@@ -192,6 +193,7 @@ typedef struct pairs_s {
   const char *var;
   polytel__strpair_t *v;
   size_t n, cap;
+  int full;
 } pairs_t;
 
 static int pairs_push(ctx_t *c, pairs_t *ps, char *k, char *v) {
@@ -221,7 +223,15 @@ static void resource_entry(ctx_t *c, void *state, sv_t e, size_t num) {
   pairs_t *ps = state;
   char b[SHOW_MAX + 8];
   const char *eq = memchr(e.p, '=', e.n);
-  (void)num;
+  if (ps->n >= MAX_RESOURCE_ATTRS) {
+    /* Bounded: a resource is sent with every request, and duplicate checks are quadratic. */
+    if (ps->n == MAX_RESOURCE_ATTRS && !ps->full) {
+      DIAG(POLYTEL_LEVEL_WARN, "%s has more than %d entries; entry #%zu and later are skipped", ps->var,
+           MAX_RESOURCE_ATTRS, num);
+    }
+    ps->full = 1;
+    return;
+  }
   if (!eq) {
     DIAG(POLYTEL_LEVEL_WARN, "invalid %s entry \"%s\" (expected key=value); skipped", ps->var,
          show(b, sizeof b, e));
@@ -490,7 +500,7 @@ static char *resolve_name(ctx_t *c, int has, const char *explicit_val, const cha
 
 static void parse_pairs(ctx_t *c, const char *var, sv_t list, entry_fn fn, polytel__strpair_t **out,
                         size_t *n) {
-  pairs_t ps = {var, NULL, 0, 0};
+  pairs_t ps = {var, NULL, 0, 0, 0};
   for_each_entry(c, list, fn, &ps);
   *out = ps.v;
   *n = ps.n;

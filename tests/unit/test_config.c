@@ -469,6 +469,21 @@ static void test_resource_attributes(void **state) {
   }
   polytel__cfg_free(&c);
 
+  /* at most 128 entries */
+  char *many = malloc(200 * 12), *m = many;
+  for (int i = 0; i < 200; i++) m += sprintf(m, "%sk%d=v", i ? "," : "", i);
+  const char *e3[] = {"OTEL_RESOURCE_ATTRIBUTES", many, NULL};
+  w = resolve(e3, NULL, &c);
+  assert_string_equal(
+      w,
+      "WARN polytel: OTEL_RESOURCE_ATTRIBUTES has more than 128 entries; entry #129 and later "
+      "are skipped\n");
+  assert_int_equal(c.n_resource_attrs, 128);
+  assert_string_equal(c.resource_attrs[127].key, "k127");
+  free(w);
+  free(many);
+  polytel__cfg_free(&c);
+
   /* %00 would cut the C string: kept as written */
   const char *e2[] = {"OTEL_RESOURCE_ATTRIBUTES", "k=a%00b", NULL};
   w = resolve(e2, NULL, &c);
