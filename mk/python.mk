@@ -19,7 +19,7 @@ py-venv: deps $(PY_VENV)/bin/python
 test-python: py-venv
 	$(PY_VENV)/bin/python -m pytest -q bindings/python/tests
 
-# The bench runs in .venv (opentelemetry-sdk is there), with the binding installed into it.
-bench-python: deps
-	$(VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
-	$(VENV)/bin/python bench/bench_python.py
+# The bench runs in the same venv, with the reference OpenTelemetry SDK beside polytel.
+bench-python: py-venv
+	$(PY_VENV)/bin/pip install -q opentelemetry-sdk
+	$(PY_VENV)/bin/python bench/bench_python.py

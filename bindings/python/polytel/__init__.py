@@ -172,7 +172,7 @@ def _display(overrides, kw):
     if exporter == "none":
         endpoint = None
     elif exporter == "file":
-        endpoint = kw.get("export_dir") or _env("POLYTEL_EXPORT_DIR", use_env)
+        endpoint = kw.get("export_dir") or _env("POLYTEL_EXPORT_DIR", use_env) or "./polytel-out"
     else:
         endpoint = kw.get("endpoint") or _env("OTEL_EXPORTER_OTLP_ENDPOINT", use_env) or "http://localhost:4318"
     service = kw.get("service_name") or _env("OTEL_SERVICE_NAME", use_env)
