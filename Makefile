@@ -52,7 +52,8 @@ test-consumer: install
 test: test-core test-asan test-tsan test-consumer $(TEST_TARGETS)
 	@echo "make test: all suites passed"
 
-bench: build $(BENCH_TARGETS)
+# One command: every bench, each figure beside its anchor; writes docs/benchmarks.md + .png.
+bench: build
 	@bench/run.sh $(BUILD)
 
 format:

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# run.sh BUILD_DIR — every benchmark in one run; each table is kept in bench/out/ and the
+# report (tables + chart) is written to docs/benchmarks.md and docs/benchmarks.png.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+out=bench/out
+mkdir -p "$out"
+rm -f "$out"/*.md
+status=0
+
+section() { # name, command...
+  local name=$1; shift
+  echo "== bench: $name"
+  if "$@" > "$out/$name.md" 2> "$out/$name.err"; then
+    cat "$out/$name.md"
+  else
+    echo "(bench $name failed: see $out/$name.err)" | tee -a "$out/$name.md"
+    tail -5 "$out/$name.err"
+    status=1
+  fi
+}
+
+section 1-c-hotpath "$build/bench/bench_hotpath"
+section 2-encode "$build/bench/bench_encode"
+section 3-export .venv/bin/python bench/bench_export.py "$build"
+section 4-python make -s --no-print-directory bench-python
+section 5-ruby make -s --no-print-directory bench-ruby
+section 6-node make -s --no-print-directory bench-wasm
+
+.venv/bin/python bench/report.py "$out" docs/benchmarks.md docs/benchmarks.png
+echo "bench: report written to docs/benchmarks.md and docs/benchmarks.png"
+exit $status
