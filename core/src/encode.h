@@ -36,9 +36,9 @@ size_t polytel__utf8_step(const uint8_t *s, size_t n, size_t *bad);
  * per distinct target (name = target, no version), in order of first
  * appearance, records in order within it. Strings are made valid UTF-8
  * (invalid sequences become U+FFFD). Protobuf fields are in field-number order
- * with proto3 defaults omitted, so the output is the canonical serialization. JSON follows the OTLP/JSON rules:
- * hex ids, 64-bit integers as decimal strings, integer enums, lowerCamelCase
- * keys, no trailing newline. Returns 0 or POLYTEL_ENOMEM.
+ * with proto3 defaults omitted, so the output is the canonical serialization. JSON follows the OTLP/JSON
+ * rules: hex ids, 64-bit integers as decimal strings, integer enums, lowerCamelCase keys, no trailing
+ * newline. Returns 0 or POLYTEL_ENOMEM.
  */
 int polytel__encode_logs(polytel__buf_t *out, polytel__format_t fmt, const polytel__resource_t *res,
                          const polytel__log_rec_t *recs, size_t n);
