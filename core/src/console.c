@@ -248,7 +248,7 @@ static void put_time(line_t *L, uint64_t time_ns) {
   if (!gmtime_r(&secs, &tm)) memset(&tm, 0, sizeof tm);
   int k = snprintf(b, sizeof b, "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", tm.tm_year + 1900, tm.tm_mon + 1,
                    tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, usec);
-  put(L, b, (size_t)k);
+  put(L, b, k > 0 && (size_t)k < sizeof b ? (size_t)k : 0);
 }
 
 static void build_text(line_t *L, unsigned st, int level, uint64_t time_ns, const char *target,
