@@ -1,7 +1,16 @@
 /* gzip.c — polytel__gzip: RFC 1952 compression of request bodies via zlib. */
-#include <zlib.h>
-
 #include "encode.h"
+
+#if !POLYTEL_WITH_UV
+/* The loop-free build (wasm) has no zlib: requests go uncompressed. */
+int polytel__gzip(const uint8_t *in, size_t len, polytel__buf_t *out) {
+  (void)in;
+  (void)len;
+  (void)out;
+  return POLYTEL_ENOSYS;
+}
+#else
+#include <zlib.h>
 
 int polytel__gzip(const uint8_t *in, size_t len, polytel__buf_t *out) {
   if (!out || (len && !in)) return POLYTEL_EINVAL;
@@ -45,3 +54,4 @@ int polytel__gzip(const uint8_t *in, size_t len, polytel__buf_t *out) {
   if (rc) out->len = len0;
   return rc;
 }
+#endif
