@@ -9,10 +9,10 @@
 #include <unistd.h>
 
 size_t polytel__exe_name(char *buf, size_t cap) {
-  char path[4096];
   const char *name = NULL;
   if (!buf || cap == 0) return 0;
 #if defined(__linux__)
+  char path[4096];
   ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
   if (n > 0) {
     path[n] = '\0';
