@@ -271,15 +271,17 @@ static void announce(void) {
 }
 
 int polytel_init_full_telemetry(struct uv_loop_s *loop, const polytel_config_t *cfg) {
-#if !POLYTEL_WITH_UV
-  (void)loop;
-  (void)cfg;
-  return POLYTEL_ENOSYS;
-#else
   polytel__cfg_t c;
   int enable;
   int rc = phase2_prepare(cfg, &c, &enable);
   if (rc <= 0) return rc;
+#if !POLYTEL_WITH_UV
+  /* Telemetry would start here, but this build has no loop to run it on. */
+  (void)loop;
+  polytel__cfg_free(&c);
+  pthread_mutex_unlock(&g_phase_mu);
+  return POLYTEL_ENOSYS;
+#else
   if (g_have_res) polytel__resource_free(&g_res);
   if (polytel__resource_build(&c, &g_res) != 0) {
     g_have_res = 0;
