@@ -443,6 +443,15 @@ static void test_service_and_resource(void **state) {
   assert_string_equal(c.service_name, "test_config");
   free(w);
   polytel__cfg_free(&c);
+
+  const char *e4[] = {"OTEL_SERVICE_VERSION", "1.0\xc3", NULL};
+  w = resolve(e4, NULL, &c);
+  assert_string_equal(w,
+                      "WARN polytel: invalid OTEL_SERVICE_VERSION=\"1.0\\xc3\" (expected valid UTF-8); using "
+                      "the default\n");
+  assert_null(c.service_version);
+  free(w);
+  polytel__cfg_free(&c);
 }
 
 static void test_resource_attributes(void **state) {
@@ -567,6 +576,20 @@ static void test_endpoints(void **state) {
   assert_string_equal(c.signal_url[POLYTEL__SIG_TRACES], "http://t:2/custom?x=1");
   assert_string_equal(c.signal_url[POLYTEL__SIG_LOGS], "http://base:1/v1/logs");
   assert_string_equal(c.signal_url[POLYTEL__SIG_METRICS], "https://m/");
+  free(w);
+  polytel__cfg_free(&c);
+
+  const char *sig2[] = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "grpc://t:4317",
+                        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:99999/v1/metrics", NULL};
+  w = resolve(sig2, NULL, &c);
+  assert_string_equal(
+      w,
+      "WARN polytel: invalid OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=\"grpc://t:4317\" " URL_EXPECTED
+      "; using http://localhost:4318/v1/traces\n"
+      "WARN polytel: invalid OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=\"http://m:99999/v1/metrics\" " URL_EXPECTED
+      "; using http://localhost:4318/v1/metrics\n");
+  assert_string_equal(c.signal_url[POLYTEL__SIG_TRACES], "http://localhost:4318/v1/traces");
+  assert_string_equal(c.signal_url[POLYTEL__SIG_METRICS], "http://localhost:4318/v1/metrics");
   free(w);
   polytel__cfg_free(&c);
 }
