@@ -218,10 +218,9 @@ void polytel_log(polytel_level_t level, const char *target, const char *fmt, ...
   polytel__thread_t *t = polytel__tls;
   if (POLYTEL__LIKELY(t != NULL && (int)level < CON_LEVEL() && (int)level >= REC_LEVEL() && fmt)) {
     polytel__fmt_sig_t *sig = &t->fmt_cache[((uintptr_t)fmt >> 3) & (POLYTEL__FMT_CACHE - 1)];
-    if (POLYTEL__LIKELY(sig->fmt == fmt && sig->ok)) {
-      int n = sig->n_args, simple = 1;
-      for (int i = 0; i < n; i++) simple &= (sig->kinds[i] == POLYTEL__ARG_INT || sig->kinds[i] == POLYTEL__ARG_LONG);
-      if (simple) {
+    if (POLYTEL__LIKELY(sig->fmt == fmt && sig->ints_only)) {
+      int n = sig->n_args;
+      {
         size_t size = 32 + 8 * (size_t)n;
         uint8_t *p = polytel__reserve(t, size);
         if (POLYTEL__LIKELY(p != NULL)) {

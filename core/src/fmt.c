@@ -89,6 +89,7 @@ void polytel__fmt_parse(const char *fmt, polytel__fmt_sig_t *sig) {
   sig->ok = 1;
   sig->n_args = 0;
   sig->has_n = 0;
+  sig->ints_only = 0;
   const char *p = fmt;
   while ((p = strchr(p, '%')) != NULL) {
     if (p[1] == '%') {
@@ -110,6 +111,9 @@ void polytel__fmt_parse(const char *fmt, polytel__fmt_sig_t *sig) {
     for (int i = 0; i < c.stars; i++) sig->kinds[sig->n_args++] = POLYTEL__ARG_INT;
     sig->kinds[sig->n_args++] = c.kind;
   }
+  sig->ints_only = sig->ok;
+  for (int i = 0; i < sig->n_args; i++)
+    if (sig->kinds[i] != POLYTEL__ARG_INT && sig->kinds[i] != POLYTEL__ARG_LONG) sig->ints_only = 0;
 }
 
 /* Reads the captured argument of `kind` at *pp. */

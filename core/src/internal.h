@@ -103,6 +103,7 @@ typedef struct polytel__fmt_sig_s {
   uint8_t ok;
   uint8_t n_args;
   uint8_t has_n; /* contains %n: never formatted */
+  uint8_t ints_only; /* ok, and every argument is an integer: the fast path applies */
   uint8_t kinds[POLYTEL__MAX_FMT_ARGS];
 } polytel__fmt_sig_t;
 
