@@ -129,29 +129,36 @@ int main(void) {
       {"log, two int args", op_log_2ints, 3.5},
   };
   printf("## C hot path (calling thread), %d ops x best of %d runs\n\n", N, RUNS);
-  printf("Phase 2 with POLYTEL_EXPORTER=none and POLYTEL_CONSOLE=off: the recording cost, with the consumer\n");
-  printf("thread draining blocks. Anchor, measured in the same run: one %s = %.2f ns (clock_gettime = %.2f ns).\n\n",
+  printf(
+      "Phase 2 with POLYTEL_EXPORTER=none and POLYTEL_CONSOLE=off: the recording cost, with the consumer\n");
+  printf(
+      "thread draining blocks. Anchor, measured in the same run: one %s = %.2f ns (clock_gettime = %.2f "
+      "ns).\n\n",
 #ifdef HAVE_RDTSC
-         "rdtsc",
+      "rdtsc",
 #else
-         "clock_gettime",
+      "clock_gettime",
 #endif
-         tsc, cgt);
-  printf("| operation | ns/op (1 thread) | x rdtsc | target | within | 2 threads: rate vs 1 thread | target |\n");
+      tsc, cgt);
+  printf(
+      "| operation | ns/op (1 thread) | x rdtsc | target | within | 2 threads: rate vs 1 thread | target "
+      "|\n");
   printf("|---|---:|---:|---:|:-:|---:|---:|\n");
   for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
     double one = measure(ops[i].fn, 1);
     double two = measure(ops[i].fn, 2);
     double ratio = one / tsc, scale = one / two;
-    printf("| %s | %.2f | %.2fx | <= %.1fx | %s | %.2fx | >= 1.9x |\n", ops[i].name, one, ratio, ops[i].target,
-           ratio <= ops[i].target ? "yes" : "no", scale);
+    printf("| %s | %.2f | %.2fx | <= %.1fx | %s | %.2fx | >= 1.9x |\n", ops[i].name, one, ratio,
+           ops[i].target, ratio <= ops[i].target ? "yes" : "no", scale);
   }
   printf("| (reference) micromegas tracer, as published | ~20 | | | | | |\n\n");
   polytel_stats_t st;
   polytel_stats(&st);
-  printf("Accounting after the run: recorded %llu, exported %llu, dropped %llu (buffer full %llu), pending %llu\n",
-         (unsigned long long)st.recorded, (unsigned long long)st.exported, (unsigned long long)st.dropped,
-         (unsigned long long)st.dropped_buffer_full, (unsigned long long)st.pending);
+  printf(
+      "Accounting after the run: recorded %llu, exported %llu, dropped %llu (buffer full %llu), pending "
+      "%llu\n",
+      (unsigned long long)st.recorded, (unsigned long long)st.exported, (unsigned long long)st.dropped,
+      (unsigned long long)st.dropped_buffer_full, (unsigned long long)st.pending);
   polytel_shutdown(5000);
   return 0;
 }

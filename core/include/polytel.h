@@ -36,15 +36,15 @@ extern "C" {
 /* ------------------------------------------------------------------ errors */
 
 /* One table; polytel_strerror() and polytel_err_name() are generated from it. */
-#define POLYTEL_ERRNO_MAP(XX)                                                    \
-  XX(EINVAL, -1, "invalid argument")                                             \
-  XX(ENOMEM, -2, "out of memory")                                                \
-  XX(EALREADY, -3, "already initialized")                                        \
-  XX(ESTATE, -4, "not valid in the current phase")                               \
-  XX(ETIMEDOUT, -5, "timed out before everything was delivered")                 \
-  XX(ENOSYS, -6, "not supported by this build")                                  \
-  XX(EIO, -7, "input/output error")                                              \
-  XX(EDISABLED, -8, "telemetry export is disabled")                              \
+#define POLYTEL_ERRNO_MAP(XX)                                    \
+  XX(EINVAL, -1, "invalid argument")                             \
+  XX(ENOMEM, -2, "out of memory")                                \
+  XX(EALREADY, -3, "already initialized")                        \
+  XX(ESTATE, -4, "not valid in the current phase")               \
+  XX(ETIMEDOUT, -5, "timed out before everything was delivered") \
+  XX(ENOSYS, -6, "not supported by this build")                  \
+  XX(EIO, -7, "input/output error")                              \
+  XX(EDISABLED, -8, "telemetry export is disabled")              \
   XX(EDROPPED, -9, "some telemetry was dropped and cannot be delivered")
 
 typedef enum {
@@ -114,29 +114,29 @@ typedef enum {
  * Strings are copied during the init call; they need not outlive it.
  */
 typedef struct polytel_config_s {
-  uint32_t struct_size;      /* set by polytel_config_init */
-  int use_env;               /* 1 (default): environment fills unset fields */
-  int telemetry_enabled;     /* -1 unset, 0 off, 1 on (TELEMETRY_ENABLED) */
-  int sdk_disabled;          /* -1 unset, 0, 1 (OTEL_SDK_DISABLED) */
-  const char *service_name;  /* OTEL_SERVICE_NAME */
+  uint32_t struct_size;     /* set by polytel_config_init */
+  int use_env;              /* 1 (default): environment fills unset fields */
+  int telemetry_enabled;    /* -1 unset, 0 off, 1 on (TELEMETRY_ENABLED) */
+  int sdk_disabled;         /* -1 unset, 0, 1 (OTEL_SDK_DISABLED) */
+  const char *service_name; /* OTEL_SERVICE_NAME */
   const char *service_version;
   const char *resource_attributes; /* "k=v,k2=v2", percent-decoded */
   const char *endpoint;            /* base URL; /v1/<signal> appended */
   const char *traces_endpoint;     /* used exactly as given */
   const char *logs_endpoint;
   const char *metrics_endpoint;
-  const char *headers; /* "k=v,..."; values are never printed */
+  const char *headers;     /* "k=v,..."; values are never printed */
   const char *certificate; /* CA bundle path for https */
   polytel_protocol_t protocol;
-  int compression_gzip;    /* -1 unset, 0 none, 1 gzip */
-  int64_t timeout_ms;      /* -1 unset; OTEL_EXPORTER_OTLP_TIMEOUT */
+  int compression_gzip; /* -1 unset, 0 none, 1 gzip */
+  int64_t timeout_ms;   /* -1 unset; OTEL_EXPORTER_OTLP_TIMEOUT */
   polytel_console_t console;
   polytel_console_format_t console_format;
-  int console_level;       /* -1 unset, else a polytel_level_t */
+  int console_level; /* -1 unset, else a polytel_level_t */
   polytel_exporter_t exporter;
-  const char *export_dir;  /* file exporter directory (POLYTEL_EXPORT_DIR) */
+  const char *export_dir;   /* file exporter directory (POLYTEL_EXPORT_DIR) */
   int64_t max_memory_bytes; /* -1 unset; bound on buffered events (POLYTEL_MAX_MEMORY) */
-  const char *sdk_language;  /* telemetry.sdk.language; bindings set theirs ("python", ...) */
+  const char *sdk_language; /* telemetry.sdk.language; bindings set theirs ("python", ...) */
 } polytel_config_t;
 
 POLYTEL_EXTERN void polytel_config_init(polytel_config_t *cfg);
@@ -203,10 +203,10 @@ typedef struct polytel_attr_s {
   } value;
 } polytel_attr_t;
 
-#define POLYTEL_ATTR_STR(k, v)                                                    \
+#define POLYTEL_ATTR_STR(k, v) \
   ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_STRING, .value = {.str = {(v), strlen(v)}}})
 #define POLYTEL_ATTR_INT(k, v) ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_INT, .value = {.i = (v)}})
-#define POLYTEL_ATTR_DOUBLE(k, v)                                                 \
+#define POLYTEL_ATTR_DOUBLE(k, v) \
   ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_DOUBLE, .value = {.d = (v)}})
 #define POLYTEL_ATTR_BOOL(k, v) ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_BOOL, .value = {.b = (v)}})
 
@@ -245,11 +245,7 @@ POLYTEL_EXTERN int polytel_level_enabled(polytel_level_t level);
 
 /* ------------------------------------------------------------------- spans */
 
-typedef enum {
-  POLYTEL_STATUS_UNSET = 0,
-  POLYTEL_STATUS_OK = 1,
-  POLYTEL_STATUS_ERROR = 2
-} polytel_status_t;
+typedef enum { POLYTEL_STATUS_UNSET = 0, POLYTEL_STATUS_OK = 1, POLYTEL_STATUS_ERROR = 2 } polytel_status_t;
 
 /*
  * Thread spans: nest on the calling thread; the parent is the enclosing span
@@ -287,8 +283,9 @@ typedef struct polytel_span_ctx_s {
 
 /* parent NULL (or all-zero ids) starts a new trace. */
 POLYTEL_EXTERN int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out);
-POLYTEL_EXTERN int polytel_span_finish(const polytel_span_ctx_t *span, const char *name, polytel_status_t status,
-                                       const char *status_msg, const polytel_attr_t *attrs, size_t n_attrs);
+POLYTEL_EXTERN int polytel_span_finish(const polytel_span_ctx_t *span, const char *name,
+                                       polytel_status_t status, const char *status_msg,
+                                       const polytel_attr_t *attrs, size_t n_attrs);
 
 /* ----------------------------------------------------------------- metrics */
 
@@ -311,26 +308,27 @@ typedef struct polytel_metric_s {
   struct polytel_metric_s *polytel__next;
 } polytel_metric_t;
 
-#define POLYTEL_METRIC_INIT(name, unit, kind) {(name), (unit), (kind), 0, 0, 0}
+#define POLYTEL_METRIC_INIT(name, unit, kind) \
+  { (name), (unit), (kind), 0, 0, 0 }
 
 POLYTEL_EXTERN void polytel_counter_add_static(polytel_metric_t *m, int64_t delta);
 POLYTEL_EXTERN void polytel_gauge_set_static(polytel_metric_t *m, double value);
 POLYTEL_EXTERN void polytel_histogram_record_static(polytel_metric_t *m, double value);
 
-#define POLYTEL_COUNTER_ADD(name, unit, delta)                                                 \
-  do {                                                                                         \
+#define POLYTEL_COUNTER_ADD(name, unit, delta)                                                    \
+  do {                                                                                            \
     static polytel_metric_t polytel__m = POLYTEL_METRIC_INIT(name, unit, POLYTEL_METRIC_COUNTER); \
-    polytel_counter_add_static(&polytel__m, (delta));                                          \
+    polytel_counter_add_static(&polytel__m, (delta));                                             \
   } while (0)
-#define POLYTEL_GAUGE_SET(name, unit, value)                                                 \
-  do {                                                                                       \
+#define POLYTEL_GAUGE_SET(name, unit, value)                                                    \
+  do {                                                                                          \
     static polytel_metric_t polytel__m = POLYTEL_METRIC_INIT(name, unit, POLYTEL_METRIC_GAUGE); \
-    polytel_gauge_set_static(&polytel__m, (value));                                          \
+    polytel_gauge_set_static(&polytel__m, (value));                                             \
   } while (0)
-#define POLYTEL_HISTOGRAM_RECORD(name, unit, value)                                              \
-  do {                                                                                           \
+#define POLYTEL_HISTOGRAM_RECORD(name, unit, value)                                                 \
+  do {                                                                                              \
     static polytel_metric_t polytel__m = POLYTEL_METRIC_INIT(name, unit, POLYTEL_METRIC_HISTOGRAM); \
-    polytel_histogram_record_static(&polytel__m, (value));                                       \
+    polytel_histogram_record_static(&polytel__m, (value));                                          \
   } while (0)
 
 /* Dynamic names and attributes (copied). Series are keyed by name + attributes. */
@@ -357,12 +355,12 @@ typedef struct polytel_stats_s {
   uint64_t dropped_invalid;     /* bad calls: unmatched span end, too deep, NULL name */
   uint64_t logs_recorded;
   uint64_t spans_recorded;
-  uint64_t export_requests;     /* HTTP requests completed (any status) */
+  uint64_t export_requests; /* HTTP requests completed (any status) */
   uint64_t export_retries;
-  uint64_t export_failures;     /* requests whose batch was dropped */
-  uint64_t truncated;           /* records whose strings were cut to fit a block */
-  uint64_t buffer_bytes;        /* memory held by event blocks now */
-  uint64_t buffer_bytes_max;    /* the cap (POLYTEL_MAX_MEMORY) */
+  uint64_t export_failures;  /* requests whose batch was dropped */
+  uint64_t truncated;        /* records whose strings were cut to fit a block */
+  uint64_t buffer_bytes;     /* memory held by event blocks now */
+  uint64_t buffer_bytes_max; /* the cap (POLYTEL_MAX_MEMORY) */
 } polytel_stats_t;
 
 POLYTEL_EXTERN int polytel_stats(polytel_stats_t *out);
@@ -383,23 +381,23 @@ typedef enum {
 
 typedef struct polytel_record_s {
   polytel_record_kind_t kind;
-  uint64_t time_ns;        /* log time, span end, metric collection time */
-  uint64_t start_ns;       /* span start, metric series start */
-  int level;               /* log severity */
-  const char *name;        /* log target, span name, metric name */
-  const char *body;        /* log message (formatted), span status message */
-  const char *unit;        /* metric unit */
-  int status;              /* span status */
+  uint64_t time_ns;  /* log time, span end, metric collection time */
+  uint64_t start_ns; /* span start, metric series start */
+  int level;         /* log severity */
+  const char *name;  /* log target, span name, metric name */
+  const char *body;  /* log message (formatted), span status message */
+  const char *unit;  /* metric unit */
+  int status;        /* span status */
   polytel_metric_kind_t metric_kind;
-  int64_t int_value;       /* counter total */
-  double double_value;     /* gauge value, histogram sum */
-  uint64_t count;          /* histogram count */
+  int64_t int_value;   /* counter total */
+  double double_value; /* gauge value, histogram sum */
+  uint64_t count;      /* histogram count */
   uint8_t trace_id[16];
   uint8_t span_id[8];
   uint8_t parent_id[8];
   size_t n_attrs;
   const polytel_attr_t *attrs; /* string values NUL-terminated */
-  uint32_t thread_id;      /* recording thread (registration order, 1-based) */
+  uint32_t thread_id;          /* recording thread (registration order, 1-based) */
 } polytel_record_t;
 
 /* Start keeping up to `capacity` records (oldest dropped from the sink first). */

@@ -17,8 +17,8 @@ pthread_mutex_t polytel__registry_mu = PTHREAD_MUTEX_INITIALIZER;
 polytel__thread_t *polytel__registry;
 
 static pthread_mutex_t g_pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static polytel__block_t *g_free;     /* free list */
-static uint64_t g_pool_allocated;    /* blocks malloc'd (guarded by pool_mu) */
+static polytel__block_t *g_free;      /* free list */
+static uint64_t g_pool_allocated;     /* blocks malloc'd (guarded by pool_mu) */
 static _Atomic uint64_t g_pool_bytes; /* bytes of blocks in use or free, for stats */
 static _Atomic uint64_t g_pool_cap = POLYTEL__DEFAULT_MAX_MEMORY;
 static uint32_t g_next_thread_id;
@@ -26,7 +26,9 @@ static pthread_key_t g_exit_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
 static void thread_exit(void *arg);
-static void make_key(void) { pthread_key_create(&g_exit_key, thread_exit); }
+static void make_key(void) {
+  pthread_key_create(&g_exit_key, thread_exit);
+}
 
 void polytel__buffers_set_cap(uint64_t max_bytes) {
   if (max_bytes < 4 * POLYTEL__BLOCK_SIZE) max_bytes = 4 * POLYTEL__BLOCK_SIZE;
@@ -38,8 +40,12 @@ void polytel__buffers_init(uint64_t max_bytes) {
   polytel__buffers_set_cap(max_bytes);
 }
 
-uint64_t polytel__pool_bytes(void) { return atomic_load_explicit(&g_pool_bytes, POLYTEL__RELAXED); }
-uint64_t polytel__pool_cap(void) { return atomic_load_explicit(&g_pool_cap, POLYTEL__RELAXED); }
+uint64_t polytel__pool_bytes(void) {
+  return atomic_load_explicit(&g_pool_bytes, POLYTEL__RELAXED);
+}
+uint64_t polytel__pool_cap(void) {
+  return atomic_load_explicit(&g_pool_cap, POLYTEL__RELAXED);
+}
 
 polytel__block_t *polytel__pool_get(void) {
   polytel__block_t *b = NULL;

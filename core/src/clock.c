@@ -25,7 +25,9 @@ static void clock_init_once(void) {
   g_tick0 = polytel__ticks();
 }
 
-void polytel__clock_init(void) { pthread_once(&g_once, clock_init_once); }
+void polytel__clock_init(void) {
+  pthread_once(&g_once, clock_init_once);
+}
 
 /*
  * The rate is measured over the whole interval since init, at conversion time
@@ -55,4 +57,6 @@ uint64_t polytel_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t polytel__now_ms(void) { return polytel__mono_ns() / 1000000u; }
+uint64_t polytel__now_ms(void) {
+  return polytel__mono_ns() / 1000000u;
+}

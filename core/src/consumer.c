@@ -22,8 +22,8 @@ typedef struct polytel__cons_span_s {
 
 static uint64_t g_rng[2];
 static int g_rng_seeded;
-static char *g_scratch;          /* rendered log bodies */
-static polytel__kv_t *g_kv;      /* decoded attributes */
+static char *g_scratch;     /* rendered log bodies */
+static polytel__kv_t *g_kv; /* decoded attributes */
 static uint32_t g_kv_cap;
 
 #define SCRATCH_CAP (POLYTEL__BLOCK_SIZE)
@@ -62,9 +62,12 @@ static const uint8_t *get_attrs(const uint8_t *p, uint32_t n, polytel__kv_t *kv)
     } else {
       int64_t v;
       memcpy(&v, p, 8);
-      if (h.type == POLYTEL_ATTR_DOUBLE) memcpy(&kv[i].v.d, &v, 8);
-      else if (h.type == POLYTEL_ATTR_BOOL) kv[i].v.b = v != 0;
-      else kv[i].v.i = v;
+      if (h.type == POLYTEL_ATTR_DOUBLE)
+        memcpy(&kv[i].v.d, &v, 8);
+      else if (h.type == POLYTEL_ATTR_BOOL)
+        kv[i].v.b = v != 0;
+      else
+        kv[i].v.i = v;
       p += 8;
     }
   }
@@ -361,9 +364,11 @@ uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
         while (b->consumed < committed && items < max_items) {
           const polytel__ev_t *ev = (const polytel__ev_t *)(base + b->consumed);
           uint8_t ty = ev->type;
-          if (ty == POLYTEL__EV_METRIC || ty == POLYTEL__EV_HIST_STATIC) decode(t, (const uint8_t *)ev, sink, &cc);
-          else items += ty == POLYTEL__EV_LOG_FMT || ty == POLYTEL__EV_LOG_STR || ty == POLYTEL__EV_SPAN_END ||
-                        ty == POLYTEL__EV_SPAN_END_DYN || ty == POLYTEL__EV_SPAN_FULL;
+          if (ty == POLYTEL__EV_METRIC || ty == POLYTEL__EV_HIST_STATIC)
+            decode(t, (const uint8_t *)ev, sink, &cc);
+          else
+            items += ty == POLYTEL__EV_LOG_FMT || ty == POLYTEL__EV_LOG_STR || ty == POLYTEL__EV_SPAN_END ||
+                     ty == POLYTEL__EV_SPAN_END_DYN || ty == POLYTEL__EV_SPAN_FULL;
           b->consumed += ev->size;
         }
       } else {

@@ -29,4 +29,6 @@ const char *polytel_err_name(int err) {
   }
 }
 
-const char *polytel_version(void) { return POLYTEL_VERSION_STRING; }
+const char *polytel_version(void) {
+  return POLYTEL_VERSION_STRING;
+}

@@ -19,10 +19,13 @@ _Atomic int polytel__g_recording = 0;
 static _Atomic int g_warned_stray_end, g_warned_depth, g_warned_percent_n, g_warned_negative;
 
 static void warn_once(_Atomic int *flag, const char *what) {
-  if (!atomic_exchange(flag, 1)) polytel__diag(POLYTEL_LEVEL_WARN, "%s (counted as dropped_invalid; warned once)", what);
+  if (!atomic_exchange(flag, 1))
+    polytel__diag(POLYTEL_LEVEL_WARN, "%s (counted as dropped_invalid; warned once)", what);
 }
 
-static void orphan_drop(void) { atomic_fetch_add(&polytel__acct.orphan_drop, 1); }
+static void orphan_drop(void) {
+  atomic_fetch_add(&polytel__acct.orphan_drop, 1);
+}
 
 /* ------------------------------------------------------------------ logs */
 
@@ -129,8 +132,10 @@ static void log_slow(polytel_level_t level, const char *target, const char *fmt,
   polytel__thread_t *t = NULL;
   if (rec) {
     t = polytel__thread();
-    if (t) sig = sig_lookup(t, fmt);
-    else polytel__fmt_parse(fmt, &local);
+    if (t)
+      sig = sig_lookup(t, fmt);
+    else
+      polytel__fmt_parse(fmt, &local);
   } else {
     polytel__fmt_parse(fmt, &local);
   }
@@ -234,7 +239,8 @@ void polytel_log(polytel_level_t level, const char *target, const char *fmt, ...
           memcpy(p + 24, &fmt, 8);
           int64_t *a = (int64_t *)(p + 32);
           for (int i = 0; i < n; i++)
-            a[i] = sig->kinds[i] == POLYTEL__ARG_INT ? (int64_t)va_arg(ap, int) : (int64_t)va_arg(ap, long long);
+            a[i] =
+                sig->kinds[i] == POLYTEL__ARG_INT ? (int64_t)va_arg(ap, int) : (int64_t)va_arg(ap, long long);
           polytel__commit(t, size);
         } else {
           polytel__inc(&t->n_drop_full, 1);
@@ -323,7 +329,8 @@ static size_t attrs_plan(const polytel_attr_t *attrs, size_t n, plan_t *pl, uint
   return total;
 }
 
-static uint8_t *attrs_write(uint8_t *p, const polytel_attr_t *attrs, size_t n, uint32_t n_ok, size_t *budget) {
+static uint8_t *attrs_write(uint8_t *p, const polytel_attr_t *attrs, size_t n, uint32_t n_ok,
+                            size_t *budget) {
   uint32_t done = 0;
   for (size_t i = 0; i < n && done < n_ok; i++) {
     const polytel_attr_t *a = &attrs[i];
@@ -350,9 +357,12 @@ static uint8_t *attrs_write(uint8_t *p, const polytel_attr_t *attrs, size_t n, u
       *budget = *budget > padded ? *budget - padded : 0;
     } else {
       int64_t v = 0;
-      if (a->type == POLYTEL_ATTR_INT) v = a->value.i;
-      else if (a->type == POLYTEL_ATTR_DOUBLE) memcpy(&v, &a->value.d, 8);
-      else v = a->value.b ? 1 : 0;
+      if (a->type == POLYTEL_ATTR_INT)
+        v = a->value.i;
+      else if (a->type == POLYTEL_ATTR_DOUBLE)
+        memcpy(&v, &a->value.d, 8);
+      else
+        v = a->value.b ? 1 : 0;
       memcpy(p, &v, 8);
       p += 8;
       *budget = *budget > 8 ? *budget - 8 : 0;
@@ -417,7 +427,8 @@ void polytel_log_attrs_ts(polytel_level_t level, const char *target, const char 
       polytel__inc(&t->n_logs, 1);
     }
   }
-  if (console) polytel__console_emit((int)level, polytel_now_ns(), target, strlen(target), msg, msg_len, attrs, n_attrs);
+  if (console)
+    polytel__console_emit((int)level, polytel_now_ns(), target, strlen(target), msg, msg_len, attrs, n_attrs);
 }
 
 void polytel_log_attrs(polytel_level_t level, const char *target, const char *msg, size_t msg_len,
@@ -449,8 +460,10 @@ static void begin_dropped(polytel__thread_t *t, int invalid) {
   uint32_t d = t->depth;
   if (d < POLYTEL__MAX_DEPTH) {
     uint64_t bit = 1ull << d;
-    if (invalid) t->drop_inv_mask |= bit;
-    else t->drop_mask |= bit;
+    if (invalid)
+      t->drop_inv_mask |= bit;
+    else
+      t->drop_mask |= bit;
   }
   t->depth = d + 1;
   if (d < POLYTEL__MAX_DEPTH) polytel__adjust_reserve(t);
@@ -464,7 +477,8 @@ void polytel_span_begin(const char *name) {
     return;
   }
   if (POLYTEL__UNLIKELY(t->depth >= POLYTEL__MAX_DEPTH || !name)) {
-    if (t->depth >= POLYTEL__MAX_DEPTH) warn_once(&g_warned_depth, "thread spans nested deeper than 64 are not recorded");
+    if (t->depth >= POLYTEL__MAX_DEPTH)
+      warn_once(&g_warned_depth, "thread spans nested deeper than 64 are not recorded");
     begin_dropped(t, 1);
     return;
   }
@@ -494,7 +508,8 @@ void polytel_span_begin_dyn(const char *name, const polytel_attr_t *attrs, size_
     return;
   }
   if (t->depth >= POLYTEL__MAX_DEPTH || !name) {
-    if (t->depth >= POLYTEL__MAX_DEPTH) warn_once(&g_warned_depth, "thread spans nested deeper than 64 are not recorded");
+    if (t->depth >= POLYTEL__MAX_DEPTH)
+      warn_once(&g_warned_depth, "thread spans nested deeper than 64 are not recorded");
     begin_dropped(t, 1);
     return;
   }
@@ -543,8 +558,10 @@ static int end_prologue(polytel__thread_t *t) {
   }
   uint64_t bit = 1ull << d;
   if (POLYTEL__UNLIKELY((t->drop_mask | t->drop_inv_mask) & bit)) {
-    if (t->drop_inv_mask & bit) polytel__inc(&t->n_drop_invalid, 1);
-    else polytel__inc(&t->n_drop_full, 1);
+    if (t->drop_inv_mask & bit)
+      polytel__inc(&t->n_drop_invalid, 1);
+    else
+      polytel__inc(&t->n_drop_full, 1);
     t->drop_mask &= ~bit;
     t->drop_inv_mask &= ~bit;
     polytel__adjust_reserve(t);
@@ -736,7 +753,8 @@ void polytel_gauge_set_static(polytel_metric_t *m, double value) {
   /* Value first, then registration: a registered gauge always has a value. */
   __atomic_store_n(&m->polytel__gauge, bits, __ATOMIC_RELEASE);
   if (POLYTEL__UNLIKELY(__atomic_load_n(&m->polytel__slot, __ATOMIC_RELAXED) == 0)) {
-    if (polytel__metric_register(m) == 0) metric_event(POLYTEL_METRIC_GAUGE, m->name, m->unit, 0, value, NULL, 0);
+    if (polytel__metric_register(m) == 0)
+      metric_event(POLYTEL_METRIC_GAUGE, m->name, m->unit, 0, value, NULL, 0);
   }
 }
 
@@ -783,8 +801,10 @@ static void metric_event(int kind, const char *name, const char *unit, int64_t i
   ev->flags = 0;
   ev->size = (uint32_t)pl.size;
   ev->ts = 0;
-  if (kind == POLYTEL_METRIC_COUNTER) memcpy(p + 16, &ival, 8);
-  else memcpy(p + 16, &dval, 8);
+  if (kind == POLYTEL_METRIC_COUNTER)
+    memcpy(p + 16, &ival, 8);
+  else
+    memcpy(p + 16, &dval, 8);
   uint32_t h[2] = {n_ok, 0};
   memcpy(p + 24, h, 8);
   uint8_t *q = put_str(p + 32, name, nl);

@@ -53,14 +53,26 @@ static const char *parse_conv(const char *s, conv_t *c) {
       break;
   }
   switch (*p) {
-    case 'd': case 'i': case 'o': case 'u': case 'x': case 'X':
+    case 'd':
+    case 'i':
+    case 'o':
+    case 'u':
+    case 'x':
+    case 'X':
       c->kind = lng ? POLYTEL__ARG_LONG : POLYTEL__ARG_INT;
       break;
     case 'c':
       c->kind = POLYTEL__ARG_INT;
       if (wide) c->bad = 1;
       break;
-    case 'e': case 'E': case 'f': case 'F': case 'g': case 'G': case 'a': case 'A':
+    case 'e':
+    case 'E':
+    case 'f':
+    case 'F':
+    case 'g':
+    case 'G':
+    case 'a':
+    case 'A':
       c->kind = ldbl ? POLYTEL__ARG_LDOUBLE : POLYTEL__ARG_DOUBLE;
       break;
     case 'p':
@@ -224,25 +236,33 @@ size_t polytel__fmt_render(char *out, size_t cap, const char *fmt, const uint8_t
     int is_long = strpbrk(spec, "ljztq") != NULL;
     int is_char = (last == 'c');
     /* The value is passed as the exact type the spec expects. */
-#define EMIT(val)                                                      \
-  do {                                                                 \
-    if (c.stars == 2) r = snprintf(o, room, spec, star[0], star[1], val); \
-    else if (c.stars == 1) r = snprintf(o, room, spec, star[0], val);     \
-    else r = snprintf(o, room, spec, val);                               \
+#define EMIT(val)                                         \
+  do {                                                    \
+    if (c.stars == 2)                                     \
+      r = snprintf(o, room, spec, star[0], star[1], val); \
+    else if (c.stars == 1)                                \
+      r = snprintf(o, room, spec, star[0], val);          \
+    else                                                  \
+      r = snprintf(o, room, spec, val);                   \
   } while (0)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
 #pragma GCC diagnostic ignored "-Wformat-security"
     switch (c.kind) {
       case POLYTEL__ARG_INT:
-        if (is_char) EMIT((int)a.i);
-        else if (last == 'd' || last == 'i') EMIT((int)a.i);
-        else EMIT((unsigned)a.i);
+        if (is_char)
+          EMIT((int)a.i);
+        else if (last == 'd' || last == 'i')
+          EMIT((int)a.i);
+        else
+          EMIT((unsigned)a.i);
         break;
       case POLYTEL__ARG_LONG:
         (void)is_long;
-        if (last == 'd' || last == 'i') EMIT((long long)a.i);
-        else EMIT((unsigned long long)a.i);
+        if (last == 'd' || last == 'i')
+          EMIT((long long)a.i);
+        else
+          EMIT((unsigned long long)a.i);
         break;
       case POLYTEL__ARG_DOUBLE:
         EMIT(a.d);

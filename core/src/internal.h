@@ -57,16 +57,16 @@ static inline uint64_t polytel__ticks_to_unix(const polytel__clock_conv_t *c, ui
 /* ------------------------------------------------------------ event layout */
 
 enum {
-  POLYTEL__EV_LOG_FMT = 1,      /* static target + fmt, captured args */
-  POLYTEL__EV_LOG_STR = 2,      /* copied target, message, attrs, optional span ctx */
-  POLYTEL__EV_SPAN_BEGIN = 3,   /* static name */
+  POLYTEL__EV_LOG_FMT = 1,        /* static target + fmt, captured args */
+  POLYTEL__EV_LOG_STR = 2,        /* copied target, message, attrs, optional span ctx */
+  POLYTEL__EV_SPAN_BEGIN = 3,     /* static name */
   POLYTEL__EV_SPAN_BEGIN_DYN = 4, /* copied name + attrs */
-  POLYTEL__EV_SPAN_END = 5,     /* flags = status */
-  POLYTEL__EV_SPAN_END_DYN = 6, /* status + message + attrs */
-  POLYTEL__EV_SPAN_FULL = 7,    /* async span, whole */
-  POLYTEL__EV_METRIC = 8,       /* dynamic metric: level = kind */
-  POLYTEL__EV_HIST_STATIC = 9,  /* static histogram sample */
-  POLYTEL__EV_SPAN_DROPPED = 10 /* a thread span whose begin did not fit: end pairs with nothing */
+  POLYTEL__EV_SPAN_END = 5,       /* flags = status */
+  POLYTEL__EV_SPAN_END_DYN = 6,   /* status + message + attrs */
+  POLYTEL__EV_SPAN_FULL = 7,      /* async span, whole */
+  POLYTEL__EV_METRIC = 8,         /* dynamic metric: level = kind */
+  POLYTEL__EV_HIST_STATIC = 9,    /* static histogram sample */
+  POLYTEL__EV_SPAN_DROPPED = 10   /* a thread span whose begin did not fit: end pairs with nothing */
 };
 
 /* Every event starts with this header; size is a multiple of 8. */
@@ -88,12 +88,12 @@ typedef struct polytel__ev_attr_s {
 
 /* Captured printf argument kinds. */
 enum {
-  POLYTEL__ARG_INT = 1,  /* int and promoted smaller types */
-  POLYTEL__ARG_LONG,     /* long, long long, size_t, intmax_t, ptrdiff_t */
+  POLYTEL__ARG_INT = 1, /* int and promoted smaller types */
+  POLYTEL__ARG_LONG,    /* long, long long, size_t, intmax_t, ptrdiff_t */
   POLYTEL__ARG_DOUBLE,
-  POLYTEL__ARG_LDOUBLE,  /* stored as 16 bytes */
+  POLYTEL__ARG_LDOUBLE, /* stored as 16 bytes */
   POLYTEL__ARG_PTR,
-  POLYTEL__ARG_STR       /* u32 length + bytes, padded */
+  POLYTEL__ARG_STR /* u32 length + bytes, padded */
 };
 #define POLYTEL__MAX_FMT_ARGS 15
 
@@ -102,7 +102,7 @@ typedef struct polytel__fmt_sig_s {
   const char *fmt;
   uint8_t ok;
   uint8_t n_args;
-  uint8_t has_n; /* contains %n: never formatted */
+  uint8_t has_n;     /* contains %n: never formatted */
   uint8_t ints_only; /* ok, and every argument is an integer: the fast path applies */
   uint8_t kinds[POLYTEL__MAX_FMT_ARGS];
 } polytel__fmt_sig_t;
@@ -137,14 +137,14 @@ struct polytel__cons_span_s; /* consumer's replay stack entry (consumer.c) */
 
 typedef struct polytel__thread_s {
   /* --- writer (owning thread) --- */
-  uint8_t *pos;  /* next free byte in cur->data */
-  uint8_t *lim;  /* end of cur->data minus the reserve for open spans' ends */
+  uint8_t *pos; /* next free byte in cur->data */
+  uint8_t *lim; /* end of cur->data minus the reserve for open spans' ends */
   polytel__block_t *cur;
-  uint32_t depth;     /* open thread spans */
+  uint32_t depth; /* open thread spans */
   uint32_t pad0;
-  uint64_t drop_mask;     /* bit d: span at depth d was not recorded at begin (pool full) */
-  uint64_t drop_inv_mask; /* bit d: ... because the call was invalid (NULL name, too deep) */
-  uint64_t rng[2];    /* xorshift128+ for async span ids */
+  uint64_t drop_mask;            /* bit d: span at depth d was not recorded at begin (pool full) */
+  uint64_t drop_inv_mask;        /* bit d: ... because the call was invalid (NULL name, too deep) */
+  uint64_t rng[2];               /* xorshift128+ for async span ids */
   polytel__fmt_sig_t *fmt_cache; /* POLYTEL__FMT_CACHE entries */
   /* --- counters: written by the owner (relaxed), read by stats/consumer --- */
   _Atomic uint64_t n_logs;
@@ -154,12 +154,12 @@ typedef struct polytel__thread_s {
   _Atomic uint64_t n_truncated;
   _Atomic int64_t *counters; /* POLYTEL__MAX_STATIC_METRICS static counter slots */
   /* --- consumer --- */
-  polytel__block_t *head; /* oldest block not fully consumed */
+  polytel__block_t *head;             /* oldest block not fully consumed */
   struct polytel__cons_span_s *stack; /* replay of open thread spans */
   uint32_t stack_depth;
   uint32_t stack_cap;
-  uint32_t id; /* 1-based registration order */
-  _Atomic int dead; /* the thread exited: no more writes */
+  uint32_t id;                    /* 1-based registration order */
+  _Atomic int dead;               /* the thread exited: no more writes */
   struct polytel__thread_s *next; /* registry */
 } polytel__thread_t;
 
@@ -262,8 +262,9 @@ extern _Atomic uint32_t polytel__n_static_metrics;
 extern _Atomic int64_t polytel__retired_counters[POLYTEL__MAX_STATIC_METRICS];
 
 /* Consumer-side aggregation (metrics.c), under polytel__consume_mu. */
-void polytel__metrics_event(int kind, const char *name, uint32_t name_len, const char *unit, uint32_t unit_len,
-                            double value, int64_t ivalue, const polytel__kv_t *attrs, uint32_t n_attrs);
+void polytel__metrics_event(int kind, const char *name, uint32_t name_len, const char *unit,
+                            uint32_t unit_len, double value, int64_t ivalue, const polytel__kv_t *attrs,
+                            uint32_t n_attrs);
 void polytel__metrics_hist_static(polytel_metric_t *m, double value);
 typedef struct polytel__metrics_snap_s {
   polytel__metric_rec_t *recs;

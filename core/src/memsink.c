@@ -8,9 +8,11 @@ pthread_mutex_t polytel__memsink_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int g_active;
 static polytel_record_t *g_recs; /* ring: g_head is the oldest */
 static size_t g_cap, g_count, g_head;
-static polytel_record_t *g_view;  /* ordered copy handed to readers */
+static polytel_record_t *g_view; /* ordered copy handed to readers */
 
-int polytel__memsink_active(void) { return atomic_load_explicit(&g_active, POLYTEL__RELAXED); }
+int polytel__memsink_active(void) {
+  return atomic_load_explicit(&g_active, POLYTEL__RELAXED);
+}
 
 static void rec_free(polytel_record_t *r) {
   free((void *)r->name); /* name, body, unit and attrs share this allocation */
@@ -21,7 +23,8 @@ static void rec_free(polytel_record_t *r) {
 static int rec_fill(polytel_record_t *r, const char *name, size_t nl, const char *body, size_t bl,
                     const char *unit, const polytel__kv_t *kv, uint32_t n) {
   size_t sz = nl + 1 + bl + 1 + (unit ? strlen(unit) : 0) + 1 + n * sizeof(polytel_attr_t) + 8;
-  for (uint32_t i = 0; i < n; i++) sz += kv[i].key_len + 1 + (kv[i].type == POLYTEL_ATTR_STRING ? kv[i].v.str.len + 1 : 0);
+  for (uint32_t i = 0; i < n; i++)
+    sz += kv[i].key_len + 1 + (kv[i].type == POLYTEL_ATTR_STRING ? kv[i].v.str.len + 1 : 0);
   char *mem = malloc(sz);
   if (!mem) return POLYTEL_ENOMEM;
   char *p = mem;
@@ -117,7 +120,8 @@ static void sink_span(void *ctx, const polytel__span_rec_t *s) {
     memcpy(r->trace_id, s->trace_id, 16);
     memcpy(r->span_id, s->span_id, 8);
     if (s->has_parent) memcpy(r->parent_id, s->parent_id, 8);
-    if (rec_fill(r, s->name, s->name_len, s->status_msg, s->status_msg_len, NULL, s->attrs, s->n_attrs)) g_count--;
+    if (rec_fill(r, s->name, s->name_len, s->status_msg, s->status_msg_len, NULL, s->attrs, s->n_attrs))
+      g_count--;
   }
   pthread_mutex_unlock(&polytel__memsink_mu);
   atomic_fetch_add(&polytel__acct.exported, 1);
@@ -192,8 +196,10 @@ static void add_metrics(void) {
       r->metric_kind = (polytel_metric_kind_t)m->kind;
       r->time_ns = pt->time_ns;
       r->start_ns = pt->start_ns;
-      if (m->kind == POLYTEL_METRIC_COUNTER) r->int_value = pt->v.i;
-      else if (m->kind == POLYTEL_METRIC_GAUGE) r->double_value = pt->v.d;
+      if (m->kind == POLYTEL_METRIC_COUNTER)
+        r->int_value = pt->v.i;
+      else if (m->kind == POLYTEL_METRIC_GAUGE)
+        r->double_value = pt->v.d;
       else {
         r->double_value = pt->sum;
         r->count = pt->count;

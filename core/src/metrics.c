@@ -42,13 +42,13 @@ typedef struct series_s {
   char *name, *unit;
   polytel__kv_t *attrs; /* owned, sorted by key */
   uint32_t n_attrs;
-  char *key;            /* canonical key for equality */
+  char *key; /* canonical key for equality */
   size_t key_len;
   uint64_t start_ns;
   int64_t isum;         /* counter: events */
   uint32_t static_slot; /* counter/gauge fed by a static descriptor */
   polytel_metric_t *desc;
-  double last;          /* gauge */
+  double last; /* gauge */
   int has_value;
   uint64_t count;
   double sum, min, max;
@@ -159,7 +159,8 @@ static series_t *find_or_add(int kind, const char *name, uint32_t nl, const char
   s->max = -INFINITY;
   /* Own copies of the attributes; strings point into one block. */
   size_t sz = n * sizeof(polytel__kv_t);
-  for (uint32_t i = 0; i < n; i++) sz += sorted[i].key_len + 1 + (sorted[i].type == POLYTEL_ATTR_STRING ? sorted[i].v.str.len + 1 : 0);
+  for (uint32_t i = 0; i < n; i++)
+    sz += sorted[i].key_len + 1 + (sorted[i].type == POLYTEL_ATTR_STRING ? sorted[i].v.str.len + 1 : 0);
   s->attrs = malloc(sz ? sz : 1);
   if (s->attrs) {
     char *str = (char *)(s->attrs + n);
@@ -195,8 +196,9 @@ static void hist_add(series_t *s, double v) {
   if (v > s->max) s->max = v;
 }
 
-void polytel__metrics_event(int kind, const char *name, uint32_t name_len, const char *unit, uint32_t unit_len,
-                            double value, int64_t ivalue, const polytel__kv_t *attrs, uint32_t n_attrs) {
+void polytel__metrics_event(int kind, const char *name, uint32_t name_len, const char *unit,
+                            uint32_t unit_len, double value, int64_t ivalue, const polytel__kv_t *attrs,
+                            uint32_t n_attrs) {
   series_t *s = find_or_add(kind, name, name_len, unit, unit_len, attrs, n_attrs);
   if (!s) return;
   switch (kind) {
@@ -240,7 +242,9 @@ static void self_metrics(void) {
   struct {
     const char *reason;
     uint64_t v;
-  } drops[] = {{"buffer_full", st.dropped_buffer_full}, {"export", st.dropped_export}, {"invalid", st.dropped_invalid}};
+  } drops[] = {{"buffer_full", st.dropped_buffer_full},
+               {"export", st.dropped_export},
+               {"invalid", st.dropped_invalid}};
   for (size_t i = 0; i < 3; i++) {
     polytel__kv_t kv = {.key = "reason", .key_len = 6, .type = POLYTEL_ATTR_STRING};
     kv.v.str.ptr = drops[i].reason;
@@ -271,7 +275,8 @@ int polytel__metrics_snapshot(polytel__metrics_snap_t *out, uint64_t now_ns) {
     polytel_metric_t *m = polytel__static_metrics[slot];
     if (!m || m->kind == POLYTEL_METRIC_HISTOGRAM) continue;
     const char *unit = m->unit ? m->unit : "";
-    series_t *s = find_or_add(m->kind, m->name, (uint32_t)strlen(m->name), unit, (uint32_t)strlen(unit), NULL, 0);
+    series_t *s =
+        find_or_add(m->kind, m->name, (uint32_t)strlen(m->name), unit, (uint32_t)strlen(unit), NULL, 0);
     if (!s) continue;
     if (m->kind == POLYTEL_METRIC_COUNTER) {
       int64_t total = atomic_load(&polytel__retired_counters[slot]);
@@ -382,5 +387,9 @@ void polytel__metrics_reset(void) {
 }
 
 /* fork: registration must not be mid-flight in another thread when the child starts. */
-void polytel__metrics_lock(void) { pthread_mutex_lock(&g_reg_mu); }
-void polytel__metrics_unlock(void) { pthread_mutex_unlock(&g_reg_mu); }
+void polytel__metrics_lock(void) {
+  pthread_mutex_lock(&g_reg_mu);
+}
+void polytel__metrics_unlock(void) {
+  pthread_mutex_unlock(&g_reg_mu);
+}

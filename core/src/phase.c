@@ -19,7 +19,7 @@ static pthread_mutex_t g_phase_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int g_phase = POLYTEL_PHASE_NONE;
 static polytel__cfg_t g_cfg;
 static int g_have_cfg;
-static int g_phase1_active;  /* phase 1 decided "deferred": the fork child returns to it */
+static int g_phase1_active;     /* phase 1 decided "deferred": the fork child returns to it */
 static polytel_config_t g_user; /* phase-1 explicit config, owned copies of strings */
 static int g_have_user;
 static polytel__resource_t g_res;
@@ -48,7 +48,9 @@ const char *polytel_phase_name(polytel_phase_t p) {
   return "unknown";
 }
 
-polytel_phase_t polytel_phase(void) { return (polytel_phase_t)atomic_load(&g_phase); }
+polytel_phase_t polytel_phase(void) {
+  return (polytel_phase_t)atomic_load(&g_phase);
+}
 
 void polytel_config_init(polytel_config_t *cfg) {
   if (!cfg) return;
@@ -65,9 +67,10 @@ void polytel_config_init(polytel_config_t *cfg) {
 
 /* ------------------------------------------------------- explicit config */
 
-#define STR_FIELDS(X)                                                                                  \
-  X(service_name) X(service_version) X(resource_attributes) X(endpoint) X(traces_endpoint) X(logs_endpoint) \
-  X(metrics_endpoint) X(headers) X(certificate) X(export_dir) X(sdk_language)
+#define STR_FIELDS(X)                                                                       \
+  X(service_name)                                                                           \
+  X(service_version) X(resource_attributes) X(endpoint) X(traces_endpoint) X(logs_endpoint) \
+      X(metrics_endpoint) X(headers) X(certificate) X(export_dir) X(sdk_language)
 
 static void user_free(polytel_config_t *c) {
 #define X(f) free((char *)c->f);
@@ -79,10 +82,10 @@ static void user_free(polytel_config_t *c) {
 /* dst (owned) takes every field that src sets. */
 static void user_merge(polytel_config_t *dst, const polytel_config_t *src) {
   if (!src) return;
-#define X(f)                       \
-  if (src->f) {                    \
-    free((char *)dst->f);          \
-    dst->f = strdup(src->f);       \
+#define X(f)                 \
+  if (src->f) {              \
+    free((char *)dst->f);    \
+    dst->f = strdup(src->f); \
   }
   STR_FIELDS(X)
 #undef X
@@ -165,12 +168,15 @@ static void atfork_child(void) {
   }
   g_ext_pl = NULL;
   g_external = 0;
-  if (phase == POLYTEL_PHASE_FULL) atomic_store(&g_phase, g_phase1_active ? POLYTEL_PHASE_DEFERRED : POLYTEL_PHASE_CONSOLE);
+  if (phase == POLYTEL_PHASE_FULL)
+    atomic_store(&g_phase, g_phase1_active ? POLYTEL_PHASE_DEFERRED : POLYTEL_PHASE_CONSOLE);
   polytel__update_levels();
   pthread_mutex_unlock(&g_phase_mu);
 }
 
-static void register_atfork(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
+static void register_atfork(void) {
+  pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
 
 /* ---------------------------------------------------------------- phase 1 */
 
@@ -208,7 +214,8 @@ int polytel_init_console_only(const polytel_config_t *cfg) {
   if (rc == 0) {
     if (deferred)
       polytel__diag(POLYTEL_LEVEL_INFO,
-                    "deferring full telemetry to worker bootstrap (TELEMETRY_ENABLED=true); events are kept until then");
+                    "deferring full telemetry to worker bootstrap (TELEMETRY_ENABLED=true); events are kept "
+                    "until then");
     else
       polytel__diag(POLYTEL_LEVEL_DEBUG, "console-only logging (TELEMETRY_ENABLED is not true)");
   }
@@ -222,7 +229,9 @@ void polytel__implicit_init(void) {
 
 /* ---------------------------------------------------------------- phase 2 */
 
-static const char *protocol_name(int p) { return p == POLYTEL_PROTOCOL_JSON ? "http/json" : "http/protobuf"; }
+static const char *protocol_name(int p) {
+  return p == POLYTEL_PROTOCOL_JSON ? "http/json" : "http/protobuf";
+}
 
 /* Resolve the phase-2 config; on success the phase lock is held and *pl is a new pipeline. */
 static int phase2_prepare(const polytel_config_t *cfg, polytel__cfg_t *out, int *enable) {
@@ -264,10 +273,12 @@ static void announce(void) {
     polytel__diag(POLYTEL_LEVEL_INFO, "full telemetry: writing OTLP/JSON lines to %s/ as service \"%s\"",
                   g_cfg.export_dir, svc);
   else if (g_cfg.exporter == POLYTEL_EXPORTER_NONE)
-    polytel__diag(POLYTEL_LEVEL_INFO, "full telemetry: recording with no exporter (POLYTEL_EXPORTER=none) as service \"%s\"", svc);
+    polytel__diag(POLYTEL_LEVEL_INFO,
+                  "full telemetry: recording with no exporter (POLYTEL_EXPORTER=none) as service \"%s\"",
+                  svc);
   else
-    polytel__diag(POLYTEL_LEVEL_INFO, "full telemetry: exporting to %s (%s%s) as service \"%s\"", g_cfg.endpoint,
-                  protocol_name(g_cfg.protocol), g_cfg.gzip ? ", gzip" : "", svc);
+    polytel__diag(POLYTEL_LEVEL_INFO, "full telemetry: exporting to %s (%s%s) as service \"%s\"",
+                  g_cfg.endpoint, protocol_name(g_cfg.protocol), g_cfg.gzip ? ", gzip" : "", svc);
 }
 
 int polytel_init_full_telemetry(struct uv_loop_s *loop, const polytel_config_t *cfg) {
@@ -338,7 +349,9 @@ int polytel__init_full_external(const polytel_config_t *cfg, polytel__pipeline_t
   return 0;
 }
 
-const polytel__cfg_t *polytel__current_cfg(void) { return g_have_cfg ? &g_cfg : NULL; }
+const polytel__cfg_t *polytel__current_cfg(void) {
+  return g_have_cfg ? &g_cfg : NULL;
+}
 
 /* --------------------------------------------------------- flush, shutdown */
 
@@ -356,8 +369,10 @@ static void discard_buffered(void) {
   uint64_t n = 0;
   polytel__sink_t sink = {drop_sink_log, drop_sink_span, NULL, &n};
   pthread_mutex_lock(&polytel__consume_mu);
-  if (polytel__memsink_active()) polytel__consume(&polytel__memsink_sink, UINT64_MAX);
-  else polytel__consume(&sink, UINT64_MAX);
+  if (polytel__memsink_active())
+    polytel__consume(&polytel__memsink_sink, UINT64_MAX);
+  else
+    polytel__consume(&sink, UINT64_MAX);
   pthread_mutex_unlock(&polytel__consume_mu);
   if (n) atomic_fetch_add(&polytel__acct.dropped_export, n);
 }

@@ -104,8 +104,8 @@ static void warn_limited(polytel__pipeline_t *pl, const char *what, int status, 
     return;
   }
   if (pl->warn_suppressed)
-    polytel__diag(POLYTEL_LEVEL_WARN, "export of %s %s (status %d); %llu similar warnings suppressed", signal, what,
-                  status, (unsigned long long)pl->warn_suppressed);
+    polytel__diag(POLYTEL_LEVEL_WARN, "export of %s %s (status %d); %llu similar warnings suppressed", signal,
+                  what, status, (unsigned long long)pl->warn_suppressed);
   else
     polytel__diag(POLYTEL_LEVEL_WARN, "export of %s %s (status %d)", signal, what, status);
   pl->last_warn_ms = now;
@@ -148,8 +148,10 @@ static void enqueue(polytel__pipeline_t *pl, polytel__signal_t sig, polytel__buf
   r->not_before_ms = now;
   memset(body, 0, sizeof *body);
   if (sig != POLYTEL__SIG_METRICS) pl->queued_items[sig == POLYTEL__SIG_LOGS] += n_items;
-  if (pl->tail) pl->tail->next = r;
-  else pl->head = r;
+  if (pl->tail)
+    pl->tail->next = r;
+  else
+    pl->head = r;
   pl->tail = r;
 }
 
@@ -339,10 +341,13 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
 
   /* Next wake-up: the soonest of a batch deadline, a retry, the metrics interval, or a poll of blocks. */
   uint64_t next = now + (c->blrp.schedule_delay_ms < c->bsp.schedule_delay_ms ? c->blrp.schedule_delay_ms
-                                                                               : c->bsp.schedule_delay_ms);
-  if (pl->logs.n && pl->logs.first_ms + c->blrp.schedule_delay_ms < next) next = pl->logs.first_ms + c->blrp.schedule_delay_ms;
-  if (pl->spans.n && pl->spans.first_ms + c->bsp.schedule_delay_ms < next) next = pl->spans.first_ms + c->bsp.schedule_delay_ms;
-  if (pl->last_metrics_ms + c->metric_export_interval_ms < next) next = pl->last_metrics_ms + c->metric_export_interval_ms;
+                                                                              : c->bsp.schedule_delay_ms);
+  if (pl->logs.n && pl->logs.first_ms + c->blrp.schedule_delay_ms < next)
+    next = pl->logs.first_ms + c->blrp.schedule_delay_ms;
+  if (pl->spans.n && pl->spans.first_ms + c->bsp.schedule_delay_ms < next)
+    next = pl->spans.first_ms + c->bsp.schedule_delay_ms;
+  if (pl->last_metrics_ms + c->metric_export_interval_ms < next)
+    next = pl->last_metrics_ms + c->metric_export_interval_ms;
   for (polytel__request_t *r = pl->head; r; r = r->next)
     if (!r->in_flight && r->not_before_ms < next) next = r->not_before_ms;
   if (pl->forcing && next > now + 10) next = now + 10;
@@ -384,10 +389,12 @@ static void unlink_req(polytel__pipeline_t *pl, polytel__request_t *req) {
   if (req->signal != POLYTEL__SIG_METRICS) pl->queued_items[req->signal == POLYTEL__SIG_LOGS] -= req->n_items;
 }
 
-static int retryable(int status) { return status == 0 || status == 429 || status == 502 || status == 503 || status == 504; }
+static int retryable(int status) {
+  return status == 0 || status == 429 || status == 502 || status == 503 || status == 504;
+}
 
-void polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req, int status, int64_t retry_after_ms,
-                            uint64_t now) {
+void polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req, int status,
+                            int64_t retry_after_ms, uint64_t now) {
   req->in_flight = 0;
   if (pl->in_flight) pl->in_flight--;
   atomic_fetch_add(&polytel__acct.export_requests, 1);
@@ -398,7 +405,7 @@ void polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req, in
     return;
   }
   const polytel__cfg_t *c = pl->cfg;
-  uint64_t timeout = req->signal == POLYTEL__SIG_TRACES  ? c->bsp.export_timeout_ms
+  uint64_t timeout = req->signal == POLYTEL__SIG_TRACES ? c->bsp.export_timeout_ms
                      : req->signal == POLYTEL__SIG_LOGS ? c->blrp.export_timeout_ms
                                                         : c->metric_export_timeout_ms;
   if (retryable(status)) {
@@ -416,7 +423,9 @@ void polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req, in
       req->attempt++;
       req->not_before_ms = now + backoff;
       atomic_fetch_add(&polytel__acct.export_retries, 1);
-      if (status == 0) warn_limited(pl, "failed: collector unreachable or timed out; retrying", status, sig_name(req->signal));
+      if (status == 0)
+        warn_limited(pl, "failed: collector unreachable or timed out; retrying", status,
+                     sig_name(req->signal));
       return;
     }
     warn_limited(pl, "dropped: retries exhausted within the export timeout", status, sig_name(req->signal));
@@ -434,7 +443,9 @@ uint64_t polytel__pipeline_pending(const polytel__pipeline_t *pl) {
   return polytel__pending_total();
 }
 
-uint32_t polytel__pipeline_in_flight(const polytel__pipeline_t *pl) { return pl->in_flight; }
+uint32_t polytel__pipeline_in_flight(const polytel__pipeline_t *pl) {
+  return pl->in_flight;
+}
 
 void polytel__pipeline_abandon(polytel__pipeline_t *pl) {
   uint64_t n = pl->logs.n + pl->spans.n;

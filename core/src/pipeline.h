@@ -14,7 +14,7 @@
  */
 typedef struct polytel__request_s {
   polytel__signal_t signal;
-  const char *url;          /* full URL (OTLP) */
+  const char *url; /* full URL (OTLP) */
   const uint8_t *body;
   size_t body_len;
   const char *content_type; /* "application/x-protobuf" or "application/json" */
@@ -24,7 +24,7 @@ typedef struct polytel__request_s {
   void *transport_data;     /* free for the transport's use */
   /* private */
   struct polytel__request_s *next;
-  uint64_t n_items;         /* logs or spans carried (0 for metrics) */
+  uint64_t n_items; /* logs or spans carried (0 for metrics) */
   uint64_t not_before_ms;
   uint64_t first_try_ms;
   uint8_t *owned_body;

@@ -69,7 +69,7 @@ typedef struct polytel__point_s {
   } v;
   uint64_t count;
   double sum, min, max;
-  const double *bounds;   /* n_bounds explicit bounds */
+  const double *bounds; /* n_bounds explicit bounds */
   uint32_t n_bounds;
   const uint64_t *buckets; /* n_bounds + 1 counts */
 } polytel__point_t;

@@ -164,7 +164,8 @@ static void test_async_spans(void **state) {
   assert_int_equal(polytel_span_finish(&child, "child", POLYTEL_STATUS_OK, NULL, NULL, 0), 0);
   assert_int_equal(polytel_span_finish(&root, "root", POLYTEL_STATUS_UNSET, NULL, NULL, 0), 0);
   polytel_memory_sink_collect();
-  const polytel_record_t *c = find(POLYTEL_RECORD_SPAN, "child", 0), *r = find(POLYTEL_RECORD_SPAN, "root", 0);
+  const polytel_record_t *c = find(POLYTEL_RECORD_SPAN, "child", 0),
+                         *r = find(POLYTEL_RECORD_SPAN, "root", 0);
   assert_non_null(c);
   assert_non_null(r);
   assert_memory_equal(c->parent_id, r->span_id, 8);
