@@ -67,10 +67,11 @@ void polytel_config_init(polytel_config_t *cfg) {
 
 /* ------------------------------------------------------- explicit config */
 
-#define STR_FIELDS(X)                                                                       \
-  X(service_name)                                                                           \
-  X(service_version) X(resource_attributes) X(endpoint) X(traces_endpoint) X(logs_endpoint) \
-      X(metrics_endpoint) X(headers) X(certificate) X(export_dir) X(sdk_language)
+// clang-format off
+#define STR_FIELDS(X) \
+  X(service_name) X(service_version) X(resource_attributes) X(endpoint) X(traces_endpoint) \
+  X(logs_endpoint) X(metrics_endpoint) X(headers) X(certificate) X(export_dir) X(sdk_language)
+// clang-format on
 
 static void user_free(polytel_config_t *c) {
 #define X(f) free((char *)c->f);
