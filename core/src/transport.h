@@ -15,6 +15,11 @@ struct uv_loop_s;
  * loop == NULL: a polytel-owned loop thread is started (and joined at stop).
  * With cfg->exporter == FILE, requests are appended to <export_dir>/<signal>.jsonl
  * instead of sent; with NONE they are completed as delivered without I/O.
+ * The cfg is copied (it need not outlive the call). On failure (POLYTEL_EINVAL,
+ * _ENOMEM, _EIO, _EALREADY) the caller still owns `pl`.
+ * Host loop: polytel's handles are unref'd (they never keep the loop alive);
+ * after stop, run the loop once more (uv_run) so their close callbacks finish
+ * before uv_loop_close().
  */
 int polytel__transport_start(struct uv_loop_s *loop, polytel__pipeline_t *pl, const polytel__cfg_t *cfg);
 
@@ -23,7 +28,8 @@ void polytel__transport_wake(void);
 
 /*
  * Any thread: force the pipeline and wait until nothing is pending or the
- * timeout passed. On the host loop's own thread it runs that loop meanwhile.
+ * timeout passed. On the loop's own thread (even inside one of its callbacks)
+ * it drives curl's sockets itself with poll(2): uv_run is not reentrant.
  * 0 or POLYTEL_ETIMEDOUT.
  */
 int polytel__transport_flush(uint32_t timeout_ms);
