@@ -404,6 +404,9 @@ int polytel_shutdown(uint32_t timeout_ms) {
     return 0;
   }
   int rc = 0;
+  /* Recording stops first, so threads still emitting cannot keep shutdown waiting. */
+  atomic_store(&g_phase, POLYTEL_PHASE_NONE);
+  polytel__update_levels();
 #if POLYTEL_WITH_UV
   if (phase == POLYTEL_PHASE_FULL && !g_external) rc = polytel__transport_stop(timeout_ms);
 #endif

@@ -38,6 +38,7 @@ struct polytel__pipeline_s {
   uint32_t in_flight;
   uint64_t last_metrics_ms;
   int forcing;
+  uint64_t flush_target; /* recorded count when the last flush began: what it must deliver */
   uint64_t rng[2];
   uint64_t last_warn_ms;
   uint64_t warn_suppressed;
@@ -333,7 +334,10 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
   if (pl->forcing && drained) {
     cut_logs(pl, now);
     cut_spans(pl, now);
-    if (polytel__pending_total() == 0) pl->forcing = 0;
+    if (polytel__pipeline_pending(pl) == 0) {
+      pl->forcing = 0;
+      pl->flush_target = 0;
+    }
   }
   if (pl->logs.n && now - pl->logs.first_ms >= c->blrp.schedule_delay_ms) cut_logs(pl, now);
   if (pl->spans.n && now - pl->spans.first_ms >= c->bsp.schedule_delay_ms) cut_spans(pl, now);
@@ -356,6 +360,7 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
 
 void polytel__pipeline_force(polytel__pipeline_t *pl, uint64_t now) {
   pl->forcing = 1;
+  pl->flush_target = polytel__recorded_total();
   drain(pl);
   cut_logs(pl, now);
   cut_spans(pl, now);
@@ -438,9 +443,19 @@ void polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req, in
   free_request(req);
 }
 
+/*
+ * While a flush is under way, what it still owes: events recorded before it
+ * began, not yet exported or dropped. Events recorded since do not make it
+ * wait, so a flush completes even while other threads keep emitting.
+ */
 uint64_t polytel__pipeline_pending(const polytel__pipeline_t *pl) {
-  (void)pl;
-  return polytel__pending_total();
+  polytel_stats_t st;
+  polytel_stats(&st);
+  if (pl->forcing && pl->flush_target) {
+    uint64_t done = st.exported + st.dropped;
+    return pl->flush_target > done ? pl->flush_target - done : 0;
+  }
+  return st.pending;
 }
 
 uint32_t polytel__pipeline_in_flight(const polytel__pipeline_t *pl) {

@@ -63,7 +63,10 @@ polytel__request_t *polytel__pipeline_next(polytel__pipeline_t *pl, uint64_t now
 void polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req, int http_status,
                             int64_t retry_after_ms, uint64_t now_ms);
 
-/* Logs + spans recorded but not yet exported or dropped (all threads, all stages). */
+/*
+ * Logs + spans recorded but not yet exported or dropped (all threads, all
+ * stages); during a flush, only those recorded before it began.
+ */
 uint64_t polytel__pipeline_pending(const polytel__pipeline_t *pl);
 
 /* Requests handed out by next() and not yet done(). */
