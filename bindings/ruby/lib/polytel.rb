@@ -9,6 +9,9 @@ require "polytel/polytel_ext"
 module Polytel
   DEFAULT_EXIT_TIMEOUT_MS = 5000
 
+  # Loaded on first use, so `require "polytel"` does not pay for the stdlib logger.
+  autoload :Logger, "polytel/logger"
+
   # bootstrap_worker keywords, as in every binding; anything else is an ArgumentError.
   STRING_OPTIONS = %i[
     service_name service_version endpoint traces_endpoint logs_endpoint metrics_endpoint certificate export_dir
@@ -228,5 +231,3 @@ module Polytel
   # may still log). Inherited by fork children, which run it when they exit normally (not exit!).
   at_exit { Polytel.send(:exit_hook) }
 end
-
-require "polytel/logger"

@@ -23,6 +23,15 @@ class TestExit < Minitest::Test
     assert_equal n, count["value"]
   end
 
+  def test_bad_exit_timeout_warns_once_and_keeps_the_default
+    r = run_ok(code: 'require "polytel"; p Polytel.exit_timeout_ms', env: { "POLYTEL_EXIT_TIMEOUT_MS" => "soon" })
+    assert_equal "5000", r.stdout.strip
+    assert_equal ['WARN polytel: POLYTEL_EXIT_TIMEOUT_MS="soon" is not a number of milliseconds; using 5000'],
+                 r.console.grep(/POLYTEL_EXIT_TIMEOUT_MS/)
+    assert_equal "1500", run_ok(code: 'require "polytel"; p Polytel.exit_timeout_ms',
+                                env: { "POLYTEL_EXIT_TIMEOUT_MS" => "1500" }).stdout.strip
+  end
+
   # Nothing listens on the endpoint: shutdown gives up within its bound and says so. A hang check
   # (the worker must exit), not a timing assertion.
   def test_shutdown_with_no_receiver_is_bounded

@@ -52,13 +52,16 @@ class TestPackaging < Minitest::Test
         "bad_protocol" => err { Polytel.bootstrap_worker(protocol: "grpc") },
         "bad_timeout" => err { Polytel.bootstrap_worker(timeout_ms: -1) },
         "float_counter" => err { Polytel.counter_add("c", 1.5) },
+        "negative_counter" => err { Polytel.counter_add("c", -1) },
+        "bad_status" => err { Polytel.span("s") { |s| s.set_status(:fine) } },
         "bad_name" => err { Polytel.counter_add(42) },
         "span_without_block" => err { Polytel.span("x") },
         "bad_level" => err { Polytel.log(:loud, "t", "m") },
         "phase_still" => Polytel.phase)
     RUBY
     assert_equal({ "unknown_option" => "ArgumentError", "bad_protocol" => "ArgumentError",
-                   "bad_timeout" => "ArgumentError", "float_counter" => "TypeError", "bad_name" => "TypeError",
+                   "bad_timeout" => "ArgumentError", "float_counter" => "TypeError", "negative_counter" => "ArgumentError",
+                   "bad_status" => "ArgumentError", "bad_name" => "TypeError",
                    "span_without_block" => "LocalJumpError", "bad_level" => "ArgumentError",
                    "phase_still" => "console" }, j)
   end

@@ -68,6 +68,21 @@ class TestSpans < Minitest::Test
     assert_equal span("pool-parent")["trace_id"], span("pool-child")["trace_id"]
   end
 
+  def test_set_status
+    assert_equal [1, ""], [span("status-ok")["status_code"], span("status-ok")["status_message"]]
+    assert_equal [2, "went wrong"], [span("status-error")["status_code"], span("status-error")["status_message"]]
+  end
+
+  # Attribute values are typed when they can be, else their to_s; a to_s that raises never makes a
+  # telemetry call raise.
+  def test_attribute_values_of_any_type
+    assert_equal({ "obj" => "<unprintable Object>", "sym" => "val", "big" => (2**70).to_s, "arr" => "[1, 2]",
+                   "f" => 1.5, "t" => true, "str key" => "v" }, span("odd-attrs")["attributes"])
+    odd = @view["logs"].find { |l| l["body"] == "odd log" }
+    assert_equal({ "obj" => "<unprintable Object>", "big" => (-2**64).to_s }, odd["attributes"])
+    assert_equal 1, @view["logs"].count { |l| l["body"] == "<unprintable Object>" }
+  end
+
   def test_logs_inside_a_span_carry_its_ids
     l = @view["logs"].find { |x| x["body"] == "inside outer" }
     refute_nil l

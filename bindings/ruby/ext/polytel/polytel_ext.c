@@ -65,6 +65,28 @@ static VALUE pt_name_value(VALUE v) {
   return Qnil;
 }
 
+static VALUE pt_to_s_body(VALUE v) {
+  return rb_obj_as_string(v);
+}
+
+/*
+ * to_s that cannot make a telemetry call raise because of its data: a StandardError from a user's
+ * to_s gives "<unprintable Class>". Interrupts, exit and Thread#kill still propagate.
+ */
+static VALUE pt_safe_to_s(VALUE v) {
+  if (RB_TYPE_P(v, T_STRING)) return v;
+  if (RB_TYPE_P(v, T_SYMBOL)) return rb_sym2str(v);
+  int state = 0;
+  VALUE s = rb_protect(pt_to_s_body, v, &state);
+  if (state) {
+    VALUE err = rb_errinfo();
+    if (!rb_obj_is_kind_of(err, rb_eStandardError)) rb_jump_tag(state);
+    rb_set_errinfo(Qnil);
+    s = rb_sprintf("<unprintable %" PRIsVALUE ">", rb_class_name(rb_obj_class(v)));
+  }
+  return s;
+}
+
 static VALUE pt_keep(pt_attrs_t *as, VALUE v) {
   as->keep[as->n_keep++] = v;
   return v;
@@ -79,8 +101,7 @@ static int pt_attr_i(VALUE key, VALUE val, VALUE arg) {
   if (RB_TYPE_P(key, T_SYMBOL)) {
     k = rb_sym2str(key);
   } else {
-    k = rb_obj_as_string(key);
-    k = pt_cstr_value(k);
+    k = pt_cstr_value(pt_safe_to_s(key));
   }
   polytel_attr_t *a = &as->a[as->n];
   a->key = RSTRING_PTR(pt_keep(as, k));
@@ -101,9 +122,7 @@ static int pt_attr_i(VALUE key, VALUE val, VALUE arg) {
       break;
     default: {
       /* Strings as they are; symbols, bignums, arrays and objects as their to_s. */
-      VALUE s = RB_TYPE_P(val, T_STRING)   ? val
-                : RB_TYPE_P(val, T_SYMBOL) ? rb_sym2str(val)
-                                           : rb_obj_as_string(val);
+      VALUE s = pt_safe_to_s(val);
       pt_keep(as, s);
       a->type = POLYTEL_ATTR_STRING;
       a->value.str.ptr = RSTRING_PTR(s);
@@ -139,7 +158,9 @@ typedef struct {
   polytel_span_ctx_t ctx;
   uint32_t fork_gen;
   int state;
-  VALUE extra; /* Hash of attributes set inside the block, or nil */
+  VALUE extra;      /* Hash of attributes set inside the block, or nil */
+  int status;       /* set_status: a polytel_status_t, or -1 (unset by the user) */
+  VALUE status_msg; /* set_status message (String) or nil */
 } pt_span_t;
 
 static void pt_span_mark(void *p) {
@@ -211,10 +232,37 @@ static VALUE pt_span_set_attribute(VALUE self, VALUE key, VALUE value) {
   return value;
 }
 
+/* set_status(:ok | :error | :unset, message = nil): the status the span ends with, unless an exception
+ * leaves the block (then it is ERROR with the exception's message). */
+static VALUE pt_span_set_status(int argc, VALUE *argv, VALUE self) {
+  VALUE status, msg = Qnil;
+  rb_scan_args(argc, argv, "11", &status, &msg);
+  pt_span_t *sp = pt_span_get(self);
+  VALUE name = RB_TYPE_P(status, T_SYMBOL) ? rb_sym2str(status) : StringValue(status);
+  const char *n = RSTRING_PTR(name);
+  long len = RSTRING_LEN(name);
+  int st;
+  if (len == 2 && !strncasecmp(n, "ok", 2))
+    st = POLYTEL_STATUS_OK;
+  else if (len == 5 && !strncasecmp(n, "error", 5))
+    st = POLYTEL_STATUS_ERROR;
+  else if (len == 5 && !strncasecmp(n, "unset", 5))
+    st = POLYTEL_STATUS_UNSET;
+  else
+    rb_raise(rb_eArgError, "polytel: span status must be :ok, :error or :unset, not %" PRIsVALUE, status);
+  VALUE m = NIL_P(msg) ? Qnil : pt_cstr_value(rb_str_dup(pt_safe_to_s(msg)));
+  if (sp->state != PT_SPAN_OPEN) return self;
+  sp->status = st;
+  RB_OBJ_WRITE(self, &sp->status_msg, m);
+  return self;
+}
+
 static VALUE pt_span_alloc(VALUE klass) {
   pt_span_t *sp;
   VALUE obj = TypedData_Make_Struct(klass, pt_span_t, &pt_span_type, sp);
   sp->extra = Qnil;
+  sp->status = -1;
+  sp->status_msg = Qnil;
   sp->state = PT_SPAN_ENDED; /* SpanContext.allocate makes an inert context; only Polytel.span opens one */
   return obj;
 }
@@ -229,7 +277,7 @@ static void pt_emit_log(polytel_level_t level, const char *target, VALUE msg, VA
   pt_attrs_init(&as, Qundef);
   pt_attrs_fill(&as, attrs);
   /* After the attributes: their to_s may run user code, which must not see a half-made record. */
-  VALUE s = RB_TYPE_P(msg, T_STRING) ? msg : rb_obj_as_string(msg);
+  VALUE s = pt_safe_to_s(msg);
   polytel_log_attrs(level, target, RSTRING_PTR(s), (size_t)RSTRING_LEN(s), as.a, as.n, pt_current_ctx());
   RB_GC_GUARD(s);
 }
@@ -346,10 +394,13 @@ static VALUE pt_span_finish_body(VALUE arg) {
     err = Qnil;
   if (!NIL_P(err)) {
     VALUE type = rb_class_name(rb_obj_class(err));
-    status_msg = pt_cstr_value(rb_obj_as_string(rb_funcall(err, pt_id_message, 0)));
+    status_msg = pt_cstr_value(pt_safe_to_s(rb_funcall(err, pt_id_message, 0)));
     pt_attrs_add_str(&as, "exception.type", type);
     pt_attrs_add_str(&as, "exception.message", status_msg);
     status = POLYTEL_STATUS_ERROR;
+  } else if (f->sp->status >= 0) {
+    status = (polytel_status_t)f->sp->status;
+    status_msg = f->sp->status_msg;
   }
   f->sp->state = PT_SPAN_ENDED;
   polytel_span_finish(&f->sp->ctx, RSTRING_PTR(f->name), status,
@@ -391,6 +442,8 @@ static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   pt_span_t *sp;
   VALUE obj = TypedData_Make_Struct(pt_cSpanContext, pt_span_t, &pt_span_type, sp);
   sp->extra = Qnil;
+  sp->status = -1;
+  sp->status_msg = Qnil;
   sp->state = PT_SPAN_OPEN;
   sp->fork_gen = pt_fork_gen;
   polytel_span_start(parent ? &parent->ctx : NULL, &sp->ctx);
@@ -406,8 +459,14 @@ static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   } else if (sp->state == PT_SPAN_OPEN) {
     VALUE err = state ? rb_errinfo() : Qnil;
     pt_finish_t f = {sp, name, opts, pt_is_exception(err) ? err : Qnil};
-    /* rb_rescue2 restores the pending errinfo afterwards, so rb_jump_tag re-raises the original. */
-    rb_rescue2(pt_span_finish_body, (VALUE)&f, pt_span_finish_rescue, (VALUE)&f, rb_eException, (VALUE)0);
+    if (NIL_P(f.opts) && NIL_P(sp->extra) && NIL_P(f.err) && sp->status < 0) {
+      /* Nothing that can raise: the common case skips the rescue frame. */
+      sp->state = PT_SPAN_ENDED;
+      polytel_span_finish(&sp->ctx, RSTRING_PTR(name), POLYTEL_STATUS_UNSET, NULL, NULL, 0);
+    } else {
+      /* rb_rescue2 restores the pending errinfo afterwards, so rb_jump_tag re-raises the original. */
+      rb_rescue2(pt_span_finish_body, (VALUE)&f, pt_span_finish_rescue, (VALUE)&f, rb_eException, (VALUE)0);
+    }
   }
   RB_GC_GUARD(obj);
   RB_GC_GUARD(name);
@@ -446,6 +505,7 @@ static VALUE pt_metric(int argc, VALUE *argv, pt_metric_kind_t kind) {
     if (!NIL_P(value)) {
       if (!RB_INTEGER_TYPE_P(value)) rb_raise(rb_eTypeError, "polytel: a counter adds Integers");
       delta = NUM2LL(value);
+      if (delta < 0) rb_raise(rb_eArgError, "polytel: a counter only goes up (delta %lld)", (long long)delta);
     }
   } else {
     d = NUM2DBL(value);
@@ -760,6 +820,7 @@ void Init_polytel_ext(void) {
   rb_define_method(pt_cSpanContext, "recording?", pt_span_recording_p, 0);
   rb_define_method(pt_cSpanContext, "set_attribute", pt_span_set_attribute, 2);
   rb_define_method(pt_cSpanContext, "[]=", pt_span_set_attribute, 2);
+  rb_define_method(pt_cSpanContext, "set_status", pt_span_set_status, -1);
 
   pthread_atfork(NULL, NULL, pt_atfork_child);
 
