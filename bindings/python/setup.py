@@ -106,15 +106,60 @@ def core_sources(with_uv):
 
 with_uv = os.environ.get("POLYTEL_WITH_UV", "1") != "0"
 core_src = core_sources(with_uv)
+LAZY_CURL = os.path.join("src", "lazy_curl.c")
+
+
+def curl_calls(sources, cflags):
+    """libcurl functions the core calls: curl_* names called in the sources and declared in curl's headers."""
+    called = set()
+    for src in sources:
+        with open(src, encoding="utf-8") as f:
+            called |= set(re.findall(r"\b(curl_\w+)\s*\(", f.read()))
+    headers = ""
+    dirs = [f[2:] for f in cflags if f.startswith("-I")] + ["/usr/include", "/usr/local/include"]
+    for d in dirs:
+        for h in glob.glob(os.path.join(d, "curl", "*.h")):
+            with open(h, encoding="utf-8", errors="replace") as f:
+                headers += f.read()
+    if not headers:
+        return None
+    return {name for name in called if re.search(r"\b%s\s*\(" % name, headers)}
+
+
+def lazy_curl_plan(sources, cflags, libs):
+    """Load libcurl at the first phase-2 call (src/lazy_curl.c) when it covers every curl call; else link it."""
+    if os.environ.get("POLYTEL_PY_LAZY_CURL", "1") == "0":
+        return [], libs, []
+    with open(LAZY_CURL, encoding="utf-8") as f:
+        shimmed = set(re.findall(r"\b(curl_\w+)\b", f.read()))
+    needed = curl_calls(sources, cflags)
+    if needed is None or not needed <= shimmed:
+        missing = sorted((needed or set()) - shimmed)
+        print("polytel: linking libcurl at load time (lazy loading does not cover %s)" % (missing or "the headers"))
+        return [], libs, []
+    soname = None
+    try:
+        import ctypes.util
+
+        soname = ctypes.util.find_library("curl")
+    except Exception:
+        pass
+    macros = [("POLYTEL_CURL_SONAME", '"%s"' % (soname or "libcurl.so.4"))]
+    return [LAZY_CURL], [x for x in libs if x != "-lcurl"] + ["-ldl"], macros
+
+
 macros = [("_GNU_SOURCE", None)]
 cflags, libs = [], []
+extra_sources = []
 if with_uv:
     macros.append(("POLYTEL_WITH_UV", "1"))
     cflags, libs = pkg_config("libuv", "libcurl", "zlib")
+    extra_sources, libs, lazy_macros = lazy_curl_plan(core_src, cflags, libs)
+    macros += lazy_macros
 
 ext = Extension(
     "polytel._polytel",
-    sources=[os.path.join("src", "_polytel.c")] + core_src,
+    sources=[os.path.join("src", "_polytel.c")] + core_src + extra_sources,
     include_dirs=[
         os.path.join("_core", "core", "include"),
         os.path.join("_core", "generated"),

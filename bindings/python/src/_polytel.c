@@ -710,6 +710,11 @@ static PyGetSetDef span_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+/* CPython's slot tables hold functions as void *: the API requires what -Wpedantic flags. */
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpedantic"
+#endif
 static PyType_Slot span_slots[] = {
     {Py_tp_dealloc, span_dealloc},
     {Py_tp_methods, span_methods},
@@ -720,6 +725,9 @@ static PyType_Slot span_slots[] = {
      "A span: `with polytel.span(name, **attrs):` or `@polytel.span(name)`. Create with polytel.span()."},
     {0, NULL},
 };
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
 
 #if PY_VERSION_HEX >= 0x030A0000
 #define SPAN_TYPE_FLAGS (Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION)
@@ -1150,10 +1158,17 @@ static void module_free(void *m) {
   module_clear((PyObject *)m);
 }
 
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpedantic"
+#endif
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
     {0, NULL},
 };
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
 
 static struct PyModuleDef polytel_module = {
     PyModuleDef_HEAD_INIT,

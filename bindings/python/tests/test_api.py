@@ -88,3 +88,20 @@ def test_star_import_includes_the_bridge():
     ns = {}
     exec("from polytel import *", ns)
     assert {"bootstrap_worker", "span", "LoggingHandler", "counter_add"} <= set(ns)
+
+
+def test_libcurl_loads_at_phase_2_not_at_import():
+    """import stays cheap: libcurl (and its TLS/HTTP dependency tree) is mapped only when OTLP export starts."""
+    code = (
+        "import polytel\n"
+        "maps = lambda: 'libcurl' in open('/proc/self/maps').read()\n"
+        "at_import = maps()\n"
+        "res = polytel.bootstrap_worker(telemetry_enabled=True, endpoint='http://127.0.0.1:9', timeout_ms=100)\n"
+        "print(at_import, res['status'], maps())\n"
+        "polytel.shutdown(timeout_ms=200)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "POLYTEL_", "TELEMETRY_"))}
+    env["POLYTEL_CONSOLE"] = "off"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "started", "True"]
