@@ -84,8 +84,10 @@ static int env(ctx_t *c, const char *name, sv_t *out) {
   if (!c->get) return 0;
   const char *s = c->get(name);
   if (!s) return 0;
-  *out = sv_of(s);
-  return out->n > 0;
+  sv_t v = sv_of(s);
+  if (v.n == 0) return 0;
+  *out = v; /* untouched otherwise: callers preload their default */
+  return 1;
 }
 
 /* The first SHOW_MAX bytes (at a character boundary) of a value, "…" when cut; the console escapes the rest.
@@ -474,9 +476,9 @@ static int resolve_bool(ctx_t *c, int has, int explicit_val, const char *var, in
 
 /* A free-form string: explicit (non-empty after trimming) > env > NULL. */
 static int pick_string(ctx_t *c, int has, const char *explicit_val, const char *var, sv_t *out) {
-  if (has && explicit_val) {
+  if (has && explicit_val && sv_of(explicit_val).n > 0) {
     *out = sv_of(explicit_val);
-    if (out->n > 0) return 1;
+    return 1;
   }
   return env(c, var, out);
 }

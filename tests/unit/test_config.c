@@ -683,6 +683,15 @@ static void test_export_dir_and_colour(void **state) {
   assert_string_equal(c.export_dir, "/tmp/out");
   polytel__cfg_free(&c);
 
+  /* empty directory = unset: the default, also behind an empty explicit one */
+  const char *e2[] = {"POLYTEL_EXPORTER", "file", "POLYTEL_EXPORT_DIR", "  ", NULL};
+  polytel_config_t u;
+  polytel_config_init(&u);
+  u.export_dir = "";
+  resolve_quiet(e2, &u, &c);
+  assert_string_equal(c.export_dir, "./polytel-out");
+  polytel__cfg_free(&c);
+
   const char *force[] = {"FORCE_COLOR", "1", NULL};
   resolve_quiet(force, NULL, &c);
   assert_int_equal(c.color, 1);
