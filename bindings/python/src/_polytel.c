@@ -590,6 +590,10 @@ static PyObject *span_exit(SpanObject *sp, PyObject *const *args, Py_ssize_t nar
   PyObject *ev = nargs > 1 ? args[1] : Py_None;
   sp->state = SPAN_DONE;
   /* A span entered before fork belongs to the parent, which records it; the child must not. */
+  /* A generator closed before its end (GeneratorExit) stopped early; it did not fail. */
+  if (et != Py_None && PyType_Check(et) &&
+      PyType_IsSubtype((PyTypeObject *)et, (PyTypeObject *)PyExc_GeneratorExit))
+    et = ev = Py_None;
   if (sp->generation == fork_generation) span_record(sp, et, ev);
   if (sp->token) {
     if (PyContextVar_Reset(st->current, sp->token) < 0) {
