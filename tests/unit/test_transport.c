@@ -829,6 +829,55 @@ static void test_host_loop_other_thread(void **state) {
   srv_stop(s);
 }
 
+typedef struct {
+  uint32_t timeout;
+  int rc;
+} stopper_t;
+
+static void host_timer_done(uv_timer_t *t) {
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static void *stopper_main(void *arg) {
+  stopper_t *st = arg;
+  st->rc = tpt_stop(st->timeout);
+  return NULL;
+}
+
+/*
+ * A host loop that is not running when another thread stops the transport:
+ * stop gives up after its grace period instead of hanging, and the teardown
+ * happens when the host runs its loop again.
+ */
+static void test_host_loop_not_running(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  polytel__pipeline_t *pl = stub_new(1);
+  polytel__cfg_t cfg = mkcfg(POLYTEL_EXPORTER_NONE, NULL);
+  assert_int_equal(tpt_start(&loop, pl, &cfg), 0);
+  treq_t *r = mkreq("", "", POLYTEL__SIG_LOGS, "x", "application/json", 0, 0);
+  stub_push(pl, r);
+  stopper_t st = {100, 1};
+  pthread_t th;
+  pthread_create(&th, NULL, stopper_main, &st);
+  pthread_join(th, NULL);
+  assert_int_equal(st.rc, POLYTEL_ETIMEDOUT);
+  assert_int_equal(tpt_running(), 0);
+  assert_int_equal(stub_get(pl, &pl->freed), 0); /* nothing touched the loop's objects off its thread */
+  /* The host resumes with work of its own (polytel's handles alone never keep a loop running). */
+  uv_timer_t own;
+  uv_timer_init(&loop, &own);
+  uv_timer_start(&own, host_timer_done, 10, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(stub_get(pl, &pl->freed), 1);
+  assert_int_equal(stub_get(pl, &pl->abandoned), 1);
+  assert_int_equal(r->n_done, 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  free(r);
+  stub_delete(pl);
+}
+
 static atomic_int wakers_stop;
 static atomic_long wakes;
 
@@ -952,17 +1001,10 @@ static int stop_leftover(void **state) {
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
-      T(test_retry_after_parsing),
-      T(test_owned_loop_posts),
-      T(test_status_and_retry_after),
-      T(test_network_error),
-      T(test_stalled_collector),
-      T(test_file_exporter),
-      T(test_none_exporter),
-      T(test_host_loop_same_thread),
-      T(test_host_loop_other_thread),
-      T(test_wake_during_start_stop),
-      T(test_fork),
+      T(test_retry_after_parsing),   T(test_owned_loop_posts),       T(test_status_and_retry_after),
+      T(test_network_error),         T(test_stalled_collector),      T(test_file_exporter),
+      T(test_none_exporter),         T(test_host_loop_same_thread),  T(test_host_loop_other_thread),
+      T(test_host_loop_not_running), T(test_wake_during_start_stop), T(test_fork),
   };
   return cmocka_run_group_tests_name("transport", tests, NULL, NULL);
 }
