@@ -23,22 +23,31 @@ N = int(os.environ.get("BENCH_N", "200000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "5"))
 
 
-def measure(fn):
-    """Best of REPEAT runs of fn(N), in ns per iteration (the for loop included on both sides)."""
-    best = None
+def measure_all(cases):
+    """Best of REPEAT rounds of fn(N) per case, in ns per iteration (the for loop included on both sides).
+
+    Rounds interleave the cases, so a load change on a shared machine hits each side alike.
+    """
+    best = {}
     for _ in range(REPEAT):
-        gc.collect()
-        t0 = time.perf_counter_ns()
-        fn(N)
-        dt = (time.perf_counter_ns() - t0) / N
-        best = dt if best is None or dt < best else best
+        for name, fn in cases.items():
+            if fn is None:
+                best[name] = None
+                continue
+            gc.collect()
+            t0 = time.perf_counter_ns()
+            fn(N)
+            dt = (time.perf_counter_ns() - t0) / N
+            best[name] = dt if best.get(name) is None else min(best[name], dt)
     return best
 
 
 def import_ms(module):
     """`import module` in a fresh interpreter (median of 7), phase 1 included for polytel."""
     code = "import time; t = time.perf_counter(); import %s; print((time.perf_counter() - t) * 1000)" % module
-    env = {k: v for k, v in os.environ.items() if k != "TELEMETRY_ENABLED"}
+    # Bytecode caches as after a normal install (the first run writes them if needed).
+    env = {k: v for k, v in os.environ.items() if k not in ("TELEMETRY_ENABLED", "PYTHONDONTWRITEBYTECODE")}
+    subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
     runs = sorted(float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                        check=True).stdout) for _ in range(7))  # fmt: skip
     return runs[3]
@@ -127,17 +136,17 @@ def main():
     for fn in (b_nullcontext, b_span, b_stdlib_null, b_info, b_bridge, b_counter) + ((b_otel,) if tracer else ()):
         fn(100)
 
-    r = {
-        "nullcontext": measure(b_nullcontext),
-        "span": measure(b_span),
-        "span_attrs": measure(b_span_attrs),
-        "stdlib_nullhandler": measure(b_stdlib_null),
-        "polytel_info": measure(b_info),
-        "polytel_info_attrs": measure(b_info_attrs),
-        "logging_bridge": measure(b_bridge),
-        "counter_add": measure(b_counter),
-        "otel_sdk_span": measure(b_otel) if tracer else None,
-    }
+    r = measure_all({
+        "nullcontext": b_nullcontext,
+        "span": b_span,
+        "span_attrs": b_span_attrs,
+        "stdlib_nullhandler": b_stdlib_null,
+        "polytel_info": b_info,
+        "polytel_info_attrs": b_info_attrs,
+        "logging_bridge": b_bridge,
+        "counter_add": b_counter,
+        "otel_sdk_span": b_otel if tracer else None,
+    })
     if provider:
         provider.shutdown()
     r["import_polytel_ms"] = import_ms("polytel")
