@@ -854,14 +854,21 @@ export async function createPolytel(options = {}) {
   const { default: factory } = await (debug ? import('../dist/polytel_wasm.debug.mjs') : import('../dist/polytel_wasm.mjs'));
   let core = null;
   let pt = null;
+  const route = (level, text) => {
+    const sink = core ? core.sink : globalThis.console;
+    if (level >= 17) sink.error(text);
+    else if (level >= 13) sink.warn(text);
+    else if (level >= 9) sink.info(text);
+    else sink.debug(text);
+  };
+  // Lines that reach fd 1/2 instead of the writer hook (a core without it): routed by the level they name.
+  const routeFd = (text) => {
+    const m = /^\S+\s+(TRACE|DEBUG|INFO|WARN|ERROR|FATAL)\b/.exec(text) || /"(?:level|severity_text|severity)"\s*:\s*"(TRACE|DEBUG|INFO|WARN|ERROR|FATAL)"/.exec(text);
+    route(m ? LEVELS[m[1].toLowerCase()] : 9, text);
+  };
   const M = await factory({
     ptwConsole(level, ptr, len) {
-      const text = decoder.decode(M.HEAPU8.subarray(ptr, ptr + len));
-      const sink = core ? core.sink : globalThis.console;
-      if (level >= 17) sink.error(text);
-      else if (level >= 13) sink.warn(text);
-      else if (level >= 9) sink.info(text);
-      else sink.debug(text);
+      route(level, decoder.decode(M.HEAPU8.subarray(ptr, ptr + len)));
     },
     ptwTransport(what) {
       if (!pt) return;
@@ -869,8 +876,8 @@ export async function createPolytel(options = {}) {
       else if (what === 2) pt._driver.wake();
       else if (what === 3) pt._driver.stopped();
     },
-    print: (s) => globalThis.console.log(s),
-    printErr: (s) => globalThis.console.error(s),
+    print: routeFd,
+    printErr: routeFd,
   });
   core = new Core(M, options);
 
