@@ -37,6 +37,7 @@ module Polytel
     # "telemetry disabled" (TELEMETRY_ENABLED is not true: console only) or "error" (then :error
     # says why). Unknown keywords and unusable values raise ArgumentError.
     def bootstrap_worker(**overrides)
+      after_fork_child if @pid != Process.pid # Process.daemon forks without Process._fork
       opts = normalize_bootstrap(overrides)
       rc = _bootstrap(opts)
       ph = phase
@@ -214,8 +215,8 @@ module Polytel
     end
   end
 
-  # Process._fork (Ruby >= 3.1) is the one method Kernel#fork, Process.fork and Process.daemon
-  # all go through (spawn and system exec at once and do not).
+  # Process._fork (Ruby >= 3.1) is the method Kernel#fork, Process.fork and IO.popen("-") go
+  # through. Process.daemon does not: bootstrap_worker notices the new pid itself.
   module ForkHook
     def _fork
       pid = super

@@ -19,6 +19,10 @@ class TestExit < Minitest::Test
     assert_equal (0...100).map { |i| "child #{i}" }.sort, bodies(child).sort
     assert child.all? { |l| l["resource"]["process.pid"] == j["child_pid"] }
     assert_equal n / 10, view["spans"].count { |s| s["name"] == "exit-span" }
+    # exit(3) inside a span: a failing exit, so the span ends with an error, and is delivered.
+    exiting = view["spans"].select { |s| s["name"] == "exit-in-span" }
+    assert_equal 1, exiting.size
+    assert_equal [2, "SystemExit"], [exiting.first["status_code"], exiting.first["attributes"]["exception.type"]]
     count = view["metrics"].select { |m| m["name"] == "rb.exit.count" }.max_by { |m| m["time_ns"] }
     assert_equal n, count["value"]
   end
@@ -44,6 +48,16 @@ class TestExit < Minitest::Test
     s = j["stats"]
     assert_equal s["recorded"], s["exported"] + s["dropped"] + s["pending"]
     assert_equal 0, s["exported"]
+  end
+
+  # A hang check: with a 10-minute flush and shutdown against a dead endpoint, only the unblock
+  # function lets this worker finish.
+  def test_flush_and_shutdown_release_the_gvl_and_can_be_interrupted
+    j = run_ok("interrupt.rb", env: export_env(new_service("intr"), "OTEL_EXPORTER_OTLP_ENDPOINT" => "http://127.0.0.1:9",
+                                                                    "POLYTEL_EXIT_TIMEOUT_MS" => "200"),
+                               hang_limit: 60).json
+    assert_equal({ "flush_interrupted" => "stop waiting", "shutdown_interrupted" => true, "ticks_while_waiting" => 20,
+                   "phase" => "none" }, j)
   end
 
   def test_stalled_collector_at_exit_is_bounded

@@ -54,8 +54,9 @@ class TestSpans < Minitest::Test
     assert_equal "RuntimeError", span("with-cause")["attributes"]["exception.type"]
   end
 
-  def test_break_and_throw_end_the_span_without_error
-    %w[broken-out thrown-out].each { |n| assert_equal 0, span(n)["status_code"], n }
+  def test_break_throw_return_and_kill_end_the_span_without_error
+    %w[broken-out thrown-out returned-from killed].each { |n| assert_equal 0, span(n)["status_code"], n }
+    assert_equal "early", @j["returned"]
   end
 
   def test_fibers_and_threads

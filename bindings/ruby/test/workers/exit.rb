@@ -16,4 +16,4 @@ n.times do |i|
 end
 puts JSON.dump("child_pid" => pid, "child_status" => $?.exitstatus)
 $stdout.flush
-exit(Integer(ARGV[1] || 0))
+Polytel.span("exit-in-span") { exit(Integer(ARGV[1] || 0)) }

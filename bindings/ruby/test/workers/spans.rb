@@ -50,6 +50,16 @@ Polytel.span("pool-parent") do |parent|
   Thread.new { Polytel.span("thread-root") {} }.join
 end
 
+def leaves_early
+  Polytel.span("returned-from") { return :early }
+  :late
+end
+out["returned"] = leaves_early
+victim = Thread.new { Polytel.span("killed") { sleep } }
+Thread.pass until victim.status == "sleep"
+victim.kill
+victim.join
+
 Polytel.span("status-ok") { |s| s.set_status(:ok) }
 Polytel.span("status-error") { |s| s.set_status("error", "went wrong") }
 bad = Object.new
