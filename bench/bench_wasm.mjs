@@ -44,19 +44,28 @@ async function measure(body, { drain = false } = {}) {
   return Number(total) / N;
 }
 
-const rows = [];
-const add = (name, ns) => rows.push({ name, ns });
-
-add('plain call fn()', await measure(() => work()));
-add('console.log(msg) (output discarded)', await measure((i) => quiet.log('request handled', i)));
-add('console.log(msg, {2 attrs}) (discarded)', await measure((i) => quiet.log('request handled', { route: '/a', n: i })));
-add('pt.info(msg) (recorded)', await measure(() => pt.info('request handled')));
-add('pt.info(msg) (recorded + drained/encoded)', await measure(() => pt.info('request handled'), { drain: true }));
-add('pt.info(msg, {2 attrs}) (recorded)', await measure((i) => pt.info('request handled', { route: '/a', n: i })));
-add('pt.debug(msg) (below threshold)', await measure(() => pt.debug('not recorded')));
-add('pt.span(name, fn) (recorded)', await measure(() => pt.span('work', work)));
-add('pt.span(name, fn) (recorded + drained/encoded)', await measure(() => pt.span('work', work), { drain: true }));
-add('pt.counterAdd(name, 1)', await measure(() => pt.counterAdd('requests', 1)));
+const ops = [
+  ['plain call fn()', () => work()],
+  ['console.log(msg) (output discarded)', (i) => quiet.log('request handled', i)],
+  ['console.log(msg, {2 attrs}) (discarded)', (i) => quiet.log('request handled', { route: '/a', n: i })],
+  ['pt.info(msg) (recorded)', () => pt.info('request handled')],
+  ['pt.info(msg) (recorded + drained/encoded)', () => pt.info('request handled'), { drain: true }],
+  ['pt.info(msg, {2 attrs}) (recorded)', (i) => pt.info('request handled', { route: '/a', n: i })],
+  ['pt.debug(msg) (below threshold)', () => pt.debug('not recorded')],
+  ['pt.span(name, fn) (recorded)', () => pt.span('work', work)],
+  ['pt.span(name, fn) (recorded + drained/encoded)', () => pt.span('work', work), { drain: true }],
+  ['pt.counterAdd(name, 1)', () => pt.counterAdd('requests', 1)],
+];
+// Three rounds, round-robin, best of each: one op's garbage (console.log makes plenty) should not be
+// billed to the next one.
+const best = new Map();
+for (let round = 0; round < 3; round++) {
+  for (const [name, body, opts] of ops) {
+    const ns = await measure(body, opts);
+    best.set(name, Math.min(best.get(name) ?? Infinity, ns));
+  }
+}
+const rows = ops.map(([name]) => ({ name, ns: best.get(name) }));
 
 const stats = pt.stats();
 await pt.shutdown(5000);
@@ -65,7 +74,7 @@ const byName = Object.fromEntries(rows.map((r) => [r.name, r.ns]));
 const logNs = byName['console.log(msg) (output discarded)'];
 const fnNs = byName['plain call fn()'];
 const w = Math.max(...rows.map((r) => r.name.length));
-console.log(`polytel wasm ${pt.version}, node ${process.versions.node}, ${N} calls each\n`);
+console.log(`polytel wasm ${pt.version}, node ${process.versions.node}, ${N} calls per op, best of 3 rounds\n`);
 console.log(`${'operation'.padEnd(w)}  ${'ns/call'.padStart(9)}  ${'x console.log'.padStart(13)}  ${'x plain fn'.padStart(10)}`);
 console.log(`${'-'.repeat(w)}  ${'-'.repeat(9)}  ${'-'.repeat(13)}  ${'-'.repeat(10)}`);
 for (const r of rows) {

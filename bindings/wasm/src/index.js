@@ -206,6 +206,20 @@ class Core {
   /** Writes a string at off (NUL-terminated); returns [end offset, byte length]. */
   putString(off, s) {
     const h = this.heap();
+    const n = s.length;
+    // Short ASCII (most messages, keys, names) without TextEncoder's per-call overhead.
+    if (n <= 256) {
+      let i = 0;
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c > 127) break;
+        h[off + i] = c;
+      }
+      if (i === n) {
+        h[off + n] = 0;
+        return n;
+      }
+    }
     const { written } = encoder.encodeInto(s, h.subarray(off, this.arenaPtr + this.arenaCap - 1));
     h[off + written] = 0;
     return written;

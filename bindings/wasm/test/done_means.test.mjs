@@ -52,3 +52,19 @@ for (const protocol of ['http/json', 'http/protobuf']) {
     assert.deepEqual(points[points.length - 1].attributes, { queue: 'default' });
   });
 }
+
+test('a worker that never calls shutdown exits on its own, and beforeExit delivers its telemetry once', { timeout: 60000 }, async () => {
+  await rx.reset();
+  const run = await runNode(join(PKG, 'test/fixtures/exit_flush.mjs'), {
+    TELEMETRY_ENABLED: 'true',
+    OTEL_EXPORTER_OTLP_ENDPOINT: rx.endpoint,
+    OTEL_SERVICE_NAME: 'exit-flush',
+  });
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /main done/);
+  const got = await rx.received();
+  assert.deepEqual(got.logs.map((l) => l.body), ['delivered at exit']);
+  assert.deepEqual(got.spans.map((s) => s.name), ['exit-span']);
+  const pts = got.metrics.filter((m) => m.name === 'exit.count');
+  assert.equal(pts[pts.length - 1].value, 7);
+});
