@@ -14,17 +14,19 @@ RUBY_GEM_INPUTS := $(shell find $(RUBY_DIR)/lib $(RUBY_DIR)/ext/polytel -maxdept
 # The bundled core is compiled into the extension (POLYTEL_BUNDLED_CORE=1), as on a machine with no
 # libpolytel installed: the path a fresh clone takes.
 $(RUBY_GEM_STAMP): $(RUBY_GEM_INPUTS)
-	@echo "ruby: gem build + gem install --local into $(RUBY_GEM_HOME)"
-	@cd $(RUBY_DIR) && rm -f polytel-*.gem && gem build --quiet polytel.gemspec >/dev/null
+	@echo "ruby: gem build + gem install --local into $(RUBY_GEM_HOME)" >&2
+	@cd $(RUBY_DIR) && rm -f polytel-*.gem && gem build --quiet polytel.gemspec >&2
 	@rm -rf $(RUBY_GEM_HOME) && mkdir -p $(RUBY_GEM_HOME)
-	@POLYTEL_BUNDLED_CORE=1 MAKEFLAGS=-j$(JOBS) gem install --local --no-document --install-dir $(RUBY_GEM_HOME) $(RUBY_DIR)/polytel-*.gem
+	@POLYTEL_BUNDLED_CORE=1 MAKEFLAGS=-j$(JOBS) gem install --local --no-document --install-dir $(RUBY_GEM_HOME) \
+	  $(RUBY_DIR)/polytel-*.gem >&2
 	@touch $@
 
 ruby-gem: deps $(RUBY_GEM_STAMP)
 
 # GEM_HOME points at the private install; GEM_PATH is left to its default so minitest and rake are found.
-test-ruby: ruby-gem
-	@cd $(RUBY_DIR) && GEM_HOME=$(RUBY_GEM_HOME) POLYTEL_PYTHON=$(VENV)/bin/python rake test
+# `install` gives the prefix for the test of extconf's other path (an installed libpolytel, pkg-config).
+test-ruby: ruby-gem install
+	@cd $(RUBY_DIR) && GEM_HOME=$(RUBY_GEM_HOME) POLYTEL_PYTHON=$(VENV)/bin/python POLYTEL_PREFIX=$(PREFIX) rake test
 
 bench-ruby: ruby-gem
 	@GEM_HOME=$(RUBY_GEM_HOME) ruby bench/bench_ruby.rb

@@ -37,6 +37,33 @@ class TestPackaging < Minitest::Test
     assert_equal ["Init_polytel_ext"], syms, "the core's symbols must stay private to the extension"
   end
 
+  # extconf.rb's other path: an installed libpolytel found through pkg-config (make passes the prefix
+  # that `make install` fills). The same gem file, installed into a scratch GEM_HOME.
+  def test_builds_against_an_installed_libpolytel_through_pkg_config
+    prefix = ENV["POLYTEL_PREFIX"]
+    skip "POLYTEL_PREFIX (an installed polytel, as `make install` makes) not given" unless prefix
+    gem_file = Dir[File.join(RUBY_DIR, "polytel-*.gem")].max_by { |f| File.mtime(f) }
+    refute_nil gem_file, "no built gem in #{RUBY_DIR}"
+    Dir.mktmpdir("polytel-pc") do |home|
+      env = CLEAN_ENV.merge("PKG_CONFIG_PATH" => File.join(prefix, "lib", "pkgconfig"), "POLYTEL_BUNDLED_CORE" => nil)
+      out = IO.popen(env, ["gem", "install", "--local", "--no-document", "--install-dir", home, gem_file],
+                     err: %i[child out], &:read)
+      assert $?.success?, out
+      mkmf = Dir[File.join(home, "extensions", "**", "polytel-*", "mkmf.log")].first
+      log = Dir[File.join(home, "extensions", "**", "gem_make.out")].map { |f| File.read(f) }.join
+      assert_includes log, "polytel: using the installed libpolytel", "extconf did not take the pkg-config path\n#{log}"
+      refute_nil mkmf
+      so = Dir[File.join(home, "extensions", "**", "polytel_ext.so")].first
+      libs = `ldd #{so}`
+      assert_match(%r{libpolytel\.so\.\d+ => #{Regexp.escape(File.realpath(File.join(prefix, "lib")))}/}, libs)
+      j = run_ok(code: 'require "json"; require "polytel"; Polytel.info("via pkg-config"); ' \
+                       'puts JSON.dump(phase: Polytel.phase, ext: $LOADED_FEATURES.grep(/polytel_ext/).first)',
+                 env: { "GEM_HOME" => home }).json
+      assert_equal "console", j["phase"]
+      assert j["ext"].start_with?(home)
+    end
+  end
+
   def test_api_misuse_raises_ruby_errors
     j = run_ok(code: <<~RUBY).json
       require "json"
