@@ -96,6 +96,7 @@ struct tp_s {
   int ready, init_rc;
   uint64_t flush_req, flush_done;
   int stop_req, closing, stopped, stop_result;
+  int strict; /* stopping: also wait for requests in flight (metrics carry no pending count) */
   int park_req, parked;
 };
 
@@ -212,17 +213,22 @@ static int64_t parse_retry_after(const char *v, size_t len, time_t now_s) {
 static void kick(tp_t *tp);
 static void check_multi_info(tp_t *tp);
 
-static int tp_idle(tp_t *tp) {
-  return polytel__pipeline_pending(tp->pl) == 0 && polytel__pipeline_in_flight(tp->pl) == 0;
+/*
+ * A flush is done when nothing recorded before it is pending (the pipeline
+ * counts only those during a flush), even if newer requests are in flight:
+ * under continuous load there always are. Stop also waits for those.
+ */
+static int tp_idle(tp_t *tp, int strict) {
+  return polytel__pipeline_pending(tp->pl) == 0 && (!strict || polytel__pipeline_in_flight(tp->pl) == 0);
 }
 
 /* Wake flush waiters whose request was served once nothing is pending. */
 static void check_idle(tp_t *tp) {
   if (!tp->pl) return;
   pthread_mutex_lock(&tp->mu);
-  int want = tp->flush_served > tp->flush_done;
+  int want = tp->flush_served > tp->flush_done, strict = tp->strict;
   pthread_mutex_unlock(&tp->mu);
-  if (!want || !tp_idle(tp)) return;
+  if (!want || !tp_idle(tp, strict)) return;
   pthread_mutex_lock(&tp->mu);
   tp->flush_done = tp->flush_served;
   pthread_cond_broadcast(&tp->cv);
@@ -640,12 +646,13 @@ static void on_async(uv_async_t *a) {
  * callback of that loop), so curl's sockets are polled directly instead:
  * curl_multi_socket_action stays the only way curl is driven.
  */
-static void drive_inline(tp_t *tp, uint64_t deadline) {
-  if (tp->closing || !tp->pl || tp->in_curl || tp->in_kick) return;
+static int drive_inline(tp_t *tp, uint64_t deadline, int strict) {
+  if (tp->closing || !tp->pl) return 0;
+  if (tp->in_curl || tp->in_kick) return tp_idle(tp, strict);
   polytel__pipeline_force(tp->pl, polytel__now_ms());
   kick(tp);
   struct pollfd stackfds[16];
-  while (!tp_idle(tp)) {
+  while (!tp_idle(tp, strict)) {
     uint64_t now = polytel__now_ms();
     if (now >= deadline) break;
     uint64_t until = deadline;
@@ -682,10 +689,11 @@ static void drive_inline(tp_t *tp, uint64_t deadline) {
     check_multi_info(tp); /* also pumps */
     if (tp->pump_due_ms <= polytel__now_ms()) kick(tp);
   }
+  return tp_idle(tp, strict);
 }
 
 static void teardown(tp_t *tp) {
-  int delivered = tp->pl ? tp_idle(tp) : 1;
+  int delivered = tp->pl ? tp_idle(tp, 1) : 1;
   pthread_mutex_lock(&tp->mu);
   tp->closing = 1;
   pthread_mutex_unlock(&tp->mu);
@@ -900,8 +908,9 @@ int polytel__transport_running(void) {
 }
 
 /* From a thread other than the loop's: ask the loop to force, wait for idle. */
-static int flush_remote(tp_t *tp, uint64_t deadline) {
+static int flush_remote(tp_t *tp, uint64_t deadline, int strict) {
   pthread_mutex_lock(&tp->mu);
+  if (strict) tp->strict = 1;
   if (tp->closing) {
     pthread_mutex_unlock(&tp->mu);
     return POLYTEL_ETIMEDOUT;
@@ -920,12 +929,10 @@ int polytel__transport_flush(uint32_t timeout_ms) {
   if (!tp) return 0;
   uint64_t deadline = polytel__now_ms() + timeout_ms;
   int rc;
-  if (on_loop_thread(tp)) {
-    drive_inline(tp, deadline);
-    rc = tp->pl && tp_idle(tp) ? 0 : POLYTEL_ETIMEDOUT;
-  } else {
-    rc = flush_remote(tp, deadline);
-  }
+  if (on_loop_thread(tp))
+    rc = drive_inline(tp, deadline, 0) ? 0 : POLYTEL_ETIMEDOUT;
+  else
+    rc = flush_remote(tp, deadline, 0);
   tp_unref(tp);
   return rc;
 }
@@ -942,9 +949,9 @@ int polytel__transport_stop(uint32_t timeout_ms) {
   /* Flush first, while wake-ups still work (other threads may hand off blocks meanwhile). */
   int self = on_loop_thread(tp);
   if (self)
-    drive_inline(tp, deadline);
+    drive_inline(tp, deadline, 1);
   else
-    flush_remote(tp, deadline);
+    flush_remote(tp, deadline, 1);
   atomic_store(&g_tp, NULL);
   while (atomic_load(&g_wakers) != 0) sched_yield();
   pthread_mutex_unlock(&g_mu);

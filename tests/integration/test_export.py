@@ -31,6 +31,14 @@ def test_flush_delivers_everything_before_shutdown(receiver):
     check_exact(receiver.received(), out, 4, 200)
 
 
+def test_flush_completes_under_continuous_load(receiver):
+    """Flush waits for what was recorded before it, not for the threads to go quiet."""
+    out = run_worker({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint},
+                     "--threads", 4, "--events", 100, "--flush-under-load", 1)
+    assert out["load_flush_rc"] == 0
+    check_exact(receiver.received(), out, 4, 100)
+
+
 @pytest.mark.parametrize("protocol,gzip", [("http/protobuf", False), ("http/json", False),
                                            ("http/protobuf", True), ("http/json", True)])
 def test_wire_formats(receiver, protocol, gzip):

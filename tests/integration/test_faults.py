@@ -78,6 +78,17 @@ def test_dead_collector_shutdown_is_bounded():
     assert out["stderr"].count("will retry") == 1
 
 
+def test_outage_fills_the_pool_drops_and_counts():
+    """A dead collector while one thread records 1.2 M events: the 16 MiB pool fills, the excess is dropped and
+    counted at record time, nothing crashes, and every event is accounted for."""
+    out = run_worker({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{closed_port()}"},
+                     "--threads", 1, "--events", 400000, "--shutdown-ms", 500, timeout=120)
+    assert out["recorded"] == 1200000
+    assert out["dropped_buffer_full"] > 0
+    assert out["exported"] == 0 and out["pending"] == 0
+    assert out["dropped"] == out["recorded"]
+
+
 def test_stalled_collector_shutdown_is_bounded(receiver):
     receiver.set_faults([{"mode": "stall", "count": 1000}])
     for loop in ("owned", "host"):

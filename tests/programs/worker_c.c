@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /*
  * Usage: worker_c [--threads N] [--events N] [--pre N] [--loop owned|host|host-after]
@@ -19,6 +20,8 @@
  *  --loop host   phase 2 on this program's uv loop; shutdown from inside a loop callback
  *  --loop host-after  same, shutdown after uv_run returned
  *  --flush-ms N  polytel_flush(N) after the threads finished, before shutdown
+ *  --flush-under-load 1  (owned loop) polytel_flush(10000) while the threads keep emitting; they stop
+ *                when it returned. "emitted" lists each thread's event count.
  * Per event: span "outer" { span "inner" { log "event <i> from thread <t>" } }, counter worker.events += 1.
  */
 
@@ -29,6 +32,9 @@ static atomic_int threads_done;
 static uv_async_t all_done;
 static int shutdown_rc = 1, flush_rc = 1;
 static uint64_t shutdown_elapsed_ms;
+static int under_load, load_flush_rc = 1;
+static atomic_int load_flush_returned;
+static long emitted[64];
 
 static uint64_t now_ms(void) {
   struct timespec ts;
@@ -38,14 +44,17 @@ static uint64_t now_ms(void) {
 
 static void *emit(void *arg) {
   int t = (int)(intptr_t)arg;
-  for (int i = 0; i < n_events; i++) {
+  long i;
+  for (i = 0; i < n_events || (under_load && !atomic_load(&load_flush_returned)); i++) {
+    if (under_load && i % 50 == 49) usleep(500); /* keeps emitting through the flush, at a steady rate */
     polytel_span_begin("outer");
     polytel_span_begin("inner");
-    polytel_log(POLYTEL_LEVEL_INFO, "worker", "event %d from thread %d", i, t);
+    polytel_log(POLYTEL_LEVEL_INFO, "worker", "event %ld from thread %d", i, t);
     polytel_span_end();
     polytel_span_end();
     POLYTEL_COUNTER_ADD("worker.events", "1", 1);
   }
+  emitted[t] = i;
   if (atomic_fetch_add(&threads_done, 1) + 1 == n_threads && strcmp(loop_mode, "owned") != 0)
     uv_async_send(&all_done);
   return NULL;
@@ -77,6 +86,8 @@ int main(int argc, char **argv) {
       shutdown_ms = (uint32_t)atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--flush-ms"))
       flush_ms = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--flush-under-load"))
+      under_load = atoi(argv[i + 1]);
     else {
       fprintf(stderr, "worker_c: unknown option %s\n", argv[i]);
       return 2;
@@ -107,6 +118,11 @@ int main(int argc, char **argv) {
     uv_run(&loop, UV_RUN_DEFAULT); /* polytel's closed handles finish here */
     loop_close = uv_loop_close(&loop);
   } else {
+    if (under_load) {
+      usleep(100000);
+      load_flush_rc = polytel_flush(10000);
+      atomic_store(&load_flush_returned, 1);
+    }
     for (int t = 0; t < n_threads; t++) pthread_join(th[t], NULL);
     do_shutdown();
   }
@@ -119,12 +135,15 @@ int main(int argc, char **argv) {
       "\"shutdown_rc\": %d, \"shutdown_ms\": %llu, \"loop_close\": %d, \"stats_rc\": %d, \"recorded\": %llu, "
       "\"exported\": %llu, \"dropped\": %llu, \"pending\": %llu, \"dropped_export\": %llu, "
       "\"dropped_buffer_full\": %llu, \"logs_recorded\": %llu, \"spans_recorded\": %llu, "
-      "\"export_requests\": %llu, \"export_retries\": %llu, \"export_failures\": %llu}\n",
+      "\"export_requests\": %llu, \"export_retries\": %llu, \"export_failures\": %llu, "
+      "\"load_flush_rc\": %d, \"emitted\": [",
       init1, init2, phase1, phase2, flush_rc, shutdown_rc, (unsigned long long)shutdown_elapsed_ms,
       loop_close, stats_rc, (unsigned long long)st.recorded, (unsigned long long)st.exported,
       (unsigned long long)st.dropped, (unsigned long long)st.pending, (unsigned long long)st.dropped_export,
       (unsigned long long)st.dropped_buffer_full, (unsigned long long)st.logs_recorded,
       (unsigned long long)st.spans_recorded, (unsigned long long)st.export_requests,
-      (unsigned long long)st.export_retries, (unsigned long long)st.export_failures);
+      (unsigned long long)st.export_retries, (unsigned long long)st.export_failures, load_flush_rc);
+  for (int t = 0; t < n_threads; t++) printf("%s%ld", t ? ", " : "", emitted[t]);
+  printf("]}\n");
   return 0;
 }

@@ -94,6 +94,7 @@ typedef struct treq_s {
   int status;
   int64_t retry_after;
   int n_done;
+  int counted; /* adds to pending (logs/spans); 0 like a metrics request */
 } treq_t;
 
 struct polytel__pipeline_s {
@@ -121,7 +122,7 @@ static void stub_delete(polytel__pipeline_t *pl) {
 static void stub_push(polytel__pipeline_t *pl, treq_t *r) {
   pthread_mutex_lock(&pl->mu);
   pl->queue[(pl->q_head + pl->q_len++) % 64] = r;
-  pl->pending++;
+  pl->pending += (uint64_t)r->counted;
   pthread_mutex_unlock(&pl->mu);
 }
 
@@ -173,7 +174,7 @@ void tpt_pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req, int htt
   r->retry_after = retry_after_ms;
   r->n_done++;
   pl->in_flight--;
-  pl->pending--;
+  pl->pending -= (uint64_t)r->counted;
   pthread_mutex_unlock(&pl->mu);
 }
 
@@ -196,8 +197,8 @@ uint32_t tpt_pipeline_in_flight(const polytel__pipeline_t *cpl) {
 void tpt_pipeline_abandon(polytel__pipeline_t *pl) {
   pthread_mutex_lock(&pl->mu);
   pl->abandoned += (int)pl->q_len;
-  pl->pending -= pl->q_len;
-  pl->q_len = 0;
+  for (; pl->q_len; pl->q_len--, pl->q_head = (pl->q_head + 1) % 64)
+    pl->pending -= (uint64_t)pl->queue[pl->q_head]->counted;
   pthread_mutex_unlock(&pl->mu);
 }
 
@@ -214,6 +215,7 @@ static treq_t *mkreq(const char *base, const char *path, polytel__signal_t sig, 
   r->req.gzip = gzip;
   r->req.timeout_ms = timeout_ms;
   r->status = -100;
+  r->counted = 1;
   return r;
 }
 
@@ -625,6 +627,36 @@ static void test_stalled_collector(void **state) {
   srv_stop(s);
 }
 
+/*
+ * Flush waits for what is pending, not for every request in flight (under
+ * load there always is one); stop also waits for in-flight requests (a
+ * metrics request carries no pending count) and reports them undelivered.
+ */
+static void test_flush_vs_stop_in_flight(void **state) {
+  (void)state;
+  srv_t *s = srv_start();
+  srv_add(s, "/v1/metrics", STALL, 0, NULL);
+  polytel__pipeline_t *pl = stub_new(4);
+  polytel__cfg_t cfg = mkcfg(POLYTEL_EXPORTER_OTLP, NULL);
+  assert_int_equal(tpt_start(NULL, pl, &cfg), 0);
+  treq_t *m = mkreq(s->base, "/v1/metrics", POLYTEL__SIG_METRICS, "m", "application/x-protobuf", 0, 600000);
+  m->counted = 0;
+  treq_t *l = mkreq(s->base, "/v1/logs", POLYTEL__SIG_LOGS, "l", "application/x-protobuf", 0, 5000);
+  stub_push(pl, m);
+  stub_push(pl, l);
+  tpt_wake();
+  assert_int_equal(tpt_flush(10000), 0);
+  assert_int_equal(req_status(pl, l, NULL), 200);
+  assert_int_equal(tpt_pipeline_in_flight(pl), 1);
+  assert_int_equal(tpt_stop(200), POLYTEL_ETIMEDOUT);
+  assert_int_equal(m->n_done, 1);
+  assert_int_equal(m->status, 0);
+  free(m);
+  free(l);
+  stub_delete(pl);
+  srv_stop(s);
+}
+
 static char *slurp(const char *path) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
@@ -1001,10 +1033,19 @@ static int stop_leftover(void **state) {
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
-      T(test_retry_after_parsing),   T(test_owned_loop_posts),       T(test_status_and_retry_after),
-      T(test_network_error),         T(test_stalled_collector),      T(test_file_exporter),
-      T(test_none_exporter),         T(test_host_loop_same_thread),  T(test_host_loop_other_thread),
-      T(test_host_loop_not_running), T(test_wake_during_start_stop), T(test_fork),
+      T(test_retry_after_parsing),
+      T(test_owned_loop_posts),
+      T(test_status_and_retry_after),
+      T(test_network_error),
+      T(test_stalled_collector),
+      T(test_flush_vs_stop_in_flight),
+      T(test_file_exporter),
+      T(test_none_exporter),
+      T(test_host_loop_same_thread),
+      T(test_host_loop_other_thread),
+      T(test_host_loop_not_running),
+      T(test_wake_during_start_stop),
+      T(test_fork),
   };
   return cmocka_run_group_tests_name("transport", tests, NULL, NULL);
 }
