@@ -54,15 +54,17 @@ typedef struct {
   PyObject **tmp;
   size_t n, ntmp, cap, tmpcap;
   polytel_attr_t attrs_stack[ATTR_STACK];
-  PyObject *tmp_stack[ATTR_STACK * 3 + 8];
+  PyObject *tmp_stack[ATTR_STACK * 5 + 12];
 } attrbuf_t;
 
-/* Each attribute holds at most 3 temporaries (key bytes, str(value), its bytes); 8 more for message and
- * names. */
+/*
+ * Each attribute holds at most 5 objects (the key and value themselves, key bytes, str(value), its
+ * bytes); 12 more for message, names and record fields.
+ */
 static int attrbuf_init(attrbuf_t *b, size_t cap) {
   b->n = b->ntmp = 0;
   b->cap = cap;
-  b->tmpcap = cap * 3 + 8;
+  b->tmpcap = cap * 5 + 12;
   if (cap <= ATTR_STACK) {
     b->attrs = b->attrs_stack;
     b->tmp = b->tmp_stack;
@@ -76,7 +78,7 @@ static int attrbuf_init(attrbuf_t *b, size_t cap) {
     b->attrs = b->attrs_stack;
     b->tmp = b->tmp_stack;
     b->cap = 0;
-    b->tmpcap = 8;
+    b->tmpcap = 12;
     PyErr_NoMemory();
     return -1;
   }
@@ -167,11 +169,39 @@ static void attrbuf_add(attrbuf_t *b, PyObject *key, PyObject *value) {
   attrbuf_add_k(b, utf8_of(b, key, &klen), value);
 }
 
-static void attrbuf_add_dict(attrbuf_t *b, PyObject *dict) {
+/* A new reference kept until attrbuf_free; NULL (and no error) when o is NULL or the buffer is full. */
+static PyObject *attrbuf_hold(attrbuf_t *b, PyObject *o) {
+  if (!o) return NULL;
+  Py_INCREF(o);
+  return attrbuf_keep(b, o) < 0 ? NULL : o;
+}
+
+/*
+ * Every (str key, value) of dict whose key is not in skip (a frozenset, or NULL). The items are
+ * held before any is converted: str(value) runs Python code, which could change the dict.
+ */
+static void attrbuf_add_dict(attrbuf_t *b, PyObject *dict, PyObject *skip) {
   if (!dict) return;
+  size_t start = b->ntmp;
   Py_ssize_t pos = 0;
   PyObject *k, *v;
-  while (PyDict_Next(dict, &pos, &k, &v)) attrbuf_add(b, k, v);
+  while (PyDict_Next(dict, &pos, &k, &v)) {
+    if (!PyUnicode_CheckExact(k)) continue; /* exact str: hashing and comparing it runs no Python code */
+    if (skip) {
+      int in = PySet_Contains(skip, k);
+      if (in != 0) {
+        if (in < 0) PyErr_Clear();
+        continue;
+      }
+    }
+    if (b->ntmp + 2 > b->tmpcap || (b->ntmp - start) / 2 >= b->cap - b->n) break;
+    Py_INCREF(k);
+    b->tmp[b->ntmp++] = k;
+    Py_INCREF(v);
+    b->tmp[b->ntmp++] = v;
+  }
+  size_t end = b->ntmp;
+  for (size_t i = start; i < end; i += 2) attrbuf_add(b, b->tmp[i], b->tmp[i + 1]);
 }
 
 /* ------------------------------------------------------------ span context */
@@ -351,43 +381,33 @@ static PyObject *py_emit_record(PyObject *module, PyObject *record) {
     }
   }
 
+  /* Python code has run (getMessage, _format_exc) and may run again (str of an extra): hold, do not borrow.
+   */
   Py_ssize_t nd = PyDict_GET_SIZE(d);
   size_t cap = 6 + (nd > st->n_std_keys ? (size_t)(nd - st->n_std_keys) + 4 : 0);
   if (attrbuf_init(&b, cap) < 0) {
     b.attrs = NULL;
     goto out;
   }
-  PyObject *name = PyDict_GetItemWithError(d, st->s_name);
+  PyObject *name = attrbuf_hold(&b, PyDict_GetItemWithError(d, st->s_name));
+  PyObject *pathname = attrbuf_hold(&b, PyDict_GetItemWithError(d, st->s_pathname));
+  PyObject *lineno = attrbuf_hold(&b, PyDict_GetItemWithError(d, st->s_lineno));
+  PyObject *funcname = attrbuf_hold(&b, PyDict_GetItemWithError(d, st->s_funcName));
   if (PyErr_Occurred()) goto out_b;
   Py_ssize_t tlen = 0, mlen = 0;
   const char *target = (name && PyUnicode_Check(name)) ? utf8_of(&b, name, &tlen) : "root";
   const char *m = msg_utf8(&b, message, &mlen);
 
-  attrbuf_add_k(&b, "code.filepath", PyDict_GetItemWithError(d, st->s_pathname));
-  attrbuf_add_k(&b, "code.lineno", PyDict_GetItemWithError(d, st->s_lineno));
-  attrbuf_add_k(&b, "code.function", PyDict_GetItemWithError(d, st->s_funcName));
-  if (PyErr_Occurred()) goto out_b;
+  attrbuf_add_k(&b, "code.filepath", pathname);
+  attrbuf_add_k(&b, "code.lineno", lineno);
+  attrbuf_add_k(&b, "code.function", funcname);
   if (exc) {
     attrbuf_add_k(&b, "exception.type", PyTuple_GET_ITEM(exc, 0));
     attrbuf_add_k(&b, "exception.message", PyTuple_GET_ITEM(exc, 1));
     attrbuf_add_k(&b, "exception.stacktrace", PyTuple_GET_ITEM(exc, 2));
   }
-  if (nd > st->n_std_keys) {
-    /* `extra` keys are whatever the standard LogRecord does not have. */
-    Py_ssize_t pos = 0;
-    PyObject *k, *v;
-    while (PyDict_Next(d, &pos, &k, &v)) {
-      int is_std = PySet_Contains(st->std_keys, k);
-      if (is_std < 0) {
-        PyErr_Clear();
-        continue;
-      }
-      if (!is_std) {
-        if (b.n >= b.cap) break;
-        attrbuf_add(&b, k, v);
-      }
-    }
-  }
+  /* `extra` keys are whatever the standard LogRecord does not have. */
+  if (nd > st->n_std_keys) attrbuf_add_dict(&b, d, st->std_keys);
   {
     PyObject *holder;
     const polytel_span_ctx_t *ctx = current_ctx(st, &holder);
@@ -559,7 +579,7 @@ static void span_record(SpanObject *sp, PyObject *exc_type, PyObject *exc_value)
     PyErr_Clear();
     attrbuf_init(&b, 0);
   }
-  attrbuf_add_dict(&b, sp->attrs);
+  attrbuf_add_dict(&b, sp->attrs, NULL);
   Py_ssize_t len;
   if (extra) {
     attrbuf_add_k(&b, "exception.type", tname);

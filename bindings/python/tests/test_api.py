@@ -107,3 +107,40 @@ def test_libcurl_loads_at_phase_2_not_at_import():
     assert out.stdout.split() == ["False", "started", "True"], (
         "libcurl mapped at import: the core now calls a curl function that bindings/python/src/lazy_curl.c does not "
         "cover (setup.py prints which and links libcurl instead); add it to lazy_curl.c")
+
+
+class _Mutator:
+    """A value whose str() changes the dict it was found in: conversion must not read freed items."""
+
+    def __init__(self, mutate):
+        self.mutate = mutate
+
+    def __str__(self):
+        self.mutate()
+        return "mutated"
+
+
+def test_values_that_mutate_their_container_are_safe():
+    import logging
+
+    sp = polytel.span("mutating")
+    with sp:
+        sp.set_attribute("a", _Mutator(lambda: [sp.set_attribute("k%d" % i, "x" * 100) for i in range(50)]))
+        sp.set_attribute("b", "still here")
+    log = logging.getLogger("polytel.test.mutating")
+    h = polytel.LoggingHandler()
+
+    def inject(record):
+        record.first = _Mutator(record.__dict__.clear)
+        record.second = "x" * 1000
+        return True
+
+    h.addFilter(inject)
+    log.addHandler(h)
+    log.propagate = False
+    try:
+        for _ in range(50):
+            log.warning("mutating extra")
+    finally:
+        log.removeHandler(h)
+    assert polytel.phase() in ("console", "deferred", "full")
