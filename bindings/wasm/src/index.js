@@ -46,6 +46,8 @@ export function parseRetryAfter(value, nowMs = Date.now()) {
   if (value === null || value === undefined) return -1;
   const s = String(value).trim();
   if (/^\d+$/.test(s)) return Number(s) * 1000;
+  // An HTTP date names its day and month; Date.parse would also take "-5" or "2" as years.
+  if (!/[A-Za-z]{3}/.test(s)) return -1;
   const t = Date.parse(s);
   if (Number.isNaN(t)) return -1;
   return Math.max(0, t - nowMs);

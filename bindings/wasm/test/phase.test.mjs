@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
-import { createPolytel } from '../src/index.js';
+import { createPolytel, parseRetryAfter } from '../src/index.js';
 import { PKG, runNode } from './helpers.mjs';
 
 const PHASE = join(PKG, 'test/fixtures/phase.mjs');
@@ -93,4 +93,29 @@ test('spans return fn\'s value and pass throws/rejections through in phase 1', a
   assert.throws(() => pt.span('t', () => { throw new TypeError('nope'); }), TypeError);
   await assert.rejects(pt.span('r', async () => { throw new RangeError('later'); }), RangeError);
   assert.throws(() => pt.span('x'), TypeError);
+});
+
+test('phase 2 with telemetryEnabled upgrades a console instance without a restart', async () => {
+  const pt = await createPolytel({ useEnv: false, console: false });
+  assert.equal(pt.phase(), 'console');
+  assert.equal(await pt.bootstrapWorker({ exporter: 'none' }), 'console', 'still off: phase 1 was complete');
+  assert.equal(await pt.bootstrapWorker({ telemetryEnabled: true, exporter: 'none' }), 'full');
+  pt.info('now recorded');
+  assert.equal(await pt.flush(5000), true);
+  const s = pt.stats();
+  assert.equal(s.logsRecorded, 1);
+  assert.equal(s.exported, 1);
+  assert.equal(await pt.shutdown(2000), true);
+  assert.equal(pt.phase(), 'none');
+});
+
+test('Retry-After: delay-seconds or an HTTP date, in milliseconds', () => {
+  const now = Date.parse('Sun, 22 Nov 2026 05:00:00 GMT');
+  assert.equal(parseRetryAfter('3', now), 3000);
+  assert.equal(parseRetryAfter(' 0 ', now), 0);
+  assert.equal(parseRetryAfter('Sun, 22 Nov 2026 05:00:07 GMT', now), 7000);
+  assert.equal(parseRetryAfter('Sun, 22 Nov 2026 04:59:00 GMT', now), 0, 'a date in the past: now');
+  assert.equal(parseRetryAfter(null, now), -1);
+  assert.equal(parseRetryAfter('soon', now), -1);
+  assert.equal(parseRetryAfter('-5', now), -1);
 });
