@@ -69,20 +69,6 @@ module Polytel
       _shutdown(Integer(timeout_ms)).zero?
     end
 
-    # Runs the block with `span` (a Polytel::SpanContext, e.g. captured in another thread) as the
-    # current span, so spans and logs inside it become its children.
-    def with_span(span)
-      raise TypeError, "polytel: with_span takes a Polytel::SpanContext or nil" unless span.nil? || span.is_a?(SpanContext)
-      key = SPAN_KEY
-      prev = Thread.current[key]
-      Thread.current[key] = span
-      begin
-        yield span
-      ensure
-        Thread.current[key] = prev
-      end
-    end
-
     # The bound on the at_exit shutdown (POLYTEL_EXIT_TIMEOUT_MS, default 5000).
     attr_reader :exit_timeout_ms
 

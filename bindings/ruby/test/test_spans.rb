@@ -64,6 +64,9 @@ class TestSpans < Minitest::Test
     refute @j["fiber_sees_parent"]
     assert_equal "", span("in-fiber")["parent_span_id"]
     assert_equal "", span("thread-root")["parent_span_id"]
+    # with_span(nil) detaches: a new trace even inside a span.
+    assert_equal "", span("detached")["parent_span_id"]
+    refute_equal span("pool-parent")["trace_id"], span("detached")["trace_id"]
     # with_span carries a span into another thread.
     assert_equal span("pool-parent")["span_id"], span("pool-child")["parent_span_id"]
     assert_equal span("pool-parent")["trace_id"], span("pool-child")["trace_id"]

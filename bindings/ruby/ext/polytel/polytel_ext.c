@@ -18,7 +18,7 @@
 
 static VALUE pt_mPolytel;
 static VALUE pt_cSpanContext;
-static ID pt_id_span_key; /* the fiber-local that holds the current span (Thread#[] is fiber-local) */
+static ID pt_id_span_key; /* the fiber-local that holds this fiber's span stack */
 static ID pt_id_message;
 static ID pt_id_success_p;
 static VALUE pt_sym_unit;
@@ -244,8 +244,73 @@ static pt_span_t *pt_span_of(VALUE v) {
   return (pt_span_t *)RTYPEDDATA_DATA(v);
 }
 
+/*
+ * The current span of each fiber: a stack of SpanContext objects (nil for with_span(nil)) in one
+ * fiber-local (Thread#[] is fiber-local). One lookup per span and no fiber-local writes: pushing and
+ * popping are array operations.
+ */
+typedef struct {
+  VALUE *items;
+  long depth;
+  long cap;
+} pt_stack_t;
+
+static void pt_stack_mark(void *p) {
+  const pt_stack_t *st = p;
+  for (long i = 0; i < st->depth; i++) rb_gc_mark(st->items[i]);
+}
+static void pt_stack_free(void *p) {
+  pt_stack_t *st = p;
+  free(st->items);
+  free(st);
+}
+static size_t pt_stack_memsize(const void *p) {
+  const pt_stack_t *st = p;
+  return sizeof *st + (size_t)st->cap * sizeof(VALUE);
+}
+static const rb_data_type_t pt_stack_type = {
+    .wrap_struct_name = "Polytel::SpanStack",
+    .function = {.dmark = pt_stack_mark, .dfree = pt_stack_free, .dsize = pt_stack_memsize},
+    .flags = RUBY_TYPED_FREE_IMMEDIATELY,
+};
+static VALUE pt_cSpanStack;
+
+/* This fiber's stack; with `create`, made on first use. *holder keeps it alive on the caller's C stack. */
+static pt_stack_t *pt_stack(VALUE *holder, int create) {
+  VALUE th = rb_thread_current();
+  VALUE v = rb_thread_local_aref(th, pt_id_span_key);
+  if (!NIL_P(v) && rb_typeddata_is_kind_of(v, &pt_stack_type)) {
+    *holder = v;
+    return RTYPEDDATA_DATA(v);
+  }
+  if (!create) return NULL;
+  VALUE obj = TypedData_Wrap_Struct(pt_cSpanStack, &pt_stack_type, NULL);
+  pt_stack_t *st = calloc(1, sizeof *st);
+  if (!st) rb_memerror();
+  DATA_PTR(obj) = st;
+  rb_thread_local_aset(th, pt_id_span_key, obj);
+  *holder = obj;
+  return st;
+}
+
+/* Room for one more item. May raise (NoMemoryError) — call it before anything that must be undone. */
+static void pt_stack_reserve(pt_stack_t *st) {
+  if (st->depth < st->cap) return;
+  long cap = st->cap ? st->cap * 2 : 8;
+  VALUE *items = realloc(st->items, (size_t)cap * sizeof(VALUE));
+  if (!items) rb_memerror();
+  st->items = items;
+  st->cap = cap;
+}
+
+static VALUE pt_stack_top(const pt_stack_t *st) {
+  return st && st->depth ? st->items[st->depth - 1] : Qnil;
+}
+
 static const polytel_span_ctx_t *pt_current_ctx(void) {
-  pt_span_t *sp = pt_span_of(rb_thread_local_aref(rb_thread_current(), pt_id_span_key));
+  VALUE holder = Qnil;
+  pt_span_t *sp = pt_span_of(pt_stack_top(pt_stack(&holder, 0)));
+  RB_GC_GUARD(holder);
   return sp ? &sp->ctx : NULL;
 }
 
@@ -493,17 +558,20 @@ static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   rb_need_block();
   name = pt_name_value(name);
 
-  VALUE th = rb_thread_current();
-  VALUE prev = rb_thread_local_aref(th, pt_id_span_key);
-  pt_span_t *parent = pt_span_of(prev);
+  VALUE holder;
+  pt_stack_t *st = pt_stack(&holder, 1);
+  pt_stack_reserve(st);
+  pt_span_t *parent = pt_span_of(pt_stack_top(st));
   pt_span_t *sp;
   VALUE obj = pt_span_new(pt_cSpanContext, PT_SPAN_OPEN, &sp);
   polytel_span_start(parent ? &parent->ctx : NULL, &sp->ctx);
 
-  rb_thread_local_aset(th, pt_id_span_key, obj);
+  long depth = st->depth;
+  st->items[depth] = obj;
+  st->depth = depth + 1;
   int state = 0;
   VALUE result = rb_protect(pt_span_yield, obj, &state);
-  rb_thread_local_aset(th, pt_id_span_key, prev);
+  st->depth = depth; /* pops this span and anything a non-local exit left above it */
 
   if (sp->fork_gen != pt_fork_gen) {
     /* Opened in the parent before a fork: the parent ends and exports it, not this child. */
@@ -523,14 +591,50 @@ static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   RB_GC_GUARD(obj);
   RB_GC_GUARD(name);
   RB_GC_GUARD(opts);
+  RB_GC_GUARD(holder);
   if (state) rb_jump_tag(state);
   return result;
 }
 
 static VALUE pt_current_span(VALUE self) {
   (void)self;
-  VALUE v = rb_thread_local_aref(rb_thread_current(), pt_id_span_key);
-  return pt_span_of(v) ? v : Qnil;
+  VALUE holder = Qnil;
+  VALUE top = pt_stack_top(pt_stack(&holder, 0));
+  RB_GC_GUARD(holder);
+  return pt_span_of(top) ? top : Qnil;
+}
+
+typedef struct {
+  pt_stack_t *st;
+  long depth;
+  VALUE span;
+} pt_with_t;
+
+static VALUE pt_with_span_body(VALUE arg) {
+  return rb_yield(((pt_with_t *)arg)->span);
+}
+static VALUE pt_with_span_pop(VALUE arg) {
+  pt_with_t *w = (pt_with_t *)arg;
+  w->st->depth = w->depth;
+  return Qnil;
+}
+
+/*
+ * Polytel.with_span(span) { |span| ... }: `span` (a SpanContext, e.g. from another thread, or nil
+ * for "none") is the current span inside the block. It is not ended here: its own block ends it.
+ */
+static VALUE pt_with_span(VALUE self, VALUE span) {
+  (void)self;
+  rb_need_block();
+  if (!NIL_P(span)) rb_check_typeddata(span, &pt_span_type);
+  VALUE holder;
+  pt_stack_t *st = pt_stack(&holder, 1);
+  pt_stack_reserve(st);
+  pt_with_t w = {st, st->depth, span};
+  st->items[st->depth++] = span;
+  VALUE result = rb_ensure(pt_with_span_body, (VALUE)&w, pt_with_span_pop, (VALUE)&w);
+  RB_GC_GUARD(holder);
+  return result;
 }
 
 /* ------------------------------------------------------------ metrics */
@@ -825,7 +929,6 @@ void Init_polytel_ext(void) {
 
   rb_define_const(pt_mPolytel, "VERSION", rb_obj_freeze(rb_str_new_cstr(POLYTEL_VERSION_STRING)));
   rb_define_const(pt_mPolytel, "CORE_VERSION", rb_obj_freeze(rb_str_new_cstr(polytel_version())));
-  rb_define_const(pt_mPolytel, "SPAN_KEY", ID2SYM(pt_id_span_key));
   rb_define_const(
       pt_mPolytel, "LEVELS",
       rb_obj_freeze(rb_ary_new_from_args(6, INT2FIX(POLYTEL_LEVEL_TRACE), INT2FIX(POLYTEL_LEVEL_DEBUG),
@@ -841,6 +944,7 @@ void Init_polytel_ext(void) {
   rb_define_module_function(pt_mPolytel, "log", pt_log, -1);
   rb_define_module_function(pt_mPolytel, "span", pt_span, -1);
   rb_define_module_function(pt_mPolytel, "current_span", pt_current_span, 0);
+  rb_define_module_function(pt_mPolytel, "with_span", pt_with_span, 1);
   rb_define_module_function(pt_mPolytel, "counter_add", pt_counter_add, -1);
   rb_define_module_function(pt_mPolytel, "gauge_set", pt_gauge_set, -1);
   rb_define_module_function(pt_mPolytel, "histogram_record", pt_histogram_record, -1);
@@ -873,6 +977,10 @@ void Init_polytel_ext(void) {
   rb_define_method(pt_cSpanContext, "set_attribute", pt_span_set_attribute, 2);
   rb_define_method(pt_cSpanContext, "[]=", pt_span_set_attribute, 2);
   rb_define_method(pt_cSpanContext, "set_status", pt_span_set_status, -1);
+
+  /* What Thread.current[:__polytel_span] holds; not for use outside the extension. */
+  pt_cSpanStack = rb_define_class_under(pt_mPolytel, "SpanStack", rb_cObject);
+  rb_undef_alloc_func(pt_cSpanStack);
 
   pthread_atfork(NULL, NULL, pt_atfork_child);
   pthread_key_create(&pt_free_spans_key, pt_free_spans_at_thread_exit);

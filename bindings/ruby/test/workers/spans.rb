@@ -48,6 +48,7 @@ end
 Polytel.span("pool-parent") do |parent|
   Thread.new { Polytel.with_span(parent) { Polytel.span("pool-child") {} } }.join
   Thread.new { Polytel.span("thread-root") {} }.join
+  Polytel.with_span(nil) { Polytel.span("detached") {} }
 end
 
 def leaves_early
