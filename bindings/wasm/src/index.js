@@ -104,7 +104,6 @@ function resourceString(v) {
 class Core {
   constructor(M, options) {
     this.M = M;
-    this.options = options;
     this.sink = options.console && typeof options.console === 'object' ? options.console : globalThis.console;
     this.view = null;
     this.arenaPtr = 0;
@@ -317,9 +316,17 @@ class Driver {
     Object.assign(headers, this.options.headers || {});
     this.headers = headers;
     this.fetch = this.options.fetch || globalThis.fetch;
+    // Runs inside a call into wasm: never throw from here. A file exporter that cannot write sees
+    // its requests fail, and the core retries, then drops and counts them.
     if (this.exporter === EXPORTER_FILE) {
-      if (!this.fs) throw new Error('polytel: the file exporter needs node:fs (Node only)');
-      this.fs.mkdirSync(this.exportDir, { recursive: true });
+      if (!this.fs) this.pt._warnOnce('the file exporter needs node:fs (Node only): nothing will be written');
+      else {
+        try {
+          this.fs.mkdirSync(this.exportDir, { recursive: true });
+        } catch (e) {
+          this.pt._warnOnce(`cannot create ${this.exportDir}: ${errorMessage(e)}`);
+        }
+      }
     }
     this.wake();
   }
@@ -400,6 +407,7 @@ class Driver {
     if (this.exporter === EXPORTER_FILE) {
       let status = 200;
       try {
+        if (!this.fs) throw new Error('no node:fs');
         const file = `${this.exportDir}/${SIGNAL_FILES[signal] ?? 'unknown'}.jsonl`;
         this.fs.appendFileSync(file, Buffer.concat([body, Buffer.from('\n')]));
       } catch (e) {
