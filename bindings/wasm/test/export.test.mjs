@@ -223,3 +223,36 @@ test('the file exporter appends one OTLP/JSON request per line', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('attribute values keep their types: int64 (negative, large, bigint), double, bool, string, objects as JSON', async () => {
+  await rx.reset();
+  const pt = await createPolytel(base);
+  await pt.bootstrapWorker({ endpoint: rx.endpoint, protocol: 'http/json' });
+  pt.info('typed', {
+    neg: -5,
+    big: 2 ** 53 - 1,
+    bigNeg: -(2 ** 40),
+    bi: 9007199254740993n,
+    dbl: -0.25,
+    yes: true,
+    no: false,
+    text: 'héllo, wörld ✓',
+    obj: { a: [1, 2] },
+    skipped: undefined,
+  });
+  assert.equal(await pt.flush(10000), true);
+  await pt.shutdown(5000);
+  const got = await rx.received();
+  const l = got.logs.find((x) => x.body === 'typed');
+  assert.deepEqual(l.attributes, {
+    neg: -5,
+    big: 2 ** 53 - 1,
+    bigNeg: -(2 ** 40),
+    bi: 9007199254740993,
+    dbl: -0.25,
+    yes: true,
+    no: false,
+    text: 'héllo, wörld ✓',
+    obj: '{"a":[1,2]}',
+  });
+});
