@@ -118,8 +118,7 @@ void polytel__gen_ids(uint64_t rng[2], uint8_t *trace_id, uint8_t span_id[8]) {
 static void set_block(polytel__thread_t *t, polytel__block_t *b) {
   t->cur = b;
   t->pos = (uint8_t *)b->data;
-  /* Room for every open span's end is always kept, so an end never fails. */
-  t->lim = (uint8_t *)b->data + b->cap - (size_t)(t->depth + 1) * POLYTEL__END_RESERVE;
+  polytel__adjust_reserve(t);
 }
 
 /* First event of a thread: the only allocation a thread ever makes. */
@@ -162,11 +161,6 @@ int polytel__handoff(polytel__thread_t *t) {
   set_block(t, nb);
   polytel__wake();
   return 1;
-}
-
-/* Keep lim in step with the number of open spans (their ends are pre-reserved). */
-void polytel__adjust_reserve(polytel__thread_t *t) {
-  t->lim = (uint8_t *)t->cur->data + t->cur->cap - (size_t)(t->depth + 1) * POLYTEL__END_RESERVE;
 }
 
 void polytel__close_open_spans(polytel__thread_t *t);

@@ -453,8 +453,6 @@ static inline int recording(void) {
   return 0;
 }
 
-void polytel__adjust_reserve(polytel__thread_t *t);
-
 /* A begin that records nothing still opens a level, so its end pairs with it. */
 static void begin_dropped(polytel__thread_t *t, int invalid) {
   uint32_t d = t->depth;
@@ -466,7 +464,7 @@ static void begin_dropped(polytel__thread_t *t, int invalid) {
       t->drop_mask |= bit;
   }
   t->depth = d + 1;
-  if (d < POLYTEL__MAX_DEPTH) polytel__adjust_reserve(t);
+  polytel__adjust_reserve(t);
 }
 
 void polytel_span_begin(const char *name) {
@@ -482,7 +480,8 @@ void polytel_span_begin(const char *name) {
     begin_dropped(t, 1);
     return;
   }
-  uint8_t *p = polytel__reserve(t, 24);
+  /* 24 bytes now, and the 16 its end will need stay reserved below lim. */
+  uint8_t *p = polytel__reserve(t, 24 + POLYTEL__END_RESERVE);
   if (POLYTEL__UNLIKELY(!p)) {
     begin_dropped(t, 0);
     return;
@@ -495,7 +494,7 @@ void polytel_span_begin(const char *name) {
   ev->ts = polytel__ticks();
   memcpy(p + 16, &name, 8);
   t->depth++;
-  t->lim -= POLYTEL__END_RESERVE;
+  t->lim -= POLYTEL__END_RESERVE; /* == adjust_reserve() below the depth limit */
   polytel__commit(t, 24);
 }
 
@@ -519,7 +518,7 @@ void polytel_span_begin_dyn(const char *name, const polytel_attr_t *attrs, size_
   uint32_t n_ok;
   size_t budget0 = pl.budget;
   attrs_plan(attrs, n_attrs, &pl, &n_ok);
-  uint8_t *p = polytel__reserve(t, pl.size);
+  uint8_t *p = polytel__reserve(t, pl.size + POLYTEL__END_RESERVE);
   if (!p) {
     begin_dropped(t, 0);
     return;
@@ -535,7 +534,7 @@ void polytel_span_begin_dyn(const char *name, const polytel_attr_t *attrs, size_
   uint8_t *q = put_str(p + 24, name, nl);
   attrs_write(q, attrs, n_attrs, n_ok, &budget0);
   t->depth++;
-  t->lim -= POLYTEL__END_RESERVE;
+  polytel__adjust_reserve(t);
   polytel__commit(t, pl.size);
   if (pl.trunc) polytel__inc(&t->n_truncated, 1);
 }
@@ -571,7 +570,7 @@ static int end_prologue(polytel__thread_t *t) {
 }
 
 static void end_simple(polytel__thread_t *t, uint16_t status) {
-  /* Room was reserved at begin: this never fails and never hands off. */
+  /* Room was reserved at begin (depth was decremented already): never fails, never hands off. */
   uint8_t *p = t->pos;
   polytel__ev_t *ev = (polytel__ev_t *)p;
   ev->type = POLYTEL__EV_SPAN_END;
@@ -579,7 +578,7 @@ static void end_simple(polytel__thread_t *t, uint16_t status) {
   ev->flags = status;
   ev->size = 16;
   ev->ts = polytel__ticks();
-  t->lim += POLYTEL__END_RESERVE;
+  polytel__adjust_reserve(t);
   polytel__commit(t, 16);
 }
 
@@ -619,12 +618,11 @@ void polytel_span_end_status(polytel_status_t status, const char *msg, const pol
   uint32_t n_ok;
   size_t budget0 = pl.budget;
   attrs_plan(attrs, n_attrs, &pl, &n_ok);
-  /* The reserved 16 bytes are ours; the rest must fit like any event. */
-  t->lim += POLYTEL__END_RESERVE;
+  /* The 16 reserved bytes are ours now (depth was decremented); the rest must fit like any event. */
+  polytel__adjust_reserve(t);
   uint8_t *p = polytel__reserve(t, pl.size);
   if (!p) {
-    /* No room for the details: end it plainly (the reserve is still there). */
-    t->lim -= POLYTEL__END_RESERVE;
+    /* No room for the details: end it plainly, in the 16 bytes that were kept for it. */
     end_simple(t, (uint16_t)status);
     polytel__inc(&t->n_truncated, 1);
     return;

@@ -185,11 +185,21 @@ static inline polytel__thread_t *polytel__thread(void) {
 }
 
 /* Reserve n bytes (n multiple of 8) for an event; NULL = pool exhausted (caller counts the drop). */
+/* Pointer comparison, never a size_t difference: lim may sit below pos after a dropped begin. */
 static inline uint8_t *polytel__reserve(polytel__thread_t *t, size_t n) {
-  if (POLYTEL__UNLIKELY((size_t)(t->lim - t->pos) < n)) {
-    if (!polytel__handoff(t) || (size_t)(t->lim - t->pos) < n) return NULL;
+  if (POLYTEL__UNLIKELY(t->pos + n > t->lim)) {
+    if (!polytel__handoff(t) || t->pos + n > t->lim) return NULL;
   }
   return t->pos;
+}
+
+/*
+ * lim keeps room for the end of every open span (up to the depth limit; deeper
+ * spans are never recorded): an end always fits in the current block.
+ */
+static inline void polytel__adjust_reserve(polytel__thread_t *t) {
+  uint32_t d = t->depth < 64 ? t->depth : 64;
+  t->lim = (uint8_t *)t->cur->data + t->cur->cap - (size_t)(d + 1) * 16;
 }
 /* Publish the event written at t->pos (n bytes). */
 static inline void polytel__commit(polytel__thread_t *t, size_t n) {

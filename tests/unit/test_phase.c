@@ -165,6 +165,62 @@ static void test_backpressure_accounting(void **state) {
   assert_int_equal(st.pending, 0);
 }
 
+/*
+ * Spans and logs interleaved into a tiny pool: every block boundary and every
+ * pool-exhausted begin is crossed. Regression: a begin that filled a block to
+ * its limit once let the next event write past the block (ASan catches it).
+ */
+static void test_backpressure_spans_pair(void **state) {
+  (void)state;
+  setenv("TELEMETRY_ENABLED", "1", 1);
+  setenv("POLYTEL_CONSOLE", "off", 1);
+  setenv("POLYTEL_MAX_MEMORY", "256K", 1);
+  polytel_stats_t st0, st;
+  polytel_stats(&st0);
+  assert_int_equal(polytel_init_console_only(NULL), 0);
+  const int n = 30000;
+  for (int i = 0; i < n; i++) {
+    polytel_span_begin("outer");
+    polytel_span_begin("inner");
+    polytel_log(POLYTEL_LEVEL_INFO, "bp", "event %d", i);
+    polytel_span_end();
+    polytel_span_end();
+  }
+  polytel_stats(&st);
+  assert_int_equal(st.recorded - st0.recorded, 3 * n);
+  assert_true(st.dropped_buffer_full > st0.dropped_buffer_full);
+  assert_int_equal(st.recorded, st.exported + st.dropped + st.pending);
+  uint64_t kept = st.pending;
+  assert_int_equal(polytel_memory_sink_enable(400000), 0);
+  polytel_memory_sink_collect();
+  uint64_t items = 0, inner = 0, paired = 0;
+  const polytel_record_t *last_outer = NULL;
+  size_t count = polytel_memory_sink_count();
+  for (size_t i = 0; i < count; i++) {
+    const polytel_record_t *r = polytel_memory_sink_get(i);
+    if (r->kind == POLYTEL_RECORD_METRIC) continue;
+    items++;
+    if (r->kind == POLYTEL_RECORD_SPAN && strcmp(r->name, "inner") == 0) inner++;
+    if (r->kind == POLYTEL_RECORD_SPAN && strcmp(r->name, "outer") == 0) last_outer = r;
+  }
+  assert_int_equal(items, kept);
+  assert_true(inner > 0);
+  /* Every recorded inner span has its recorded outer as parent, in the same trace. */
+  for (size_t i = 0; i + 1 < count; i++) {
+    const polytel_record_t *r = polytel_memory_sink_get(i);
+    if (r->kind != POLYTEL_RECORD_SPAN || strcmp(r->name, "inner") != 0) continue;
+    for (size_t j = i + 1; j < count && j < i + 4; j++) {
+      const polytel_record_t *o = polytel_memory_sink_get(j);
+      if (o->kind == POLYTEL_RECORD_SPAN && strcmp(o->name, "outer") == 0) {
+        paired += memcmp(r->parent_id, o->span_id, 8) == 0 && memcmp(r->trace_id, o->trace_id, 16) == 0;
+        break;
+      }
+    }
+  }
+  assert_non_null(last_outer);
+  assert_int_equal(paired, inner);
+}
+
 /* A real fork: the child gets its phase-1 state, none of the parent's events, fresh ids. */
 static void test_fork_child(void **state) {
   (void)state;
@@ -227,6 +283,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_deferred_notice_and_bad_value, reset_env, shutdown_all),
       cmocka_unit_test_setup_teardown(test_explicit_cfg_upgrade_without_restart, reset_env, shutdown_all),
       cmocka_unit_test_setup_teardown(test_backpressure_accounting, reset_env, shutdown_all),
+      cmocka_unit_test_setup_teardown(test_backpressure_spans_pair, reset_env, shutdown_all),
       cmocka_unit_test_setup_teardown(test_fork_child, reset_env, shutdown_all),
       cmocka_unit_test_setup_teardown(test_errors_table, reset_env, shutdown_all),
   };
