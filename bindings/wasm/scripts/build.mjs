@@ -112,6 +112,14 @@ const ldflags = [
   `-sEXPORTED_FUNCTIONS=${JSON.stringify(exported)}`,
   ...(debug ? ['-sASSERTIONS=2', '-g', '-O0'] : ['-O2']),
 ];
+const outPath = join(dist, outName);
+const upToDate =
+  existsSync(outPath) &&
+  statSync(outPath).mtimeMs >= Math.max(statSync(fileURLToPath(import.meta.url)).mtimeMs, ...objects.map((o) => statSync(o).mtimeMs));
+if (upToDate) {
+  console.log(`dist/${outName} is up to date (polytel ${version}, ${mode})`);
+  process.exit(0);
+}
 console.log(`emcc -> dist/${outName}`);
 run('emcc', [...objects, ...ldflags, '-o', raw]);
 
@@ -127,6 +135,6 @@ const prologue = [
 ].join('\n');
 const tmp = join(dist, outName + '.tmp');
 writeFileSync(tmp, prologue + readFileSync(raw, 'utf8'));
-renameSync(tmp, join(dist, outName));
+renameSync(tmp, outPath);
 writeFileSync(join(dist, 'version.json'), JSON.stringify({ version }) + '\n');
 console.log(`built dist/${outName} (polytel ${version}, ${mode})`);
