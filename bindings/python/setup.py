@@ -77,12 +77,27 @@ def pkg_config(*pkgs):
 
 
 class BuildExt(build_ext):
-    """Parallel compilation: the core is about twenty files."""
+    """Parallel compilation (the core is about twenty files); a full rebuild when the flags change."""
+
+    FLAG_VARS = ("CC", "CFLAGS", "CPPFLAGS", "LDFLAGS", "POLYTEL_WITH_UV", "POLYTEL_PY_LAZY_CURL")
 
     def finalize_options(self):
         super().finalize_options()
         if not self.parallel:
             self.parallel = os.cpu_count() or 1
+
+    def run(self):
+        # setuptools rebuilds by timestamps only: objects built with other flags (say, an ASan
+        # build in the same tree) would otherwise be linked into this one.
+        key = repr([(v, os.environ.get(v)) for v in self.FLAG_VARS])
+        stamp = os.path.join(self.build_temp, "polytel-build-flags")
+        old = open(stamp, encoding="utf-8").read() if os.path.exists(stamp) else None
+        if old != key:
+            self.force = True
+        super().run()
+        os.makedirs(self.build_temp, exist_ok=True)
+        with open(stamp, "w", encoding="utf-8") as f:
+            f.write(key)
 
 
 sync_core()
