@@ -293,6 +293,9 @@ class Driver {
     this.timerAt = Infinity;
     this.soon = false;
     this.inflight = new Set();
+    // Requests the pipeline kept for a retry. pending counts only logs and spans, so without this a
+    // flush would not wait for a metrics request in backoff.
+    this.retrying = new Set();
     this.waiters = [];
     this.options = {};
     this.fs = null;
@@ -338,6 +341,7 @@ class Driver {
     this.timer = null;
     for (const f of this.inflight) f.abort();
     this.inflight.clear();
+    this.retrying.clear();
     this.notify();
   }
 
@@ -383,6 +387,7 @@ class Driver {
       if (!this.running) return;
       const req = M._ptw_next();
       if (!req) return;
+      this.retrying.delete(req);
       this.send(req);
     }
   }
@@ -397,7 +402,12 @@ class Driver {
     const generation = this.generation;
     const finish = (status, retryAfterMs) => {
       if (generation !== this.generation || !this.running) return; // stopped meanwhile: the pipeline is gone
+      // Only bookkeeping for flush(): whether the core kept the request (a retry) or dropped it is its
+      // decision, read back from its failure count.
+      const mayRetry = status === 0 || status === 429 || status === 502 || status === 503 || status === 504;
+      const failures = mayRetry ? this.pt._exportFailures() : 0;
       M._ptw_done(req, status, retryAfterMs);
+      if (mayRetry && this.pt._exportFailures() === failures) this.retrying.add(req);
       this.tick();
     };
     if (this.exporter === EXPORTER_NONE) {
@@ -475,7 +485,7 @@ class Driver {
   }
 
   outstanding() {
-    return this.M._ptw_pending() > 0 || this.inflight.size > 0 || this.M._ptw_in_flight() > 0;
+    return this.M._ptw_pending() > 0 || this.inflight.size > 0 || this.retrying.size > 0 || this.M._ptw_in_flight() > 0;
   }
 }
 
@@ -732,6 +742,10 @@ class Polytel extends Logger {
     if (this._warned.has(text)) return;
     this._warned.add(text);
     this._core.sink.warn(`polytel: ${text}`);
+  }
+
+  _exportFailures() {
+    return this.stats().exportFailures;
   }
 
   /** Log records and spans: recorded = exported + dropped + pending. Numbers. */

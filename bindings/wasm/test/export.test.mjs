@@ -256,3 +256,16 @@ test('attribute values keep their types: int64 (negative, large, bigint), double
     obj: '{"a":[1,2]}',
   });
 });
+
+test('flush waits for a metrics request the core is retrying', async () => {
+  await rx.reset();
+  await rx.faults([{ status: 503, count: 1, path: '/v1/metrics' }]);
+  const pt = await createPolytel(base);
+  await pt.bootstrapWorker({ endpoint: rx.endpoint });
+  pt.counterAdd('retried.metric', 4);
+  assert.equal(await pt.flush(20000), true);
+  const got = await rx.received(); // before shutdown: the flush itself delivered it
+  assert.deepEqual(got.requests.filter((r) => r.path === '/v1/metrics').map((r) => r.status_returned), [503, 200]);
+  assert.equal(lastPoint(got, 'retried.metric').value, 4);
+  await pt.shutdown(5000);
+});
