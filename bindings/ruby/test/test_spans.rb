@@ -80,7 +80,8 @@ class TestSpans < Minitest::Test
   # Attribute values are typed when they can be, else their to_s; a to_s that raises never makes a
   # telemetry call raise.
   def test_attribute_values_of_any_type
-    assert_equal({ "obj" => "<unprintable Object>", "sym" => "val", "big" => (2**70).to_s, "arr" => "[1, 2]",
+    assert_equal({ "state" => "done", "n" => 1, "extra" => 2**62 }, span("overridden")["attributes"])
+    assert_equal({ "obj" => "<unprintable Object>", "sym" => "val", "big" => (2**70).to_s, "i64" => -2**63, "arr" => "[1, 2]",
                    "f" => 1.5, "t" => true, "str key" => "v" }, span("odd-attrs")["attributes"])
     odd = @view["logs"].find { |l| l["body"] == "odd log" }
     assert_equal({ "obj" => "<unprintable Object>", "big" => (-2**64).to_s }, odd["attributes"])

@@ -111,6 +111,23 @@ static int pt_attr_i(VALUE key, VALUE val, VALUE arg) {
       a->type = POLYTEL_ATTR_INT;
       a->value.i = (int64_t)FIX2LONG(val);
       break;
+    case T_BIGNUM: {
+      /* Typed when it fits 64 bits, else its decimal text. rb_integer_pack gives the magnitude and the
+       * sign (±2 when even the magnitude overflows). */
+      uint64_t mag;
+      int sign = rb_integer_pack(val, &mag, 1, sizeof mag, 0,
+                                 INTEGER_PACK_NATIVE_BYTE_ORDER | INTEGER_PACK_LSWORD_FIRST);
+      if ((sign == 1 && mag <= (uint64_t)INT64_MAX) || (sign == -1 && mag <= (uint64_t)INT64_MAX + 1)) {
+        a->type = POLYTEL_ATTR_INT;
+        a->value.i = sign == 1 ? (int64_t)mag : (int64_t)(~mag + 1);
+      } else {
+        VALUE txt = pt_keep(as, rb_big2str(val, 10));
+        a->type = POLYTEL_ATTR_STRING;
+        a->value.str.ptr = RSTRING_PTR(txt);
+        a->value.str.len = (size_t)RSTRING_LEN(txt);
+      }
+      break;
+    }
     case T_FLOAT:
       a->type = POLYTEL_ATTR_DOUBLE;
       a->value.d = RFLOAT_VALUE(val);
@@ -175,9 +192,9 @@ static size_t pt_span_memsize(const void *p) {
 }
 
 /*
- * A span's struct is recycled through a per-thread free list: malloc and free were a third of the
- * cost of Polytel.span. Per thread, so no lock (dfree runs in whichever Ruby thread sweeps, and
- * Ractors run in parallel); bounded, and emptied when the thread exits.
+ * A span's struct is recycled through a per-thread free list, so a span costs no malloc/free pair. Per
+ * thread, so no lock (dfree runs in whichever Ruby thread sweeps, and Ractors run in parallel); bounded, and
+ * emptied when the thread exits.
  */
 #define PT_FREE_SPANS_MAX 256
 static __thread pt_span_t *pt_free_spans;
@@ -501,12 +518,25 @@ typedef struct {
   VALUE err; /* the exception that left the block, or nil */
 } pt_finish_t;
 
+static int pt_merge_i(VALUE key, VALUE val, VALUE into) {
+  rb_hash_aset(into, RB_TYPE_P(key, T_SYMBOL) ? rb_sym2str(key) : key, val);
+  return ST_CONTINUE;
+}
+
 static VALUE pt_span_finish_body(VALUE arg) {
   pt_finish_t *f = (pt_finish_t *)arg;
   pt_attrs_t as;
   pt_attrs_init(&as, Qundef);
-  pt_attrs_fill(&as, f->opts);
-  pt_attrs_fill(&as, f->sp->extra);
+  if (NIL_P(f->sp->extra)) {
+    pt_attrs_fill(&as, f->opts);
+  } else {
+    /* set_attribute overrides an attribute given at the start, whether named by Symbol or String. */
+    VALUE merged = rb_hash_new();
+    if (!NIL_P(f->opts)) rb_hash_foreach(f->opts, pt_merge_i, merged);
+    rb_hash_foreach(f->sp->extra, pt_merge_i, merged);
+    pt_attrs_fill(&as, merged);
+    RB_GC_GUARD(merged);
+  }
 
   polytel_status_t status = POLYTEL_STATUS_UNSET;
   VALUE status_msg = Qnil;

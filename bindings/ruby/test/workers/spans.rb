@@ -65,7 +65,8 @@ Polytel.span("status-ok") { |s| s.set_status(:ok) }
 Polytel.span("status-error") { |s| s.set_status("error", "went wrong") }
 bad = Object.new
 def bad.to_s = raise("nope")
-Polytel.span("odd-attrs", obj: bad, sym: :val, big: 2**70, arr: [1, 2], nothing: nil, f: 1.5, t: true, "str key" => "v") {}
+Polytel.span("overridden", state: "pending", n: 1) { |s| s.set_attribute("state", "done"); s[:extra] = 2**62 }
+Polytel.span("odd-attrs", obj: bad, sym: :val, big: 2**70, i64: -2**63, arr: [1, 2], nothing: nil, f: 1.5, t: true, "str key" => "v") {}
 Polytel.info("odd log", obj: bad, big: -2**64)
 Polytel.info(bad)
 
