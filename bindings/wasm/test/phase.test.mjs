@@ -119,3 +119,17 @@ test('Retry-After: delay-seconds or an HTTP date, in milliseconds', () => {
   assert.equal(parseRetryAfter('soon', now), -1);
   assert.equal(parseRetryAfter('-5', now), -1);
 });
+
+test('JSON console lines are routed by level too', async () => {
+  const seen = [];
+  const sink = {};
+  for (const m of ['debug', 'info', 'warn', 'error']) sink[m] = (text) => seen.push([m, text]);
+  const pt = await createPolytel({ useEnv: false, console: sink, consoleFormat: 'json' });
+  pt.warn('json warn', { k: 'v' });
+  pt.info('json info');
+  const warn = seen.find(([, t]) => t.includes('json warn'));
+  assert.equal(warn[0], 'warn');
+  const rec = JSON.parse(warn[1]);
+  assert.equal(rec.level, 'WARN');
+  assert.equal(seen.find(([, t]) => t.includes('json info'))[0], 'info');
+});
