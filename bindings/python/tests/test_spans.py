@@ -12,6 +12,7 @@ with polytel.span("outer", kind="test", n=1, ratio=0.25, ok=True, obj=[1, 2]) as
     with polytel.span("middle") as middle:
         with polytel.span("inner") as inner:
             out["current_is_inner"] = polytel.current_span() is inner
+            polytel.info("log in inner")
         middle.set_attribute("late", "yes")
     out["current_is_outer"] = polytel.current_span() is outer
 out["current_after"] = polytel.current_span() is None
@@ -77,6 +78,7 @@ def spans():
         assert r["rc"] == 0
         got = of_service(receiver.received()["spans"], service)
         receiver.assert_no_errors()
+        r["logs"] = of_service(receiver.received()["logs"], service)
         yield r, got
     finally:
         receiver.stop()
@@ -100,6 +102,13 @@ def test_nested_parent_links(spans):
     assert outer["start_ns"] <= middle["start_ns"] <= inner["start_ns"] <= inner["end_ns"] <= middle["end_ns"]
     assert middle["end_ns"] <= outer["end_ns"]
     assert r["current_is_inner"] and r["current_is_outer"] and r["current_after"]
+
+
+def test_logs_link_to_the_current_span(spans):
+    r, got = spans
+    inner = named(got, "inner")
+    (log,) = [lg for lg in r["logs"] if lg["body"] == "log in inner"]
+    assert (log["trace_id"], log["span_id"]) == (inner["trace_id"], inner["span_id"])
 
 
 def test_attributes_typed(spans):
