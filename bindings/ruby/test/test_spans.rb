@@ -54,6 +54,13 @@ class TestSpans < Minitest::Test
     assert_equal "RuntimeError", span("with-cause")["attributes"]["exception.type"]
   end
 
+  # An exception whose #message raises: the span still ends (ERROR, no attributes), the original
+  # exception still propagates.
+  def test_exception_with_a_broken_message
+    assert @j["weird_rescued"]
+    assert_equal [2, {}], [span("weird-error")["status_code"], span("weird-error")["attributes"]]
+  end
+
   def test_break_throw_return_and_kill_end_the_span_without_error
     %w[broken-out thrown-out returned-from killed].each { |n| assert_equal 0, span(n)["status_code"], n }
     assert_equal "early", @j["returned"]

@@ -561,15 +561,18 @@ static VALUE pt_span_finish_body(VALUE arg) {
   return Qnil;
 }
 
-/* An attribute whose to_s raises must not leave the span open: end it without attributes. */
+/*
+ * Something raised while the span was being ended (an exception's #message, an interrupt): the span is
+ * still ended, without attributes. An interrupt or exit goes on; anything else is swallowed.
+ */
 static VALUE pt_span_finish_rescue(VALUE arg, VALUE exc) {
-  (void)exc;
   pt_finish_t *f = (pt_finish_t *)arg;
   if (f->sp->state == PT_SPAN_OPEN) {
     f->sp->state = PT_SPAN_ENDED;
     polytel_span_finish(&f->sp->ctx, RSTRING_PTR(f->name),
                         NIL_P(f->err) ? POLYTEL_STATUS_UNSET : POLYTEL_STATUS_ERROR, NULL, NULL, 0);
   }
+  if (!rb_obj_is_kind_of(exc, rb_eStandardError)) rb_exc_raise(exc);
   return Qnil;
 }
 

@@ -37,6 +37,15 @@ rescue RuntimeError => e
 end
 out["cause_kept"] = cause_kept
 
+class WeirdError < StandardError
+  def message = raise("message broken")
+end
+begin
+  Polytel.span("weird-error") { raise WeirdError }
+rescue WeirdError
+  out["weird_rescued"] = true
+end
+
 [1].each { Polytel.span("broken-out") { break } }
 catch(:done) { Polytel.span("thrown-out") { throw :done } }
 out["current_after_jumps"] = Polytel.current_span
