@@ -15,7 +15,7 @@
 /*
  * Usage: forkstorm [--children N] [--threads T] [--parent-events N] [--child-events N] [--shutdown-ms N]
  * Configuration from the environment (TELEMETRY_ENABLED=true, OTEL_EXPORTER_OTLP_ENDPOINT, ...).
- * Parent thread t logs "parent t<t> e<i>" and records an async span "parent-span", paced so children are
+ * Parent thread t logs "parent t<t> e<i>" inside thread span "parent-span", paced so children are
  * forked while the threads are still emitting. Child c logs "child c<c> e<i>" and records span "child-span
  * c<c>". Output: "CHILD {...}" from each child, "PARENT {...}" from the parent (stats after shutdown).
  */
@@ -36,11 +36,9 @@ static void *emit(void *arg) {
   int i = 0;
   /* At least parent_events, and on until the last child was forked: every fork lands mid-stream. */
   for (; i < parent_events || !atomic_load(&storm_over); i++) {
-    /* Async spans: thread spans crossing a block boundary trip a core bug that the bad-input suite pins. */
-    polytel_span_ctx_t sp;
-    polytel_span_start(NULL, &sp);
+    polytel_span_begin("parent-span");
     polytel_log(POLYTEL_LEVEL_INFO, "storm", "parent t%d e%d", t, i);
-    polytel_span_finish(&sp, "parent-span", POLYTEL_STATUS_OK, NULL, NULL, 0);
+    polytel_span_end();
     atomic_fetch_add_explicit(&progress, 1, memory_order_relaxed);
     if (i % 50 == 49) sleep_us(1000); /* keep emitting across the whole storm */
   }
@@ -65,10 +63,9 @@ static void child_main(int c) {
   int init_rc = polytel_init_full_telemetry(NULL, NULL);
   char name[32];
   snprintf(name, sizeof name, "child-span c%d", c);
-  polytel_span_ctx_t sp;
-  polytel_span_start(NULL, &sp);
+  polytel_span_begin_dyn(name, NULL, 0);
   for (int i = 0; i < child_events; i++) polytel_log(POLYTEL_LEVEL_INFO, "storm", "child c%d e%d", c, i);
-  polytel_span_finish(&sp, name, POLYTEL_STATUS_OK, NULL, NULL, 0);
+  polytel_span_end();
   int rc = polytel_shutdown(shutdown_ms);
   print_stats("CHILD", c, init_rc, rc, before);
   _exit(rc == 0 && init_rc == 0 ? 0 : 3);
