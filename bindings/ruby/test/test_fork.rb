@@ -45,4 +45,15 @@ class TestFork < Minitest::Test
     assert child_only.all? { |m| m["resource"]["process.pid"] == child }
     assert_equal 3, child_only.max_by { |m| m["time_ns"] }["value"]
   end
+
+  # A pre-fork master that stays deferred: its workers bootstrap, each exports its own records once,
+  # and none of them sends the master's buffered records (N workers would send N copies).
+  def test_prefork_master_records_are_not_sent_by_workers
+    svc = new_service("prefork")
+    j = run_ok("prefork.rb", env: export_env(svc), args: ["3"]).json
+    assert_equal "deferred", j["master_phase"]
+    view = receiver.for_service(svc) { |v| v["logs"].size >= 3 }
+    got = view["logs"].map { |l| [l["body"], l["resource"]["process.pid"]] }.sort
+    assert_equal j["workers"].each_with_index.map { |pid, n| ["worker #{n} ready", pid] }.sort, got
+  end
 end
