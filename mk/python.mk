@@ -13,7 +13,7 @@ $(PY_VENV)/bin/python:
 
 # Reinstalled every run (a no-op rebuild is cheap; a stale extension would test old code).
 py-venv: deps $(PY_VENV)/bin/python
-	$(PY_VENV)/bin/pip install -q pytest opentelemetry-proto protobuf build
+	$(PY_VENV)/bin/pip install -q pytest opentelemetry-proto protobuf build mypy
 	$(PY_VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
 
 test-python: py-venv

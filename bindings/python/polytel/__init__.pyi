@@ -23,21 +23,63 @@ from ._polytel import (
 )
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-AttrValue = Union[str, int, float, bool, object]  # str/int/float/bool typed; anything else str(value)
-Phase = Literal["none", "console", "deferred", "full"]
+_AttrValue = Union[str, int, float, bool, object]  # str/int/float/bool typed; anything else str(value)
+_Phase = Literal["none", "console", "deferred", "full"]
 
 __version__: str
+__all__ = [
+    "bootstrap_worker",
+    "phase",
+    "trace",
+    "debug",
+    "info",
+    "warning",
+    "warn",
+    "error",
+    "fatal",
+    "critical",
+    "log",
+    "span",
+    "Span",
+    "current_span",
+    "counter_add",
+    "gauge_set",
+    "histogram_record",
+    "flush",
+    "shutdown",
+    "stats",
+    "strerror",
+    "err_name",
+    "now_ns",
+    "LoggingHandler",
+    "TRACE",
+    "DEBUG",
+    "INFO",
+    "WARN",
+    "ERROR",
+    "FATAL",
+    "OK",
+    "EINVAL",
+    "ENOMEM",
+    "EALREADY",
+    "ESTATE",
+    "ETIMEDOUT",
+    "ENOSYS",
+    "EIO",
+    "EDISABLED",
+    "EDROPPED",
+]
 DEFAULT_EXIT_TIMEOUT_MS: int
 
-class BootstrapResult(TypedDict, total=False):
-    phase: Phase
+class _BootstrapResult(TypedDict, total=False):
+    phase: _Phase
     status: Literal["started", "already running", "telemetry disabled", "error"]
     endpoint: Optional[str]
     service: str
     pid: int
     error: str
 
-def phase() -> Phase: ...
+def phase() -> _Phase: ...
 def bootstrap_worker(
     *,
     service_name: Optional[str] = ...,
@@ -61,27 +103,27 @@ def bootstrap_worker(
     console_level: Optional[Union[str, int]] = ...,
     max_memory_bytes: Optional[int] = ...,
     use_env: Optional[bool] = ...,
-) -> BootstrapResult: ...
+) -> _BootstrapResult: ...
 
 # Logs: msg is the body as given, never a format string. Target "app".
-def trace(msg: object, /, **attrs: AttrValue) -> None: ...
-def debug(msg: object, /, **attrs: AttrValue) -> None: ...
-def info(msg: object, /, **attrs: AttrValue) -> None: ...
-def warning(msg: object, /, **attrs: AttrValue) -> None: ...
-def warn(msg: object, /, **attrs: AttrValue) -> None: ...
-def error(msg: object, /, **attrs: AttrValue) -> None: ...
-def fatal(msg: object, /, **attrs: AttrValue) -> None: ...
-def critical(msg: object, /, **attrs: AttrValue) -> None: ...
-def log(level: int, target: str, msg: object, /, **attrs: AttrValue) -> None: ...
+def trace(msg: object, /, **attrs: _AttrValue) -> None: ...
+def debug(msg: object, /, **attrs: _AttrValue) -> None: ...
+def info(msg: object, /, **attrs: _AttrValue) -> None: ...
+def warning(msg: object, /, **attrs: _AttrValue) -> None: ...
+def warn(msg: object, /, **attrs: _AttrValue) -> None: ...
+def error(msg: object, /, **attrs: _AttrValue) -> None: ...
+def fatal(msg: object, /, **attrs: _AttrValue) -> None: ...
+def critical(msg: object, /, **attrs: _AttrValue) -> None: ...
+def log(level: int, target: str, msg: object, /, **attrs: _AttrValue) -> None: ...
 
 # Spans: a context manager and a decorator (sync, async, generators). Parents follow contextvars.
-def span(name: str, /, **attrs: AttrValue) -> Span: ...
+def span(name: str, /, **attrs: _AttrValue) -> Span: ...
 def current_span() -> Optional[Span]: ...
 
 # Metrics. Series are keyed by name + attributes.
-def counter_add(name: str, /, value: int = 1, unit: str = "", **attrs: AttrValue) -> None: ...
-def gauge_set(name: str, /, value: float, unit: str = "", **attrs: AttrValue) -> None: ...
-def histogram_record(name: str, /, value: float, unit: str = "", **attrs: AttrValue) -> None: ...
+def counter_add(name: str, /, value: int = 1, unit: str = "", **attrs: _AttrValue) -> None: ...
+def gauge_set(name: str, /, value: float, unit: str = "", **attrs: _AttrValue) -> None: ...
+def histogram_record(name: str, /, value: float, unit: str = "", **attrs: _AttrValue) -> None: ...
 
 # Blocking (the GIL is released): 0 when everything was delivered, else a negative polytel error code.
 def flush(timeout_ms: Optional[int] = 5000) -> int: ...

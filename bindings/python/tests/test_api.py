@@ -144,3 +144,14 @@ def test_values_that_mutate_their_container_are_safe():
     finally:
         log.removeHandler(h)
     assert polytel.phase() in ("console", "deferred", "full")
+
+
+def test_stubs_match_the_runtime(tmp_path):
+    """mypy's stubtest: every name, signature and type in the .pyi files against the installed module."""
+    import importlib.util
+
+    if importlib.util.find_spec("mypy") is None:
+        pytest.skip("mypy is installed by `make test-python`")
+    out = subprocess.run([sys.executable, "-m", "mypy.stubtest", "polytel"], cwd=str(tmp_path), capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
