@@ -22,7 +22,8 @@ Gem::Specification.new do |s|
   s.metadata = { "rubygems_mfa_required" => "true" }
 
   s.files = Dir.chdir(__dir__) do
-    Dir["lib/**/*.rb", "ext/polytel/*.{c,h,rb}", "ext/polytel/core/**/*", "README.md", "polytel.gemspec", "vendor_core.rb"]
+    Dir["lib/**/*.rb", "ext/polytel/*.{c,h,rb}", "ext/polytel/core/**/*", "sig/**/*.rbs", "README.md",
+        "polytel.gemspec", "vendor_core.rb"]
       .select { |f| File.file?(f) }
   end
   s.extensions = ["ext/polytel/extconf.rb"]
