@@ -27,6 +27,8 @@
 static _Atomic unsigned console_state =
     ST_PACK(POLYTEL_CONSOLE_STDERR, POLYTEL_CONSOLE_FORMAT_TEXT, POLYTEL_LEVEL_INFO, 0);
 static _Atomic int console_fd_override = -1;
+/* wasm: finished lines go to a JS function (console.info/warn/...) instead of a descriptor. */
+static _Atomic(polytel__console_writer_fn) console_writer;
 
 /* Longest slice of one string field (message, target, key, value) printed; the rest is marked. */
 #define FIELD_MAX 16384
@@ -393,10 +395,19 @@ void polytel__console_emit(int level, uint64_t time_ns, const char *target, size
   L.buf = buf, L.n = 0;
   build(&L, st, level, time_ns, target, target_len, msg, msg_len, attrs, n_attrs);
 
+  polytel__console_writer_fn writer = atomic_load_explicit(&console_writer, memory_order_acquire);
   int fd = atomic_load_explicit(&console_fd_override, memory_order_relaxed);
-  if (fd < 0) fd = ST_DEST(st) == POLYTEL_CONSOLE_STDOUT ? STDOUT_FILENO : STDERR_FILENO;
-  write_all(fd, buf, L.n);
+  if (writer && fd < 0) {
+    writer(level, buf, L.n && buf[L.n - 1] == '\n' ? L.n - 1 : L.n);
+  } else {
+    if (fd < 0) fd = ST_DEST(st) == POLYTEL_CONSOLE_STDOUT ? STDOUT_FILENO : STDERR_FILENO;
+    write_all(fd, buf, L.n);
+  }
   if (buf != stack) free(buf);
+}
+
+void polytel__console_set_writer(polytel__console_writer_fn fn) {
+  atomic_store_explicit(&console_writer, fn, memory_order_release);
 }
 
 void polytel__diag(int level, const char *fmt, ...) {

@@ -138,8 +138,8 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
   switch (ev->type) {
     case POLYTEL__EV_LOG_FMT: {
       const char *target, *fmt;
-      memcpy(&target, p + 16, 8);
-      memcpy(&fmt, p + 24, 8);
+      target = polytel__get_ptr(p + 16);
+      fmt = polytel__get_ptr(p + 24);
       size_t n = polytel__fmt_render(g_scratch, SCRATCH_CAP, fmt, p + 32, (size_t)(end - (p + 32)));
       polytel__log_rec_t r = {0};
       r.time_ns = polytel__ticks_to_unix(cc, ev->ts);
@@ -193,7 +193,7 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
     case POLYTEL__EV_SPAN_BEGIN: {
       cons_span_t *e = push(t);
       if (!e) return 0;
-      memcpy(&e->name, p + 16, 8);
+      e->name = polytel__get_ptr(p + 16);
       e->name_len = (uint32_t)strlen(e->name);
       e->start_ticks = ev->ts;
       return 0;
@@ -297,7 +297,7 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
     case POLYTEL__EV_HIST_STATIC: {
       polytel_metric_t *m;
       double v;
-      memcpy(&m, p + 16, 8);
+      m = (polytel_metric_t *)(uintptr_t)polytel__get_ptr(p + 16);
       memcpy(&v, p + 24, 8);
       polytel__metrics_hist_static(m, v);
       return 0;

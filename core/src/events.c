@@ -179,8 +179,8 @@ static void log_slow(polytel_level_t level, const char *target, const char *fmt,
         ev->flags = sig->n_args;
         ev->size = (uint32_t)size;
         ev->ts = polytel__ticks();
-        memcpy(p + 16, &target, 8);
-        memcpy(p + 24, &fmt, 8);
+        polytel__put_ptr(p + 16, target);
+        polytel__put_ptr(p + 24, fmt);
         lay_out(p + 32, caps, sig->n_args);
         polytel__commit(t, size);
       } else {
@@ -235,8 +235,8 @@ void polytel_log(polytel_level_t level, const char *target, const char *fmt, ...
           ev->flags = (uint16_t)n;
           ev->size = (uint32_t)size;
           ev->ts = polytel__ticks();
-          memcpy(p + 16, &target, 8);
-          memcpy(p + 24, &fmt, 8);
+          polytel__put_ptr(p + 16, target);
+          polytel__put_ptr(p + 24, fmt);
           int64_t *a = (int64_t *)(p + 32);
           for (int i = 0; i < n; i++)
             a[i] =
@@ -492,7 +492,7 @@ void polytel_span_begin(const char *name) {
   ev->flags = 0;
   ev->size = 24;
   ev->ts = polytel__ticks();
-  memcpy(p + 16, &name, 8);
+  polytel__put_ptr(p + 16, name);
   t->depth++;
   t->lim -= POLYTEL__END_RESERVE; /* == adjust_reserve() below the depth limit */
   polytel__commit(t, 24);
@@ -771,7 +771,7 @@ void polytel_histogram_record_static(polytel_metric_t *m, double value) {
   ev->flags = 0;
   ev->size = 32;
   ev->ts = 0;
-  memcpy(p + 16, &m, 8);
+  polytel__put_ptr(p + 16, m);
   memcpy(p + 24, &value, 8);
   polytel__commit(t, 32);
 }

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 #include "polytel.h"
@@ -206,6 +207,17 @@ static inline void polytel__commit(polytel__thread_t *t, size_t n) {
   t->pos += n;
   atomic_store_explicit(&t->cur->committed, (uint32_t)(t->pos - (uint8_t *)t->cur->data),
                         memory_order_release);
+}
+
+/* Pointers live in 8-byte event slots whatever their size (4 bytes on wasm32). */
+static inline void polytel__put_ptr(uint8_t *p, const void *ptr) {
+  uint64_t v = (uint64_t)(uintptr_t)ptr;
+  memcpy(p, &v, 8);
+}
+static inline const void *polytel__get_ptr(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return (const void *)(uintptr_t)v;
 }
 
 /* Relaxed single-writer increment: a plain add on x86, clean under TSan. */

@@ -75,6 +75,14 @@ uint32_t polytel__pipeline_in_flight(const polytel__pipeline_t *pl);
 /* Shutdown past its deadline: drop (and count) everything still queued, not in flight. */
 void polytel__pipeline_abandon(polytel__pipeline_t *pl);
 
+/*
+ * Phase 2 without libuv (wasm): enters FULL and hands back the pipeline for the
+ * host to drive (pump/next/done); polytel_shutdown() ends it.
+ */
+int polytel__init_full_external(const polytel_config_t *cfg, polytel__pipeline_t **out);
+/* The configuration in force (NULL before phase 1). */
+const polytel__cfg_t *polytel__current_cfg(void);
+
 /* A monotonic millisecond clock for transports. */
 uint64_t polytel__now_ms(void);
 
