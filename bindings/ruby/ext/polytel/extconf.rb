@@ -58,7 +58,14 @@ if use_system
   libdir = pkg_config("polytel", "variable=libdir")
   # The library is found at run time without LD_LIBRARY_PATH.
   $LDFLAGS << " -Wl,-rpath,#{libdir}" if libdir && !libdir.empty?
-  message "polytel: using the installed libpolytel (#{pkg_config("polytel", "modversion")}) from #{libdir}\n"
+  installed = pkg_config("polytel", "modversion").to_s.strip
+  message "polytel: using the installed libpolytel (#{installed}) from #{libdir}\n"
+  core = polytel_core_dir
+  ours = core && polytel_version(core)
+  if ours && installed.split(".").first != ours.split(".").first
+    message "polytel: note: this gem is #{ours}, the installed libpolytel #{installed} (another major version); " \
+            "POLYTEL_BUNDLED_CORE=1 builds the gem's own core instead\n"
+  end
 else
   core = polytel_core_dir or abort <<~MSG
 
