@@ -161,7 +161,7 @@ def _normalize(overrides):
 
 
 def _env(name, use_env):
-    return _os.environ.get(name) or None if use_env else None
+    return (_os.environ.get(name) or None) if use_env else None
 
 
 def _display(overrides, kw):
