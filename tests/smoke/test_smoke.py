@@ -158,7 +158,7 @@ def expected(has_fork: bool) -> dict:
                                   "scope": target, "attributes": st.get("attributes", {}), "span": span})
                 order.append((role, (LEVEL_TEXT[level], target, st["body"])))
             elif op == "span":
-                sp = {"name": st["name"], "parent": stack[-1]["name"] if stack else None,
+                sp = {"name": st["name"], "parent": stack[-1]["name"] if stack else None, "scope": "polytel",
                       "attributes": dict(st.get("attributes", {})), "status_code": 0}
                 p["spans"].append(sp)
                 if walk(st["steps"], role, stack + [sp]):
@@ -290,7 +290,7 @@ def normalize_process(items: dict, where: str) -> dict:
             if p:
                 assert p["trace_id"] == s["trace_id"], f"{where} span {s['name']!r} is in another trace than its parent"
         assert s["start_ns"] <= s["end_ns"], f"{where} span {s['name']!r} ends before it starts"
-        out_spans.append({"name": s["name"], "parent": parent, "attributes": s["attributes"],
+        out_spans.append({"name": s["name"], "parent": parent, "scope": s["scope"], "attributes": s["attributes"],
                           "status_code": s["status_code"]})
     out_logs = []
     for lg in items["logs"]:
@@ -309,6 +309,7 @@ def normalize_process(items: dict, where: str) -> dict:
         if m["name"].startswith("polytel."):
             continue  # the core's self-metrics (recorded/exported/dropped): not part of the scenario
         k = metric_key(m["name"], m["unit"], m["attributes"])
+        assert m["scope"] == "polytel", f"{where} counter {m['name']!r} under scope {m['scope']!r}, expected 'polytel'"
         assert m["type"] == "sum" and m["is_monotonic"] and m["temporality"] == 2, \
             f"{where} counter {m['name']!r} is not a monotonic cumulative sum: {m}"
         assert isinstance(m["value"], int), f"{where} counter {m['name']!r} is not an int sum: {m['value']!r}"
@@ -317,6 +318,25 @@ def normalize_process(items: dict, where: str) -> dict:
             counters[k] = m["value"]
     return {"spans": out_spans, "logs": out_logs, "counters": counters,
             "log_times": {lg["body"]: lg["time_ns"] for lg in items["logs"]}}
+
+
+SDK_LANGUAGE = {"c": "c", "python": "python", "ruby": "ruby", "wasm": "webjs"}
+
+
+def check_resource(items, lang: str, where: str) -> dict:
+    """One resource per process, with the keys every binding sets; returns the part all languages share."""
+    if not items:
+        return {}
+    resources = {canon(x["resource"]) for k in ("spans", "logs", "metrics") for x in items[k]}
+    assert len(resources) == 1, f"{where}: items of one process carry different resources: {sorted(resources)}"
+    res = json.loads(resources.pop())
+    missing = [k for k in ("service.name", "process.pid", "host.name", "process.executable.name", "telemetry.sdk.name",
+                           "telemetry.sdk.version", "telemetry.sdk.language") if k not in res]
+    assert not missing, f"{where}: resource without {missing}: {res}"
+    assert res["telemetry.sdk.name"] == "polytel", f"{where}: telemetry.sdk.name {res['telemetry.sdk.name']!r}"
+    assert res["telemetry.sdk.language"] == SDK_LANGUAGE[lang], \
+        f"{where}: telemetry.sdk.language {res['telemetry.sdk.language']!r}, expected {SDK_LANGUAGE[lang]!r}"
+    return {k: res[k] for k in ("host.name", "telemetry.sdk.name", "telemetry.sdk.version")}
 
 
 def canon(x) -> str:
@@ -433,6 +453,7 @@ def check_telemetry(r: dict, where: str, child_pid, result: dict) -> None:
         if role == "child" and not has_fork:
             continue
         try:
+            result.setdefault("resource", {})[role] = check_resource(by_pid.get(pid), r["lang"], f"{where} {role}")
             norm = normalize_process(by_pid.get(pid, {"spans": [], "logs": [], "metrics": []}),
                                      f"{where} {role} (pid {pid})")
             compare_process(where, f"{role} (process.pid {pid})", norm, want[role])
@@ -482,6 +503,9 @@ def test_same_telemetry_in_every_language(mode):
                     problems.append(f"{lang} vs {base}: {role} {kind}:{d}")
             if a[role]["counters"] != b[role]["counters"]:
                 problems.append(f"{lang} vs {base}: {role} counters {b[role]['counters']} != {a[role]['counters']}")
+            ra, rb = a.get("resource", {}).get(role), b.get("resource", {}).get(role)
+            if ra != rb:
+                problems.append(f"{lang} vs {base}: {role} resource (host, sdk name and version) {rb} != {ra}")
         for key in sorted(set(a["console"]) | set(b["console"])):
             la, lb = a["console"].get(key), b["console"].get(key)
             if lb is None and key.startswith("child#") and not HAS_FORK[lang]:
