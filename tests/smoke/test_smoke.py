@@ -135,11 +135,12 @@ def run(lang: str, mode: str) -> dict:
 
 
 def expected(has_fork: bool) -> dict:
-    """{"parent": proc, "child": proc | None}; proc = {spans, logs, counters, console, events}, from the scenario."""
+    """{"parent": proc, "child": proc | None, "order": [(role, console entry)]}; proc = {spans, logs, counters,
+    events}: what the scenario makes each process record, derived from scenario.json alone."""
     target = SCENARIO["target"]
 
     def proc():
-        return {"spans": [], "logs": [], "counters": defaultdict(int), "console": [], "events": []}
+        return {"spans": [], "logs": [], "counters": defaultdict(int), "events": []}
 
     procs = {"parent": proc(), "child": None}
     order = []  # (role, console entry) in execution order: the parent waits for its child
@@ -218,8 +219,9 @@ LINE_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z (TRACE|DEBUG|INFO
 
 
 def console_lines(r: dict) -> list[tuple[str, str, str]]:
-    """The console lines in order. Node's console sends info and below to stdout, warn and above to stderr;
-    the native workers write everything to stderr (POLYTEL_CONSOLE default) and nothing to stdout."""
+    """The console lines in order. The native workers write everything to stderr (the POLYTEL_CONSOLE default)
+    and nothing to stdout; the wasm binding prints through Node's console by level (docs/wasm.md): info and
+    below on stdout, warn and above on stderr."""
     where = f"[{r['lang']}, {MODE_LABEL[r['mode']]}]"
     parsed = {}
     for stream in ("stdout", "stderr"):
@@ -305,6 +307,7 @@ def normalize_process(items: dict, where: str) -> dict:
                          "span": span})
     counters = {}
     last = {}
+    series = defaultdict(list)
     for m in items["metrics"]:
         if m["name"].startswith("polytel."):
             continue  # the core's self-metrics (recorded/exported/dropped): not part of the scenario
@@ -313,9 +316,13 @@ def normalize_process(items: dict, where: str) -> dict:
         assert m["type"] == "sum" and m["is_monotonic"] and m["temporality"] == 2, \
             f"{where} counter {m['name']!r} is not a monotonic cumulative sum: {m}"
         assert isinstance(m["value"], int), f"{where} counter {m['name']!r} is not an int sum: {m['value']!r}"
+        series[k].append((m["time_ns"], m["value"]))
         if k not in last or m["time_ns"] >= last[k]:
             last[k] = m["time_ns"]  # cumulative: the latest collection holds the total
             counters[k] = m["value"]
+    for k, points in series.items():
+        values = [v for _, v in sorted(points)]
+        assert values == sorted(values), f"{where} cumulative counter {k} went down between collections: {values}"
     return {"spans": out_spans, "logs": out_logs, "counters": counters,
             "log_times": {lg["body"]: lg["time_ns"] for lg in items["logs"]}}
 
