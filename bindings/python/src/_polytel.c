@@ -783,9 +783,9 @@ typedef struct {
 
 /* (name, value=default, unit="", **attrs); `value` and `unit` may also come as keywords. */
 static int parse_metric(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                        metric_args_t *ma, PyObject *default_value) {
+                        metric_args_t *ma, int value_optional) {
   ma->name = NULL;
-  ma->value = default_value;
+  ma->value = NULL;
   ma->unit = NULL;
   if (nargs < 1 || nargs > 3) {
     PyErr_Format(PyExc_TypeError, "%s() takes 1 to 3 positional arguments (name, value, unit)", fname);
@@ -813,7 +813,7 @@ static int parse_metric(const char *fname, PyObject *const *args, Py_ssize_t nar
     PyErr_Format(PyExc_TypeError, "%s(): unit must be a str", fname);
     goto fail;
   }
-  if (!ma->value) {
+  if (!ma->value && !value_optional) {
     PyErr_Format(PyExc_TypeError, "%s() missing the value", fname);
     goto fail;
   }
@@ -826,18 +826,19 @@ fail:
 static PyObject *py_counter_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *kwnames) {
   (void)module;
-  static PyObject *one;
-  if (!one) one = PyLong_FromLong(1);
   metric_args_t ma;
-  if (parse_metric("counter_add", args, nargs, kwnames, &ma, one) < 0) return NULL;
+  if (parse_metric("counter_add", args, nargs, kwnames, &ma, 1) < 0) return NULL;
   PyObject *res = NULL;
-  if (!PyLong_Check(ma.value) || PyBool_Check(ma.value)) {
+  long long v = 1;
+  if (ma.value && (!PyLong_Check(ma.value) || PyBool_Check(ma.value))) {
     PyErr_Format(PyExc_TypeError, "counter_add(): value must be an int, not %.100s",
                  Py_TYPE(ma.value)->tp_name);
     goto out;
   }
-  long long v = PyLong_AsLongLong(ma.value);
-  if (v == -1 && PyErr_Occurred()) goto out;
+  if (ma.value) {
+    v = PyLong_AsLongLong(ma.value);
+    if (v == -1 && PyErr_Occurred()) goto out;
+  }
   if (v < 0) {
     PyErr_SetString(PyExc_ValueError, "counter_add(): a counter only goes up (value must be >= 0)");
     goto out;
@@ -856,7 +857,7 @@ out:
 static PyObject *double_metric(const char *fname, int kind, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames) {
   metric_args_t ma;
-  if (parse_metric(fname, args, nargs, kwnames, &ma, NULL) < 0) return NULL;
+  if (parse_metric(fname, args, nargs, kwnames, &ma, 0) < 0) return NULL;
   PyObject *res = NULL;
   double v = PyFloat_AsDouble(ma.value);
   if (v == -1.0 && PyErr_Occurred()) goto out;
@@ -1188,6 +1189,13 @@ static void module_free(void *m) {
 #endif
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
+#ifdef Py_mod_multiple_interpreters
+    /* The core is one per process: subinterpreters may share it, but only under the one GIL. */
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_USED}, /* module state and Span objects rely on the GIL */
+#endif
     {0, NULL},
 };
 #if defined(__GNUC__)
