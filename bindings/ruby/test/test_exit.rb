@@ -61,10 +61,13 @@ class TestExit < Minitest::Test
   end
 
   def test_stalled_collector_at_exit_is_bounded
+    stalled = -> { receiver.received["requests"].count { |q| q["fault"] == "stall" } }
+    before = stalled.call
     receiver.faults([{ "mode" => "stall", "count" => 1000 }])
     r = run_ok("no_receiver.rb", env: export_env(new_service("stall"), "POLYTEL_EXIT_TIMEOUT_MS" => "1000"),
                                  args: %w[at_exit], hang_limit: 60)
-    assert_nil r.json["shutdown_ok"]
+    assert_nil r.json["shutdown_ok"], "the worker leaves shutdown to its at_exit hook"
+    assert_operator stalled.call, :>, before, "the worker's export requests were not the stalled ones"
   ensure
     receiver.faults([])
   end
