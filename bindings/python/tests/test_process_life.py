@@ -159,3 +159,33 @@ def test_exit_with_no_receiver_is_bounded(service):
     code = "import polytel\npolytel.bootstrap_worker()\nfor i in range(50):\n    polytel.info('lost', i=i)\n"
     w = run_worker(code, env, timeout=30)  # the timeout is the hang guard
     assert w.returncode == 0, w.stderr
+
+
+GIL_WORKER = """
+import json, threading, time, polytel
+polytel.bootstrap_worker()
+out = {}
+for call in ("flush", "shutdown"):
+    polytel.info("pending for %s" % call)
+    entering = threading.Event()
+    def blocking():
+        entering.set()
+        out[call + "_rc"] = getattr(polytel, call)(timeout_ms=1500)
+    t = threading.Thread(target=blocking)
+    t.start()
+    entering.wait()
+    time.sleep(0.2)  # the thread is now inside the blocking call
+    total = sum(range(10000))  # needs the GIL
+    out[call + "_main_ran_meanwhile"] = t.is_alive() and total == 49995000
+    t.join()
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_blocking_calls_release_the_gil(receiver, service):
+    """While flush()/shutdown() wait on a stalled collector, other Python threads keep running."""
+    receiver.set_faults([{"mode": "stall", "count": 1000}])
+    r = run_worker(GIL_WORKER, worker_env(receiver, service, TELEMETRY_ENABLED="true"), timeout=60).check().result()
+    assert r["flush_main_ran_meanwhile"] is True
+    assert r["shutdown_main_ran_meanwhile"] is True
+    assert r["flush_rc"] < 0 and r["shutdown_rc"] < 0  # the collector never answered: both timed out
