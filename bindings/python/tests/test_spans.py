@@ -64,6 +64,12 @@ g.close()  # stopped early: not an error
 
 with polytel.span("status") as s:
     s.set_status("ok")
+
+wide = {"k%d" % i: i for i in range(40)}
+with polytel.span("wide", **wide) as s:
+    polytel.info("wide log", **wide)
+    for i in range(40, 60):
+        s.set_attribute("k%d" % i, str(i))
 out["rc"] = polytel.shutdown(timeout_ms=5000)
 print("RESULT " + json.dumps(out))
 """
@@ -165,8 +171,16 @@ def test_generator_and_status(spans):
 
 def test_total_span_count(spans):
     _, got = spans
-    # outer, middle, inner, 2 decorated.sync, gather-root, 2 task, 2 child, fails, fails.async, 2 gen, status
-    assert len(got) == 15
+    # outer, middle, inner, 2 decorated.sync, gather-root, 2 task, 2 child, fails, fails.async, 2 gen, status, wide
+    assert len(got) == 16
+
+
+def test_many_attributes(spans):
+    r, got = spans
+    expected = {"k%d" % i: i for i in range(40)}
+    assert named(got, "wide")["attributes"] == dict(expected, **{"k%d" % i: str(i) for i in range(40, 60)})
+    (log,) = [lg for lg in r["logs"] if lg["body"] == "wide log"]
+    assert log["attributes"] == expected
 
 
 def test_span_object_rules():
