@@ -55,6 +55,12 @@ class TestLogger < Minitest::Test
     assert_equal 9, log("raw line")["severity_number"]
   end
 
+  def test_a_record_nothing_wants_is_not_even_built
+    r = run_ok("logger.rb", env: export_env(new_service("quiet")))
+    assert_nil r.json["debug_block_ran"], "DEBUG is below both the console threshold and export"
+    assert_equal true, @j["debug_block_ran"], "with POLYTEL_LOG_LEVEL=debug the console wants it"
+  end
+
   def test_the_loggers_own_level_is_respected
     refute_includes bodies(@view["logs"]), "filtered by the logger's level"
     refute_includes @r.stderr, "filtered by the logger's level"

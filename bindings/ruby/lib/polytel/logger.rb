@@ -29,6 +29,8 @@ module Polytel
     def add(severity, message = nil, progname = nil)
       severity ||= UNKNOWN
       return true if severity < level
+      # Nothing would print or record it (e.g. DEBUG below POLYTEL_LOG_LEVEL): skip building the message.
+      return true if @logdev.nil? && !Polytel.level_enabled?(SEVERITY_LEVELS[severity.clamp(0, 5)])
 
       progname = @progname if progname.nil?
       if message.nil?

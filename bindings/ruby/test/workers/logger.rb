@@ -26,6 +26,9 @@ log.add(Logger::INFO, nil, "progname used as the message")
 log.info(k: 1)
 log << "raw line\n"
 
+quiet = Polytel::Logger.new(nil, target: "quiet")
+quiet.debug { out["debug_block_ran"] = true; "expensive" } # below POLYTEL_LOG_LEVEL=info and export
+
 log.level = Logger::WARN
 log.info("filtered by the logger's level")
 log.warn("kept at WARN")
