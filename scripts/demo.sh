@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# demo.sh — runs the smoke scenario's four workers (C, Python, Ruby, wasm under Node) through both phases and summarizes what they exported.
+# demo.sh — runs the smoke scenario's four workers (C, Python, Ruby, wasm/Node) in both phases; summarizes the export.
 #
 # Run by `make demo`, which first installs what is missing and builds everything. Each worker runs
 # tests/smoke/scenario.json with TELEMETRY_ENABLED=true: logs at load (phase 1, deferred), bootstrap
@@ -25,7 +25,8 @@ need "$BUILD_DIR/tests/smoke_worker" "make build"
 need "$PY" "make py-venv"
 need "$WASM_DIR/dist/polytel_wasm.mjs" "make wasm-build"
 need "$VENV_PY" "make deps"
-compgen -G "$RUBY_GEMS/specifications/polytel-*.gemspec" >/dev/null || need "$RUBY_GEMS/specifications/polytel-*.gemspec" "make ruby-gem"
+compgen -G "$RUBY_GEMS/specifications/polytel-*.gemspec" >/dev/null ||
+  need "$RUBY_GEMS/specifications/polytel-*.gemspec" "make ruby-gem"
 
 worker() {
   case $1 in

@@ -205,7 +205,8 @@ def expected_console(lang: str, mode: str, endpoint: str, has_fork: bool) -> lis
         elif entry == "bootstrap":
             if not enabled:
                 continue
-            line = ("INFO", "polytel", f'full telemetry: exporting to {endpoint} (http/protobuf) as service "smoke-{lang}"')
+            line = ("INFO", "polytel",
+                    f'full telemetry: exporting to {endpoint} (http/protobuf) as service "smoke-{lang}"')
         else:
             line = entry
         out.append((f"{role}#{seen[role]}", line))
@@ -248,7 +249,8 @@ def check_console(r: dict, expect: list[tuple[str, tuple]]) -> dict:
     is_warn = lambda x: LEVELS[x[0].lower()] >= LEVELS["warn"]  # noqa: E731
     if r["lang"] == "wasm":
         # Two streams: the order is checked within each (the relative order across two pipes is lost).
-        pairs = [([x for x in got if is_warn(x) == w], [e for e in expect if is_warn(e[1]) == w]) for w in (False, True)]
+        pairs = [([x for x in got if is_warn(x) == w], [e for e in expect if is_warn(e[1]) == w])
+                 for w in (False, True)]
     else:
         pairs = [(got, expect)]
     matched = {}
@@ -412,7 +414,8 @@ def outcome(lang: str, mode: str) -> dict:
 
 
 def check_exit(r: dict, where: str) -> None:
-    assert r["returncode"] == 0, f"{where} worker exited {r['returncode']}\nstdout:\n{r['stdout']}\nstderr:\n{r['stderr']}"
+    assert r["returncode"] == 0, \
+        f"{where} worker exited {r['returncode']}\nstdout:\n{r['stdout']}\nstderr:\n{r['stderr']}"
 
 
 def check_report(r: dict, where: str):
@@ -475,14 +478,14 @@ def check_telemetry(r: dict, where: str, child_pid, result: dict) -> None:
 
 
 def test_scenario_is_well_formed():
-    names = [sp["name"] for sp in expected(True)["parent"]["spans"] + (expected(True)["child"] or {"spans": []})["spans"]]
-    assert len(names) == len(set(names)), f"span names must be unique (parents are checked by name): {names}"
     want = expected(True)
+    names = [sp["name"] for sp in want["parent"]["spans"] + (want["child"] or {"spans": []})["spans"]]
+    assert len(names) == len(set(names)), f"span names must be unique (parents are checked by name): {names}"
     assert want["child"] is not None and want["child"]["logs"] and want["child"]["counters"], \
         "the scenario needs a fork child that logs and counts"
     assert any(sp["parent"] for sp in want["parent"]["spans"]), "the scenario needs nested spans"
     assert want["parent"]["counters"], "the scenario needs a counter"
-    assert [e for e in want["parent"]["events"]] == ["load", "bootstrap"]
+    assert want["parent"]["events"] == ["load", "bootstrap"], "the scenario loads, then bootstraps"
     assert SCENARIO["steps"][-1]["op"] == "exit", "the scenario ends without an explicit shutdown"
 
 
