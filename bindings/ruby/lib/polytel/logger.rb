@@ -30,7 +30,8 @@ module Polytel
       severity ||= UNKNOWN
       return true if severity < level
       # Nothing would print or record it (e.g. DEBUG below POLYTEL_LOG_LEVEL): skip building the message.
-      return true if @logdev.nil? && !Polytel.level_enabled?(SEVERITY_LEVELS[severity.clamp(0, 5)])
+      polytel_level = SEVERITY_LEVELS[severity.clamp(0, 5)]
+      return true if @logdev.nil? && !Polytel.level_enabled?(polytel_level)
 
       progname = @progname if progname.nil?
       if message.nil?
@@ -41,7 +42,7 @@ module Polytel
           progname = @progname
         end
       end
-      polytel_record(severity, message, progname)
+      polytel_record(polytel_level, message, progname)
       @logdev&.write(format_message(format_severity(severity), Time.now, progname, message))
       true
     end
@@ -55,8 +56,7 @@ module Polytel
 
     private
 
-    def polytel_record(severity, message, progname)
-      level = SEVERITY_LEVELS[severity.clamp(0, 5)]
+    def polytel_record(level, message, progname)
       attrs = progname.nil? ? nil : { "progname" => progname }
       case message
       when ::String
