@@ -27,6 +27,17 @@ class TestExit < Minitest::Test
     assert_equal n, count["value"]
   end
 
+  # Ruby turns SIGTERM into a SignalException: the span ends (error) and at_exit delivers everything.
+  def test_sigterm_loses_nothing
+    svc = new_service("term")
+    r = run_worker("sigterm.rb", env: export_env(svc), hang_limit: 60)
+    assert_equal 15, r.status.termsig, r.stderr
+    view = receiver.for_service(svc) { |v| v["logs"].size >= 500 && v["spans"].any? }
+    assert_equal (0...500).map { |i| "before term #{i}" }.sort, bodies(view["logs"]).sort
+    span = view["spans"].find { |s| s["name"] == "terminated" }
+    assert_equal [2, "SignalException"], [span["status_code"], span["attributes"]["exception.type"]]
+  end
+
   def test_bad_exit_timeout_warns_once_and_keeps_the_default
     r = run_ok(code: 'require "polytel"; p Polytel.exit_timeout_ms', env: { "POLYTEL_EXIT_TIMEOUT_MS" => "soon" })
     assert_equal "5000", r.stdout.strip
