@@ -6,6 +6,8 @@ Where the runtimes are (set by `make test-smoke`; defaults are the `make` build 
   POLYTEL_PY              the venv python with the binding pip-installed   default $BUILD/py-venv/bin/python
   POLYTEL_RUBY_GEM_HOME   GEM_HOME holding the installed polytel gem       default $BUILD/ruby-gems
   POLYTEL_WASM_DIR        the wasm package (built dist/)                   default <repo>/bindings/wasm
+A third mode runs the embedded file exporter (what `make demo` uses): the OTLP/JSON lines it writes, read
+back with tests/receiver/jsonl.py, must say the same as what the receiver got.
 A binding that is not built fails its tests with the make target that builds it; nothing is skipped.
 
 PYTEST_DONT_REWRITE: the failure messages below name the language and the difference; pytest's own
@@ -29,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "receiver"))
 
+from jsonl import load_dir  # noqa: E402
 from otlp_receiver import Receiver  # noqa: E402
 
 SCENARIO_PATH = os.path.join(HERE, "scenario.json")
@@ -39,8 +42,11 @@ WASM_DIR = os.environ.get("POLYTEL_WASM_DIR") or os.path.join(ROOT, "bindings", 
 
 LANGS = ["c", "python", "ruby", "wasm"]
 HAS_FORK = {"c": True, "python": True, "ruby": True, "wasm": False}
-MODES = {"enabled": {"TELEMETRY_ENABLED": "true"}, "unset": {}}
-MODE_LABEL = {"enabled": "TELEMETRY_ENABLED=true", "unset": "TELEMETRY_ENABLED unset"}
+MODES = {"enabled": {"TELEMETRY_ENABLED": "true"}, "unset": {}, "file": {"TELEMETRY_ENABLED": "true",
+                                                                        "POLYTEL_EXPORTER": "file"}}
+MODE_LABEL = {"enabled": "TELEMETRY_ENABLED=true", "unset": "TELEMETRY_ENABLED unset",
+              "file": "TELEMETRY_ENABLED=true POLYTEL_EXPORTER=file"}
+ENABLED = {"enabled": True, "unset": False, "file": True}
 LEVELS = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "error": 17, "fatal": 21}
 LEVEL_TEXT = {v: k.upper() for k, v in LEVELS.items()}
 RUN_TIMEOUT_S = 60  # a hang guard only: a normal run takes well under a second
@@ -106,10 +112,12 @@ def run(lang: str, mode: str) -> dict:
     argv, extra = worker_command(lang)
     with tempfile.TemporaryDirectory() as tmp, Receiver() as rcv:
         report = os.path.join(tmp, "report.jsonl")
+        export_dir = os.path.join(tmp, "export")
         env = clean_env()
         env.update(extra)
         env.update(MODES[mode])
-        env.update(OTEL_SERVICE_NAME=f"smoke-{lang}", OTEL_EXPORTER_OTLP_ENDPOINT=rcv.endpoint, SMOKE_REPORT=report)
+        env.update(OTEL_SERVICE_NAME=f"smoke-{lang}", OTEL_EXPORTER_OTLP_ENDPOINT=rcv.endpoint, SMOKE_REPORT=report,
+                   POLYTEL_EXPORT_DIR=export_dir)
         proc = subprocess.Popen(argv + [SCENARIO_PATH], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, cwd=tmp)
         try:
@@ -121,11 +129,20 @@ def run(lang: str, mode: str) -> dict:
                         f"stderr:\n{err}", pytrace=False)
         # Every process of the run has exited (the parent waits for its fork child), and the exit hooks
         # return only once delivery is done or failed: nothing more can arrive.
-        got = rcv.received()
+        received = rcv.received()
+        got, file_error = received, None
+        if mode == "file":
+            got = None
+            try:
+                got = load_dir(export_dir)  # strict: a malformed or torn line raises, naming file:line
+            except (OSError, ValueError) as e:
+                file_error = f"{type(e).__name__}: {e}"
         lines = open(report).read().splitlines() if os.path.exists(report) else []
         result = {
             "lang": lang, "mode": mode, "pid": proc.pid, "returncode": proc.returncode, "stdout": out,
-            "stderr": err, "got": got, "report": [json.loads(ln) for ln in lines], "endpoint": rcv.endpoint,
+            "stderr": err, "got": got, "received": received, "file_error": file_error,
+            "report": [json.loads(ln) for ln in lines],
+            "target": export_dir if mode == "file" else rcv.endpoint,
         }  # fmt: skip
     _runs[key] = result
     return result
@@ -190,11 +207,11 @@ def metric_key(name, unit, attrs) -> str:
     return json.dumps([name, unit, attrs], sort_keys=True)
 
 
-def expected_console(lang: str, mode: str, endpoint: str, has_fork: bool) -> list[tuple[str, tuple]]:
+def expected_console(lang: str, mode: str, target: str, has_fork: bool) -> list[tuple[str, tuple]]:
     """(key, (LEVEL, target, message)) for each console line, in order, from the scenario and the phase table.
     key = "<role>#<n>" (the n-th line of the parent or the fork child), to compare languages line by line."""
     out = []
-    enabled = mode == "enabled"
+    enabled = ENABLED[mode]
     seen = defaultdict(int)
     for role, entry in expected(has_fork)["order"]:
         if entry == "load":
@@ -205,8 +222,9 @@ def expected_console(lang: str, mode: str, endpoint: str, has_fork: bool) -> lis
         elif entry == "bootstrap":
             if not enabled:
                 continue
-            line = ("INFO", "polytel",
-                    f'full telemetry: exporting to {endpoint} (http/protobuf) as service "smoke-{lang}"')
+            where = (f"writing OTLP/JSON lines to {target}/" if mode == "file"
+                     else f"exporting to {target} (http/protobuf)")
+            line = ("INFO", "polytel", f'full telemetry: {where} as service "smoke-{lang}"')
         else:
             line = entry
         out.append((f"{role}#{seen[role]}", line))
@@ -402,8 +420,8 @@ def outcome(lang: str, mode: str) -> dict:
     part(lambda: child_pid.append(check_report(r, where)))
 
     def console():
-        matched = check_console(r, expected_console(lang, mode, r["endpoint"], HAS_FORK[lang]))
-        result["console"] = {k: v.replace(f"smoke-{lang}", "smoke-LANG").replace(r["endpoint"], "ENDPOINT")
+        matched = check_console(r, expected_console(lang, mode, r["target"], HAS_FORK[lang]))
+        result["console"] = {k: v.replace(f"smoke-{lang}", "smoke-LANG").replace(r["target"], "TARGET")
                              for k, v in matched.items()}
 
     part(console)
@@ -421,7 +439,7 @@ def check_exit(r: dict, where: str) -> None:
 def check_report(r: dict, where: str):
     """What each process observed (its report lines): phases after load and bootstrap, the fork child. Returns
     the fork child's pid (None without fork)."""
-    enabled = r["mode"] == "enabled"
+    enabled = ENABLED[r["mode"]]
     rep = r["report"]
     parent = [x for x in rep if x["pid"] == r["pid"]]
     assert parent and parent[0]["event"] == "load", f"{where} no report from the worker process {r['pid']}: {rep}"
@@ -447,10 +465,16 @@ def check_report(r: dict, where: str):
 def check_telemetry(r: dict, where: str, child_pid, result: dict) -> None:
     got = r["got"]
     if r["mode"] != "enabled":
-        assert not got["requests"] and not got["errors"], \
-            f"{where} telemetry is off but the receiver got {len(got['requests'])} requests: " \
-            f"{[q['path'] for q in got['requests']]} errors {got['errors']}"
-        return
+        rcv = r["received"]
+        why = "telemetry is off" if r["mode"] == "unset" else "the file exporter is on"
+        assert not rcv["requests"] and not rcv["errors"], \
+            f"{where} {why} but the receiver got {len(rcv['requests'])} requests: " \
+            f"{[q['path'] for q in rcv['requests']]} errors {rcv['errors']}"
+        if r["mode"] == "unset":
+            return
+        assert got is not None, f"{where} the file exporter's output is not OTLP/JSON lines: {r['file_error']}"
+        files = sorted({os.path.basename(q["path"]) for q in got["requests"]})
+        assert files == ["logs.jsonl", "metrics.jsonl", "traces.jsonl"], f"{where} file exporter wrote {files}"
     has_fork = HAS_FORK[r["lang"]]
     want = expected(has_fork)
     assert not got["errors"], f"{where} the receiver refused requests: {got['errors']}"
