@@ -311,6 +311,9 @@ def normalize_process(items: dict, where: str) -> dict:
             parent = p["name"] if p else f"<unknown span {s['parent_span_id']}>"
             if p:
                 assert p["trace_id"] == s["trace_id"], f"{where} span {s['name']!r} is in another trace than its parent"
+                assert p["start_ns"] <= s["start_ns"] and s["end_ns"] <= p["end_ns"], \
+                    f"{where} span {s['name']!r} [{s['start_ns']}, {s['end_ns']}] is not within its parent " \
+                    f"{p['name']!r} [{p['start_ns']}, {p['end_ns']}]"
         assert s["start_ns"] <= s["end_ns"], f"{where} span {s['name']!r} ends before it starts"
         out_spans.append({"name": s["name"], "parent": parent, "scope": s["scope"], "attributes": s["attributes"],
                           "status_code": s["status_code"]})
@@ -322,6 +325,10 @@ def normalize_process(items: dict, where: str) -> dict:
             span = sp["name"] if sp else f"<unknown span {lg['span_id']}>"
             if sp:
                 assert lg["trace_id"] == sp["trace_id"], f"{where} log {lg['body']!r}: trace id is not its span's"
+                # Recorded while the span was open: a trace viewer shows it outside the span otherwise.
+                t, start, end = lg["time_ns"], sp["start_ns"], sp["end_ns"]
+                assert start <= t <= end, f"{where} log {lg['body']!r} at {t} is outside its span {sp['name']!r} " \
+                                          f"[{start}, {end}]: {t - start if t < start else t - end:+d} ns"
         out_logs.append({"body": lg["body"], "severity_number": lg["severity_number"],
                          "severity_text": lg["severity_text"], "scope": lg["scope"], "attributes": lg["attributes"],
                          "span": span})
