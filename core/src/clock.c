@@ -9,6 +9,23 @@
 #include <cpuid.h>
 #endif
 
+#ifdef __EMSCRIPTEN__
+#include <emscripten.h>
+/* CLOCK_REALTIME is Date.now() there: whole milliseconds, while CLOCK_MONOTONIC (performance.now()) has
+ * microseconds. Span times (polytel_now_ns) and converted log ticks must come from one clock, or a log
+ * lands outside its span. */
+EM_JS(double, polytel__js_wall_ms, (void), { return performance.timeOrigin + performance.now(); })
+static uint64_t wall_ns(void) {
+  return (uint64_t)(polytel__js_wall_ms() * 1e6);
+}
+#else
+static uint64_t wall_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+#endif
+
 int polytel__g_use_tsc;
 static uint64_t g_tick0, g_mono0;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -36,11 +53,9 @@ void polytel__clock_init(void) {
  */
 void polytel__clock_conv(polytel__clock_conv_t *c) {
   polytel__clock_init();
-  struct timespec wall;
   uint64_t mono = polytel__mono_ns();
   uint64_t tick = polytel__ticks();
-  clock_gettime(CLOCK_REALTIME, &wall);
-  uint64_t wall_ns = (uint64_t)wall.tv_sec * 1000000000u + (uint64_t)wall.tv_nsec;
+  uint64_t wall = wall_ns();
   c->tick0 = g_tick0;
   c->mono0 = g_mono0;
   if (polytel__g_use_tsc && tick > g_tick0 && mono > g_mono0)
@@ -48,13 +63,11 @@ void polytel__clock_conv(polytel__clock_conv_t *c) {
   else
     c->ns_per_tick = 1.0; /* ticks are monotonic ns (or no time has passed) */
   if (polytel__g_use_tsc && !(tick > g_tick0 && mono > g_mono0)) c->ns_per_tick = 0.0;
-  c->wall_minus_mono = (int64_t)wall_ns - (int64_t)mono;
+  c->wall_minus_mono = (int64_t)wall - (int64_t)mono;
 }
 
 uint64_t polytel_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  return wall_ns();
 }
 
 uint64_t polytel__now_ms(void) {
