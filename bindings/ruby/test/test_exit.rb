@@ -71,6 +71,17 @@ class TestExit < Minitest::Test
                    "phase" => "none" }, j)
   end
 
+  def test_a_trap_that_does_not_raise_only_resumes_the_wait
+    receiver.faults([{ "status" => 200, "delay_ms" => 1000, "count" => 50 }])
+    svc = new_service("trap")
+    j = run_ok("trap.rb", env: export_env(svc), hang_limit: 60).json
+    assert_equal({ "flush" => true, "shutdown" => true, "traps" => 2 }, j)
+    view = receiver.for_service(svc) { |v| v["logs"].size >= 2 }
+    assert_equal ["slow delivery 1", "slow delivery 2"], bodies(view["logs"]).sort
+  ensure
+    receiver.faults([])
+  end
+
   def test_stalled_collector_at_exit_is_bounded
     stalled = -> { receiver.received["requests"].count { |q| q["fault"] == "stall" } }
     before = stalled.call

@@ -13,8 +13,6 @@
 
 /* Attributes per call: more than this are left out (counted by nobody, so keep it generous). */
 #define PT_MAX_ATTRS 48
-/* Blocking waits are cut into slices so an interrupt (Ctrl-C, Thread#raise) is seen within one. */
-#define PT_SLICE_MS 50
 
 static VALUE pt_mPolytel;
 static VALUE pt_cSpanContext;
@@ -735,9 +733,17 @@ static VALUE pt_histogram_record(int argc, VALUE *argv, VALUE self) {
 
 /* ------------------------------------------------------------ blocking calls, without the GVL */
 
+/*
+ * The pattern for each wait: the no-GVL function returns when its work is done or when the unblock
+ * function ran; the Ruby side then calls it again unless the work is done. A real interrupt
+ * (Thread#raise, Ctrl-C) raises out of rb_thread_call_without_gvl and ends the loop; one that does
+ * not raise (a trap handler ran) only costs a resumed wait.
+ */
 typedef struct {
-  uint32_t timeout_ms;
-  int interrupted; /* set by the unblock function, read between slices */
+  uint64_t deadline_ms;
+  uint32_t slice_ms;
+  int interrupted; /* set by the unblock function */
+  int finished;
   int rc;
   const polytel_config_t *cfg;
 } pt_block_t;
@@ -752,47 +758,167 @@ static uint64_t pt_mono_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Flush in slices until delivered, the deadline, or an interrupt. Returns the last flush result. */
-static int pt_sliced_flush(pt_block_t *b, uint64_t deadline) {
-  for (;;) {
-    uint64_t now = pt_mono_ms();
-    uint32_t left = now >= deadline ? 0 : (uint32_t)(deadline - now);
-    uint32_t slice = left < PT_SLICE_MS ? left : PT_SLICE_MS;
-    int rc = polytel_flush(slice);
-    if (rc != POLYTEL_ETIMEDOUT || slice == 0 || __atomic_load_n(&b->interrupted, __ATOMIC_ACQUIRE))
-      return rc;
-  }
-}
+/*
+ * polytel_flush cannot be cancelled, so it is called in slices and the unblock function is seen
+ * between them. Each call waits for what was recorded before *it*, so slices start short (a local
+ * collector answers within the first) and grow, so a slow collector under continuous load still
+ * completes one; the cap bounds how long an interrupt waits.
+ */
+#define PT_SLICE_FIRST_MS 50
+#define PT_SLICE_MAX_MS 1000
 
 static void *pt_flush_nogvl(void *p) {
   pt_block_t *b = p;
   /* Only phase 2 has a loop to deliver with; elsewhere waiting would only burn the timeout. */
-  if (polytel_phase() == POLYTEL_PHASE_FULL)
-    b->rc = pt_sliced_flush(b, pt_mono_ms() + b->timeout_ms);
-  else
+  if (polytel_phase() != POLYTEL_PHASE_FULL) {
     b->rc = polytel_flush(0);
+    b->finished = 1;
+    return NULL;
+  }
+  while (!__atomic_load_n(&b->interrupted, __ATOMIC_ACQUIRE)) {
+    uint64_t now = pt_mono_ms();
+    uint32_t left = now >= b->deadline_ms ? 0 : (uint32_t)(b->deadline_ms - now);
+    b->rc = polytel_flush(left < b->slice_ms ? left : b->slice_ms);
+    if (b->rc != POLYTEL_ETIMEDOUT || left <= b->slice_ms) {
+      b->finished = 1;
+      break;
+    }
+    b->slice_ms = b->slice_ms * 2 > PT_SLICE_MAX_MS ? PT_SLICE_MAX_MS : b->slice_ms * 2;
+  }
   return NULL;
 }
 
-static void *pt_shutdown_nogvl(void *p) {
-  pt_block_t *b = p;
-  uint64_t deadline = pt_mono_ms() + b->timeout_ms;
+/*
+ * Shutdown waits in one piece (slicing polytel_shutdown is not possible, and slicing its flush would
+ * let new records keep it waiting). It runs on a helper thread so that an interrupt can end the
+ * *wait*: the caller returns at once, while the helper finishes within the timeout on its own and
+ * frees the job if nobody waits for it any more.
+ */
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  uint32_t timeout_ms;
+  int rc;
+  int started;   /* the helper exists (or the call ran inline) */
+  int done;      /* polytel_shutdown has returned */
+  int abandoned; /* the caller stopped waiting: the helper frees the job */
+  int interrupted;
+} pt_shutdown_job_t;
+
+static void pt_shutdown_job_free(pt_shutdown_job_t *job) {
+  pthread_cond_destroy(&job->cv);
+  pthread_mutex_destroy(&job->mu);
+  free(job);
+}
+
+/*
+ * A flush first, then shutdown with what is left of the timeout. polytel_shutdown alone drains the
+ * logs and spans still in other threads' blocks but exports metrics collected before that drain
+ * (Ruby caches native threads, so finished Ruby threads never hand their blocks off at thread
+ * exit): a counter would lose its last increments. The flush hands every thread's block off first.
+ * It runs in slices, like Polytel.flush, so that a caller who stopped waiting (an interrupt) makes
+ * the shutdown immediate: its mutex must not stay held for the rest of a long timeout.
+ */
+static int pt_flush_then_shutdown(pt_shutdown_job_t *job) {
+  uint64_t deadline = pt_mono_ms() + job->timeout_ms;
   if (polytel_phase() == POLYTEL_PHASE_FULL) {
-    pt_sliced_flush(b, deadline);
-    uint64_t now = pt_mono_ms();
-    uint32_t left = __atomic_load_n(&b->interrupted, __ATOMIC_ACQUIRE) || now >= deadline
-                        ? 0
-                        : (uint32_t)(deadline - now);
-    b->rc = polytel_shutdown(left);
-  } else {
-    b->rc = polytel_shutdown(b->timeout_ms);
+    uint32_t slice = PT_SLICE_FIRST_MS;
+    while (!__atomic_load_n(&job->abandoned, __ATOMIC_ACQUIRE)) {
+      uint64_t now = pt_mono_ms();
+      uint32_t left = now >= deadline ? 0 : (uint32_t)(deadline - now);
+      if (polytel_flush(left < slice ? left : slice) != POLYTEL_ETIMEDOUT || left <= slice) break;
+      slice = slice * 2 > PT_SLICE_MAX_MS ? PT_SLICE_MAX_MS : slice * 2;
+    }
   }
+  uint64_t now = pt_mono_ms();
+  int quick = __atomic_load_n(&job->abandoned, __ATOMIC_ACQUIRE) || now >= deadline;
+  return polytel_shutdown(quick ? 0 : (uint32_t)(deadline - now));
+}
+
+static void *pt_shutdown_helper(void *p) {
+  pt_shutdown_job_t *job = p;
+  int rc = pt_flush_then_shutdown(job);
+  pthread_mutex_lock(&job->mu);
+  job->rc = rc;
+  job->done = 1;
+  pthread_cond_signal(&job->cv);
+  int free_it = job->abandoned;
+  pthread_mutex_unlock(&job->mu);
+  if (free_it) pt_shutdown_job_free(job);
   return NULL;
+}
+
+static void pt_shutdown_ubf(void *p) {
+  pt_shutdown_job_t *job = p;
+  pthread_mutex_lock(&job->mu);
+  job->interrupted = 1;
+  pthread_cond_signal(&job->cv);
+  pthread_mutex_unlock(&job->mu);
+}
+
+static void *pt_shutdown_nogvl(void *p) {
+  pt_shutdown_job_t *job = p;
+  pthread_mutex_lock(&job->mu);
+  if (!job->started) {
+    job->started = 1;
+    pthread_t t;
+    if (pthread_create(&t, NULL, pt_shutdown_helper, job) != 0) {
+      pthread_mutex_unlock(&job->mu);
+      int rc = pt_flush_then_shutdown(job); /* no thread to spare: wait here, uninterruptibly */
+      pthread_mutex_lock(&job->mu);
+      job->rc = rc;
+      job->done = 1;
+    } else {
+      pthread_detach(t);
+    }
+  }
+  while (!job->done && !job->interrupted) pthread_cond_wait(&job->cv, &job->mu);
+  job->interrupted = 0;
+  pthread_mutex_unlock(&job->mu);
+  return NULL;
+}
+
+static int pt_shutdown_done(pt_shutdown_job_t *job) {
+  pthread_mutex_lock(&job->mu);
+  int done = job->done;
+  pthread_mutex_unlock(&job->mu);
+  return done;
+}
+
+/* The caller's side, on its C stack. */
+typedef struct {
+  pt_shutdown_job_t *job;
+  int rc;
+} pt_shutdown_call_t;
+
+static VALUE pt_shutdown_wait(VALUE arg) {
+  pt_shutdown_job_t *job = ((pt_shutdown_call_t *)arg)->job;
+  do {
+    rb_thread_call_without_gvl(pt_shutdown_nogvl, job, pt_shutdown_ubf, job);
+  } while (!pt_shutdown_done(job));
+  return Qnil;
+}
+
+/*
+ * Runs however the wait ended. A job whose helper is still running becomes the helper's to free;
+ * any other is ours (a helper that set `done` under the lock touches the job no more).
+ */
+static VALUE pt_shutdown_release(VALUE arg) {
+  pt_shutdown_call_t *call = (pt_shutdown_call_t *)arg;
+  pt_shutdown_job_t *job = call->job;
+  pthread_mutex_lock(&job->mu);
+  int helper_owns = job->started && !job->done;
+  if (helper_owns) __atomic_store_n(&job->abandoned, 1, __ATOMIC_RELEASE);
+  if (job->done) call->rc = job->rc;
+  pthread_mutex_unlock(&job->mu);
+  if (!helper_owns) pt_shutdown_job_free(job);
+  return Qnil;
 }
 
 static void *pt_bootstrap_nogvl(void *p) {
   pt_block_t *b = p;
   b->rc = polytel_init_full_telemetry(NULL, b->cfg);
+  b->finished = 1;
   return NULL;
 }
 
@@ -804,16 +930,27 @@ static uint32_t pt_timeout_arg(VALUE v) {
 
 static VALUE pt_flush(VALUE self, VALUE timeout_ms) {
   (void)self;
-  pt_block_t b = {pt_timeout_arg(timeout_ms), 0, POLYTEL_ETIMEDOUT, NULL};
-  rb_thread_call_without_gvl(pt_flush_nogvl, &b, pt_ubf, &b);
+  pt_block_t b = {.deadline_ms = pt_mono_ms() + pt_timeout_arg(timeout_ms),
+                  .slice_ms = PT_SLICE_FIRST_MS,
+                  .rc = POLYTEL_ETIMEDOUT};
+  do {
+    b.interrupted = 0;
+    rb_thread_call_without_gvl(pt_flush_nogvl, &b, pt_ubf, &b);
+  } while (!b.finished);
   return INT2NUM(b.rc);
 }
 
 static VALUE pt_shutdown(VALUE self, VALUE timeout_ms) {
   (void)self;
-  pt_block_t b = {pt_timeout_arg(timeout_ms), 0, POLYTEL_ETIMEDOUT, NULL};
-  rb_thread_call_without_gvl(pt_shutdown_nogvl, &b, pt_ubf, &b);
-  return INT2NUM(b.rc);
+  uint32_t t = pt_timeout_arg(timeout_ms);
+  pt_shutdown_job_t *job = calloc(1, sizeof *job);
+  if (!job) rb_memerror();
+  pthread_mutex_init(&job->mu, NULL);
+  pthread_cond_init(&job->cv, NULL);
+  job->timeout_ms = t;
+  pt_shutdown_call_t call = {job, POLYTEL_ETIMEDOUT};
+  rb_ensure(pt_shutdown_wait, (VALUE)&call, pt_shutdown_release, (VALUE)&call);
+  return INT2NUM(call.rc);
 }
 
 /* String fields of polytel_config_t that bootstrap_worker may override. */
@@ -888,8 +1025,12 @@ static VALUE pt_bootstrap(VALUE self, VALUE opts) {
     *(const char **)((char *)&cfg + pt_cfg_strings[i].offset) = w;
     w += len + 1;
   }
-  pt_block_t b = {0, 0, POLYTEL_ESTATE, &cfg};
-  rb_thread_call_without_gvl(pt_bootstrap_nogvl, &b, pt_ubf, &b);
+  /* The unblock function cannot cut phase 2's start short (it is brief); a non-raising interrupt
+   * that made Ruby skip the call gets it run again. */
+  pt_block_t b = {.rc = POLYTEL_ESTATE, .cfg = &cfg};
+  do {
+    rb_thread_call_without_gvl(pt_bootstrap_nogvl, &b, pt_ubf, &b);
+  } while (!b.finished);
   if (holder) ALLOCV_END(holder);
   return INT2NUM(b.rc);
 }
