@@ -3,7 +3,8 @@ TEST_TARGETS += test-reliability test-fuzz test-valgrind test-bindings-asan
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := encode config console
 FUZZ_OUT := $(CURDIR)/$(BUILD)/fuzz
-RELIABILITY_ENV := POLYTEL_BUILD_DIR=$(CURDIR)/$(BUILD) POLYTEL_PY=$(PY_VENV)/bin/python POLYTEL_GEM_HOME=$(RUBY_GEM_HOME)
+RELIABILITY_ENV = POLYTEL_BUILD_DIR=$(CURDIR)/$(BUILD) POLYTEL_PY=$(PY_VENV)/bin/python POLYTEL_GEM_HOME=$(RUBY_GEM_HOME)
+# (RELIABILITY_ENV is recursive: ruby.mk, which defines RUBY_GEM_HOME, is included after this file.)
 # The ASan runtime preloaded into interpreters that are not themselves instrumented.
 LIBASAN := $(shell gcc -print-file-name=libasan.so 2>/dev/null)
 ASAN_PY_VENV := $(CURDIR)/$(BUILD)/py-asan-venv
