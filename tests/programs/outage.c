@@ -108,6 +108,15 @@ int main(int argc, char **argv) {
     if (d > worst_tick_ns) worst_tick_ns = d;
   }
   uint64_t emit_cpu_ns = cpu_ns() - cpu0, wall_ns = mono_ns() - t0;
+  /* Medians per 500 ms window: where in the run (up, down, recovering) the caller paid more. */
+  char windows[2048];
+  size_t wl = 0;
+  windows[0] = '\0';
+  for (uint64_t w = 0; w + 500 <= ticks && wl + 32 < sizeof windows; w += 500) {
+    qsort(tick_ns + w, 500, sizeof *tick_ns, cmp_u64);
+    wl += (size_t)snprintf(windows + wl, sizeof windows - wl, "%s%.1f", w ? ", " : "",
+                           (double)tick_ns[w + 250] / (double)per_tick);
+  }
   qsort(tick_ns, ticks, sizeof *tick_ns, cmp_u64);
   double median_ns_per_event = (double)tick_ns[ticks / 2] / (double)per_tick;
   double p99_ns_per_event = (double)tick_ns[ticks - 1 - ticks / 100] / (double)per_tick;
@@ -124,7 +133,8 @@ int main(int argc, char **argv) {
   polytel_stats(&st);
   printf(
       "RESULT {\"init_rc\": %d, \"shutdown_rc\": %d, \"emitted\": %lld, \"rate\": %ld, \"wall_s\": %.3f, "
-      "\"busy_s\": %.4f, \"median_ns_per_event\": %.2f, \"p99_ns_per_event\": %.2f, \"emit_cpu_s\": %.4f, "
+      "\"busy_s\": %.4f, \"median_ns_per_event\": %.2f, \"p99_ns_per_event\": %.2f, \"window_median_ns\": "
+      "[%s], \"emit_cpu_s\": %.4f, "
       "\"late_ticks\": %llu, \"worst_tick_ms\": %.3f, "
       "\"shutdown_s\": %.3f, \"max_rss_kib\": %ld, \"ru_maxrss_kib\": %ld, \"rss_before_init_kib\": %ld, "
       "\"rss_after_init_kib\": "
@@ -135,7 +145,7 @@ int main(int argc, char **argv) {
       "\"dropped_invalid\": %llu, \"export_requests\": %llu, \"export_retries\": %llu, \"export_failures\": "
       "%llu}\n",
       init_rc, rc, (long long)seq, rate, (double)wall_ns / 1e9, (double)busy_ns / 1e9, median_ns_per_event,
-      p99_ns_per_event, (double)emit_cpu_ns / 1e9, (unsigned long long)late_ticks,
+      p99_ns_per_event, windows, (double)emit_cpu_ns / 1e9, (unsigned long long)late_ticks,
       (double)worst_tick_ns / 1e6, (double)shutdown_wall_ns / 1e9, max_rss_kib(), ru_maxrss_kib(),
       rss_before_init, rss_after_init, (unsigned long long)st.buffer_bytes_max,
       (unsigned long long)mid.buffer_bytes, (unsigned long long)st.recorded, (unsigned long long)st.exported,

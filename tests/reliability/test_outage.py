@@ -75,6 +75,7 @@ def check_accounting(res: dict, got: list[int]) -> dict:
             "rss_after_init_mib": round(res["rss_after_init_kib"] / 1024, 1), "rss_cap_mib": RSS_CAP // MIB,
             "caller_ns_per_event": round(res["busy_s"] * 1e9 / res["emitted"], 1),
             "caller_median_ns_per_event": res["median_ns_per_event"], "caller_p99_ns_per_event": res["p99_ns_per_event"],
+            "caller_median_ns_per_500ms": res["window_median_ns"],
             "caller_cpu_ns_per_event": round(res["emit_cpu_s"] * 1e9 / res["emitted"], 1),
             "late_ticks": res["late_ticks"], "export_retries": res["export_retries"],
             "shutdown_s": res["shutdown_s"], "wall_s": res["wall_s"]}
