@@ -56,3 +56,32 @@ def test_threads_exact_totals(receiver, service):
     s = r["stats"]
     assert s["logs_recorded"] == 2 * n_threads * n
     assert s["spans_recorded"] == n_threads * n
+
+
+LIVE_WORKER = """
+import json, threading, polytel
+polytel.bootstrap_worker()
+recorded, stop = threading.Event(), threading.Event()
+
+def background():
+    for i in range(300):
+        polytel.info("from a live thread", i=i)
+        polytel.counter_add("live.count")
+    recorded.set()
+    stop.wait()  # still alive, its block not handed off by a thread exit
+
+t = threading.Thread(target=background, daemon=True)
+t.start()
+recorded.wait()
+print("RESULT " + json.dumps({"rc": polytel.shutdown(timeout_ms=5000)}))
+"""
+
+
+def test_shutdown_drains_threads_that_are_still_running(receiver, service):
+    env = worker_env(receiver, service, TELEMETRY_ENABLED="true", POLYTEL_CONSOLE="off",
+                     OTEL_BLRP_SCHEDULE_DELAY="60000", OTEL_METRIC_EXPORT_INTERVAL="60000")  # fmt: skip
+    assert run_worker(LIVE_WORKER, env).check().result()["rc"] == 0
+    got = receiver.received()
+    logs = of_service(got["logs"], service)
+    assert sorted(lg["attributes"]["i"] for lg in logs) == list(range(300))
+    assert [p["value"] for p in last_points(of_service(got["metrics"], service), "live.count").values()] == [300]
