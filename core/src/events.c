@@ -221,7 +221,7 @@ void polytel_log(polytel_level_t level, const char *target, const char *fmt, ...
   va_start(ap, fmt);
   /* Fast path: recording only, format cached, no strings: no parse, no copy loop. */
   polytel__thread_t *t = polytel__tls;
-  if (POLYTEL__LIKELY(t != NULL && (int)level < CON_LEVEL() && (int)level >= REC_LEVEL() && fmt)) {
+  if (POLYTEL__LIKELY(t != NULL && (int)level < CON_LEVEL() && (int)level >= REC_LEVEL() && fmt && target)) {
     polytel__fmt_sig_t *sig = &t->fmt_cache[((uintptr_t)fmt >> 3) & (POLYTEL__FMT_CACHE - 1)];
     if (POLYTEL__LIKELY(sig->fmt == fmt && sig->ints_only)) {
       int n = sig->n_args;
@@ -726,7 +726,19 @@ int polytel_span_finish(const polytel_span_ctx_t *span, const char *name, polyte
 static void metric_event(int kind, const char *name, const char *unit, int64_t ival, double dval,
                          const polytel_attr_t *attrs, size_t n_attrs);
 
+static _Atomic int g_warned_null_metric;
+
+static int bad_descriptor(const polytel_metric_t *m) {
+  if (POLYTEL__LIKELY(m != NULL && m->name != NULL)) return 0;
+  warn_once(&g_warned_null_metric, "a static metric call got a NULL descriptor or name; ignored");
+  return 1;
+}
+
 void polytel_counter_add_static(polytel_metric_t *m, int64_t delta) {
+  if (POLYTEL__UNLIKELY(!m)) {
+    bad_descriptor(m);
+    return;
+  }
   uint32_t slot = __atomic_load_n(&m->polytel__slot, __ATOMIC_RELAXED);
   if (POLYTEL__UNLIKELY(slot == 0 || slot == UINT32_MAX || delta < 0)) {
     if (delta < 0) {
@@ -746,6 +758,7 @@ void polytel_counter_add_static(polytel_metric_t *m, int64_t delta) {
 }
 
 void polytel_gauge_set_static(polytel_metric_t *m, double value) {
+  if (bad_descriptor(m)) return;
   uint64_t bits;
   memcpy(&bits, &value, 8);
   /* Value first, then registration: a registered gauge always has a value. */
@@ -757,7 +770,7 @@ void polytel_gauge_set_static(polytel_metric_t *m, double value) {
 }
 
 void polytel_histogram_record_static(polytel_metric_t *m, double value) {
-  if (!recording()) return;
+  if (bad_descriptor(m) || !recording()) return;
   polytel__thread_t *t = polytel__thread();
   if (!t) return;
   uint8_t *p = polytel__reserve(t, 32);

@@ -16,8 +16,11 @@ uint32_t polytel__metric_register(polytel_metric_t *m) {
   uint32_t slot = __atomic_load_n(&m->polytel__slot, __ATOMIC_RELAXED);
   if (slot == 0) {
     uint32_t n = atomic_load(&polytel__n_static_metrics);
-    if (!m->name || n + 1 >= POLYTEL__MAX_STATIC_METRICS) {
-      slot = UINT32_MAX; /* too many static metrics: this one goes through events */
+    int kind_ok = m->kind == POLYTEL_METRIC_COUNTER || m->kind == POLYTEL_METRIC_GAUGE ||
+                  m->kind == POLYTEL_METRIC_HISTOGRAM;
+    if (!m->name || !kind_ok || n + 1 >= POLYTEL__MAX_STATIC_METRICS) {
+      /* Too many static metrics, or not a descriptor we know: this one goes through events. */
+      slot = UINT32_MAX;
     } else {
       slot = n + 1;
       polytel__static_metrics[slot] = m;

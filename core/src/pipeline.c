@@ -451,11 +451,14 @@ void polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req, in
 uint64_t polytel__pipeline_pending(const polytel__pipeline_t *pl) {
   polytel_stats_t st;
   polytel_stats(&st);
+  /* A metrics request carries no items, but it is owed all the same (e.g. in backoff at shutdown). */
+  uint64_t metrics = 0;
+  for (const polytel__request_t *r = pl->head; r; r = r->next) metrics += r->signal == POLYTEL__SIG_METRICS;
   if (pl->forcing && pl->flush_target) {
     uint64_t done = st.exported + st.dropped;
-    return pl->flush_target > done ? pl->flush_target - done : 0;
+    return (pl->flush_target > done ? pl->flush_target - done : 0) + metrics;
   }
-  return st.pending;
+  return st.pending + metrics;
 }
 
 uint32_t polytel__pipeline_in_flight(const polytel__pipeline_t *pl) {

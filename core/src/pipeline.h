@@ -65,7 +65,8 @@ void polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req, in
 
 /*
  * Logs + spans recorded but not yet exported or dropped (all threads, all
- * stages); during a flush, only those recorded before it began.
+ * stages; during a flush, only those recorded before it began), plus metrics
+ * requests still queued or in backoff.
  */
 uint64_t polytel__pipeline_pending(const polytel__pipeline_t *pl);
 
