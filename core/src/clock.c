@@ -66,6 +66,10 @@ void polytel__clock_conv(polytel__clock_conv_t *c) {
   c->wall_minus_mono = (int64_t)wall - (int64_t)mono;
 }
 
+uint64_t polytel__mono_ns_call(void) {
+  return polytel__mono_ns();
+}
+
 uint64_t polytel_now_ns(void) {
   return wall_ns();
 }

@@ -467,7 +467,8 @@ static void begin_dropped(polytel__thread_t *t, int invalid) {
   polytel__adjust_reserve(t);
 }
 
-void polytel_span_begin(const char *name) {
+/* Everything but the common case, out of line so the fast path needs no stack frame. */
+__attribute__((noinline, cold)) static void span_begin_slow(const char *name) {
   if (!recording()) return;
   polytel__thread_t *t = polytel__thread();
   if (POLYTEL__UNLIKELY(!t)) {
@@ -486,16 +487,29 @@ void polytel_span_begin(const char *name) {
     begin_dropped(t, 0);
     return;
   }
-  polytel__ev_t *ev = (polytel__ev_t *)p;
-  ev->type = POLYTEL__EV_SPAN_BEGIN;
-  ev->level = 0;
-  ev->flags = 0;
-  ev->size = 24;
-  ev->ts = polytel__ticks();
+  /* One compound store for the header: the compiler merges it into two 8-byte writes. */
+  *(polytel__ev_t *)p = (polytel__ev_t){POLYTEL__EV_SPAN_BEGIN, 0, 0, 24, polytel__ticks()};
   polytel__put_ptr(p + 16, name);
   t->depth++;
   t->lim -= POLYTEL__END_RESERVE; /* == adjust_reserve() below the depth limit */
   polytel__commit(t, 24);
+}
+
+void polytel_span_begin(const char *name) {
+  polytel__thread_t *t = polytel__tls;
+  /* 24 bytes now, and the 16 its end will need stay reserved below lim. */
+  if (POLYTEL__LIKELY(t != NULL && atomic_load_explicit(&polytel__g_recording, POLYTEL__RELAXED) &&
+                      t->depth < POLYTEL__MAX_DEPTH && name != NULL &&
+                      t->pos + 24 + POLYTEL__END_RESERVE <= t->lim && POLYTEL__TICKS_FAST())) {
+    uint8_t *p = t->pos;
+    *(polytel__ev_t *)p = (polytel__ev_t){POLYTEL__EV_SPAN_BEGIN, 0, 0, 24, polytel__ticks_fast()};
+    polytel__put_ptr(p + 16, name);
+    t->depth++;
+    t->lim -= POLYTEL__END_RESERVE;
+    polytel__commit(t, 24);
+    return;
+  }
+  span_begin_slow(name);
 }
 
 /* EV_SPAN_BEGIN_DYN: hdr | u32 n_attrs, pad | str name | attrs */
@@ -582,9 +596,8 @@ static void end_simple(polytel__thread_t *t, uint16_t status) {
   polytel__commit(t, 16);
 }
 
-void polytel_span_end(void) {
-  polytel__thread_t *t = polytel__tls;
-  if (POLYTEL__UNLIKELY(!t)) {
+__attribute__((noinline, cold)) static void span_end_slow(polytel__thread_t *t) {
+  if (!t) {
     if (!atomic_load_explicit(&polytel__g_recording, POLYTEL__RELAXED)) return;
     t = polytel__thread();
     if (!t) return;
@@ -592,9 +605,31 @@ void polytel_span_end(void) {
   if (end_prologue(t)) end_simple(t, 0);
 }
 
+/* The common case: a recorded span within the depth limit ends. Everything else takes end_prologue. */
+static inline void span_end(void) {
+  polytel__thread_t *t = polytel__tls;
+  if (POLYTEL__LIKELY(t != NULL)) {
+    uint32_t d = t->depth - 1; /* wraps to UINT32_MAX at depth 0: the slow path */
+    if (POLYTEL__LIKELY(d < POLYTEL__MAX_DEPTH && !(((t->drop_mask | t->drop_inv_mask) >> d) & 1) &&
+                        POLYTEL__TICKS_FAST())) {
+      t->depth = d;
+      polytel__inc(&t->n_spans, 1);
+      *(polytel__ev_t *)t->pos = (polytel__ev_t){POLYTEL__EV_SPAN_END, 0, 0, 16, polytel__ticks_fast()};
+      t->lim += POLYTEL__END_RESERVE; /* == adjust_reserve() below the depth limit */
+      polytel__commit(t, 16);
+      return;
+    }
+  }
+  span_end_slow(t);
+}
+
+void polytel_span_end(void) {
+  span_end();
+}
+
 void polytel__span_scope_end(int *unused) {
   (void)unused;
-  polytel_span_end();
+  span_end();
 }
 
 /* EV_SPAN_END_DYN: hdr(flags = status) | u32 n_attrs, pad | str msg | attrs */

@@ -32,13 +32,32 @@ static inline uint64_t polytel__mono_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Out of line on purpose: inlined, its timespec would give every hot-path function a stack frame. */
+uint64_t polytel__mono_ns_call(void);
+
 /* Hot-path timestamp: TSC ticks when invariant, else CLOCK_MONOTONIC ns. */
 static inline uint64_t polytel__ticks(void) {
 #ifdef POLYTEL__HAVE_TSC
   if (POLYTEL__LIKELY(polytel__g_use_tsc)) return __rdtsc();
 #endif
+  return polytel__mono_ns_call();
+}
+
+/*
+ * For fast paths that must stay call-free (no stack frame): test
+ * POLYTEL__TICKS_FAST() in their condition, then use polytel__ticks_fast().
+ */
+#ifdef POLYTEL__HAVE_TSC
+#define POLYTEL__TICKS_FAST() (polytel__g_use_tsc)
+static inline uint64_t polytel__ticks_fast(void) {
+  return __rdtsc();
+}
+#else
+#define POLYTEL__TICKS_FAST() 1
+static inline uint64_t polytel__ticks_fast(void) {
   return polytel__mono_ns();
 }
+#endif
 
 void polytel__clock_init(void);
 /* A conversion snapshot taken once per consumer pass: monotone within it. */
