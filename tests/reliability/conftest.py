@@ -110,8 +110,16 @@ def figures():
 def pytest_sessionfinish(session, exitstatus):
     if not _FIGURES:
         return
-    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": _machine(), "soak": SOAK,
-           **_FIGURES}
+    # Merged into the previous file: a partial run (-k, one file) updates its own figures, keeps the rest.
+    out = {}
+    try:
+        with open(FIGURES_PATH) as f:
+            out = json.load(f)
+    except (OSError, ValueError):
+        pass
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    out.update({"date": now, "machine": _machine(), "soak": SOAK})
+    out.update({k: {**v, "measured_at": now} for k, v in _FIGURES.items()})
     os.makedirs(os.path.dirname(FIGURES_PATH), exist_ok=True)
     with open(FIGURES_PATH, "w") as f:
         json.dump(out, f, indent=2, sort_keys=True)
