@@ -11,6 +11,23 @@
 
 #include "polytel.h"
 
+/*
+ * Ruby leaves a C frame by __builtin_longjmp (raise, throw, break), which AddressSanitizer does not
+ * see: the redzones around that frame's address-taken locals stay poisoned, and a later frame of the
+ * uninstrumented interpreter at the same depth trips over them. Frames Ruby may jump out of are not
+ * instrumented (the core and the helpers they call still are), so an ASan build reports real errors.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define PT_LONGJMP_FRAME __attribute__((no_sanitize_address))
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PT_LONGJMP_FRAME __attribute__((no_sanitize_address))
+#endif
+#endif
+#ifndef PT_LONGJMP_FRAME
+#define PT_LONGJMP_FRAME
+#endif
+
 /* Attributes per call: more than this are left out (counted by nobody, so keep it generous). */
 #define PT_MAX_ATTRS 48
 
@@ -71,7 +88,7 @@ static VALUE pt_to_s_body(VALUE v) {
  * to_s that cannot make a telemetry call raise because of its data: a StandardError from a user's
  * to_s gives "<unprintable Class>". Interrupts, exit and Thread#kill still propagate.
  */
-static VALUE pt_safe_to_s(VALUE v) {
+PT_LONGJMP_FRAME static VALUE pt_safe_to_s(VALUE v) {
   if (RB_TYPE_P(v, T_STRING)) return v;
   if (RB_TYPE_P(v, T_SYMBOL)) return rb_sym2str(v);
   int state = 0;
@@ -90,7 +107,7 @@ static VALUE pt_keep(pt_attrs_t *as, VALUE v) {
   return v;
 }
 
-static int pt_attr_i(VALUE key, VALUE val, VALUE arg) {
+PT_LONGJMP_FRAME static int pt_attr_i(VALUE key, VALUE val, VALUE arg) {
   pt_attrs_t *as = (pt_attrs_t *)arg;
   if (as->n >= PT_MAX_ATTRS) return ST_STOP;
   if (key == as->skip || NIL_P(val)) return ST_CONTINUE;
@@ -375,7 +392,7 @@ static VALUE pt_span_set_attribute(VALUE self, VALUE key, VALUE value) {
 
 /* set_status(:ok | :error | :unset, message = nil): the status the span ends with, unless an exception
  * leaves the block (then it is ERROR with the exception's message). */
-static VALUE pt_span_set_status(int argc, VALUE *argv, VALUE self) {
+PT_LONGJMP_FRAME static VALUE pt_span_set_status(int argc, VALUE *argv, VALUE self) {
   VALUE status, msg = Qnil;
   rb_scan_args(argc, argv, "11", &status, &msg);
   pt_span_t *sp = pt_span_get(self);
@@ -409,7 +426,7 @@ static VALUE pt_span_alloc(VALUE klass) {
 /* The target (OTLP scope) of Polytel.info and friends; the same in every binding. */
 static const char pt_default_target[] = "app";
 
-static void pt_emit_log(polytel_level_t level, const char *target, VALUE msg, VALUE attrs) {
+PT_LONGJMP_FRAME static void pt_emit_log(polytel_level_t level, const char *target, VALUE msg, VALUE attrs) {
   pt_attrs_t as;
   pt_attrs_init(&as, Qundef);
   pt_attrs_fill(&as, attrs);
@@ -419,7 +436,7 @@ static void pt_emit_log(polytel_level_t level, const char *target, VALUE msg, VA
   RB_GC_GUARD(s);
 }
 
-static VALUE pt_log_level(int argc, VALUE *argv, polytel_level_t level) {
+PT_LONGJMP_FRAME static VALUE pt_log_level(int argc, VALUE *argv, polytel_level_t level) {
   VALUE msg, opts = Qnil;
   rb_scan_args(argc, argv, "1:", &msg, &opts);
   if (polytel_level_enabled(level)) pt_emit_log(level, pt_default_target, msg, opts);
@@ -475,7 +492,7 @@ static polytel_level_t pt_level_arg(VALUE v) {
 }
 
 /* Polytel.log(level, target, msg, **attrs): any level, any target (the OTLP scope name). */
-static VALUE pt_log(int argc, VALUE *argv, VALUE self) {
+PT_LONGJMP_FRAME static VALUE pt_log(int argc, VALUE *argv, VALUE self) {
   (void)self;
   VALUE level, target, msg, opts = Qnil;
   rb_scan_args(argc, argv, "3:", &level, &target, &msg, &opts);
@@ -521,7 +538,7 @@ static int pt_merge_i(VALUE key, VALUE val, VALUE into) {
   return ST_CONTINUE;
 }
 
-static VALUE pt_span_finish_body(VALUE arg) {
+PT_LONGJMP_FRAME static VALUE pt_span_finish_body(VALUE arg) {
   pt_finish_t *f = (pt_finish_t *)arg;
   pt_attrs_t as;
   pt_attrs_init(&as, Qundef);
@@ -582,7 +599,7 @@ static VALUE pt_span_yield(VALUE obj) {
  * Polytel.span(name, **attrs) { |span| ... }. The block runs under rb_protect so that every way out
  * (value, exception, break, throw, Thread#kill) ends the span exactly once and restores the parent.
  */
-static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
+PT_LONGJMP_FRAME static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   (void)self;
   VALUE name, opts = Qnil;
   rb_scan_args(argc, argv, "1:", &name, &opts);
@@ -654,7 +671,7 @@ static VALUE pt_with_span_pop(VALUE arg) {
  * Polytel.with_span(span) { |span| ... }: `span` (a SpanContext, e.g. from another thread, or nil
  * for "none") is the current span inside the block. It is not ended here: its own block ends it.
  */
-static VALUE pt_with_span(VALUE self, VALUE span) {
+PT_LONGJMP_FRAME static VALUE pt_with_span(VALUE self, VALUE span) {
   (void)self;
   rb_need_block();
   if (!NIL_P(span)) rb_check_typeddata(span, &pt_span_type);
@@ -678,7 +695,7 @@ static VALUE pt_unit_value(VALUE opts) {
 
 typedef enum { PT_COUNTER, PT_GAUGE, PT_HISTOGRAM } pt_metric_kind_t;
 
-static VALUE pt_metric(int argc, VALUE *argv, pt_metric_kind_t kind) {
+PT_LONGJMP_FRAME static VALUE pt_metric(int argc, VALUE *argv, pt_metric_kind_t kind) {
   VALUE name, value = Qnil, opts = Qnil;
   if (kind == PT_COUNTER)
     rb_scan_args(argc, argv, "11:", &name, &value, &opts);
@@ -733,25 +750,6 @@ static VALUE pt_histogram_record(int argc, VALUE *argv, VALUE self) {
 
 /* ------------------------------------------------------------ blocking calls, without the GVL */
 
-/*
- * The pattern for each wait: the no-GVL function returns when its work is done or when the unblock
- * function ran; the Ruby side then calls it again unless the work is done. A real interrupt
- * (Thread#raise, Ctrl-C) raises out of rb_thread_call_without_gvl and ends the loop; one that does
- * not raise (a trap handler ran) only costs a resumed wait.
- */
-typedef struct {
-  uint64_t deadline_ms;
-  uint32_t slice_ms;
-  int interrupted; /* set by the unblock function */
-  int finished;
-  int rc;
-  const polytel_config_t *cfg;
-} pt_block_t;
-
-static void pt_ubf(void *p) {
-  __atomic_store_n(&((pt_block_t *)p)->interrupted, 1, __ATOMIC_RELEASE);
-}
-
 static uint64_t pt_mono_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -759,112 +757,82 @@ static uint64_t pt_mono_ms(void) {
 }
 
 /*
- * polytel_flush cannot be cancelled, so it is called in slices and the unblock function is seen
- * between them. Each call waits for what was recorded before *it*, so slices start short (a local
- * collector answers within the first) and grow, so a slow collector under continuous load still
- * completes one; the cap bounds how long an interrupt waits.
+ * Flush and shutdown wait in one core call each: polytel_flush cannot be cancelled, and slicing it
+ * would not do (each call waits for what was recorded before *it* and queues a metrics export, so a
+ * slow collector would never let a slice finish). The call runs on a helper thread so that an
+ * interrupt can end the *wait*: the Ruby thread waits without the GVL on a condition variable that
+ * the unblock function signals. The helper finishes within the timeout on its own and frees the job
+ * if nobody waits for it any more.
  */
-#define PT_SLICE_FIRST_MS 50
-#define PT_SLICE_MAX_MS 1000
+enum { PT_JOB_FLUSH = 1, PT_JOB_SHUTDOWN = 2 };
 
-static void *pt_flush_nogvl(void *p) {
-  pt_block_t *b = p;
-  /* Only phase 2 has a loop to deliver with; elsewhere waiting would only burn the timeout. */
-  if (polytel_phase() != POLYTEL_PHASE_FULL) {
-    b->rc = polytel_flush(0);
-    b->finished = 1;
-    return NULL;
-  }
-  while (!__atomic_load_n(&b->interrupted, __ATOMIC_ACQUIRE)) {
-    uint64_t now = pt_mono_ms();
-    uint32_t left = now >= b->deadline_ms ? 0 : (uint32_t)(b->deadline_ms - now);
-    b->rc = polytel_flush(left < b->slice_ms ? left : b->slice_ms);
-    if (b->rc != POLYTEL_ETIMEDOUT || left <= b->slice_ms) {
-      b->finished = 1;
-      break;
-    }
-    b->slice_ms = b->slice_ms * 2 > PT_SLICE_MAX_MS ? PT_SLICE_MAX_MS : b->slice_ms * 2;
-  }
-  return NULL;
-}
-
-/*
- * Shutdown waits in one piece (slicing polytel_shutdown is not possible, and slicing its flush would
- * let new records keep it waiting). It runs on a helper thread so that an interrupt can end the
- * *wait*: the caller returns at once, while the helper finishes within the timeout on its own and
- * frees the job if nobody waits for it any more.
- */
 typedef struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
+  int op;
   uint32_t timeout_ms;
   int rc;
   int started;   /* the helper exists (or the call ran inline) */
-  int done;      /* polytel_shutdown has returned */
+  int done;      /* the core call has returned */
   int abandoned; /* the caller stopped waiting: the helper frees the job */
   int interrupted;
-} pt_shutdown_job_t;
+} pt_job_t;
 
-static void pt_shutdown_job_free(pt_shutdown_job_t *job) {
+static void pt_job_free(pt_job_t *job) {
   pthread_cond_destroy(&job->cv);
   pthread_mutex_destroy(&job->mu);
   free(job);
 }
 
 /*
- * A flush first, then shutdown with what is left of the timeout. polytel_shutdown alone drains the
- * logs and spans still in other threads' blocks but exports metrics collected before that drain
- * (Ruby caches native threads, so finished Ruby threads never hand their blocks off at thread
- * exit): a counter would lose its last increments. The flush hands every thread's block off first.
- * It runs in slices, like Polytel.flush, so that a caller who stopped waiting (an interrupt) makes
- * the shutdown immediate: its mutex must not stay held for the rest of a long timeout.
+ * Shutdown flushes first, then stops with what is left of the timeout: polytel_shutdown alone drains
+ * the logs and spans still in other threads' blocks but exports metrics collected before that drain
+ * (Ruby caches native threads, so finished Ruby threads never hand their blocks off at thread exit),
+ * and a counter would lose its last increments. A caller who stopped waiting makes the stop immediate.
  */
-static int pt_flush_then_shutdown(pt_shutdown_job_t *job) {
-  uint64_t deadline = pt_mono_ms() + job->timeout_ms;
-  if (polytel_phase() == POLYTEL_PHASE_FULL) {
-    uint32_t slice = PT_SLICE_FIRST_MS;
-    while (!__atomic_load_n(&job->abandoned, __ATOMIC_ACQUIRE)) {
-      uint64_t now = pt_mono_ms();
-      uint32_t left = now >= deadline ? 0 : (uint32_t)(deadline - now);
-      if (polytel_flush(left < slice ? left : slice) != POLYTEL_ETIMEDOUT || left <= slice) break;
-      slice = slice * 2 > PT_SLICE_MAX_MS ? PT_SLICE_MAX_MS : slice * 2;
-    }
+static int pt_job_run(pt_job_t *job) {
+  if (polytel_phase() != POLYTEL_PHASE_FULL) {
+    /* Only phase 2 has a loop to deliver with; elsewhere waiting would only burn the timeout. */
+    return job->op == PT_JOB_FLUSH ? polytel_flush(0) : polytel_shutdown(job->timeout_ms);
   }
+  uint64_t deadline = pt_mono_ms() + job->timeout_ms;
+  int rc = polytel_flush(job->timeout_ms);
+  if (job->op == PT_JOB_FLUSH) return rc;
   uint64_t now = pt_mono_ms();
   int quick = __atomic_load_n(&job->abandoned, __ATOMIC_ACQUIRE) || now >= deadline;
   return polytel_shutdown(quick ? 0 : (uint32_t)(deadline - now));
 }
 
-static void *pt_shutdown_helper(void *p) {
-  pt_shutdown_job_t *job = p;
-  int rc = pt_flush_then_shutdown(job);
+static void *pt_job_helper(void *p) {
+  pt_job_t *job = p;
+  int rc = pt_job_run(job);
   pthread_mutex_lock(&job->mu);
   job->rc = rc;
   job->done = 1;
   pthread_cond_signal(&job->cv);
   int free_it = job->abandoned;
   pthread_mutex_unlock(&job->mu);
-  if (free_it) pt_shutdown_job_free(job);
+  if (free_it) pt_job_free(job);
   return NULL;
 }
 
-static void pt_shutdown_ubf(void *p) {
-  pt_shutdown_job_t *job = p;
+static void pt_job_ubf(void *p) {
+  pt_job_t *job = p;
   pthread_mutex_lock(&job->mu);
   job->interrupted = 1;
   pthread_cond_signal(&job->cv);
   pthread_mutex_unlock(&job->mu);
 }
 
-static void *pt_shutdown_nogvl(void *p) {
-  pt_shutdown_job_t *job = p;
+static void *pt_job_nogvl(void *p) {
+  pt_job_t *job = p;
   pthread_mutex_lock(&job->mu);
   if (!job->started) {
     job->started = 1;
     pthread_t t;
-    if (pthread_create(&t, NULL, pt_shutdown_helper, job) != 0) {
+    if (pthread_create(&t, NULL, pt_job_helper, job) != 0) {
       pthread_mutex_unlock(&job->mu);
-      int rc = pt_flush_then_shutdown(job); /* no thread to spare: wait here, uninterruptibly */
+      int rc = pt_job_run(job); /* no thread to spare: wait here, uninterruptibly */
       pthread_mutex_lock(&job->mu);
       job->rc = rc;
       job->done = 1;
@@ -878,7 +846,7 @@ static void *pt_shutdown_nogvl(void *p) {
   return NULL;
 }
 
-static int pt_shutdown_done(pt_shutdown_job_t *job) {
+static int pt_job_done(pt_job_t *job) {
   pthread_mutex_lock(&job->mu);
   int done = job->done;
   pthread_mutex_unlock(&job->mu);
@@ -887,15 +855,19 @@ static int pt_shutdown_done(pt_shutdown_job_t *job) {
 
 /* The caller's side, on its C stack. */
 typedef struct {
-  pt_shutdown_job_t *job;
+  pt_job_t *job;
   int rc;
-} pt_shutdown_call_t;
+} pt_job_call_t;
 
-static VALUE pt_shutdown_wait(VALUE arg) {
-  pt_shutdown_job_t *job = ((pt_shutdown_call_t *)arg)->job;
+/*
+ * A real interrupt raises out of rb_thread_call_without_gvl (which may even skip the call); one
+ * that does not raise (a trap handler ran) only resumes the wait.
+ */
+static VALUE pt_job_wait(VALUE arg) {
+  pt_job_t *job = ((pt_job_call_t *)arg)->job;
   do {
-    rb_thread_call_without_gvl(pt_shutdown_nogvl, job, pt_shutdown_ubf, job);
-  } while (!pt_shutdown_done(job));
+    rb_thread_call_without_gvl(pt_job_nogvl, job, pt_job_ubf, job);
+  } while (!pt_job_done(job));
   return Qnil;
 }
 
@@ -903,16 +875,40 @@ static VALUE pt_shutdown_wait(VALUE arg) {
  * Runs however the wait ended. A job whose helper is still running becomes the helper's to free;
  * any other is ours (a helper that set `done` under the lock touches the job no more).
  */
-static VALUE pt_shutdown_release(VALUE arg) {
-  pt_shutdown_call_t *call = (pt_shutdown_call_t *)arg;
-  pt_shutdown_job_t *job = call->job;
+static VALUE pt_job_release(VALUE arg) {
+  pt_job_call_t *call = (pt_job_call_t *)arg;
+  pt_job_t *job = call->job;
   pthread_mutex_lock(&job->mu);
   int helper_owns = job->started && !job->done;
   if (helper_owns) __atomic_store_n(&job->abandoned, 1, __ATOMIC_RELEASE);
   if (job->done) call->rc = job->rc;
   pthread_mutex_unlock(&job->mu);
-  if (!helper_owns) pt_shutdown_job_free(job);
+  if (!helper_owns) pt_job_free(job);
   return Qnil;
+}
+
+PT_LONGJMP_FRAME static int pt_job(int op, uint32_t timeout_ms) {
+  pt_job_t *job = calloc(1, sizeof *job);
+  if (!job) rb_memerror();
+  pthread_mutex_init(&job->mu, NULL);
+  pthread_cond_init(&job->cv, NULL);
+  job->op = op;
+  job->timeout_ms = timeout_ms;
+  pt_job_call_t call = {job, POLYTEL_ETIMEDOUT};
+  rb_ensure(pt_job_wait, (VALUE)&call, pt_job_release, (VALUE)&call);
+  return call.rc;
+}
+
+/* bootstrap_worker's wait: phase 2's start is brief, so its unblock function only takes note. */
+typedef struct {
+  int interrupted;
+  int finished;
+  int rc;
+  const polytel_config_t *cfg;
+} pt_block_t;
+
+static void pt_ubf(void *p) {
+  __atomic_store_n(&((pt_block_t *)p)->interrupted, 1, __ATOMIC_RELEASE);
 }
 
 static void *pt_bootstrap_nogvl(void *p) {
@@ -930,27 +926,12 @@ static uint32_t pt_timeout_arg(VALUE v) {
 
 static VALUE pt_flush(VALUE self, VALUE timeout_ms) {
   (void)self;
-  pt_block_t b = {.deadline_ms = pt_mono_ms() + pt_timeout_arg(timeout_ms),
-                  .slice_ms = PT_SLICE_FIRST_MS,
-                  .rc = POLYTEL_ETIMEDOUT};
-  do {
-    b.interrupted = 0;
-    rb_thread_call_without_gvl(pt_flush_nogvl, &b, pt_ubf, &b);
-  } while (!b.finished);
-  return INT2NUM(b.rc);
+  return INT2NUM(pt_job(PT_JOB_FLUSH, pt_timeout_arg(timeout_ms)));
 }
 
 static VALUE pt_shutdown(VALUE self, VALUE timeout_ms) {
   (void)self;
-  uint32_t t = pt_timeout_arg(timeout_ms);
-  pt_shutdown_job_t *job = calloc(1, sizeof *job);
-  if (!job) rb_memerror();
-  pthread_mutex_init(&job->mu, NULL);
-  pthread_cond_init(&job->cv, NULL);
-  job->timeout_ms = t;
-  pt_shutdown_call_t call = {job, POLYTEL_ETIMEDOUT};
-  rb_ensure(pt_shutdown_wait, (VALUE)&call, pt_shutdown_release, (VALUE)&call);
-  return INT2NUM(call.rc);
+  return INT2NUM(pt_job(PT_JOB_SHUTDOWN, pt_timeout_arg(timeout_ms)));
 }
 
 /* String fields of polytel_config_t that bootstrap_worker may override. */
@@ -985,7 +966,7 @@ static int pt_hash_int(VALUE h, const char *key, int dflt) {
  * (symbols to enum numbers). Strings are copied into one GC-owned buffer first: the call runs
  * without the GVL, when Ruby strings may move or change.
  */
-static VALUE pt_bootstrap(VALUE self, VALUE opts) {
+PT_LONGJMP_FRAME static VALUE pt_bootstrap(VALUE self, VALUE opts) {
   (void)self;
   Check_Type(opts, T_HASH);
   VALUE strs[PT_N_CFG_STRINGS];
