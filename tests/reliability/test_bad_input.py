@@ -71,6 +71,8 @@ ENV_ROWS = [
     ("OTEL_EXPORTER_OTLP_HEADERS", "x=a%0Ab", "control characters; value not shown", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_HEADERS", "k=" + "h" * 70000, "over the 65536-byte limit", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=b", "is not supported", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "a=b", "is not supported", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "a=b", "is not supported", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "grpc is not supported", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml", "expected http/protobuf or http/json", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "expected gzip or none", OK_EXPORT),
@@ -126,6 +128,20 @@ def test_malformed_env_var(shared_receiver, var, value, expect, export):
         assert res["exported"] == res["recorded"] == 20 and res["dropped"] == 0, res
     elif export == NO_EXPORT:
         assert res["exported"] == 0 and res["dropped"] == res["recorded"], res
+
+
+def test_unwritable_export_dir(tmp_path):
+    # POLYTEL_EXPORT_DIR under a regular file: the file exporter cannot create it. Warnings name the path; every
+    # batch is dropped and counted; shutdown reports POLYTEL_EDROPPED.
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    bad = blocker / "out"
+    r, res = badinput("env", {"POLYTEL_EXPORTER": "file", "POLYTEL_EXPORT_DIR": str(bad)})
+    accounted(res)
+    assert res["exported"] == 0 and res["dropped"] == res["dropped_export"] == res["recorded"] == 20, res
+    assert res["rcs"][-1] == -9, res
+    assert any("cannot create" in ln and str(bad) in ln for ln in r.stderr.splitlines()), r.stderr
+    assert not bad.exists()
 
 
 # -------------------------------------------------------------- C API misuse
