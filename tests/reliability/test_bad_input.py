@@ -222,6 +222,19 @@ def test_one_mib_and_non_utf8_messages(receiver):
     assert max(len(ln) for ln in r.stderr.splitlines()) < 64 * 1024
 
 
+@pytest.mark.xfail(reason="OPEN (reported to the lead): a %s argument of polytel_log() cut to 8 KiB is not counted in "
+                          "stats.truncated, and its console line is cut at 4 KiB without the truncation marker",
+                   strict=False)
+def test_every_cut_message_is_counted_and_marked(receiver):
+    r, res = badinput("bigmsg", {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "POLYTEL_LOG_LEVEL": "info"})
+    bodies = [lg["body"] for lg in receiver.received()["logs"]]
+    cut = [b for b in bodies if b.startswith(("B", "fmt:B")) and len(b) < (1 << 20)]
+    assert len(cut) == 2
+    assert res["truncated"] == 2, f"{len(cut)} messages arrived cut, stats.truncated = {res['truncated']}"
+    long_lines = [ln for ln in r.stderr.splitlines() if "aaaaaaaa" in ln]
+    assert len(long_lines) == 2 and all("[truncated" in ln for ln in long_lines), [ln[-60:] for ln in long_lines]
+
+
 def test_100k_distinct_span_names(receiver, figures):
     r, res = badinput("spans", {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
                                 "OTEL_BSP_MAX_QUEUE_SIZE": "100000", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "2048"},
