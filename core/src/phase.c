@@ -365,8 +365,8 @@ static void drop_sink_span(void *ctx, const polytel__span_rec_t *r) {
   (*(uint64_t *)ctx)++;
 }
 
-/* What is still in blocks can no longer be delivered: count it as dropped. */
-static void discard_buffered(void) {
+/* What is still in blocks can no longer be delivered: count it as dropped. Returns how many. */
+static uint64_t discard_buffered(void) {
   uint64_t n = 0;
   polytel__sink_t sink = {drop_sink_log, drop_sink_span, NULL, &n};
   pthread_mutex_lock(&polytel__consume_mu);
@@ -376,6 +376,7 @@ static void discard_buffered(void) {
     polytel__consume(&sink, UINT64_MAX);
   pthread_mutex_unlock(&polytel__consume_mu);
   if (n) atomic_fetch_add(&polytel__acct.dropped_export, n);
+  return n;
 }
 
 int polytel_flush(uint32_t timeout_ms) {
@@ -419,7 +420,13 @@ int polytel_shutdown(uint32_t timeout_ms) {
   (void)timeout_ms;
   atomic_store(&g_phase, POLYTEL_PHASE_NONE);
   polytel__update_levels(); /* recording stops; the console keeps working */
-  discard_buffered();
+  uint64_t discarded = discard_buffered();
+  if (discarded && phase == POLYTEL_PHASE_DEFERRED)
+    /* Expected in a pre-fork master that leaves export to its workers; say it, never silently. */
+    polytel__diag(POLYTEL_LEVEL_INFO,
+                  "shutdown: %llu log records/spans recorded while deferred were never exported "
+                  "(phase 2 never ran in this process); counted as dropped",
+                  (unsigned long long)discarded);
   if (g_have_res) {
     polytel__resource_free(&g_res);
     g_have_res = 0;

@@ -39,6 +39,7 @@ struct polytel__pipeline_s {
   uint64_t last_metrics_ms;
   int forcing;
   uint64_t flush_target; /* recorded count when the last flush began: what it must deliver */
+  int metrics_owed;      /* a flush wants a metrics snapshot once every block is drained */
   uint64_t rng[2];
   uint64_t last_warn_ms;
   uint64_t warn_suppressed;
@@ -334,6 +335,10 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
   if (pl->forcing && drained) {
     cut_logs(pl, now);
     cut_spans(pl, now);
+    if (pl->metrics_owed) { /* now every metric event recorded before the flush is aggregated */
+      pl->metrics_owed = 0;
+      collect_metrics(pl, now);
+    }
     if (polytel__pipeline_pending(pl) == 0) {
       pl->forcing = 0;
       pl->flush_target = 0;
@@ -361,10 +366,17 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
 void polytel__pipeline_force(polytel__pipeline_t *pl, uint64_t now) {
   pl->forcing = 1;
   pl->flush_target = polytel__recorded_total();
-  drain(pl);
+  int drained = drain(pl);
   cut_logs(pl, now);
   cut_spans(pl, now);
-  collect_metrics(pl, now);
+  /*
+   * Metric events sit in the blocks among logs and spans: the snapshot waits
+   * until the bounded drain has reached them all (else late increments are lost).
+   */
+  if (drained)
+    collect_metrics(pl, now);
+  else
+    pl->metrics_owed = 1;
   /* Anything in backoff goes now: a flush is an explicit request to deliver. */
   for (polytel__request_t *r = pl->head; r; r = r->next)
     if (r->not_before_ms > now) r->not_before_ms = now;
@@ -452,7 +464,7 @@ uint64_t polytel__pipeline_pending(const polytel__pipeline_t *pl) {
   polytel_stats_t st;
   polytel_stats(&st);
   /* A metrics request carries no items, but it is owed all the same (e.g. in backoff at shutdown). */
-  uint64_t metrics = 0;
+  uint64_t metrics = (uint64_t)pl->metrics_owed;
   for (const polytel__request_t *r = pl->head; r; r = r->next) metrics += r->signal == POLYTEL__SIG_METRICS;
   if (pl->forcing && pl->flush_target) {
     uint64_t done = st.exported + st.dropped;
