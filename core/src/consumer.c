@@ -351,9 +351,12 @@ uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
 
   uint64_t items = 0;
   int any_dead = 0;
+  /* A bounded drain starts one thread further each time: a busy thread cannot starve the others. */
+  static size_t rotate;
+  size_t start = n ? rotate++ % n : 0;
   int count_only = !sink->log && !sink->span;
-  for (size_t i = 0; i < n && items < max_items; i++) {
-    polytel__thread_t *t = list[i];
+  for (size_t k = 0; k < n && items < max_items; k++) {
+    polytel__thread_t *t = list[(start + k) % n];
     int dead = atomic_load_explicit(&t->dead, memory_order_acquire);
     polytel__block_t *b = t->head;
     while (b && items < max_items) {

@@ -306,6 +306,8 @@ static uint64_t room(const polytel__pipeline_t *pl) {
   return rl < rs ? rl : rs;
 }
 
+static uint64_t items_pending(const polytel__pipeline_t *pl);
+
 /* Returns 1 when every block was drained (not stopped by the queue bound). */
 static int drain(polytel__pipeline_t *pl) {
   uint64_t r = pl->encode ? room(pl) : UINT64_MAX;
@@ -332,13 +334,14 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
   int drained = drain(pl);
   const polytel__cfg_t *c = pl->cfg;
   /* Flushing: partial batches go once the blocks are empty, not on every pump (no tiny requests). */
+  if (pl->forcing && pl->metrics_owed && (drained || items_pending(pl) == 0)) {
+    /* The consumer has passed everything recorded before the flush: its metric events are aggregated. */
+    pl->metrics_owed = 0;
+    collect_metrics(pl, now);
+  }
   if (pl->forcing && drained) {
     cut_logs(pl, now);
     cut_spans(pl, now);
-    if (pl->metrics_owed) { /* now every metric event recorded before the flush is aggregated */
-      pl->metrics_owed = 0;
-      collect_metrics(pl, now);
-    }
     if (polytel__pipeline_pending(pl) == 0) {
       pl->forcing = 0;
       pl->flush_target = 0;
@@ -460,17 +463,21 @@ void polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req, in
  * began, not yet exported or dropped. Events recorded since do not make it
  * wait, so a flush completes even while other threads keep emitting.
  */
-uint64_t polytel__pipeline_pending(const polytel__pipeline_t *pl) {
+static uint64_t items_pending(const polytel__pipeline_t *pl) {
   polytel_stats_t st;
   polytel_stats(&st);
+  if (pl->forcing && pl->flush_target) {
+    uint64_t done = st.exported + st.dropped;
+    return pl->flush_target > done ? pl->flush_target - done : 0;
+  }
+  return st.pending;
+}
+
+uint64_t polytel__pipeline_pending(const polytel__pipeline_t *pl) {
   /* A metrics request carries no items, but it is owed all the same (e.g. in backoff at shutdown). */
   uint64_t metrics = (uint64_t)pl->metrics_owed;
   for (const polytel__request_t *r = pl->head; r; r = r->next) metrics += r->signal == POLYTEL__SIG_METRICS;
-  if (pl->forcing && pl->flush_target) {
-    uint64_t done = st.exported + st.dropped;
-    return (pl->flush_target > done ? pl->flush_target - done : 0) + metrics;
-  }
-  return st.pending + metrics;
+  return items_pending(pl) + metrics;
 }
 
 uint32_t polytel__pipeline_in_flight(const polytel__pipeline_t *pl) {
