@@ -3,7 +3,11 @@ TEST_TARGETS += test-reliability test-fuzz test-valgrind test-bindings-asan
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := encode config console
 FUZZ_OUT := $(CURDIR)/$(BUILD)/fuzz
-RELIABILITY_ENV = POLYTEL_BUILD_DIR=$(CURDIR)/$(BUILD) POLYTEL_PY=$(PY_VENV)/bin/python POLYTEL_GEM_HOME=$(RUBY_GEM_HOME)
+# tests/reliability/test_sanitized.py runs the reliability programs from the ASan+UBSan build of `make test-asan`.
+RELIABILITY_ASAN_BUILD ?= $(CURDIR)/build-asan
+RELIABILITY_ASAN_DEP ?= build-asan/.built
+RELIABILITY_ENV = POLYTEL_BUILD_DIR=$(CURDIR)/$(BUILD) POLYTEL_PY=$(PY_VENV)/bin/python POLYTEL_GEM_HOME=$(RUBY_GEM_HOME) \
+  POLYTEL_ASAN_BUILD_DIR=$(RELIABILITY_ASAN_BUILD)
 # (RELIABILITY_ENV is recursive: ruby.mk, which defines RUBY_GEM_HOME, is included after this file.)
 # The ASan runtime preloaded into interpreters that are not themselves instrumented.
 LIBASAN := $(shell gcc -print-file-name=libasan.so 2>/dev/null)
@@ -16,7 +20,7 @@ ASAN_RUN := LD_PRELOAD=$(LIBASAN) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:h
 .PHONY: test-reliability test-fuzz test-valgrind test-bindings-asan soak py-asan-venv ruby-asan-gem
 
 # The C programs come from the normal build; the bindings from their own make targets (python.mk, ruby.mk, wasm.mk).
-test-reliability: build py-venv ruby-gem wasm-build
+test-reliability: build $(RELIABILITY_ASAN_DEP) py-venv ruby-gem wasm-build
 	$(RELIABILITY_ENV) $(VENV)/bin/python -m pytest -q -rxX tests/reliability
 
 # libFuzzer (clang, ASan+UBSan) over each target with the checked-in corpus; executions are printed per target.
@@ -72,6 +76,6 @@ test-bindings-asan: py-asan-venv ruby-asan-gem
 	  POLYTEL_PYTHON=$(VENV)/bin/python rake test
 
 # Longer runs on demand: 10-minute fuzzing per target, a 100-child fork storm, a 20 s outage (10 s down).
-soak: build py-venv ruby-gem wasm-build
+soak: build $(RELIABILITY_ASAN_DEP) py-venv ruby-gem wasm-build
 	POLYTEL_SOAK=1 $(RELIABILITY_ENV) $(VENV)/bin/python -m pytest -q -rxX tests/reliability
 	$(MAKE) --no-print-directory test-fuzz FUZZ_SECONDS=600

@@ -134,7 +134,9 @@ def test_non_retryable_status_dropped_counted_not_retried(receiver, status):
     delivered_logs = len(got["logs"])
     assert 0 < delivered_logs < THREADS * EVENTS
     assert len(got["spans"]) == 2 * THREADS * EVENTS
-    assert out["export_retries"] == 0, "a non-retryable status was retried"
+    # Not retried: a retry of the refused batch would be another /v1/logs request (checked above) and its logs would
+    # arrive. (export_retries is not asserted: after a 501 the receiver closes the connection without a
+    # "Connection: close", and a request racing onto that connection is a network error, legitimately retried.)
     assert out["dropped"] == out["dropped_export"] == THREADS * EVENTS - delivered_logs, out
     assert out["recorded"] == out["exported"] + out["dropped"] and out["pending"] == 0
     assert out["export_failures"] == 1
