@@ -21,6 +21,9 @@ static polytel__block_t *g_free;      /* free list */
 static uint64_t g_pool_allocated;     /* blocks malloc'd (guarded by pool_mu) */
 static _Atomic uint64_t g_pool_bytes; /* bytes of blocks in use or free, for stats */
 static _Atomic uint64_t g_pool_cap = POLYTEL__DEFAULT_MAX_MEMORY;
+/* Set when a get failed at the cap, cleared by a put: while the collector is down, a full pool
+ * must cost the caller one load per event, not a mutex round-trip. */
+static _Atomic int g_pool_exhausted;
 static uint32_t g_next_thread_id;
 static pthread_key_t g_exit_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
@@ -33,6 +36,7 @@ static void make_key(void) {
 void polytel__buffers_set_cap(uint64_t max_bytes) {
   if (max_bytes < 4 * POLYTEL__BLOCK_SIZE) max_bytes = 4 * POLYTEL__BLOCK_SIZE;
   atomic_store(&g_pool_cap, max_bytes);
+  atomic_store(&g_pool_exhausted, 0); /* a larger cap may have room */
 }
 
 void polytel__buffers_init(uint64_t max_bytes) {
@@ -49,6 +53,7 @@ uint64_t polytel__pool_cap(void) {
 
 polytel__block_t *polytel__pool_get(void) {
   polytel__block_t *b = NULL;
+  if (atomic_load_explicit(&g_pool_exhausted, POLYTEL__RELAXED)) return NULL;
   pthread_mutex_lock(&g_pool_mu);
   if (g_free) {
     b = g_free;
@@ -61,6 +66,7 @@ polytel__block_t *polytel__pool_get(void) {
       atomic_fetch_add(&g_pool_bytes, POLYTEL__BLOCK_SIZE);
     }
   }
+  if (!b) atomic_store_explicit(&g_pool_exhausted, 1, POLYTEL__RELAXED);
   pthread_mutex_unlock(&g_pool_mu);
   if (b) {
     b->next = NULL;
@@ -83,6 +89,7 @@ void polytel__pool_put(polytel__block_t *b) {
     b->next = g_free;
     g_free = b;
   }
+  atomic_store_explicit(&g_pool_exhausted, 0, POLYTEL__RELAXED);
   pthread_mutex_unlock(&g_pool_mu);
 }
 
@@ -207,6 +214,7 @@ void polytel__buffers_fork_child(void) {
   }
   g_pool_allocated = 0;
   atomic_store(&g_pool_bytes, 0);
+  atomic_store(&g_pool_exhausted, 0);
   polytel__registry = NULL;
   g_next_thread_id = 0;
   if (self) {
@@ -221,6 +229,7 @@ void polytel__buffers_fork_child(void) {
     }
     polytel__fmt_sig_t *cache = self->fmt_cache;
     _Atomic int64_t *counters = self->counters;
+    free(self->stack); /* the consumer's replay stack: the parent's spans are not the child's */
     memset(self, 0, sizeof *self);
     memset(cache, 0, POLYTEL__FMT_CACHE * sizeof *cache);
     memset((void *)counters, 0, POLYTEL__MAX_STATIC_METRICS * sizeof *counters);

@@ -48,8 +48,10 @@ typedef struct cap_s {
   } v;
 } cap_t;
 
-static size_t capture(const polytel__fmt_sig_t *sig, va_list ap, cap_t *caps) {
+/* Returns the bytes the arguments take; *trunc is set when a %s argument was cut to fit a block. */
+static size_t capture(const polytel__fmt_sig_t *sig, va_list ap, cap_t *caps, int *trunc) {
   size_t size = 0;
+  *trunc = 0;
   for (int i = 0; i < sig->n_args; i++) {
     cap_t *c = &caps[i];
     c->kind = sig->kinds[i];
@@ -78,7 +80,10 @@ static size_t capture(const polytel__fmt_sig_t *sig, va_list ap, cap_t *caps) {
         const char *s = va_arg(ap, const char *);
         if (!s) s = "(null)";
         size_t len = strlen(s);
-        if (len > POLYTEL__MAX_EVENT / 4) len = POLYTEL__MAX_EVENT / 4;
+        if (len > POLYTEL__MAX_EVENT / 4) {
+          len = POLYTEL__MAX_EVENT / 4;
+          *trunc = 1;
+        }
         c->v.s = s;
         c->len = (uint32_t)len;
         size += 8 + POLYTEL__ALIGN8(len);
@@ -163,7 +168,8 @@ static void log_slow(polytel_level_t level, const char *target, const char *fmt,
   cap_t caps[POLYTEL__MAX_FMT_ARGS];
   va_list ap2;
   va_copy(ap2, ap);
-  size_t args_size = capture(sig, ap2, caps);
+  int trunc;
+  size_t args_size = capture(sig, ap2, caps, &trunc);
   va_end(ap2);
 
   if (rec) {
@@ -183,6 +189,7 @@ static void log_slow(polytel_level_t level, const char *target, const char *fmt,
         polytel__put_ptr(p + 24, fmt);
         lay_out(p + 32, caps, sig->n_args);
         polytel__commit(t, size);
+        if (trunc) polytel__inc(&t->n_truncated, 1);
       } else {
         polytel__inc(&t->n_drop_full, 1);
       }
@@ -205,6 +212,12 @@ static void log_slow(polytel_level_t level, const char *target, const char *fmt,
       } else {
         n = polytel__fmt_render(line, sizeof line, fmt, NULL, 0);
       }
+    }
+    static const char mark[] = "...[truncated]";
+    if (n + 1 >= sizeof line || trunc) { /* never cut silently */
+      if (n > sizeof line - sizeof mark) n = sizeof line - sizeof mark;
+      memcpy(line + n, mark, sizeof mark - 1);
+      n += sizeof mark - 1;
     }
     polytel__console_emit((int)level, polytel_now_ns(), target, strlen(target), line, n, NULL, 0);
   }

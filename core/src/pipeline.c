@@ -450,7 +450,11 @@ void polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req, in
     }
     warn_limited(pl, "dropped: retries exhausted within the export timeout", status, sig_name(req->signal));
   } else {
-    warn_limited(pl, "rejected by the collector; dropped (not retried)", status, sig_name(req->signal));
+    warn_limited(pl,
+                 c->exporter == POLYTEL_EXPORTER_FILE
+                     ? "could not be written to the export directory; dropped"
+                     : "rejected by the collector; dropped (not retried)",
+                 status, sig_name(req->signal));
   }
   atomic_fetch_add(&polytel__acct.dropped_export, req->n_items);
   atomic_fetch_add(&polytel__acct.export_failures, 1);
