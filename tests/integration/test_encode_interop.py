@@ -20,7 +20,9 @@ import struct
 import subprocess
 
 import pytest
-from google.protobuf import descriptor_pb2, json_format, text_format
+import worker_harness  # noqa: F401 (puts tests/receiver on sys.path)
+import otlp_receiver
+from google.protobuf import json_format, text_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -79,21 +81,9 @@ def attrs(kvs):
 
 
 def descriptor_set_file(tmp_path):
-    fds = descriptor_pb2.FileDescriptorSet()
-    seen = set()
-
-    def add(fd):
-        if fd.name in seen:
-            return
-        seen.add(fd.name)
-        for dep in fd.dependencies:
-            add(dep)
-        fds.file.add().ParseFromString(fd.serialized_pb)
-
-    for cls in CLASSES.values():
-        add(cls.DESCRIPTOR.file)
+    # The receiver's FileDescriptorSet of the official protos (one builder for both suites).
     p = tmp_path / "otlp.descset"
-    p.write_bytes(fds.SerializeToString())
+    p.write_bytes(otlp_receiver.descriptor_set())
     return p
 
 
