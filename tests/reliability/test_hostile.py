@@ -100,7 +100,9 @@ def test_resets_mid_body_then_recovery(receiver):
     got = receiver.received()
     assert statuses(got)["reset"] == 10
     check_exact(got, out, THREADS, EVENTS)
-    assert out["export_retries"] >= 10
+    # Each reset is retried either by the pipeline or, when it hit a reused keep-alive connection before
+    # any response, transparently by libcurl itself (not counted by polytel): 10 resets, <= 10 retries.
+    assert 1 <= out["export_retries"] <= 10, out
 
 
 def test_endless_resets_shutdown_is_bounded(receiver):
