@@ -24,28 +24,28 @@ typedef struct polytel__batch_cfg_s {
 
 /* Everything owned (heap strings); free with polytel__cfg_free. */
 typedef struct polytel__cfg_s {
-  int telemetry_enabled; /* 0/1 */
-  int sdk_disabled;      /* 0/1 */
-  char *service_name;    /* never NULL after resolve */
-  char *service_version; /* may be NULL */
-  char *sdk_language;    /* never NULL ("c" by default) */
+  int telemetry_enabled;              /* 0/1 */
+  int sdk_disabled;                   /* 0/1 */
+  char *service_name;                 /* never NULL after resolve */
+  char *service_version;              /* may be NULL */
+  char *sdk_language;                 /* never NULL ("c" by default) */
   polytel__strpair_t *resource_attrs; /* from OTEL_RESOURCE_ATTRIBUTES, percent-decoded */
   size_t n_resource_attrs;
-  char *endpoint;        /* base, for display ("http://localhost:4318") */
-  char *signal_url[3];   /* indexed by polytel__signal_t: full URLs */
+  char *endpoint;              /* base, for display ("http://localhost:4318") */
+  char *signal_url[3];         /* indexed by polytel__signal_t: full URLs */
   polytel__strpair_t *headers; /* values never printed */
   size_t n_headers;
-  char *certificate;     /* may be NULL */
-  int protocol;          /* POLYTEL_PROTOCOL_PROTOBUF or _JSON */
-  int gzip;              /* 0/1 */
-  uint32_t timeout_ms;   /* per request */
-  int console;           /* POLYTEL_CONSOLE_STDERR/_STDOUT/_OFF */
-  int console_format;    /* POLYTEL_CONSOLE_FORMAT_TEXT/_JSON */
-  int console_level;     /* polytel_level_t threshold (POLYTEL_LEVEL_OFF = nothing) */
-  int color;             /* resolved: TTY, NO_COLOR, FORCE_COLOR */
-  int exporter;          /* POLYTEL_EXPORTER_OTLP/_FILE/_NONE */
-  char *export_dir;      /* file exporter; never NULL when exporter == FILE */
-  int signal_enabled[3]; /* OTEL_{TRACES,LOGS,METRICS}_EXPORTER != none */
+  char *certificate;         /* may be NULL */
+  int protocol;              /* POLYTEL_PROTOCOL_PROTOBUF or _JSON */
+  int gzip;                  /* 0/1 */
+  uint32_t timeout_ms;       /* per request */
+  int console;               /* POLYTEL_CONSOLE_STDERR/_STDOUT/_OFF */
+  int console_format;        /* POLYTEL_CONSOLE_FORMAT_TEXT/_JSON */
+  int console_level;         /* polytel_level_t threshold (POLYTEL_LEVEL_OFF = nothing) */
+  int color;                 /* resolved: TTY, NO_COLOR, FORCE_COLOR */
+  int exporter;              /* POLYTEL_EXPORTER_OTLP/_FILE/_NONE */
+  char *export_dir;          /* file exporter; never NULL when exporter == FILE */
+  int signal_enabled[3];     /* OTEL_{TRACES,LOGS,METRICS}_EXPORTER != none */
   uint64_t max_memory_bytes; /* block pool cap */
   polytel__batch_cfg_t bsp;  /* spans */
   polytel__batch_cfg_t blrp; /* logs */
