@@ -30,10 +30,20 @@ def machine() -> str:
 
 
 def ratio_rows(text: str):
-    """(label, ratio, target) from markdown rows that carry a 'N.NNx' ratio and a '<= T' or '>= T' target."""
+    """(label, ratio, target) from rows that carry a 'N.NNx' ratio and a '<= Tx' target: markdown tables,
+    space-aligned tables ('label   ...   1.17x   <=3x met') and 'label = 0.20 (target <= 0.2' summaries."""
     rows = []
     for line in text.splitlines():
-        if not line.startswith("|") or "---" in line:
+        if not line.startswith("|"):
+            m = re.match(r"^(\S.*?)\s{2,}.*?([0-9.]+)x\s+<=\s*([0-9.]+)x", line)
+            if m:
+                rows.append((m.group(1).strip(), float(m.group(2)), float(m.group(3))))
+                continue
+            m = re.match(r"^(\S.*?) = ([0-9.]+) \(target <= ([0-9.]+)", line)
+            if m:
+                rows.append((m.group(1).strip(), float(m.group(2)), float(m.group(3))))
+            continue
+        if "---" in line:
             continue
         cells = [c.strip() for c in line.strip("|").split("|")]
         ratio = next((float(m.group(1)) for c in cells[1:] if (m := re.fullmatch(r"([0-9.]+)\s*x", c))), None)
