@@ -11,7 +11,7 @@ export PATH := $(VENV)/bin:$(PATH)
 TEST_TARGETS :=
 BENCH_TARGETS :=
 
-.PHONY: all deps build install test test-core test-asan test-tsan test-consumer bench demo clean format
+.PHONY: all deps build install test test-core test-nouv test-asan test-tsan test-consumer bench demo clean format
 all: build
 
 deps:
@@ -35,6 +35,14 @@ build-tsan/.built: deps FORCE
 	@cmake -S . -B build-tsan -G Ninja -DPOLYTEL_WERROR=ON -DPOLYTEL_SANITIZE=thread -DPOLYTEL_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	@cmake --build build-tsan -j$(JOBS) && touch $@
 
+# The loop-free core (POLYTEL_WITH_UV=OFF, what the wasm build compiles) builds and passes natively too.
+build-nouv/.built: deps FORCE
+	@cmake -S . -B build-nouv -G Ninja -DPOLYTEL_WERROR=ON -DPOLYTEL_WITH_UV=OFF -DPOLYTEL_BUILD_BENCH=OFF >/dev/null
+	@cmake --build build-nouv -j$(JOBS) && touch $@
+
+test-nouv: build-nouv/.built
+	ctest --test-dir build-nouv -j$(JOBS) --output-on-failure
+
 test-asan: build-asan/.built
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir build-asan -j$(JOBS) --output-on-failure
@@ -49,7 +57,7 @@ test-consumer: install
 
 -include mk/*.mk
 
-test: test-core test-asan test-tsan test-consumer $(TEST_TARGETS)
+test: test-core test-nouv test-asan test-tsan test-consumer $(TEST_TARGETS)
 	@echo "make test: all suites passed"
 
 # One command: every bench, each figure beside its anchor; writes docs/benchmarks.md + .png.
@@ -60,6 +68,6 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan demo-out
+	rm -rf $(BUILD) build-asan build-tsan build-nouv demo-out
 
 FORCE:
