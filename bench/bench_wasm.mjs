@@ -4,7 +4,13 @@
 import { Console } from 'node:console';
 import { Writable } from 'node:stream';
 
-import { createPolytel } from '../bindings/wasm/src/index.js';
+// Instantiation cost: the module's import + createPolytel (compile, instantiate, phase 1), cold, beside
+// the instantiation of an empty wasm module measured in the same run.
+const tEmpty0 = performance.now();
+await WebAssembly.instantiate(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));
+const emptyMs = performance.now() - tEmpty0;
+const tImport0 = performance.now();
+const { createPolytel } = await import('../bindings/wasm/src/index.js');
 
 const N = Number(process.env.BENCH_N ?? 200000);
 const CHUNK = 10000;
@@ -17,6 +23,7 @@ const discard = new Writable({
 const quiet = new Console({ stdout: discard, stderr: discard });
 
 const pt = await createPolytel({ useEnv: false, telemetryEnabled: true, console: false, serviceName: 'bench' });
+const instantiateMs = performance.now() - tImport0;
 // Phase 2 with the "none" exporter: the pipeline drains, batches and encodes as usual; nothing is sent.
 await pt.bootstrapWorker({ exporter: 'none' });
 
@@ -87,3 +94,7 @@ for (const r of rows) {
 const ratio = byName['pt.info(msg) (recorded)'] / logNs;
 console.log(`\npt.info / console.log = ${ratio.toFixed(3)} (target <= 0.2: ${ratio <= 0.2 ? 'met' : 'NOT met'})`);
 console.log(`core stats: recorded=${stats.recorded} exported=${stats.exported} dropped=${stats.dropped}`);
+console.log(
+  `import + createPolytel() (compile, instantiate, phase 1), cold: ${instantiateMs.toFixed(2)} ms ` +
+    `(empty wasm module instantiate: ${emptyMs.toFixed(2)} ms)`,
+);
