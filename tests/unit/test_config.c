@@ -29,30 +29,12 @@ static const char *fake_get(const char *name) {
 
 /* ------------------------------------------------------------ warnings, captured through a real pipe */
 
-static int cap_rd = -1, cap_wr = -1;
-
-static void cap_begin(void) {
-  int fds[2];
-  assert_int_equal(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
-  fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
-  cap_rd = fds[0], cap_wr = fds[1];
-  polytel__console_set_fd(cap_wr);
-}
+#include "capture.h"
 
 /* Captured lines, each without its leading timestamp. */
 static char *cap_end(void) {
-  polytel__console_set_fd(-1);
-  close(cap_wr);
-  size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap + 1);
-  for (;;) {
-    if (n == cap) buf = realloc(buf, (cap *= 2) + 1);
-    ssize_t k = read(cap_rd, buf + n, cap - n);
-    if (k <= 0) break;
-    n += (size_t)k;
-  }
-  close(cap_rd);
-  buf[n] = '\0';
+  char *buf = cap_read_all();
+  size_t n = strlen(buf);
   char *out = malloc(n + 1), *w = out;
   for (char *line = buf; *line;) {
     char *nl = strchr(line, '\n'), *sp = strchr(line, ' ');

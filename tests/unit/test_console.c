@@ -19,33 +19,11 @@
 #define T0 1795320156123456789ull
 #define TS "2026-11-22T04:02:36.123456Z"
 
-/* ------------------------------------------------------------ capture through a real pipe */
-
-static int cap_rd = -1, cap_wr = -1;
-
-static void cap_begin(void) {
-  int fds[2];
-  assert_int_equal(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
-  fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
-  cap_rd = fds[0], cap_wr = fds[1];
-  polytel__console_set_fd(cap_wr);
-}
+#include "capture.h"
 
 /* Everything written since cap_begin; caller frees. */
 static char *cap_end(void) {
-  polytel__console_set_fd(-1);
-  close(cap_wr);
-  size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap + 1);
-  for (;;) {
-    if (n == cap) buf = realloc(buf, (cap *= 2) + 1);
-    ssize_t k = read(cap_rd, buf + n, cap - n);
-    if (k <= 0) break;
-    n += (size_t)k;
-  }
-  close(cap_rd);
-  buf[n] = '\0';
-  return buf;
+  return cap_read_all();
 }
 
 /* Each line without its leading timestamp (diagnostics carry the current time). */

@@ -14,24 +14,18 @@
 #include "internal.h"
 #include "polytel.h"
 
-static int cap_fd[2];
+#include "capture.h"
 
 static void capture_start(void) {
-  assert_int_equal(pipe(cap_fd), 0);
-  polytel__console_set_fd(cap_fd[1]);
+  cap_begin();
 }
 
-/* Everything printed since capture_start(). */
+/* Everything printed since capture_start() (kept until the next call). */
 static char *capture_end(void) {
-  static char buf[65536];
-  polytel__console_set_fd(-1);
-  close(cap_fd[1]);
-  size_t n = 0;
-  ssize_t r;
-  while ((r = read(cap_fd[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)r;
-  close(cap_fd[0]);
-  buf[n] = '\0';
-  return buf;
+  static char *last;
+  free(last);
+  last = cap_read_all();
+  return last;
 }
 
 static size_t count_lines(const char *s) {
