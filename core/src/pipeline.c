@@ -43,7 +43,6 @@ struct polytel__pipeline_s {
   uint64_t rng[2];
   uint64_t last_warn_ms;
   uint64_t warn_suppressed;
-  polytel__buf_t scratch;
 };
 
 /* ------------------------------------------------------------------ arena */
@@ -294,7 +293,6 @@ void polytel__pipeline_free(polytel__pipeline_t *pl) {
   arena_free(&pl->spans.arena);
   free(pl->logs.recs);
   free(pl->spans.recs);
-  polytel__buf_free(&pl->scratch);
   free(pl);
 }
 
