@@ -204,25 +204,14 @@ def test_fork_storm_c(receiver, figures):
     figures["fork_storm_c"] = check_storm(r, got, svc, CHILDREN, CHILD_EVENTS, 1)
 
 
-def test_fork_storm_python(receiver, figures):
-    svc = "storm-py"
-    r = run_python(PY_STORM, clean_env({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": svc}),
-                   timeout=HANG_GUARD, args=(CHILDREN, CHILD_EVENTS, PARENT_MIN // 3)).ok()
+@pytest.mark.parametrize("lang", ["python", "ruby"])
+def test_fork_storm_binding(receiver, figures, lang):
+    runner, script, svc = {"python": (run_python, PY_STORM, "storm-py"), "ruby": (run_ruby, RB_STORM, "storm-rb")}[lang]
+    r = runner(script, clean_env({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": svc}),
+               timeout=HANG_GUARD, args=(CHILDREN, CHILD_EVENTS, PARENT_MIN // 3)).ok()
     emitted = r.one("FORKS")["emitted"]
     got = wait_all(receiver, svc, CHILDREN * CHILD_EVENTS + sum(emitted))
     receiver.assert_no_errors()
     for k in r.lines("CHILD"):
         assert k["status"] == "started" and k["phase_before"] in ("console", "deferred"), k
-    figures["fork_storm_python"] = check_storm(r, got, svc, CHILDREN, CHILD_EVENTS, 1)
-
-
-def test_fork_storm_ruby(receiver, figures):
-    svc = "storm-rb"
-    r = run_ruby(RB_STORM, clean_env({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": svc}),
-                 timeout=HANG_GUARD, args=(CHILDREN, CHILD_EVENTS, PARENT_MIN // 3)).ok()
-    emitted = r.one("FORKS")["emitted"]
-    got = wait_all(receiver, svc, CHILDREN * CHILD_EVENTS + sum(emitted))
-    receiver.assert_no_errors()
-    for k in r.lines("CHILD"):
-        assert k["status"] == "started" and k["phase_before"] in ("console", "deferred"), k
-    figures["fork_storm_ruby"] = check_storm(r, got, svc, CHILDREN, CHILD_EVENTS, 1)
+    figures[f"fork_storm_{lang}"] = check_storm(r, got, svc, CHILDREN, CHILD_EVENTS, 1)
