@@ -345,8 +345,9 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
       pl->flush_target = 0;
     }
   }
-  if (pl->logs.n && now - pl->logs.first_ms >= c->blrp.schedule_delay_ms) cut_logs(pl, now);
-  if (pl->spans.n && now - pl->spans.first_ms >= c->bsp.schedule_delay_ms) cut_spans(pl, now);
+  /* first_ms comes from the sink's clock, read after `now`: `now - first_ms` may be negative. */
+  if (pl->logs.n && now >= pl->logs.first_ms + c->blrp.schedule_delay_ms) cut_logs(pl, now);
+  if (pl->spans.n && now >= pl->spans.first_ms + c->bsp.schedule_delay_ms) cut_spans(pl, now);
   if (now - pl->last_metrics_ms >= c->metric_export_interval_ms) collect_metrics(pl, now);
 
   /* Next wake-up: the soonest of a batch deadline, a retry, the metrics interval, or a poll of blocks. */
