@@ -40,6 +40,7 @@ struct polytel__pipeline_s {
   int forcing;
   uint64_t flush_target; /* recorded count when the last flush began: what it must deliver */
   int metrics_owed;      /* a flush wants a metrics snapshot once every block is drained */
+  int unbounded;         /* page exit: drain past the queue bound (what does not fit is dropped next) */
   uint64_t rng[2];
   uint64_t last_warn_ms;
   uint64_t warn_suppressed;
@@ -298,6 +299,7 @@ void polytel__pipeline_free(polytel__pipeline_t *pl) {
 
 /* Items the queue may still take, so memory stays bounded when the collector is slow or down. */
 static uint64_t room(const polytel__pipeline_t *pl) {
+  if (pl->unbounded) return UINT64_MAX;
   uint64_t ql = pl->queued_items[1] + pl->logs.n, qs = pl->queued_items[0] + pl->spans.n;
   uint64_t ml = pl->cfg->blrp.max_queue_size, ms = pl->cfg->bsp.max_queue_size;
   uint64_t rl = ql < ml ? ml - ql : 0, rs = qs < ms ? ms - qs : 0;
@@ -504,4 +506,60 @@ void polytel__pipeline_abandon(polytel__pipeline_t *pl) {
   pl->queued_items[0] = pl->queued_items[1] = 0;
   pl->in_flight = 0;
   if (n) atomic_fetch_add(&polytel__acct.dropped_export, n);
+}
+
+/* ------------------------------------------------ page exit (wasm transport) */
+
+size_t polytel__pipeline_exit_cut(polytel__pipeline_t *pl, uint64_t now) {
+  pl->unbounded = 1;
+  drain(pl);
+  pl->unbounded = 0;
+  cut_logs(pl, now);
+  cut_spans(pl, now);
+  size_t n = 0;
+  for (const polytel__request_t *r = pl->head; r; r = r->next) n += !r->in_flight;
+  return n;
+}
+
+polytel__request_t *polytel__pipeline_exit_take(polytel__pipeline_t *pl) {
+  for (polytel__request_t *r = pl->head; r; r = r->next) {
+    if (r->in_flight) continue;
+    r->in_flight = 1;
+    r->transport_data = NULL;
+    pl->in_flight++;
+    return r;
+  }
+  return NULL;
+}
+
+void polytel__pipeline_exit_release(polytel__pipeline_t *pl, polytel__request_t *req) {
+  if (!req->in_flight) return;
+  req->in_flight = 0;
+  if (pl->in_flight) pl->in_flight--;
+}
+
+void polytel__pipeline_exit_drop(polytel__pipeline_t *pl, polytel__request_t *req) {
+  polytel__pipeline_exit_release(pl, req);
+  atomic_fetch_add(&polytel__acct.dropped_export, req->n_items);
+  atomic_fetch_add(&polytel__acct.export_failures, 1);
+  unlink_req(pl, req);
+  free_request(req);
+}
+
+polytel__request_t *polytel__pipeline_exit_metrics(polytel__pipeline_t *pl, uint64_t now) {
+  /* Only the newest cumulative snapshot matters: older ones still queued are superseded, not lost. */
+  for (polytel__request_t *r = pl->head, *next; r; r = next) {
+    next = r->next;
+    if (r->signal != POLYTEL__SIG_METRICS || r->in_flight) continue;
+    unlink_req(pl, r);
+    free_request(r);
+  }
+  pl->metrics_owed = 0;
+  collect_metrics(pl, now);
+  polytel__request_t *t = pl->tail;
+  if (!t || t->signal != POLYTEL__SIG_METRICS || t->in_flight) return NULL;
+  t->in_flight = 1;
+  t->transport_data = NULL;
+  pl->in_flight++;
+  return t;
 }
