@@ -12,12 +12,12 @@ const RECEIVER = join(ROOT, 'tests/receiver/otlp_receiver.py');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Starts the receiver on a free port; resolves when it is listening. */
+/** Starts the receiver on a free port; resolves when it is listening. cors: false, true or 'credentials'. */
 export async function startReceiver({ cors = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'polytel-wasm-rx-'));
   const portFile = join(dir, 'port');
   const args = [RECEIVER, '--port', '0', '--port-file', portFile];
-  if (cors) args.push('--cors');
+  if (cors) args.push(cors === 'credentials' ? '--cors-credentials' : '--cors');
   const child = spawn(PYTHON, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
