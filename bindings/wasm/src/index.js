@@ -196,6 +196,7 @@ class Core {
   constructor(M, options) {
     this.M = M;
     this.sink = options.console && typeof options.console === 'object' ? options.console : globalThis.console;
+    this.quiet = options.console === false; // no console output at all, JavaScript's own warnings included
     this.view = null;
     this.arenaPtr = 0;
     this.arenaCap = 0;
@@ -213,6 +214,11 @@ class Core {
       stats: M._ptw_attr_layout(9),
     };
     this.reserve(4096);
+  }
+
+  /** A warning of the JavaScript side (the core's own lines go through its console writer). */
+  warn(text) {
+    if (!this.quiet) this.sink.warn(`polytel: ${text}`);
   }
 
   heap() {
@@ -436,8 +442,17 @@ class Driver {
       this.gzipMode = 'never';
     }
     this.keepalive = !IS_NODE && keepaliveSupported();
-    this.budget = IS_NODE ? 0 : o.keepaliveBudget > 0 ? Math.floor(o.keepaliveBudget) : KEEPALIVE_BUDGET;
-    const how = String(o.exitTransport ?? 'auto').toLowerCase();
+    this.budget = IS_NODE ? 0 : KEEPALIVE_BUDGET;
+    if (!IS_NODE && o.keepaliveBudget !== undefined) {
+      const b = Number(o.keepaliveBudget);
+      if (Number.isFinite(b) && b >= 1 && b <= KEEPALIVE_BUDGET) this.budget = Math.floor(b);
+      else this.pt._warnOnce(`keepaliveBudget must be 1..${KEEPALIVE_BUDGET} bytes (the browser's cap), not ${JSON.stringify(o.keepaliveBudget)}: using ${KEEPALIVE_BUDGET}`);
+    }
+    let how = String(o.exitTransport ?? 'auto').toLowerCase();
+    if (!['auto', 'fetch', 'beacon'].includes(how)) {
+      this.pt._warnOnce(`exitTransport must be "auto", "fetch" or "beacon", not ${JSON.stringify(o.exitTransport)}: using "auto"`);
+      how = 'auto';
+    }
     const beacon = typeof globalThis.navigator?.sendBeacon === 'function';
     this.exitTransport = how === 'beacon' ? (beacon ? 'beacon' : 'none') : how === 'fetch' || this.keepalive ? 'fetch' : beacon ? 'beacon' : 'none';
     // A file exporter that cannot write sees its requests fail, and the core retries, then drops and counts them.
@@ -704,7 +719,7 @@ class Driver {
     const last = this.warnedAt.get(key);
     if (last !== undefined && now - last < everyMs) return;
     this.warnedAt.set(key, now);
-    this.pt._core.sink.warn(`polytel: ${text}`);
+    this.pt._core.warn(text);
   }
 
   /**
@@ -807,8 +822,8 @@ class Driver {
       report.leftBytes = this.budget - this.keepaliveBytes;
       if (final && report.droppedRequests) {
         const why = Object.entries(report.reasons).map(([k, v]) => `${v} ${k}`).join(', ');
-        this.pt._core.sink.warn(
-          `polytel: page exit: ${report.droppedItems} log records/spans could not be sent and are counted as dropped (dropped_export): ${why}; ` +
+        this.pt._core.warn(
+          `page exit: ${report.droppedItems} log records/spans could not be sent and are counted as dropped (dropped_export): ${why}; ` +
             `sent ${report.sentRequests} requests (${report.sentBytes} bytes${report.gzipped ? `, ${report.gzipped} gzip'd` : ''}, ${report.sentItems} records) by ${transport} ` +
             `within the ${this.budget}-byte keepalive budget (${report.inFlightBytes} bytes were already in flight)`,
         );
@@ -1170,7 +1185,7 @@ class Polytel extends Logger {
     this._warned ??= new Set();
     if (this._warned.has(text)) return;
     this._warned.add(text);
-    this._core.sink.warn(`polytel: ${text}`);
+    this._core.warn(text);
   }
 
   _exportFailures() {
@@ -1273,8 +1288,8 @@ class Polytel extends Logger {
       .map(([k, v]) => `${k} ${v}`)
       .join(', ');
     const left = before.pending ? `${before.pending} log records/spans still pending at exit were dropped (${cause}); ` : '';
-    this._core.sink.warn(
-      `polytel: exit: ${left}recorded ${s.recorded}, exported ${s.exported}, dropped ${s.dropped}${causes ? ` (${causes})` : ''}` +
+    this._core.warn(
+      `exit: ${left}recorded ${s.recorded}, exported ${s.exported}, dropped ${s.dropped}${causes ? ` (${causes})` : ''}` +
         `${s.unconfirmed !== undefined ? `, unconfirmed ${s.unconfirmed}` : ''}`,
     );
   }

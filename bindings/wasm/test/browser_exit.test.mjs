@@ -74,6 +74,7 @@ const EXITS = [
   ['protobuf + gzip, recorded in pagehide', { protocol: 'http/protobuf', compression: 'gzip', recordAtExit: '1' }, 'navigate'],
   ['OTLP/JSON + gzip, recorded in pagehide', { protocol: 'http/json', compression: 'gzip', recordAtExit: '1' }, 'navigate'],
   ['sendBeacon, protobuf, recorded in pagehide', { protocol: 'http/protobuf', exitTransport: 'beacon', recordAtExit: '1' }, 'navigate'],
+  ['protobuf, keepaliveBudget 20000, recorded in pagehide', { protocol: 'http/protobuf', keepaliveBudget: '20000', recordAtExit: '1' }, 'navigate'],
   // Recorded, then the page leaves at once (from the same task): part goes before the exit, part at it.
   ['protobuf, cross-origin, navigation', { protocol: 'http/protobuf' }, 'navigate'],
   ['OTLP/JSON, cross-origin, navigation', { protocol: 'http/json' }, 'navigate'],
@@ -109,9 +110,10 @@ describe('page exit', () => {
       assert.equal(stats.dropped, stats.droppedExport);
       assert.equal(report.final, true);
       assert.equal(report.transport, query.exitTransport ?? 'fetch');
-      // The budget: what was in flight at the exit and what the exit sent fit 64 KiB together ...
-      assert.equal(report.budget, BUDGET);
-      assert.ok(report.inFlightBytes + report.sentBytes <= BUDGET, JSON.stringify(report));
+      // The budget: what was in flight at the exit and what the exit sent fit 64 KiB (or the option) together ...
+      const budget = Number(query.keepaliveBudget ?? BUDGET);
+      assert.equal(report.budget, budget);
+      assert.ok(report.inFlightBytes + report.sentBytes <= budget, JSON.stringify(report));
       assert.equal(report.droppedItems, stats.droppedExport);
       // ... and the exit used it: nothing was dropped that would have fit in the room left (first fit; the last
       // snapshot's reserved room is the only slack).
@@ -310,6 +312,21 @@ describe('failures a page can explain', () => {
     const got = await plain.received();
     assert.equal(got.spans.length, 0);
     assert.ok(got.errors.some((e) => /OPTIONS \(CORS preflight\)/.test(e.message)), JSON.stringify(got.errors));
+  });
+
+  test('a bad keepaliveBudget or exitTransport: one warning each, the defaults kept', { timeout: 60000 }, async () => {
+    const { ctx, page, consoleMsgs } = await openExitPage({ n: '1', endpoint: rx.endpoint, flushOnExit: 'false', keepaliveBudget: '100000', exitTransport: 'pigeon' });
+    await page.waitForFunction(() => globalThis.__polytelResult !== undefined, null, { timeout: 30000 });
+    const report = await page.evaluate(() => globalThis.__pt.exitFlush());
+    await ctx.close();
+    const budget = consoleMsgs.filter((m) => m.text.includes('keepaliveBudget must be'));
+    const transport = consoleMsgs.filter((m) => m.text.includes('exitTransport must be'));
+    assert.equal(budget.length, 1, JSON.stringify(consoleMsgs));
+    assert.match(budget[0].text, /keepaliveBudget must be 1\.\.65536 bytes \(the browser's cap\), not 100000: using 65536/);
+    assert.equal(transport.length, 1);
+    assert.match(transport[0].text, /exitTransport must be "auto", "fetch" or "beacon", not "pigeon": using "auto"/);
+    assert.equal(report.budget, BUDGET);
+    assert.equal(report.transport, 'fetch');
   });
 
   test('a collector that is down, cross-origin: the warning says unreachable or CORS, and how to allow the origin', { timeout: 60000 }, async () => {
