@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
 
 import { serve } from './browser/serve.mjs';
-import { PKG, sleep, startReceiver } from './helpers.mjs';
+import { closedPort, PKG, sleep, startReceiver } from './helpers.mjs';
 
 const CHROMIUM = process.env.POLYTEL_CHROMIUM ?? '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
@@ -330,9 +330,7 @@ describe('failures a page can explain', () => {
   });
 
   test('a collector that is down, cross-origin: the warning says unreachable or CORS, and how to allow the origin', { timeout: 60000 }, async () => {
-    const dead = await startReceiver();
-    const endpoint = dead.endpoint;
-    await dead.stop();
+    const endpoint = `http://127.0.0.1:${await closedPort()}`;
     const { ctx, page, consoleMsgs } = await openExitPage({ n: '3', endpoint, flushOnExit: 'false' });
     await page.waitForFunction(() => globalThis.__polytelResult !== undefined, null, { timeout: 30000 });
     await page.evaluate(() => globalThis.__pt.flush(1500));

@@ -1,5 +1,6 @@
 // helpers.mjs — the real test receiver (tests/receiver/otlp_receiver.py) out of process, and child-process runs.
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -62,6 +63,15 @@ export async function startReceiver({ cors = false } = {}) {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A port that was free a moment ago: nothing listens there. */
+export async function closedPort() {
+  const srv = createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
 }
 
 /** Runs `node script` with env (on top of a clean copy of ours); resolves {code, stdout, stderr}. */

@@ -1,13 +1,12 @@
 // node_exit.test.mjs — Node: the resource a process reports, gzip through CompressionStream, and a process that
 // ends without shutdown() while the collector is down (bounded, counted, and said in one line).
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { createPolytel } from '../src/index.js';
-import { PKG, runNode, startReceiver } from './helpers.mjs';
+import { closedPort, PKG, runNode, startReceiver } from './helpers.mjs';
 
 let rx;
 before(async () => {
@@ -17,13 +16,6 @@ after(async () => {
   await rx?.stop();
 });
 
-async function closedPort() {
-  const srv = createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address();
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 for (const protocol of ['http/protobuf', 'http/json']) {
   test(`the resource in Node: nodejs, the real pid, host and runtime; user attributes win (${protocol})`, { timeout: 30000 }, async () => {
