@@ -701,6 +701,8 @@ class Driver {
     if (status > 0) {
       this.plainFailing = false;
       this.diagnosed = false;
+      // An answer after a final exit: the page lives on (exitFlush() called on a page that stays).
+      if (this.exited) this.resumed();
       if (r.keepaliveRefused) {
         this.warnEvery('keepalive', `the browser refused a keepalive request of ${r.body.length} bytes while polytel's own keepalive requests in flight held ${this.keepaliveBytes} bytes of its ${this.budget}-byte budget: other code on this page uses the browser's 64 KiB keepalive allowance. It went out as a plain request (which does not outlive the page); set keepaliveBudget lower to leave room for the others`);
       }
