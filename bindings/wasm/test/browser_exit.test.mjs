@@ -100,7 +100,6 @@ describe('page exit', () => {
         await page.close();
       }
       const { report, stats } = await exitRecord(ctx);
-      await ctx.close();
       assert.ok(!consoleMsgs.some((m) => m.type === 'pageerror'), JSON.stringify(consoleMsgs));
 
       // The page's own account: every span is exported, dropped (counted) or still in the air (pending).
@@ -120,10 +119,12 @@ describe('page exit', () => {
       if (report.droppedRequests) assert.ok(report.leftBytes < report.smallestDroppedBytes + report.reserve, JSON.stringify(report));
 
       // What reached the collector: the last snapshot carries the counter and the counts, taken after the drops.
+      // Keepalive requests outlive the page, not the browser context: it stays open until they are in.
       const got = await rx.waitFor((g) => {
         const rec = lastPoint(g, 'polytel.recorded');
         return rec && rec.value === N && g.spans.length >= N - stats.dropped;
       }, 20000);
+      await ctx.close();
       assert.deepEqual(got.errors, []);
       const ids = new Set(got.spans.map((s) => s.span_id));
       assert.equal(ids.size, got.spans.length, 'no span arrived twice');
@@ -154,10 +155,10 @@ describe('page exit', () => {
     const { ctx, page } = await openExitPage(q);
     await page.waitForURL((u) => u.pathname.endsWith('/page.html'), { timeout: 30000 });
     const { report, stats } = await exitRecord(ctx);
-    await ctx.close();
     assert.equal(stats.dropped, 0);
     assert.equal(report.droppedRequests, 0);
     const got = await rx.waitFor((g) => g.spans.length >= 100 && lastPoint(g, 'exit.clicks'), 10000);
+    await ctx.close();
     assert.equal(got.spans.length, 100);
     assert.equal(lastPoint(got, 'exit.clicks').value, 100);
   });
