@@ -746,6 +746,7 @@ class Driver {
     const headersHint = extra.length ? ` and allowed_headers: ${JSON.stringify(extra)}` : '';
     const how = `receivers: otlp: protocols: http: cors: allowed_origins: ["${origin}"]${headersHint}`;
     const what = `${errorMessage(error)}`;
+    const where = target.origin + target.pathname; // never the query: it may carry a key
     let probe;
     try {
       probe = Promise.resolve(this.fetch.call(globalThis, target.href, { method: 'HEAD', mode: 'no-cors', cache: 'no-store', credentials: 'omit' }));
@@ -753,8 +754,8 @@ class Driver {
       probe = Promise.reject(e);
     }
     probe.then(
-      () => this.warnEvery('cors', `export to ${target.href} failed (${what}): the collector answers, but the browser withholds its responses from this page (CORS): the collector does not allow the origin ${origin}. In the OpenTelemetry Collector: ${how}`, 0),
-      () => this.warnEvery('cors', `export to ${target.href} failed (${what}): an opaque network error: the collector (${target.origin}) is unreachable, or it refuses this page's origin ${origin} (CORS): browsers report both alike. If it is up, allow the origin: ${how}`, 0),
+      () => this.warnEvery('cors', `export to ${where} failed (${what}): the collector answers, but the browser withholds its responses from this page (CORS): the collector does not allow the origin ${origin}. In the OpenTelemetry Collector: ${how}`, 0),
+      () => this.warnEvery('cors', `export to ${where} failed (${what}): an opaque network error: the collector (${target.origin}) is unreachable, or it refuses this page's origin ${origin} (CORS): browsers report both alike. If it is up, allow the origin: ${how}`, 0),
     );
   }
 
