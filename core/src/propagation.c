@@ -39,13 +39,20 @@ static int any_hex_digit(char c) {
   return lc_hex_digit(c);
 }
 
+/* Lowercase hex digit + 1, 0 for anything else: one load per character on the extract path. */
+static const uint8_t lc_hex_tab[256] = {
+    ['0'] = 1, ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
 static int lc_hex_bytes(const char *s, uint8_t *out, size_t n) {
+  unsigned bad = 0;
   for (size_t i = 0; i < n; i++) {
-    int hi = lc_hex_digit(s[2 * i]), lo = lc_hex_digit(s[2 * i + 1]);
-    if (hi < 0 || lo < 0) return 0;
-    out[i] = (uint8_t)(hi << 4 | lo);
+    unsigned hi = lc_hex_tab[(unsigned char)s[2 * i]], lo = lc_hex_tab[(unsigned char)s[2 * i + 1]];
+    bad |= (hi == 0) | (lo == 0);
+    out[i] = (uint8_t)((hi - 1) << 4 | ((lo - 1) & 15));
   }
-  return 1;
+  return !bad;
 }
 
 static char *put_hex(char *p, const uint8_t *b, size_t n) {
