@@ -22,6 +22,18 @@ static void trim(const char **p, size_t *n) {
   while (*n && is_ows((*p)[*n - 1])) (*n)--;
 }
 
+/* The next item of the comma list s[0..n) from *pos, without its optional whitespace; 0 past the end. */
+static int next_item(const char *s, size_t n, size_t *pos, const char **item, size_t *len) {
+  if (*pos > n) return 0;
+  const char *comma = memchr(s + *pos, ',', n - *pos);
+  size_t end = comma ? (size_t)(comma - s) : n;
+  *item = s + *pos;
+  *len = end - *pos;
+  trim(item, len);
+  *pos = end + 1;
+  return 1;
+}
+
 static int all_zero(const uint8_t *b, size_t n) {
   uint8_t acc = 0;
   for (size_t i = 0; i < n; i++) acc |= b[i];
@@ -176,12 +188,9 @@ int polytel__tracestate_normalize_n(const char *in, size_t n, char *out, size_t 
   if (!in) return -1;
   ts_member_t m[POLYTEL__TRACESTATE_MAX_MEMBERS];
   size_t k = 0;
-  for (size_t i = 0; i <= n;) {
-    const char *comma = memchr(in + i, ',', n - i);
-    size_t j = comma ? (size_t)(comma - in) : n;
-    const char *p = in + i;
-    size_t len = j - i;
-    trim(&p, &len);
+  const char *p;
+  size_t len;
+  for (size_t pos = 0; next_item(in, n, &pos, &p, &len);) {
     if (len > 0) { /* empty and blank members are allowed, and dropped */
       if (k == POLYTEL__TRACESTATE_MAX_MEMBERS) return -1;
       const char *eq = memchr(p, '=', len);
@@ -193,7 +202,6 @@ int polytel__tracestate_normalize_n(const char *in, size_t n, char *out, size_t 
       }
       m[k++] = (ts_member_t){(size_t)(p - in), len, kl};
     }
-    i = j + 1;
   }
   size_t limit = cap - 1 < POLYTEL__TRACESTATE_MAX_LEN ? cap - 1 : POLYTEL__TRACESTATE_MAX_LEN;
   int keep[POLYTEL__TRACESTATE_MAX_MEMBERS];
@@ -216,15 +224,15 @@ int polytel__tracestate_normalize_n(const char *in, size_t n, char *out, size_t 
     }
     keep[victim] = 0;
   }
-  size_t len = 0;
+  size_t w = 0;
   for (size_t i = 0; i < k; i++) {
     if (!keep[i]) continue;
-    if (len) out[len++] = ',';
-    memcpy(out + len, in + m[i].off, m[i].len);
-    len += m[i].len;
+    if (w) out[w++] = ',';
+    memcpy(out + w, in + m[i].off, m[i].len);
+    w += m[i].len;
   }
-  out[len] = '\0';
-  return (int)len;
+  out[w] = '\0';
+  return (int)w;
 }
 
 int polytel__tracestate_normalize(const char *in, char *out, size_t cap) {
@@ -345,6 +353,17 @@ static char *bg_take(polytel__baggage_t *b, size_t n) {
   return p;
 }
 
+/* A new entry for key; the caller checked there is an entry and room for the key left. */
+static polytel__baggage_entry_t *bg_add(polytel__baggage_t *b, const char *key, size_t key_len) {
+  polytel__baggage_entry_t *e = &b->e[b->n++];
+  char *kp = bg_take(b, key_len + 1);
+  memcpy(kp, key, key_len);
+  kp[key_len] = '\0';
+  e->key = kp;
+  e->key_len = (uint32_t)key_len;
+  return e;
+}
+
 void polytel__baggage_init(polytel__baggage_t *b, char *store, size_t cap) {
   if (!b) return;
   b->n = b->skipped = b->taken = b->bytes = 0;
@@ -410,14 +429,7 @@ static int bg_member(polytel__baggage_t *b, const char *s, size_t n) {
   if (!e && b->n == POLYTEL__BAGGAGE_MAX_MEMBERS) return 0;
   size_t need = (e ? 0 : kn + 1) + vn + 1 + (pl ? (size_t)pl + 1 : 0);
   if (b->cap - b->used < need) return 0;
-  if (!e) {
-    e = &b->e[b->n++];
-    char *kp = bg_take(b, kn + 1);
-    memcpy(kp, k, kn);
-    kp[kn] = '\0';
-    e->key = kp;
-    e->key_len = (uint32_t)kn;
-  }
+  if (!e) e = bg_add(b, k, kn);
   char *vp = b->store + b->used;
   size_t dn = bg_decode(v, vn, vp);
   vp[dn] = '\0';
@@ -442,20 +454,15 @@ int polytel__baggage_parse(polytel__baggage_t *b, const char *s, size_t n) {
   if (!b) return POLYTEL_EINVAL;
   if (!s) return 0;
   int taken = 0;
-  for (size_t i = 0; i <= n;) {
-    const char *comma = memchr(s + i, ',', n - i);
-    size_t j = comma ? (size_t)(comma - s) : n;
-    const char *p = s + i;
-    size_t len = j - i;
-    trim(&p, &len);
-    if (len > 0) {
-      if (bg_member(b, p, len)) {
-        taken++;
-      } else {
-        b->skipped++;
-      }
+  const char *p;
+  size_t len;
+  for (size_t pos = 0; next_item(s, n, &pos, &p, &len);) {
+    if (len == 0) continue;
+    if (bg_member(b, p, len)) {
+      taken++;
+    } else {
+      b->skipped++;
     }
-    i = j + 1;
   }
   return taken;
 }
@@ -469,14 +476,7 @@ int polytel__baggage_set(polytel__baggage_t *b, const char *key, size_t key_len,
   polytel__baggage_entry_t *e = bg_find(b, key, key_len);
   if (!e && b->n == POLYTEL__BAGGAGE_MAX_MEMBERS) return POLYTEL_ENOMEM;
   if (b->cap - b->used < (e ? 0 : key_len + 1) + value_len + 1) return POLYTEL_ENOMEM;
-  if (!e) {
-    e = &b->e[b->n++];
-    char *kp = bg_take(b, key_len + 1);
-    memcpy(kp, key, key_len);
-    kp[key_len] = '\0';
-    e->key = kp;
-    e->key_len = (uint32_t)key_len;
-  }
+  if (!e) e = bg_add(b, key, key_len);
   char *vp = bg_take(b, value_len + 1);
   if (value_len) memcpy(vp, value, value_len);
   vp[value_len] = '\0';
@@ -660,12 +660,8 @@ unsigned polytel__propagators_parse(const char *value, char *warn, size_t warn_c
   unsigned mask = 0;
   int none = 0, usable = 0;
   namelist_t unsup = {{{0}}, 0, 0}, unknown = {{{0}}, 0, 0};
-  for (size_t i = 0; i <= all.n;) {
-    const char *comma = memchr(all.p + i, ',', all.n - i);
-    size_t j = comma ? (size_t)(comma - all.p) : all.n;
-    sv_t e = {all.p + i, j - i};
-    trim(&e.p, &e.n);
-    i = j + 1;
+  sv_t e;
+  for (size_t pos = 0; next_item(all.p, all.n, &pos, &e.p, &e.n);) {
     if (e.n == 0) continue;
     if (sv_eq_ci(e, "tracecontext")) {
       mask |= POLYTEL__PROPAGATOR_TRACECONTEXT, usable = 1;
