@@ -178,6 +178,32 @@ describe('page exit', () => {
 });
 
 describe('keepalive budget outside an exit', () => {
+  test('exitFlush() on a page that stays: what did not fit is counted, then export resumes and nothing is left pending', { timeout: 60000 }, async () => {
+    await rx.reset();
+    const { ctx, page } = await openExitPage({ n: '0', endpoint: rx.endpoint, flushOnExit: 'false', noListener: '1' });
+    await page.waitForFunction(() => globalThis.__polytelResult !== undefined, null, { timeout: 30000 });
+    const out = await page.evaluate(async (n) => {
+      const pt = globalThis.__pt;
+      for (let i = 0; i < n; i++) pt.span('exit-span', () => {}, { i });
+      const report = await pt.exitFlush();
+      for (let i = 0; i < 100; i++) pt.span('after-exit', () => {}, { i });
+      const flushed = await pt.flush(20000);
+      return { report, flushed, stats: pt.stats() };
+    }, N);
+    await ctx.close();
+    assert.equal(out.report.final, true);
+    assert.ok(out.report.droppedItems > 0, '2400 protobuf spans do not fit 64 KiB');
+    assert.equal(out.flushed, true, 'nothing stays stuck in flight after the exit');
+    assert.equal(out.stats.recorded, N + 100);
+    assert.equal(out.stats.pending, 0);
+    assert.equal(out.stats.dropped, out.report.droppedItems);
+    assert.equal(out.stats.exported + out.stats.dropped, out.stats.recorded);
+    const got = await rx.received();
+    assert.equal(got.spans.filter((sp) => sp.name === 'after-exit').length, 100, 'the page lived on: all of it was sent');
+    assert.equal(new Set(got.spans.map((sp) => sp.span_id)).size, out.stats.exported);
+  });
+
+
   test('512-span requests (~37 KB) never exceed 64 KiB of keepalive bodies in flight, and none fails', { timeout: 60000 }, async () => {
     await rx.reset();
     const env = JSON.stringify({ OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '512' });
@@ -288,6 +314,21 @@ describe('failures a page can explain', () => {
   });
   after(async () => {
     await plain?.stop();
+  });
+
+  test('gzip and headers against a collector without CORS: the warning adds cors.allowed_headers', { timeout: 60000 }, async () => {
+    const { ctx, page, consoleMsgs } = await openExitPage({ n: '3', endpoint: plain.endpoint, flushOnExit: 'false', compression: 'gzip', headers: JSON.stringify({ 'x-api-key': 'secret-value' }) });
+    await page.waitForFunction(() => globalThis.__polytelResult !== undefined, null, { timeout: 30000 });
+    await page.evaluate(() => globalThis.__pt.flush(1500));
+    let line;
+    for (let i = 0; i < 100 && !line; i++) {
+      line = consoleMsgs.find((m) => m.text.includes('(CORS)'));
+      if (!line) await sleep(50);
+    }
+    await ctx.close();
+    assert.ok(line, JSON.stringify(consoleMsgs));
+    assert.match(line.text, /and allowed_headers: \["Content-Encoding","x-api-key"\]/);
+    assert.ok(!consoleMsgs.some((m) => m.text.includes('secret-value')), 'a header value is never printed');
   });
 
   test('a collector without CORS for this origin: the warning names CORS and cors.allowed_origins', { timeout: 60000 }, async () => {
