@@ -320,8 +320,11 @@ static void retire(polytel__thread_t *t) {
     if (!v) continue;
     /* Saturating: past INT64_MAX the total stays there (the snapshot says so), never wraps. */
     int64_t old = atomic_load(&polytel__retired_counters[i]), sum;
-    do polytel__sat_add(old, v, &sum);
+    int sat;
+    do sat = polytel__sat_add(old, v, &sum);
     while (!atomic_compare_exchange_weak(&polytel__retired_counters[i], &old, sum));
+    polytel_metric_t *m = polytel__static_metrics[i];
+    if (sat && m && m->name) polytel__counter_total_saturated(m->name, strlen(m->name));
   }
   polytel__consume_reset_thread(t);
   polytel__pool_put(t->head);

@@ -314,6 +314,8 @@ static inline int polytel__sat_add(int64_t a, int64_t b, int64_t *out) {
 void polytel__metrics_set_max_series(uint32_t n);
 /* A counter could not take `lost` increments (INT64_MAX): counted as metric_saturated, warned once. */
 void polytel__counter_saturated(const char *name, size_t name_len, uint64_t lost);
+/* A counter's total passed INT64_MAX only as a sum of parts no single call lost: one, the first time. */
+void polytel__counter_total_saturated(const char *name, size_t name_len);
 /* A NaN or infinite gauge/histogram value was refused: warned once per instrument. */
 void polytel__metric_nonfinite(int kind, const char *name, size_t name_len, double value);
 

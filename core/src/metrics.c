@@ -108,6 +108,10 @@ void polytel__counter_saturated(const char *name, size_t nl, uint64_t lost) {
   saturated(name, nl, lost, 0);
 }
 
+void polytel__counter_total_saturated(const char *name, size_t nl) {
+  saturated(name, nl, 0, 1);
+}
+
 void polytel__metric_nonfinite(int kind, const char *name, size_t nl, double value) {
   if (first_warning(kind, name, nl, WARNED_NONFINITE))
     polytel__diag(POLYTEL_LEVEL_WARN,
@@ -429,7 +433,7 @@ int polytel__metrics_snapshot(polytel__metrics_snap_t *out, uint64_t now_ns) {
     if (m->kind == POLYTEL_METRIC_COUNTER) {
       int64_t total;
       /* The threads' parts may pass INT64_MAX only together: one lost increment, said once. */
-      if (static_total(slot, &total)) saturated(m->name, nl, 0, 1);
+      if (static_total(slot, &total)) polytel__counter_total_saturated(m->name, nl);
       s->static_slot = slot;
       s->has_value = s->has_value || total != 0;
       s->istatic = total;

@@ -426,8 +426,8 @@ static void shutdown_summary(const polytel_stats_t *st, int deferred) {
   if (used && used + 1 < sizeof by) by[used++] = ')', by[used] = '\0';
   /* Expected in a pre-fork master that leaves export to its workers (already explained above). */
   polytel__diag(deferred ? POLYTEL_LEVEL_INFO : POLYTEL_LEVEL_WARN,
-                "shutdown: %llu records dropped%s, %llu unconfirmed (sent, no answer before the deadline)",
-                (unsigned long long)dropped, by, (unsigned long long)unconfirmed);
+                "shutdown: %llu record%s dropped%s, %llu unconfirmed (sent, no answer before the deadline)",
+                (unsigned long long)dropped, dropped == 1 ? "" : "s", by, (unsigned long long)unconfirmed);
 }
 
 int polytel_shutdown(uint32_t timeout_ms) {

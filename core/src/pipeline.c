@@ -116,6 +116,10 @@ static const polytel__kv_t *arena_kv(chunk_t **a, const polytel__kv_t *kv, uint3
 
 /* --------------------------------------------------------------- warnings */
 
+static int retryable_status(int status) {
+  return status == 429 || status == 502 || status == 503 || status == 504;
+}
+
 enum { OUT_RETRY, OUT_DROPPED, OUT_UNCONFIRMED, OUT_REJECTED_PART };
 
 static const char *sig_name(polytel__signal_t s) {
@@ -161,8 +165,15 @@ static int warn_due(polytel__pipeline_t *pl, polytel__signal_t sig, int cause, i
 }
 
 /* "(HTTP 400: "message")", "(connect: Connection refused)": the cause, its untrusted text quoted. */
-static void cause_text(char *out, size_t cap, const polytel__response_t *r, const polytel__otlp_answer_t *a) {
-  char q[6 * POLYTEL__QUOTE_MAX + 16];
+static void cause_text(char *out, size_t cap, int file, const polytel__response_t *r,
+                       const polytel__otlp_answer_t *a) {
+  char q[8 * POLYTEL__QUOTE_MAX + 16];
+  if (file) {
+    polytel__quote_untrusted(q, sizeof q, r->error ? r->error : "", r->error ? strlen(r->error) : 0,
+                             POLYTEL__QUOTE_MAX);
+    snprintf(out, cap, "write: %s", q);
+    return;
+  }
   if (r->net == POLYTEL__NET_OK) {
     if (a->message_len) {
       polytel__quote_untrusted(q, sizeof q, a->message, a->message_len, POLYTEL__QUOTE_MAX);
@@ -209,8 +220,8 @@ static void warn_outcome(polytel__pipeline_t *pl, const polytel__request_t *req,
   int cause = r->net == POLYTEL__NET_OK ? r->status : -1 - (int)r->net;
   uint64_t requests, n;
   if (!warn_due(pl, req->signal, cause, outcome, req->n_items, now, &requests, &n)) return;
-  char why[6 * POLYTEL__QUOTE_MAX + 64], more[64] = "";
-  cause_text(why, sizeof why, r, a);
+  char why[8 * POLYTEL__QUOTE_MAX + 64], more[64] = "";
+  cause_text(why, sizeof why, pl->cfg->exporter == POLYTEL_EXPORTER_FILE, r, a);
   const char *sig = sig_name(req->signal), *words = failure_words(pl, r);
   if (requests > 1) snprintf(more, sizeof more, " over %llu requests", (unsigned long long)requests);
   int metrics = req->signal == POLYTEL__SIG_METRICS;
@@ -227,13 +238,13 @@ static void warn_outcome(polytel__pipeline_t *pl, const polytel__request_t *req,
                       item_noun(req->signal, pl->queued_items[req->signal == POLYTEL__SIG_LOGS]), more);
       break;
     case OUT_DROPPED: {
-      const char *how = r->net == POLYTEL__NET_TLS
-                            ? "; not retried: this will not heal without a configuration "
-                              "change (certificate, OTEL_EXPORTER_OTLP_CERTIFICATE)"
-                        : (r->net == POLYTEL__NET_OK && !(r->status == 429 || r->status >= 502)) ||
-                                pl->cfg->exporter == POLYTEL_EXPORTER_FILE
-                            ? " (not retried)"
-                            : "; retries exhausted within the export timeout";
+      /* A rejection says itself that it is final; a network failure says why it stopped. */
+      const char *how =
+          r->net == POLYTEL__NET_TLS ? "; not retried: this will not heal without a configuration "
+                                       "change (the certificate, OTEL_EXPORTER_OTLP_CERTIFICATE)"
+          : r->net == POLYTEL__NET_OK && !retryable_status(r->status) ? ""
+                                                                      : "; retries exhausted within "
+                                                                        "the export timeout";
       if (metrics)
         polytel__diag(
             POLYTEL_LEVEL_WARN,
@@ -260,25 +271,26 @@ static void warn_partial(polytel__pipeline_t *pl, const polytel__request_t *req,
                          const polytel__otlp_answer_t *a, uint64_t rejected, uint64_t now) {
   uint64_t requests, n;
   if (!warn_due(pl, req->signal, 200, OUT_REJECTED_PART, rejected, now, &requests, &n)) return;
-  char q[6 * POLYTEL__QUOTE_MAX + 16], more[64] = "";
+  char q[8 * POLYTEL__QUOTE_MAX + 16], what[8 * POLYTEL__QUOTE_MAX + 48], more[64] = "";
   polytel__quote_untrusted(q, sizeof q, a->message, a->message_len, POLYTEL__QUOTE_MAX);
+  if (a->message_len)
+    snprintf(what, sizeof what, "partial_success: \"%s\"", q);
+  else
+    snprintf(what, sizeof what, "partial_success, no message");
   if (requests > 1) snprintf(more, sizeof more, " over %llu requests", (unsigned long long)requests);
   const char *sig = sig_name(req->signal);
   if (req->signal == POLYTEL__SIG_METRICS)
-    polytel__diag(
-        POLYTEL_LEVEL_WARN,
-        "export of metrics partially rejected by the collector (partial_success: \"%s\"); %llu data "
-        "points rejected%s",
-        q, (unsigned long long)n, more);
+    polytel__diag(POLYTEL_LEVEL_WARN,
+                  "export of metrics partially rejected by the collector (%s); %llu data points rejected%s",
+                  what, (unsigned long long)n, more);
   else if (n)
     polytel__diag(POLYTEL_LEVEL_WARN,
-                  "export of %s partially rejected by the collector (partial_success: \"%s\"); %llu %s "
-                  "dropped%s (counted as dropped_rejected)",
-                  sig, q, (unsigned long long)n, item_noun(req->signal, n), more);
+                  "export of %s partially rejected by the collector (%s); %llu %s dropped%s (counted as "
+                  "dropped_rejected)",
+                  sig, what, (unsigned long long)n, item_noun(req->signal, n), more);
   else
-    polytel__diag(POLYTEL_LEVEL_WARN,
-                  "export of %s accepted with a warning from the collector (partial_success: \"%s\")", sig,
-                  q);
+    polytel__diag(POLYTEL_LEVEL_WARN, "export of %s accepted with a warning from the collector (%s)", sig,
+                  what);
 }
 
 /* --------------------------------------------------------------- requests */
@@ -613,10 +625,6 @@ static void unlink_req(polytel__pipeline_t *pl, polytel__request_t *req) {
   *pp = req->next;
   if (pl->tail == req) pl->tail = prev;
   if (req->signal != POLYTEL__SIG_METRICS) pl->queued_items[req->signal == POLYTEL__SIG_LOGS] -= req->n_items;
-}
-
-static int retryable_status(int status) {
-  return status == 429 || status == 502 || status == 503 || status == 504;
 }
 
 /* Step n of the schedule, jittered: [base/2, base], base = min(INITIAL << n, MAX). */

@@ -439,15 +439,19 @@ void polytel__response_parse(polytel__signal_t sig, int status, const uint8_t *b
   } else {
     kind = hint == POLYTEL__FMT_JSON ? JSON : PB;
   }
-  int rc = -1;
+  if (kind == TEXT) { /* a proxy's error page, a plain message: what it says, sanitized when shown */
+    if (!ok) text_message(body, len, out);
+    return;
+  }
+  int rc;
   if (kind == PB) {
     pb_t r = {body, body + len};
     rc = ok ? pb_export_response(r, out) : pb_status(r, out);
-  } else if (kind == JSON) {
+  } else {
     rc = json_parse(ok, body, len, out);
   }
   if (rc != 0) {
-    /* Unreadable as OTLP: trust nothing of it but, for an error answer, text that reads as text. */
+    /* Unreadable as what it claims: trust nothing of it but, for an error answer, text that reads as text. */
     memset(out, 0, sizeof *out);
     if (!ok && looks_like_text(body, len)) text_message(body, len, out);
   }
@@ -497,7 +501,7 @@ static int invisible(uint32_t cp) {
 
 size_t polytel__quote_untrusted(char *out, size_t cap, const char *src, size_t len, size_t max_bytes) {
   static const char ellipsis[] = "\xe2\x80\xa6";
-  static const char hex[] = "0123456789abcdef";
+  static const char hex[] = "0123456789ABCDEF";
   const uint8_t *s = (const uint8_t *)src;
   if (!cap) return 0;
   size_t o = 0, i = 0;
@@ -509,20 +513,22 @@ size_t polytel__quote_untrusted(char *out, size_t cap, const char *src, size_t l
     size_t k = utf8_decode(s + i, len - i, &cp);
     char esc[12];
     size_t en;
+    /*
+     * No backslash escapes here: the console escapes backslashes itself, and
+     * "\u202e" would come out as "\\u202e". A marker it leaves alone instead.
+     */
     if (k == 0) { /* an invalid byte */
-      esc[0] = '\\', esc[1] = 'x', esc[2] = hex[s[i] >> 4], esc[3] = hex[s[i] & 15];
-      en = 4;
-      k = 1;
-    } else if (cp == '"' || cp == '\\') {
-      esc[0] = '\\', esc[1] = (char)cp;
-      en = 2;
-    } else if (cp < 0x20 || cp == 0x7f) {
-      esc[0] = '\\', esc[1] = 'x', esc[2] = hex[cp >> 4], esc[3] = hex[cp & 15];
-      en = 4;
-    } else if (invisible(cp)) {
-      esc[0] = '\\', esc[1] = 'u';
-      for (int d = 0; d < 4; d++) esc[2 + d] = hex[(cp >> (12 - 4 * d)) & 15];
+      memcpy(esc, "<0x", 3), esc[3] = hex[s[i] >> 4], esc[4] = hex[s[i] & 15], esc[5] = '>';
       en = 6;
+      k = 1;
+    } else if (cp == '\t' || cp == '\n' || cp == '\r') {
+      esc[0] = ' ';
+      en = 1;
+    } else if (cp < 0x20 || cp == 0x7f || invisible(cp)) {
+      memcpy(esc, "<U+", 3);
+      for (int d = 0; d < 4; d++) esc[3 + d] = hex[(cp >> (12 - 4 * d)) & 15];
+      esc[7] = '>';
+      en = 8;
     } else {
       memcpy(esc, s + i, k);
       en = k;

@@ -34,11 +34,12 @@ void polytel__response_parse(polytel__signal_t sig, int status, const uint8_t *b
 
 /*
  * Untrusted text made safe for one console line: at most max_bytes of s, cut on
- * a character boundary and marked with "…"; control characters, C1 controls,
- * bidi controls, zero-width characters, line separators and invalid UTF-8
- * escaped (\xNN, \uXXXX), '"' and '\' backslash-escaped. Always NUL-terminates
- * out (cap >= 1) and never writes past cap; cap >= 6 * max_bytes + 8 keeps
- * every character that max_bytes allows. Returns the length written.
+ * a character boundary and marked with "…"; tabs and line breaks become spaces;
+ * other control characters, C1 controls, bidi controls, zero-width characters
+ * and line separators become <U+XXXX>, invalid UTF-8 bytes <0xNN> (no
+ * backslashes: the console escapes those again). Always NUL-terminates out
+ * (cap >= 1) and never writes past cap; cap >= 8 * max_bytes + 8 keeps every
+ * character that max_bytes allows. Returns the length written.
  */
 size_t polytel__quote_untrusted(char *out, size_t cap, const char *s, size_t len, size_t max_bytes);
 
