@@ -288,10 +288,12 @@ static series_t *find_or_add(int kind, const char *name, uint32_t nl, const char
     for (uint32_t i = 0; i < n; i++) {
       s->attrs[i] = sorted[i];
       memcpy(str, sorted[i].key, sorted[i].key_len);
+      str[sorted[i].key_len] = '\0'; /* lengths rule, but a NUL costs nothing and helps every reader */
       s->attrs[i].key = str;
       str += sorted[i].key_len + 1;
       if (sorted[i].type == POLYTEL_ATTR_STRING) {
         memcpy(str, sorted[i].v.str.ptr, sorted[i].v.str.len);
+        str[sorted[i].v.str.len] = '\0';
         s->attrs[i].v.str.ptr = str;
         str += sorted[i].v.str.len + 1;
       }
