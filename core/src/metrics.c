@@ -217,7 +217,7 @@ static char *dupn(const char *s, size_t n) {
 enum { SERIES_CAPPED = 0, SERIES_UNCAPPED = 1, SERIES_OVERFLOW = 2 };
 
 /*
- * The series of (kind, name, unit, attrs), created at start_ns if new. mode:
+ * The series of (kind, name, unit, attrs), created at start_ns (0: now) if new. mode:
  * SERIES_CAPPED for user series (the cap applies), SERIES_UNCAPPED for static
  * descriptors and self-metrics (bounded by construction), SERIES_OVERFLOW for
  * an instrument's overflow series. NULL: no memory, or refused by the cap.
@@ -273,7 +273,7 @@ static series_t *find_or_add(int kind, const char *name, uint32_t nl, const char
   s->key_len = klen;
   s->name = dupn(name, nl);
   s->unit = dupn(unit, ul);
-  s->start_ns = start_ns;
+  s->start_ns = start_ns ? start_ns : polytel_now_ns();
   s->capped = mode == SERIES_CAPPED;
   s->overflow = mode == SERIES_OVERFLOW;
   s->min = INFINITY;
@@ -334,8 +334,7 @@ void polytel__metrics_event(int kind, const char *name, uint32_t name_len, const
     return;
   }
   if (kind == POLYTEL_METRIC_COUNTER && ivalue < 0) return; /* refused (and warned) when recorded */
-  series_t *s =
-      find_or_add(kind, name, name_len, unit, unit_len, attrs, n_attrs, polytel_now_ns(), SERIES_CAPPED);
+  series_t *s = find_or_add(kind, name, name_len, unit, unit_len, attrs, n_attrs, 0, SERIES_CAPPED);
   if (!s) return;
   switch (kind) {
     case POLYTEL_METRIC_COUNTER:
@@ -359,7 +358,7 @@ void polytel__metrics_hist_static(polytel_metric_t *m, double value) {
     return;
   }
   series_t *s = find_or_add(POLYTEL_METRIC_HISTOGRAM, m->name, (uint32_t)nl, unit, (uint32_t)strlen(unit),
-                            NULL, 0, polytel_now_ns(), SERIES_UNCAPPED);
+                            NULL, 0, 0, SERIES_UNCAPPED);
   if (s) hist_add(s, value);
 }
 
