@@ -36,7 +36,12 @@ def test_retryable_statuses_with_retry_after_are_retried(receiver):
     statuses = Counter(r["status_returned"] for r in got["requests"])
     assert (statuses[503], statuses[429], statuses[502], statuses[504]) == (2, 1, 1, 1)
     check_exact(got, out, 4, 100)
-    assert out["export_retries"] >= 5
+    # Every refused logs/spans batch was retried; a refused metrics snapshot may instead be superseded by a
+    # newer one already waiting (cumulative: only the latest matters), which is not a retry.
+    refused = sum(1 for r in got["requests"] if r["status_returned"] in (429, 502, 503, 504))
+    refused_records = sum(1 for r in got["requests"]
+                          if r["status_returned"] in (429, 502, 503, 504) and r["path"] != "/v1/metrics")
+    assert refused_records <= out["export_retries"] <= refused, out
 
 
 def test_connection_reset_and_close_are_retried(receiver):
