@@ -26,8 +26,17 @@ const BROWSER_BATCH = 64; // OTEL_BSP/BLRP_MAX_EXPORT_BATCH_SIZE in a page unles
 const STATS_FIELDS = [
   'recorded', 'exported', 'dropped', 'pending', 'droppedBufferFull', 'droppedExport', 'droppedInvalid',
   'logsRecorded', 'spansRecorded', 'exportRequests', 'exportRetries', 'exportFailures', 'truncated',
-  'bufferBytes', 'bufferBytesMax',
+  'bufferBytes', 'bufferBytesMax', 'unconfirmed', 'droppedSeries', 'droppedDepth', 'metricSaturated',
+  'droppedRejected',
 ];
+// polytel__net_class_t and polytel__done_t (core/src/pipeline.h).
+const NET_OK = 0;
+const NET_CONNECT = 1;
+const NET_TIMEOUT = 2;
+const NET_OTHER = 4;
+const NET_ABORTED = 5;
+const OTLP_TIMEOUT_WORDS = 'the request timeout (OTEL_EXPORTER_OTLP_TIMEOUT)';
+const DONE_RETRY = 1;
 // Environment variables the core understands; in Node they are copied into the wasm environment.
 const ENV_RE = /^(OTEL_|POLYTEL_)|^(TELEMETRY_ENABLED|NO_COLOR|FORCE_COLOR)$/;
 
@@ -266,6 +275,14 @@ class Core {
     h.set(bytes, p);
     h[p + bytes.length] = 0;
     return p;
+  }
+
+  /** s into the cap bytes at p, NUL-terminated (a cut character is escaped by the core when shown). */
+  writeCString(p, s, cap) {
+    const bytes = encoder.encode(String(s)).subarray(0, cap - 1);
+    const h = this.heap();
+    h.set(bytes, p);
+    h[p + bytes.length] = 0;
   }
 
   readCString(p) {
@@ -555,19 +572,20 @@ class Driver {
   send(req) {
     const r = this.describe(req);
     if (this.exporter === EXPORTER_NONE) {
-      this.finish(r, 200, -1);
+      this.finish(r, { status: 200, net: NET_OK, sent: 1 });
       return;
     }
     if (this.exporter === EXPORTER_FILE) {
-      let status = 200;
       try {
         if (!this.fs) throw new Error('no node:fs');
         const file = `${this.exportDir}/${SIGNAL_FILES[r.signal] ?? 'unknown'}.jsonl`;
         this.fs.appendFileSync(file, Buffer.concat([r.body, Buffer.from('\n')]));
       } catch (e) {
-        status = 0; // like a network error: retried by the pipeline, then dropped and counted
+        // like a network error: retried by the pipeline, then dropped and counted
+        this.finish(r, { status: 0, net: NET_OTHER, sent: 0, error: errorMessage(e) });
+        return;
       }
-      this.finish(r, status, -1);
+      this.finish(r, { status: 200, net: NET_OK, sent: 1 });
       return;
     }
     const p = this.compress(r);
@@ -651,13 +669,14 @@ class Driver {
     }
     p.then(
       async (res) => {
-        const retryAfter = parseRetryAfter(res.headers.get('retry-after'));
+        const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
+        let answer = null;
         try {
-          await res.arrayBuffer(); // frees the connection for reuse
+          answer = new Uint8Array(await res.arrayBuffer()); // partial_success, the collector's message
         } catch {
           /* the status is what counts */
         }
-        return { status: res.status, retryAfter };
+        return { status: res.status, net: NET_OK, sent: 1, retryAfterMs, body: answer, contentType: res.headers.get('content-type') };
       },
       (error) => ({ error }),
     ).then((out) => {
@@ -671,7 +690,7 @@ class Driver {
         return;
       }
       if (keepalive) this.releaseBudget(n);
-      if (out.error === undefined) this.finish(r, out.status, out.retryAfter);
+      if (out.error === undefined) this.finish(r, out);
       else this.failed(r, keepalive, out.error, timedOut);
     });
   }
@@ -679,7 +698,8 @@ class Driver {
   failed(r, keepalive, error, timedOut) {
     if (r.generation !== this.generation || !this.running) return;
     if (this.exited) {
-      this.finish(r, 0, -1); // a plain request the page's exit cut off
+      // A plain request the page's exit cut off: whether its body got out nobody can tell.
+      this.finish(r, { status: 0, net: NET_ABORTED, sent: 1, error: 'cut off by the page exit' });
       return;
     }
     if (!timedOut && keepalive && !this.plainFailing) {
@@ -691,14 +711,35 @@ class Driver {
       return;
     }
     if (!timedOut && !keepalive) this.plainFailing = true;
-    this.diagnose(r, error, timedOut);
-    this.finish(r, 0, -1);
+    const cross = this.diagnose(r, error, timedOut);
+    this.finish(r, this.failure(error, timedOut, cross));
   }
 
-  finish(r, status, retryAfterMs) {
+  /**
+   * The response description (polytel__response_t) of a fetch that got no answer. fetch does not say
+   * whether the body went out. Node names a refused connection (nothing sent). In a browser, a request
+   * to another origin is preceded by a CORS preflight (our Content-Types are not CORS-safelisted), so an
+   * opaque failure there is a preflight or connection failure: the body did not go out. Otherwise it may
+   * have: the records count as unconfirmed if nothing better comes.
+   */
+  failure(error, timedOut, crossOrigin) {
+    const code = error?.cause?.code;
+    const refused = code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN';
+    const text = code ? `${code}: ${errorMessage(error)}` : errorMessage(error);
+    if (timedOut) return { status: 0, net: NET_TIMEOUT, sent: 1, error: `no answer within ${OTLP_TIMEOUT_WORDS}` };
+    if (refused) return { status: 0, net: NET_CONNECT, sent: 0, error: text };
+    if (crossOrigin) {
+      return { status: 0, net: NET_OTHER, sent: 0, error: `${text}: an opaque network error; on another origin, a CORS refusal is a likely cause` };
+    }
+    return { status: 0, net: NET_OTHER, sent: 1, error: text };
+  }
+
+  /** resp: { status, net, sent, retryAfterMs?, body?, contentType?, error? } (polytel__response_t). */
+  finish(r, resp) {
     if (r.generation !== this.generation || !this.running) return; // stopped meanwhile: the pipeline is gone
     const M = this.M;
-    if (status > 0) {
+    const core = this.pt._core;
+    if (resp.net === NET_OK) {
       this.plainFailing = false;
       this.diagnosed = false;
       // An answer after a final exit: the page lives on (exitFlush() called on a page that stays).
@@ -707,12 +748,15 @@ class Driver {
         this.warnEvery('keepalive', `the browser refused a keepalive request of ${r.body.length} bytes while polytel's own keepalive requests in flight held ${this.keepaliveBytes} bytes of its ${this.budget}-byte budget: other code on this page uses the browser's 64 KiB keepalive allowance. It went out as a plain request (which does not outlive the page); set keepaliveBudget lower to leave room for the others`);
       }
     }
-    // Only bookkeeping for flush(): whether the core kept the request (a retry) or dropped it is its
-    // decision, read back from its failure count.
-    const mayRetry = status === 0 || status === 429 || status === 502 || status === 503 || status === 504;
-    const failures = mayRetry ? this.pt._exportFailures() : 0;
-    M._ptw_done(r.req, status, retryAfterMs);
-    if (mayRetry && this.pt._exportFailures() === failures) this.retrying.add(r.req);
+    const heap = core.heap();
+    const n = resp.body ? Math.min(resp.body.length, M._ptw_resp_cap(0)) : 0;
+    if (n) heap.set(resp.body.subarray(0, n), M._ptw_resp_buf(0));
+    core.writeCString(M._ptw_resp_buf(1), resp.contentType || '', M._ptw_resp_cap(1));
+    core.writeCString(M._ptw_resp_buf(2), resp.error || '', M._ptw_resp_cap(2));
+    // Whether the core kept the request (a retry) or counted it is its decision: only flush() cares.
+    if (M._ptw_done(r.req, resp.status, resp.net, resp.sent ? 1 : 0, resp.retryAfterMs ?? -1, n) === DONE_RETRY) {
+      this.retrying.add(r.req);
+    }
     this.tick();
   }
 
@@ -727,18 +771,20 @@ class Driver {
   /**
    * Browsers report a CORS refusal and an unreachable collector alike (an opaque TypeError). For a
    * cross-origin endpoint, once per failure episode, a no-cors probe (which needs no CORS) tells whether
-   * the collector answers at all, and the warning names what to configure.
+   * the collector answers at all, and the warning names what to configure. Returns whether the endpoint
+   * is on another origin than the page.
    */
   diagnose(r, error, timedOut) {
-    if (timedOut || this.diagnosed || IS_NODE) return;
+    if (IS_NODE) return false;
     const page = globalThis.location;
     let target;
     try {
       target = new URL(r.url, page?.href);
     } catch {
-      return;
+      return false;
     }
-    if (!page?.origin || page.origin === 'null' || target.origin === page.origin) return;
+    if (!page?.origin || page.origin === 'null' || target.origin === page.origin) return false;
+    if (timedOut || this.diagnosed) return true;
     this.diagnosed = true;
     const origin = page.origin;
     const extra = Object.keys(this.headers).filter((h) => h.toLowerCase() !== 'content-type');
@@ -757,6 +803,7 @@ class Driver {
       () => this.warnEvery('cors', `export to ${where} failed (${what}): the collector answers, but the browser withholds its responses from this page (CORS): the collector does not allow the origin ${origin}. In the OpenTelemetry Collector: ${how}`, 0),
       () => this.warnEvery('cors', `export to ${where} failed (${what}): an opaque network error: the collector (${target.origin}) is unreachable, or it refuses this page's origin ${origin} (CORS): browsers report both alike. If it is up, allow the origin: ${how}`, 0),
     );
+    return true;
   }
 
   // ------------------------------------------------------------ page exit
@@ -778,11 +825,10 @@ class Driver {
     for (const r of this.held.splice(0)) if (!metricsSuperseded(r)) list.push(r);
     for (let req; (req = M._ptw_exit_take()); ) {
       this.retrying.delete(req);
-      if (M._ptw_req_signal(req) === SIGNAL_METRICS) M._ptw_exit_release(req); // superseded below
-      else list.push(this.describe(req));
+      list.push(this.describe(req));
     }
     // Room for the last snapshot: a snapshot now (its size), given back and superseded by the last one.
-    const m0 = M._ptw_exit_metrics();
+    const m0 = M._ptw_exit_metrics(final ? 1 : 0);
     let reserve = 0;
     if (m0) {
       reserve = M._ptw_req_body_len(m0) + 64;
@@ -816,7 +862,7 @@ class Driver {
         this.exitPlace(r, report, false);
       }
       // After the drops: its self-metrics count them.
-      const m1 = this.running ? M._ptw_exit_metrics() : 0;
+      const m1 = this.running ? M._ptw_exit_metrics(final ? 1 : 0) : 0;
       if (m1) {
         const r = this.describe(m1);
         if (transport === 'fetch') await this.compress(r);
@@ -909,9 +955,9 @@ class Driver {
     this.wake();
   }
 
-  /** A request that was sent and never answered: the pipeline retries it (it may arrive twice). */
+  /** A request that was sent and never answered: the pipeline retries it (it may arrive twice) or counts it unconfirmed. */
   unanswered(r) {
-    this.finish(r, 0, -1);
+    this.finish(r, { status: 0, net: NET_TIMEOUT, sent: 1, error: 'sent at the page exit, never answered' });
   }
 
   notify() {
@@ -1195,7 +1241,7 @@ class Polytel extends Logger {
     return this.stats().exportFailures;
   }
 
-  /** Log records and spans: recorded = exported + dropped + pending. Numbers. */
+  /** Log records and spans: recorded = exported + dropped + unconfirmed + pending. Numbers. */
   stats() {
     const core = this._core;
     const size = core.layout.stats;
@@ -1278,23 +1324,15 @@ class Polytel extends Logger {
     this._exitHooks = null;
   }
 
-  /** Node, at exit: stop, count what is left as dropped, and say it when anything was not delivered. */
+  /**
+   * Node, at exit: what is still pending gets its cause said here, then the core stops and counts it
+   * (dropped, or unconfirmed when its request was sent without an answer) in its own shutdown line.
+   */
   _endAtExit(cause) {
-    const before = this.stats();
+    const { pending } = this.stats();
+    if (pending) this._core.warn(`exit: ${pending} log records/spans still pending: ${cause}`);
     this._core.M._ptw_shutdown(0);
     this._unhookExit();
-    const s = this.stats();
-    const lost = s.dropped + (s.unconfirmed ?? 0);
-    if (!lost) return;
-    const causes = [['buffer_full', s.droppedBufferFull], ['export', s.droppedExport], ['invalid', s.droppedInvalid]]
-      .filter(([, v]) => v)
-      .map(([k, v]) => `${k} ${v}`)
-      .join(', ');
-    const left = before.pending ? `${before.pending} log records/spans still pending at exit were dropped (${cause}); ` : '';
-    this._core.warn(
-      `exit: ${left}recorded ${s.recorded}, exported ${s.exported}, dropped ${s.dropped}${causes ? ` (${causes})` : ''}` +
-        `${s.unconfirmed !== undefined ? `, unconfirmed ${s.unconfirmed}` : ''}`,
-    );
   }
 
   /**

@@ -105,7 +105,7 @@ describe('page exit', () => {
       // The page's own account: every span is exported, dropped (counted) or still in the air (pending).
       assert.equal(stats.recorded, N);
       if (q.recordAtExit) assert.equal(report.inFlightBytes, 0);
-      assert.equal(stats.exported + stats.dropped + stats.pending, stats.recorded);
+      assert.equal(stats.exported + stats.dropped + stats.unconfirmed + stats.pending, stats.recorded);
       assert.equal(stats.dropped, stats.droppedExport);
       assert.equal(report.final, true);
       assert.equal(report.transport, query.exitTransport ?? 'fetch');
@@ -197,6 +197,7 @@ describe('keepalive budget outside an exit', () => {
     assert.equal(out.stats.recorded, N + 100);
     assert.equal(out.stats.pending, 0);
     assert.equal(out.stats.dropped, out.report.droppedItems);
+    assert.equal(out.stats.unconfirmed, 0);
     assert.equal(out.stats.exported + out.stats.dropped, out.stats.recorded);
     const got = await rx.received();
     assert.equal(got.spans.filter((sp) => sp.name === 'after-exit').length, 100, 'the page lived on: all of it was sent');
@@ -378,11 +379,14 @@ describe('failures a page can explain', () => {
     await page.evaluate(() => globalThis.__pt.flush(1500));
     let line;
     for (let i = 0; i < 100 && !line; i++) {
-      line = consoleMsgs.find((m) => m.text.includes('an opaque network error'));
+      line = consoleMsgs.find((m) => m.text.includes('browsers report both alike'));
       if (!line) await sleep(50);
     }
     await ctx.close();
     assert.ok(line, JSON.stringify(consoleMsgs));
+    // The core's own retry line carries the transport's words: the failure is not "unreachable or timed out".
+    const core = consoleMsgs.find((m) => m.text.includes('export of spans failed'));
+    assert.match(core?.text ?? '', /opaque network error; on another origin, a CORS refusal is a likely cause\); retrying \(3 spans waiting\)/);
     assert.match(line.text, /is unreachable, or it refuses this page's origin .* \(CORS\): browsers report both alike/);
     assert.match(line.text, /allowed_origins/);
   });

@@ -91,11 +91,16 @@ for (const how of ['end', 'exit']) {
     assert.equal(stats.pending, 0, 'nothing is left pending: what could not go is counted');
     assert.equal(stats.dropped, 63);
     assert.equal(stats.droppedExport, 63);
+    assert.equal(stats.unconfirmed, 0, 'a refused connection proves nothing was sent');
+    // The cause, from the binding; then the core's own last word, with the counts.
     const lines = run.stderr.split('\n').filter((l) => l.includes('polytel: exit:'));
     assert.equal(lines.length, 1, run.stderr);
-    assert.match(lines[0], /63 log records\/spans still pending at exit were dropped/);
+    assert.match(lines[0], /exit: 63 log records\/spans still pending: /);
     assert.match(lines[0], how === 'end' ? /not delivered within exitTimeoutMs \(800 ms\)/ : /process\.exit\(\) left no time to send them/);
-    assert.match(lines[0], /recorded 63, exported 0, dropped 63 \(export 63\)/);
+    const last = run.stderr.split('\n').filter((l) => l.includes('polytel: shutdown:'));
+    assert.equal(last.length, 1, run.stderr);
+    assert.match(last[0], /shutdown: 63 records dropped \(dropped_export 63\), 0 unconfirmed/);
+    assert.ok(run.stderr.indexOf(lines[0]) < run.stderr.indexOf(last[0]), 'the cause comes first');
   });
 }
 
@@ -112,6 +117,7 @@ test('a process that ends by itself with the collector up says nothing at exit',
   assert.equal(stats.exported, 63);
   assert.equal(stats.dropped, 0);
   assert.ok(!run.stderr.includes('polytel: exit:'), run.stderr);
+  assert.ok(!run.stderr.includes('polytel: shutdown:'), run.stderr);
   const got = await rx.received();
   assert.equal(got.logs.length + got.spans.length, 63);
 });
