@@ -71,6 +71,23 @@ static size_t seq(const unsigned char *s, size_t n) {
   return k;
 }
 
+static uint32_t cp_at(const unsigned char *p, size_t k) {
+  static const unsigned char lead_mask[] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+  uint32_t cp = p[0] & lead_mask[k];
+  for (size_t i = 1; i < k; i++) cp = cp << 6 | (p[i] & 0x3F);
+  return cp;
+}
+
+/* Bidi controls and invisible format characters (an independent list: docs/configuration.md). */
+static int invisible_cp(uint32_t cp) {
+  static const uint32_t ranges[][2] = {{0xAD, 0xAD},     {0x61C, 0x61C},     {0x180E, 0x180E},
+                                       {0x200B, 0x200F}, {0x2028, 0x202E},   {0x2060, 0x206F},
+                                       {0xFEFF, 0xFEFF}, {0xFFF9, 0xFFFB},   {0xE0000, 0xE007F}};
+  for (size_t i = 0; i < sizeof ranges / sizeof *ranges; i++)
+    if (cp >= ranges[i][0] && cp <= ranges[i][1]) return 1;
+  return 0;
+}
+
 static void check_clean(const char *s, size_t n, int allow_esc) {
   for (size_t i = 0; i < n;) {
     const unsigned char *p = (const unsigned char *)s + i;
@@ -78,6 +95,7 @@ static void check_clean(const char *s, size_t n, int allow_esc) {
     CHECK(k > 0);
     if (k == 1) CHECK(p[0] >= 0x20 ? p[0] != 0x7f : (allow_esc && p[0] == 0x1b));
     if (k == 2) CHECK(!(p[0] == 0xC2 && p[1] < 0xA0));
+    if (k > 1) CHECK(!invisible_cp(cp_at(p, k))); /* nothing that hides or reorders text reaches a terminal */
     i += k;
   }
 }
@@ -94,10 +112,23 @@ static void put_utf8(char *out, size_t *w, uint32_t cp) {
     out[(*w)++] = (char)cp;
   } else if (cp < 0x800) {
     out[(*w)++] = (char)(0xC0 | cp >> 6), out[(*w)++] = (char)(0x80 | (cp & 0x3F));
-  } else {
+  } else if (cp < 0x10000) {
     out[(*w)++] = (char)(0xE0 | cp >> 12), out[(*w)++] = (char)(0x80 | ((cp >> 6) & 0x3F));
     out[(*w)++] = (char)(0x80 | (cp & 0x3F));
+  } else {
+    out[(*w)++] = (char)(0xF0 | cp >> 18), out[(*w)++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[(*w)++] = (char)(0x80 | ((cp >> 6) & 0x3F)), out[(*w)++] = (char)(0x80 | (cp & 0x3F));
   }
+}
+
+static uint32_t hex4(const char *p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; i++) {
+    int h = hexv(p[i]);
+    CHECK(h >= 0);
+    v = v << 4 | (uint32_t)h;
+  }
+  return v;
 }
 
 typedef struct {
@@ -155,13 +186,18 @@ static void jstring(js_t *j, char *out, size_t *outlen) {
         break;
       case 'u':
         CHECK(j->e - j->p >= 4);
-        for (int i = 0; i < 4; i++) {
-          int h = hexv(j->p[i]);
-          CHECK(h >= 0);
-          cp = cp << 4 | (uint32_t)h;
-        }
+        cp = hex4(j->p);
         j->p += 4;
-        CHECK(cp < 0xD800 || cp > 0xDFFF); /* the console never needs surrogate escapes */
+        CHECK(cp < 0xDC00 || cp > 0xDFFF); /* never a lone low surrogate */
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+          /* a pair, only for an escaped invisible character past the BMP (the tag block) */
+          CHECK(j->e - j->p >= 6 && j->p[0] == '\\' && j->p[1] == 'u');
+          uint32_t lo = hex4(j->p + 2);
+          CHECK(lo >= 0xDC00 && lo <= 0xDFFF);
+          j->p += 6;
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          CHECK(invisible_cp(cp));
+        }
         break;
       default:
         CHECK(0);
@@ -260,12 +296,18 @@ static size_t text_unescape(const char *s, size_t n, char *out) {
       CHECK(i + 3 < n && hexv(s[i + 2]) >= 0 && hexv(s[i + 3]) >= 0);
       out[w++] = (char)(hexv(s[i + 2]) << 4 | hexv(s[i + 3]));
       i += 4;
-    } else {
-      CHECK(e == 'u' && i + 5 < n && s[i + 2] == '0' && s[i + 3] == '0');
-      int v = hexv(s[i + 4]) << 4 | hexv(s[i + 5]);
-      CHECK(v >= 0x80 && v <= 0x9f);
-      out[w++] = (char)0xC2, out[w++] = (char)v;
+    } else if (e == 'u') {
+      CHECK(i + 5 < n);
+      uint32_t v = hex4(s + i + 2);
+      CHECK((v >= 0x80 && v <= 0x9f) || invisible_cp(v)); /* C1 controls, or hidden/bidi characters */
+      put_utf8(out, &w, v);
       i += 6;
+    } else {
+      CHECK(e == 'U' && i + 9 < n);
+      uint32_t v = hex4(s + i + 2) << 16 | hex4(s + i + 6);
+      CHECK(v > 0xFFFF && invisible_cp(v));
+      put_utf8(out, &w, v);
+      i += 10;
     }
   }
   return w;
