@@ -496,21 +496,22 @@ const char *polytel__show_url(char *buf, size_t cap, const char *url) {
   if (!url) url = "";
   char tmp[POLYTEL__SHOW_MAX * 2 + 16];
   size_t n = 0, len = strcspn(url, "?#");
-  const char *scheme_end = strstr(url, "://");
+  /* The authority: after "scheme://", or from the start when a bad value has no scheme ("user:pw@host"). */
+  const char *sep = strstr(url, "://");
+  size_t a = 0;
+  if (sep && (size_t)(sep - url) < len && !memchr(url, '/', (size_t)(sep - url))) a = (size_t)(sep - url) + 3;
+  size_t auth_end = a + strcspn(url + a, "/?#");
   size_t from = 0;
-  if (scheme_end && (size_t)(scheme_end - url) < len) {
-    size_t a = (size_t)(scheme_end - url) + 3;
-    size_t auth_end = a + strcspn(url + a, "/?#");
-    const char *at = NULL;
-    for (size_t i = a; i < auth_end; i++)
-      if (url[i] == '@') at = url + i;
-    if (at) {
-      /* scheme://…@host: the userinfo is a credential */
-      memcpy(tmp, url, a);
-      memcpy(tmp + a, "\xe2\x80\xa6", 3);
-      n = a + 3;
-      from = (size_t)(at - url);
-    }
+  for (size_t i = a; i < auth_end; i++) {
+    /* userinfo ends at the last '@', raw or percent-encoded (curl would decode "%40") */
+    if (url[i] == '@') from = i;
+    if (url[i] == '%' && i + 2 < auth_end && url[i + 1] == '4' && url[i + 2] == '0') from = i + 2;
+  }
+  if (from) {
+    memcpy(tmp, url, a);
+    memcpy(tmp + a, "\xe2\x80\xa6@", 4);
+    n = a + 4;
+    from++;
   }
   /* Enough of the rest to reach the cut (the cut applies to what is shown, marks included). */
   size_t take = len - from;

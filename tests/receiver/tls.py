@@ -1,4 +1,4 @@
-"""tls — a throwaway CA and a server certificate for 127.0.0.1/localhost, made with the openssl CLI at run time."""
+"""tls — a throwaway CA, a server certificate for 127.0.0.1/localhost and client certificates (mTLS), made with the openssl CLI at run time."""
 from __future__ import annotations
 
 import os
@@ -34,6 +34,15 @@ subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 """
 
+# A client certificate for mTLS: clientAuth only.
+_CLIENT_EXT = """\
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
 
 @dataclass(frozen=True)
 class TlsFiles:
@@ -41,6 +50,11 @@ class TlsFiles:
     ca_cert: str
     server_cert: str
     server_key: str
+    client_cert: str = ""      # signed by ca_cert: a server requiring client certificates accepts it
+    client_key: str = ""
+    client_combined: str = ""  # client_cert and client_key in one PEM file
+    rogue_cert: str = ""       # a client certificate from another CA: refused
+    rogue_key: str = ""
 
 
 def _openssl(args: list[str], cwd: str) -> None:
@@ -67,13 +81,39 @@ def make_certs(directory: str | None = None) -> TlsFiles:
     _openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
               "-set_serial", "0x" + secrets.token_hex(8), "-days", "2", "-out", "server.pem",
               "-extfile", "server.ext"], d)
-    os.chmod(os.path.join(d, "ca.key"), 0o600)
-    return TlsFiles(d, os.path.join(d, "ca.pem"), os.path.join(d, "server.pem"), os.path.join(d, "server.key"))
+    with open(os.path.join(d, "client.ext"), "w") as f:
+        f.write(_CLIENT_EXT)
+    _openssl(["req", "-config", "req.cnf", "-new", *ec, "-keyout", "client.key", "-out", "client.csr",
+              "-subj", "/CN=polytel test client"], d)
+    _openssl(["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+              "-set_serial", "0x" + secrets.token_hex(8), "-days", "2", "-out", "client.pem",
+              "-extfile", "client.ext"], d)
+    with open(os.path.join(d, "client-combined.pem"), "w") as out:
+        for name in ("client.pem", "client.key"):
+            with open(os.path.join(d, name)) as f:
+                out.write(f.read())
+    # Another CA's client certificate: well-formed, but not one the server trusts.
+    _openssl(["req", "-config", "req.cnf", "-x509", "-new", *ec, "-keyout", "rogue-ca.key", "-out", "rogue-ca.pem",
+              "-days", "2", "-subj", "/CN=rogue CA", "-extensions", "ca_ext"], d)
+    _openssl(["req", "-config", "req.cnf", "-new", *ec, "-keyout", "rogue.key", "-out", "rogue.csr",
+              "-subj", "/CN=rogue client"], d)
+    _openssl(["x509", "-req", "-in", "rogue.csr", "-CA", "rogue-ca.pem", "-CAkey", "rogue-ca.key",
+              "-set_serial", "0x" + secrets.token_hex(8), "-days", "2", "-out", "rogue.pem",
+              "-extfile", "client.ext"], d)
+    for k in ("ca.key", "client.key", "rogue-ca.key", "rogue.key", "client-combined.pem"):
+        os.chmod(os.path.join(d, k), 0o600)
+    j = lambda n: os.path.join(d, n)  # noqa: E731
+    return TlsFiles(d, j("ca.pem"), j("server.pem"), j("server.key"), j("client.pem"), j("client.key"),
+                    j("client-combined.pem"), j("rogue.pem"), j("rogue.key"))
 
 
-def server_context(files: TlsFiles) -> ssl.SSLContext:
+def server_context(files: TlsFiles, client_auth: bool = False) -> ssl.SSLContext:
+    """client_auth: the handshake requires a client certificate signed by files.ca_cert (mTLS)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(files.server_cert, files.server_key)
+    if client_auth:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cafile=files.ca_cert)
     return ctx
 
 

@@ -60,6 +60,8 @@ ENV_ROWS = [
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://hôst.example:4318", "expected an http:// or https:// URL", NO_EXPORT),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://127.0.0.1:21", "expected an http:// or https:// URL", NO_EXPORT),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://user:pw@127.0.0.1:1", "credentials in the URL", NO_EXPORT),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://user%3Apw%40127.0.0.1:1", "credentials in the URL", NO_EXPORT),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1?api_key=pw", "?\u2026", NO_EXPORT),
     # A bad per-signal URL keeps the default for that signal: base endpoint + /v1/<signal> (here, the receiver).
     ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "nope", "expected an http:// or https:// URL", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://[::1", "expected an http:// or https:// URL", OK_EXPORT),
@@ -70,9 +72,11 @@ ENV_ROWS = [
     ("OTEL_EXPORTER_OTLP_HEADERS", "bad key=v", "not a valid HTTP header name", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_HEADERS", "x=a%0Ab", "control characters; value not shown", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_HEADERS", "k=" + "h" * 70000, "over the 65536-byte limit", OK_EXPORT),
-    ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=b", "is not supported", OK_EXPORT),
-    ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "a=b", "is not supported", OK_EXPORT),
-    ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "a=b", "is not supported", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "Content-Length=1", "(Content-Length: a header polytel and HTTP set", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "host=evil.example", "(host: a header polytel and HTTP set", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "novalue", "entry #1 (expected key=value; value not shown)", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "Transfer-Encoding=chunked", "a header polytel and HTTP set", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x=a%0Db", "control characters; value not shown", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "grpc is not supported", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml", "expected http/protobuf or http/json", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "expected gzip or none", OK_EXPORT),
@@ -80,6 +84,14 @@ ENV_ROWS = [
     ("OTEL_EXPORTER_OTLP_TIMEOUT", "-5", "expected an integer from 1 to 4294967295", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_TIMEOUT", "99999999999999999999", "expected an integer", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem", "cannot read", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "/nonexistent/ca.pem", "cannot read", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/nonexistent/c.pem", "no client certificate can be presented",
+     OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/nonexistent/c.key", "is set without", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/dev/null", "is set without OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "-----BEGIN PRIVATE KEY-----\nMIIE", "is set without", OK_EXPORT),
+    ("OTEL_SERVICE_NAME", "n" * 100000, "over the 255-byte limit", OK_EXPORT),
+    ("OTEL_RESOURCE_ATTRIBUTES", "k=" + "v" * 5000, "over the 4096-byte limit", OK_EXPORT),
     ("OTEL_BSP_SCHEDULE_DELAY", "5s", "expected an integer from 1 to 4294967295", OK_EXPORT),
     ("OTEL_BSP_EXPORT_TIMEOUT", "x", "expected an integer", OK_EXPORT),
     ("OTEL_BSP_MAX_QUEUE_SIZE", "-1", "expected an integer", OK_EXPORT),
@@ -128,6 +140,27 @@ def test_malformed_env_var(shared_receiver, var, value, expect, export):
         assert res["exported"] == res["recorded"] == 20 and res["dropped"] == 0, res
     elif export == NO_EXPORT:
         assert res["exported"] == 0 and res["dropped"] == res["recorded"], res
+
+
+def test_huge_resource_values_are_bounded(shared_receiver):
+    # Regression: a huge OTEL_SERVICE_NAME was accepted, sent with every request, and echoed 2 KB at a time in
+    # the start-up line. Now: service.name <= 255 bytes, resource values <= 4 KiB, every echo <= 64 bytes + "…".
+    name = "svc-" + "n" * 120000  # an environment string can hold 128 KiB at most
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": shared_receiver.endpoint, "OTEL_SERVICE_NAME": name,
+           "OTEL_RESOURCE_ATTRIBUTES": "big=" + "v" * 100000 + ",small=1", "POLYTEL_LOG_LEVEL": "info"}
+    r, res = badinput("env", env)
+    accounted(res)
+    assert res["exported"] == res["recorded"] == 20, res
+    got = shared_receiver.wait_for(lambda g: any(lg["service"] == name[:255] for lg in g["logs"]), timeout=20)
+    logs = [lg for lg in got["logs"] if lg["service"] == name[:255]]
+    assert len(logs) == 10
+    assert len(logs[0]["resource"]["big"]) == 4096 and logs[0]["resource"]["small"] == "1"
+    lines = r.stderr.splitlines()
+    assert lines and max(len(ln.encode()) for ln in lines) < 400, max(lines, key=len)[:500]
+    start = [ln for ln in lines if "full telemetry: exporting" in ln]
+    assert len(start) == 1 and f'"{name[:64]}\u2026"' in start[0], start
+    assert len(warning_lines(r.stderr, "OTEL_SERVICE_NAME")) == 1
+    assert len(warning_lines(r.stderr, "OTEL_RESOURCE_ATTRIBUTES")) == 1
 
 
 def test_unwritable_export_dir(tmp_path):

@@ -325,6 +325,10 @@ static void test_show_helpers(void **state) {
   assert_string_equal(polytel__show_url(b, sizeof b, "http://user:SECRET@h:1/p"),
                       "http://\xe2\x80\xa6@h:1/p");
   assert_string_equal(polytel__show_url(b, sizeof b, "http://h:1/p"), "http://h:1/p");
+  /* bad values too: no scheme, a misspelt one, percent-encoded userinfo */
+  assert_string_equal(polytel__show_url(b, sizeof b, "user:SECRET@h:1"), "\xe2\x80\xa6@h:1");
+  assert_string_equal(polytel__show_url(b, sizeof b, "htp://u%3ASECRET%40h/x"), "htp://\xe2\x80\xa6@h/x");
+  assert_string_equal(polytel__show_url(b, sizeof b, "localhost:4318/v1/traces"), "localhost:4318/v1/traces");
   assert_string_equal(polytel__show_url(b, sizeof b, NULL), "");
   char longurl[200];
   snprintf(longurl, sizeof longurl, "http://h/%0150d?k=SECRET", 0);

@@ -515,6 +515,54 @@ static void test_owned_loop_posts(void **state) {
   srv_stop(s);
 }
 
+/* A signal's own header list replaces the general one; framing headers never reach the wire. */
+static void test_signal_headers(void **state) {
+  (void)state;
+  diag_reset();
+  srv_t *s = srv_start();
+  polytel__pipeline_t *pl = stub_new(8);
+  polytel__cfg_t cfg = mkcfg(POLYTEL_EXPORTER_OTLP, NULL);
+  polytel__strpair_t general[2] = {{"authorization", "general"}, {"Content-Length", "1"}};
+  polytel__strpair_t logs[2] = {{"authorization", "logs"}, {"HOST", "evil.example"}};
+  cfg.headers = general;
+  cfg.n_headers = 2;
+  cfg.signal_headers[POLYTEL__SIG_LOGS] = logs;
+  cfg.n_signal_headers[POLYTEL__SIG_LOGS] = 2;
+  cfg.has_signal_headers[POLYTEL__SIG_LOGS] = 1;
+  cfg.has_signal_headers[POLYTEL__SIG_METRICS] = 1; /* set, and empty: no headers at all */
+  assert_int_equal(tpt_start(NULL, pl, &cfg), 0);
+  treq_t *r[3];
+  static const char *const paths[3] = {"/v1/traces", "/v1/logs", "/v1/metrics"};
+  for (int i = 0; i < 3; i++) {
+    r[i] = mkreq(s->base, paths[i], (polytel__signal_t)i, "0123456789", "application/x-protobuf", 0, 5000);
+    stub_push(pl, r[i]);
+  }
+  tpt_wake();
+  assert_int_equal(tpt_flush(10000), 0);
+  const seen_t *t = srv_find(s, "/v1/traces"), *l = srv_find(s, "/v1/logs"), *m = srv_find(s, "/v1/metrics");
+  assert_non_null(t);
+  assert_non_null(l);
+  assert_non_null(m);
+  assert_true(has_header(t, "authorization: general"));
+  assert_true(has_header(l, "authorization: logs"));
+  assert_null(strcasestr(m->head, "authorization"));
+  for (int i = 0; i < 3; i++) {
+    const seen_t *sn = srv_find(s, paths[i]);
+    assert_string_equal(sn->body, "0123456789"); /* the whole body: no user Content-Length */
+    assert_null(strstr(sn->head, "evil.example"));
+    assert_null(strstr(sn->head, "Content-Length: 1\r"));
+  }
+  assert_int_equal(tpt_stop(2000), 0);
+  /* each refused header named once, its value never */
+  assert_int_equal(diag_n(), 2);
+  assert_non_null(strstr(diag_all, "Content-Length"));
+  assert_non_null(strstr(diag_all, "HOST"));
+  assert_null(strstr(diag_all, "evil"));
+  for (int i = 0; i < 3; i++) free(r[i]);
+  stub_delete(pl);
+  srv_stop(s);
+}
+
 static void test_status_and_retry_after(void **state) {
   (void)state;
   srv_t *s = srv_start();
@@ -1033,19 +1081,13 @@ static int stop_leftover(void **state) {
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
-      T(test_retry_after_parsing),
-      T(test_owned_loop_posts),
-      T(test_status_and_retry_after),
-      T(test_network_error),
-      T(test_stalled_collector),
-      T(test_flush_vs_stop_in_flight),
-      T(test_file_exporter),
-      T(test_none_exporter),
-      T(test_host_loop_same_thread),
-      T(test_host_loop_other_thread),
-      T(test_host_loop_not_running),
-      T(test_wake_during_start_stop),
-      T(test_fork),
+      T(test_retry_after_parsing),     T(test_owned_loop_posts),
+      T(test_signal_headers),          T(test_status_and_retry_after),
+      T(test_network_error),           T(test_stalled_collector),
+      T(test_flush_vs_stop_in_flight), T(test_file_exporter),
+      T(test_none_exporter),           T(test_host_loop_same_thread),
+      T(test_host_loop_other_thread),  T(test_host_loop_not_running),
+      T(test_wake_during_start_stop),  T(test_fork),
   };
   return cmocka_run_group_tests_name("transport", tests, NULL, NULL);
 }
