@@ -1,7 +1,7 @@
 # reliability.mk — fork storms, collector outage, hostile collectors, bad input, security (tests/reliability); fuzzing; valgrind; bindings on an ASan core; `make soak`.
 TEST_TARGETS += test-reliability test-fuzz test-valgrind test-bindings-asan
-FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := encode config console
+FUZZ_SECONDS ?= 15
+FUZZ_TARGETS := encode config console retry_after fmt metrics
 FUZZ_OUT := $(CURDIR)/$(BUILD)/fuzz
 # tests/reliability/test_sanitized.py runs the reliability programs from the ASan+UBSan build of `make test-asan`.
 RELIABILITY_ASAN_BUILD ?= $(CURDIR)/build-asan

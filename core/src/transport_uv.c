@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "console.h"
+#include "retry_after.h"
 
 /* Bounds chosen for a telemetry side-channel, not for throughput races. */
 #define TP_MAX_HOST_CONNECTIONS 2
@@ -187,34 +188,6 @@ static const char *signal_name(int sig) {
   }
 }
 
-/*
- * Retry-After: delay-seconds or an HTTP-date (RFC 9110 10.2.3). Returns ms
- * from now_s, or -1 when absent or unparseable.
- */
-static int64_t parse_retry_after(const char *v, size_t len, time_t now_s) {
-  char buf[128];
-  while (len > 0 && (*v == ' ' || *v == '\t')) v++, len--;
-  while (len > 0 && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' ' || v[len - 1] == '\t'))
-    len--;
-  if (len == 0 || len >= sizeof buf) return -1;
-  memcpy(buf, v, len);
-  buf[len] = '\0';
-  int digits = 1;
-  for (size_t i = 0; i < len; i++)
-    if (buf[i] < '0' || buf[i] > '9') digits = 0;
-  if (digits) {
-    /* A day is already absurd for a collector; clamp so the arithmetic cannot overflow. */
-    if (len > 6) return (int64_t)86400 * 1000;
-    int64_t s = strtoll(buf, NULL, 10);
-    return (s > 86400 ? 86400 : s) * 1000;
-  }
-  time_t t = curl_getdate(buf, NULL);
-  if (t == (time_t)-1) return -1;
-  if (t <= now_s) return 0;
-  int64_t d = (int64_t)(t - now_s);
-  return (d > 86400 ? 86400 : d) * 1000;
-}
-
 /* ---------------------------------------------------------------- loop core */
 
 static void kick(tp_t *tp);
@@ -358,7 +331,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0)
     x->retry_after_ms = -1; /* a new response (redirect, 1xx) */
   else if (len > 12 && strncasecmp(buf, "retry-after:", 12) == 0)
-    x->retry_after_ms = parse_retry_after(buf + 12, len - 12, time(NULL));
+    x->retry_after_ms = polytel__retry_after_parse(buf + 12, len - 12, (int64_t)time(NULL));
   return len;
 }
 

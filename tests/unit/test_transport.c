@@ -430,17 +430,46 @@ static int has_header(const seen_t *sn, const char *line) {
 
 static void test_retry_after_parsing(void **state) {
   (void)state;
-  time_t now = curl_getdate("Wed, 21 Oct 2015 07:28:00 GMT", NULL);
-  assert_int_equal(parse_retry_after("120", 3, now), 120000);
-  assert_int_equal(parse_retry_after(" 5\r\n", 4, now), 5000);
-  assert_int_equal(parse_retry_after("0", 1, now), 0);
-  assert_int_equal(parse_retry_after("99999999999999999999", 20, now), 86400000);
-  assert_int_equal(parse_retry_after(" Wed, 21 Oct 2015 07:28:10 GMT\r\n", 33, now), 10000);
-  assert_int_equal(parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", 29, now), 0);
-  assert_int_equal(parse_retry_after("", 0, now), -1);
-  assert_int_equal(parse_retry_after("\r\n", 2, now), -1);
-  assert_int_equal(parse_retry_after("soon", 4, now), -1);
-  assert_int_equal(parse_retry_after("-5", 2, now), -1);
+#define RA(s, now) polytel__retry_after_parse((s), strlen(s), (now))
+  /* libcurl's parser is the reference for the formats both accept */
+  int64_t now = (int64_t)curl_getdate("Wed, 21 Oct 2015 07:28:00 GMT", NULL);
+  assert_int_equal(now, 1445412480);
+  assert_int_equal(RA("120", now), 120000);
+  assert_int_equal(RA(" 5\r\n", now), 5000);
+  assert_int_equal(RA("0", now), 0);
+  assert_int_equal(RA("86401", now), 86400000);
+  assert_int_equal(RA("99999999999999999999", now), 86400000);
+  assert_int_equal(RA(" Wed, 21 Oct 2015 07:28:10 GMT\r\n", now), 10000);
+  assert_int_equal(RA("Wed, 21 Oct 2015 07:27:00 GMT", now), 0);
+  assert_int_equal(RA("Thu, 01 Jan 1970 00:00:00 GMT", now), 0);
+  /* the other two formats RFC 9110 makes recipients accept */
+  assert_int_equal(RA("Wednesday, 21-Oct-15 07:29:00 GMT", now), 60000);
+  assert_int_equal(RA("Wed Oct 21 07:28:30 2015", now), 30000);
+  assert_int_equal(RA("Wed Oct  1 07:28:30 2015", now), 0);
+  /* a date a week ahead is clamped to a day */
+  assert_int_equal(RA("Wed, 28 Oct 2015 07:28:00 GMT", now), 86400000);
+  /* leap days; two-digit years more than 50 years ahead are in the past */
+  int64_t leap_now = (int64_t)curl_getdate("Sat, 28 Feb 2004 23:59:00 GMT", NULL);
+  assert_int_equal(RA("Sun, 29 Feb 2004 00:00:00 GMT", leap_now), 60000);
+  assert_int_equal(RA("Sun, 30 Feb 2004 00:00:00 GMT", leap_now), -1);
+  assert_int_equal(RA("Sunday, 29-Feb-04 00:00:30 GMT", leap_now), 90000);
+  assert_int_equal(RA("Sunday, 29-Feb-60 00:00:30 GMT", leap_now), 0); /* 1960 */
+  static const char *const bad[] = {"",
+                                    "\r\n",
+                                    "soon",
+                                    "-5",
+                                    "+5",
+                                    "5s",
+                                    "1.5",
+                                    "Wed, 21 Oct 2015 07:28:10",
+                                    "Wed, 21 Oct 2015 24:00:00 GMT",
+                                    "Wed, 21 Foo 2015 07:28:10 GMT",
+                                    "Wed, 1 Oct 2015 07:28:10 GMT",
+                                    "Wed, 21 Oct 2015 07:28:10 GMT junk"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    assert_int_equal(polytel__retry_after_parse(bad[i], strlen(bad[i]), now), -1);
+  assert_int_equal(polytel__retry_after_parse(NULL, 0, now), -1);
+#undef RA
 }
 
 /* Bodies, headers, content types, gzip flag, user headers, keep-alive on the owned loop. */
