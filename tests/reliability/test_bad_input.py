@@ -336,3 +336,57 @@ def test_binding_bad_messages_ruby(receiver):
     assert "12345" in bodies
     assert any(b.startswith("xxxx") for b in bodies)
     assert any(b.startswith("latin1 ") for b in bodies)
+
+
+# --------------------------------------------------------- hostile input: bounds and figures
+
+RSS_CAP_MIB = 40  # the block pool (16 MiB) + the 24 MiB allowance of docs/reliability.md ("Collector outage")
+SECRET = "Hq4-input-5ecret-77"
+
+HOSTILE_INPUTS = {
+    # name: (badinput mode and arguments, environment, text one warning line must hold or None)
+    "service_name_120k": (["env"], {"OTEL_SERVICE_NAME": "s" * 120000}, "over the 255-byte limit"),
+    "resource_value_100k": (["env"], {"OTEL_RESOURCE_ATTRIBUTES": "big=" + "v" * 100000}, "over the 4096-byte limit"),
+    "resource_4096_entries": (["env"], {"OTEL_RESOURCE_ATTRIBUTES": ",".join(f"k{i}=v{i}" for i in range(4096))},
+                              "more than 128 entries"),
+    "headers_70k": (["env"], {"OTEL_EXPORTER_OTLP_HEADERS": "k=" + "h" * 70000}, "over the 65536-byte limit"),
+    "framing_headers": (["env"], {"OTEL_EXPORTER_OTLP_HEADERS": "Content-Length=1,Host=evil.example,Expect=100"},
+                        "a header polytel and HTTP set themselves"),
+    "credentials_in_urls": (["env"], {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://u%3A{SECRET}%40127.0.0.1:1/v1/t",
+                                      "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"http://127.0.0.1:99999/m?k={SECRET}"},
+                            "value not shown"),
+    "printf_2g_widths_and_bidi": (["fmtbomb"], {}, None),
+    "message_1mib": (["bigmsg"], {}, None),
+    "span_names_100k": (["spans", "100000"], {"OTEL_BSP_MAX_QUEUE_SIZE": "100000"}, None),
+}
+
+
+@pytest.mark.parametrize("probe", list(HOSTILE_INPUTS))
+def test_hostile_input_is_bounded(shared_receiver, probe, figures):
+    args, extra, warning = HOSTILE_INPUTS[probe]
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": shared_receiver.endpoint, "POLYTEL_LOG_LEVEL": "info", **extra}
+    r, res = badinput(args[0], env, *args[1:], timeout=120)
+    accounted(res)
+    rss = int([ln for ln in r.stdout.splitlines() if ln.startswith("VMHWM ")][-1].split()[1]) / 1024
+    assert rss < RSS_CAP_MIB, f"peak RSS {rss:.1f} MiB"
+    lines = r.stderr.splitlines()
+    if warning:
+        assert sum(warning in ln for ln in lines) >= 1, r.stderr[-2000:]
+    assert SECRET not in r.stdout + r.stderr
+    # polytel's own lines stay short: echoes are 64 bytes, records are cut at 16 KiB per field
+    own = [ln for ln in lines if " polytel: " in ln]
+    assert own and max(len(ln.encode()) for ln in own) < 1024, max(own, key=len)[:300]
+    if probe == "printf_2g_widths_and_bidi":
+        assert res["exported"] == res["recorded"] == 200, res
+        for bad in ("\u202e", "\u2066", "\u200b"):
+            assert bad not in r.stderr, "a bidi or zero-width character reached the console raw"
+        assert sum("\\u202e" in ln and "\\u2066" in ln and "\\u200b" in ln for ln in lines) == 100
+        got = shared_receiver.wait_for(lambda g: sum(lg["scope"] == "fmt" for lg in g["logs"]) >= 200, timeout=30)
+        bodies = [lg["body"] for lg in got["logs"] if lg["scope"] == "fmt"]
+        assert sum(b.startswith("bidi \u202etxet\u2066 zw\u200b") for b in bodies) == 100  # exported as recorded
+        wide = [b for b in bodies if b.startswith("w")]
+        assert len(wide) == 100 and all(0 < len(b) < 65536 and b.strip("w ") == "" for b in wide), wide[0][:80]
+    figures.setdefault("hostile_input", {})[probe] = {
+        "recorded": res["recorded"], "exported": res["exported"], "dropped": res["dropped"],
+        "truncated": res.get("truncated", 0), "peak_rss_mib": round(rss, 1), "wall_s": round(r.elapsed, 2),
+        "polytel_lines": len(own), "longest_polytel_line": max(len(ln.encode()) for ln in own)}
