@@ -11,41 +11,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fuzz.h"
 #include "console.h"
-
-#define CHECK(c)                                                            \
-  do {                                                                      \
-    if (!(c)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-      abort();                                                              \
-    }                                                                       \
-  } while (0)
 
 #define FIELD_MAX 16384
 #define T0 1795320156123456789ull /* 2026-11-22T04:02:36.123456Z */
-
-/* ------------------------------------------------------------ input reader */
-
-typedef struct {
-  const uint8_t *p, *end;
-} rd_t;
-
-static uint8_t u8(rd_t *r) {
-  return r->p < r->end ? *r->p++ : 0;
-}
-static uint64_t u64(rd_t *r) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = v << 8 | u8(r);
-  return v;
-}
-static const char *bytes(rd_t *r, size_t n, size_t *len) {
-  size_t avail = (size_t)(r->end - r->p);
-  if (n > avail) n = avail;
-  const char *s = (const char *)r->p;
-  r->p += n;
-  *len = n;
-  return s;
-}
 
 /* ------------------------------------------------------------ independent UTF-8 and JSON checks */
 
@@ -80,9 +50,9 @@ static uint32_t cp_at(const unsigned char *p, size_t k) {
 
 /* Bidi controls and invisible format characters (an independent list: docs/configuration.md). */
 static int invisible_cp(uint32_t cp) {
-  static const uint32_t ranges[][2] = {{0xAD, 0xAD},     {0x61C, 0x61C},     {0x180E, 0x180E},
-                                       {0x200B, 0x200F}, {0x2028, 0x202E},   {0x2060, 0x206F},
-                                       {0xFEFF, 0xFEFF}, {0xFFF9, 0xFFFB},   {0xE0000, 0xE007F}};
+  static const uint32_t ranges[][2] = {{0xAD, 0xAD},     {0x61C, 0x61C},   {0x180E, 0x180E},
+                                       {0x200B, 0x200F}, {0x2028, 0x202E}, {0x2060, 0x206F},
+                                       {0xFEFF, 0xFEFF}, {0xFFF9, 0xFFFB}, {0xE0000, 0xE007F}};
   for (size_t i = 0; i < sizeof ranges / sizeof *ranges; i++)
     if (cp >= ranges[i][0] && cp <= ranges[i][1]) return 1;
   return 0;
@@ -351,43 +321,43 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(out_fd >= 0);
     polytel__console_set_fd(out_fd);
   }
-  rd_t r = {data, data + size};
-  uint8_t flags = u8(&r);
-  int level = u8(&r);
-  size_t cap = u8(&r);
+  fz_rd_t r = {data, data + size};
+  uint8_t flags = fz_u8(&r);
+  int level = fz_u8(&r);
+  size_t cap = fz_u8(&r);
   int json = flags & 1, color = (flags >> 1) & 1, use_target = (flags >> 2) & 1,
       repeat = (flags & 0x88) == 0x88; /* rare: long lines cost ~16 KiB of instrumented work */
   size_t n_attrs = (flags >> 4) & 7;
 
   size_t target_len = 0;
-  const char *target = use_target ? bytes(&r, u8(&r), &target_len) : NULL;
+  const char *target = use_target ? fz_bytes(&r, fz_u8(&r), &target_len) : NULL;
   polytel_attr_t attrs[8];
   char keys[8][64];
   for (size_t i = 0; i < n_attrs; i++) {
     size_t kl;
-    const char *k = bytes(&r, u8(&r) % 63, &kl);
+    const char *k = fz_bytes(&r, fz_u8(&r) % 63, &kl);
     memcpy(keys[i], k, kl);
     keys[i][kl] = '\0'; /* keys are C strings: an embedded NUL just ends the key */
     attrs[i].key = keys[i];
-    switch (u8(&r) % 5) {
+    switch (fz_u8(&r) % 5) {
       case 0:
-        attrs[i].type = POLYTEL_ATTR_INT, attrs[i].value.i = (int64_t)u64(&r);
+        attrs[i].type = POLYTEL_ATTR_INT, attrs[i].value.i = (int64_t)fz_u64(&r);
         break;
       case 1: {
-        uint64_t bits = u64(&r);
+        uint64_t bits = fz_u64(&r);
         attrs[i].type = POLYTEL_ATTR_DOUBLE;
         memcpy(&attrs[i].value.d, &bits, sizeof bits);
         break;
       }
       case 2:
-        attrs[i].type = POLYTEL_ATTR_BOOL, attrs[i].value.b = u8(&r);
+        attrs[i].type = POLYTEL_ATTR_BOOL, attrs[i].value.b = fz_u8(&r);
         break;
       case 3:
         attrs[i].type = (polytel_attr_type_t)99, attrs[i].value.i = 0;
         break; /* unknown type */
       default: {
         size_t vl;
-        const char *v = bytes(&r, (size_t)u8(&r) * 4, &vl);
+        const char *v = fz_bytes(&r, (size_t)fz_u8(&r) * 4, &vl);
         attrs[i].type = POLYTEL_ATTR_STRING;
         attrs[i].value.str.ptr = v;
         attrs[i].value.str.len = vl;
@@ -395,7 +365,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
   }
   size_t msg_len;
-  const char *rest = bytes(&r, SIZE_MAX, &msg_len);
+  const char *rest = fz_bytes(&r, SIZE_MAX, &msg_len);
   char *msg = NULL;
   if (repeat && msg_len > 0) {
     /* long messages reach the truncation path */

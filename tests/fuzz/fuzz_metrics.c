@@ -14,15 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "internal.h"
-
-#define CHECK(c)                                                            \
-  do {                                                                      \
-    if (!(c)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-      abort();                                                              \
-    }                                                                       \
-  } while (0)
 
 /*
  * Counter saturation and non-finite refusal arrived with issue 12's accounting work
@@ -38,19 +31,6 @@
 #define MAX_OPS 256
 #define MAX_SERIES_MODEL 512
 #define MAX_ATTRS 4
-
-typedef struct {
-  const uint8_t *p, *end;
-} rd_t;
-
-static uint8_t u8(rd_t *r) {
-  return r->p < r->end ? *r->p++ : 0;
-}
-static uint64_t u64(rd_t *r) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = v << 8 | u8(r);
-  return v;
-}
 
 /* ------------------------------------------------------------ the model */
 
@@ -118,23 +98,24 @@ static int finite_value(double v) {
 static const char *const k_names[] = {"jobs.done", "latency", "queue.depth"};
 static const char *const k_keys[] = {"route", "status", "region", "shard", "k"};
 
-static double special_double(rd_t *r) {
+static double special_double(fz_rd_t *r) {
   static const double sp[] = {0.0,     -0.0,    1.0,     -1.0,     5.0,     7500.0,
                               10000.0, 10000.5, DBL_MAX, -DBL_MAX, DBL_MIN, 4.9406564584124654e-324};
-  uint8_t k = u8(r);
+  uint8_t k = fz_u8(r);
   if (k < 12) return sp[k];
   if (k == 12) return NAN;
   if (k == 13) return INFINITY;
   if (k == 14) return -INFINITY;
-  uint64_t bits = u64(r);
+  uint64_t bits = fz_u64(r);
   double d;
   memcpy(&d, &bits, 8);
   return d;
 }
 
-static int64_t counter_delta(rd_t *r) {
-  uint8_t k = u8(r);
-  if (!SATURATES) return (int64_t)(u64(r) & 0xFFFFFFFFull) >> (k & 31); /* totals stay far from INT64_MAX */
+static int64_t counter_delta(fz_rd_t *r) {
+  uint8_t k = fz_u8(r);
+  if (!SATURATES)
+    return (int64_t)(fz_u64(r) & 0xFFFFFFFFull) >> (k & 31); /* totals stay far from INT64_MAX */
   switch (k % 6) {
     case 0:
       return 0;
@@ -145,36 +126,36 @@ static int64_t counter_delta(rd_t *r) {
     case 3:
       return INT64_MAX / 2 + 1;
     case 4:
-      return (int64_t)(u64(r) & (uint64_t)INT64_MAX);
+      return (int64_t)(fz_u64(r) & (uint64_t)INT64_MAX);
     default:
       return k;
   }
 }
 
 /* The sorted-by-nothing attributes of one update; keys distinct. */
-static uint32_t make_attrs(rd_t *r, polytel__kv_t *kv, char strs[][8]) {
-  uint32_t n = u8(r) % (MAX_ATTRS + 1);
+static uint32_t make_attrs(fz_rd_t *r, polytel__kv_t *kv, char strs[][8]) {
+  uint32_t n = fz_u8(r) % (MAX_ATTRS + 1);
   unsigned used = 0;
   uint32_t w = 0;
   for (uint32_t i = 0; i < n; i++) {
-    unsigned k = u8(r) % 5;
+    unsigned k = fz_u8(r) % 5;
     if (used & (1u << k)) continue;
     used |= 1u << k;
     polytel__kv_t *a = &kv[w];
     memset(a, 0, sizeof *a);
     a->key = k_keys[k];
     a->key_len = (uint32_t)strlen(k_keys[k]);
-    a->type = (uint8_t)(1 + u8(r) % 4);
+    a->type = (uint8_t)(1 + fz_u8(r) % 4);
     switch (a->type) {
       case POLYTEL_ATTR_STRING: {
-        uint32_t len = u8(r) % 8;
-        for (uint32_t j = 0; j < len; j++) strs[w][j] = (char)u8(r);
+        uint32_t len = fz_u8(r) % 8;
+        for (uint32_t j = 0; j < len; j++) strs[w][j] = (char)fz_u8(r);
         a->v.str.ptr = strs[w];
         a->v.str.len = len;
         break;
       }
       case POLYTEL_ATTR_INT:
-        a->v.i = (int64_t)u64(r);
+        a->v.i = (int64_t)fz_u64(r);
         break;
       case POLYTEL_ATTR_DOUBLE: {
         double d = special_double(r);
@@ -184,7 +165,7 @@ static uint32_t make_attrs(rd_t *r, polytel__kv_t *kv, char strs[][8]) {
       default:
         a->type = POLYTEL_ATTR_BOOL;
         a->v.i = 0;
-        a->v.b = u8(r) & 1;
+        a->v.b = fz_u8(r) & 1;
     }
     w++;
   }
@@ -286,11 +267,11 @@ static void check_snapshot(int capped) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  rd_t r = {data, data + size};
+  fz_rd_t r = {data, data + size};
   polytel__metrics_reset();
   memset(g_model, 0, sizeof g_model);
   g_n_model = 0;
-  uint8_t mode = u8(&r);
+  uint8_t mode = fz_u8(&r);
   int capped = 0;
 #if SATURATES
   /* sometimes a tiny series cap, so the overflow path is fuzzed without thousands of series */
@@ -301,7 +282,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 #endif
   (void)mode;
   for (int op = 0; op < MAX_OPS && r.p < r.end; op++) {
-    uint8_t o = u8(&r);
+    uint8_t o = fz_u8(&r);
     if ((o & 0x1f) == 0x1f) {
       check_snapshot(capped);
       continue;
@@ -317,10 +298,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     } else {
       /* any bytes but NUL (names are C strings in the API), after a prefix that keeps clear of polytel's
        * own "polytel." self-metrics */
-      nl = 2 + u8(&r) % 24;
+      nl = 2 + fz_u8(&r) % 24;
       name[0] = 'c', name[1] = '.';
       for (size_t i = 2; i < nl; i++) {
-        uint8_t b = u8(&r);
+        uint8_t b = fz_u8(&r);
         name[i] = (char)(b ? b : 0x7f);
       }
     }

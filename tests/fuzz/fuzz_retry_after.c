@@ -13,15 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "fuzz.h"
 #include "retry_after.h"
-
-#define CHECK(c)                                                            \
-  do {                                                                      \
-    if (!(c)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-      abort();                                                              \
-    }                                                                       \
-  } while (0)
 
 #define DAY_MS ((int64_t)POLYTEL__RETRY_AFTER_MAX_S * 1000)
 #define T_MIN (-2208988800LL) /* 1900-01-01 */

@@ -891,6 +891,17 @@ class Receiver:
             shutil.rmtree(self.tls_files.directory, ignore_errors=True)
         self._stopped.set()
 
+    def wait_handshake_failures(self, n: int, timeout: float = 10) -> int:
+        """Waits until at least n TLS handshakes were refused (the client may see the refusal before the
+        server's handler thread has counted it); returns the count (a hang guard, never a timing)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                got = self.handshake_failures
+            if got >= n or time.monotonic() >= deadline:
+                return got
+            time.sleep(0.01)
+
     def wait_stopped(self, timeout: Optional[float] = None) -> bool:
         return self._stopped.wait(timeout)
 

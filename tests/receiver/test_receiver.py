@@ -608,7 +608,7 @@ def test_mtls_requires_a_client_certificate_from_its_ca(receiver_factory):
         with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
             post(r.url("traces"), body, context=ctx)
     assert [s["name"] for s in r.received()["spans"]] == ["mutual", "mutual"]
-    assert r.handshake_failures == 2
+    assert r.wait_handshake_failures(2) == 2
 
 
 def test_tls_stall_stop_is_prompt():

@@ -385,7 +385,7 @@ def test_mtls_client_certificate_c(receiver_factory):
     # Without a client certificate the collector refuses the handshake: nothing arrives, everything counted.
     r.reset()
     out = run_worker(mtls_env(r), "--threads", 2, "--events", 20, "--shutdown-ms", 1500, timeout=60)
-    assert r.received()["requests"] == [] and r.handshake_failures > 0
+    assert r.received()["requests"] == [] and r.wait_handshake_failures(1) > 0
     refused_counted(out)
 
     # Per signal: traces present another CA's certificate (refused); logs and metrics the good one.
@@ -395,7 +395,7 @@ def test_mtls_client_certificate_c(receiver_factory):
                               OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY=f.rogue_key),
                      "--threads", 2, "--events", 20, "--shutdown-ms", 3000, timeout=60)
     got = r.received()
-    assert got["spans"] == [] and r.handshake_failures > before
+    assert got["spans"] == [] and r.wait_handshake_failures(before + 1) > before
     assert len(got["logs"]) == 2 * 20 and out["exported"] == 2 * 20, out
     assert out["dropped"] + out.get("unconfirmed", 0) == 2 * 2 * 20, out
     assert got["metrics"], "metrics go with the general certificate"
