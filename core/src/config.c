@@ -755,8 +755,9 @@ static char *resolve_tls_file(ctx_t *c, int has, const char *explicit_val, const
   char *path = dup_n(c, v.p, v.n);
   if (path && access(path, R_OK) != 0) {
     char b[SHOW_BUF];
-    DIAG(POLYTEL_LEVEL_WARN, "cannot read %s=\"%s\" (%s); %s", var, show(b, sizeof b, v), strerror(errno),
-         consequence[kind]);
+    int err = errno;
+    DIAG(POLYTEL_LEVEL_WARN, "cannot read %s=\"%s\" (%s); %s", var, polytel__show_path(b, sizeof b, path),
+         strerror(err), consequence[kind]);
   }
   return path;
 }

@@ -491,6 +491,17 @@ const char *polytel__show(char *buf, size_t cap, const char *s, size_t len) {
   return buf;
 }
 
+const char *polytel__show_path(char *buf, size_t cap, const char *path) {
+  if (!buf || cap == 0) return "";
+  if (!path) path = "";
+  size_t len = strlen(path);
+  if (len <= POLYTEL__SHOW_MAX) return polytel__show(buf, cap, path, len);
+  size_t from = len - POLYTEL__SHOW_MAX;
+  while (from < len && ((unsigned char)path[from] & 0xC0) == 0x80) from++; /* a character boundary */
+  snprintf(buf, cap, "\xe2\x80\xa6%s", path + from);
+  return buf;
+}
+
 const char *polytel__show_url(char *buf, size_t cap, const char *url) {
   if (!buf || cap == 0) return "";
   if (!url) url = "";

@@ -58,6 +58,9 @@ size_t polytel__sanitize(char *out, size_t cap, const char *in, size_t len, int 
 #define POLYTEL__SHOW_MAX 64
 #define POLYTEL__SHOW_BUF (POLYTEL__SHOW_MAX + 16)
 const char *polytel__show(char *buf, size_t cap, const char *s, size_t len);
+/* A file path for a diagnostic: its last POLYTEL__SHOW_MAX bytes after "…" when longer (the end names the
+ * file). */
+const char *polytel__show_path(char *buf, size_t cap, const char *path);
 /* A URL for a diagnostic: userinfo, query and fragment replaced by "…" (they may carry credentials), then
  * cut like polytel__show. NULL gives "". */
 const char *polytel__show_url(char *buf, size_t cap, const char *url);

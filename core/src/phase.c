@@ -276,7 +276,7 @@ static void announce(void) {
   polytel__show(svc, sizeof svc, name, strlen(name));
   if (g_cfg.exporter == POLYTEL_EXPORTER_FILE)
     polytel__diag(POLYTEL_LEVEL_INFO, "full telemetry: writing OTLP/JSON lines to %s/ as service \"%s\"",
-                  polytel__show(where, sizeof where, g_cfg.export_dir, strlen(g_cfg.export_dir)), svc);
+                  polytel__show_path(where, sizeof where, g_cfg.export_dir), svc);
   else if (g_cfg.exporter == POLYTEL_EXPORTER_NONE)
     polytel__diag(POLYTEL_LEVEL_INFO,
                   "full telemetry: recording with no exporter (POLYTEL_EXPORTER=none) as service \"%s\"",

@@ -502,7 +502,7 @@ static void warn_file(tp_t *tp, const char *path, int err) {
   tp->file_warn_after_ms = now + TP_WARN_INTERVAL_MS;
   char b[POLYTEL__SHOW_BUF];
   polytel__diag(POLYTEL_LEVEL_WARN, "file exporter cannot write %s: %s; the batch is dropped",
-                polytel__show(b, sizeof b, path, strlen(path)), strerror(err));
+                polytel__show_path(b, sizeof b, path), strerror(err));
 }
 
 static void file_send(tp_t *tp, polytel__request_t *req) {
@@ -763,7 +763,7 @@ static int init_handles(tp_t *tp) {
     char b[POLYTEL__SHOW_BUF];
     int err = errno;
     polytel__diag(POLYTEL_LEVEL_WARN, "file exporter cannot create %s: %s",
-                  polytel__show(b, sizeof b, tp->export_dir, strlen(tp->export_dir)), strerror(err));
+                  polytel__show_path(b, sizeof b, tp->export_dir), strerror(err));
   }
   return 0;
 }

@@ -408,7 +408,8 @@ def test_mtls_bad_files_warn_without_content(receiver_factory, tmp_path):
                    OTEL_EXPORTER_OTLP_CLIENT_KEY=key_text)  # the key itself pasted instead of its path
     out = run_worker(env, "--threads", 1, "--events", 10, "--shutdown-ms", 1500, timeout=60)
     lines = out["stderr"].splitlines()
-    assert sum("cannot read OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE=" in ln for ln in lines) == 1, out["stderr"]
+    assert sum("cannot read OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE=" in ln and "missing.pem" in ln
+               for ln in lines) == 1, out["stderr"]
     assert sum("invalid OTEL_EXPORTER_OTLP_CLIENT_KEY (PEM data" in ln for ln in lines) == 1, out["stderr"]
     body = "".join(key_text.splitlines()[1:-1])
     assert body[:20] not in out["stderr"] and "PRIVATE KEY" not in out["stderr"], "key material was printed"

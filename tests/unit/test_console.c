@@ -330,6 +330,14 @@ static void test_show_helpers(void **state) {
   assert_string_equal(polytel__show_url(b, sizeof b, "htp://u%3ASECRET%40h/x"), "htp://\xe2\x80\xa6@h/x");
   assert_string_equal(polytel__show_url(b, sizeof b, "localhost:4318/v1/traces"), "localhost:4318/v1/traces");
   assert_string_equal(polytel__show_url(b, sizeof b, NULL), "");
+  /* a path keeps its end (the file's name) */
+  char path[120];
+  snprintf(path, sizeof path, "/very/long/%090d/client.pem", 0);
+  s = polytel__show_path(b, sizeof b, path);
+  assert_int_equal(strlen(s), 3 + 64);
+  assert_memory_equal(s, "\xe2\x80\xa6", 3);
+  assert_string_equal(s + 3, path + strlen(path) - 64);
+  assert_string_equal(polytel__show_path(b, sizeof b, "/etc/ca.pem"), "/etc/ca.pem");
   char longurl[200];
   snprintf(longurl, sizeof longurl, "http://h/%0150d?k=SECRET", 0);
   s = polytel__show_url(b, sizeof b, longurl);
