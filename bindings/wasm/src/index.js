@@ -787,7 +787,10 @@ class Driver {
     if (timedOut || this.diagnosed) return true;
     this.diagnosed = true;
     const origin = page.origin;
-    const extra = Object.keys(this.headers).filter((h) => h.toLowerCase() !== 'content-type');
+    // Header names only (never a value), and only well-formed ones: a name is echoed into the console.
+    const extra = Object.keys(this.headers)
+      .filter((h) => h.toLowerCase() !== 'content-type')
+      .map((h) => (/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(h) ? h : '<a malformed header name>'));
     if (r.gzip) extra.unshift('Content-Encoding');
     const headersHint = extra.length ? ` and allowed_headers: ${JSON.stringify(extra)}` : '';
     const how = `receivers: otlp: protocols: http: cors: allowed_origins: ["${origin}"]${headersHint}`;
