@@ -742,8 +742,6 @@ class Driver {
     if (resp.net === NET_OK) {
       this.plainFailing = false;
       this.diagnosed = false;
-      // An answer after a final exit: the page lives on (exitFlush() called on a page that stays).
-      if (this.exited) this.resumed();
       if (r.keepaliveRefused) {
         this.warnEvery('keepalive', `the browser refused a keepalive request of ${r.body.length} bytes while polytel's own keepalive requests in flight held ${this.keepaliveBytes} bytes of its ${this.budget}-byte budget: other code on this page uses the browser's 64 KiB keepalive allowance. It went out as a plain request (which does not outlive the page); set keepaliveBudget lower to leave room for the others`);
       }
@@ -858,6 +856,10 @@ class Driver {
     if (final) {
       this.exited = true;
       this.lastExitReport = report;
+      // A page that still runs its timers a second after its exit stayed (exitFlush() called on a page that
+      // lives on): export as usual again. A page that left runs no more timers; a frozen one resumes on pageshow.
+      // (Answers are no such sign: those of earlier requests still arrive between pagehide and the unload.)
+      setTimeout(() => this.resumed(), 1000);
     }
     const run = async () => {
       for (const r of list) {
