@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential libuv1-dev libcurl4-openssl-dev zlib1g-dev libcmocka-dev pkg-config cmake
+APT_PACKAGES=(build-essential libuv1-dev libcurl4-openssl-dev libdeflate-dev libzstd-dev zlib1g-dev libcmocka-dev pkg-config cmake
   ninja-build ruby-full ruby-dev rake-compiler emscripten chromium protobuf-compiler clang
   clang-format valgrind libclang-rt-14-dev openssl python3-venv)
 
@@ -31,7 +31,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "deps: creating .venv"
   "$PY" -m venv .venv
 fi
-stamp=.venv/.polytel-deps-1
+stamp=.venv/.polytel-deps-2
 if [ ! -f "$stamp" ]; then
   echo "deps: pip install into .venv (test receiver, pytest, reference SDK, chart)"
   .venv/bin/pip install -q --upgrade pip >/dev/null

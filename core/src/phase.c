@@ -279,7 +279,11 @@ static void announce(void) {
                   svc);
   else
     polytel__diag(POLYTEL_LEVEL_INFO, "full telemetry: exporting to %s (%s%s) as service \"%s\"",
-                  g_cfg.endpoint, protocol_name(g_cfg.protocol), g_cfg.gzip ? ", gzip" : "", svc);
+                  g_cfg.endpoint, protocol_name(g_cfg.protocol),
+                  g_cfg.gzip == POLYTEL_COMPRESSION_ZSTD ? ", zstd"
+                  : g_cfg.gzip                           ? ", gzip"
+                                                         : "",
+                  svc);
 }
 
 int polytel_init_full_telemetry(struct uv_loop_s *loop, const polytel_config_t *cfg) {

@@ -123,10 +123,10 @@ static void enqueue(polytel__pipeline_t *pl, polytel__signal_t sig, polytel__buf
                     uint64_t now) {
   polytel__request_t *r = calloc(1, sizeof *r);
   polytel__buf_t z = {0};
-  if (r && pl->gzip && polytel__gzip(body->data, body->len, &z) == 0 && !z.oom) {
+  if (r && pl->gzip && polytel__compress(pl->gzip, body->data, body->len, &z) == 0 && !z.oom) {
     polytel__buf_free(body);
     *body = z;
-    r->gzip = 1;
+    r->gzip = pl->gzip;
   } else {
     polytel__buf_free(&z);
   }

@@ -385,7 +385,8 @@ static int build_headers(tp_t *tp, tp_xfer_t *x, const polytel__request_t *req) 
     l = t;                         \
   } while (0)
   TP_APPEND(ct);
-  if (req->gzip) TP_APPEND("Content-Encoding: gzip");
+  if (req->gzip)
+    TP_APPEND(req->gzip == POLYTEL_COMPRESSION_ZSTD ? "Content-Encoding: zstd" : "Content-Encoding: gzip");
   TP_APPEND("Expect:"); /* no 100-continue round trip for large bodies */
   for (size_t i = 0; i < tp->n_user_headers; i++) TP_APPEND(tp->user_headers[i]);
 #undef TP_APPEND

@@ -39,11 +39,12 @@ def test_flush_completes_under_continuous_load(receiver):
     check_exact(receiver.received(), out, 4, 100)
 
 
-@pytest.mark.parametrize("protocol,gzip", [("http/protobuf", False), ("http/json", False),
-                                           ("http/protobuf", True), ("http/json", True)])
-def test_wire_formats(receiver, protocol, gzip):
+@pytest.mark.parametrize("protocol,compression", [("http/protobuf", "none"), ("http/json", "none"),
+                                                  ("http/protobuf", "gzip"), ("http/json", "gzip"),
+                                                  ("http/protobuf", "zstd"), ("http/json", "zstd")])
+def test_wire_formats(receiver, protocol, compression):
     out = run_worker({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
-                      "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip" if gzip else "none"},
+                      "OTEL_EXPORTER_OTLP_COMPRESSION": compression},
                      "--threads", 4, "--events", 100)
     got = receiver.received()
     check_exact(got, out, 4, 100)
@@ -51,7 +52,8 @@ def test_wire_formats(receiver, protocol, gzip):
     assert {r["path"] for r in reqs} == {"/v1/traces", "/v1/logs", "/v1/metrics"}
     ctype = "application/json" if protocol == "http/json" else "application/x-protobuf"
     assert {r["content_type"] for r in reqs} == {ctype}
-    assert {r["content_encoding"] for r in reqs} == {"gzip" if gzip else None}
+    assert {r["content_encoding"] for r in reqs} == {None if compression == "none" else compression}
+    assert f"({protocol}{'' if compression == 'none' else ', ' + compression})" in out["stderr"]
     assert {r["status_returned"] for r in reqs} == {200}
 
 
