@@ -31,7 +31,7 @@ static inline uint64_t bench_clock_ns(clockid_t clk) {
 static volatile uint64_t bench_sink;
 
 /* The anchor: one rdtsc per iteration, summed so the compiler keeps every one. */
-static void bench_op_rdtsc(int n) {
+static inline void bench_op_rdtsc(int n) {
   uint64_t acc = 0;
 #ifdef BENCH_HAVE_RDTSC
   for (int i = 0; i < n; i++) acc += __rdtsc();
@@ -45,7 +45,7 @@ static void bench_op_rdtsc(int n) {
   bench_sink = acc;
 }
 
-static void bench_op_clock_gettime(int n) {
+static inline void bench_op_clock_gettime(int n) {
   uint64_t acc = 0;
   struct timespec ts;
   for (int i = 0; i < n; i++) {
@@ -63,7 +63,7 @@ typedef struct {
   uint64_t ns;
 } bench_job_t;
 
-static void *bench_run_job(void *arg) {
+static inline void *bench_run_job(void *arg) {
   bench_job_t *j = arg;
   j->fn(BENCH_WARMUP); /* register the thread, warm the caches */
   if (j->start) pthread_barrier_wait(j->start);
@@ -78,7 +78,7 @@ static void *bench_run_job(void *arg) {
  * one thread they start together (a barrier after the warm-up) and the figure is the mean of the threads'
  * own costs. `between` runs after each run (polytel: a flush, so the consumer catches up), may be NULL.
  */
-static double bench_measure_on(bench_op_fn fn, int threads, clockid_t clk, void (*between)(void)) {
+static inline double bench_measure_on(bench_op_fn fn, int threads, clockid_t clk, void (*between)(void)) {
   double best = 1e30;
   enum { MAXT = 8 };
   if (threads > MAXT) threads = MAXT;
@@ -104,7 +104,7 @@ static double bench_measure_on(bench_op_fn fn, int threads, clockid_t clk, void 
   return best;
 }
 
-static double bench_measure(bench_op_fn fn, void (*between)(void)) {
+static inline double bench_measure(bench_op_fn fn, void (*between)(void)) {
   return bench_measure_on(fn, 1, CLOCK_MONOTONIC, between);
 }
 
