@@ -1,7 +1,7 @@
 /* bench_lttng.c — LTTng-UST timed with bench/bench_timing.h's loop (the one bench_hotpath.c uses): the same
  * four operations as tracepoints. Prints one JSON line. With BENCH_LTTNG_SESSION set (a snapshot session that
- * bench/peers/run.py created), each operation ends with a verification pass of VERIFY calls between two markers
- * and a snapshot of the session, in which run.py counts the events. */
+ * bench/peers/run.py created), each operation ends with a verification pass of VERIFY calls between two
+ * markers and a snapshot of the session, in which run.py counts the events. */
 #define LTTNG_UST_TRACEPOINT_CREATE_PROBES
 #define LTTNG_UST_TRACEPOINT_DEFINE
 #include "bench_tp.h"
@@ -26,7 +26,8 @@ static void op_log_static(int n) {
 }
 
 static void op_log_2ints(int n) {
-  for (int i = 0; i < n; i++) lttng_ust_tracepoint(polytel_bench, log_2ints, "request %d took %d us", i, n - i);
+  for (int i = 0; i < n; i++)
+    lttng_ust_tracepoint(polytel_bench, log_2ints, "request %d took %d us", i, n - i);
 }
 
 static void op_counter(int n) {
@@ -36,16 +37,18 @@ static void op_counter(int n) {
 static const struct {
   const char *key;
   bench_op_fn fn;
-} OPS[] = {{"span", op_span}, {"log_static", op_log_static}, {"log_2ints", op_log_2ints}, {"counter", op_counter}};
+} OPS[] = {
+    {"span", op_span}, {"log_static", op_log_static}, {"log_2ints", op_log_2ints}, {"counter", op_counter}};
 
 int main(void) {
   const char *session = getenv("BENCH_LTTNG_SESSION");
   if (session && !*session) session = NULL;
   double tsc = bench_measure(bench_op_rdtsc, NULL);
-  printf("{\"peer\": \"lttng\", \"version\": \"LTTng-UST %d.%d.%d\", \"anchor\": \"%s\", \"rdtsc_ns\": %.3f, "
-         "\"session\": %s%s%s, \"verify_calls\": %d, \"ops\": {",
-         LTTNG_UST_MAJOR_VERSION, LTTNG_UST_MINOR_VERSION, LTTNG_UST_PATCHLEVEL_VERSION, BENCH_ANCHOR, tsc,
-         session ? "\"" : "", session ? session : "null", session ? "\"" : "", VERIFY);
+  printf(
+      "{\"peer\": \"lttng\", \"version\": \"LTTng-UST %d.%d.%d\", \"anchor\": \"%s\", \"rdtsc_ns\": %.3f, "
+      "\"session\": %s%s%s, \"verify_calls\": %d, \"ops\": {",
+      LTTNG_UST_MAJOR_VERSION, LTTNG_UST_MINOR_VERSION, LTTNG_UST_PATCHLEVEL_VERSION, BENCH_ANCHOR, tsc,
+      session ? "\"" : "", session ? session : "null", session ? "\"" : "", VERIFY);
   for (int i = 0; i < (int)(sizeof OPS / sizeof OPS[0]); i++) {
     double ns = bench_measure(OPS[i].fn, NULL);
     int snap = -1;

@@ -22,8 +22,9 @@ LTTNG_UST_TRACEPOINT_EVENT(polytel_bench, span_end, LTTNG_UST_TP_ARGS(const char
 LTTNG_UST_TRACEPOINT_EVENT(polytel_bench, log_static, LTTNG_UST_TP_ARGS(const char *, msg),
                            LTTNG_UST_TP_FIELDS(lttng_ust_field_string(msg, msg)))
 LTTNG_UST_TRACEPOINT_EVENT(polytel_bench, log_2ints, LTTNG_UST_TP_ARGS(const char *, fmt, int, a, int, b),
-                           LTTNG_UST_TP_FIELDS(lttng_ust_field_string(fmt, fmt) lttng_ust_field_integer(int, a, a)
-                                                   lttng_ust_field_integer(int, b, b)))
+                           LTTNG_UST_TP_FIELDS(lttng_ust_field_string(fmt, fmt)
+                                                   lttng_ust_field_integer(int, a, a)
+                                                       lttng_ust_field_integer(int, b, b)))
 /* A counter add is an event here (as in micromegas), not an in-process sum (as in polytel). */
 LTTNG_UST_TRACEPOINT_EVENT(polytel_bench, counter_add, LTTNG_UST_TP_ARGS(const char *, name, int64_t, delta),
                            LTTNG_UST_TP_FIELDS(lttng_ust_field_integer_hex(uintptr_t, name, (uintptr_t)name)
