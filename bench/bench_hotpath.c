@@ -64,17 +64,19 @@ static int64_t counter_total(void) {
 
 /* One line of JSON: the single-thread figures, each with what was recorded against what was called. */
 static int peer_mode(void) {
-  double tsc = bench_measure(bench_op_rdtsc, NULL);
+  bench_result_t tsc = bench_measure2(bench_op_rdtsc, NULL);
   double cgt = bench_measure(bench_op_clock_gettime, NULL);
   printf(
-      "{\"peer\": \"polytel\", \"anchor\": \"%s\", \"rdtsc_ns\": %.3f, \"clock_gettime_ns\": %.3f, \"ops\": "
+      "{\"peer\": \"polytel\", \"anchor\": \"%s\", \"rdtsc_ns\": %.3f, \"rdtsc_cpu_ns\": %.3f, "
+      "\"clock_gettime_ns\": %.3f, "
+      "\"ops\": "
       "{",
-      BENCH_ANCHOR, tsc, cgt);
+      BENCH_ANCHOR, tsc.wall, tsc.cpu, cgt);
   int ok = 1;
   for (int i = 0; i < NOPS; i++) {
     polytel_stats_t s0, s1;
     polytel_stats(&s0);
-    double ns = bench_measure(OPS[i].fn, flush);
+    bench_result_t ns = bench_measure2(OPS[i].fn, flush);
     polytel_stats(&s1);
     uint64_t calls = (uint64_t)(BENCH_N + BENCH_WARMUP) * BENCH_RUNS;
     uint64_t expected = calls * (uint64_t)OPS[i].events, recorded, dropped = s1.dropped - s0.dropped;
@@ -87,9 +89,9 @@ static int peer_mode(void) {
     }
     ok &= recorded == expected;
     printf(
-        "%s\"%s\": {\"ns\": %.3f, \"calls\": %llu, \"expected\": %llu, \"recorded\": %llu, \"dropped\": "
-        "%llu}",
-        i ? ", " : "", OPS[i].key, ns, (unsigned long long)calls, (unsigned long long)expected,
+        "%s\"%s\": {\"ns\": %.3f, \"cpu_ns\": %.3f, \"calls\": %llu, \"expected\": %llu, \"recorded\": %llu, "
+        "\"dropped\": %llu}",
+        i ? ", " : "", OPS[i].key, ns.wall, ns.cpu, (unsigned long long)calls, (unsigned long long)expected,
         (unsigned long long)recorded, (unsigned long long)dropped);
   }
   polytel_stats_t st;
@@ -105,8 +107,8 @@ static int peer_mode(void) {
 /* Per-thread cost at 2 threads against 1: each thread's own CPU time, so a thread waiting for a core (three
  * runnable threads on a 2-core machine: two emitters and the consumer) is not counted as recording cost. */
 static int threads_mode(void) {
-  double tsc = bench_measure_on(bench_op_rdtsc, 1, CLOCK_THREAD_CPUTIME_ID, NULL);
-  double tsc2 = bench_measure_on(bench_op_rdtsc, 2, CLOCK_THREAD_CPUTIME_ID, NULL);
+  double tsc = bench_measure_threads(bench_op_rdtsc, 1, NULL).cpu;
+  double tsc2 = bench_measure_threads(bench_op_rdtsc, 2, NULL).cpu;
   printf("## C hot path: 2 threads against 1, %d calls per thread, best of %d runs\n\n", BENCH_N, BENCH_RUNS);
   printf(
       "Per-thread recording cost, from each thread's own CPU time (CLOCK_THREAD_CPUTIME_ID), so that\n"
@@ -121,9 +123,9 @@ static int threads_mode(void) {
   for (int i = 0; i < NOPS; i++) {
     polytel_stats_t s0, s1, s2;
     polytel_stats(&s0);
-    double one = bench_measure_on(OPS[i].fn, 1, CLOCK_THREAD_CPUTIME_ID, flush);
+    double one = bench_measure_threads(OPS[i].fn, 1, flush).cpu;
     polytel_stats(&s1);
-    double two = bench_measure_on(OPS[i].fn, 2, CLOCK_THREAD_CPUTIME_ID, flush);
+    double two = bench_measure_threads(OPS[i].fn, 2, flush).cpu;
     polytel_stats(&s2);
     double ratio = two / one;
     char d1[32] = "n/a", d2[32] = "n/a"; /* counter adds are not records and never drop */

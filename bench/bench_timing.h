@@ -1,6 +1,7 @@
 /* bench_timing.h — the one timing loop of the hot-path benches (polytel's bench_hotpath.c and the LTTng peer;
  * bench/peers/micromegas/src/main.rs is its line-for-line Rust port): best of BENCH_RUNS runs of BENCH_N
- * calls, each run on a fresh thread after 1000 warm-up calls, beside one rdtsc timed the same way. */
+ * calls, each run on a fresh thread after 1000 warm-up calls, beside one rdtsc timed the same way; wall time
+ * and the calling thread's CPU time from the same runs. */
 #ifndef POLYTEL_BENCH_TIMING_H
 #define POLYTEL_BENCH_TIMING_H
 
@@ -58,28 +59,34 @@ static inline void bench_op_clock_gettime(int n) {
 typedef struct {
   bench_op_fn fn;
   int n;
-  clockid_t clk; /* CLOCK_MONOTONIC (wall) or CLOCK_THREAD_CPUTIME_ID (this thread's CPU) */
   pthread_barrier_t *start;
-  uint64_t ns;
+  uint64_t wall_ns, cpu_ns; /* CLOCK_MONOTONIC, and this thread's CPU time (CLOCK_THREAD_CPUTIME_ID) */
 } bench_job_t;
 
 static inline void *bench_run_job(void *arg) {
   bench_job_t *j = arg;
   j->fn(BENCH_WARMUP); /* register the thread, warm the caches */
   if (j->start) pthread_barrier_wait(j->start);
-  uint64_t t0 = bench_clock_ns(j->clk);
+  uint64_t c0 = bench_clock_ns(CLOCK_THREAD_CPUTIME_ID), w0 = bench_clock_ns(CLOCK_MONOTONIC);
   j->fn(j->n);
-  j->ns = bench_clock_ns(j->clk) - t0;
+  j->wall_ns = bench_clock_ns(CLOCK_MONOTONIC) - w0;
+  j->cpu_ns = bench_clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0;
   return NULL;
 }
 
+/* ns per call on each thread, best of BENCH_RUNS by each clock: wall time, and the calling thread's own CPU
+ * time (which leaves out the time it waited for a core, e.g. while another thread of the process ran). */
+typedef struct {
+  double wall, cpu;
+} bench_result_t;
+
 /*
- * Best of BENCH_RUNS, in ns per call on each thread: the least disturbed run on a shared VM. With more than
- * one thread they start together (a barrier after the warm-up) and the figure is the mean of the threads'
- * own costs. `between` runs after each run (polytel: a flush, so the consumer catches up), may be NULL.
+ * Best of BENCH_RUNS (the least disturbed run on a shared VM). With more than one thread they start together
+ * (a barrier after the warm-up) and the figure is the mean of the threads' own costs. `between` runs after
+ * each run (polytel: a flush, so the consumer catches up), may be NULL.
  */
-static inline double bench_measure_on(bench_op_fn fn, int threads, clockid_t clk, void (*between)(void)) {
-  double best = 1e30;
+static inline bench_result_t bench_measure_threads(bench_op_fn fn, int threads, void (*between)(void)) {
+  bench_result_t best = {1e30, 1e30};
   enum { MAXT = 8 };
   if (threads > MAXT) threads = MAXT;
   for (int r = 0; r < BENCH_RUNS; r++) {
@@ -88,24 +95,30 @@ static inline double bench_measure_on(bench_op_fn fn, int threads, clockid_t clk
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, (unsigned)threads);
     for (int t = 0; t < threads; t++) {
-      jobs[t] = (bench_job_t){fn, BENCH_N, clk, threads > 1 ? &start : NULL, 0};
+      jobs[t] = (bench_job_t){fn, BENCH_N, threads > 1 ? &start : NULL, 0, 0};
       pthread_create(&th[t], NULL, bench_run_job, &jobs[t]);
     }
-    uint64_t sum = 0;
+    uint64_t wall = 0, cpu = 0;
     for (int t = 0; t < threads; t++) {
       pthread_join(th[t], NULL);
-      sum += jobs[t].ns;
+      wall += jobs[t].wall_ns, cpu += jobs[t].cpu_ns;
     }
     pthread_barrier_destroy(&start);
-    double per_op = (double)sum / threads / BENCH_N;
-    if (per_op < best) best = per_op;
+    double w = (double)wall / threads / BENCH_N, c = (double)cpu / threads / BENCH_N;
+    if (w < best.wall) best.wall = w;
+    if (c < best.cpu) best.cpu = c;
     if (between) between();
   }
   return best;
 }
 
+static inline bench_result_t bench_measure2(bench_op_fn fn, void (*between)(void)) {
+  return bench_measure_threads(fn, 1, between);
+}
+
+/* Wall time only, one thread. */
 static inline double bench_measure(bench_op_fn fn, void (*between)(void)) {
-  return bench_measure_on(fn, 1, CLOCK_MONOTONIC, between);
+  return bench_measure2(fn, between).wall;
 }
 
 #endif

@@ -95,14 +95,19 @@ def targets(out: str, texts: dict):
     peers = load_json(os.path.join(out, "peers.json"))
     if peers:
         pt, mm = peers["summary"]["polytel"]["ops"], peers["summary"]["micromegas"]["ops"]
-        add("span begin+end <= 2.1x rdtsc", pt["span"]["x_rdtsc"], pt["span"]["x_rdtsc"] <= 2.1)
-        r = pt["span"]["ns"] / mm["span"]["ns"]
-        add("span begin+end <= 1.0x micromegas", r, r <= 1.0)
-        add("log, static message <= 1.3x rdtsc", pt["log_static"]["x_rdtsc"], pt["log_static"]["x_rdtsc"] <= 1.3)
-        add("log, two int args <= 1.4x rdtsc", pt["log_2ints"]["x_rdtsc"], pt["log_2ints"]["x_rdtsc"] <= 1.4)
+
+        def vs_rdtsc(what, key, limit):
+            # Judged on wall time (as issue 17 measured); the calling thread's CPU time beside it.
+            x = pt[key]["x_rdtsc"]
+            add(what, f"{x:.2f}x (calling thread's CPU time: {pt[key]['x_rdtsc_cpu']:.2f}x)", x <= limit)
+
+        vs_rdtsc("span begin+end <= 2.1x rdtsc", "span", 2.1)
+        r, rc = pt["span"]["ns"] / mm["span"]["ns"], pt["span"]["cpu_ns"] / mm["span"]["cpu_ns"]
+        add("span begin+end <= 1.0x micromegas", f"{r:.2f}x (CPU time: {rc:.2f}x)", r <= 1.0)
+        vs_rdtsc("log, static message <= 1.3x rdtsc", "log_static", 1.3)
+        vs_rdtsc("log, two int args <= 1.4x rdtsc", "log_2ints", 1.4)
         # "Unchanged": 0.15-0.20x rdtsc (1.6-1.9 ns) before this work (docs/benchmarks.md at bb07c52, issue 17).
-        add("counter add unchanged (<= 0.2x rdtsc; 0.15-0.20x before)", pt["counter"]["x_rdtsc"],
-            pt["counter"]["x_rdtsc"] <= 0.2)
+        vs_rdtsc("counter add unchanged (<= 0.2x rdtsc; 0.15-0.20x before)", "counter", 0.2)
     else:
         for what in ("span begin+end <= 2.1x rdtsc", "span begin+end <= 1.0x micromegas",
                      "log, static message <= 1.3x rdtsc", "log, two int args <= 1.4x rdtsc", "counter add unchanged"):

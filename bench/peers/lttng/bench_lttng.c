@@ -43,14 +43,15 @@ static const struct {
 int main(void) {
   const char *session = getenv("BENCH_LTTNG_SESSION");
   if (session && !*session) session = NULL;
-  double tsc = bench_measure(bench_op_rdtsc, NULL);
+  bench_result_t tsc = bench_measure2(bench_op_rdtsc, NULL);
   printf(
       "{\"peer\": \"lttng\", \"version\": \"LTTng-UST %d.%d.%d\", \"anchor\": \"%s\", \"rdtsc_ns\": %.3f, "
+      "\"rdtsc_cpu_ns\": %.3f, "
       "\"session\": %s%s%s, \"verify_calls\": %d, \"ops\": {",
-      LTTNG_UST_MAJOR_VERSION, LTTNG_UST_MINOR_VERSION, LTTNG_UST_PATCHLEVEL_VERSION, BENCH_ANCHOR, tsc,
-      session ? "\"" : "", session ? session : "null", session ? "\"" : "", VERIFY);
+      LTTNG_UST_MAJOR_VERSION, LTTNG_UST_MINOR_VERSION, LTTNG_UST_PATCHLEVEL_VERSION, BENCH_ANCHOR, tsc.wall,
+      tsc.cpu, session ? "\"" : "", session ? session : "null", session ? "\"" : "", VERIFY);
   for (int i = 0; i < (int)(sizeof OPS / sizeof OPS[0]); i++) {
-    double ns = bench_measure(OPS[i].fn, NULL);
+    bench_result_t ns = bench_measure2(OPS[i].fn, NULL);
     int snap = -1;
     if (session) {
       lttng_ust_tracepoint(polytel_bench, marker, i, 0);
@@ -60,8 +61,8 @@ int main(void) {
       snprintf(cmd, sizeof cmd, "lttng snapshot record -s '%s' -n op%d >/dev/null", session, i);
       snap = system(cmd);
     }
-    printf("%s\"%s\": {\"ns\": %.3f, \"calls\": %llu, \"snapshot_rc\": %d}", i ? ", " : "", OPS[i].key, ns,
-           (unsigned long long)(BENCH_N + BENCH_WARMUP) * BENCH_RUNS, snap);
+    printf("%s\"%s\": {\"ns\": %.3f, \"cpu_ns\": %.3f, \"calls\": %llu, \"snapshot_rc\": %d}", i ? ", " : "",
+           OPS[i].key, ns.wall, ns.cpu, (unsigned long long)(BENCH_N + BENCH_WARMUP) * BENCH_RUNS, snap);
   }
   printf("}}\n");
   return 0;
