@@ -2,7 +2,8 @@
 #include "encode.h"
 
 #if !POLYTEL_WITH_UV
-/* The loop-free build (wasm) has neither library: requests go uncompressed. */
+/* The loop-free build (POLYTEL_WITH_UV=OFF) has neither library: requests go uncompressed. (The wasm build
+ * leaves this file out; its shim stubs polytel__gzip, all that polytel__compress calls there.) */
 int polytel__gzip(const uint8_t *in, size_t len, polytel__buf_t *out) {
   (void)in, (void)len, (void)out;
   return POLYTEL_ENOSYS;
@@ -84,18 +85,3 @@ int polytel__unzstd(const uint8_t *in, size_t len, polytel__buf_t *out) {
   return 0;
 }
 #endif
-
-int polytel__compress(int codec, const uint8_t *in, size_t len, polytel__buf_t *out) {
-  switch (codec) {
-    case POLYTEL_COMPRESSION_GZIP:
-      return polytel__gzip(in, len, out);
-    case POLYTEL_COMPRESSION_ZSTD:
-      return polytel__zstd(in, len, out);
-    default:
-      return POLYTEL_EINVAL;
-  }
-}
-
-const char *polytel__compression_name(int codec) {
-  return codec == POLYTEL_COMPRESSION_GZIP ? "gzip" : codec == POLYTEL_COMPRESSION_ZSTD ? "zstd" : "none";
-}

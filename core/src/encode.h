@@ -53,10 +53,24 @@ int polytel__encode_metrics(polytel__buf_t *out, polytel__format_t fmt, const po
  * polytel__compress takes a polytel_compression_t other than NONE; polytel__unzstd reads back a frame
  * of polytel__zstd (its content size is in the header).
  */
-int polytel__compress(int codec, const uint8_t *in, size_t len, polytel__buf_t *out);
 int polytel__gzip(const uint8_t *in, size_t len, polytel__buf_t *out); /* RFC 1952, libdeflate */
 int polytel__zstd(const uint8_t *in, size_t len, polytel__buf_t *out); /* RFC 8878, libzstd */
 int polytel__unzstd(const uint8_t *in, size_t len, polytel__buf_t *out);
-const char *polytel__compression_name(int codec); /* "gzip", "zstd", "none": the Content-Encoding */
+
+/* Inline, so the wasm build (no compress.c; its shim stubs polytel__gzip) needs no zstd symbol. */
+static inline int polytel__compress(int codec, const uint8_t *in, size_t len, polytel__buf_t *out) {
+  if (codec == POLYTEL_COMPRESSION_GZIP) return polytel__gzip(in, len, out);
+#if POLYTEL_WITH_UV
+  if (codec == POLYTEL_COMPRESSION_ZSTD) return polytel__zstd(in, len, out);
+#else
+  if (codec == POLYTEL_COMPRESSION_ZSTD) return POLYTEL_ENOSYS;
+#endif
+  return POLYTEL_EINVAL;
+}
+
+/* The Content-Encoding of a codec: "gzip", "zstd", or "none". */
+static inline const char *polytel__compression_name(int codec) {
+  return codec == POLYTEL_COMPRESSION_GZIP ? "gzip" : codec == POLYTEL_COMPRESSION_ZSTD ? "zstd" : "none";
+}
 
 #endif

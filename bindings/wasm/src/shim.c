@@ -87,7 +87,7 @@ PTW_EXPORT void ptw_cfg_reset(void) {
   g_cfg.sdk_language = "webjs";
   /* index.js turns the environment on only when it forwarded a real one (Node). */
   g_cfg.use_env = 0;
-  /* No compression library in the wasm build (compress.c stubs): bodies go out uncompressed whatever the environment says. */
+  /* No zlib in the wasm build: bodies go out uncompressed whatever the environment says. */
   g_cfg.compression_gzip = 0;
 }
 
@@ -271,6 +271,14 @@ PTW_EXPORT int ptw_shutdown(uint32_t timeout_ms) {
     transport_forget();
   }
   return polytel_shutdown(timeout_ms);
+}
+
+/* gzip.c (zlib) is not part of the wasm build; compression is forced off in ptw_cfg_reset. */
+int polytel__gzip(const uint8_t *in, size_t len, polytel__buf_t *out) {
+  (void)in;
+  (void)len;
+  (void)out;
+  return POLYTEL_ENOSYS;
 }
 
 /* ------------------------------------------- the pipeline, driven from JS */
