@@ -79,7 +79,8 @@ int polytel__unzstd(const uint8_t *in, size_t len, polytel__buf_t *out) {
   if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > SIZE_MAX / 2)
     return POLYTEL_EINVAL; /* only frames from polytel__zstd, which always records the size */
   if (polytel__buf_reserve(out, (size_t)size) != 0) return POLYTEL_ENOMEM;
-  size_t n = ZSTD_decompress(out->data + out->len, (size_t)size, in, len);
+  uint8_t *dst = out->data ? out->data + out->len : NULL; /* an empty frame into an empty buffer */
+  size_t n = ZSTD_decompress(dst, (size_t)size, in, len);
   if (ZSTD_isError(n) || n != size) return POLYTEL_EINVAL;
   out->len += n;
   return 0;

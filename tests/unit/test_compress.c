@@ -190,6 +190,13 @@ static void test_compress_args(void **state) {
   assert_int_equal(polytel__zstd((const uint8_t *)msg, sizeof msg, &z), 0);
   assert_int_equal(polytel__unzstd(z.data, z.len - 2, &b), POLYTEL_EINVAL);
   assert_int_equal(b.len, 0);
+  /* An empty frame read back into a buffer that has no memory yet. */
+  polytel__buf_t e = {0}, back = {0};
+  assert_int_equal(polytel__zstd(NULL, 0, &e), 0);
+  assert_int_equal(polytel__unzstd(e.data, e.len, &back), 0);
+  assert_int_equal(back.len, 0);
+  polytel__buf_free(&e);
+  polytel__buf_free(&back);
   assert_string_equal(polytel__compression_name(POLYTEL_COMPRESSION_ZSTD), "zstd");
   assert_string_equal(polytel__compression_name(POLYTEL_COMPRESSION_GZIP), "gzip");
   assert_string_equal(polytel__compression_name(POLYTEL_COMPRESSION_NONE), "none");
