@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 TITLES = {
     "1-c-hotpath": "C hot path beside rdtsc, micromegas and LTTng",
     "1b-c-threads": "C hot path: 2 threads against 1",
+    "1b-c-propagation": "C trace context (traceparent, tracestate, baggage)",
     "2-encode": "OTLP encoding",
     "3-export": "Export throughput and exporter CPU",
     "4-python": "Python beside stdlib logging and the OpenTelemetry SDK",
