@@ -2,17 +2,9 @@
 #include "encode.h"
 
 #if !POLYTEL_WITH_UV
-/* The loop-free build (POLYTEL_WITH_UV=OFF) has neither library: requests go uncompressed. (The wasm build
- * leaves this file out; its shim stubs polytel__gzip, all that polytel__compress calls there.) */
+/* The loop-free build (POLYTEL_WITH_UV=OFF) has neither library: requests go uncompressed. (zstd's stubs
+ * are inline in encode.h; the wasm build leaves this file out and its shim stubs polytel__gzip.) */
 int polytel__gzip(const uint8_t *in, size_t len, polytel__buf_t *out) {
-  (void)in, (void)len, (void)out;
-  return POLYTEL_ENOSYS;
-}
-int polytel__zstd(const uint8_t *in, size_t len, polytel__buf_t *out) {
-  (void)in, (void)len, (void)out;
-  return POLYTEL_ENOSYS;
-}
-int polytel__unzstd(const uint8_t *in, size_t len, polytel__buf_t *out) {
   (void)in, (void)len, (void)out;
   return POLYTEL_ENOSYS;
 }

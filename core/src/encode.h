@@ -54,17 +54,25 @@ int polytel__encode_metrics(polytel__buf_t *out, polytel__format_t fmt, const po
  * of polytel__zstd (its content size is in the header).
  */
 int polytel__gzip(const uint8_t *in, size_t len, polytel__buf_t *out); /* RFC 1952, libdeflate */
+#if POLYTEL_WITH_UV
 int polytel__zstd(const uint8_t *in, size_t len, polytel__buf_t *out); /* RFC 8878, libzstd */
 int polytel__unzstd(const uint8_t *in, size_t len, polytel__buf_t *out);
+#else
+/* No libzstd in the loop-free builds (the wasm one has no compress.c at all). */
+static inline int polytel__zstd(const uint8_t *in, size_t len, polytel__buf_t *out) {
+  (void)in, (void)len, (void)out;
+  return POLYTEL_ENOSYS;
+}
+static inline int polytel__unzstd(const uint8_t *in, size_t len, polytel__buf_t *out) {
+  (void)in, (void)len, (void)out;
+  return POLYTEL_ENOSYS;
+}
+#endif
 
-/* Inline, so the wasm build (no compress.c; its shim stubs polytel__gzip) needs no zstd symbol. */
+/* Inline, so the wasm build (no compress.c; its shim stubs polytel__gzip) needs no other symbol. */
 static inline int polytel__compress(int codec, const uint8_t *in, size_t len, polytel__buf_t *out) {
   if (codec == POLYTEL_COMPRESSION_GZIP) return polytel__gzip(in, len, out);
-#if POLYTEL_WITH_UV
   if (codec == POLYTEL_COMPRESSION_ZSTD) return polytel__zstd(in, len, out);
-#else
-  if (codec == POLYTEL_COMPRESSION_ZSTD) return POLYTEL_ENOSYS;
-#endif
   return POLYTEL_EINVAL;
 }
 
