@@ -116,6 +116,12 @@ static inline bench_result_t bench_measure2(bench_op_fn fn, void (*between)(void
   return bench_measure_threads(fn, 1, between);
 }
 
+/* The anchor before and after the operations, the lower of each: a slow phase of a shared machine during one
+ * of the two does not inflate it (and so flatter every ratio to it). */
+static inline bench_result_t bench_anchor_min(bench_result_t a, bench_result_t b) {
+  return (bench_result_t){a.wall < b.wall ? a.wall : b.wall, a.cpu < b.cpu ? a.cpu : b.cpu};
+}
+
 /* Wall time only, one thread. */
 static inline double bench_measure(bench_op_fn fn, void (*between)(void)) {
   return bench_measure2(fn, between).wall;
