@@ -44,3 +44,10 @@ if [ -f bindings/wasm/package.json ] && [ ! -d bindings/wasm/node_modules ]; the
   echo "deps: npm install in bindings/wasm"
   (cd bindings/wasm && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --loglevel=error)
 fi
+
+# Go builds the real OpenTelemetry Collector for the test suites (mk/collector.mk); its modules come from the Go
+# module proxy at build time. Not installable from Debian at a usable version (bookworm has 1.19), so only checked.
+if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ] && [ -z "${GO:-}" ]; then
+  echo "deps: Go is missing (not on PATH, not in /usr/local/go/bin): \`make test\` needs Go >= 1.21 to build" \
+       "the test Collector (tests/collector); set GO=/path/to/go" >&2
+fi
