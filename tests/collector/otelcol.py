@@ -224,3 +224,22 @@ class Collector:
             time.sleep(0.05)
             got = self.received(since)
         return got
+
+
+FIGURES_PATH = os.environ.get("POLYTEL_COLLECTOR_FIGURES") or os.path.join(BUILD, "collector-figures.json")
+
+
+def record_figures(name: str, fig: dict) -> None:
+    """Merges {name: fig} into $BUILD/collector-figures.json (the figures docs/reliability.md quotes)."""
+    out: dict = {}
+    try:
+        with open(FIGURES_PATH) as f:
+            out = json.load(f)
+    except (OSError, ValueError):
+        pass
+    out[name] = {**fig, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    os.makedirs(os.path.dirname(FIGURES_PATH), exist_ok=True)
+    tmp = FIGURES_PATH + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(out, f, indent=2, sort_keys=True)
+    os.replace(tmp, FIGURES_PATH)
