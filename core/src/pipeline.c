@@ -341,8 +341,12 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
     cut_logs(pl, now);
     cut_spans(pl, now);
     if (polytel__pipeline_pending(pl) == 0) {
+      /*
+       * flush_target stays until the next force: the waiter looks after this
+       * pump, and under continuous load records newer than the flush are
+       * always pending (clearing it here made a flush miss its completion).
+       */
       pl->forcing = 0;
-      pl->flush_target = 0;
     }
   }
   if (pl->logs.n && now - pl->logs.first_ms >= c->blrp.schedule_delay_ms) cut_logs(pl, now);
@@ -461,14 +465,15 @@ void polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req, in
 }
 
 /*
- * While a flush is under way, what it still owes: events recorded before it
- * began, not yet exported or dropped. Events recorded since do not make it
- * wait, so a flush completes even while other threads keep emitting.
+ * Since a flush began (until the next one), what it still owes: events
+ * recorded before it began, not yet exported or dropped. Events recorded since
+ * do not make it wait, so a flush completes even while other threads keep
+ * emitting.
  */
 static uint64_t items_pending(const polytel__pipeline_t *pl) {
   polytel_stats_t st;
   polytel_stats(&st);
-  if (pl->forcing && pl->flush_target) {
+  if (pl->flush_target) {
     uint64_t done = st.exported + st.dropped;
     return pl->flush_target > done ? pl->flush_target - done : 0;
   }
