@@ -329,6 +329,7 @@ static int drain(polytel__pipeline_t *pl) {
 }
 
 uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
+  polytel__pool_refill(); /* the allocations and page faults of pool growth, here rather than on a caller */
   int drained = drain(pl);
   const polytel__cfg_t *c = pl->cfg;
   /* Flushing: partial batches go once the blocks are empty, not on every pump (no tiny requests). */
