@@ -146,9 +146,20 @@ class Collector:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=30)
 
+    def freeze(self) -> None:
+        """SIGSTOP: the port still accepts connections (the kernel completes them) and takes request bodies into
+        its socket buffers, but nothing is read or answered until thaw(): sent, never confirmed."""
+        if self.running:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.running:
+            self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """Graceful stop (SIGTERM), SIGKILL after 10 s."""
         if self.proc is not None and self.proc.poll() is None:
+            self.thaw()
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=10)

@@ -101,6 +101,37 @@ def test_outage_kill_and_restart(collector_factory):
         "snapshots_in_arrival_order": len(series), "snapshots_backwards": 0, "shutdown_s": res["shutdown_s"]})
 
 
+def test_frozen_collector_leaves_records_unconfirmed(collector_factory):
+    """The Collector is frozen (SIGSTOP) before the worker exports: connections complete and the bodies go into the
+    socket buffers, but no answer comes before shutdown's deadline. Those records are unconfirmed, not dropped
+    and not exported. Thawed, the Collector may still take them in: what it received lies within
+    [exported, exported + unconfirmed]."""
+    col = collector_factory()
+    col.freeze()
+    try:
+        out = run_worker({"OTEL_EXPORTER_OTLP_ENDPOINT": col.endpoint, "POLYTEL_LOG_LEVEL": "warn"},
+                         "--threads", 2, "--events", 200, "--shutdown-ms", 2000, timeout=60)
+    finally:
+        col.thaw()
+    assert out["shutdown_rc"] != 0 and out["exported"] == 0 and out["pending"] == 0, out
+    assert out["unconfirmed"] > 0, out
+    check_identity(out)
+    assert "unconfirmed (sent, no answer before the deadline)" in out["stderr"], out["stderr"]
+    # What the thawed Collector still reads from its socket buffers arrives now; wait until nothing more comes.
+    last, got = None, col.received()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(got["requests"]) != last:
+        last = len(got["requests"])
+        time.sleep(1.0)
+        got = col.received()
+    received, dup, bodies = received_records(got)
+    assert not (bodies - expected_log_bodies(2, out["emitted"]))
+    assert out["exported"] <= received - dup <= out["exported"] + out["unconfirmed"], (received, dup, out)
+    record_figures("collector_frozen", {"recorded": out["recorded"], "exported": out["exported"],
+                                        "unconfirmed": out["unconfirmed"], "dropped": out["dropped"],
+                                        "received_after_thaw": received, "duplicates": dup})
+
+
 # ------------------------------------------------------------------ request-size limit
 
 TOO_LARGE = {
