@@ -279,13 +279,49 @@ typedef struct polytel_span_ctx_s {
   uint8_t span_id[8];
   uint8_t parent_id[8]; /* all zero for a root span */
   uint64_t start_ns;    /* Unix nanoseconds */
+  uint8_t trace_flags;  /* W3C trace flags: POLYTEL_TRACE_FLAG_* */
 } polytel_span_ctx_t;
 
-/* parent NULL (or all-zero ids) starts a new trace. */
+/*
+ * parent NULL (or all-zero ids) starts a new trace, flagged sampled; a child
+ * inherits its parent's trace flags.
+ */
 POLYTEL_EXTERN int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out);
 POLYTEL_EXTERN int polytel_span_finish(const polytel_span_ctx_t *span, const char *name,
                                        polytel_status_t status, const char *status_msg,
                                        const polytel_attr_t *attrs, size_t n_attrs);
+
+/* ----------------------------------------------------------- trace context */
+
+/* W3C trace-flags bits; a flag polytel does not know is never sent. */
+#define POLYTEL_TRACE_FLAG_SAMPLED 0x01 /* the caller may have recorded the trace */
+#define POLYTEL_TRACE_FLAG_RANDOM 0x02  /* Trace Context level 2: the trace id's right 7 bytes are random */
+/* A traceparent value is exactly this long ("00-<32 hex>-<16 hex>-<2 hex>"); buffers need one more byte. */
+#define POLYTEL_TRACEPARENT_LEN 55
+
+/*
+ * Parse a W3C traceparent header value (the remote parent). Optional
+ * whitespace around the value is ignored; version 00 must be exactly 55
+ * characters; a later version (not ff) is read by its first 55 characters when
+ * they are followed by '-' or the end; lowercase hex only; all-zero ids are
+ * invalid. On success `out` holds the trace id, the remote span id in span_id,
+ * the known trace flags, a zero parent_id and start_ns 0. Returns 0, or
+ * POLYTEL_EINVAL (then `out`, if not NULL, is all zero: a new trace). Any
+ * input is safe, NULL included.
+ */
+POLYTEL_EXTERN int polytel_traceparent_parse(const char *header, polytel_span_ctx_t *out);
+/*
+ * Write ctx's traceparent ("00-trace-span-flags", 55 characters and a NUL)
+ * into buf. POLYTEL_EINVAL when len < POLYTEL_TRACEPARENT_LEN + 1 or ctx has
+ * an all-zero trace or span id (buf is then "" when len > 0).
+ */
+POLYTEL_EXTERN int polytel_traceparent_format(const polytel_span_ctx_t *ctx, char *buf, size_t len);
+/*
+ * 1 when a tracestate header value is valid W3C Trace Context (level 1: at most
+ * 32 list-members, keys simple or tenant@system, no duplicate key), 0 when it
+ * must be discarded. Empty lists are valid. NULL is not.
+ */
+POLYTEL_EXTERN int polytel_tracestate_valid(const char *tracestate);
 
 /* ----------------------------------------------------------------- metrics */
 

@@ -715,6 +715,7 @@ int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out
     memcpy(out->trace_id, parent->trace_id, 16);
     memcpy(out->parent_id, parent->span_id, 8);
   }
+  out->trace_flags = has_parent ? parent->trace_flags : POLYTEL_TRACE_FLAG_SAMPLED; /* no sampler yet */
   out->start_ns = polytel_now_ns();
   return 0;
 }
