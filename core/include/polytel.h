@@ -378,8 +378,11 @@ POLYTEL_EXTERN void polytel_histogram_record(const char *name, const char *unit,
 /* ------------------------------------------------------------------- stats */
 
 /*
- * Log records and spans. recorded = exported + dropped + pending, always.
- * Metric points are aggregated, not counted here.
+ * Log records and spans. recorded = exported + dropped + unconfirmed + pending,
+ * at every read; dropped = dropped_buffer_full + dropped_invalid + dropped_depth
+ * + dropped_export + dropped_rejected. Metric points are aggregated, not counted
+ * here (dropped_series and metric_saturated count metric updates).
+ * Fields are only ever appended (ABI).
  */
 typedef struct polytel_stats_s {
   uint64_t recorded;
@@ -387,16 +390,22 @@ typedef struct polytel_stats_s {
   uint64_t dropped;
   uint64_t pending;
   uint64_t dropped_buffer_full; /* pool exhausted at record time */
-  uint64_t dropped_export;      /* rejected by the collector, retries exhausted, or shut down undelivered */
-  uint64_t dropped_invalid;     /* bad calls: unmatched span end, too deep, NULL name */
+  uint64_t dropped_export;  /* rejected by the collector, retries exhausted, or never sent before shutdown */
+  uint64_t dropped_invalid; /* bad calls: unmatched span end, NULL name */
   uint64_t logs_recorded;
   uint64_t spans_recorded;
   uint64_t export_requests; /* HTTP requests completed (any status) */
   uint64_t export_retries;
-  uint64_t export_failures;  /* requests whose batch was dropped */
+  uint64_t export_failures;  /* requests whose batch was dropped or left unconfirmed */
   uint64_t truncated;        /* records whose strings were cut to fit a block */
   uint64_t buffer_bytes;     /* memory held by event blocks now */
   uint64_t buffer_bytes_max; /* the cap (POLYTEL_MAX_MEMORY) */
+  /* Sent (the whole body handed to the network) but no answer before a deadline: may have arrived. */
+  uint64_t unconfirmed;
+  uint64_t dropped_series;   /* metric updates without a series of their own (POLYTEL_MAX_METRIC_SERIES) */
+  uint64_t dropped_depth;    /* thread spans nested deeper than 64, not recorded (part of dropped) */
+  uint64_t metric_saturated; /* counter increments lost: the counter stands at INT64_MAX */
+  uint64_t dropped_rejected; /* refused by the collector in an OTLP partial_success (part of dropped) */
 } polytel_stats_t;
 
 POLYTEL_EXTERN int polytel_stats(polytel_stats_t *out);

@@ -895,6 +895,7 @@ int polytel__cfg_resolve(const polytel_config_t *user, polytel__getenv_fn get, p
       (uint32_t)resolve_uint_env(&c, "OTEL_METRIC_EXPORT_INTERVAL", 1, UINT32_MAX, 60000);
   out->metric_export_timeout_ms =
       (uint32_t)resolve_uint_env(&c, "OTEL_METRIC_EXPORT_TIMEOUT", 1, UINT32_MAX, 30000);
+  out->max_metric_series = (uint32_t)resolve_uint_env(&c, "POLYTEL_MAX_METRIC_SERIES", 1, 1000000, 2000);
 
   if (c.oom) {
     polytel__cfg_free(out);

@@ -51,6 +51,7 @@ typedef struct polytel__cfg_s {
   polytel__batch_cfg_t blrp; /* logs */
   uint32_t metric_export_interval_ms;
   uint32_t metric_export_timeout_ms;
+  uint32_t max_metric_series; /* POLYTEL_MAX_METRIC_SERIES: the cardinality cap over all instruments */
 } polytel__cfg_t;
 
 /*

@@ -49,6 +49,8 @@ typedef struct tp_xfer_s {
   polytel__request_t *req; /* NULL while idle */
   struct curl_slist *headers;
   int64_t retry_after_ms;
+  uint8_t *resp; /* the answer's body, up to POLYTEL__RESPONSE_BODY_MAX (the rest is read and discarded) */
+  size_t resp_len, resp_cap;
   tp_t *tp;
   struct tp_xfer_s *prev, *next;
   char errbuf[CURL_ERROR_SIZE];
@@ -85,7 +87,7 @@ struct tp_s {
   int open_handles;
   int in_kick, kick_again, in_curl, cleaning;
   uint64_t flush_served;
-  uint64_t net_warn_after_ms, file_warn_after_ms;
+  uint64_t file_warn_after_ms;
 
   atomic_int refs;
   struct tp_s *forgotten_next; /* fork child: keeps leaked transports reachable */
@@ -235,16 +237,6 @@ static void check_idle(tp_t *tp) {
   pthread_mutex_unlock(&tp->mu);
 }
 
-static void warn_net(tp_t *tp, const char *url, const char *what) {
-  uint64_t now = polytel__now_ms();
-  if (now < tp->net_warn_after_ms) return;
-  tp->net_warn_after_ms = now + TP_WARN_INTERVAL_MS;
-  /* The URL is the configured endpoint (already printed at init); header values never appear here. */
-  polytel__diag(POLYTEL_LEVEL_WARN,
-                "export to %s failed: %s; will retry (this warning repeats at most every 10 s)",
-                url ? url : "?", what);
-}
-
 static void curl_action(tp_t *tp, curl_socket_t fd, int flags) {
   int running = 0;
   tp->in_curl++;
@@ -339,28 +331,50 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp) {
   return 0;
 }
 
+/* The answer's body (partial_success, the collector's message): bounded, the rest is read and dropped. */
 static size_t on_body(char *ptr, size_t size, size_t n, void *ud) {
-  (void)ptr, (void)ud;
-  return size * n; /* the collector's answer body carries nothing we act on */
+  tp_xfer_t *x = ud;
+  size_t len = size * n, room = POLYTEL__RESPONSE_BODY_MAX - x->resp_len;
+  size_t take = len < room ? len : room;
+  if (take && x->resp_len + take > x->resp_cap) {
+    size_t cap = x->resp_cap ? x->resp_cap : 1024;
+    while (cap < x->resp_len + take) cap *= 2;
+    if (cap > POLYTEL__RESPONSE_BODY_MAX) cap = POLYTEL__RESPONSE_BODY_MAX;
+    uint8_t *b = realloc(x->resp, cap);
+    if (!b) return len; /* no memory: the status still counts */
+    x->resp = b;
+    x->resp_cap = cap;
+  }
+  if (take) memcpy(x->resp + x->resp_len, ptr, take);
+  x->resp_len += take;
+  return len;
 }
 
 static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   tp_xfer_t *x = ud;
   size_t len = size * n;
-  if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0)
+  if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
     x->retry_after_ms = -1; /* a new response (redirect, 1xx) */
-  else if (len > 12 && strncasecmp(buf, "retry-after:", 12) == 0)
+    x->resp_len = 0;
+  } else if (len > 12 && strncasecmp(buf, "retry-after:", 12) == 0)
     x->retry_after_ms = parse_retry_after(buf + 12, len - 12, time(NULL));
   return len;
+}
+
+static void xfer_free(tp_xfer_t *x) {
+  curl_slist_free_all(x->headers);
+  curl_easy_cleanup(x->easy);
+  free(x->resp);
+  free(x);
 }
 
 static void xfer_release(tp_t *tp, tp_xfer_t *x) {
   curl_slist_free_all(x->headers);
   x->headers = NULL;
   x->req = NULL;
+  x->resp_len = 0;
   if (tp->n_idle >= TP_MAX_IDLE_EASY) {
-    curl_easy_cleanup(x->easy);
-    free(x);
+    xfer_free(x);
     return;
   }
   x->prev = NULL;
@@ -369,8 +383,58 @@ static void xfer_release(tp_t *tp, tp_xfer_t *x) {
   tp->n_idle++;
 }
 
-static void done(tp_t *tp, polytel__request_t *req, int status, int64_t retry_after_ms) {
-  polytel__pipeline_done(tp->pl, req, status, retry_after_ms, polytel__now_ms());
+/* An attempt that never reached the network (no handle, no memory): the pipeline retries it. */
+static void done_unsent(tp_t *tp, polytel__request_t *req, const char *why) {
+  polytel__response_t r = {.net = POLYTEL__NET_OTHER, .retry_after_ms = -1, .error = why};
+  polytel__pipeline_done(tp->pl, req, &r, polytel__now_ms());
+}
+
+/* File and none exporters: an HTTP-like status, with the local error text for the warning. */
+static void done_status(tp_t *tp, polytel__request_t *req, int status, const char *error) {
+  polytel__response_t r = {
+      .status = status, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1, .error = error};
+  polytel__pipeline_done(tp->pl, req, &r, polytel__now_ms());
+}
+
+/* The whole body was handed to the network: an unanswered request may still have arrived. */
+static int body_sent(CURL *e, const polytel__request_t *req) {
+  curl_off_t up = 0;
+  if (curl_easy_getinfo(e, CURLINFO_SIZE_UPLOAD_T, &up) != CURLE_OK) return 0;
+  return up > 0 && (uint64_t)up >= (uint64_t)req->body_len;
+}
+
+/* What a CURLcode means for the pipeline's policy. */
+static polytel__net_class_t net_class(CURL *e, CURLcode res) {
+  switch (res) {
+    case CURLE_OK:
+      return POLYTEL__NET_OK;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+      return POLYTEL__NET_CONNECT;
+    case CURLE_OPERATION_TIMEDOUT:
+      return POLYTEL__NET_TIMEOUT;
+    /* Certificates that do not verify do not start verifying by themselves: not retried. */
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_USE_SSL_FAILED:
+      return POLYTEL__NET_TLS;
+    case CURLE_SSL_CONNECT_ERROR: {
+      /* A handshake cut by the network may heal; one that failed verification will not. */
+      long verify = 0;
+      if (curl_easy_getinfo(e, CURLINFO_SSL_VERIFYRESULT, &verify) == CURLE_OK && verify != 0)
+        return POLYTEL__NET_TLS;
+      return POLYTEL__NET_OTHER;
+    }
+    default:
+      return POLYTEL__NET_OTHER;
+  }
 }
 
 static int build_headers(tp_t *tp, tp_xfer_t *x, const polytel__request_t *req) {
@@ -407,7 +471,7 @@ static void http_send(tp_t *tp, polytel__request_t *req) {
     if (x) x->easy = curl_easy_init();
     if (!x || !x->easy) {
       free(x);
-      done(tp, req, 0, -1); /* transient: the pipeline retries with backoff */
+      done_unsent(tp, req, "could not create a transfer (out of memory)"); /* the pipeline retries */
       return;
     }
     x->tp = tp;
@@ -417,7 +481,7 @@ static void http_send(tp_t *tp, polytel__request_t *req) {
   x->errbuf[0] = '\0';
   if (build_headers(tp, x, req) != 0) {
     xfer_release(tp, x);
-    done(tp, req, 0, -1);
+    done_unsent(tp, req, "could not build the request headers (out of memory)");
     return;
   }
   uint32_t timeout = req->timeout_ms ? req->timeout_ms : tp->default_timeout_ms;
@@ -440,12 +504,13 @@ static void http_send(tp_t *tp, polytel__request_t *req) {
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
   curl_easy_setopt(e, CURLOPT_PRIVATE, x);
   req->transport_data = x;
   if (curl_multi_add_handle(tp->multi, e) != CURLM_OK) {
     xfer_release(tp, x);
-    done(tp, req, 0, -1);
+    done_unsent(tp, req, "could not start the transfer");
     return;
   }
   x->prev = NULL;
@@ -473,10 +538,23 @@ static void check_multi_info(tp_t *tp) {
       tp->active = x->next;
     if (x->next) x->next->prev = x->prev;
     polytel__request_t *req = x->req;
-    int64_t ra = code ? x->retry_after_ms : -1;
-    if (res != CURLE_OK) warn_net(tp, req->url, x->errbuf[0] ? x->errbuf : curl_easy_strerror(res));
+    polytel__response_t r = {.status = (int)code, .net = net_class(e, res), .retry_after_ms = -1};
+    if (r.net == POLYTEL__NET_OK) {
+      char *ct = NULL;
+      curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &ct); /* valid until the handle is reused */
+      r.content_type = ct;
+      r.retry_after_ms = x->retry_after_ms;
+      r.body = x->resp;
+      r.body_len = x->resp_len;
+      r.sent = 1;
+    } else {
+      r.sent = body_sent(e, req);
+      r.error = x->errbuf[0] ? x->errbuf : curl_easy_strerror(res);
+    }
+    /* The pipeline warns (per signal and cause); the URL is the configured endpoint, header values never
+     * appear. */
+    polytel__pipeline_done(tp->pl, req, &r, polytel__now_ms());
     xfer_release(tp, x);
-    done(tp, req, (int)code, ra);
   }
   kick(tp);
 }
@@ -517,7 +595,7 @@ static void file_send(tp_t *tp, polytel__request_t *req) {
   char path[PATH_MAX];
   int err = 0;
   if (!name) {
-    done(tp, req, 500, -1);
+    done_status(tp, req, 500, "unknown signal");
     return;
   }
   snprintf(path, sizeof path, "%s/%s.jsonl", tp->export_dir, name);
@@ -554,10 +632,10 @@ static void file_send(tp_t *tp, polytel__request_t *req) {
   if (err) {
     warn_file(tp, path, err);
     /* A local write error does not heal by retrying soon: report it as a non-retryable failure. */
-    done(tp, req, 500, -1);
+    done_status(tp, req, 500, strerror(err));
     return;
   }
-  done(tp, req, 200, -1);
+  done_status(tp, req, 200, NULL);
 }
 
 /* ------------------------------------------------------------------ pumping */
@@ -574,7 +652,7 @@ static void send_request(tp_t *tp, polytel__request_t *req) {
       file_send(tp, req);
       break;
     case POLYTEL_EXPORTER_NONE:
-      done(tp, req, 200, -1);
+      done_status(tp, req, 200, NULL);
       break;
     default:
       http_send(tp, req);
@@ -698,16 +776,19 @@ static void teardown(tp_t *tp) {
   tp->closing = 1;
   pthread_mutex_unlock(&tp->mu);
 
-  /* In flight means undelivered: report them as failed, then drop everything left, counted. */
+  /*
+   * In flight at the deadline: cancelled. One whose body went out may have
+   * arrived (the pipeline counts it unconfirmed); the rest is dropped, counted.
+   */
   while (tp->active) {
     tp_xfer_t *x = tp->active;
     tp->active = x->next;
-    curl_multi_remove_handle(tp->multi, x->easy);
     polytel__request_t *req = x->req;
-    curl_slist_free_all(x->headers);
-    curl_easy_cleanup(x->easy);
-    free(x);
-    polytel__pipeline_done(tp->pl, req, 0, -1, polytel__now_ms());
+    polytel__response_t r = {
+        .net = POLYTEL__NET_ABORTED, .sent = body_sent(x->easy, req), .retry_after_ms = -1};
+    curl_multi_remove_handle(tp->multi, x->easy);
+    xfer_free(x);
+    polytel__pipeline_done(tp->pl, req, &r, polytel__now_ms());
   }
   polytel__pipeline_abandon(tp->pl);
   polytel__pipeline_free(tp->pl);
@@ -715,8 +796,7 @@ static void teardown(tp_t *tp) {
   while (tp->idle) {
     tp_xfer_t *x = tp->idle;
     tp->idle = x->next;
-    curl_easy_cleanup(x->easy);
-    free(x);
+    xfer_free(x);
   }
   tp->n_idle = 0;
   if (tp->multi) {

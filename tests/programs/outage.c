@@ -148,7 +148,8 @@ int main(int argc, char **argv) {
       "%llu, "
       "\"dropped\": %llu, \"pending\": %llu, \"dropped_buffer_full\": %llu, \"dropped_export\": %llu, "
       "\"dropped_invalid\": %llu, \"export_requests\": %llu, \"export_retries\": %llu, \"export_failures\": "
-      "%llu, \"counter_total\": %lld}\n",
+      "%llu, \"counter_total\": %lld, \"unconfirmed\": %llu, \"dropped_depth\": %llu, \"dropped_rejected\": "
+      "%llu}\n",
       init_rc, rc, (long long)seq, rate, (double)wall_ns / 1e9, (double)busy_ns / 1e9, median_ns_per_event,
       p99_ns_per_event, windows, (double)emit_cpu_ns / 1e9, (unsigned long long)late_ticks,
       (double)worst_tick_ns / 1e6, (double)shutdown_wall_ns / 1e9, max_rss_kib(), ru_maxrss_kib(),
@@ -158,6 +159,7 @@ int main(int argc, char **argv) {
       (unsigned long long)st.dropped_buffer_full, (unsigned long long)st.dropped_export,
       (unsigned long long)st.dropped_invalid, (unsigned long long)st.export_requests,
       (unsigned long long)st.export_retries, (unsigned long long)st.export_failures,
-      counter ? (long long)seq : 0LL);
+      counter ? (long long)seq : 0LL, (unsigned long long)st.unconfirmed,
+      (unsigned long long)st.dropped_depth, (unsigned long long)st.dropped_rejected);
   return 0;
 }

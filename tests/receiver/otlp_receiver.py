@@ -439,7 +439,10 @@ def protoc_decode(body: bytes, message: str, protoc: str = "protoc") -> str:
 # Faults
 # ---------------------------------------------------------------------------
 
-FAULT_MODES = ("respond", "stall", "reset", "close")
+FAULT_MODES = ("respond", "stall", "reset", "close", "hold")
+# The rejected_* field of each signal's Export*PartialSuccess (OTLP/JSON: lowerCamelCase, int64 as a string).
+PARTIAL_FIELDS = {"traces": ("rejected_spans", "rejectedSpans"), "logs": ("rejected_log_records", "rejectedLogRecords"),
+                  "metrics": ("rejected_data_points", "rejectedDataPoints")}
 
 
 @dataclass
@@ -450,6 +453,8 @@ class Fault:
     delay_ms: int = 0
     mode: str = "respond"
     path: Optional[str] = None  # only requests to this path (e.g. "/v1/logs"); None: any signal
+    message: Optional[str] = None  # the google.rpc.Status message of an error answer
+    partial: Optional[dict] = None  # a 2xx with partial_success: {"rejected": N, "message": "..."}
 
     @classmethod
     def parse(cls, d: Any) -> "Fault":
@@ -457,11 +462,21 @@ class Fault:
             return d
         if not isinstance(d, dict):
             raise ValueError(f"fault must be an object, got {d!r}")
-        unknown = set(d) - {"status", "count", "retry_after", "delay_ms", "mode", "path"}
+        unknown = set(d) - {"status", "count", "retry_after", "delay_ms", "mode", "path", "message", "partial"}
         if unknown:
             raise ValueError(f"fault: unknown keys {sorted(unknown)}")
         f = cls(status=d.get("status"), count=d.get("count", 1), delay_ms=d.get("delay_ms", 0) or 0,
-                mode=d.get("mode", "respond") or "respond", path=d.get("path"))
+                mode=d.get("mode", "respond") or "respond", path=d.get("path"), message=d.get("message"),
+                partial=d.get("partial"))
+        if f.message is not None and not isinstance(f.message, str):
+            raise ValueError(f"fault: message must be a string, got {f.message!r}")
+        if f.partial is not None:
+            if (not isinstance(f.partial, dict) or set(f.partial) - {"rejected", "message"}
+                    or type(f.partial.get("rejected", 0)) is not int or f.partial.get("rejected", 0) < 0
+                    or not isinstance(f.partial.get("message", ""), str)):
+                raise ValueError(f"fault: partial must be {{'rejected': N >= 0, 'message': str}}, got {f.partial!r}")
+            if f.status is not None and not 200 <= f.status < 300:
+                raise ValueError("fault: partial goes with a 2xx status")
         ra = d.get("retry_after")
         f.retry_after = None if ra is None else str(ra)
         if f.status is not None and (type(f.status) is not int or not 100 <= f.status <= 599):
@@ -478,7 +493,8 @@ class Fault:
 
     def as_dict(self) -> dict:
         return {"status": self.status, "count": self.count, "retry_after": self.retry_after,
-                "delay_ms": self.delay_ms, "mode": self.mode, "path": self.path}
+                "delay_ms": self.delay_ms, "mode": self.mode, "path": self.path, "message": self.message,
+                "partial": self.partial}
 
 
 # ---------------------------------------------------------------------------
@@ -504,6 +520,20 @@ def _varint(n: int) -> bytes:
         else:
             out.append(b)
             return bytes(out)
+
+
+def partial_success_body(signal: str, rejected: int, message: str, content_type: Optional[str]) -> tuple[bytes, str]:
+    """An Export*ServiceResponse carrying partial_success, in the request's encoding (protobuf by default)."""
+    pb_field, json_field = PARTIAL_FIELDS[signal]
+    if content_type == JSON:
+        ps: dict = {json_field: str(rejected)} if rejected else {}
+        if message:
+            ps["errorMessage"] = message
+        return json.dumps({"partialSuccess": ps}).encode(), JSON
+    resp = [cls for (sig, _req, cls) in SIGNALS.values() if sig == signal][0]()
+    setattr(resp.partial_success, pb_field, rejected)
+    resp.partial_success.error_message = message
+    return resp.SerializeToString(), PROTOBUF
 
 
 def status_body(http_status: int, message: str, content_type: Optional[str]) -> tuple[bytes, str]:
@@ -774,15 +804,30 @@ class _Handler(BaseHTTPRequestHandler):
         record["status_returned"] = status
 
         items = normalize(sig[0], msg) if (msg is not None and 200 <= status < 300) else []
+        partial = fault.partial if fault else None
+        if partial is not None and items:
+            # The collector refused these: they did not arrive as far as anyone downstream can tell.
+            items = items[:max(0, len(items) - partial.get("rejected", 0))]
         record["items"] = len(items)
+        if fault and fault.mode == "hold":
+            # Received and kept, but the answer never comes (until stop()): the client cannot know.
+            record["status_returned"] = None
+            rec._record_request(record, sig[0] if sig else None, items)
+            rec._stop_event.wait()
+            raise _Abort("held until stop()")
         # Recorded before the answer goes out: a client that saw 200 can assert at once.
         rec._record_request(record, sig[0] if sig else None, items)
 
         if 200 <= status < 300:
             resp_type = ctype if ctype in (PROTOBUF, JSON) else PROTOBUF
-            payload = b"{}" if resp_type == JSON else sig[2]().SerializeToString()
+            if partial is not None and sig:
+                payload, resp_type = partial_success_body(sig[0], partial.get("rejected", 0),
+                                                          partial.get("message", ""), resp_type)
+            else:
+                payload = b"{}" if resp_type == JSON else sig[2]().SerializeToString()
         else:
-            why = err[1] if (err and not (fault and fault.status is not None)) else f"injected fault: {status}"
+            why = err[1] if (err and not (fault and fault.status is not None)) else (
+                fault.message if fault and fault.message is not None else f"injected fault: {status}")
             payload, resp_type = status_body(status, why, ctype)
         if status >= 400:
             self.close_connection = self.close_connection or status in (411, 501)
@@ -902,6 +947,11 @@ class Receiver:
     def counts(self) -> dict:
         with self._lock:
             return {k: len(v) for k, v in self._data.items()}
+
+    def request_count(self, path: Optional[str] = None) -> int:
+        """Export requests seen (any outcome, faults included), to one path or all."""
+        with self._lock:
+            return sum(1 for r in self._data["requests"] if path is None or r["path"] == path)
 
     def bodies(self) -> list[dict]:
         """Raw bodies (gunzipped), with capture_bodies=True: [{"path", "content_type", "body"}]."""

@@ -61,7 +61,8 @@ def test_header_values_never_printed_c(receiver, failure, faults):
         no_secret(r.stdout, r.stderr)
         assert "OTEL_EXPORTER_OTLP_HEADERS entry #3" in r.stderr, "the bad entry is named by position only"
         out = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
-        assert out["exported"] == 0 and out["dropped"] == out["recorded"] > 0, out
+        # A reset after the whole body went out may have been read: unconfirmed, not dropped.
+        assert out["exported"] == 0 and out["dropped"] + out["unconfirmed"] == out["recorded"] > 0, out
     if faults:
         # The collector did get the credential: it is sent, just never printed.
         reqs = receiver.received()["requests"]

@@ -129,6 +129,7 @@ static void test_defaults(void **state) {
   assert_int_equal(c.blrp.max_export_batch_size, 512);
   assert_int_equal(c.metric_export_interval_ms, 60000);
   assert_int_equal(c.metric_export_timeout_ms, 30000);
+  assert_int_equal(c.max_metric_series, 2000);
   polytel__cfg_free(&c);
   assert_null(c.service_name);
   polytel__cfg_free(&c); /* twice is harmless */
@@ -194,6 +195,7 @@ static void test_good_values(void **state) {
       {"OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "2048", F(blrp.max_export_batch_size), 2048},
       {"OTEL_METRIC_EXPORT_INTERVAL", "15000", F(metric_export_interval_ms), 15000},
       {"OTEL_METRIC_EXPORT_TIMEOUT", "5000", F(metric_export_timeout_ms), 5000},
+      {"POLYTEL_MAX_METRIC_SERIES", "50000", F(max_metric_series), 50000},
       {"OTEL_TRACES_EXPORTER", "none", F(signal_enabled[POLYTEL__SIG_TRACES]), 0},
       {"OTEL_LOGS_EXPORTER", "None", F(signal_enabled[POLYTEL__SIG_LOGS]), 0},
       {"OTEL_METRICS_EXPORTER", "none", F(signal_enabled[POLYTEL__SIG_METRICS]), 0},
@@ -296,6 +298,8 @@ static void test_bad_values(void **state) {
        "invalid OTEL_METRIC_EXPORT_INTERVAL=\"1m\" " NUM_EXPECTED "; using 60000"},
       {"OTEL_METRIC_EXPORT_TIMEOUT", "never", F(metric_export_timeout_ms), 30000,
        "invalid OTEL_METRIC_EXPORT_TIMEOUT=\"never\" " NUM_EXPECTED "; using 30000"},
+      {"POLYTEL_MAX_METRIC_SERIES", "0", F(max_metric_series), 2000,
+       "invalid POLYTEL_MAX_METRIC_SERIES=\"0\" (expected an integer from 1 to 1000000); using 2000"},
       {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096", F(bsp.max_export_batch_size), 2048,
        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=4096 is larger than OTEL_BSP_MAX_QUEUE_SIZE=2048; using 2048"},
       {"OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "2049", F(blrp.max_export_batch_size), 2048,
