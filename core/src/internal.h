@@ -192,6 +192,7 @@ polytel__thread_t *polytel__thread_register(void);
 int polytel__handoff(polytel__thread_t *t);
 polytel__block_t *polytel__pool_get(void);
 void polytel__pool_put(polytel__block_t *b);
+void polytel__pool_refill(void); /* exporter side: keeps free blocks ready ahead of demand */
 uint64_t polytel__pool_bytes(void);
 uint64_t polytel__pool_cap(void);
 
