@@ -47,6 +47,14 @@ int polytel__encode_spans(polytel__buf_t *out, polytel__format_t fmt, const poly
 int polytel__encode_metrics(polytel__buf_t *out, polytel__format_t fmt, const polytel__resource_t *res,
                             const polytel__metric_rec_t *recs, size_t n);
 
+/*
+ * The record's thread as `thread.id` (int) and `thread.name` (string, when known): the semantic
+ * conventions' attributes, after the record's own. Fills out[0..2) and returns how many; none for
+ * thread_id 0, and none that the record's own attributes already have (a user's value wins).
+ */
+uint32_t polytel__thread_attrs(polytel__kv_t out[2], const polytel__kv_t *attrs, uint32_t n_attrs,
+                               uint32_t thread_id, const char *thread_name);
+
 /* gzip (RFC 1952) of in[0..len) appended to out. POLYTEL_ENOSYS when built without zlib. */
 int polytel__gzip(const uint8_t *in, size_t len, polytel__buf_t *out);
 
