@@ -700,7 +700,12 @@
           for (; j < logs.length; j++) {
             const q = logs[j];
             if (lTime[q] > vt1) break;
-            const x = Math.floor(this.X(lTime[q]));
+            let x = Math.floor(this.X(lTime[q]));
+            const ls = lSpan[q];
+            if (ls >= 0 && v.inView[ls]) { // on its bar, whole (a log at the span's very end would overhang by the tick's width)
+              const b0 = Math.floor(this.X(sStart[ls])), b1 = Math.ceil(this.X(sStart[ls]) + Math.max(1, this.X(sEnd[ls]) - this.X(sStart[ls])));
+              x = Math.max(b0, Math.min(x, b1 - 2));
+            }
             if (x === px) { if (lSev[q] > lSev[pj] || (lExc[q] && !lExc[pj])) pj = q; continue; }
             flush();
             px = x; pj = q;
@@ -915,6 +920,7 @@
     listed = tMatch ? traceOrder.filter((t) => tMatch[t]) : traceOrder;
     let nl = 0, ns = 0;
     if (sMatch) { for (let i = 0; i < NS; i++) ns += sMatch[i] & 1; for (let j = 0; j < NL; j++) nl += lMatch[j]; }
+    $('search-count').dataset.q = query;
     $('search-count').textContent = query ? listed.length + ' of ' + NT + ' traces · ' + ns + ' spans · ' + nl + ' logs' : '';
     $('trace-list').scrollTop = 0;
     renderList();
@@ -1165,7 +1171,8 @@
     timings: { parse: T_PARSED - T0, index: T_IDX1 - T_IDX0, total: T_DRAWN - T0, firstDraw: tlTrace.lastDrawMs },
     counts: { spans: NS, logs: NL, traces: NT, processes: PROCS.length, lanes: LANES.length },
     traces: () => traceOrder.map((t) => ({ index: t, id: D.traces[t], root: TR[t].root >= 0 ? STR[sName[TR[t].root]] : '', spans: TR[t].n, logs: TR[t].logs, processes: TR[t].procs.length, threads: TR[t].nlanes })),
-    span: (i) => ({ index: i, name: STR[sName[i]], trace: sTrace[i], lane: sLane[i], proc: LANES[sLane[i]].proc, parent: sParent[i], start: sStart[i], end: sEnd[i], async: !!sAsync[i], error: sErr[i] }),
+    processes: () => PROCS.map((P, p) => ({ index: p, service: P.service, pid: P.pid === null || P.pid === undefined ? '' : String(P.pid), lang: P.lang })),
+    span: (i) => ({ index: i, id: S.id[i], name: STR[sName[i]], trace: sTrace[i], lane: sLane[i], proc: LANES[sLane[i]].proc, parent: sParent[i], start: sStart[i], end: sEnd[i], async: !!sAsync[i], error: sErr[i] }),
     log: (j) => ({ index: j, body: L.body[j], span: lSpan[j], lane: lLane[j], sev: lSev[j], time: lTime[j] }),
     selectTrace, showProcess, setSearch, tab, reveal,
     current: () => ({ trace: curTrace, proc: curProc, tab: curTab }),
