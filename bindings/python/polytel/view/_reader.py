@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 SIGNAL_FILES = ("traces.jsonl", "logs.jsonl", "metrics.jsonl")
 _TOP = {
@@ -61,19 +62,20 @@ def _u64(v, what):
     return n
 
 
+_HEX = {8: re.compile(r"[0-9a-fA-F]{16}"), 16: re.compile(r"[0-9a-fA-F]{32}")}
+
+
 def _hex_id(v, nbytes, what, required):
-    if v is None or v == "":
+    if not v:
         if required:
             raise BadRecord("no %s" % what)
         return ""
-    if not isinstance(v, str) or len(v) != 2 * nbytes:
+    if not isinstance(v, str) or not _HEX[nbytes].fullmatch(v):
+        if isinstance(v, str) and len(v) == 2 * nbytes:
+            raise BadRecord("%s is not hex: %r" % (what, v))
         raise BadRecord("%s is not %d hex digits: %r" % (what, 2 * nbytes, v))
-    try:
-        int(v, 16)
-    except ValueError:
-        raise BadRecord("%s is not hex: %r" % (what, v)) from None
     v = v.lower()
-    if v.strip("0") == "":
+    if v.count("0") == len(v):
         if required:
             raise BadRecord("%s is all zero" % what)
         return ""
@@ -84,6 +86,8 @@ def any_value(v):
     """An OTLP AnyValue as a JSON-able Python value (ints past 2**53 stay exact as text)."""
     if not isinstance(v, dict):
         return v
+    if "stringValue" in v:  # the common case first
+        return v["stringValue"]
     if "stringValue" in v or "string_value" in v:
         return _g(v, "stringValue", "string_value")
     if "intValue" in v or "int_value" in v:
@@ -174,8 +178,13 @@ class Model:
     def attrs(self, pairs):
         if not pairs:
             return -1
-        key = json.dumps(pairs, separators=(",", ":"), ensure_ascii=False, default=str)
-        i = self.attr_ix.get(key)
+        # The type is part of the key: True and 1 are equal (and hash alike) in Python, not on the wire.
+        try:
+            key = tuple((k, type(v), v) for k, v in pairs)
+            i = self.attr_ix.get(key)
+        except TypeError:  # a list or map value: not hashable
+            key = json.dumps(pairs, separators=(",", ":"), ensure_ascii=False, default=str)
+            i = self.attr_ix.get(key)
         if i is None:
             i = self.attr_ix[key] = len(self.attrsets)
             self.attrsets.append([[self.s(k), v] for k, v in pairs])

@@ -416,7 +416,7 @@
       this.view = null;
       this.vt0 = 0; this.vt1 = 1;
       this.sel = null; // {kind:'span'|'log', i}
-      this.drawn = { bars: [], merged: [], ticks: [], links: [], waits: [] };
+      this.drawn = { barsFlat: [], ticksFlat: [], merged: [], links: [], waits: [], lanes: [] };
       this.lastDrawMs = 0;
       this.pending = false;
       this.onSelect = null;
@@ -592,7 +592,9 @@
       const ctx = this.sizeCanvas(this.canvas, w, h);
       const top = this.body.scrollTop, bottom = top + h;
       const v = this.view;
-      const dr = this.drawn = { bars: [], merged: [], ticks: [], links: [], waits: [], lanes: [] };
+      // bars/ticks are flat (5-6 numbers each): a zoomed-out frame paints tens of thousands of them.
+      const bars = [], ticks = [];
+      const dr = this.drawn = { barsFlat: bars, ticksFlat: ticks, merged: [], links: [], waits: [], lanes: [] };
       ctx.clearRect(0, 0, w, h);
       ctx.save();
       ctx.translate(0, -top);
@@ -603,11 +605,12 @@
         ctx.fillRect(0, hd.y, w, PROC_H);
       }
       const lanes = this.visibleLanes(top, bottom);
-      ctx.font = '11px system-ui, sans-serif';
-      ctx.textBaseline = 'middle';
       const dimAll = sMatch !== null;
-      const vt0 = this.vt0, vt1 = this.vt1;
-      const pat = hatchPattern(ctx);
+      const vt0 = this.vt0, vt1 = this.vt1, k = w / (vt1 - vt0);
+      // Fills are batched per colour (one path each): state changes, not rectangles, are what a canvas pays for.
+      const fills = new Map();
+      const rect = (style, x, y, rw, rh) => { let a = fills.get(style); if (!a) fills.set(style, (a = [])); a.push(x, y, rw, rh); };
+      const wide = []; // bars with room for decorations: drawn over the fills
       const excMarks = [];
       for (const lane of lanes) {
         dr.lanes.push(lane.lane);
@@ -619,66 +622,35 @@
           const y = this.rowY(lane, r);
           if (y + ROW_H < top || y > bottom) continue;
           const arr = lane.spans[r];
-          let k = lane.capped ? 0 : lowerBound(arr, vt0, sEnd);
+          let i = lane.capped ? 0 : lowerBound(arr, vt0, sEnd);
           let lastPx = -10, mergedFrom = -1;
-          for (; k < arr.length; k++) {
-            const s = arr[k];
-            if (sStart[s] > vt1) break;
+          for (; i < arr.length; i++) {
+            const s = arr[i];
+            const st = sStart[s];
+            if (st > vt1) break;
             if (sEnd[s] < vt0) continue;
-            let x0 = this.X(sStart[s]), x1 = this.X(sEnd[s]);
-            if (x1 - x0 < 1 && Math.floor(x0) <= lastPx) { // lands on a pixel already painted
-              if (mergedFrom < 0) mergedFrom = k;
+            let x0 = (st - vt0) * k, x1 = (sEnd[s] - vt0) * k;
+            if (x1 - x0 < 1 && Math.floor(x0) <= lastPx) { // lands on a pixel already painted: skip to the next pixel
+              if (mergedFrom < 0) mergedFrom = i;
+              if (!lane.capped) {
+                // Of the spans starting inside the painted pixel only the last can reach past it (a row never
+                // overlaps itself): look at that one next.
+                const next = lowerBound(arr, vt0 + (lastPx + 1) / k, sStart);
+                if (next - 1 > i + 1) i = next - 2;
+              }
               continue;
             }
-            if (mergedFrom >= 0) { dr.merged.push([lane.lane, r, arr[mergedFrom], arr[k - 1], k - mergedFrom]); mergedFrom = -1; }
+            if (mergedFrom >= 0) { dr.merged.push([lane.lane, r, arr[mergedFrom], arr[i - 1], i - mergedFrom]); mergedFrom = -1; }
             if (x0 < -2) x0 = -2;
             if (x1 > w + 2) x1 = w + 2;
-            const bw = Math.max(1, x1 - x0);
+            const bw = x1 - x0 < 1 ? 1 : x1 - x0;
             lastPx = Math.floor(x0 + bw - 1);
-            const match = !dimAll || sMatch[s];
-            ctx.globalAlpha = match ? 1 : 0.22;
-            ctx.fillStyle = spanColor(s);
-            ctx.fillRect(x0, y + 1, bw, ROW_H - 3);
-            if (bw >= 6 && (sAsync[s] || CHILD.off[s + 1] > CHILD.off[s])) {
-              const ws = waitsOf(s);
-              if (ws.length) {
-                ctx.fillStyle = pat;
-                let nw = 0;
-                for (const iv of ws) {
-                  const a = Math.max(x0, this.X(iv[0])), b = Math.min(x0 + bw, this.X(iv[1]));
-                  if (b - a >= 1) { ctx.fillRect(a, y + 1, b - a, ROW_H - 3); nw++; }
-                }
-                if (nw) dr.waits.push([s, nw]);
-              }
-            }
-            if (sAsync[s] && bw >= 4) {
-              ctx.strokeStyle = 'rgba(31,35,40,0.55)';
-              ctx.setLineDash([3, 2]);
-              ctx.lineWidth = 1;
-              ctx.strokeRect(x0 + 0.5, y + 1.5, bw - 1, ROW_H - 4);
-              ctx.setLineDash([]);
-            }
-            if (sErr[s]) {
-              ctx.strokeStyle = '#cf222e';
-              ctx.lineWidth = 2;
-              ctx.strokeRect(x0 + 1, y + 2, Math.max(1, bw - 2), ROW_H - 5);
-              if (sErr[s] & 2 || sStatus[s] === 2) excMarks.push([x0, y]);
-            }
-            if (dimAll && sMatch[s]) {
-              ctx.strokeStyle = '#0969da';
-              ctx.lineWidth = 2;
-              ctx.strokeRect(x0 - 1, y, bw + 2, ROW_H - 1);
-            }
-            if (bw > 36) {
-              const name = STR[sName[s]];
-              const room = Math.floor((bw - 6) / 6.2);
-              ctx.fillStyle = '#111';
-              ctx.fillText(room >= name.length ? name : name.slice(0, Math.max(1, room - 1)) + '…', Math.max(x0, 0) + 3, y + ROW_H / 2);
-            }
-            ctx.globalAlpha = 1;
-            dr.bars.push([s, x0, y + 1, bw, ROW_H - 3, match ? 1 : 0]);
+            const match = !dimAll || sMatch[s] ? 1 : 0;
+            rect(match ? spanColor(s) : 'dim' + spanColor(s), x0, y + 1, bw, ROW_H - 3);
+            if (bw >= 4 || sErr[s] || (dimAll && match)) wide.push(s, x0, y, bw, match);
+            bars.push(s, x0, y + 1, bw, ROW_H - 3, match);
           }
-          if (mergedFrom >= 0) dr.merged.push([lane.lane, r, arr[mergedFrom], arr[k - 1], k - mergedFrom]);
+          if (mergedFrom >= 0) dr.merged.push([lane.lane, r, arr[mergedFrom], arr[i - 1], i - mergedFrom]);
           // Log ticks: one per pixel column, the most severe of those that land there.
           const logs = lane.logs[r];
           if (!logs.length) continue;
@@ -686,24 +658,19 @@
           let px = -10, pj = -1;
           const flush = () => {
             if (pj < 0) return;
-            const sv = sevInfo(lSev[pj]);
             const match = !dimAll || lMatch[pj];
-            ctx.globalAlpha = match ? 1 : 0.25;
-            ctx.fillStyle = '#ffffff';
-            ctx.fillRect(px - 1, y + 1, 4, ROW_H - 3);
-            ctx.fillStyle = sv[2];
-            ctx.fillRect(px, y + 1, 2, ROW_H - 3);
-            ctx.globalAlpha = 1;
+            rect(match ? '#ffffff' : 'dim#ffffff', px - 1, y + 1, 4, ROW_H - 3);
+            ticks.push(pj, px, y + 1, 2, ROW_H - 3, lSpan[pj], match ? 1 : 0);
             if (lExc[pj]) excMarks.push([px - 3, y]);
-            dr.ticks.push([pj, px, y + 1, 2, ROW_H - 3, lSpan[pj]]);
           };
           for (; j < logs.length; j++) {
             const q = logs[j];
-            if (lTime[q] > vt1) break;
-            let x = Math.floor(this.X(lTime[q]));
+            const lt = lTime[q];
+            if (lt > vt1) break;
+            let x = Math.floor((lt - vt0) * k);
             const ls = lSpan[q];
             if (ls >= 0 && v.inView[ls]) { // on its bar, whole (a log at the span's very end would overhang by the tick's width)
-              const b0 = Math.floor(this.X(sStart[ls])), b1 = Math.ceil(this.X(sStart[ls]) + Math.max(1, this.X(sEnd[ls]) - this.X(sStart[ls])));
+              const sx = (sStart[ls] - vt0) * k, b0 = Math.floor(sx), b1 = Math.ceil(sx + Math.max(1, (sEnd[ls] - sStart[ls]) * k));
               x = Math.max(b0, Math.min(x, b1 - 2));
             }
             if (x === px) { if (lSev[q] > lSev[pj] || (lExc[q] && !lExc[pj])) pj = q; continue; }
@@ -713,6 +680,86 @@
           flush();
         }
       }
+      const paint = (style) => {
+        const a = fills.get(style);
+        ctx.beginPath();
+        for (let q = 0; q < a.length; q += 4) ctx.rect(a[q], a[q + 1], a[q + 2], a[q + 3]);
+        ctx.fill();
+      };
+      for (const style of fills.keys()) {
+        if (style.endsWith('#ffffff')) continue; // tick backgrounds go over the bars
+        ctx.globalAlpha = style.startsWith('dim') ? 0.22 : 1;
+        ctx.fillStyle = style.startsWith('dim') ? style.slice(3) : style;
+        paint(style);
+      }
+      ctx.globalAlpha = 1;
+      // Decorations of bars wide enough to carry them: waits (hatched), async outline, error outline, name.
+      const pat = hatchPattern(ctx);
+      ctx.font = '11px system-ui, sans-serif';
+      ctx.textBaseline = 'middle';
+      for (let q = 0; q < wide.length; q += 5) {
+        const s = wide[q], x0 = wide[q + 1], y = wide[q + 2], bw = wide[q + 3], match = wide[q + 4];
+        ctx.globalAlpha = match ? 1 : 0.22;
+        if (bw >= 6 && (sAsync[s] || CHILD.off[s + 1] > CHILD.off[s])) {
+          const ws = waitsOf(s);
+          if (ws.length) {
+            ctx.fillStyle = pat;
+            let nw = 0;
+            for (const iv of ws) {
+              const a0 = Math.max(x0, (iv[0] - vt0) * k), b0 = Math.min(x0 + bw, (iv[1] - vt0) * k);
+              if (b0 - a0 >= 1) { ctx.fillRect(a0, y + 1, b0 - a0, ROW_H - 3); nw++; }
+            }
+            if (nw) dr.waits.push([s, nw]);
+          }
+        }
+        if (sAsync[s] && bw >= 4) {
+          ctx.strokeStyle = 'rgba(31,35,40,0.55)';
+          ctx.setLineDash([3, 2]);
+          ctx.lineWidth = 1;
+          ctx.strokeRect(x0 + 0.5, y + 1.5, bw - 1, ROW_H - 4);
+          ctx.setLineDash([]);
+        }
+        if (sErr[s]) {
+          ctx.strokeStyle = '#cf222e';
+          ctx.lineWidth = 2;
+          ctx.strokeRect(x0 + 1, y + 2, Math.max(1, bw - 2), ROW_H - 5);
+          if (sErr[s] & 2 || sStatus[s] === 2) excMarks.push([x0, y]);
+        }
+        if (dimAll && match) {
+          ctx.strokeStyle = '#0969da';
+          ctx.lineWidth = 2;
+          ctx.strokeRect(x0 - 1, y, bw + 2, ROW_H - 1);
+        }
+        if (bw > 36) {
+          const name = STR[sName[s]];
+          const room = Math.floor((bw - 6) / 6.2);
+          ctx.fillStyle = '#111';
+          ctx.fillText(room >= name.length ? name : name.slice(0, Math.max(1, room - 1)) + '…', Math.max(x0, 0) + 3, y + ROW_H / 2);
+        }
+      }
+      ctx.globalAlpha = 1;
+      // Ticks over everything: a white edge, then the severity colour (batched per severity).
+      for (const style of ['#ffffff', 'dim#ffffff']) {
+        if (!fills.has(style)) continue;
+        ctx.globalAlpha = style === '#ffffff' ? 1 : 0.25;
+        ctx.fillStyle = '#ffffff';
+        paint(style);
+      }
+      const bySev = new Map();
+      for (let q = 0; q < ticks.length; q += 7) {
+        const key = sevInfo(lSev[ticks[q]])[2] + (ticks[q + 6] ? '' : '/');
+        let a = bySev.get(key);
+        if (!a) bySev.set(key, (a = []));
+        a.push(ticks[q + 1], ticks[q + 2]);
+      }
+      for (const [key, a] of bySev) {
+        ctx.globalAlpha = key.endsWith('/') ? 0.25 : 1;
+        ctx.fillStyle = key.replace('/', '');
+        ctx.beginPath();
+        for (let q = 0; q < a.length; q += 2) ctx.rect(a[q], a[q + 1], 2, ROW_H - 3);
+        ctx.fill();
+      }
+      ctx.globalAlpha = 1;
       // Exception marks: a red triangle with "!" at the start of the span or at the log.
       for (const [x, y] of excMarks) {
         ctx.fillStyle = '#cf222e';
@@ -1168,7 +1215,7 @@
   // For tests and the bench: what is on screen, and a few handles.
   window.polytelView = {
     ready: true,
-    timings: { parse: T_PARSED - T0, index: T_IDX1 - T_IDX0, total: T_DRAWN - T0, firstDraw: tlTrace.lastDrawMs },
+    timings: { parse: T_PARSED - T0, index: T_IDX1 - T_IDX0, total: T_DRAWN - T0, firstDraw: tlTrace.lastDrawMs, readyAt: T_DRAWN },
     counts: { spans: NS, logs: NL, traces: NT, processes: PROCS.length, lanes: LANES.length },
     traces: () => traceOrder.map((t) => ({ index: t, id: D.traces[t], root: TR[t].root >= 0 ? STR[sName[TR[t].root]] : '', spans: TR[t].n, logs: TR[t].logs, processes: TR[t].procs.length, threads: TR[t].nlanes })),
     processes: () => PROCS.map((P, p) => ({ index: p, service: P.service, pid: P.pid === null || P.pid === undefined ? '' : String(P.pid), lang: P.lang })),
@@ -1176,7 +1223,13 @@
     log: (j) => ({ index: j, body: L.body[j], span: lSpan[j], lane: lLane[j], sev: lSev[j], time: lTime[j] }),
     selectTrace, showProcess, setSearch, tab, reveal,
     current: () => ({ trace: curTrace, proc: curProc, tab: curTab }),
-    drawn: (which) => (which === 'process' ? tlProc : tlTrace).drawn,
+    drawn: (which) => {
+      const d = (which === 'process' ? tlProc : tlTrace).drawn;
+      const bars = [], ticks = [];
+      for (let q = 0; q < d.barsFlat.length; q += 6) bars.push(d.barsFlat.slice(q, q + 6));
+      for (let q = 0; q < d.ticksFlat.length; q += 7) ticks.push(d.ticksFlat.slice(q, q + 6));
+      return { bars, ticks, merged: d.merged, links: d.links, waits: d.waits, lanes: d.lanes };
+    },
     timeline: (which) => (which === 'process' ? tlProc : tlTrace),
   };
   document.body.dataset.ready = '1';
