@@ -8,5 +8,5 @@ test-view: build py-venv bindings/wasm/node_modules/.package-lock.json
 	POLYTEL_BUILD_DIR=$(CURDIR)/$(BUILD) POLYTEL_PY=$(PY_VENV)/bin/python PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
 	  node --test --test-concurrency=1 tests/view/
 
-bench-view: build py-venv bindings/wasm/node_modules/.package-lock.json
+bench-view: py-venv bindings/wasm/node_modules/.package-lock.json
 	@POLYTEL_BUILD_DIR=$(CURDIR)/$(BUILD) POLYTEL_PY=$(PY_VENV)/bin/python node bench/bench_view.mjs

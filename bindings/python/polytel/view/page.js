@@ -441,14 +441,14 @@
       this.root.dataset.spans = view.nspans;
       this.root.dataset.logs = view.nlogs;
       this.body.scrollTop = 0;
-      this.fit(true);
+      this.fit();
     }
 
-    fit(noDraw) {
+    fit() {
       if (!this.view) return;
       const pad = (this.view.t1 - this.view.t0) * 0.02;
       this.vt0 = this.view.t0 - pad; this.vt1 = this.view.t1 + pad;
-      if (!noDraw) this.draw(); else this.draw();
+      this.draw();
     }
 
     zoom(f, at) {
@@ -593,7 +593,11 @@
       const top = this.body.scrollTop, bottom = top + h;
       const v = this.view;
       // bars/ticks are flat (5-6 numbers each): a zoomed-out frame paints tens of thousands of them.
-      const bars = [], ticks = [];
+      // Reused from frame to frame: a frame that allocates nothing big never waits for the collector.
+      const pool = this.pool || (this.pool = { bars: [], ticks: [], wide: [], fills: new Map() });
+      const bars = pool.bars, ticks = pool.ticks, wide = pool.wide, fills = pool.fills;
+      bars.length = ticks.length = wide.length = 0;
+      for (const a of fills.values()) a.length = 0;
       const dr = this.drawn = { barsFlat: bars, ticksFlat: ticks, merged: [], links: [], waits: [], lanes: [] };
       ctx.clearRect(0, 0, w, h);
       ctx.save();
@@ -608,9 +612,8 @@
       const dimAll = sMatch !== null;
       const vt0 = this.vt0, vt1 = this.vt1, k = w / (vt1 - vt0);
       // Fills are batched per colour (one path each): state changes, not rectangles, are what a canvas pays for.
-      const fills = new Map();
       const rect = (style, x, y, rw, rh) => { let a = fills.get(style); if (!a) fills.set(style, (a = [])); a.push(x, y, rw, rh); };
-      const wide = []; // bars with room for decorations: drawn over the fills
+      // wide: bars with room for decorations, drawn over the fills.
       const excMarks = [];
       for (const lane of lanes) {
         dr.lanes.push(lane.lane);
@@ -686,8 +689,8 @@
         for (let q = 0; q < a.length; q += 4) ctx.rect(a[q], a[q + 1], a[q + 2], a[q + 3]);
         ctx.fill();
       };
-      for (const style of fills.keys()) {
-        if (style.endsWith('#ffffff')) continue; // tick backgrounds go over the bars
+      for (const [style, a] of fills) {
+        if (!a.length || style.endsWith('#ffffff')) continue; // tick backgrounds go over the bars
         ctx.globalAlpha = style.startsWith('dim') ? 0.22 : 1;
         ctx.fillStyle = style.startsWith('dim') ? style.slice(3) : style;
         paint(style);
@@ -740,7 +743,7 @@
       ctx.globalAlpha = 1;
       // Ticks over everything: a white edge, then the severity colour (batched per severity).
       for (const style of ['#ffffff', 'dim#ffffff']) {
-        if (!fills.has(style)) continue;
+        if (!fills.has(style) || !fills.get(style).length) continue;
         ctx.globalAlpha = style === '#ffffff' ? 1 : 0.25;
         ctx.fillStyle = '#ffffff';
         paint(style);
