@@ -196,44 +196,36 @@ static void j_anyvalue_kv(jb_t *b, const polytel__kv_t *kv) {
   j_ch(b, '}');
 }
 
-static void j_attrs_bare(jb_t *b, const polytel__kv_t *kv, size_t n) {
-  J(b, "\"attributes\":[");
+/* `{"key":...,"value":...}` entries, each but the first after a comma. */
+static void j_kvs(jb_t *b, const polytel__kv_t *kv, size_t n, int comma_first) {
   for (size_t i = 0; i < n; i++) {
-    if (i) j_ch(b, ',');
+    if (i || comma_first) j_ch(b, ',');
     J(b, "{\"key\":");
     j_str(b, kv[i].key, kv[i].key_len);
     J(b, ",\"value\":");
     j_anyvalue_kv(b, &kv[i]);
     j_ch(b, '}');
   }
+}
+
+static void j_attrs_bare(jb_t *b, const polytel__kv_t *kv, size_t n) {
+  J(b, "\"attributes\":[");
+  j_kvs(b, kv, n, 0);
   j_ch(b, ']');
 }
 
-/* `,"attributes":[...]`, or nothing when empty (a proto3 default). */
-static void j_attrs(jb_t *b, const polytel__kv_t *kv, size_t n) {
-  if (!n) return;
-  j_ch(b, ',');
-  j_attrs_bare(b, kv, n);
-}
-
-/* A record's own attributes, then its thread's (tk, nt). */
+/* `,"attributes":[...]` with a record's own attributes then its thread's (tk, nt), or nothing when there are
+ * none (a proto3 default). */
 static void j_attrs_thread(jb_t *b, const polytel__kv_t *kv, size_t n, const polytel__kv_t *tk, uint32_t nt) {
-  if (!nt) {
-    j_attrs(b, kv, n);
-    return;
-  }
-  j_ch(b, ',');
-  j_attrs_bare(b, kv, n);
-  b->len--; /* reopen the array */
-  for (uint32_t i = 0; i < nt; i++) {
-    if (n || i) j_ch(b, ',');
-    J(b, "{\"key\":");
-    j_str(b, tk[i].key, tk[i].key_len);
-    J(b, ",\"value\":");
-    j_anyvalue_kv(b, &tk[i]);
-    j_ch(b, '}');
-  }
+  if (!n && !nt) return;
+  J(b, ",\"attributes\":[");
+  j_kvs(b, kv, n, 0);
+  j_kvs(b, tk, nt, n > 0);
   j_ch(b, ']');
+}
+
+static void j_attrs(jb_t *b, const polytel__kv_t *kv, size_t n) {
+  j_attrs_thread(b, kv, n, NULL, 0);
 }
 
 /* `{"resource":{...},"scope<Kind>":[` — the caller closes it. */
