@@ -22,6 +22,7 @@ section() { # name, command...
 }
 
 section 1-c-hotpath "$build/bench/bench_hotpath"
+section 1b-c-propagation "$build/bench/bench_propagation"
 section 2-encode "$build/bench/bench_encode"
 section 3-export .venv/bin/python bench/bench_export.py "$build"
 section 4-python make -s --no-print-directory bench-python

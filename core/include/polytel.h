@@ -137,6 +137,11 @@ typedef struct polytel_config_s {
   const char *export_dir;   /* file exporter directory (POLYTEL_EXPORT_DIR) */
   int64_t max_memory_bytes; /* -1 unset; bound on buffered events (POLYTEL_MAX_MEMORY) */
   const char *sdk_language; /* telemetry.sdk.language; bindings set theirs ("python", ...) */
+  /* Fields below were appended: a caller built against an older header has a smaller struct_size, and they
+   * count as unset. */
+  const char
+      *client_certificate; /* mTLS: client certificate (PEM) path (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE) */
+  const char *client_key;  /* mTLS: its private key (PEM, unencrypted) (OTEL_EXPORTER_OTLP_CLIENT_KEY) */
 } polytel_config_t;
 
 POLYTEL_EXTERN void polytel_config_init(polytel_config_t *cfg);
@@ -279,13 +284,49 @@ typedef struct polytel_span_ctx_s {
   uint8_t span_id[8];
   uint8_t parent_id[8]; /* all zero for a root span */
   uint64_t start_ns;    /* Unix nanoseconds */
+  uint8_t trace_flags;  /* W3C trace flags: POLYTEL_TRACE_FLAG_* */
 } polytel_span_ctx_t;
 
-/* parent NULL (or all-zero ids) starts a new trace. */
+/*
+ * parent NULL (or all-zero ids) starts a new trace, flagged sampled; a child
+ * inherits its parent's trace flags.
+ */
 POLYTEL_EXTERN int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out);
 POLYTEL_EXTERN int polytel_span_finish(const polytel_span_ctx_t *span, const char *name,
                                        polytel_status_t status, const char *status_msg,
                                        const polytel_attr_t *attrs, size_t n_attrs);
+
+/* ----------------------------------------------------------- trace context */
+
+/* W3C trace-flags bits; a flag polytel does not know is never sent. */
+#define POLYTEL_TRACE_FLAG_SAMPLED 0x01 /* the caller may have recorded the trace */
+#define POLYTEL_TRACE_FLAG_RANDOM 0x02  /* Trace Context level 2: the trace id's right 7 bytes are random */
+/* A traceparent value is exactly this long ("00-<32 hex>-<16 hex>-<2 hex>"); buffers need one more byte. */
+#define POLYTEL_TRACEPARENT_LEN 55
+
+/*
+ * Parse a W3C traceparent header value (the remote parent). Optional
+ * whitespace around the value is ignored; version 00 must be exactly 55
+ * characters; a later version (not ff) is read by its first 55 characters when
+ * they are followed by '-' or the end; lowercase hex only; all-zero ids are
+ * invalid. On success `out` holds the trace id, the remote span id in span_id,
+ * the known trace flags, a zero parent_id and start_ns 0. Returns 0, or
+ * POLYTEL_EINVAL (then `out`, if not NULL, is all zero: a new trace). Any
+ * input is safe, NULL included.
+ */
+POLYTEL_EXTERN int polytel_traceparent_parse(const char *header, polytel_span_ctx_t *out);
+/*
+ * Write ctx's traceparent ("00-trace-span-flags", 55 characters and a NUL)
+ * into buf. POLYTEL_EINVAL when len < POLYTEL_TRACEPARENT_LEN + 1 or ctx has
+ * an all-zero trace or span id (buf is then "" when len > 0).
+ */
+POLYTEL_EXTERN int polytel_traceparent_format(const polytel_span_ctx_t *ctx, char *buf, size_t len);
+/*
+ * 1 when a tracestate header value is valid W3C Trace Context (level 1: at most
+ * 32 list-members, keys simple or tenant@system, no duplicate key), 0 when it
+ * must be discarded. Empty lists are valid. NULL is not.
+ */
+POLYTEL_EXTERN int polytel_tracestate_valid(const char *tracestate);
 
 /* ----------------------------------------------------------------- metrics */
 
@@ -342,8 +383,11 @@ POLYTEL_EXTERN void polytel_histogram_record(const char *name, const char *unit,
 /* ------------------------------------------------------------------- stats */
 
 /*
- * Log records and spans. recorded = exported + dropped + pending, always.
- * Metric points are aggregated, not counted here.
+ * Log records and spans. recorded = exported + dropped + unconfirmed + pending,
+ * at every read; dropped = dropped_buffer_full + dropped_invalid + dropped_depth
+ * + dropped_export + dropped_rejected. Metric points are aggregated, not counted
+ * here (dropped_series and metric_saturated count metric updates).
+ * Fields are only ever appended (ABI).
  */
 typedef struct polytel_stats_s {
   uint64_t recorded;
@@ -351,16 +395,22 @@ typedef struct polytel_stats_s {
   uint64_t dropped;
   uint64_t pending;
   uint64_t dropped_buffer_full; /* pool exhausted at record time */
-  uint64_t dropped_export;      /* rejected by the collector, retries exhausted, or shut down undelivered */
-  uint64_t dropped_invalid;     /* bad calls: unmatched span end, too deep, NULL name */
+  uint64_t dropped_export;  /* rejected by the collector, retries exhausted, or never sent before shutdown */
+  uint64_t dropped_invalid; /* bad calls: unmatched span end, NULL name */
   uint64_t logs_recorded;
   uint64_t spans_recorded;
   uint64_t export_requests; /* HTTP requests completed (any status) */
   uint64_t export_retries;
-  uint64_t export_failures;  /* requests whose batch was dropped */
+  uint64_t export_failures;  /* requests whose batch was dropped or left unconfirmed */
   uint64_t truncated;        /* records whose strings were cut to fit a block */
   uint64_t buffer_bytes;     /* memory held by event blocks now */
   uint64_t buffer_bytes_max; /* the cap (POLYTEL_MAX_MEMORY) */
+  /* Sent (the whole body handed to the network) but no answer before a deadline: may have arrived. */
+  uint64_t unconfirmed;
+  uint64_t dropped_series;   /* metric updates without a series of their own (POLYTEL_MAX_METRIC_SERIES) */
+  uint64_t dropped_depth;    /* thread spans nested deeper than 64, not recorded (part of dropped) */
+  uint64_t metric_saturated; /* counter increments lost: the counter stands at INT64_MAX */
+  uint64_t dropped_rejected; /* refused by the collector in an OTLP partial_success (part of dropped) */
 } polytel_stats_t;
 
 POLYTEL_EXTERN int polytel_stats(polytel_stats_t *out);

@@ -317,10 +317,18 @@ static void retire(polytel__thread_t *t) {
   atomic_fetch_add(&polytel__acct.retired_spans, atomic_load(&t->n_spans));
   atomic_fetch_add(&polytel__acct.retired_drop_full, atomic_load(&t->n_drop_full));
   atomic_fetch_add(&polytel__acct.retired_drop_invalid, atomic_load(&t->n_drop_invalid));
+  atomic_fetch_add(&polytel__acct.retired_drop_depth, atomic_load(&t->n_drop_depth));
   atomic_fetch_add(&polytel__acct.retired_truncated, atomic_load(&t->n_truncated));
   for (int i = 0; i < POLYTEL__MAX_STATIC_METRICS; i++) {
     int64_t v = atomic_load_explicit(&t->counters[i], POLYTEL__RELAXED);
-    if (v) atomic_fetch_add(&polytel__retired_counters[i], v);
+    if (!v) continue;
+    /* Saturating: past INT64_MAX the total stays there (the snapshot says so), never wraps. */
+    int64_t old = atomic_load(&polytel__retired_counters[i]), sum;
+    int sat;
+    do sat = polytel__sat_add(old, v, &sum);
+    while (!atomic_compare_exchange_weak(&polytel__retired_counters[i], &old, sum));
+    polytel_metric_t *m = polytel__static_metrics[i];
+    if (sat && m && m->name) polytel__counter_total_saturated(m->name, strlen(m->name));
   }
   polytel__consume_reset_thread(t);
   polytel__pool_put(t->head);

@@ -1,4 +1,5 @@
 /* events.c — the hot path: logs, spans and metrics recorded into the calling thread's block. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +17,16 @@ _Atomic int polytel__g_recording = 0;
 #define MIN_LEVEL() atomic_load_explicit(&polytel__g_min_level, POLYTEL__RELAXED)
 #define CON_LEVEL() atomic_load_explicit(&polytel__g_console_level, POLYTEL__RELAXED)
 
-static _Atomic int g_warned_stray_end, g_warned_depth, g_warned_percent_n, g_warned_negative;
+static _Atomic int g_warned_stray_end, g_warned_depth, g_warned_null_span, g_warned_percent_n,
+    g_warned_negative;
 
-static void warn_once(_Atomic int *flag, const char *what) {
-  if (!atomic_exchange(flag, 1))
-    polytel__diag(POLYTEL_LEVEL_WARN, "%s (counted as dropped_invalid; warned once)", what);
+/* counted_as names the stats field the caller increments for it, or NULL when nothing is counted. */
+static void warn_once(_Atomic int *flag, const char *what, const char *counted_as) {
+  if (atomic_exchange(flag, 1)) return;
+  if (counted_as)
+    polytel__diag(POLYTEL_LEVEL_WARN, "%s (counted as %s; warned once)", what, counted_as);
+  else
+    polytel__diag(POLYTEL_LEVEL_WARN, "%s (warned once)", what);
 }
 
 static void orphan_drop(void) {
@@ -150,7 +156,8 @@ static void log_slow(polytel_level_t level, const char *target, const char *fmt,
     char buf[4096];
     size_t n;
     if (sig->has_n) {
-      warn_once(&g_warned_percent_n, "a log format contains %n; it is printed unformatted");
+      warn_once(&g_warned_percent_n,
+                "a log format contains %n; the record keeps the format as its text, unformatted", NULL);
       n = strlen(fmt);
       if (n >= sizeof buf) n = sizeof buf - 1;
       memcpy(buf, fmt, n);
@@ -480,6 +487,16 @@ static void begin_dropped(polytel__thread_t *t, int invalid) {
   polytel__adjust_reserve(t);
 }
 
+/* Too deep (counted as dropped_depth at its end) or nameless (dropped_invalid). */
+static void begin_refused(polytel__thread_t *t, const char *name) {
+  if (t->depth >= POLYTEL__MAX_DEPTH)
+    warn_once(&g_warned_depth, "thread spans nested deeper than 64 are not recorded", "dropped_depth");
+  else if (!name)
+    warn_once(&g_warned_null_span, "a thread span was begun with a NULL name; not recorded",
+              "dropped_invalid");
+  begin_dropped(t, 1);
+}
+
 /* Everything but the common case, out of line so the fast path needs no stack frame. */
 __attribute__((noinline, cold)) static void span_begin_slow(const char *name) {
   if (!recording()) return;
@@ -489,9 +506,7 @@ __attribute__((noinline, cold)) static void span_begin_slow(const char *name) {
     return;
   }
   if (POLYTEL__UNLIKELY(t->depth >= POLYTEL__MAX_DEPTH || !name)) {
-    if (t->depth >= POLYTEL__MAX_DEPTH)
-      warn_once(&g_warned_depth, "thread spans nested deeper than 64 are not recorded");
-    begin_dropped(t, 1);
+    begin_refused(t, name);
     return;
   }
   /* 24 bytes now, and the 16 its end will need stay reserved below lim. */
@@ -534,9 +549,7 @@ void polytel_span_begin_dyn(const char *name, const polytel_attr_t *attrs, size_
     return;
   }
   if (t->depth >= POLYTEL__MAX_DEPTH || !name) {
-    if (t->depth >= POLYTEL__MAX_DEPTH)
-      warn_once(&g_warned_depth, "thread spans nested deeper than 64 are not recorded");
-    begin_dropped(t, 1);
+    begin_refused(t, name);
     return;
   }
   plan_t pl = {.size = 24, .trunc = 0, .budget = POLYTEL__MAX_EVENT - 64};
@@ -570,7 +583,7 @@ void polytel_span_begin_dyn(const char *name, const polytel_attr_t *attrs, size_
 static int end_prologue(polytel__thread_t *t) {
   if (POLYTEL__UNLIKELY(t->depth == 0)) {
     if (atomic_load_explicit(&polytel__g_recording, POLYTEL__RELAXED)) {
-      warn_once(&g_warned_stray_end, "polytel_span_end() without a matching begin");
+      warn_once(&g_warned_stray_end, "polytel_span_end() without a matching begin", "dropped_invalid");
       polytel__inc(&t->n_spans, 1);
       polytel__inc(&t->n_drop_invalid, 1);
     }
@@ -579,7 +592,7 @@ static int end_prologue(polytel__thread_t *t) {
   uint32_t d = --t->depth;
   polytel__inc(&t->n_spans, 1);
   if (d >= POLYTEL__MAX_DEPTH) {
-    polytel__inc(&t->n_drop_invalid, 1);
+    polytel__inc(&t->n_drop_depth, 1);
     return 0;
   }
   uint64_t bit = 1ull << d;
@@ -715,6 +728,7 @@ int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out
     memcpy(out->trace_id, parent->trace_id, 16);
     memcpy(out->parent_id, parent->span_id, 8);
   }
+  out->trace_flags = has_parent ? parent->trace_flags : POLYTEL_TRACE_FLAG_SAMPLED; /* no sampler yet */
   out->start_ns = polytel_now_ns();
   return 0;
 }
@@ -775,11 +789,17 @@ static void metric_event(int kind, const char *name, const char *unit, int64_t i
                          const polytel_attr_t *attrs, size_t n_attrs);
 
 static _Atomic int g_warned_null_metric;
+#define NEGATIVE_DELTA \
+  "a counter was given a negative delta (counters are monotonic); the increment is ignored"
 
 static int bad_descriptor(const polytel_metric_t *m) {
   if (POLYTEL__LIKELY(m != NULL && m->name != NULL)) return 0;
-  warn_once(&g_warned_null_metric, "a static metric call got a NULL descriptor or name; ignored");
+  warn_once(&g_warned_null_metric, "a static metric call got a NULL descriptor or name; ignored", NULL);
   return 1;
+}
+
+__attribute__((noinline, cold)) static void counter_saturated(const polytel_metric_t *m) {
+  polytel__counter_saturated(m->name, strlen(m->name), 1);
 }
 
 void polytel_counter_add_static(polytel_metric_t *m, int64_t delta) {
@@ -790,7 +810,7 @@ void polytel_counter_add_static(polytel_metric_t *m, int64_t delta) {
   uint32_t slot = __atomic_load_n(&m->polytel__slot, __ATOMIC_RELAXED);
   if (POLYTEL__UNLIKELY(slot == 0 || slot == UINT32_MAX || delta < 0)) {
     if (delta < 0) {
-      warn_once(&g_warned_negative, "a counter was given a negative delta (counters are monotonic); ignored");
+      warn_once(&g_warned_negative, NEGATIVE_DELTA, NULL);
       return;
     }
     if (slot == 0) slot = polytel__metric_register(m);
@@ -802,11 +822,18 @@ void polytel_counter_add_static(polytel_metric_t *m, int64_t delta) {
   polytel__thread_t *t = polytel__thread();
   if (POLYTEL__UNLIKELY(!t)) return;
   _Atomic int64_t *c = &t->counters[slot];
-  atomic_store_explicit(c, atomic_load_explicit(c, POLYTEL__RELAXED) + delta, POLYTEL__RELAXED);
+  int64_t v;
+  if (POLYTEL__UNLIKELY(polytel__sat_add(atomic_load_explicit(c, POLYTEL__RELAXED), delta, &v)))
+    counter_saturated(m); /* v is INT64_MAX: the counter stays there */
+  atomic_store_explicit(c, v, POLYTEL__RELAXED);
 }
 
 void polytel_gauge_set_static(polytel_metric_t *m, double value) {
   if (bad_descriptor(m)) return;
+  if (POLYTEL__UNLIKELY(!isfinite(value))) {
+    polytel__metric_nonfinite(POLYTEL_METRIC_GAUGE, m->name, strlen(m->name), value);
+    return;
+  }
   uint64_t bits;
   memcpy(&bits, &value, 8);
   /* Value first, then registration: a registered gauge always has a value. */
@@ -875,7 +902,7 @@ static void metric_event(int kind, const char *name, const char *unit, int64_t i
 void polytel_counter_add(const char *name, const char *unit, int64_t delta, const polytel_attr_t *attrs,
                          size_t n_attrs) {
   if (delta < 0) {
-    warn_once(&g_warned_negative, "a counter was given a negative delta (counters are monotonic); ignored");
+    warn_once(&g_warned_negative, NEGATIVE_DELTA, NULL);
     return;
   }
   metric_event(POLYTEL_METRIC_COUNTER, name, unit, delta, 0, attrs, n_attrs);

@@ -171,6 +171,7 @@ typedef struct polytel__thread_s {
   _Atomic uint64_t n_spans;
   _Atomic uint64_t n_drop_full;
   _Atomic uint64_t n_drop_invalid;
+  _Atomic uint64_t n_drop_depth; /* thread spans past POLYTEL__MAX_DEPTH */
   _Atomic uint64_t n_truncated;
   _Atomic int64_t *counters; /* POLYTEL__MAX_STATIC_METRICS static counter slots */
   /* --- consumer --- */
@@ -285,11 +286,16 @@ void polytel__consume_reset_thread(polytel__thread_t *t);
 typedef struct polytel__acct_s {
   _Atomic uint64_t exported;
   _Atomic uint64_t dropped_export;
+  _Atomic uint64_t dropped_rejected; /* partial_success */
+  _Atomic uint64_t unconfirmed;      /* sent, never answered */
+  _Atomic uint64_t dropped_series;   /* metric updates refused a series of their own */
+  _Atomic uint64_t metric_saturated; /* counter increments lost at INT64_MAX */
   _Atomic uint64_t export_requests;
   _Atomic uint64_t export_retries;
   _Atomic uint64_t export_failures;
   /* folded in from exited threads */
-  _Atomic uint64_t retired_logs, retired_spans, retired_drop_full, retired_drop_invalid, retired_truncated;
+  _Atomic uint64_t retired_logs, retired_spans, retired_drop_full, retired_drop_invalid, retired_drop_depth,
+      retired_truncated;
   _Atomic uint64_t orphan_drop; /* events dropped with no thread state (registration failed) */
 } polytel__acct_t;
 extern polytel__acct_t polytel__acct;
@@ -297,6 +303,23 @@ uint64_t polytel__recorded_total(void);
 uint64_t polytel__pending_total(void);
 
 /* ------------------------------------------------------------- metrics */
+
+/* a + b, saturating at INT64_MAX / INT64_MIN (never signed overflow). Returns 1 when it saturated. */
+static inline int polytel__sat_add(int64_t a, int64_t b, int64_t *out) {
+  if (POLYTEL__LIKELY(!__builtin_add_overflow(a, b, out))) return 0;
+  *out = b > 0 ? INT64_MAX : INT64_MIN;
+  return 1;
+}
+
+#define POLYTEL__DEFAULT_MAX_SERIES 2000u /* the OpenTelemetry default cardinality limit */
+/* POLYTEL_MAX_METRIC_SERIES: user series across all instruments (0 = the default). */
+void polytel__metrics_set_max_series(uint32_t n);
+/* A counter could not take `lost` increments (INT64_MAX): counted as metric_saturated, warned once. */
+void polytel__counter_saturated(const char *name, size_t name_len, uint64_t lost);
+/* A counter's total passed INT64_MAX only as a sum of parts no single call lost: one, the first time. */
+void polytel__counter_total_saturated(const char *name, size_t name_len);
+/* A NaN or infinite gauge/histogram value was refused: warned once per instrument. */
+void polytel__metric_nonfinite(int kind, const char *name, size_t name_len, double value);
 
 /* Static metric slot registration (metrics.c); 0 = could not register. */
 uint32_t polytel__metric_register(polytel_metric_t *m);
@@ -312,7 +335,8 @@ void polytel__metrics_hist_static(polytel_metric_t *m, double value);
 typedef struct polytel__metrics_snap_s {
   polytel__metric_rec_t *recs;
   size_t n;
-  void *mem; /* owns points, attrs, buckets */
+  void *mem;            /* owns points, attrs, buckets */
+  polytel_stats_t self; /* the stats the self-metrics of this snapshot were taken from */
 } polytel__metrics_snap_t;
 /* Every series, cumulative since its start, at now_ns; self-metrics included. */
 int polytel__metrics_snapshot(polytel__metrics_snap_t *out, uint64_t now_ns);

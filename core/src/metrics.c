@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "console.h"
 #include "internal.h"
 
 polytel_metric_t *polytel__static_metrics[POLYTEL__MAX_STATIC_METRICS];
@@ -32,11 +33,107 @@ uint32_t polytel__metric_register(polytel_metric_t *m) {
   return slot == UINT32_MAX ? 0 : slot;
 }
 
+/* ------------------------------------------------------ per-instrument warnings */
+
+/*
+ * "Once per instrument" for saturation and non-finite values, from calling
+ * threads (static descriptors) and the consumer alike: a small set of
+ * (kind, name) hashes. Past its capacity, losses are still counted, only the
+ * lines stop.
+ */
+#define WARNED_CAP 1024
+static pthread_mutex_t g_warn_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+  uint64_t key;
+  uint8_t flags;
+} g_warned[WARNED_CAP];
+static uint32_t g_n_warned;
+
+enum { WARNED_SATURATED = 1, WARNED_NONFINITE = 2 };
+
+static uint64_t fnv(const void *p, size_t n, uint64_t h) {
+  const uint8_t *b = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+  return h;
+}
+
+/* 1 the first time `flag` is raised for this instrument. */
+static int first_warning(int kind, const char *name, size_t nl, uint8_t flag) {
+  uint8_t k = (uint8_t)kind;
+  uint64_t key = fnv(name, nl, fnv(&k, 1, 0xcbf29ce484222325ull)) | 1; /* 0 marks a free slot */
+  int first = 0;
+  pthread_mutex_lock(&g_warn_mu);
+  for (uint32_t i = 0, h = (uint32_t)(key % WARNED_CAP); i < WARNED_CAP; i++, h = (h + 1) % WARNED_CAP) {
+    if (g_warned[h].key == key) {
+      first = !(g_warned[h].flags & flag);
+      g_warned[h].flags |= flag;
+      break;
+    }
+    if (g_warned[h].key == 0) {
+      if (g_n_warned + 1 < WARNED_CAP) {
+        g_warned[h].key = key;
+        g_warned[h].flags = flag;
+        g_n_warned++;
+        first = 1;
+      }
+      break;
+    }
+  }
+  pthread_mutex_unlock(&g_warn_mu);
+  return first;
+}
+
+static const char *kind_name(int kind) {
+  return kind == POLYTEL_METRIC_COUNTER ? "counter" : kind == POLYTEL_METRIC_GAUGE ? "gauge" : "histogram";
+}
+
+/*
+ * A counter that cannot go past INT64_MAX: it stays there, `lost` increments
+ * are counted, and count_first adds one when this is the first time (a total
+ * that passed INT64_MAX only as a sum of per-thread parts, which no single call
+ * lost).
+ */
+static void saturated(const char *name, size_t nl, uint64_t lost, int count_first) {
+  int first = first_warning(POLYTEL_METRIC_COUNTER, name, nl, WARNED_SATURATED);
+  uint64_t n = lost + (uint64_t)(count_first && first);
+  if (n) atomic_fetch_add(&polytel__acct.metric_saturated, n);
+  if (first)
+    polytel__diag(POLYTEL_LEVEL_WARN,
+                  "counter \"%.*s\" reached INT64_MAX and stays there; further increments are lost "
+                  "(counted as metric_saturated; warned once per instrument)",
+                  (int)(nl > 64 ? 64 : nl), name);
+}
+
+void polytel__counter_saturated(const char *name, size_t nl, uint64_t lost) {
+  saturated(name, nl, lost, 0);
+}
+
+void polytel__counter_total_saturated(const char *name, size_t nl) {
+  saturated(name, nl, 0, 1);
+}
+
+void polytel__metric_nonfinite(int kind, const char *name, size_t nl, double value) {
+  if (first_warning(kind, name, nl, WARNED_NONFINITE))
+    polytel__diag(POLYTEL_LEVEL_WARN,
+                  "%s \"%.*s\" was given %s; the value is refused (OTLP carries finite values only; "
+                  "warned once per instrument)",
+                  kind_name(kind), (int)(nl > 64 ? 64 : nl), name,
+                  isnan(value) ? "NaN"
+                  : value > 0  ? "+Inf"
+                               : "-Inf");
+}
+
 /* ----------------------------------------------------------------- series */
 
 static const double k_bounds[] = {0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000};
 #define N_BOUNDS (sizeof k_bounds / sizeof k_bounds[0])
-#define MAX_SERIES 2000 /* the OpenTelemetry default cardinality limit */
+/*
+ * Past the series cap each instrument folds new attribute sets into one
+ * otel.metric.overflow=true series (the OpenTelemetry cardinality-limit rule).
+ * Those overflow series are bounded too, or a stream of new instrument names
+ * would still grow without limit.
+ */
+#define MAX_OVERFLOW_SERIES 256
 
 typedef struct series_s {
   struct series_s *next; /* hash chain */
@@ -49,7 +146,10 @@ typedef struct series_s {
   size_t key_len;
   uint64_t start_ns;
   int64_t isum;         /* counter: events */
+  int64_t istatic;      /* counter: the static descriptor's per-thread slots, summed at snapshot */
   uint32_t static_slot; /* counter/gauge fed by a static descriptor */
+  int capped;           /* kept out of the series cap (static descriptors, self-metrics) */
+  int overflow;         /* the otel.metric.overflow series */
   polytel_metric_t *desc;
   double last; /* gauge */
   int has_value;
@@ -60,13 +160,14 @@ typedef struct series_s {
 
 #define NBUCKETS 1024
 static series_t *g_table[NBUCKETS];
-static uint32_t g_n_series;
-static uint64_t g_overflowed;
+static uint32_t g_n_series;   /* series subject to the cap */
+static uint32_t g_n_overflow; /* overflow series */
+static uint32_t g_n_total;    /* every series, for the snapshot's array */
+static _Atomic uint32_t g_max_series = POLYTEL__DEFAULT_MAX_SERIES;
+static _Atomic int g_warned_cap;
 
-static uint64_t fnv(const void *p, size_t n, uint64_t h) {
-  const uint8_t *b = p;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-  return h;
+void polytel__metrics_set_max_series(uint32_t n) {
+  atomic_store(&g_max_series, n ? n : POLYTEL__DEFAULT_MAX_SERIES);
 }
 
 static int kv_cmp(const void *a, const void *b) {
@@ -113,8 +214,16 @@ static char *dupn(const char *s, size_t n) {
   return d;
 }
 
+enum { SERIES_CAPPED = 0, SERIES_UNCAPPED = 1, SERIES_OVERFLOW = 2 };
+
+/*
+ * The series of (kind, name, unit, attrs), created at start_ns (0: now) if new. mode:
+ * SERIES_CAPPED for user series (the cap applies), SERIES_UNCAPPED for static
+ * descriptors and self-metrics (bounded by construction), SERIES_OVERFLOW for
+ * an instrument's overflow series. NULL: no memory, or refused by the cap.
+ */
 static series_t *find_or_add(int kind, const char *name, uint32_t nl, const char *unit, uint32_t ul,
-                             const polytel__kv_t *attrs, uint32_t n) {
+                             const polytel__kv_t *attrs, uint32_t n, uint64_t start_ns, int mode) {
   polytel__kv_t stack_kv[16], *sorted = stack_kv;
   if (n > 16) {
     sorted = malloc(n * sizeof *sorted);
@@ -133,18 +242,25 @@ static series_t *find_or_add(int kind, const char *name, uint32_t nl, const char
     free(key);
     goto out;
   }
-  if (g_n_series >= MAX_SERIES) {
-    /* Cardinality cap: further series are folded into one overflow series per instrument. */
-    g_overflowed++;
+  if (mode == SERIES_CAPPED && g_n_series >= atomic_load_explicit(&g_max_series, POLYTEL__RELAXED)) {
+    /* Cardinality cap: this update goes to the instrument's overflow series (or nowhere), counted. */
     free(key);
-    if (n == 1 && sorted[0].key_len == 20 && memcmp(sorted[0].key, "otel.metric.overflow", 20) == 0) goto out;
+    if (sorted != stack_kv) free(sorted);
+    atomic_fetch_add(&polytel__acct.dropped_series, 1);
+    if (!atomic_exchange(&g_warned_cap, 1))
+      polytel__diag(
+          POLYTEL_LEVEL_WARN,
+          "metric series limit reached (POLYTEL_MAX_METRIC_SERIES=%u): new attribute sets of \"%.*s\" "
+          "and other instruments go to their otel.metric.overflow=true series (counted as "
+          "dropped_series; warned once)",
+          (unsigned)atomic_load(&g_max_series), (int)(nl > 64 ? 64 : nl), name);
     polytel__kv_t ov = {.key = "otel.metric.overflow", .key_len = 20, .type = POLYTEL_ATTR_BOOL};
     ov.v.b = 1;
-    if (sorted != stack_kv) free(sorted);
-    g_n_series--; /* let exactly the overflow series in */
-    s = find_or_add(kind, name, nl, unit, ul, &ov, 1);
-    g_n_series++;
-    return s;
+    return find_or_add(kind, name, nl, unit, ul, &ov, 1, start_ns, SERIES_OVERFLOW);
+  }
+  if (mode == SERIES_OVERFLOW && g_n_overflow >= MAX_OVERFLOW_SERIES) {
+    free(key); /* the update is counted as dropped_series already */
+    goto out;
   }
   s = calloc(1, sizeof *s);
   if (!s) {
@@ -157,7 +273,9 @@ static series_t *find_or_add(int kind, const char *name, uint32_t nl, const char
   s->key_len = klen;
   s->name = dupn(name, nl);
   s->unit = dupn(unit, ul);
-  s->start_ns = polytel_now_ns();
+  s->start_ns = start_ns ? start_ns : polytel_now_ns();
+  s->capped = mode == SERIES_CAPPED;
+  s->overflow = mode == SERIES_OVERFLOW;
   s->min = INFINITY;
   s->max = -INFINITY;
   /* Own copies of the attributes; strings point into one block. */
@@ -170,10 +288,12 @@ static series_t *find_or_add(int kind, const char *name, uint32_t nl, const char
     for (uint32_t i = 0; i < n; i++) {
       s->attrs[i] = sorted[i];
       memcpy(str, sorted[i].key, sorted[i].key_len);
+      str[sorted[i].key_len] = '\0'; /* lengths rule, but a NUL costs nothing and helps every reader */
       s->attrs[i].key = str;
       str += sorted[i].key_len + 1;
       if (sorted[i].type == POLYTEL_ATTR_STRING) {
         memcpy(str, sorted[i].v.str.ptr, sorted[i].v.str.len);
+        str[sorted[i].v.str.len] = '\0';
         s->attrs[i].v.str.ptr = str;
         str += sorted[i].v.str.len + 1;
       }
@@ -182,14 +302,15 @@ static series_t *find_or_add(int kind, const char *name, uint32_t nl, const char
   }
   s->next = g_table[h % NBUCKETS];
   g_table[h % NBUCKETS] = s;
-  g_n_series++;
+  if (mode == SERIES_CAPPED) g_n_series++;
+  if (mode == SERIES_OVERFLOW) g_n_overflow++;
+  g_n_total++;
 out:
   if (sorted != stack_kv) free(sorted);
   return s;
 }
 
 static void hist_add(series_t *s, double v) {
-  if (isnan(v)) return;
   size_t i = 0;
   while (i < N_BOUNDS && v > k_bounds[i]) i++; /* bucket i holds (bounds[i-1], bounds[i]] */
   s->buckets[i]++;
@@ -197,17 +318,27 @@ static void hist_add(series_t *s, double v) {
   s->sum += v;
   if (v < s->min) s->min = v;
   if (v > s->max) s->max = v;
+  s->has_value = 1;
+}
+
+static void counter_add(series_t *s, int64_t v) {
+  if (polytel__sat_add(s->isum, v, &s->isum)) polytel__counter_saturated(s->name, strlen(s->name), 1);
+  s->has_value = 1;
 }
 
 void polytel__metrics_event(int kind, const char *name, uint32_t name_len, const char *unit,
                             uint32_t unit_len, double value, int64_t ivalue, const polytel__kv_t *attrs,
                             uint32_t n_attrs) {
-  series_t *s = find_or_add(kind, name, name_len, unit, unit_len, attrs, n_attrs);
+  if (kind != POLYTEL_METRIC_COUNTER && !isfinite(value)) {
+    polytel__metric_nonfinite(kind, name, name_len, value);
+    return;
+  }
+  if (kind == POLYTEL_METRIC_COUNTER && ivalue < 0) return; /* refused (and warned) when recorded */
+  series_t *s = find_or_add(kind, name, name_len, unit, unit_len, attrs, n_attrs, 0, SERIES_CAPPED);
   if (!s) return;
   switch (kind) {
     case POLYTEL_METRIC_COUNTER:
-      s->isum += ivalue;
-      s->has_value = 1;
+      counter_add(s, ivalue);
       break;
     case POLYTEL_METRIC_GAUGE:
       s->last = value;
@@ -215,19 +346,20 @@ void polytel__metrics_event(int kind, const char *name, uint32_t name_len, const
       break;
     case POLYTEL_METRIC_HISTOGRAM:
       hist_add(s, value);
-      s->has_value = 1;
       break;
   }
 }
 
 void polytel__metrics_hist_static(polytel_metric_t *m, double value) {
   const char *unit = m->unit ? m->unit : "";
-  series_t *s = find_or_add(POLYTEL_METRIC_HISTOGRAM, m->name, (uint32_t)strlen(m->name), unit,
-                            (uint32_t)strlen(unit), NULL, 0);
-  if (s) {
-    hist_add(s, value);
-    s->has_value = 1;
+  size_t nl = strlen(m->name);
+  if (!isfinite(value)) {
+    polytel__metric_nonfinite(POLYTEL_METRIC_HISTOGRAM, m->name, nl, value);
+    return;
   }
+  series_t *s = find_or_add(POLYTEL_METRIC_HISTOGRAM, m->name, (uint32_t)nl, unit, (uint32_t)strlen(unit),
+                            NULL, 0, 0, SERIES_UNCAPPED);
+  if (s) hist_add(s, value);
 }
 
 static int cmp_series(const void *a, const void *b) {
@@ -238,36 +370,52 @@ static int cmp_series(const void *a, const void *b) {
   return strcmp(x->unit, y->unit);
 }
 
-/* Self-metrics: what polytel recorded, exported and dropped, so an operator sees losses. */
-static void self_metrics(void) {
-  polytel_stats_t st;
-  polytel_stats(&st);
-  struct {
-    const char *reason;
-    uint64_t v;
-  } drops[] = {{"buffer_full", st.dropped_buffer_full},
-               {"export", st.dropped_export},
-               {"invalid", st.dropped_invalid}};
-  for (size_t i = 0; i < 3; i++) {
-    polytel__kv_t kv = {.key = "reason", .key_len = 6, .type = POLYTEL_ATTR_STRING};
-    kv.v.str.ptr = drops[i].reason;
-    kv.v.str.len = (uint32_t)strlen(drops[i].reason);
-    series_t *s = find_or_add(POLYTEL_METRIC_COUNTER, "polytel.dropped", 15, "{item}", 6, &kv, 1);
-    if (s) {
-      s->isum = (int64_t)drops[i].v;
-      s->has_value = 1;
-    }
+static void self_counter(const char *name, const char *reason, uint64_t v, uint64_t now_ns) {
+  polytel__kv_t kv = {.key = "reason", .key_len = 6, .type = POLYTEL_ATTR_STRING};
+  if (reason) {
+    kv.v.str.ptr = reason;
+    kv.v.str.len = (uint32_t)strlen(reason);
   }
-  series_t *s = find_or_add(POLYTEL_METRIC_COUNTER, "polytel.recorded", 16, "{item}", 6, NULL, 0);
+  series_t *s = find_or_add(POLYTEL_METRIC_COUNTER, name, (uint32_t)strlen(name), "{item}", 6, &kv,
+                            reason ? 1 : 0, now_ns, SERIES_UNCAPPED);
   if (s) {
-    s->isum = (int64_t)st.recorded;
+    s->isum = v > INT64_MAX ? INT64_MAX : (int64_t)v;
     s->has_value = 1;
   }
-  s = find_or_add(POLYTEL_METRIC_COUNTER, "polytel.exported", 16, "{item}", 6, NULL, 0);
+}
+
+/*
+ * Self-metrics: what polytel recorded, exported, dropped and could not
+ * confirm, all from the one stats read given (so they satisfy the identity
+ * among themselves), so an operator sees losses.
+ */
+static void self_metrics(const polytel_stats_t *st, uint64_t now_ns) {
+  self_counter("polytel.dropped", "buffer_full", st->dropped_buffer_full, now_ns);
+  self_counter("polytel.dropped", "depth", st->dropped_depth, now_ns);
+  self_counter("polytel.dropped", "export", st->dropped_export, now_ns);
+  self_counter("polytel.dropped", "invalid", st->dropped_invalid, now_ns);
+  self_counter("polytel.dropped", "rejected", st->dropped_rejected, now_ns);
+  self_counter("polytel.exported", NULL, st->exported, now_ns);
+  self_counter("polytel.recorded", NULL, st->recorded, now_ns);
+  self_counter("polytel.unconfirmed", NULL, st->unconfirmed, now_ns);
+  series_t *s =
+      find_or_add(POLYTEL_METRIC_GAUGE, "polytel.pending", 15, "{item}", 6, NULL, 0, now_ns, SERIES_UNCAPPED);
   if (s) {
-    s->isum = (int64_t)st.exported;
+    s->last = (double)st->pending;
     s->has_value = 1;
   }
+}
+
+/* Sum of a static counter over retired and live threads, saturating. Returns 1 when it saturated. */
+static int static_total(uint32_t slot, int64_t *total) {
+  int sat = 0;
+  pthread_mutex_lock(&polytel__registry_mu); /* retired and live together: a retiring thread counts once */
+  int64_t sum = atomic_load(&polytel__retired_counters[slot]);
+  for (polytel__thread_t *t = polytel__registry; t; t = t->next)
+    sat |= polytel__sat_add(sum, atomic_load_explicit(&t->counters[slot], POLYTEL__RELAXED), &sum);
+  pthread_mutex_unlock(&polytel__registry_mu);
+  *total = sum;
+  return sat;
 }
 
 int polytel__metrics_snapshot(polytel__metrics_snap_t *out, uint64_t now_ns) {
@@ -278,30 +426,32 @@ int polytel__metrics_snapshot(polytel__metrics_snap_t *out, uint64_t now_ns) {
     polytel_metric_t *m = polytel__static_metrics[slot];
     if (!m || m->kind == POLYTEL_METRIC_HISTOGRAM) continue;
     const char *unit = m->unit ? m->unit : "";
-    series_t *s =
-        find_or_add(m->kind, m->name, (uint32_t)strlen(m->name), unit, (uint32_t)strlen(unit), NULL, 0);
+    size_t nl = strlen(m->name);
+    series_t *s = find_or_add(m->kind, m->name, (uint32_t)nl, unit, (uint32_t)strlen(unit), NULL, 0, now_ns,
+                              SERIES_UNCAPPED);
     if (!s) continue;
+    s->desc = m;
     if (m->kind == POLYTEL_METRIC_COUNTER) {
-      int64_t total = atomic_load(&polytel__retired_counters[slot]);
-      pthread_mutex_lock(&polytel__registry_mu);
-      for (polytel__thread_t *t = polytel__registry; t; t = t->next)
-        total += atomic_load_explicit(&t->counters[slot], POLYTEL__RELAXED);
-      pthread_mutex_unlock(&polytel__registry_mu);
-      if (s->static_slot != slot) { /* first sight: the events part stays in isum */
-        s->static_slot = slot;
-      }
-      s->desc = m;
+      int64_t total;
+      /* The threads' parts may pass INT64_MAX only together: one lost increment, said once. */
+      if (static_total(slot, &total)) polytel__counter_total_saturated(m->name, nl);
+      s->static_slot = slot;
       s->has_value = s->has_value || total != 0;
-      s->last = (double)total; /* static part, added below */
+      s->istatic = total;
     } else {
       uint64_t bits = __atomic_load_n(&m->polytel__gauge, __ATOMIC_ACQUIRE);
-      memcpy(&s->last, &bits, 8);
-      s->has_value = 1;
+      double v;
+      memcpy(&v, &bits, 8);
+      if (isfinite(v)) { /* set_static refuses non-finite values; this is only the initial 0 bits */
+        s->last = v;
+        s->has_value = 1;
+      }
     }
   }
-  self_metrics();
+  polytel_stats(&out->self);
+  self_metrics(&out->self, now_ns);
 
-  series_t **all = malloc((g_n_series ? g_n_series : 1) * sizeof *all);
+  series_t **all = malloc((g_n_total ? g_n_total : 1) * sizeof *all);
   if (!all) return POLYTEL_ENOMEM;
   size_t n = 0;
   for (size_t b = 0; b < NBUCKETS; b++)
@@ -325,12 +475,17 @@ int polytel__metrics_snapshot(polytel__metrics_snap_t *out, uint64_t now_ns) {
     series_t *s = all[i];
     polytel__point_t *pt = &pts[i];
     memset(pt, 0, sizeof *pt);
+    /* A series never starts after the snapshot that reports it (wall-clock steps included): kept for good. */
+    if (s->start_ns > now_ns) s->start_ns = now_ns;
     pt->attrs = s->attrs;
     pt->n_attrs = s->n_attrs;
     pt->start_ns = s->start_ns;
     pt->time_ns = now_ns;
     if (s->kind == POLYTEL_METRIC_COUNTER) {
-      pt->v.i = s->isum + (s->static_slot ? (int64_t)s->last : 0);
+      int64_t v;
+      if (polytel__sat_add(s->isum, s->static_slot ? s->istatic : 0, &v))
+        saturated(s->name, strlen(s->name), 0, 1);
+      pt->v.i = v;
     } else if (s->kind == POLYTEL_METRIC_GAUGE) {
       pt->is_double = 1;
       pt->v.d = s->last;
@@ -385,14 +540,19 @@ void polytel__metrics_reset(void) {
     }
     g_table[b] = NULL;
   }
-  g_n_series = 0;
+  g_n_series = g_n_overflow = g_n_total = 0;
+  atomic_store(&g_warned_cap, 0);
+  memset(g_warned, 0, sizeof g_warned);
+  g_n_warned = 0;
   for (int i = 0; i < POLYTEL__MAX_STATIC_METRICS; i++) atomic_store(&polytel__retired_counters[i], 0);
 }
 
 /* fork: registration must not be mid-flight in another thread when the child starts. */
 void polytel__metrics_lock(void) {
   pthread_mutex_lock(&g_reg_mu);
+  pthread_mutex_lock(&g_warn_mu);
 }
 void polytel__metrics_unlock(void) {
+  pthread_mutex_unlock(&g_warn_mu);
   pthread_mutex_unlock(&g_reg_mu);
 }

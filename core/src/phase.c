@@ -1,5 +1,6 @@
 /* phase.c — the phase state machine, idempotence, fork hooks, flush/shutdown and stats. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,7 +71,8 @@ void polytel_config_init(polytel_config_t *cfg) {
 // clang-format off
 #define STR_FIELDS(X) \
   X(service_name) X(service_version) X(resource_attributes) X(endpoint) X(traces_endpoint) \
-  X(logs_endpoint) X(metrics_endpoint) X(headers) X(certificate) X(export_dir) X(sdk_language)
+  X(logs_endpoint) X(metrics_endpoint) X(headers) X(certificate) X(export_dir) X(sdk_language) \
+  X(client_certificate) X(client_key)
 // clang-format on
 
 static void user_free(polytel_config_t *c) {
@@ -80,13 +82,13 @@ static void user_free(polytel_config_t *c) {
   polytel_config_init(c);
 }
 
-/* dst (owned) takes every field that src sets. */
+/* dst (owned) takes every field that src sets (src may be an older, shorter struct: see struct_size). */
 static void user_merge(polytel_config_t *dst, const polytel_config_t *src) {
   if (!src) return;
-#define X(f)                 \
-  if (src->f) {              \
-    free((char *)dst->f);    \
-    dst->f = strdup(src->f); \
+#define X(f)                                                                         \
+  if (offsetof(polytel_config_t, f) + sizeof src->f <= src->struct_size && src->f) { \
+    free((char *)dst->f);                                                            \
+    dst->f = strdup(src->f);                                                         \
   }
   STR_FIELDS(X)
 #undef X
@@ -195,6 +197,7 @@ static int phase1_locked(const polytel_config_t *cfg) {
   g_have_cfg = 1;
   polytel__console_configure(c.console, c.console_format, c.console_level, c.color);
   polytel__buffers_init(c.max_memory_bytes);
+  polytel__metrics_set_max_series(c.max_metric_series);
   pthread_once(&g_atfork_once, register_atfork);
   g_phase1_active = c.telemetry_enabled && !c.sdk_disabled;
   atomic_store(&g_phase, g_phase1_active ? POLYTEL_PHASE_DEFERRED : POLYTEL_PHASE_CONSOLE);
@@ -264,22 +267,27 @@ static void phase2_commit(polytel__cfg_t *c) {
   g_cfg = *c;
   polytel__console_configure(g_cfg.console, g_cfg.console_format, g_cfg.console_level, g_cfg.color);
   polytel__buffers_set_cap(g_cfg.max_memory_bytes);
+  polytel__metrics_set_max_series(g_cfg.max_metric_series);
   atomic_store(&g_phase, POLYTEL_PHASE_FULL);
   polytel__update_levels();
 }
 
 static void announce(void) {
-  const char *svc = g_cfg.service_name ? g_cfg.service_name : "";
+  /* Echoed values follow the documented limit (64 bytes, URLs without userinfo or query). */
+  char svc[POLYTEL__SHOW_BUF], where[POLYTEL__SHOW_BUF];
+  const char *name = g_cfg.service_name ? g_cfg.service_name : "";
+  polytel__show(svc, sizeof svc, name, strlen(name));
   if (g_cfg.exporter == POLYTEL_EXPORTER_FILE)
     polytel__diag(POLYTEL_LEVEL_INFO, "full telemetry: writing OTLP/JSON lines to %s/ as service \"%s\"",
-                  g_cfg.export_dir, svc);
+                  polytel__show_path(where, sizeof where, g_cfg.export_dir), svc);
   else if (g_cfg.exporter == POLYTEL_EXPORTER_NONE)
     polytel__diag(POLYTEL_LEVEL_INFO,
                   "full telemetry: recording with no exporter (POLYTEL_EXPORTER=none) as service \"%s\"",
                   svc);
   else
     polytel__diag(POLYTEL_LEVEL_INFO, "full telemetry: exporting to %s (%s%s) as service \"%s\"",
-                  g_cfg.endpoint, protocol_name(g_cfg.protocol), g_cfg.gzip ? ", gzip" : "", svc);
+                  polytel__show_url(where, sizeof where, g_cfg.endpoint), protocol_name(g_cfg.protocol),
+                  g_cfg.gzip ? ", gzip" : "", svc);
 }
 
 int polytel_init_full_telemetry(struct uv_loop_s *loop, const polytel_config_t *cfg) {
@@ -397,6 +405,36 @@ int polytel_flush(uint32_t timeout_ms) {
   return rc;
 }
 
+/*
+ * The last word of a cycle, from the core so every language prints it: what
+ * was lost since this init, by cause, and what could not be confirmed.
+ */
+static void shutdown_summary(const polytel_stats_t *st, int deferred) {
+  uint64_t dropped = st->dropped - g_base.dropped, unconfirmed = st->unconfirmed - g_base.unconfirmed;
+  if (!dropped && !unconfirmed) return;
+  struct {
+    const char *name;
+    uint64_t n;
+  } causes[] = {{"dropped_export", st->dropped_export - g_base.dropped_export},
+                {"dropped_buffer_full", st->dropped_buffer_full - g_base.dropped_buffer_full},
+                {"dropped_rejected", st->dropped_rejected - g_base.dropped_rejected},
+                {"dropped_invalid", st->dropped_invalid - g_base.dropped_invalid},
+                {"dropped_depth", st->dropped_depth - g_base.dropped_depth}};
+  char by[256] = "";
+  size_t used = 0;
+  for (size_t i = 0; i < sizeof causes / sizeof causes[0]; i++) {
+    if (!causes[i].n) continue;
+    int k = snprintf(by + used, sizeof by - used, "%s%s %llu", used ? ", " : " (", causes[i].name,
+                     (unsigned long long)causes[i].n);
+    if (k > 0 && (size_t)k < sizeof by - used) used += (size_t)k;
+  }
+  if (used && used + 1 < sizeof by) by[used++] = ')', by[used] = '\0';
+  /* Expected in a pre-fork master that leaves export to its workers (already explained above). */
+  polytel__diag(deferred ? POLYTEL_LEVEL_INFO : POLYTEL_LEVEL_WARN,
+                "shutdown: %llu record%s dropped%s, %llu unconfirmed (sent, no answer before the deadline)",
+                (unsigned long long)dropped, dropped == 1 ? "" : "s", by, (unsigned long long)unconfirmed);
+}
+
 int polytel_shutdown(uint32_t timeout_ms) {
   pthread_mutex_lock(&g_phase_mu);
   int phase = atomic_load(&g_phase);
@@ -425,7 +463,7 @@ int polytel_shutdown(uint32_t timeout_ms) {
     /* Expected in a pre-fork master that leaves export to its workers; say it, never silently. */
     polytel__diag(POLYTEL_LEVEL_INFO,
                   "shutdown: %llu log records/spans recorded while deferred were never exported "
-                  "(phase 2 never ran in this process); counted as dropped",
+                  "(phase 2 never ran in this process); counted as dropped_export",
                   (unsigned long long)discarded);
   if (g_have_res) {
     polytel__resource_free(&g_res);
@@ -435,31 +473,42 @@ int polytel_shutdown(uint32_t timeout_ms) {
     user_free(&g_user);
     g_have_user = 0;
   }
-  pthread_mutex_unlock(&g_phase_mu);
-  /* 0 only if everything recorded since this init was delivered (invalid calls aside). */
   polytel_stats_t st;
   polytel_stats(&st);
-  if (rc == 0 && (st.exported - g_base.exported) + (st.dropped_invalid - g_base.dropped_invalid) !=
-                     st.recorded - g_base.recorded)
+  shutdown_summary(&st, phase == POLYTEL_PHASE_DEFERRED);
+  pthread_mutex_unlock(&g_phase_mu);
+  /* 0 only if everything recorded since this init was delivered and confirmed (bad calls aside). */
+  uint64_t bad_calls =
+      (st.dropped_invalid - g_base.dropped_invalid) + (st.dropped_depth - g_base.dropped_depth);
+  if (rc == 0 && st.unconfirmed != g_base.unconfirmed)
+    rc = POLYTEL_ETIMEDOUT; /* answers that never came */
+  else if (rc == 0 && (st.exported - g_base.exported) + bad_calls != st.recorded - g_base.recorded)
     rc = POLYTEL_EDROPPED;
   return rc;
 }
 
 /* ------------------------------------------------------------------ stats */
 
-static void sum_threads(uint64_t *logs, uint64_t *spans, uint64_t *full, uint64_t *inv, uint64_t *trunc) {
-  *logs = atomic_load(&polytel__acct.retired_logs);
-  *spans = atomic_load(&polytel__acct.retired_spans);
-  *full = atomic_load(&polytel__acct.retired_drop_full);
-  *inv = atomic_load(&polytel__acct.retired_drop_invalid);
-  *trunc = atomic_load(&polytel__acct.retired_truncated);
+typedef struct thread_sums_s {
+  uint64_t logs, spans, full, inv, depth, trunc;
+} thread_sums_t;
+
+/* Retired totals are read under the registry lock: a thread retiring meanwhile is counted exactly once. */
+static void sum_threads(thread_sums_t *s) {
   pthread_mutex_lock(&polytel__registry_mu);
+  s->logs = atomic_load(&polytel__acct.retired_logs);
+  s->spans = atomic_load(&polytel__acct.retired_spans);
+  s->full = atomic_load(&polytel__acct.retired_drop_full);
+  s->inv = atomic_load(&polytel__acct.retired_drop_invalid);
+  s->depth = atomic_load(&polytel__acct.retired_drop_depth);
+  s->trunc = atomic_load(&polytel__acct.retired_truncated);
   for (polytel__thread_t *t = polytel__registry; t; t = t->next) {
-    *logs += atomic_load_explicit(&t->n_logs, POLYTEL__RELAXED);
-    *spans += atomic_load_explicit(&t->n_spans, POLYTEL__RELAXED);
-    *full += atomic_load_explicit(&t->n_drop_full, POLYTEL__RELAXED);
-    *inv += atomic_load_explicit(&t->n_drop_invalid, POLYTEL__RELAXED);
-    *trunc += atomic_load_explicit(&t->n_truncated, POLYTEL__RELAXED);
+    s->logs += atomic_load_explicit(&t->n_logs, POLYTEL__RELAXED);
+    s->spans += atomic_load_explicit(&t->n_spans, POLYTEL__RELAXED);
+    s->full += atomic_load_explicit(&t->n_drop_full, POLYTEL__RELAXED);
+    s->inv += atomic_load_explicit(&t->n_drop_invalid, POLYTEL__RELAXED);
+    s->depth += atomic_load_explicit(&t->n_drop_depth, POLYTEL__RELAXED);
+    s->trunc += atomic_load_explicit(&t->n_truncated, POLYTEL__RELAXED);
   }
   pthread_mutex_unlock(&polytel__registry_mu);
 }
@@ -467,24 +516,34 @@ static void sum_threads(uint64_t *logs, uint64_t *spans, uint64_t *full, uint64_
 int polytel_stats(polytel_stats_t *out) {
   if (!out) return POLYTEL_EINVAL;
   memset(out, 0, sizeof *out);
-  /* Outcomes first, then attempts: pending can never go negative. */
+  /*
+   * Outcomes first, then attempts: pending can never go negative. An outcome
+   * is always counted after its record, and a partial_success moves records by
+   * adding to dropped_rejected only what it does not add to exported.
+   */
   out->exported = atomic_load(&polytel__acct.exported);
   out->dropped_export = atomic_load(&polytel__acct.dropped_export);
+  out->dropped_rejected = atomic_load(&polytel__acct.dropped_rejected);
+  out->unconfirmed = atomic_load(&polytel__acct.unconfirmed);
   uint64_t orphan = atomic_load(&polytel__acct.orphan_drop);
-  uint64_t logs, spans, full, inv, trunc;
-  sum_threads(&logs, &spans, &full, &inv, &trunc);
-  out->logs_recorded = logs;
-  out->spans_recorded = spans;
-  out->recorded = logs + spans + orphan;
-  out->dropped_buffer_full = full + orphan;
-  out->dropped_invalid = inv;
-  out->truncated = trunc;
-  out->dropped = out->dropped_buffer_full + out->dropped_invalid + out->dropped_export;
-  uint64_t done = out->exported + out->dropped;
+  thread_sums_t ts;
+  sum_threads(&ts);
+  out->logs_recorded = ts.logs;
+  out->spans_recorded = ts.spans;
+  out->recorded = ts.logs + ts.spans + orphan;
+  out->dropped_buffer_full = ts.full + orphan;
+  out->dropped_invalid = ts.inv;
+  out->dropped_depth = ts.depth;
+  out->truncated = ts.trunc;
+  out->dropped = out->dropped_buffer_full + out->dropped_invalid + out->dropped_depth + out->dropped_export +
+                 out->dropped_rejected;
+  uint64_t done = out->exported + out->dropped + out->unconfirmed;
   out->pending = out->recorded > done ? out->recorded - done : 0;
   out->export_requests = atomic_load(&polytel__acct.export_requests);
   out->export_retries = atomic_load(&polytel__acct.export_retries);
   out->export_failures = atomic_load(&polytel__acct.export_failures);
+  out->dropped_series = atomic_load(&polytel__acct.dropped_series);
+  out->metric_saturated = atomic_load(&polytel__acct.metric_saturated);
   out->buffer_bytes = polytel__pool_bytes();
   out->buffer_bytes_max = polytel__pool_cap();
   return 0;

@@ -1,4 +1,5 @@
 /* pipeline.c — drain blocks into batches, encode requests, retry/drop policy and accounting. No I/O. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -6,11 +7,16 @@
 #include "encode.h"
 #include "internal.h"
 #include "pipeline.h"
+#include "response.h"
 
 #define MAX_IN_FLIGHT 4
+/* Backoff step n (0-based): min(INITIAL << n, MAX), then full jitter in [step/2, step]. */
 #define BACKOFF_INITIAL_MS 500
 #define BACKOFF_MAX_MS 5000
+/* The shortest wait between two attempts of one request, whatever asks for sooner (a flush included). */
+#define BACKOFF_FLOOR_MS (BACKOFF_INITIAL_MS / 2)
 #define WARN_EVERY_MS 10000
+#define WARN_SLOTS 32
 
 /* Chunked arena: pointers stay valid until the whole batch is freed. */
 typedef struct chunk_s {
@@ -26,6 +32,16 @@ typedef struct batch_s {
   chunk_t *arena;
 } batch_t;
 
+/* One warning line per (signal, cause, outcome) per interval; what it could not say yet accumulates. */
+typedef struct warn_slot_s {
+  int used;
+  int signal;
+  int cause; /* HTTP status, or -1 - net class */
+  int outcome;
+  uint64_t last_ms;
+  uint64_t requests, items; /* since the last line */
+} warn_slot_t;
+
 struct polytel__pipeline_s {
   const polytel__cfg_t *cfg;
   const polytel__resource_t *res;
@@ -40,9 +56,11 @@ struct polytel__pipeline_s {
   int forcing;
   uint64_t flush_target; /* recorded count when the last flush began: what it must deliver */
   int metrics_owed;      /* a flush wants a metrics snapshot once every block is drained */
+  int settle_owed;       /* a flush wants the self-metrics once its records are settled */
+  int metrics_in_flight; /* at most one: cumulative snapshots must arrive in time order */
   uint64_t rng[2];
-  uint64_t last_warn_ms;
-  uint64_t warn_suppressed;
+  warn_slot_t warn[WARN_SLOTS];
+  polytel_stats_t last_self; /* the stats the last snapshot's self-metrics were taken from */
 };
 
 /* ------------------------------------------------------------------ arena */
@@ -98,23 +116,181 @@ static const polytel__kv_t *arena_kv(chunk_t **a, const polytel__kv_t *kv, uint3
 
 /* --------------------------------------------------------------- warnings */
 
-static void warn_limited(polytel__pipeline_t *pl, const char *what, int status, const char *signal) {
-  uint64_t now = polytel__now_ms();
-  if (pl->last_warn_ms && now - pl->last_warn_ms < WARN_EVERY_MS) {
-    pl->warn_suppressed++;
-    return;
-  }
-  if (pl->warn_suppressed)
-    polytel__diag(POLYTEL_LEVEL_WARN, "export of %s %s (status %d); %llu similar warnings suppressed", signal,
-                  what, status, (unsigned long long)pl->warn_suppressed);
-  else
-    polytel__diag(POLYTEL_LEVEL_WARN, "export of %s %s (status %d)", signal, what, status);
-  pl->last_warn_ms = now;
-  pl->warn_suppressed = 0;
+static int retryable_status(int status) {
+  return status == 429 || status == 502 || status == 503 || status == 504;
 }
+
+enum { OUT_RETRY, OUT_DROPPED, OUT_UNCONFIRMED, OUT_REJECTED_PART };
 
 static const char *sig_name(polytel__signal_t s) {
   return s == POLYTEL__SIG_TRACES ? "spans" : s == POLYTEL__SIG_LOGS ? "logs" : "metrics";
+}
+
+static const char *item_noun(polytel__signal_t s, uint64_t n) {
+  if (s == POLYTEL__SIG_TRACES) return n == 1 ? "span" : "spans";
+  return n == 1 ? "log record" : "log records";
+}
+
+/*
+ * Due now? Accumulates this event's requests and items in its slot, and when
+ * a line is due hands back the totals since the last one.
+ */
+static int warn_due(polytel__pipeline_t *pl, polytel__signal_t sig, int cause, int outcome, uint64_t items,
+                    uint64_t now, uint64_t *requests, uint64_t *total) {
+  warn_slot_t *w = NULL, *oldest = &pl->warn[0];
+  for (int i = 0; i < WARN_SLOTS; i++) {
+    warn_slot_t *c = &pl->warn[i];
+    if (c->used && c->signal == (int)sig && c->cause == cause && c->outcome == outcome) {
+      w = c;
+      break;
+    }
+    if (!c->used || (oldest->used && c->last_ms < oldest->last_ms)) oldest = c;
+  }
+  if (!w) {
+    w = oldest;
+    memset(w, 0, sizeof *w);
+    w->used = 1;
+    w->signal = (int)sig;
+    w->cause = cause;
+    w->outcome = outcome;
+  }
+  w->requests++;
+  w->items += items;
+  if (w->last_ms && now - w->last_ms < WARN_EVERY_MS) return 0;
+  *requests = w->requests;
+  *total = w->items;
+  w->requests = w->items = 0;
+  w->last_ms = now ? now : 1;
+  return 1;
+}
+
+/* "(HTTP 400: "message")", "(connect: Connection refused)": the cause, its untrusted text quoted. */
+static void cause_text(char *out, size_t cap, int file, const polytel__response_t *r,
+                       const polytel__otlp_answer_t *a) {
+  char q[8 * POLYTEL__QUOTE_MAX + 16];
+  if (file) {
+    polytel__quote_untrusted(q, sizeof q, r->error ? r->error : "", r->error ? strlen(r->error) : 0,
+                             POLYTEL__QUOTE_MAX);
+    snprintf(out, cap, "write: %s", q);
+    return;
+  }
+  if (r->net == POLYTEL__NET_OK) {
+    if (a->message_len) {
+      polytel__quote_untrusted(q, sizeof q, a->message, a->message_len, POLYTEL__QUOTE_MAX);
+      snprintf(out, cap, "HTTP %d: \"%s\"", r->status, q);
+    } else {
+      snprintf(out, cap, "HTTP %d", r->status);
+    }
+    return;
+  }
+  static const char *const names[] = {"ok", "connect", "timeout", "tls", "network", "shutdown"};
+  const char *name = (unsigned)r->net < 6 ? names[r->net] : "network";
+  if (r->error && *r->error) {
+    polytel__quote_untrusted(q, sizeof q, r->error, strlen(r->error), POLYTEL__QUOTE_MAX);
+    snprintf(out, cap, "%s: %s", name, q);
+  } else {
+    snprintf(out, cap, "%s", name);
+  }
+}
+
+/* What went wrong, in words, before the cause in parentheses. */
+static const char *failure_words(const polytel__pipeline_t *pl, const polytel__response_t *r) {
+  if (pl->cfg->exporter == POLYTEL_EXPORTER_FILE)
+    return "failed: could not be written to the export directory";
+  switch (r->net) {
+    case POLYTEL__NET_OK:
+      return r->status == 429 ? "failed: the collector is rate limiting"
+             : r->status == 502 || r->status == 503 || r->status == 504
+                 ? "failed: the collector is unavailable"
+                 : "rejected by the collector";
+    case POLYTEL__NET_CONNECT:
+      return "failed: collector unreachable";
+    case POLYTEL__NET_TIMEOUT:
+      return "failed: no answer in time";
+    case POLYTEL__NET_TLS:
+      return "failed: TLS verification or handshake failed";
+    default:
+      return "failed: transport error";
+  }
+}
+
+/* The warning line for one finished attempt (rate-limited). */
+static void warn_outcome(polytel__pipeline_t *pl, const polytel__request_t *req, const polytel__response_t *r,
+                         const polytel__otlp_answer_t *a, int outcome, uint64_t now) {
+  int cause = r->net == POLYTEL__NET_OK ? r->status : -1 - (int)r->net;
+  uint64_t requests, n;
+  if (!warn_due(pl, req->signal, cause, outcome, req->n_items, now, &requests, &n)) return;
+  char why[8 * POLYTEL__QUOTE_MAX + 64], more[64] = "";
+  cause_text(why, sizeof why, pl->cfg->exporter == POLYTEL_EXPORTER_FILE, r, a);
+  const char *sig = sig_name(req->signal), *words = failure_words(pl, r);
+  if (requests > 1) snprintf(more, sizeof more, " over %llu requests", (unsigned long long)requests);
+  int metrics = req->signal == POLYTEL__SIG_METRICS;
+  switch (outcome) {
+    case OUT_RETRY:
+      if (requests > 1)
+        snprintf(more, sizeof more, "; %llu failed attempts since the last such line",
+                 (unsigned long long)requests);
+      if (metrics)
+        polytel__diag(POLYTEL_LEVEL_WARN, "export of metrics %s (%s); retrying%s", words, why, more);
+      else
+        polytel__diag(POLYTEL_LEVEL_WARN, "export of %s %s (%s); retrying (%llu %s waiting)%s", sig, words,
+                      why, (unsigned long long)pl->queued_items[req->signal == POLYTEL__SIG_LOGS],
+                      item_noun(req->signal, pl->queued_items[req->signal == POLYTEL__SIG_LOGS]), more);
+      break;
+    case OUT_DROPPED: {
+      /* A rejection says itself that it is final; a network failure says why it stopped. */
+      const char *how =
+          r->net == POLYTEL__NET_TLS ? "; not retried: this will not heal without a configuration "
+                                       "change (the certificate, OTEL_EXPORTER_OTLP_CERTIFICATE)"
+          : r->net == POLYTEL__NET_OK && !retryable_status(r->status) ? ""
+                                                                      : "; retries exhausted within "
+                                                                        "the export timeout";
+      if (metrics)
+        polytel__diag(
+            POLYTEL_LEVEL_WARN,
+            "export of metrics %s (%s)%s; the snapshot is dropped%s (metric points are not records: "
+            "the next snapshot carries the cumulative totals)",
+            words, why, how, more);
+      else
+        polytel__diag(POLYTEL_LEVEL_WARN,
+                      "export of %s %s (%s)%s; %llu %s dropped%s (counted as dropped_export)", sig, words,
+                      why, how, (unsigned long long)n, item_noun(req->signal, n), more);
+      break;
+    }
+    case OUT_UNCONFIRMED:
+      polytel__diag(POLYTEL_LEVEL_WARN,
+                    "export of %s %s (%s); %llu %s unconfirmed%s: sent, but no answer came within the export "
+                    "timeout, so they may or may not have arrived (counted as unconfirmed)",
+                    sig, words, why, (unsigned long long)n, item_noun(req->signal, n), more);
+      break;
+  }
+}
+
+/* A 2xx that carried a partial_success: the rejected records and the collector's message. */
+static void warn_partial(polytel__pipeline_t *pl, const polytel__request_t *req,
+                         const polytel__otlp_answer_t *a, uint64_t rejected, uint64_t now) {
+  uint64_t requests, n;
+  if (!warn_due(pl, req->signal, 200, OUT_REJECTED_PART, rejected, now, &requests, &n)) return;
+  char q[8 * POLYTEL__QUOTE_MAX + 16], what[8 * POLYTEL__QUOTE_MAX + 48], more[64] = "";
+  polytel__quote_untrusted(q, sizeof q, a->message, a->message_len, POLYTEL__QUOTE_MAX);
+  if (a->message_len)
+    snprintf(what, sizeof what, "partial_success: \"%s\"", q);
+  else
+    snprintf(what, sizeof what, "partial_success, no message");
+  if (requests > 1) snprintf(more, sizeof more, " over %llu requests", (unsigned long long)requests);
+  const char *sig = sig_name(req->signal);
+  if (req->signal == POLYTEL__SIG_METRICS)
+    polytel__diag(POLYTEL_LEVEL_WARN,
+                  "export of metrics partially rejected by the collector (%s); %llu data points rejected%s",
+                  what, (unsigned long long)n, more);
+  else if (n)
+    polytel__diag(POLYTEL_LEVEL_WARN,
+                  "export of %s partially rejected by the collector (%s); %llu %s dropped%s (counted as "
+                  "dropped_rejected)",
+                  sig, what, (unsigned long long)n, item_noun(req->signal, n), more);
+  else
+    polytel__diag(POLYTEL_LEVEL_WARN, "export of %s accepted with a warning from the collector (%s)", sig,
+                  what);
 }
 
 /* --------------------------------------------------------------- requests */
@@ -137,6 +313,23 @@ static void enqueue(polytel__pipeline_t *pl, polytel__signal_t sig, polytel__buf
     atomic_fetch_add(&polytel__acct.export_failures, 1);
     return;
   }
+  if (sig == POLYTEL__SIG_METRICS) {
+    /* Cumulative: a snapshot still waiting (queued or in backoff) is superseded; it keeps its place and pace.
+     */
+    for (polytel__request_t *q = pl->head; q; q = q->next) {
+      if (q->signal != POLYTEL__SIG_METRICS || q->in_flight) continue;
+      free(q->owned_body);
+      q->owned_body = body->data;
+      q->body = body->data;
+      q->body_len = body->len;
+      q->gzip = r->gzip;
+      q->first_try_ms = now;
+      memset(body, 0, sizeof *body);
+      free(r);
+      return;
+    }
+  }
+  r->retry_after_ms = -1;
   r->signal = sig;
   r->url = pl->cfg->signal_url[sig];
   r->owned_body = body->data;
@@ -186,6 +379,7 @@ static void collect_metrics(polytel__pipeline_t *pl, uint64_t now) {
   int rc = polytel__metrics_snapshot(&snap, polytel_now_ns());
   pthread_mutex_unlock(&polytel__consume_mu);
   if (rc != 0) return;
+  pl->last_self = snap.self;
   if (snap.n) {
     polytel__buf_t body = {0};
     if (polytel__encode_metrics(&body, pl->fmt, pl->res, snap.recs, snap.n) != 0) body.oom = 1;
@@ -337,6 +531,19 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
     pl->metrics_owed = 0;
     collect_metrics(pl, now);
   }
+  if (pl->forcing && pl->settle_owed && !pl->metrics_owed && items_pending(pl) == 0) {
+    /*
+     * Everything the flush owed is settled: the self-metrics go once more, so
+     * the last polytel.exported a backend sees is what polytel_stats() says
+     * (the first snapshot went before these records were answered).
+     */
+    pl->settle_owed = 0;
+    polytel_stats_t st;
+    polytel_stats(&st);
+    if (st.recorded != pl->last_self.recorded || st.exported != pl->last_self.exported ||
+        st.dropped != pl->last_self.dropped || st.unconfirmed != pl->last_self.unconfirmed)
+      collect_metrics(pl, now);
+  }
   if (pl->forcing && drained) {
     cut_logs(pl, now);
     cut_spans(pl, now);
@@ -367,6 +574,7 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
 void polytel__pipeline_force(polytel__pipeline_t *pl, uint64_t now) {
   pl->forcing = 1;
   pl->flush_target = polytel__recorded_total();
+  pl->settle_owed = pl->encode && pl->cfg->signal_enabled[POLYTEL__SIG_METRICS];
   int drained = drain(pl);
   cut_logs(pl, now);
   cut_spans(pl, now);
@@ -378,18 +586,30 @@ void polytel__pipeline_force(polytel__pipeline_t *pl, uint64_t now) {
     collect_metrics(pl, now);
   else
     pl->metrics_owed = 1;
-  /* Anything in backoff goes now: a flush is an explicit request to deliver. */
-  for (polytel__request_t *r = pl->head; r; r = r->next)
-    if (r->not_before_ms > now) r->not_before_ms = now;
+  /*
+   * Anything in backoff goes now (a flush is an explicit request to deliver),
+   * but never sooner than the floor after its last attempt, nor before the
+   * collector's Retry-After: a flush loop must not become a request loop.
+   */
+  for (polytel__request_t *r = pl->head; r; r = r->next) {
+    if (r->in_flight || r->not_before_ms <= now || !r->attempt) continue;
+    uint64_t wait = BACKOFF_FLOOR_MS;
+    if (r->retry_after_ms > (int64_t)wait) wait = (uint64_t)r->retry_after_ms;
+    uint64_t at = r->last_done_ms + wait;
+    if (at < now) at = now;
+    if (at < r->not_before_ms) r->not_before_ms = at;
+  }
 }
 
 polytel__request_t *polytel__pipeline_next(polytel__pipeline_t *pl, uint64_t now) {
   if (pl->in_flight >= MAX_IN_FLIGHT) return NULL;
   for (polytel__request_t *r = pl->head; r; r = r->next) {
     if (r->in_flight || r->not_before_ms > now) continue;
+    if (r->signal == POLYTEL__SIG_METRICS && pl->metrics_in_flight) continue;
     r->in_flight = 1;
     r->transport_data = NULL;
     pl->in_flight++;
+    if (r->signal == POLYTEL__SIG_METRICS) pl->metrics_in_flight = 1;
     return r;
   }
   return NULL;
@@ -407,57 +627,101 @@ static void unlink_req(polytel__pipeline_t *pl, polytel__request_t *req) {
   if (req->signal != POLYTEL__SIG_METRICS) pl->queued_items[req->signal == POLYTEL__SIG_LOGS] -= req->n_items;
 }
 
-static int retryable(int status) {
-  return status == 0 || status == 429 || status == 502 || status == 503 || status == 504;
+/* Step n of the schedule, jittered: [base/2, base], base = min(INITIAL << n, MAX). */
+static uint64_t backoff_step(polytel__pipeline_t *pl, uint32_t attempt) {
+  uint32_t a = attempt < 16 ? attempt : 16;
+  uint64_t base = (uint64_t)BACKOFF_INITIAL_MS << a;
+  if (base > BACKOFF_MAX_MS) base = BACKOFF_MAX_MS;
+  /* Full jitter in [base/2, base]: clients that failed together do not retry together. */
+  return base / 2 + polytel__rng_next(pl->rng) % (base / 2 + 1);
 }
 
-void polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req, int status,
-                            int64_t retry_after_ms, uint64_t now) {
-  req->in_flight = 0;
-  if (pl->in_flight) pl->in_flight--;
-  atomic_fetch_add(&polytel__acct.export_requests, 1);
-  if (status >= 200 && status < 300) {
-    atomic_fetch_add(&polytel__acct.exported, req->n_items);
-    unlink_req(pl, req);
-    free_request(req);
-    return;
-  }
-  const polytel__cfg_t *c = pl->cfg;
-  uint64_t timeout = req->signal == POLYTEL__SIG_TRACES ? c->bsp.export_timeout_ms
-                     : req->signal == POLYTEL__SIG_LOGS ? c->blrp.export_timeout_ms
-                                                        : c->metric_export_timeout_ms;
-  if (retryable(status)) {
-    uint64_t backoff;
-    if (retry_after_ms >= 0) {
-      backoff = (uint64_t)retry_after_ms; /* the server knows best */
-    } else {
-      uint32_t a = req->attempt < 16 ? req->attempt : 16;
-      uint64_t base = (uint64_t)BACKOFF_INITIAL_MS << a;
-      if (base > BACKOFF_MAX_MS) base = BACKOFF_MAX_MS;
-      /* Full jitter in [base/2, base]: clients that failed together do not retry together. */
-      backoff = base / 2 + polytel__rng_next(pl->rng) % (base / 2 + 1);
-    }
-    if (now - req->first_try_ms + backoff <= timeout) {
-      req->attempt++;
-      req->not_before_ms = now + backoff;
-      atomic_fetch_add(&polytel__acct.export_retries, 1);
-      if (status == 0)
-        warn_limited(pl, "failed: collector unreachable or timed out; retrying", status,
-                     sig_name(req->signal));
-      return;
-    }
-    warn_limited(pl, "dropped: retries exhausted within the export timeout", status, sig_name(req->signal));
-  } else {
-    warn_limited(pl,
-                 c->exporter == POLYTEL_EXPORTER_FILE
-                     ? "could not be written to the export directory; dropped"
-                     : "rejected by the collector; dropped (not retried)",
-                 status, sig_name(req->signal));
-  }
-  atomic_fetch_add(&polytel__acct.dropped_export, req->n_items);
-  atomic_fetch_add(&polytel__acct.export_failures, 1);
+static int newer_metrics_queued(const polytel__pipeline_t *pl, const polytel__request_t *req) {
+  for (const polytel__request_t *r = pl->head; r; r = r->next)
+    if (r != req && r->signal == POLYTEL__SIG_METRICS) return 1;
+  return 0;
+}
+
+/* Counts a request's records as dropped or unconfirmed, frees it. */
+static polytel__done_t finish(polytel__pipeline_t *pl, polytel__request_t *req, polytel__done_t how) {
+  if (how == POLYTEL__DONE_UNCONFIRMED)
+    atomic_fetch_add(&polytel__acct.unconfirmed, req->n_items);
+  else if (how == POLYTEL__DONE_DROPPED)
+    atomic_fetch_add(&polytel__acct.dropped_export, req->n_items);
+  if (how != POLYTEL__DONE_EXPORTED && (req->n_items || req->signal == POLYTEL__SIG_METRICS))
+    atomic_fetch_add(&polytel__acct.export_failures, 1);
   unlink_req(pl, req);
   free_request(req);
+  return how;
+}
+
+static void accepted(polytel__pipeline_t *pl, polytel__request_t *req, const polytel__response_t *resp,
+                     uint64_t now) {
+  polytel__otlp_answer_t a;
+  polytel__response_parse(req->signal, resp->status, resp->body, resp->body_len, resp->content_type, pl->fmt,
+                          &a);
+  uint64_t rejected = a.rejected;
+  if (req->signal == POLYTEL__SIG_METRICS) {
+    if (a.rejected || a.message_len) warn_partial(pl, req, &a, rejected, now);
+    return;
+  }
+  if (rejected > req->n_items) rejected = req->n_items; /* a collector cannot reject more than it got */
+  /* Two adds, the exported part first: a reader in between sees them pending, never counted twice. */
+  atomic_fetch_add(&polytel__acct.exported, req->n_items - rejected);
+  if (rejected) atomic_fetch_add(&polytel__acct.dropped_rejected, rejected);
+  if (rejected || a.message_len) warn_partial(pl, req, &a, rejected, now);
+}
+
+polytel__done_t polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req,
+                                       const polytel__response_t *resp, uint64_t now) {
+  static const polytel__response_t none = {.net = POLYTEL__NET_OTHER, .retry_after_ms = -1};
+  polytel__response_t r = resp ? *resp : none;
+  if (r.net == POLYTEL__NET_OK && r.status <= 0) r.net = POLYTEL__NET_OTHER; /* an answer has a status */
+  if (r.net != POLYTEL__NET_OK) r.status = 0;
+  req->in_flight = 0;
+  if (pl->in_flight) pl->in_flight--;
+  if (req->signal == POLYTEL__SIG_METRICS) pl->metrics_in_flight = 0;
+  req->last_done_ms = now;
+  if (r.net != POLYTEL__NET_ABORTED) atomic_fetch_add(&polytel__acct.export_requests, 1);
+  int answered = r.net == POLYTEL__NET_OK;
+  if (!answered && r.sent) req->maybe_delivered = 1;
+  /* A failure after any attempt was sent unanswered: those records may have arrived. */
+  polytel__done_t lost = req->maybe_delivered ? POLYTEL__DONE_UNCONFIRMED : POLYTEL__DONE_DROPPED;
+  static const polytel__otlp_answer_t no_answer;
+  polytel__otlp_answer_t a = no_answer;
+
+  if (answered && r.status >= 200 && r.status < 300) {
+    accepted(pl, req, &r, now);
+    return finish(pl, req, POLYTEL__DONE_EXPORTED);
+  }
+  if (r.net == POLYTEL__NET_ABORTED) return finish(pl, req, lost); /* shutdown: its summary line says it */
+  if (answered)
+    polytel__response_parse(req->signal, r.status, r.body, r.body_len, r.content_type, pl->fmt, &a);
+
+  const polytel__cfg_t *c = pl->cfg;
+  int file = c->exporter == POLYTEL_EXPORTER_FILE;
+  int retry = !file && (answered ? retryable_status(r.status) : r.net != POLYTEL__NET_TLS);
+  if (retry && req->signal == POLYTEL__SIG_METRICS && newer_metrics_queued(pl, req))
+    return finish(pl, req, POLYTEL__DONE_DROPPED); /* superseded: the newer snapshot carries the totals */
+  if (retry) {
+    uint64_t timeout = req->signal == POLYTEL__SIG_TRACES ? c->bsp.export_timeout_ms
+                       : req->signal == POLYTEL__SIG_LOGS ? c->blrp.export_timeout_ms
+                                                          : c->metric_export_timeout_ms;
+    /* The floor is the backoff step: a Retry-After may ask for longer, never for sooner. */
+    uint64_t delay = backoff_step(pl, req->attempt);
+    req->retry_after_ms = answered ? r.retry_after_ms : -1;
+    if (req->retry_after_ms > 0 && (uint64_t)req->retry_after_ms > delay)
+      delay = (uint64_t)req->retry_after_ms;
+    if (now - req->first_try_ms + delay <= timeout) {
+      req->attempt++;
+      req->not_before_ms = now + delay;
+      atomic_fetch_add(&polytel__acct.export_retries, 1);
+      warn_outcome(pl, req, &r, &a, OUT_RETRY, now);
+      return POLYTEL__DONE_RETRY;
+    }
+  }
+  warn_outcome(pl, req, &r, &a, lost == POLYTEL__DONE_UNCONFIRMED ? OUT_UNCONFIRMED : OUT_DROPPED, now);
+  return finish(pl, req, lost);
 }
 
 /*
@@ -469,7 +733,7 @@ static uint64_t items_pending(const polytel__pipeline_t *pl) {
   polytel_stats_t st;
   polytel_stats(&st);
   if (pl->forcing && pl->flush_target) {
-    uint64_t done = st.exported + st.dropped;
+    uint64_t done = st.exported + st.dropped + st.unconfirmed;
     return pl->flush_target > done ? pl->flush_target - done : 0;
   }
   return st.pending;
@@ -477,7 +741,7 @@ static uint64_t items_pending(const polytel__pipeline_t *pl) {
 
 uint64_t polytel__pipeline_pending(const polytel__pipeline_t *pl) {
   /* A metrics request carries no items, but it is owed all the same (e.g. in backoff at shutdown). */
-  uint64_t metrics = (uint64_t)pl->metrics_owed;
+  uint64_t metrics = (uint64_t)pl->metrics_owed + (uint64_t)pl->settle_owed;
   for (const polytel__request_t *r = pl->head; r; r = r->next) metrics += r->signal == POLYTEL__SIG_METRICS;
   return items_pending(pl) + metrics;
 }
@@ -487,14 +751,18 @@ uint32_t polytel__pipeline_in_flight(const polytel__pipeline_t *pl) {
 }
 
 void polytel__pipeline_abandon(polytel__pipeline_t *pl) {
-  uint64_t n = pl->logs.n + pl->spans.n;
+  uint64_t dropped = pl->logs.n + pl->spans.n, unconfirmed = 0;
   pl->logs.n = pl->spans.n = 0;
   arena_free(&pl->logs.arena);
   arena_free(&pl->spans.arena);
   polytel__request_t *r = pl->head;
   while (r) {
     polytel__request_t *next = r->next;
-    n += r->n_items;
+    /* In flight still: handed to the network and never reported back, so it may have arrived. */
+    if (r->maybe_delivered || r->in_flight)
+      unconfirmed += r->n_items;
+    else
+      dropped += r->n_items;
     if (r->n_items || r->signal == POLYTEL__SIG_METRICS) atomic_fetch_add(&polytel__acct.export_failures, 1);
     free_request(r);
     r = next;
@@ -502,5 +770,8 @@ void polytel__pipeline_abandon(polytel__pipeline_t *pl) {
   pl->head = pl->tail = NULL;
   pl->queued_items[0] = pl->queued_items[1] = 0;
   pl->in_flight = 0;
-  if (n) atomic_fetch_add(&polytel__acct.dropped_export, n);
+  pl->metrics_in_flight = 0;
+  pl->metrics_owed = pl->settle_owed = 0;
+  if (dropped) atomic_fetch_add(&polytel__acct.dropped_export, dropped);
+  if (unconfirmed) atomic_fetch_add(&polytel__acct.unconfirmed, unconfirmed);
 }

@@ -27,9 +27,46 @@ typedef struct polytel__request_s {
   uint64_t n_items; /* logs or spans carried (0 for metrics) */
   uint64_t not_before_ms;
   uint64_t first_try_ms;
+  uint64_t last_done_ms;  /* when the last attempt ended */
+  int64_t retry_after_ms; /* what the collector last asked for, -1 when it did not */
   uint8_t *owned_body;
   int in_flight;
+  int maybe_delivered; /* an attempt was sent and never answered: its records may have arrived */
 } polytel__request_t;
+
+/* How an attempt ended, as the transport saw it. */
+typedef enum {
+  POLYTEL__NET_OK = 0,      /* an HTTP answer was received (see status) */
+  POLYTEL__NET_CONNECT = 1, /* could not connect / resolve: nothing was sent */
+  POLYTEL__NET_TIMEOUT = 2, /* no (complete) answer before the per-request timeout */
+  POLYTEL__NET_TLS = 3,     /* TLS verification or handshake failure: will not heal, not retried */
+  POLYTEL__NET_OTHER = 4,   /* any other transport error (reset, send error, CORS/opaque in the browser) */
+  POLYTEL__NET_ABORTED = 5  /* cancelled by shutdown */
+} polytel__net_class_t;
+
+/* A response, described by the transport; everything it points to need only live during done(). */
+typedef struct polytel__response_s {
+  int status; /* HTTP status when net == POLYTEL__NET_OK, else 0 */
+  polytel__net_class_t net;
+  int sent;               /* 1 when the whole body was handed to the network (it may have arrived) */
+  int64_t retry_after_ms; /* from Retry-After, -1 when absent */
+  const uint8_t
+      *body; /* response body (the transport keeps at most POLYTEL__RESPONSE_BODY_MAX), may be NULL */
+  size_t body_len;
+  const char *content_type; /* response Content-Type, may be NULL */
+  const char *error;        /* transport error text for warnings (curl errbuf, JS message), may be NULL */
+} polytel__response_t;
+
+#define POLYTEL__RESPONSE_BODY_MAX ((size_t)64 * 1024)
+
+/* What became of the request: the transport never repeats this policy. */
+typedef enum {
+  POLYTEL__DONE_EXPORTED =
+      0,                   /* accepted (records a partial_success rejected are counted as dropped_rejected) */
+  POLYTEL__DONE_RETRY = 1, /* kept: next() hands it out again after its backoff */
+  POLYTEL__DONE_DROPPED = 2,    /* gone, its records counted as dropped_export */
+  POLYTEL__DONE_UNCONFIRMED = 3 /* gone, its records counted as unconfirmed (sent, never answered) */
+} polytel__done_t;
 
 typedef struct polytel__pipeline_s polytel__pipeline_t;
 
@@ -49,19 +86,24 @@ void polytel__pipeline_force(polytel__pipeline_t *pl, uint64_t now_ms);
 
 /*
  * The next request to send now, or NULL (nothing ready, in backoff, or
- * max_in_flight reached). The request stays owned by the pipeline.
+ * max_in_flight reached; at most one metrics request in flight, so snapshots
+ * arrive in time order). The request stays owned by the pipeline.
  */
 polytel__request_t *polytel__pipeline_next(polytel__pipeline_t *pl, uint64_t now_ms);
 
 /*
- * A request finished. http_status 0 = network error / timeout.
- * retry_after_ms: from a Retry-After header, -1 when absent.
- * 2xx: exported. 429/502/503/504/0: retried with backoff + jitter, honouring
- * Retry-After, until the export timeout; then dropped. Other: dropped, counted,
- * rate-limited warning.
+ * An attempt ended (the request was handed out by next()). The pipeline
+ * decides, once for every transport: 2xx exported (minus what a
+ * partial_success rejected); 429/502/503/504 and connect/timeout/other network
+ * errors retried after max(backoff step, Retry-After), the step exponential
+ * with jitter, while the export timeout allows; other statuses and TLS failures
+ * dropped at once. A request that ends without an answer after any attempt
+ * was sent is unconfirmed, not dropped. Every outcome is counted and warned
+ * about, rate-limited per (signal, cause, outcome). After DONE_EXPORTED,
+ * DONE_DROPPED and DONE_UNCONFIRMED the request is freed.
  */
-void polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req, int http_status,
-                            int64_t retry_after_ms, uint64_t now_ms);
+polytel__done_t polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req,
+                                       const polytel__response_t *resp, uint64_t now_ms);
 
 /*
  * Logs + spans recorded but not yet exported or dropped (all threads, all
@@ -73,7 +115,12 @@ uint64_t polytel__pipeline_pending(const polytel__pipeline_t *pl);
 /* Requests handed out by next() and not yet done(). */
 uint32_t polytel__pipeline_in_flight(const polytel__pipeline_t *pl);
 
-/* Shutdown past its deadline: drop (and count) everything still queued, not in flight. */
+/*
+ * Shutdown past its deadline: everything left is counted and freed. Records in
+ * batches or in requests never sent are dropped_export; requests with an attempt
+ * sent and never answered, and requests still in flight (a transport that could
+ * not report them, e.g. a fetch the page left running), are unconfirmed.
+ */
 void polytel__pipeline_abandon(polytel__pipeline_t *pl);
 
 /*

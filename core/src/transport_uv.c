@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "console.h"
+#include "retry_after.h"
 
 /* Bounds chosen for a telemetry side-channel, not for throughput races. */
 #define TP_MAX_HOST_CONNECTIONS 2
@@ -49,6 +50,8 @@ typedef struct tp_xfer_s {
   polytel__request_t *req; /* NULL while idle */
   struct curl_slist *headers;
   int64_t retry_after_ms;
+  uint8_t *resp; /* the answer's body, up to POLYTEL__RESPONSE_BODY_MAX (the rest is read and discarded) */
+  size_t resp_len, resp_cap;
   tp_t *tp;
   struct tp_xfer_s *prev, *next;
   char errbuf[CURL_ERROR_SIZE];
@@ -64,10 +67,13 @@ struct tp_s {
 
   /* Configuration, copied: the caller's cfg need not outlive start. */
   int exporter;
-  char *certificate;
   char *export_dir;
-  char **user_headers; /* "Key: value" */
-  size_t n_user_headers;
+  /* Per signal (polytel__signal_t): TLS files (NULL: system CAs / no client certificate) and header lines. */
+  struct tp_sig_s {
+    char *ca, *cert, *key;
+    char **headers; /* "Key: value" */
+    size_t n_headers;
+  } sig[3];
   uint32_t default_timeout_ms;
   int file_fd[3];
 
@@ -85,7 +91,7 @@ struct tp_s {
   int open_handles;
   int in_kick, kick_again, in_curl, cleaning;
   uint64_t flush_served;
-  uint64_t net_warn_after_ms, file_warn_after_ms;
+  uint64_t file_warn_after_ms;
 
   atomic_int refs;
   struct tp_s *forgotten_next; /* fork child: keeps leaked transports reachable */
@@ -120,9 +126,13 @@ static int on_loop_thread(const tp_t *tp) {
 }
 
 static void tp_free(tp_t *tp) {
-  for (size_t i = 0; i < tp->n_user_headers; i++) free(tp->user_headers[i]);
-  free(tp->user_headers);
-  free(tp->certificate);
+  for (int s = 0; s < 3; s++) {
+    for (size_t i = 0; i < tp->sig[s].n_headers; i++) free(tp->sig[s].headers[i]);
+    free(tp->sig[s].headers);
+    free(tp->sig[s].ca);
+    free(tp->sig[s].cert);
+    free(tp->sig[s].key);
+  }
   free(tp->export_dir);
   pthread_cond_destroy(&tp->cv);
   pthread_mutex_destroy(&tp->mu);
@@ -180,34 +190,6 @@ static const char *signal_name(int sig) {
   }
 }
 
-/*
- * Retry-After: delay-seconds or an HTTP-date (RFC 9110 10.2.3). Returns ms
- * from now_s, or -1 when absent or unparseable.
- */
-static int64_t parse_retry_after(const char *v, size_t len, time_t now_s) {
-  char buf[128];
-  while (len > 0 && (*v == ' ' || *v == '\t')) v++, len--;
-  while (len > 0 && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' ' || v[len - 1] == '\t'))
-    len--;
-  if (len == 0 || len >= sizeof buf) return -1;
-  memcpy(buf, v, len);
-  buf[len] = '\0';
-  int digits = 1;
-  for (size_t i = 0; i < len; i++)
-    if (buf[i] < '0' || buf[i] > '9') digits = 0;
-  if (digits) {
-    /* A day is already absurd for a collector; clamp so the arithmetic cannot overflow. */
-    if (len > 6) return (int64_t)86400 * 1000;
-    int64_t s = strtoll(buf, NULL, 10);
-    return (s > 86400 ? 86400 : s) * 1000;
-  }
-  time_t t = curl_getdate(buf, NULL);
-  if (t == (time_t)-1) return -1;
-  if (t <= now_s) return 0;
-  int64_t d = (int64_t)(t - now_s);
-  return (d > 86400 ? 86400 : d) * 1000;
-}
-
 /* ---------------------------------------------------------------- loop core */
 
 static void kick(tp_t *tp);
@@ -233,16 +215,6 @@ static void check_idle(tp_t *tp) {
   tp->flush_done = tp->flush_served;
   pthread_cond_broadcast(&tp->cv);
   pthread_mutex_unlock(&tp->mu);
-}
-
-static void warn_net(tp_t *tp, const char *url, const char *what) {
-  uint64_t now = polytel__now_ms();
-  if (now < tp->net_warn_after_ms) return;
-  tp->net_warn_after_ms = now + TP_WARN_INTERVAL_MS;
-  /* The URL is the configured endpoint (already printed at init); header values never appear here. */
-  polytel__diag(POLYTEL_LEVEL_WARN,
-                "export to %s failed: %s; will retry (this warning repeats at most every 10 s)",
-                url ? url : "?", what);
 }
 
 static void curl_action(tp_t *tp, curl_socket_t fd, int flags) {
@@ -339,28 +311,50 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp) {
   return 0;
 }
 
+/* The answer's body (partial_success, the collector's message): bounded, the rest is read and dropped. */
 static size_t on_body(char *ptr, size_t size, size_t n, void *ud) {
-  (void)ptr, (void)ud;
-  return size * n; /* the collector's answer body carries nothing we act on */
+  tp_xfer_t *x = ud;
+  size_t len = size * n, room = POLYTEL__RESPONSE_BODY_MAX - x->resp_len;
+  size_t take = len < room ? len : room;
+  if (take && x->resp_len + take > x->resp_cap) {
+    size_t cap = x->resp_cap ? x->resp_cap : 1024;
+    while (cap < x->resp_len + take) cap *= 2;
+    if (cap > POLYTEL__RESPONSE_BODY_MAX) cap = POLYTEL__RESPONSE_BODY_MAX;
+    uint8_t *b = realloc(x->resp, cap);
+    if (!b) return len; /* no memory: the status still counts */
+    x->resp = b;
+    x->resp_cap = cap;
+  }
+  if (take) memcpy(x->resp + x->resp_len, ptr, take);
+  x->resp_len += take;
+  return len;
 }
 
 static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
   tp_xfer_t *x = ud;
   size_t len = size * n;
-  if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0)
+  if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
     x->retry_after_ms = -1; /* a new response (redirect, 1xx) */
-  else if (len > 12 && strncasecmp(buf, "retry-after:", 12) == 0)
-    x->retry_after_ms = parse_retry_after(buf + 12, len - 12, time(NULL));
+    x->resp_len = 0;
+  } else if (len > 12 && strncasecmp(buf, "retry-after:", 12) == 0)
+    x->retry_after_ms = polytel__retry_after_parse(buf + 12, len - 12, (int64_t)time(NULL));
   return len;
+}
+
+static void xfer_free(tp_xfer_t *x) {
+  curl_slist_free_all(x->headers);
+  curl_easy_cleanup(x->easy);
+  free(x->resp);
+  free(x);
 }
 
 static void xfer_release(tp_t *tp, tp_xfer_t *x) {
   curl_slist_free_all(x->headers);
   x->headers = NULL;
   x->req = NULL;
+  x->resp_len = 0;
   if (tp->n_idle >= TP_MAX_IDLE_EASY) {
-    curl_easy_cleanup(x->easy);
-    free(x);
+    xfer_free(x);
     return;
   }
   x->prev = NULL;
@@ -369,8 +363,58 @@ static void xfer_release(tp_t *tp, tp_xfer_t *x) {
   tp->n_idle++;
 }
 
-static void done(tp_t *tp, polytel__request_t *req, int status, int64_t retry_after_ms) {
-  polytel__pipeline_done(tp->pl, req, status, retry_after_ms, polytel__now_ms());
+/* An attempt that never reached the network (no handle, no memory): the pipeline retries it. */
+static void done_unsent(tp_t *tp, polytel__request_t *req, const char *why) {
+  polytel__response_t r = {.net = POLYTEL__NET_OTHER, .retry_after_ms = -1, .error = why};
+  polytel__pipeline_done(tp->pl, req, &r, polytel__now_ms());
+}
+
+/* File and none exporters: an HTTP-like status, with the local error text for the warning. */
+static void done_status(tp_t *tp, polytel__request_t *req, int status, const char *error) {
+  polytel__response_t r = {
+      .status = status, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1, .error = error};
+  polytel__pipeline_done(tp->pl, req, &r, polytel__now_ms());
+}
+
+/* The whole body was handed to the network: an unanswered request may still have arrived. */
+static int body_sent(CURL *e, const polytel__request_t *req) {
+  curl_off_t up = 0;
+  if (curl_easy_getinfo(e, CURLINFO_SIZE_UPLOAD_T, &up) != CURLE_OK) return 0;
+  return up > 0 && (uint64_t)up >= (uint64_t)req->body_len;
+}
+
+/* What a CURLcode means for the pipeline's policy. */
+static polytel__net_class_t net_class(CURL *e, CURLcode res) {
+  switch (res) {
+    case CURLE_OK:
+      return POLYTEL__NET_OK;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+      return POLYTEL__NET_CONNECT;
+    case CURLE_OPERATION_TIMEDOUT:
+      return POLYTEL__NET_TIMEOUT;
+    /* Certificates that do not verify do not start verifying by themselves: not retried. */
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_USE_SSL_FAILED:
+      return POLYTEL__NET_TLS;
+    case CURLE_SSL_CONNECT_ERROR: {
+      /* A handshake cut by the network may heal; one that failed verification will not. */
+      long verify = 0;
+      if (curl_easy_getinfo(e, CURLINFO_SSL_VERIFYRESULT, &verify) == CURLE_OK && verify != 0)
+        return POLYTEL__NET_TLS;
+      return POLYTEL__NET_OTHER;
+    }
+    default:
+      return POLYTEL__NET_OTHER;
+  }
 }
 
 static int build_headers(tp_t *tp, tp_xfer_t *x, const polytel__request_t *req) {
@@ -387,7 +431,8 @@ static int build_headers(tp_t *tp, tp_xfer_t *x, const polytel__request_t *req) 
   TP_APPEND(ct);
   if (req->gzip) TP_APPEND("Content-Encoding: gzip");
   TP_APPEND("Expect:"); /* no 100-continue round trip for large bodies */
-  for (size_t i = 0; i < tp->n_user_headers; i++) TP_APPEND(tp->user_headers[i]);
+  const struct tp_sig_s *sg = &tp->sig[req->signal <= POLYTEL__SIG_METRICS ? req->signal : 0];
+  for (size_t i = 0; i < sg->n_headers; i++) TP_APPEND(sg->headers[i]);
 #undef TP_APPEND
   x->headers = l;
   return 0;
@@ -407,7 +452,7 @@ static void http_send(tp_t *tp, polytel__request_t *req) {
     if (x) x->easy = curl_easy_init();
     if (!x || !x->easy) {
       free(x);
-      done(tp, req, 0, -1); /* transient: the pipeline retries with backoff */
+      done_unsent(tp, req, "could not create a transfer (out of memory)"); /* the pipeline retries */
       return;
     }
     x->tp = tp;
@@ -417,7 +462,7 @@ static void http_send(tp_t *tp, polytel__request_t *req) {
   x->errbuf[0] = '\0';
   if (build_headers(tp, x, req) != 0) {
     xfer_release(tp, x);
-    done(tp, req, 0, -1);
+    done_unsent(tp, req, "could not build the request headers (out of memory)");
     return;
   }
   uint32_t timeout = req->timeout_ms ? req->timeout_ms : tp->default_timeout_ms;
@@ -433,19 +478,30 @@ static void http_send(tp_t *tp, polytel__request_t *req) {
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-  if (tp->certificate) curl_easy_setopt(e, CURLOPT_CAINFO, tp->certificate);
+  const struct tp_sig_s *sg = &tp->sig[req->signal <= POLYTEL__SIG_METRICS ? req->signal : 0];
+  if (sg->ca) curl_easy_setopt(e, CURLOPT_CAINFO, sg->ca);
+  if (sg->cert) {
+    /* mTLS. Without a key file the key is read from the certificate file (one PEM with both). */
+    curl_easy_setopt(e, CURLOPT_SSLCERT, sg->cert);
+    curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+    if (sg->key) curl_easy_setopt(e, CURLOPT_SSLKEY, sg->key);
+    curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+    /* An encrypted key must fail, not make OpenSSL prompt for a passphrase on the terminal. */
+    curl_easy_setopt(e, CURLOPT_KEYPASSWD, "");
+  }
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   /* Aborting a transfer that is still resolving must not join curl's resolver thread (stop stays bounded). */
   curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
   curl_easy_setopt(e, CURLOPT_PRIVATE, x);
   req->transport_data = x;
   if (curl_multi_add_handle(tp->multi, e) != CURLM_OK) {
     xfer_release(tp, x);
-    done(tp, req, 0, -1);
+    done_unsent(tp, req, "could not start the transfer");
     return;
   }
   x->prev = NULL;
@@ -473,10 +529,23 @@ static void check_multi_info(tp_t *tp) {
       tp->active = x->next;
     if (x->next) x->next->prev = x->prev;
     polytel__request_t *req = x->req;
-    int64_t ra = code ? x->retry_after_ms : -1;
-    if (res != CURLE_OK) warn_net(tp, req->url, x->errbuf[0] ? x->errbuf : curl_easy_strerror(res));
+    polytel__response_t r = {.status = (int)code, .net = net_class(e, res), .retry_after_ms = -1};
+    if (r.net == POLYTEL__NET_OK) {
+      char *ct = NULL;
+      curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &ct); /* valid until the handle is reused */
+      r.content_type = ct;
+      r.retry_after_ms = x->retry_after_ms;
+      r.body = x->resp;
+      r.body_len = x->resp_len;
+      r.sent = 1;
+    } else {
+      r.sent = body_sent(e, req);
+      r.error = x->errbuf[0] ? x->errbuf : curl_easy_strerror(res);
+    }
+    /* The pipeline warns (per signal and cause); the URL is the configured endpoint, header values never
+     * appear. */
+    polytel__pipeline_done(tp->pl, req, &r, polytel__now_ms());
     xfer_release(tp, x);
-    done(tp, req, (int)code, ra);
   }
   kick(tp);
 }
@@ -508,8 +577,9 @@ static void warn_file(tp_t *tp, const char *path, int err) {
   uint64_t now = polytel__now_ms();
   if (now < tp->file_warn_after_ms) return;
   tp->file_warn_after_ms = now + TP_WARN_INTERVAL_MS;
-  polytel__diag(POLYTEL_LEVEL_WARN, "file exporter cannot write %s: %s; the batch is dropped", path,
-                strerror(err));
+  char b[POLYTEL__SHOW_BUF];
+  polytel__diag(POLYTEL_LEVEL_WARN, "file exporter cannot write %s: %s; the batch is dropped",
+                polytel__show_path(b, sizeof b, path), strerror(err));
 }
 
 static void file_send(tp_t *tp, polytel__request_t *req) {
@@ -517,7 +587,7 @@ static void file_send(tp_t *tp, polytel__request_t *req) {
   char path[PATH_MAX];
   int err = 0;
   if (!name) {
-    done(tp, req, 500, -1);
+    done_status(tp, req, 500, "unknown signal");
     return;
   }
   snprintf(path, sizeof path, "%s/%s.jsonl", tp->export_dir, name);
@@ -554,10 +624,10 @@ static void file_send(tp_t *tp, polytel__request_t *req) {
   if (err) {
     warn_file(tp, path, err);
     /* A local write error does not heal by retrying soon: report it as a non-retryable failure. */
-    done(tp, req, 500, -1);
+    done_status(tp, req, 500, strerror(err));
     return;
   }
-  done(tp, req, 200, -1);
+  done_status(tp, req, 200, NULL);
 }
 
 /* ------------------------------------------------------------------ pumping */
@@ -574,7 +644,7 @@ static void send_request(tp_t *tp, polytel__request_t *req) {
       file_send(tp, req);
       break;
     case POLYTEL_EXPORTER_NONE:
-      done(tp, req, 200, -1);
+      done_status(tp, req, 200, NULL);
       break;
     default:
       http_send(tp, req);
@@ -698,16 +768,19 @@ static void teardown(tp_t *tp) {
   tp->closing = 1;
   pthread_mutex_unlock(&tp->mu);
 
-  /* In flight means undelivered: report them as failed, then drop everything left, counted. */
+  /*
+   * In flight at the deadline: cancelled. One whose body went out may have
+   * arrived (the pipeline counts it unconfirmed); the rest is dropped, counted.
+   */
   while (tp->active) {
     tp_xfer_t *x = tp->active;
     tp->active = x->next;
-    curl_multi_remove_handle(tp->multi, x->easy);
     polytel__request_t *req = x->req;
-    curl_slist_free_all(x->headers);
-    curl_easy_cleanup(x->easy);
-    free(x);
-    polytel__pipeline_done(tp->pl, req, 0, -1, polytel__now_ms());
+    polytel__response_t r = {
+        .net = POLYTEL__NET_ABORTED, .sent = body_sent(x->easy, req), .retry_after_ms = -1};
+    curl_multi_remove_handle(tp->multi, x->easy);
+    xfer_free(x);
+    polytel__pipeline_done(tp->pl, req, &r, polytel__now_ms());
   }
   polytel__pipeline_abandon(tp->pl);
   polytel__pipeline_free(tp->pl);
@@ -715,8 +788,7 @@ static void teardown(tp_t *tp) {
   while (tp->idle) {
     tp_xfer_t *x = tp->idle;
     tp->idle = x->next;
-    curl_easy_cleanup(x->easy);
-    free(x);
+    xfer_free(x);
   }
   tp->n_idle = 0;
   if (tp->multi) {
@@ -766,8 +838,12 @@ static int init_handles(tp_t *tp) {
   uv_unref((uv_handle_t *)&tp->pump_timer);
   uv_unref((uv_handle_t *)&tp->curl_timer);
   tp->open_handles = 3;
-  if (tp->exporter == POLYTEL_EXPORTER_FILE && mkdir_p(tp->export_dir) != 0)
-    polytel__diag(POLYTEL_LEVEL_WARN, "file exporter cannot create %s: %s", tp->export_dir, strerror(errno));
+  if (tp->exporter == POLYTEL_EXPORTER_FILE && mkdir_p(tp->export_dir) != 0) {
+    char b[POLYTEL__SHOW_BUF];
+    int err = errno;
+    polytel__diag(POLYTEL_LEVEL_WARN, "file exporter cannot create %s: %s",
+                  polytel__show_path(b, sizeof b, tp->export_dir), strerror(err));
+  }
   return 0;
 }
 
@@ -836,25 +912,38 @@ int polytel__transport_start(struct uv_loop_s *loop, polytel__pipeline_t *pl, co
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&tp->cv, &ca);
   pthread_condattr_destroy(&ca);
-  tp->certificate = dup_or_null(cfg->certificate);
   tp->export_dir = dup_or_null(cfg->export_dir);
-  if ((cfg->certificate && !tp->certificate) || (cfg->export_dir && !tp->export_dir)) goto nomem;
-  if (cfg->n_headers) {
-    tp->user_headers = calloc(cfg->n_headers, sizeof *tp->user_headers);
-    if (!tp->user_headers) goto nomem;
-    for (size_t i = 0; i < cfg->n_headers; i++) {
-      const char *k = cfg->headers[i].key, *v = cfg->headers[i].value ? cfg->headers[i].value : "";
-      if (!k || !*k || strpbrk(k, "\r\n:") || strpbrk(v, "\r\n")) {
-        /* Would forge header lines; the value is a credential, so only the key is named. */
-        polytel__diag(POLYTEL_LEVEL_WARN,
-                      "OTEL_EXPORTER_OTLP_HEADERS: header \"%s\" skipped (invalid characters)", k ? k : "");
+  if (cfg->export_dir && !tp->export_dir) goto nomem;
+  for (int s = 0; s < 3; s++) {
+    struct tp_sig_s *sg = &tp->sig[s];
+    /* A config built by hand (tests, embedders) may carry only the general CA. */
+    const char *cafile = cfg->tls_ca[s] ? cfg->tls_ca[s] : cfg->certificate;
+    sg->ca = dup_or_null(cafile);
+    sg->cert = dup_or_null(cfg->tls_cert[s]);
+    sg->key = dup_or_null(cfg->tls_key[s]);
+    if ((cafile && !sg->ca) || (cfg->tls_cert[s] && !sg->cert) || (cfg->tls_key[s] && !sg->key)) goto nomem;
+    const polytel__strpair_t *hs = cfg->has_signal_headers[s] ? cfg->signal_headers[s] : cfg->headers;
+    size_t nh = cfg->has_signal_headers[s] ? cfg->n_signal_headers[s] : cfg->n_headers;
+    if (!nh) continue;
+    sg->headers = calloc(nh, sizeof *sg->headers);
+    if (!sg->headers) goto nomem;
+    for (size_t i = 0; i < nh; i++) {
+      const char *k = hs[i].key, *v = hs[i].value ? hs[i].value : "";
+      if (!k || !*k || strpbrk(k, "\r\n:") || strpbrk(v, "\r\n") || polytel__header_forbidden(k, strlen(k))) {
+        /* Would forge header lines or framing; the value is a credential, so only the key is named. */
+        if (s == 0 || cfg->has_signal_headers[s]) {
+          char b[POLYTEL__SHOW_BUF];
+          polytel__diag(POLYTEL_LEVEL_WARN,
+                        "export headers: header \"%s\" skipped (not a header polytel may send)",
+                        polytel__show(b, sizeof b, k, k ? strlen(k) : 0));
+        }
         continue;
       }
       size_t len = strlen(k) + strlen(v) + 3;
       char *h = malloc(len);
       if (!h) goto nomem;
       snprintf(h, len, "%s: %s", k, v);
-      tp->user_headers[tp->n_user_headers++] = h;
+      sg->headers[sg->n_headers++] = h;
     }
   }
 

@@ -1,4 +1,5 @@
-/* consumer.c — a C program using the installed polytel: phase 1, a log, a span, a counter, shutdown. */
+/* consumer.c — a C program using the installed polytel: phase 1, a log, a span, a counter, a traceparent,
+ * shutdown. */
 #include <polytel.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +27,12 @@ int main(void) {
       printf("counter %s = %lld\n", r->name, (long long)r->int_value);
     if (r->kind == POLYTEL_RECORD_LOG) printf("log %s: %s\n", r->name, r->body);
   }
+  /* A remote parent, read and written back as a propagator does. */
+  polytel_span_ctx_t remote;
+  char tp[POLYTEL_TRACEPARENT_LEN + 1];
+  if (polytel_traceparent_parse(" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", &remote) == 0 &&
+      polytel_traceparent_format(&remote, tp, sizeof tp) == 0)
+    printf("traceparent %s sampled=%d\n", tp, remote.trace_flags & POLYTEL_TRACE_FLAG_SAMPLED);
   rc = polytel_shutdown(1000);
   printf("shutdown: %s\n", polytel_err_name(rc));
   return rc == 0 ? 0 : 1;

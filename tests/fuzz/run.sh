@@ -5,7 +5,8 @@
 #
 # The core sources a target needs are listed in its own file, on a line
 #   * fuzz-sources: core/src/a.c core/src/b.c
-# so adding a target never means editing this script. Seeds come from
+# (globs allowed, "-path" removes: "core/src/*.c -core/src/transport_uv.c"), so adding a target, or a
+# source file to the core, never means editing this script. Seeds come from
 # tests/fuzz/corpus/TARGET/ (read only); new inputs go to $FUZZ_OUT/corpus-TARGET/,
 # crashes to $FUZZ_OUT/. FUZZ_OUT defaults to build-fuzz/ at the repository root.
 set -euo pipefail
@@ -33,14 +34,25 @@ cmp -s "$OUT/include/polytel/version.h.tmp" "$OUT/include/polytel/version.h" 2>/
 
 read -r -a extra <<<"$(sed -n 's/.*fuzz-sources:\(.*\)$/\1/p' "$src" | head -n1)"
 srcs=()
-for s in "${extra[@]}"; do srcs+=("$ROOT/$s"); done
+for s in "${extra[@]}"; do
+  if [[ $s == -* ]]; then
+    keep=()
+    for k in "${srcs[@]}"; do [[ $k == "$ROOT/${s#-}" ]] || keep+=("$k"); done
+    srcs=("${keep[@]}")
+  else
+    for f in "$ROOT"/$s; do
+      [[ -f $f ]] || { echo "run.sh: $s (from $src) matches no file" >&2; exit 2; }
+      srcs+=("$f")
+    done
+  fi
+done
 
 exe="$OUT/fuzz_$target"
 echo "run.sh: building $exe"
 "$CC" -std=gnu11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
   -I "$ROOT/core/include" -I "$OUT/include" -I "$ROOT/core/src" \
-  "$src" "${srcs[@]}" -lm ${FUZZ_LDLIBS:-} -o "$exe"
+  "$src" "${srcs[@]}" -lm -lpthread ${FUZZ_LDLIBS:-} -o "$exe"
 
 seeds=()
 [[ -d "$ROOT/tests/fuzz/corpus/$target" ]] && seeds+=("$ROOT/tests/fuzz/corpus/$target")

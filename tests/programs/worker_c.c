@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmhwm.h"
+
 /*
  * Usage: worker_c [--threads N] [--events N] [--pre N] [--loop owned|host|host-after]
  *                 [--shutdown-ms N] [--flush-ms N]
@@ -136,14 +138,19 @@ int main(int argc, char **argv) {
       "\"exported\": %llu, \"dropped\": %llu, \"pending\": %llu, \"dropped_export\": %llu, "
       "\"dropped_buffer_full\": %llu, \"logs_recorded\": %llu, \"spans_recorded\": %llu, "
       "\"export_requests\": %llu, \"export_retries\": %llu, \"export_failures\": %llu, "
-      "\"load_flush_rc\": %d, \"emitted\": [",
+      "\"load_flush_rc\": %d, \"unconfirmed\": %llu, \"dropped_rejected\": %llu, \"dropped_invalid\": %llu, "
+      "\"dropped_depth\": %llu, \"dropped_series\": %llu, \"metric_saturated\": %llu, \"emitted\": [",
       init1, init2, phase1, phase2, flush_rc, shutdown_rc, (unsigned long long)shutdown_elapsed_ms,
       loop_close, stats_rc, (unsigned long long)st.recorded, (unsigned long long)st.exported,
       (unsigned long long)st.dropped, (unsigned long long)st.pending, (unsigned long long)st.dropped_export,
       (unsigned long long)st.dropped_buffer_full, (unsigned long long)st.logs_recorded,
       (unsigned long long)st.spans_recorded, (unsigned long long)st.export_requests,
-      (unsigned long long)st.export_retries, (unsigned long long)st.export_failures, load_flush_rc);
+      (unsigned long long)st.export_retries, (unsigned long long)st.export_failures, load_flush_rc,
+      (unsigned long long)st.unconfirmed, (unsigned long long)st.dropped_rejected,
+      (unsigned long long)st.dropped_invalid, (unsigned long long)st.dropped_depth,
+      (unsigned long long)st.dropped_series, (unsigned long long)st.metric_saturated);
   for (int t = 0; t < n_threads; t++) printf("%s%ld", t ? ", " : "", emitted[t]);
   printf("]}\n");
+  printf("VMHWM %ld\n", vmhwm_kib()); /* peak RSS, for the hostile-collector figures */
   return 0;
 }

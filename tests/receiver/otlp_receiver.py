@@ -453,7 +453,10 @@ def protoc_decode(body: bytes, message: str, protoc: str = "protoc") -> str:
 # Faults
 # ---------------------------------------------------------------------------
 
-FAULT_MODES = ("respond", "stall", "reset", "close")
+FAULT_MODES = ("respond", "stall", "reset", "close", "hold")
+# The rejected_* field of each signal's Export*PartialSuccess (OTLP/JSON: lowerCamelCase, int64 as a string).
+PARTIAL_FIELDS = {"traces": ("rejected_spans", "rejectedSpans"), "logs": ("rejected_log_records", "rejectedLogRecords"),
+                  "metrics": ("rejected_data_points", "rejectedDataPoints")}
 
 
 @dataclass
@@ -464,6 +467,8 @@ class Fault:
     delay_ms: int = 0
     mode: str = "respond"
     path: Optional[str] = None  # only requests to this path (e.g. "/v1/logs"); None: any signal
+    message: Optional[str] = None  # the google.rpc.Status message of an error answer
+    partial: Optional[dict] = None  # a 2xx with partial_success: {"rejected": N, "message": "..."}
 
     @classmethod
     def parse(cls, d: Any) -> "Fault":
@@ -471,11 +476,21 @@ class Fault:
             return d
         if not isinstance(d, dict):
             raise ValueError(f"fault must be an object, got {d!r}")
-        unknown = set(d) - {"status", "count", "retry_after", "delay_ms", "mode", "path"}
+        unknown = set(d) - {"status", "count", "retry_after", "delay_ms", "mode", "path", "message", "partial"}
         if unknown:
             raise ValueError(f"fault: unknown keys {sorted(unknown)}")
         f = cls(status=d.get("status"), count=d.get("count", 1), delay_ms=d.get("delay_ms", 0) or 0,
-                mode=d.get("mode", "respond") or "respond", path=d.get("path"))
+                mode=d.get("mode", "respond") or "respond", path=d.get("path"), message=d.get("message"),
+                partial=d.get("partial"))
+        if f.message is not None and not isinstance(f.message, str):
+            raise ValueError(f"fault: message must be a string, got {f.message!r}")
+        if f.partial is not None:
+            if (not isinstance(f.partial, dict) or set(f.partial) - {"rejected", "message"}
+                    or type(f.partial.get("rejected", 0)) is not int or f.partial.get("rejected", 0) < 0
+                    or not isinstance(f.partial.get("message", ""), str)):
+                raise ValueError(f"fault: partial must be {{'rejected': N >= 0, 'message': str}}, got {f.partial!r}")
+            if f.status is not None and not 200 <= f.status < 300:
+                raise ValueError("fault: partial goes with a 2xx status")
         ra = d.get("retry_after")
         f.retry_after = None if ra is None else str(ra)
         if f.status is not None and (type(f.status) is not int or not 100 <= f.status <= 599):
@@ -492,7 +507,8 @@ class Fault:
 
     def as_dict(self) -> dict:
         return {"status": self.status, "count": self.count, "retry_after": self.retry_after,
-                "delay_ms": self.delay_ms, "mode": self.mode, "path": self.path}
+                "delay_ms": self.delay_ms, "mode": self.mode, "path": self.path, "message": self.message,
+                "partial": self.partial}
 
 
 # ---------------------------------------------------------------------------
@@ -518,6 +534,20 @@ def _varint(n: int) -> bytes:
         else:
             out.append(b)
             return bytes(out)
+
+
+def partial_success_body(signal: str, rejected: int, message: str, content_type: Optional[str]) -> tuple[bytes, str]:
+    """An Export*ServiceResponse carrying partial_success, in the request's encoding (protobuf by default)."""
+    pb_field, json_field = PARTIAL_FIELDS[signal]
+    if content_type == JSON:
+        ps: dict = {json_field: str(rejected)} if rejected else {}
+        if message:
+            ps["errorMessage"] = message
+        return json.dumps({"partialSuccess": ps}).encode(), JSON
+    resp = [cls for (sig, _req, cls) in SIGNALS.values() if sig == signal][0]()
+    setattr(resp.partial_success, pb_field, rejected)
+    resp.partial_success.error_message = message
+    return resp.SerializeToString(), PROTOBUF
 
 
 def status_body(http_status: int, message: str, content_type: Optional[str]) -> tuple[bytes, str]:
@@ -565,7 +595,12 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self):
         self.server.receiver._track(self.request, True)
         if isinstance(self.request, ssl.SSLSocket):
-            self.request.do_handshake()  # here, in the handler thread, never in the accept loop
+            try:
+                self.request.do_handshake()  # here, in the handler thread, never in the accept loop
+            except (ssl.SSLError, OSError):
+                with self.server.receiver._lock:
+                    self.server.receiver.handshake_failures += 1
+                raise
         super().setup()
 
     def finish(self):
@@ -788,15 +823,30 @@ class _Handler(BaseHTTPRequestHandler):
         record["status_returned"] = status
 
         items = normalize(sig[0], msg) if (msg is not None and 200 <= status < 300) else []
+        partial = fault.partial if fault else None
+        if partial is not None and items:
+            # The collector refused these: they did not arrive as far as anyone downstream can tell.
+            items = items[:max(0, len(items) - partial.get("rejected", 0))]
         record["items"] = len(items)
+        if fault and fault.mode == "hold":
+            # Received and kept, but the answer never comes (until stop()): the client cannot know.
+            record["status_returned"] = None
+            rec._record_request(record, sig[0] if sig else None, items)
+            rec._stop_event.wait()
+            raise _Abort("held until stop()")
         # Recorded before the answer goes out: a client that saw 200 can assert at once.
         rec._record_request(record, sig[0] if sig else None, items)
 
         if 200 <= status < 300:
             resp_type = ctype if ctype in (PROTOBUF, JSON) else PROTOBUF
-            payload = b"{}" if resp_type == JSON else sig[2]().SerializeToString()
+            if partial is not None and sig:
+                payload, resp_type = partial_success_body(sig[0], partial.get("rejected", 0),
+                                                          partial.get("message", ""), resp_type)
+            else:
+                payload = b"{}" if resp_type == JSON else sig[2]().SerializeToString()
         else:
-            why = err[1] if (err and not (fault and fault.status is not None)) else f"injected fault: {status}"
+            why = err[1] if (err and not (fault and fault.status is not None)) else (
+                fault.message if fault and fault.message is not None else f"injected fault: {status}")
             payload, resp_type = status_body(status, why, ctype)
         if status >= 400:
             self.close_connection = self.close_connection or status in (411, 501)
@@ -823,11 +873,13 @@ class Receiver:
     """A strict OTLP/HTTP receiver on 127.0.0.1 (random port by default), thread-safe."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, cors: bool = False, tls: bool = False,
-                 capture_bodies: bool = False, verbose: bool = False):
+                 capture_bodies: bool = False, verbose: bool = False, client_auth: bool = False):
         self.host = host
         self.port = port
         self.cors = cors
-        self.tls = tls
+        self.tls = tls or client_auth
+        self.client_auth = client_auth  # mTLS: the handshake requires a client certificate from our CA
+        self.handshake_failures = 0  # TLS handshakes the server refused (e.g. no client certificate)
         self.capture_bodies = capture_bodies
         self.verbose = verbose
         self.ca_path: Optional[str] = None
@@ -853,7 +905,7 @@ class Receiver:
 
             self.tls_files = _tls.make_certs()
             self.ca_path = self.tls_files.ca_cert
-            ctx = _tls.server_context(self.tls_files)
+            ctx = _tls.server_context(self.tls_files, client_auth=self.client_auth)
             server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         self._server = server
         self.port = server.server_address[1]
@@ -898,6 +950,17 @@ class Receiver:
             shutil.rmtree(self.tls_files.directory, ignore_errors=True)
         self._stopped.set()
 
+    def wait_handshake_failures(self, n: int, timeout: float = 10) -> int:
+        """Waits until at least n TLS handshakes were refused (the client may see the refusal before the
+        server's handler thread has counted it); returns the count (a hang guard, never a timing)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                got = self.handshake_failures
+            if got >= n or time.monotonic() >= deadline:
+                return got
+            time.sleep(0.01)
+
     def wait_stopped(self, timeout: Optional[float] = None) -> bool:
         return self._stopped.wait(timeout)
 
@@ -916,6 +979,11 @@ class Receiver:
     def counts(self) -> dict:
         with self._lock:
             return {k: len(v) for k, v in self._data.items()}
+
+    def request_count(self, path: Optional[str] = None) -> int:
+        """Export requests seen (any outcome, faults included), to one path or all."""
+        with self._lock:
+            return sum(1 for r in self._data["requests"] if path is None or r["path"] == path)
 
     def bodies(self) -> list[dict]:
         """Raw bodies (gunzipped), with capture_bodies=True: [{"path", "content_type", "body"}]."""

@@ -489,9 +489,53 @@ def test_close_without_response(receiver):
     assert got["logs"] == []
 
 
+def test_partial_success_protobuf_keeps_the_accepted_items(receiver):
+    receiver.set_faults([{"partial": {"rejected": 2, "message": "two bad spans"}, "path": "/v1/traces"}])
+    body = trace_request([{"name": f"s{i}"} for i in range(5)]).SerializeToString()
+    status, _, resp = post(receiver.url("traces"), body)
+    assert status == 200
+    msg = ExportTraceServiceResponse()
+    msg.ParseFromString(resp)
+    assert (msg.partial_success.rejected_spans, msg.partial_success.error_message) == (2, "two bad spans")
+    got = receiver.received()
+    assert [s["name"] for s in got["spans"]] == ["s0", "s1", "s2"]
+    assert got["requests"][0]["items"] == 3
+
+
+def test_partial_success_json_and_error_message(receiver):
+    receiver.set_faults([{"partial": {"rejected": 1, "message": "no body"}, "path": "/v1/logs"},
+                         {"status": 400, "message": "http: request body too large"}])
+    status, _, resp = post(receiver.url("logs"), as_json(log_request([{"body": "a"}, {"body": "b"}])), JSON)
+    assert status == 200
+    assert json.loads(resp) == {"partialSuccess": {"rejectedLogRecords": "1", "errorMessage": "no body"}}
+    status, _, resp = post(receiver.url("logs"), log_request([{"body": "c"}]).SerializeToString())
+    assert status == 400
+    st = status_pb2.Status()
+    st.ParseFromString(resp)
+    assert st.message == "http: request body too large"
+    assert [lg["body"] for lg in receiver.received()["logs"]] == ["a"]
+    assert receiver.request_count("/v1/logs") == 2 and receiver.request_count("/v1/traces") == 0
+
+
+def test_hold_records_but_never_answers():
+    r = Receiver().start()
+    try:
+        r.set_faults([{"mode": "hold"}])
+        s = raw_request(r.port, "/v1/traces", trace_request([{"name": "arrived"}]).SerializeToString())
+        s.settimeout(0.5)
+        got = r.wait_for(lambda g: g["spans"], timeout=5)
+        assert [q["fault"] for q in got["requests"]] == ["hold"]
+        with pytest.raises((TimeoutError, socket.timeout)):
+            s.recv(1)  # received, yet the client never hears so
+        s.close()
+    finally:
+        r.stop()
+
+
 def test_fault_validation(receiver):
     for bad in ({"mode": "explode"}, {"status": 42}, {"count": 0}, {"delay_ms": -1}, {"colour": 1},
-                {"path": "/v1/nope"}):
+                {"path": "/v1/nope"}, {"partial": {"rejected": -1}}, {"partial": {"x": 1}},
+                {"status": 503, "partial": {"rejected": 1}}, {"message": 3}):
         with pytest.raises(ValueError):
             receiver.set_faults([bad])
     assert receiver.pending_faults() == []
@@ -605,6 +649,25 @@ def test_tls_with_generated_ca(receiver_factory):
     got = r.received()
     assert [s["name"] for s in got["spans"]] == ["secure", "secure"]
     assert got["errors"] == []
+
+
+def test_mtls_requires_a_client_certificate_from_its_ca(receiver_factory):
+    r = receiver_factory(client_auth=True)
+    files = r.tls_files
+    body = trace_request([{"name": "mutual"}]).SerializeToString()
+    with_cert = tls.client_context(r.ca_path)
+    with_cert.load_cert_chain(files.client_cert, files.client_key)
+    assert post(r.url("traces"), body, context=with_cert)[0] == 200
+    combined = tls.client_context(r.ca_path)
+    combined.load_cert_chain(files.client_combined)
+    assert post(r.url("traces"), body, context=combined)[0] == 200
+    rogue = tls.client_context(r.ca_path)
+    rogue.load_cert_chain(files.rogue_cert, files.rogue_key)
+    for ctx in (tls.client_context(r.ca_path), rogue):
+        with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+            post(r.url("traces"), body, context=ctx)
+    assert [s["name"] for s in r.received()["spans"]] == ["mutual", "mutual"]
+    assert r.wait_handshake_failures(2) == 2
 
 
 def test_tls_stall_stop_is_prompt():

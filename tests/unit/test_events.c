@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "capture.h"
 #include "internal.h"
 #include "polytel.h"
 
@@ -240,7 +241,7 @@ static void test_invalid_calls_counted(void **state) {
   polytel_span_finish(NULL, "x", 0, NULL, NULL, 0);
   polytel_stats(&after);
   assert_int_equal(after.dropped_invalid - before.dropped_invalid, 2);
-  assert_int_equal(after.recorded, after.exported + after.dropped + after.pending);
+  assert_int_equal(after.recorded, after.exported + after.dropped + after.unconfirmed + after.pending);
   polytel_memory_sink_collect();
   const polytel_record_t *r = find(POLYTEL_RECORD_LOG, "", 0);
   assert_non_null(r);
@@ -287,8 +288,57 @@ static void test_thread_names(void **state) {
   assert_string_equal(s1->thread_name, "abcdefghijklmnopqrstuvwxyz0123");
 }
 
+/* The console on (warnings visible), WARN and above: for tests that read polytel's own lines. */
+static int setup_console(void **state) {
+  (void)state;
+  unsetenv("POLYTEL_CONSOLE");
+  setenv("POLYTEL_LOG_LEVEL", "warn", 1);
+  unsetenv("TELEMETRY_ENABLED");
+  assert_int_equal(polytel_init_console_only(NULL), 0);
+  assert_int_equal(polytel_memory_sink_enable(100000), 0);
+  return 0;
+}
+
+/*
+ * Spans past the depth cap are counted as dropped_depth (not dropped_invalid), and every warn-once line
+ * that names a counter names the one that was incremented.
+ */
+static void test_depth_cap_and_warning_words(void **state) {
+  (void)state;
+  polytel_stats_t before, after;
+  polytel_stats(&before);
+  cap_begin();
+  for (int i = 0; i < 70; i++) polytel_span_begin("deep");
+  for (int i = 0; i < 70; i++) polytel_span_end();
+  int sink = 0;
+  polytel_log(POLYTEL_LEVEL_WARN, "sec", "count%n here", &sink);
+  polytel_span_begin(NULL);
+  polytel_span_end();
+  polytel_counter_add("neg", "1", -1, NULL, 0);
+  char *out = cap_read_all();
+  polytel_stats(&after);
+  assert_int_equal(after.dropped_depth - before.dropped_depth, 6);
+  assert_int_equal(after.dropped_invalid - before.dropped_invalid, 1); /* the NULL name */
+  assert_int_equal(after.spans_recorded - before.spans_recorded, 71);
+  assert_int_equal(after.recorded, after.exported + after.dropped + after.unconfirmed + after.pending);
+  assert_non_null(strstr(out,
+                         "thread spans nested deeper than 64 are not recorded (counted as dropped_depth; "
+                         "warned once)"));
+  assert_non_null(strstr(out, "NULL name; not recorded (counted as dropped_invalid; warned once)"));
+  assert_non_null(strstr(out, "contains %n"));
+  assert_non_null(strstr(out, "negative delta"));
+  /* %n and negative deltas count nothing, and their lines do not claim they do. */
+  for (const char *p = out; (p = strstr(p, "counted as ")) != NULL; p++)
+    assert_true(!strncmp(p, "counted as dropped_depth", 24) || !strncmp(p, "counted as dropped_invalid", 26));
+  polytel_memory_sink_collect();
+  assert_int_equal(count_kind(POLYTEL_RECORD_SPAN), 64);
+  free(out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      /* First: the warn-once lines are once per process. */
+      cmocka_unit_test_setup_teardown(test_depth_cap_and_warning_words, setup_console, teardown),
       cmocka_unit_test_setup_teardown(test_log_deferred_format, setup, teardown),
       cmocka_unit_test_setup_teardown(test_log_percent_n_never_formatted, setup, teardown),
       cmocka_unit_test_setup_teardown(test_log_attrs_and_truncation, setup, teardown),

@@ -93,6 +93,12 @@ typedef struct treq_s {
   char body[256];
   int status;
   int64_t retry_after;
+  polytel__net_class_t net;
+  int sent;
+  char resp_body[256]; /* what the transport kept of the answer */
+  size_t resp_len;
+  char resp_ctype[64];
+  int has_error;
   int n_done;
   int counted; /* adds to pending (logs/spans); 0 like a metrics request */
 } treq_t;
@@ -165,17 +171,24 @@ polytel__request_t *tpt_pipeline_next(polytel__pipeline_t *pl, uint64_t now_ms) 
   return r ? &r->req : NULL;
 }
 
-void tpt_pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req, int http_status,
-                       int64_t retry_after_ms, uint64_t now_ms) {
+polytel__done_t tpt_pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req,
+                                  const polytel__response_t *resp, uint64_t now_ms) {
   (void)now_ms;
   treq_t *r = (treq_t *)req;
   pthread_mutex_lock(&pl->mu);
-  r->status = http_status;
-  r->retry_after = retry_after_ms;
+  r->status = resp->net == POLYTEL__NET_OK ? resp->status : 0;
+  r->retry_after = resp->retry_after_ms;
+  r->net = resp->net;
+  r->sent = resp->sent;
+  r->resp_len = resp->body_len;
+  if (resp->body_len) memcpy(r->resp_body, resp->body, resp->body_len < 256 ? resp->body_len : 256);
+  snprintf(r->resp_ctype, sizeof r->resp_ctype, "%s", resp->content_type ? resp->content_type : "");
+  r->has_error = resp->error && *resp->error;
   r->n_done++;
   pl->in_flight--;
   pl->pending -= (uint64_t)r->counted;
   pthread_mutex_unlock(&pl->mu);
+  return POLYTEL__DONE_EXPORTED;
 }
 
 uint64_t tpt_pipeline_pending(const polytel__pipeline_t *cpl) {
@@ -244,7 +257,8 @@ typedef struct {
   const char *path;
   int mode;
   int status;
-  char extra[160]; /* extra header lines, each ending in \r\n */
+  char extra[160];  /* extra header lines, each ending in \r\n */
+  const char *body; /* NULL: "{}" */
 } route_t;
 
 typedef struct {
@@ -302,7 +316,7 @@ static int srv_serve(srv_t *s, conn_t *c, int *stalled) {
       snprintf(sn->body, sizeof sn->body, "%.*s", (int)clen, c->buf + head_len);
     }
     const route_t *rt = srv_route(s, path);
-    route_t r = rt ? *rt : (route_t){path, REPLY, 200, ""};
+    route_t r = rt ? *rt : (route_t){path, REPLY, 200, "", NULL};
     pthread_mutex_unlock(&s->mu);
     memmove(c->buf, c->buf + head_len + clen, c->len - head_len - clen);
     c->len -= head_len + clen;
@@ -312,8 +326,16 @@ static int srv_serve(srv_t *s, conn_t *c, int *stalled) {
       return 1;
     }
     char out[512];
-    int n = snprintf(out, sizeof out, "HTTP/1.1 %d X\r\nContent-Length: 2\r\n%s\r\n{}", r.status, r.extra);
+    const char *body = r.body ? r.body : "{}";
+    size_t blen = strlen(body);
+    int n =
+        snprintf(out, sizeof out, "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n%s\r\n", r.status, blen, r.extra);
     if (write(c->fd, out, (size_t)n) != n) return 0;
+    for (size_t off = 0; off < blen;) {
+      ssize_t w = write(c->fd, body + off, blen - off);
+      if (w <= 0) return 0;
+      off += (size_t)w;
+    }
   }
 }
 
@@ -430,17 +452,46 @@ static int has_header(const seen_t *sn, const char *line) {
 
 static void test_retry_after_parsing(void **state) {
   (void)state;
-  time_t now = curl_getdate("Wed, 21 Oct 2015 07:28:00 GMT", NULL);
-  assert_int_equal(parse_retry_after("120", 3, now), 120000);
-  assert_int_equal(parse_retry_after(" 5\r\n", 4, now), 5000);
-  assert_int_equal(parse_retry_after("0", 1, now), 0);
-  assert_int_equal(parse_retry_after("99999999999999999999", 20, now), 86400000);
-  assert_int_equal(parse_retry_after(" Wed, 21 Oct 2015 07:28:10 GMT\r\n", 33, now), 10000);
-  assert_int_equal(parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", 29, now), 0);
-  assert_int_equal(parse_retry_after("", 0, now), -1);
-  assert_int_equal(parse_retry_after("\r\n", 2, now), -1);
-  assert_int_equal(parse_retry_after("soon", 4, now), -1);
-  assert_int_equal(parse_retry_after("-5", 2, now), -1);
+#define RA(s, now) polytel__retry_after_parse((s), strlen(s), (now))
+  /* libcurl's parser is the reference for the formats both accept */
+  int64_t now = (int64_t)curl_getdate("Wed, 21 Oct 2015 07:28:00 GMT", NULL);
+  assert_int_equal(now, 1445412480);
+  assert_int_equal(RA("120", now), 120000);
+  assert_int_equal(RA(" 5\r\n", now), 5000);
+  assert_int_equal(RA("0", now), 0);
+  assert_int_equal(RA("86401", now), 86400000);
+  assert_int_equal(RA("99999999999999999999", now), 86400000);
+  assert_int_equal(RA(" Wed, 21 Oct 2015 07:28:10 GMT\r\n", now), 10000);
+  assert_int_equal(RA("Wed, 21 Oct 2015 07:27:00 GMT", now), 0);
+  assert_int_equal(RA("Thu, 01 Jan 1970 00:00:00 GMT", now), 0);
+  /* the other two formats RFC 9110 makes recipients accept */
+  assert_int_equal(RA("Wednesday, 21-Oct-15 07:29:00 GMT", now), 60000);
+  assert_int_equal(RA("Wed Oct 21 07:28:30 2015", now), 30000);
+  assert_int_equal(RA("Wed Oct  1 07:28:30 2015", now), 0);
+  /* a date a week ahead is clamped to a day */
+  assert_int_equal(RA("Wed, 28 Oct 2015 07:28:00 GMT", now), 86400000);
+  /* leap days; two-digit years more than 50 years ahead are in the past */
+  int64_t leap_now = (int64_t)curl_getdate("Sat, 28 Feb 2004 23:59:00 GMT", NULL);
+  assert_int_equal(RA("Sun, 29 Feb 2004 00:00:00 GMT", leap_now), 60000);
+  assert_int_equal(RA("Sun, 30 Feb 2004 00:00:00 GMT", leap_now), -1);
+  assert_int_equal(RA("Sunday, 29-Feb-04 00:00:30 GMT", leap_now), 90000);
+  assert_int_equal(RA("Sunday, 29-Feb-60 00:00:30 GMT", leap_now), 0); /* 1960 */
+  static const char *const bad[] = {"",
+                                    "\r\n",
+                                    "soon",
+                                    "-5",
+                                    "+5",
+                                    "5s",
+                                    "1.5",
+                                    "Wed, 21 Oct 2015 07:28:10",
+                                    "Wed, 21 Oct 2015 24:00:00 GMT",
+                                    "Wed, 21 Foo 2015 07:28:10 GMT",
+                                    "Wed, 1 Oct 2015 07:28:10 GMT",
+                                    "Wed, 21 Oct 2015 07:28:10 GMT junk"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    assert_int_equal(polytel__retry_after_parse(bad[i], strlen(bad[i]), now), -1);
+  assert_int_equal(polytel__retry_after_parse(NULL, 0, now), -1);
+#undef RA
 }
 
 /* Bodies, headers, content types, gzip flag, user headers, keep-alive on the owned loop. */
@@ -515,6 +566,54 @@ static void test_owned_loop_posts(void **state) {
   srv_stop(s);
 }
 
+/* A signal's own header list replaces the general one; framing headers never reach the wire. */
+static void test_signal_headers(void **state) {
+  (void)state;
+  diag_reset();
+  srv_t *s = srv_start();
+  polytel__pipeline_t *pl = stub_new(8);
+  polytel__cfg_t cfg = mkcfg(POLYTEL_EXPORTER_OTLP, NULL);
+  polytel__strpair_t general[2] = {{"authorization", "general"}, {"Content-Length", "1"}};
+  polytel__strpair_t logs[2] = {{"authorization", "logs"}, {"HOST", "evil.example"}};
+  cfg.headers = general;
+  cfg.n_headers = 2;
+  cfg.signal_headers[POLYTEL__SIG_LOGS] = logs;
+  cfg.n_signal_headers[POLYTEL__SIG_LOGS] = 2;
+  cfg.has_signal_headers[POLYTEL__SIG_LOGS] = 1;
+  cfg.has_signal_headers[POLYTEL__SIG_METRICS] = 1; /* set, and empty: no headers at all */
+  assert_int_equal(tpt_start(NULL, pl, &cfg), 0);
+  treq_t *r[3];
+  static const char *const paths[3] = {"/v1/traces", "/v1/logs", "/v1/metrics"};
+  for (int i = 0; i < 3; i++) {
+    r[i] = mkreq(s->base, paths[i], (polytel__signal_t)i, "0123456789", "application/x-protobuf", 0, 5000);
+    stub_push(pl, r[i]);
+  }
+  tpt_wake();
+  assert_int_equal(tpt_flush(10000), 0);
+  const seen_t *t = srv_find(s, "/v1/traces"), *l = srv_find(s, "/v1/logs"), *m = srv_find(s, "/v1/metrics");
+  assert_non_null(t);
+  assert_non_null(l);
+  assert_non_null(m);
+  assert_true(has_header(t, "authorization: general"));
+  assert_true(has_header(l, "authorization: logs"));
+  assert_null(strcasestr(m->head, "authorization"));
+  for (int i = 0; i < 3; i++) {
+    const seen_t *sn = srv_find(s, paths[i]);
+    assert_string_equal(sn->body, "0123456789"); /* the whole body: no user Content-Length */
+    assert_null(strstr(sn->head, "evil.example"));
+    assert_null(strstr(sn->head, "Content-Length: 1\r"));
+  }
+  assert_int_equal(tpt_stop(2000), 0);
+  /* each refused header named once, its value never */
+  assert_int_equal(diag_n(), 2);
+  assert_non_null(strstr(diag_all, "Content-Length"));
+  assert_non_null(strstr(diag_all, "HOST"));
+  assert_null(strstr(diag_all, "evil"));
+  for (int i = 0; i < 3; i++) free(r[i]);
+  stub_delete(pl);
+  srv_stop(s);
+}
+
 static void test_status_and_retry_after(void **state) {
   (void)state;
   srv_t *s = srv_start();
@@ -556,6 +655,56 @@ static void test_status_and_retry_after(void **state) {
   srv_stop(s);
 }
 
+/*
+ * What the pipeline needs of an answer: the body (bounded at 64 KiB, the rest
+ * read and dropped), its Content-Type; of a timeout: whether the body went out.
+ */
+static void test_answer_body_and_timeout(void **state) {
+  (void)state;
+  srv_t *s = srv_start();
+  static const char ps[] = "{\"partialSuccess\":{\"rejectedLogRecords\":\"2\",\"errorMessage\":\"bad\"}}";
+  srv_add(s, "/ps", REPLY, 200, "Content-Type: application/json\r\n");
+  size_t big_len = POLYTEL__RESPONSE_BODY_MAX + 40000;
+  char *big = malloc(big_len + 1);
+  memset(big, 'z', big_len);
+  big[big_len] = '\0';
+  srv_add(s, "/big", REPLY, 400, "Content-Type: text/plain\r\n");
+  srv_add(s, "/slow", STALL, 0, NULL);
+  pthread_mutex_lock(&s->mu);
+  s->routes[0].body = ps;
+  s->routes[1].body = big;
+  pthread_mutex_unlock(&s->mu);
+  polytel__pipeline_t *pl = stub_new(8);
+  polytel__cfg_t cfg = mkcfg(POLYTEL_EXPORTER_OTLP, NULL);
+  assert_int_equal(tpt_start(NULL, pl, &cfg), 0);
+  treq_t *a = mkreq(s->base, "/ps", POLYTEL__SIG_LOGS, "x", "application/json", 0, 5000);
+  treq_t *b = mkreq(s->base, "/big", POLYTEL__SIG_LOGS, "x", "application/json", 0, 5000);
+  treq_t *c = mkreq(s->base, "/slow", POLYTEL__SIG_LOGS, "x", "application/json", 0, 300);
+  stub_push(pl, a);
+  stub_push(pl, b);
+  stub_push(pl, c);
+  tpt_wake();
+  assert_int_equal(tpt_flush(20000), 0);
+  assert_int_equal(req_status(pl, a, NULL), 200);
+  assert_int_equal(a->net, POLYTEL__NET_OK);
+  assert_int_equal(a->resp_len, strlen(ps));
+  assert_memory_equal(a->resp_body, ps, strlen(ps));
+  assert_string_equal(a->resp_ctype, "application/json");
+  assert_int_equal(req_status(pl, b, NULL), 400);
+  assert_int_equal(b->resp_len, POLYTEL__RESPONSE_BODY_MAX);
+  assert_string_equal(b->resp_ctype, "text/plain");
+  assert_int_equal(c->net, POLYTEL__NET_TIMEOUT);
+  assert_int_equal(c->sent, 1); /* the stalled server never read it; the kernel took it */
+  assert_true(c->has_error);
+  assert_int_equal(tpt_stop(2000), 0);
+  free(a);
+  free(b);
+  free(c);
+  stub_delete(pl);
+  srv_stop(s); /* before the body it serves goes */
+  free(big);
+}
+
 static int closed_port(void) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -566,7 +715,7 @@ static int closed_port(void) {
   return ntohs(a.sin_port);
 }
 
-/* Connection refused: status 0 for each, one rate-limited warning for all. */
+/* Connection refused: nothing sent, a transport error text; the pipeline (not the transport) warns. */
 static void test_network_error(void **state) {
   (void)state;
   diag_reset();
@@ -586,9 +735,11 @@ static void test_network_error(void **state) {
     int64_t ra;
     assert_int_equal(req_status(pl, r[i], &ra), 0);
     assert_int_equal(ra, -1);
+    assert_int_equal(r[i]->net, POLYTEL__NET_CONNECT);
+    assert_int_equal(r[i]->sent, 0);
+    assert_true(r[i]->has_error);
   }
-  assert_int_equal(diag_n(), 1);
-  assert_non_null(strstr(diag_all, "will retry"));
+  assert_int_equal(diag_n(), 0);
   assert_int_equal(tpt_stop(1000), 0);
   for (int i = 0; i < 3; i++) free(r[i]);
   stub_delete(pl);
@@ -617,6 +768,9 @@ static void test_stalled_collector(void **state) {
   assert_int_equal(tpt_running(), 0);
   assert_int_equal(req_status(pl, a, NULL), 0);
   assert_int_equal(a->n_done, 1);
+  /* Cancelled at the deadline after its body went out: the pipeline will count it unconfirmed. */
+  assert_int_equal(a->net, POLYTEL__NET_ABORTED);
+  assert_int_equal(a->sent, 1);
   assert_int_equal(b->n_done, 0);
   assert_int_equal(stub_get(pl, &pl->abandoned), 1);
   assert_int_equal(stub_get(pl, &pl->freed), 1);
@@ -651,6 +805,7 @@ static void test_flush_vs_stop_in_flight(void **state) {
   assert_int_equal(tpt_stop(200), POLYTEL_ETIMEDOUT);
   assert_int_equal(m->n_done, 1);
   assert_int_equal(m->status, 0);
+  assert_int_equal(m->net, POLYTEL__NET_ABORTED);
   free(m);
   free(l);
   stub_delete(pl);
@@ -1033,19 +1188,11 @@ static int stop_leftover(void **state) {
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
-      T(test_retry_after_parsing),
-      T(test_owned_loop_posts),
-      T(test_status_and_retry_after),
-      T(test_network_error),
-      T(test_stalled_collector),
-      T(test_flush_vs_stop_in_flight),
-      T(test_file_exporter),
-      T(test_none_exporter),
-      T(test_host_loop_same_thread),
-      T(test_host_loop_other_thread),
-      T(test_host_loop_not_running),
-      T(test_wake_during_start_stop),
-      T(test_fork),
+      T(test_retry_after_parsing),    T(test_owned_loop_posts),        T(test_signal_headers),
+      T(test_status_and_retry_after), T(test_answer_body_and_timeout), T(test_network_error),
+      T(test_stalled_collector),      T(test_flush_vs_stop_in_flight), T(test_file_exporter),
+      T(test_none_exporter),          T(test_host_loop_same_thread),   T(test_host_loop_other_thread),
+      T(test_host_loop_not_running),  T(test_wake_during_start_stop),  T(test_fork),
   };
   return cmocka_run_group_tests_name("transport", tests, NULL, NULL);
 }

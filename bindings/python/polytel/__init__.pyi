@@ -1,6 +1,6 @@
 # Type stubs for polytel: logs, spans and metrics from the polytel C core (docs/python.md).
 import logging
-from typing import Any, Callable, Dict, Literal, Mapping, Optional, TypedDict, TypeVar, Union
+from typing import Any, Callable, Literal, Mapping, Optional, TypedDict, TypeVar, Union
 
 from ._polytel import (
     DEBUG as DEBUG,
@@ -79,6 +79,30 @@ class _BootstrapResult(TypedDict, total=False):
     pid: int
     error: str
 
+# polytel_stats_t: recorded = exported + dropped + unconfirmed + pending (logs and spans), and
+# dropped = dropped_buffer_full + dropped_invalid + dropped_depth + dropped_export + dropped_rejected.
+class _Stats(TypedDict):
+    recorded: int
+    exported: int
+    dropped: int
+    pending: int
+    dropped_buffer_full: int
+    dropped_export: int
+    dropped_invalid: int
+    logs_recorded: int
+    spans_recorded: int
+    export_requests: int
+    export_retries: int
+    export_failures: int
+    truncated: int
+    buffer_bytes: int
+    buffer_bytes_max: int
+    unconfirmed: int  # sent, never answered before a deadline: may have arrived
+    dropped_series: int  # metric updates past POLYTEL_MAX_METRIC_SERIES
+    dropped_depth: int  # spans nested deeper than 64
+    metric_saturated: int  # counter increments lost at INT64_MAX
+    dropped_rejected: int  # rejected by the collector in an OTLP partial_success
+
 def phase() -> _Phase: ...
 def bootstrap_worker(
     *,
@@ -128,7 +152,7 @@ def histogram_record(name: str, /, value: float, unit: str = "", **attrs: _AttrV
 # Blocking (the GIL is released): 0 when everything was delivered, else a negative polytel error code.
 def flush(timeout_ms: Optional[int] = 5000) -> int: ...
 def shutdown(timeout_ms: Optional[int] = 5000) -> int: ...
-def stats() -> Dict[str, int]: ...
+def stats() -> _Stats: ...
 def strerror(code: int, /) -> str: ...
 def err_name(code: int, /) -> str: ...
 def now_ns() -> int: ...

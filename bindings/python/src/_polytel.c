@@ -1046,6 +1046,11 @@ static PyObject *py_stats(PyObject *module, PyObject *Py_UNUSED(ignored)) {
   STAT(truncated)
   STAT(buffer_bytes)
   STAT(buffer_bytes_max)
+  STAT(unconfirmed)
+  STAT(dropped_series)
+  STAT(dropped_depth)
+  STAT(metric_saturated)
+  STAT(dropped_rejected)
 #undef STAT
   return d;
 fail:

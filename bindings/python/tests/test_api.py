@@ -10,7 +10,8 @@ import pytest
 STATS_FIELDS = {
     "recorded", "exported", "dropped", "pending", "dropped_buffer_full", "dropped_export", "dropped_invalid",
     "logs_recorded", "spans_recorded", "export_requests", "export_retries", "export_failures", "truncated",
-    "buffer_bytes", "buffer_bytes_max",
+    "buffer_bytes", "buffer_bytes_max", "unconfirmed", "dropped_series", "dropped_depth", "metric_saturated",
+    "dropped_rejected",
 }  # fmt: skip
 
 
@@ -19,7 +20,9 @@ def test_phase_and_stats():
     s = polytel.stats()
     assert set(s) == STATS_FIELDS
     assert all(isinstance(v, int) and v >= 0 for v in s.values())
-    assert s["recorded"] == s["exported"] + s["dropped"] + s["pending"]
+    assert s["recorded"] == s["exported"] + s["dropped"] + s["unconfirmed"] + s["pending"]
+    assert s["dropped"] == (s["dropped_buffer_full"] + s["dropped_invalid"] + s["dropped_depth"] + s["dropped_export"]
+                            + s["dropped_rejected"])
 
 
 def test_error_codes():

@@ -57,7 +57,11 @@ class TestExit < Minitest::Test
     assert_equal false, j["shutdown_ok"]
     assert_equal "none", j["phase"]
     s = j["stats"]
-    assert_equal s["recorded"], s["exported"] + s["dropped"] + s["pending"]
+    assert_equal s["recorded"], s["exported"] + s["dropped"] + s["unconfirmed"] + s["pending"]
+    assert_equal 0, s["unconfirmed"] # nothing listens: nothing was ever sent
+    %w[dropped_series dropped_depth metric_saturated dropped_rejected].each { |k| assert_equal 0, s.fetch(k) }
+    assert_equal s["dropped"], %w[dropped_buffer_full dropped_invalid dropped_depth dropped_export dropped_rejected]
+      .sum { |k| s[k] }
     assert_equal 0, s["exported"]
   end
 

@@ -41,7 +41,7 @@ class TestThreadsMetrics < Minitest::Test
                  [depth["type"], depth["value"], depth["unit"], depth["attributes"]]
 
     stats = r.json["stats"]
-    assert_equal stats["recorded"], stats["exported"] + stats["dropped"] + stats["pending"]
+    assert_equal stats["recorded"], stats["exported"] + stats["dropped"] + stats["unconfirmed"] + stats["pending"]
     assert_equal 0, stats["dropped"]
   end
 end

@@ -104,6 +104,16 @@ export interface Stats {
   truncated: number;
   bufferBytes: number;
   bufferBytesMax: number;
+  /** Sent (the body handed to the network) but never answered before a deadline: may have arrived. */
+  unconfirmed: number;
+  /** Metric updates without a series of their own (the series cap, POLYTEL_MAX_METRIC_SERIES). */
+  droppedSeries: number;
+  /** Spans nested deeper than 64, not recorded (part of dropped). */
+  droppedDepth: number;
+  /** Counter increments lost because the counter stands at INT64_MAX. */
+  metricSaturated: number;
+  /** Records the collector rejected in an OTLP partial_success (part of dropped). */
+  droppedRejected: number;
 }
 
 export interface Polytel extends Logger {

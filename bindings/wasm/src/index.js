@@ -22,8 +22,15 @@ const SIGNAL_FILES = ['traces', 'logs', 'metrics'];
 const STATS_FIELDS = [
   'recorded', 'exported', 'dropped', 'pending', 'droppedBufferFull', 'droppedExport', 'droppedInvalid',
   'logsRecorded', 'spansRecorded', 'exportRequests', 'exportRetries', 'exportFailures', 'truncated',
-  'bufferBytes', 'bufferBytesMax',
+  'bufferBytes', 'bufferBytesMax', 'unconfirmed', 'droppedSeries', 'droppedDepth', 'metricSaturated',
+  'droppedRejected',
 ];
+// polytel__net_class_t and polytel__done_t (core/src/pipeline.h).
+const NET_OK = 0;
+const NET_CONNECT = 1;
+const NET_TIMEOUT = 2;
+const NET_OTHER = 4;
+const DONE_RETRY = 1;
 // Environment variables the core understands; in Node they are copied into the wasm environment.
 const ENV_RE = /^(OTEL_|POLYTEL_)|^(TELEMETRY_ENABLED|NO_COLOR|FORCE_COLOR)$/;
 
@@ -169,6 +176,14 @@ class Core {
     h.set(bytes, p);
     h[p + bytes.length] = 0;
     return p;
+  }
+
+  /** s into the cap bytes at p, NUL-terminated (a cut character is escaped by the core when shown). */
+  writeCString(p, s, cap) {
+    const bytes = encoder.encode(String(s)).subarray(0, cap - 1);
+    const h = this.heap();
+    h.set(bytes, p);
+    h[p + bytes.length] = 0;
   }
 
   readCString(p) {
@@ -400,30 +415,34 @@ class Driver {
     const body = core.heap().slice(ptr, ptr + len); // a copy: the request memory is the pipeline's
     const signal = M._ptw_req_signal(req);
     const generation = this.generation;
-    const finish = (status, retryAfterMs) => {
+    // resp: { status, net, sent, retryAfterMs, body?, contentType?, error? } (polytel__response_t).
+    const finish = (resp) => {
       if (generation !== this.generation || !this.running) return; // stopped meanwhile: the pipeline is gone
-      // Only bookkeeping for flush(): whether the core kept the request (a retry) or dropped it is its
-      // decision, read back from its failure count.
-      const mayRetry = status === 0 || status === 429 || status === 502 || status === 503 || status === 504;
-      const failures = mayRetry ? this.pt._exportFailures() : 0;
-      M._ptw_done(req, status, retryAfterMs);
-      if (mayRetry && this.pt._exportFailures() === failures) this.retrying.add(req);
+      const heap = core.heap();
+      const n = resp.body ? Math.min(resp.body.length, M._ptw_resp_cap(0)) : 0;
+      if (n) heap.set(resp.body.subarray(0, n), M._ptw_resp_buf(0));
+      core.writeCString(M._ptw_resp_buf(1), resp.contentType || '', M._ptw_resp_cap(1));
+      core.writeCString(M._ptw_resp_buf(2), resp.error || '', M._ptw_resp_cap(2));
+      // Whether the core kept the request (a retry) or counted it is its decision: only flush() cares.
+      if (M._ptw_done(req, resp.status, resp.net, resp.sent ? 1 : 0, resp.retryAfterMs ?? -1, n) === DONE_RETRY)
+        this.retrying.add(req);
       this.tick();
     };
     if (this.exporter === EXPORTER_NONE) {
-      finish(200, -1);
+      finish({ status: 200, net: NET_OK, sent: 1 });
       return;
     }
     if (this.exporter === EXPORTER_FILE) {
-      let status = 200;
       try {
         if (!this.fs) throw new Error('no node:fs');
         const file = `${this.exportDir}/${SIGNAL_FILES[signal] ?? 'unknown'}.jsonl`;
         this.fs.appendFileSync(file, Buffer.concat([body, Buffer.from('\n')]));
       } catch (e) {
-        status = 0; // like a network error: retried by the pipeline, then dropped and counted
+        // like a network error: retried by the pipeline, then dropped and counted
+        finish({ status: 0, net: NET_OTHER, sent: 0, error: errorMessage(e) });
+        return;
       }
-      finish(status, -1);
+      finish({ status: 200, net: NET_OK, sent: 1 });
       return;
     }
     const url = core.readCString(M._ptw_req_url(req));
@@ -433,7 +452,11 @@ class Driver {
     const ac = new AbortController();
     const flight = { abort: () => ac.abort() };
     this.inflight.add(flight);
-    const timer = unref(setTimeout(() => ac.abort(), timeoutMs));
+    let timedOut = false;
+    const timer = unref(setTimeout(() => {
+      timedOut = true;
+      ac.abort();
+    }, timeoutMs));
     let p;
     try {
       p = Promise.resolve(
@@ -451,19 +474,27 @@ class Driver {
     }
     p.then(
       async (res) => {
-        const retryAfter = parseRetryAfter(res.headers.get('retry-after'));
+        const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
+        let answer = null;
         try {
-          await res.arrayBuffer(); // frees the connection for reuse
+          answer = new Uint8Array(await res.arrayBuffer()); // partial_success, the collector's message
         } catch {
           /* the status is what counts */
         }
-        return [res.status, retryAfter];
+        return { status: res.status, net: NET_OK, sent: 1, retryAfterMs, body: answer,
+          contentType: res.headers.get('content-type') };
       },
-      () => [0, -1],
-    ).then(([status, retryAfter]) => {
+      (e) => {
+        // fetch does not say whether the body went out: only a refused connection (Node) proves it did not.
+        const code = e?.cause?.code;
+        const refused = code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN';
+        const net = timedOut ? NET_TIMEOUT : refused ? NET_CONNECT : NET_OTHER;
+        return { status: 0, net, sent: refused ? 0 : 1, error: code ? `${code}: ${errorMessage(e)}` : errorMessage(e) };
+      },
+    ).then((resp) => {
       clearTimeout(timer);
       this.inflight.delete(flight);
-      finish(status, retryAfter);
+      finish(resp);
     });
   }
 
@@ -748,7 +779,7 @@ class Polytel extends Logger {
     return this.stats().exportFailures;
   }
 
-  /** Log records and spans: recorded = exported + dropped + pending. Numbers. */
+  /** Log records and spans: recorded = exported + dropped + unconfirmed + pending. Numbers. */
   stats() {
     const core = this._core;
     const size = core.layout.stats;

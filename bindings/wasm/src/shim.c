@@ -260,8 +260,9 @@ PTW_EXPORT int ptw_init_full(void) {
 }
 
 /*
- * Shutdown: index.js has already spent the caller's timeout in an async flush. The core drops
- * (and counts) what is left and frees the pipeline, so JS forgets its requests first.
+ * Shutdown: index.js has already spent the caller's timeout in an async flush. The core counts
+ * what is left (requests still in flight as unconfirmed: their fetch may have delivered them) and
+ * frees the pipeline, so JS forgets its requests first.
  */
 PTW_EXPORT int ptw_shutdown(uint32_t timeout_ms) {
   if (T.pl) {
@@ -317,8 +318,46 @@ PTW_EXPORT polytel__request_t *ptw_next(void) {
   return T.pl ? polytel__pipeline_next(T.pl, polytel__now_ms()) : NULL;
 }
 
-PTW_EXPORT void ptw_done(polytel__request_t *req, int http_status, double retry_after_ms) {
-  if (T.pl) polytel__pipeline_done(T.pl, req, http_status, (int64_t)retry_after_ms, polytel__now_ms());
+/*
+ * The answer of the next ptw_done(): index.js writes the body (at most
+ * POLYTEL__RESPONSE_BODY_MAX bytes), the Content-Type and the error text here
+ * (NUL-terminated strings; empty means none), then calls ptw_done.
+ */
+static uint8_t g_resp_body[POLYTEL__RESPONSE_BODY_MAX];
+static char g_resp_ctype[256];
+static char g_resp_error[512];
+
+/* which: 0 body, 1 content type, 2 error text. */
+PTW_EXPORT void *ptw_resp_buf(int which) {
+  return which == 0 ? (void *)g_resp_body : which == 1 ? (void *)g_resp_ctype : (void *)g_resp_error;
+}
+PTW_EXPORT int ptw_resp_cap(int which) {
+  return which == 0   ? (int)sizeof g_resp_body
+         : which == 1 ? (int)sizeof g_resp_ctype
+                      : (int)sizeof g_resp_error;
+}
+
+/*
+ * An attempt ended (polytel__pipeline_done): net is a polytel__net_class_t, sent 1 when the body may
+ * have arrived. Returns the polytel__done_t (1 = kept for a retry), or -1 when not running.
+ */
+PTW_EXPORT int ptw_done(polytel__request_t *req, int status, int net, int sent, double retry_after_ms,
+                        size_t body_len) {
+  g_resp_ctype[sizeof g_resp_ctype - 1] = '\0';
+  g_resp_error[sizeof g_resp_error - 1] = '\0';
+  polytel__response_t r = {
+      .status = status,
+      .net = (polytel__net_class_t)net,
+      .sent = sent != 0,
+      .retry_after_ms = (int64_t)retry_after_ms,
+      .body = body_len ? g_resp_body : NULL,
+      .body_len = body_len < sizeof g_resp_body ? body_len : sizeof g_resp_body,
+      .content_type = g_resp_ctype[0] ? g_resp_ctype : NULL,
+      .error = g_resp_error[0] ? g_resp_error : NULL,
+  };
+  int rc = T.pl ? (int)polytel__pipeline_done(T.pl, req, &r, polytel__now_ms()) : -1;
+  g_resp_ctype[0] = g_resp_error[0] = '\0';
+  return rc;
 }
 
 PTW_EXPORT double ptw_pending(void) {

@@ -33,7 +33,8 @@ test('no receiver: shutdown returns (false) and the phase is none', { timeout: 3
   assert.equal(await pt.shutdown(1500), false);
   assert.equal(pt.phase(), 'none');
   const s = pt.stats();
-  assert.equal(s.recorded, s.exported + s.dropped + s.pending);
+  assert.equal(s.recorded, s.exported + s.dropped + s.unconfirmed + s.pending);
+  assert.equal(s.unconfirmed, 0); // connection refused: nothing was ever sent
 });
 
 test('a collector that accepts and never answers: shutdown returns (false)', { timeout: 30000 }, async () => {
@@ -44,6 +45,9 @@ test('a collector that accepts and never answers: shutdown returns (false)', { t
   pt.info('stalled');
   assert.equal(await pt.shutdown(1000), false);
   assert.equal(pt.phase(), 'none');
+  // Sent and never answered: it may have arrived, so it is neither exported nor dropped.
+  const s = pt.stats();
+  assert.deepEqual([s.recorded, s.exported, s.dropped, s.unconfirmed, s.pending], [1, 0, 0, 1, 0]);
   await rx.faults([]);
 });
 

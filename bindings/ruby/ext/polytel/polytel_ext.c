@@ -1047,6 +1047,11 @@ static VALUE pt_stats(VALUE self) {
   PT_STAT(truncated);
   PT_STAT(buffer_bytes);
   PT_STAT(buffer_bytes_max);
+  PT_STAT(unconfirmed);
+  PT_STAT(dropped_series);
+  PT_STAT(dropped_depth);
+  PT_STAT(metric_saturated);
+  PT_STAT(dropped_rejected);
 #undef PT_STAT
   return h;
 }

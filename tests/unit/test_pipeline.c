@@ -1,0 +1,624 @@
+/* test_pipeline.c — the export pipeline driven directly through pipeline.h, no transport: outcomes and their
+ * counts, partial_success, the retry schedule, metrics ordering, warning lines, abandon, the shutdown line.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capture.h"
+#include "internal.h"
+#include "pipeline.h"
+#include "polytel.h"
+#include "response.h"
+
+#define EXPORT_TIMEOUT_MS 30000
+
+static polytel__pipeline_t *pl;
+static polytel_stats_t base;
+
+static polytel_stats_t stats(void) {
+  polytel_stats_t s;
+  assert_int_equal(polytel_stats(&s), 0);
+  assert_int_equal(s.recorded, s.exported + s.dropped + s.unconfirmed + s.pending);
+  assert_int_equal(s.dropped, s.dropped_buffer_full + s.dropped_invalid + s.dropped_depth + s.dropped_export +
+                                  s.dropped_rejected);
+  return s;
+}
+
+/* Phase 2 without a transport: the test is the host that drives the pipeline (as the wasm binding does). */
+static int start(int metrics, const char *protocol) {
+  unsetenv("POLYTEL_CONSOLE");
+  unsetenv("TELEMETRY_ENABLED");
+  setenv("POLYTEL_LOG_LEVEL", "warn", 1);             /* the test's own INFO logs stay off the console */
+  setenv("OTEL_BLRP_SCHEDULE_DELAY", "100000000", 1); /* batches are cut by force() only */
+  setenv("OTEL_BSP_SCHEDULE_DELAY", "100000000", 1);
+  setenv("OTEL_METRIC_EXPORT_INTERVAL", "100000000", 1);
+  setenv("OTEL_BLRP_EXPORT_TIMEOUT", "30000", 1);
+  setenv("OTEL_BSP_EXPORT_TIMEOUT", "30000", 1);
+  setenv("OTEL_METRIC_EXPORT_TIMEOUT", "30000", 1);
+  setenv("OTEL_METRICS_EXPORTER", metrics ? "otlp" : "none", 1);
+  setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol, 1);
+  polytel_config_t c;
+  polytel_config_init(&c);
+  c.telemetry_enabled = 1;
+  c.endpoint = "http://127.0.0.1:9";
+  assert_int_equal(polytel__init_full_external(&c, &pl), 0);
+  assert_non_null(pl);
+  base = stats();
+  return 0;
+}
+
+static int setup(void **state) {
+  (void)state;
+  return start(0, "http/protobuf");
+}
+static int setup_json(void **state) {
+  (void)state;
+  return start(0, "http/json");
+}
+static int setup_metrics(void **state) {
+  (void)state;
+  return start(1, "http/protobuf");
+}
+
+static int teardown(void **state) {
+  (void)state;
+  polytel_shutdown(0); /* abandons and frees the pipeline */
+  pl = NULL;
+  return 0;
+}
+
+static void logs(int n) {
+  for (int i = 0; i < n; i++) polytel_log(POLYTEL_LEVEL_INFO, "app", "record %d", i);
+}
+
+/* Every request ready at now, in order. */
+static size_t ready(uint64_t now, polytel__request_t **out, size_t max) {
+  size_t n = 0;
+  polytel__request_t *r;
+  while (n < max && (r = polytel__pipeline_next(pl, now)) != NULL) out[n++] = r;
+  return n;
+}
+
+static polytel__request_t *one(uint64_t now, polytel__signal_t sig) {
+  polytel__pipeline_force(pl, now);
+  polytel__request_t *r[8];
+  size_t n = ready(now, r, 8);
+  assert_int_equal(n, 1);
+  assert_int_equal(r[0]->signal, sig);
+  return r[0];
+}
+
+static polytel__response_t http(int status, int64_t retry_after_ms) {
+  return (polytel__response_t){
+      .status = status, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = retry_after_ms};
+}
+
+static polytel__response_t net(polytel__net_class_t cls, int sent, const char *error) {
+  return (polytel__response_t){.net = cls, .sent = sent, .retry_after_ms = -1, .error = error};
+}
+
+static size_t count_str(const char *hay, const char *needle) {
+  size_t c = 0;
+  for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle)) c++;
+  return c;
+}
+
+/* ---------------------------------------------------------------- outcomes */
+
+static void test_exported(void **state) {
+  (void)state;
+  logs(10);
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *r = one(now, POLYTEL__SIG_LOGS);
+  assert_int_equal(stats().pending - base.pending, 10);
+  polytel__response_t ok = http(200, -1);
+  assert_int_equal(polytel__pipeline_done(pl, r, &ok, now), POLYTEL__DONE_EXPORTED);
+  polytel_stats_t s = stats();
+  assert_int_equal(s.exported - base.exported, 10);
+  assert_int_equal(s.pending, 0);
+  assert_int_equal(polytel__pipeline_pending(pl), 0);
+}
+
+/* An ExportLogsServiceResponse{partial_success{rejected_log_records: 3, error_message: "..."}} in protobuf.
+ */
+static void test_partial_success_protobuf(void **state) {
+  (void)state;
+  logs(10);
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *r = one(now, POLYTEL__SIG_LOGS);
+  static const char msg[] = "3 records had no body";
+  uint8_t body[64];
+  size_t n = 0;
+  body[n++] = 0x0a; /* field 1, length-delimited */
+  body[n++] = (uint8_t)(2 + 2 + sizeof msg - 1);
+  body[n++] = 0x08, body[n++] = 3; /* rejected_log_records = 3 */
+  body[n++] = 0x12, body[n++] = (uint8_t)(sizeof msg - 1);
+  memcpy(body + n, msg, sizeof msg - 1), n += sizeof msg - 1;
+  polytel__response_t ok = http(200, -1);
+  ok.body = body, ok.body_len = n, ok.content_type = "application/x-protobuf";
+  cap_begin();
+  assert_int_equal(polytel__pipeline_done(pl, r, &ok, now), POLYTEL__DONE_EXPORTED);
+  char *out = cap_read_all();
+  polytel_stats_t s = stats();
+  assert_int_equal(s.exported - base.exported, 7);
+  assert_int_equal(s.dropped_rejected - base.dropped_rejected, 3);
+  assert_int_equal(s.dropped - base.dropped, 3);
+  assert_non_null(
+      strstr(out,
+             "export of logs partially rejected by the collector (partial_success: \"3 records had "
+             "no body\"); 3 log records dropped (counted as dropped_rejected)"));
+  free(out);
+}
+
+static void test_partial_success_json(void **state) {
+  (void)state;
+  for (int i = 0; i < 4; i++) {
+    polytel_span_begin("work");
+    polytel_span_end();
+  }
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *r = one(now, POLYTEL__SIG_TRACES);
+  assert_string_equal(r->content_type, "application/json");
+  static const char body[] =
+      "{\"partialSuccess\": {\"rejectedSpans\": \"9\", \"errorMessage\": \"span \\u202e name\"}}";
+  polytel__response_t ok = http(200, -1);
+  ok.body = (const uint8_t *)body, ok.body_len = sizeof body - 1,
+  ok.content_type = "application/json; charset=utf-8";
+  cap_begin();
+  assert_int_equal(polytel__pipeline_done(pl, r, &ok, now), POLYTEL__DONE_EXPORTED);
+  char *out = cap_read_all();
+  polytel_stats_t s = stats();
+  /* A collector cannot reject more than it got: 9 is capped at the 4 sent. */
+  assert_int_equal(s.exported - base.exported, 0);
+  assert_int_equal(s.dropped_rejected - base.dropped_rejected, 4);
+  assert_non_null(strstr(
+      out, "(partial_success: \"span <U+202E> name\"); 4 spans dropped (counted as dropped_rejected)"));
+  assert_null(strstr(out, "\xe2\x80\xae")); /* never the raw bidi control */
+  free(out);
+}
+
+/* A 2xx with error_message and nothing rejected: a warning, everything exported. */
+static void test_partial_success_warning_only(void **state) {
+  (void)state;
+  logs(2);
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *r = one(now, POLYTEL__SIG_LOGS);
+  static const char body[] = "{\"partialSuccess\":{\"errorMessage\":\"deprecated field\"}}";
+  polytel__response_t ok = http(200, -1);
+  ok.body = (const uint8_t *)body, ok.body_len = sizeof body - 1, ok.content_type = "application/json";
+  cap_begin();
+  polytel__pipeline_done(pl, r, &ok, now);
+  char *out = cap_read_all();
+  assert_int_equal(stats().exported - base.exported, 2);
+  assert_non_null(strstr(out,
+                         "export of logs accepted with a warning from the collector (partial_success: "
+                         "\"deprecated field\")"));
+  assert_null(strstr(out, "counted as"));
+  free(out);
+}
+
+/* A non-retryable status: dropped at once, with the collector's message (google.rpc.Status) in the line. */
+static void test_rejected_with_message(void **state) {
+  (void)state;
+  logs(5);
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *r = one(now, POLYTEL__SIG_LOGS);
+  static const char msg[] = "http: request body too large";
+  uint8_t body[64] = {0x08, 3, 0x12, (uint8_t)(sizeof msg - 1)};
+  memcpy(body + 4, msg, sizeof msg - 1);
+  polytel__response_t bad = http(400, -1);
+  bad.body = body, bad.body_len = 4 + sizeof msg - 1, bad.content_type = "application/x-protobuf";
+  cap_begin();
+  assert_int_equal(polytel__pipeline_done(pl, r, &bad, now), POLYTEL__DONE_DROPPED);
+  char *out = cap_read_all();
+  polytel_stats_t s = stats();
+  assert_int_equal(s.dropped_export - base.dropped_export, 5);
+  assert_int_equal(s.export_retries - base.export_retries, 0);
+  assert_non_null(
+      strstr(out,
+             "export of logs rejected by the collector (HTTP 400: \"http: request body too large\"); "
+             "5 log records dropped (counted as dropped_export)"));
+  free(out);
+}
+
+/* A text body with terminal tricks and more than 200 bytes: escaped and cut visibly. */
+static void test_message_sanitized_and_cut(void **state) {
+  (void)state;
+  logs(1);
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *r = one(now, POLYTEL__SIG_LOGS);
+  char body[400];
+  memset(body, 'x', sizeof body);
+  memcpy(body, "evil\x1b[2J\xe2\x80\xae\xe2\x80\x8b\n<html>", 21);
+  polytel__response_t bad = http(413, -1);
+  bad.body = (const uint8_t *)body, bad.body_len = sizeof body, bad.content_type = "text/html";
+  cap_begin();
+  polytel__pipeline_done(pl, r, &bad, now);
+  char *out = cap_read_all();
+  assert_non_null(strstr(out, "(HTTP 413: \"evil<U+001B>[2J<U+202E><U+200B> <html>xxx"));
+  assert_non_null(strstr(out, "xxx\xe2\x80\xa6\")"));
+  assert_null(strstr(out, "\x1b[2J"));
+  assert_null(strstr(out, "\xe2\x80\xae"));
+  char *q = strstr(out, "(HTTP 413: \"");
+  char *e = strstr(q, "\xe2\x80\xa6\")");
+  assert_true(e - q < 12 + 200 + 5 * 8); /* 200 source bytes at most */
+  free(out);
+}
+
+/* Connect failures send nothing: when the export timeout runs out the records are dropped, not unconfirmed.
+ */
+static void test_connect_then_dropped(void **state) {
+  (void)state;
+  logs(3);
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *r = one(now, POLYTEL__SIG_LOGS);
+  polytel__response_t refused = net(POLYTEL__NET_CONNECT, 0, "Connection refused");
+  cap_begin();
+  polytel__done_t d;
+  int attempts = 1;
+  while ((d = polytel__pipeline_done(pl, r, &refused, now)) == POLYTEL__DONE_RETRY) {
+    now = r->not_before_ms;
+    assert_ptr_equal(polytel__pipeline_next(pl, now), r);
+    attempts++;
+  }
+  char *out = cap_read_all();
+  assert_int_equal(d, POLYTEL__DONE_DROPPED);
+  polytel_stats_t s = stats();
+  assert_int_equal(s.dropped_export - base.dropped_export, 3);
+  assert_int_equal(s.unconfirmed - base.unconfirmed, 0);
+  assert_int_equal(s.export_retries - base.export_retries, (uint64_t)attempts - 1);
+  /* One line per 10 s of the (simulated) 30 s export timeout at most, however many attempts. */
+  size_t lines = count_str(out,
+                           "export of logs failed: collector unreachable (connect: Connection refused); "
+                           "retrying (3 log records waiting)");
+  assert_in_range(lines, 1, 1 + EXPORT_TIMEOUT_MS / 10000);
+  assert_true((size_t)attempts > lines);
+  assert_non_null(strstr(out,
+                         "retries exhausted within the export timeout; 3 log records dropped (counted as "
+                         "dropped_export)"));
+  free(out);
+}
+
+/* The final attempt timed out after its body went out: unconfirmed (it may have arrived), said so. */
+static void test_timeout_after_send_is_unconfirmed(void **state) {
+  (void)state;
+  logs(4);
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *r = one(now, POLYTEL__SIG_LOGS);
+  polytel__response_t slow = net(POLYTEL__NET_TIMEOUT, 1, "Operation timed out");
+  polytel__response_t busy = http(503, -1);
+  cap_begin();
+  /* Sent once and never answered, then answered 503 until the end: still may have arrived the first time. */
+  assert_int_equal(polytel__pipeline_done(pl, r, &slow, now), POLYTEL__DONE_RETRY);
+  polytel__done_t d;
+  do {
+    now = r->not_before_ms;
+    assert_ptr_equal(polytel__pipeline_next(pl, now), r);
+  } while ((d = polytel__pipeline_done(pl, r, &busy, now)) == POLYTEL__DONE_RETRY);
+  char *out = cap_read_all();
+  assert_int_equal(d, POLYTEL__DONE_UNCONFIRMED);
+  polytel_stats_t s = stats();
+  assert_int_equal(s.unconfirmed - base.unconfirmed, 4);
+  assert_int_equal(s.dropped - base.dropped, 0);
+  assert_non_null(
+      strstr(out, "4 log records unconfirmed: sent, but no answer came within the export timeout"));
+  assert_non_null(strstr(out, "(counted as unconfirmed)"));
+  free(out);
+}
+
+/* A certificate that does not verify: dropped on the first failure, and the line says it will not heal. */
+static void test_tls_not_retried(void **state) {
+  (void)state;
+  logs(2);
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *r = one(now, POLYTEL__SIG_LOGS);
+  polytel__response_t tls = net(POLYTEL__NET_TLS, 0, "SSL certificate problem: self-signed certificate");
+  cap_begin();
+  assert_int_equal(polytel__pipeline_done(pl, r, &tls, now), POLYTEL__DONE_DROPPED);
+  char *out = cap_read_all();
+  assert_int_equal(stats().dropped_export - base.dropped_export, 2);
+  assert_int_equal(stats().export_retries - base.export_retries, 0);
+  assert_non_null(strstr(out,
+                         "export of logs failed: TLS verification or handshake failed (tls: SSL certificate "
+                         "problem: self-signed certificate); not retried: this will not heal"));
+  assert_non_null(strstr(out, "2 log records dropped (counted as dropped_export)"));
+  free(out);
+}
+
+/* ------------------------------------------------------------ retry policy */
+
+static uint64_t step_min(uint32_t a) {
+  uint64_t b = (uint64_t)500 << (a < 16 ? a : 16);
+  return (b > 5000 ? 5000 : b) / 2;
+}
+static uint64_t step_max(uint32_t a) {
+  uint64_t b = (uint64_t)500 << (a < 16 ? a : 16);
+  return b > 5000 ? 5000 : b;
+}
+/* Attempts the schedule allows within the export timeout when each retry waits `step(n)`. */
+static int attempts_allowed(uint64_t (*step)(uint32_t)) {
+  uint64_t t = 0;
+  int n = 1;
+  for (uint32_t a = 0; t + step(a) <= EXPORT_TIMEOUT_MS; a++) t += step(a), n++;
+  return n;
+}
+
+/*
+ * A collector answering 503 + Retry-After: 0 for the whole export timeout: every retry waits at least the
+ * backoff step, so the attempts are bounded by what the schedule allows (never a hot loop).
+ */
+static void test_retry_after_zero_uses_the_step(void **state) {
+  (void)state;
+  logs(3);
+  uint64_t now = polytel__now_ms(), t0 = now;
+  polytel__request_t *r = one(now, POLYTEL__SIG_LOGS);
+  polytel__response_t busy = http(503, 0);
+  int attempts = 1;
+  polytel__done_t d;
+  while ((d = polytel__pipeline_done(pl, r, &busy, now)) == POLYTEL__DONE_RETRY) {
+    uint32_t a = r->attempt - 1; /* the step this wait used */
+    assert_in_range(r->not_before_ms - now, step_min(a), step_max(a));
+    assert_null(polytel__pipeline_next(pl, r->not_before_ms - 1)); /* not one millisecond sooner */
+    now = r->not_before_ms;
+    assert_ptr_equal(polytel__pipeline_next(pl, now), r); /* one attempt in flight, the same request */
+    attempts++;
+  }
+  assert_int_equal(d, POLYTEL__DONE_DROPPED);
+  assert_in_range(attempts, attempts_allowed(step_max), attempts_allowed(step_min));
+  assert_true(now - t0 <= EXPORT_TIMEOUT_MS);
+  assert_int_equal(stats().dropped_export - base.dropped_export, 3);
+}
+
+/* A Retry-After longer than the step is honoured; one past the export timeout ends the request now. */
+static void test_retry_after_above_step_honoured(void **state) {
+  (void)state;
+  logs(1);
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *r = one(now, POLYTEL__SIG_LOGS);
+  polytel__response_t later = http(429, 7000);
+  assert_int_equal(polytel__pipeline_done(pl, r, &later, now), POLYTEL__DONE_RETRY);
+  assert_int_equal(r->not_before_ms - now, 7000);
+  now += 7000;
+  assert_ptr_equal(polytel__pipeline_next(pl, now), r);
+  polytel__response_t never = http(503, 3600 * 1000);
+  assert_int_equal(polytel__pipeline_done(pl, r, &never, now), POLYTEL__DONE_DROPPED);
+}
+
+/* A flush sends what waits in backoff, but never sooner than the floor after the last attempt. */
+static void test_flush_respects_the_floor(void **state) {
+  (void)state;
+  logs(1);
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *r = one(now, POLYTEL__SIG_LOGS);
+  polytel__response_t busy = http(503, 0);
+  for (int i = 0; i < 4; i++) { /* a long step by now */
+    assert_int_equal(polytel__pipeline_done(pl, r, &busy, now), POLYTEL__DONE_RETRY);
+    now = r->not_before_ms;
+    assert_ptr_equal(polytel__pipeline_next(pl, now), r);
+  }
+  assert_int_equal(polytel__pipeline_done(pl, r, &busy, now), POLYTEL__DONE_RETRY);
+  assert_true(r->not_before_ms - now >= 1000);
+  polytel__pipeline_force(pl, now + 10);
+  assert_int_equal(r->not_before_ms, now + 250);
+  assert_null(polytel__pipeline_next(pl, now + 249));
+  assert_ptr_equal(polytel__pipeline_next(pl, now + 250), r);
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+static int metrics_in(polytel__request_t **r, size_t n) {
+  int m = 0;
+  for (size_t i = 0; i < n; i++) m += r[i]->signal == POLYTEL__SIG_METRICS;
+  return m;
+}
+
+/*
+ * Cumulative snapshots: one in flight at a time (arrival order is time order); a newer one replaces an
+ * older one still waiting; a failed old one is not retried once a newer one waits.
+ */
+static void test_metrics_snapshots_in_order(void **state) {
+  (void)state;
+  polytel_counter_add("orders", "1", 1, NULL, 0);
+  uint64_t now = polytel__now_ms();
+  polytel__pipeline_force(pl, now);
+  polytel__request_t *r[8];
+  size_t n = ready(now, r, 8);
+  assert_int_equal(metrics_in(r, n), 1);
+  polytel__request_t *first = r[0];
+  assert_int_equal(first->signal, POLYTEL__SIG_METRICS);
+  /* A second snapshot while the first is in flight: queued, not sent. */
+  polytel_counter_add("orders", "1", 1, NULL, 0);
+  polytel__pipeline_force(pl, now + 1);
+  assert_int_equal(ready(now + 1, r, 8), 0);
+  /* A third replaces the second in the queue (still one waiting). */
+  polytel__pipeline_force(pl, now + 2);
+  size_t waiting = 0;
+  polytel__pipeline_pump(pl, now + 2);
+  assert_int_equal(ready(now + 2, r, 8), 0);
+  /* The first fails retryably: superseded by the waiting newer one, so it is dropped, not retried. */
+  polytel__response_t busy = http(503, -1);
+  assert_int_equal(polytel__pipeline_done(pl, first, &busy, now + 3), POLYTEL__DONE_DROPPED);
+  n = ready(now + 3, r, 8);
+  waiting = (size_t)metrics_in(r, n);
+  assert_int_equal(waiting, 1);
+  polytel__response_t ok = http(200, -1);
+  assert_int_equal(polytel__pipeline_done(pl, r[0], &ok, now + 4), POLYTEL__DONE_EXPORTED);
+  /* Metrics carry no records: nothing was counted as dropped for the superseded snapshot. */
+  assert_int_equal(stats().dropped - base.dropped, 0);
+}
+
+/* A snapshot in backoff is replaced by the next collection, which keeps its pace (no request sooner). */
+static void test_metrics_replaced_in_backoff(void **state) {
+  (void)state;
+  polytel_counter_add("orders2", "1", 1, NULL, 0);
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *m = one(now, POLYTEL__SIG_METRICS);
+  polytel__response_t busy = http(503, 2000);
+  assert_int_equal(polytel__pipeline_done(pl, m, &busy, now), POLYTEL__DONE_RETRY);
+  uint64_t due = m->not_before_ms;
+  const uint8_t *old_body = m->body;
+  polytel_counter_add("orders2", "1", 5, NULL, 0);
+  polytel__pipeline_force(pl, now + 10);
+  polytel__request_t *r[8];
+  assert_int_equal(ready(now + 10, r, 8), 0); /* the replacement waits where the old one waited */
+  assert_true(m->body != old_body);
+  assert_int_equal(m->not_before_ms, due);
+  assert_ptr_equal(polytel__pipeline_next(pl, due), m);
+  polytel__response_t ok = http(200, -1);
+  assert_int_equal(polytel__pipeline_done(pl, m, &ok, due), POLYTEL__DONE_EXPORTED);
+}
+
+/* ---------------------------------------------------------------- warnings */
+
+/* One line per (signal, cause, outcome) per interval; what was held back is counted in the next one. */
+static void test_warnings_per_signal_and_cause(void **state) {
+  (void)state;
+  uint64_t now = polytel__now_ms();
+  polytel__response_t bad = http(400, -1), busy = http(503, -1);
+  cap_begin();
+  polytel__request_t *r;
+  for (int i = 0; i < 3; i++) {
+    logs(2);
+    r = one(now, POLYTEL__SIG_LOGS);
+    polytel__pipeline_done(pl, r, &bad, now + (uint64_t)i);
+  }
+  polytel_span_begin("s");
+  polytel_span_end();
+  r = one(now, POLYTEL__SIG_TRACES);
+  polytel__pipeline_done(pl, r, &bad, now); /* another signal: its own line */
+  char *mid = cap_read_all();
+  assert_int_equal(count_str(mid,
+                             "export of logs rejected by the collector (HTTP 400); 2 log records dropped "
+                             "(counted as dropped_export)"),
+                   1);
+  assert_int_equal(count_str(mid, "export of spans rejected by the collector (HTTP 400); 1 span dropped"), 1);
+  free(mid);
+  /* After the interval: the next line carries the two held back. */
+  cap_begin();
+  logs(2);
+  r = one(now + 10001, POLYTEL__SIG_LOGS);
+  polytel__pipeline_done(pl, r, &bad, now + 10001);
+  logs(1);
+  r = one(now + 10001, POLYTEL__SIG_LOGS);
+  polytel__pipeline_done(pl, r, &busy, now + 10001); /* another cause: its own line at once */
+  char *out = cap_read_all();
+  assert_non_null(strstr(out, "6 log records dropped over 3 requests (counted as dropped_export)"));
+  assert_int_equal(count_str(out,
+                             "export of logs failed: the collector is unavailable (HTTP 503); retrying "
+                             "(1 log record waiting)"),
+                   1);
+  free(out);
+  assert_int_equal(stats().dropped_export - base.dropped_export, 2 * 3 + 1 + 2);
+}
+
+/* ---------------------------------------------------------------- shutdown */
+
+/*
+ * Abandon (shutdown past its deadline): never-sent records are dropped, records whose request went out
+ * unanswered (or is still in flight) are unconfirmed; the final line says both.
+ */
+static void test_abandon_and_shutdown_line(void **state) {
+  (void)state;
+  uint64_t now = polytel__now_ms();
+  logs(3);
+  polytel__request_t *a = one(now, POLYTEL__SIG_LOGS); /* will stay in flight */
+  (void)a;
+  logs(4);
+  polytel__request_t *b = one(now, POLYTEL__SIG_LOGS); /* sent, timed out, waiting for a retry */
+  polytel__response_t slow = net(POLYTEL__NET_TIMEOUT, 1, "timeout");
+  assert_int_equal(polytel__pipeline_done(pl, b, &slow, now), POLYTEL__DONE_RETRY);
+  logs(5);
+  polytel__request_t *c = one(now, POLYTEL__SIG_LOGS); /* could not connect, waiting for a retry */
+  polytel__response_t refused = net(POLYTEL__NET_CONNECT, 0, "refused");
+  assert_int_equal(polytel__pipeline_done(pl, c, &refused, now), POLYTEL__DONE_RETRY);
+  logs(6); /* still in the blocks */
+  cap_begin();
+  polytel_shutdown(0);
+  pl = NULL;
+  char *out = cap_read_all();
+  polytel_stats_t s = stats();
+  assert_int_equal(s.unconfirmed - base.unconfirmed, 3 + 4);
+  assert_int_equal(s.dropped_export - base.dropped_export, 5 + 6);
+  assert_int_equal(s.pending, 0);
+  assert_non_null(strstr(out,
+                         "shutdown: 11 records dropped (dropped_export 11), 7 unconfirmed (sent, no answer "
+                         "before the deadline)"));
+  free(out);
+  start(0, "http/protobuf"); /* for the teardown */
+}
+
+/* The identity holds at every read while threads record and the pipeline settles outcomes. */
+static _Atomic int g_stop;
+static void *reader(void *arg) {
+  (void)arg;
+  long reads = 0;
+  while (!atomic_load(&g_stop)) {
+    polytel_stats_t s;
+    polytel_stats(&s);
+    if (s.recorded != s.exported + s.dropped + s.unconfirmed + s.pending) return (void *)-1;
+    reads++;
+  }
+  return (void *)reads;
+}
+static void *writer(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 20000; i++) polytel_log(POLYTEL_LEVEL_INFO, "w", "n %d", i);
+  return NULL;
+}
+
+static void test_identity_at_every_read(void **state) {
+  (void)state;
+  atomic_store(&g_stop, 0);
+  pthread_t rd, wr[2];
+  pthread_create(&rd, NULL, reader, NULL);
+  for (int i = 0; i < 2; i++) pthread_create(&wr[i], NULL, writer, NULL);
+  uint64_t now = polytel__now_ms();
+  polytel__response_t outcomes[4] = {http(200, -1), http(400, -1), net(POLYTEL__NET_ABORTED, 1, NULL),
+                                     net(POLYTEL__NET_TLS, 0, "x")};
+  static const char ps[] = "{\"partialSuccess\":{\"rejectedLogRecords\":\"7\"}}";
+  outcomes[0].body = (const uint8_t *)ps, outcomes[0].body_len = sizeof ps - 1;
+  outcomes[0].content_type = "application/json";
+  for (int round = 0; round < 200; round++) {
+    polytel__pipeline_force(pl, now);
+    polytel__request_t *r[8];
+    size_t n = ready(now, r, 8);
+    for (size_t i = 0; i < n; i++) polytel__pipeline_done(pl, r[i], &outcomes[(round + i) % 4], now);
+  }
+  for (int i = 0; i < 2; i++) pthread_join(wr[i], NULL);
+  atomic_store(&g_stop, 1);
+  void *reads;
+  pthread_join(rd, &reads);
+  assert_true((intptr_t)reads > 0); /* -1: a read broke the identity */
+  stats();
+}
+
+int main(void) {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+  const struct CMUnitTest tests[] = {
+      T(test_exported),
+      T(test_partial_success_protobuf),
+      cmocka_unit_test_setup_teardown(test_partial_success_json, setup_json, teardown),
+      cmocka_unit_test_setup_teardown(test_partial_success_warning_only, setup_json, teardown),
+      T(test_rejected_with_message),
+      T(test_message_sanitized_and_cut),
+      T(test_connect_then_dropped),
+      T(test_timeout_after_send_is_unconfirmed),
+      T(test_tls_not_retried),
+      T(test_retry_after_zero_uses_the_step),
+      T(test_retry_after_above_step_honoured),
+      T(test_flush_respects_the_floor),
+      cmocka_unit_test_setup_teardown(test_metrics_snapshots_in_order, setup_metrics, teardown),
+      cmocka_unit_test_setup_teardown(test_metrics_replaced_in_backoff, setup_metrics, teardown),
+      T(test_warnings_per_signal_and_cause),
+      T(test_abandon_and_shutdown_line),
+      T(test_identity_at_every_read),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
