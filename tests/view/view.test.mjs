@@ -232,12 +232,16 @@ test('accounting: recorded, exported and dropped per process from its self-metri
     const pid = r[head.indexOf('pid')];
     const newest = {};
     for (const p of raw.points.filter((x) => x.pid === pid && x.name.startsWith('polytel.')).sort((a, b) => Number(BigInt(a.timeUnixNano) - BigInt(b.timeUnixNano)))) {
-      newest[p.name.slice(8) + (p.attrs.reason ? ': ' + p.attrs.reason : '')] = p.asInt;
+      newest[p.name.slice(8) + (p.attrs.reason ? ': ' + p.attrs.reason : '')] = p.asInt ?? p.asDouble;
     }
+    const reasons = head.filter((h) => h.startsWith('dropped: ')).map((h) => h.slice(9));
+    assert.deepEqual(reasons, Object.keys(newest).filter((k) => k.startsWith('dropped: ')).map((k) => k.slice(9)).sort());
     assert.equal(r[head.indexOf('recorded')], newest.recorded, `pid ${pid}`);
     assert.equal(r[head.indexOf('exported')], newest.exported, `pid ${pid}`);
-    for (const reason of ['buffer_full', 'export', 'invalid']) assert.equal(r[head.indexOf('dropped: ' + reason)], newest['dropped: ' + reason]);
-    const pending = Number(newest.recorded) - Number(newest.exported) - ['buffer_full', 'export', 'invalid'].reduce((a, k) => a + Number(newest['dropped: ' + k]), 0);
+    for (const reason of reasons) assert.equal(r[head.indexOf('dropped: ' + reason)], String(newest['dropped: ' + reason]));
+    assert.equal(r[head.indexOf('unconfirmed')], String(newest.unconfirmed)); // polytel.unconfirmed: every polytel process exports it
+    const pending = newest.pending !== undefined ? Number(newest.pending)
+      : Number(newest.recorded) - Number(newest.exported) - Number(newest.unconfirmed ?? 0) - reasons.reduce((a, k) => a + Number(newest['dropped: ' + k]), 0);
     assert.equal(r[head.indexOf('pending')], String(pending));
     assert.equal(r[head.indexOf('spans + logs in these files')], String([...raw.spans, ...raw.logs].filter((x) => x.pid === pid).length));
   }

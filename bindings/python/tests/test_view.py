@@ -121,9 +121,10 @@ def test_accounting_is_the_newest_self_metric(smoke_dir):
         for x in sorted(mine, key=lambda x: int(x["timeUnixNano"])):
             reason = next((a["value"]["stringValue"] for a in x.get("attributes", []) if a["key"] == "reason"), None)
             field = x["_name"][len("polytel."):] + ("." + reason if reason else "")
-            newest[field] = int(x["asInt"])
+            newest[field] = int(x["asInt"]) if "asInt" in x else x["asDouble"]
         assert p["acct"] == newest
-        assert {"recorded", "exported", "dropped.buffer_full", "dropped.export", "dropped.invalid"} <= set(newest)
+        assert {"recorded", "exported", "unconfirmed", "pending", "dropped.buffer_full", "dropped.export",
+                "dropped.invalid"} <= set(newest)
         assert p["counts"]["spans"] + p["counts"]["logs"] == sum(
             1 for x in raw(smoke_dir)[0] + raw(smoke_dir)[1] if str(x["_res"]["process.pid"]) == str(p["pid"]))
 

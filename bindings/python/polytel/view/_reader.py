@@ -414,7 +414,7 @@ class Model:
                         "buckets": [_u64(c, "bucketCounts") for c in _g(dp, "bucketCounts", "bucket_counts") or ()],
                         "min": _fnum(dp.get("min")), "max": _fnum(dp.get("max")),
                     }  # fmt: skip
-            if name.startswith("polytel.") and kind == "sum":
+            if name.startswith("polytel.") and kind in ("sum", "gauge"):  # counters, and the pending gauge
                 self._account(proc, name, dict(attrs), t, ser["points"][-1][2])
             self.procs[proc]["counts"]["points"] += 1
 

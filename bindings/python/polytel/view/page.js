@@ -1174,7 +1174,8 @@
       const has = a.recorded !== undefined;
       const dropped = reasons.reduce((x, r) => x + (a['dropped.' + r] || 0), 0);
       const un = a.unconfirmed;
-      const pending = has ? a.recorded - (a.exported || 0) - dropped - (un || 0) : undefined;
+      // The process's own pending gauge when it exports one (same snapshot), else what the counters leave.
+      const pending = a.pending !== undefined ? a.pending : has ? a.recorded - (a.exported || 0) - dropped - (un || 0) : undefined;
       const cell = (v, cls) => v === undefined ? '<td class="na">—</td>' : '<td class="' + (cls || '') + '">' + v + '</td>';
       return '<tr data-proc="' + p + '"><td class="l">' + esc(P.service) + '</td><td>' + esc(P.pid ?? '') + '</td><td class="l">' + esc(P.lang || '') + '</td>' +
         cell(has ? a.recorded : undefined) + cell(has ? a.exported || 0 : undefined) +
@@ -1188,7 +1189,7 @@
         reasons.map((r) => '<th>dropped: ' + esc(r) + '</th>').join('') + (anyUnconfirmed ? '<th>unconfirmed</th>' : '') +
         '<th>pending</th><th>spans + logs in these files</th></tr></thead><tbody>' + rows.join('') + '</tbody></table>' : '<p class="empty-note">No processes.</p>') +
       '<p class="acct-note">From <code>polytel.recorded</code>, <code>polytel.exported</code>, <code>polytel.dropped{reason}</code>' +
-      (anyUnconfirmed ? ', <code>polytel.unconfirmed</code>' : '') + ' as last exported by each process. <b>pending</b> = recorded − exported − dropped' +
+      (anyUnconfirmed ? ', <code>polytel.unconfirmed</code>' : '') + ' as last exported by each process. <b>pending</b> is its <code>polytel.pending</code> gauge, or else recorded − exported − dropped' +
       (anyUnconfirmed ? ' − unconfirmed' : '') + ': what was still buffered when that snapshot was taken (it is exported later, so the files may hold more than <b>exported</b> says). ' +
       '— means the process exported no self-metrics (not polytel, or its metrics file is missing).</p>';
   }
