@@ -198,6 +198,9 @@ polytel__thread_t *polytel__thread_register(void) {
   polytel__rng_seed(t->rng);
   set_block(t, b);
   t->head = b;
+#ifdef __GLIBC__
+  pthread_getname_np(pthread_self(), t->name, sizeof t->name); /* thread.name; once, off the hot path */
+#endif
   pthread_mutex_lock(&polytel__registry_mu);
   t->id = ++g_next_thread_id;
   t->next = polytel__registry;
@@ -283,7 +286,10 @@ void polytel__buffers_fork_child(void) {
     polytel__fmt_sig_t *cache = self->fmt_cache;
     _Atomic int64_t *counters = self->counters;
     free(self->stack); /* the consumer's replay stack: the parent's spans are not the child's */
+    char name[sizeof self->name];
+    memcpy(name, self->name, sizeof name);
     memset(self, 0, sizeof *self);
+    memcpy(self->name, name, sizeof name);
     memset(cache, 0, POLYTEL__FMT_CACHE * sizeof *cache);
     memset((void *)counters, 0, POLYTEL__MAX_STATIC_METRICS * sizeof *counters);
     self->fmt_cache = cache;

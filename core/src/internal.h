@@ -182,6 +182,8 @@ typedef struct polytel__thread_s {
   uint32_t id;                    /* 1-based registration order */
   _Atomic int dead;               /* the thread exited: no more writes */
   struct polytel__thread_s *next; /* registry */
+  /* thread.name: set at registration, then written and read only under polytel__consume_mu */
+  char name[POLYTEL__THREAD_NAME_CAP];
 } polytel__thread_t;
 
 /* Global buffer state (buffers.c). */
