@@ -460,7 +460,7 @@ static int same_target(const polytel__log_rec_t *a, const polytel__log_rec_t *b)
 
 static int log_groups_build(log_groups_t *g, const polytel__log_rec_t *recs, size_t n) {
   g->n_groups = 0;
-  g->first = NULL;
+  g->first = g->last = g->next = g->prev = NULL; /* n == 0: no group, and gcc sees every field set */
   if (n == 0) return 0;
   if (n >= UINT32_MAX || n > SIZE_MAX / (4 * sizeof(uint32_t))) return -1;
   uint32_t *mem = malloc(4 * n * sizeof(uint32_t));
