@@ -27,8 +27,8 @@ def test_sdist_contains_the_core(sdist):
     with tarfile.open(sdist) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
     for required in ("setup.py", "pyproject.toml", "src/_polytel.c", "src/lazy_curl.c", "src/exports.map", "polytel/__init__.py",
-                     "polytel/__init__.pyi", "polytel/py.typed", "_core/CMakeLists.txt", "_core/core/CMakeLists.txt",
-                     "_core/core/include/polytel.h", "_core/core/include/polytel/version.h.in",
+                     "polytel/__init__.pyi", "polytel/py.typed", "_core/core/sources.txt",
+                     "_core/core/include/polytel.h", "_core/core/include/polytel/version.h",
                      "_core/core/src/phase.c", "_core/core/src/events.c"):  # fmt: skip
         assert required in names, required
 
