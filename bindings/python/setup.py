@@ -70,10 +70,18 @@ def _run(cmd):
 
 
 def _header_found(header, cflags):
-    dirs = [f[2:] for f in cflags if f.startswith("-I")]
-    dirs += ["/usr/include", "/usr/local/include"] + glob.glob("/usr/include/*-linux-gnu*")
-    dirs += [d for d in os.environ.get("CPATH", "").split(":") if d]
-    return any(os.path.isfile(os.path.join(d, header)) for d in dirs)
+    """Whether the C compiler (the one setuptools will use) finds `header`: what the build will need."""
+    import shlex
+    import sysconfig
+
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    try:
+        r = subprocess.run(cc + cflags + ["-E", "-x", "c", "-o", os.devnull, "-"], input="#include <%s>\n" % header,
+                           capture_output=True, text=True)
+    except FileNotFoundError:
+        sys.exit("polytel: no C compiler (%s) to build the extension; install one (apt-get install gcc), "
+                 "or install a prebuilt manylinux wheel" % cc[0])
+    return r.returncode == 0
 
 
 def find_deps(names):
@@ -120,6 +128,8 @@ class BuildExt(build_ext):
         old = open(stamp, encoding="utf-8").read() if os.path.exists(stamp) else None
         if old != key:
             self.force = True
+        for ext in self.extensions:
+            add_deps(ext)
         super().run()
         os.makedirs(self.build_temp, exist_ok=True)
         with open(stamp, "w", encoding="utf-8") as f:
@@ -155,35 +165,40 @@ def curl_calls(sources, cflags):
 def lazy_curl_plan(sources, cflags, libs):
     """Load libcurl at the first phase-2 call (src/lazy_curl.c) when it covers every curl call; else link it."""
     if os.environ.get("POLYTEL_PY_LAZY_CURL", "1") == "0":
-        return [], libs, []
+        return [], libs
     with open(LAZY_CURL, encoding="utf-8") as f:
         shimmed = set(re.findall(r"\b(curl_\w+)\b", f.read()))
     needed = curl_calls(sources, cflags)
     if needed is None or not needed <= shimmed:
         missing = sorted((needed or set()) - shimmed)
         print("polytel: linking libcurl at load time (lazy loading does not cover %s)" % (missing or "the headers"))
-        return [], libs, []
+        return [], libs
     # libcurl's soname has been libcurl.so.4 since 2006 on every Linux; lazy_curl.c also tries the GnuTLS build.
-    return [LAZY_CURL], [x for x in libs if x != "-lcurl"] + ["-ldl"], []
+    return [LAZY_CURL], [x for x in libs if x != "-lcurl"] + ["-ldl"]
 
 
-macros = [("_GNU_SOURCE", None)]
-cflags, libs = [], []
-extra_sources = []
-if with_uv:
-    macros.append(("POLYTEL_WITH_UV", "1"))
+macros = [("_GNU_SOURCE", None)] + ([("POLYTEL_WITH_UV", "1")] if with_uv else [])
+
+
+def add_deps(ext):
+    """The dependencies' flags, found when the extension is built (an sdist is made without them)."""
+    if not with_uv:
+        return
     cflags, libs = find_deps(("libuv", "libcurl", "zlib"))
-    extra_sources, libs, lazy_macros = lazy_curl_plan(core_src, cflags, libs)
-    macros += lazy_macros
+    extra_sources, libs = lazy_curl_plan(core_src, cflags, libs)
+    ext.sources += extra_sources
+    ext.extra_compile_args += cflags
+    ext.extra_link_args += libs
+
 
 ext = Extension(
     "polytel._polytel",
-    sources=[os.path.join("src", "_polytel.c")] + core_src + extra_sources,
+    sources=[os.path.join("src", "_polytel.c")] + core_src,
     include_dirs=[os.path.join("_core", "core", "include"), os.path.join("_core", "core", "src")],
     define_macros=macros,
-    extra_compile_args=["-std=gnu11", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wshadow"] + cflags,
+    extra_compile_args=["-std=gnu11", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wshadow"],
     # Only PyInit__polytel leaves the extension: the core's polytel_* symbols stay private to it.
-    extra_link_args=["-pthread", "-Wl,--version-script=" + os.path.join("src", "exports.map")] + libs,
+    extra_link_args=["-pthread", "-Wl,--version-script=" + os.path.join("src", "exports.map")],
     depends=[os.path.join("src", "exports.map")]
     + glob.glob(os.path.join("_core", "core", "**", "*.h"), recursive=True),
 )
