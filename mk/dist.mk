@@ -29,6 +29,7 @@ C_TGZ := $(DIST)/libpolytel-$(POLYTEL_VERSION)-linux-x86_64.tar.gz
 DIST_FILES := $(SDIST) $(WHEEL_STAMPS) $(SRC_GEM) $(PLATFORM_GEM) $(NPM_TGZ) $(DEB) $(C_TGZ)
 
 .PHONY: dist dist-python dist-ruby dist-npm dist-c test-dist
+.SECONDARY: $(foreach v,$(DIST_PYTHONS),$(DIST_WORK)/venv-$(v)/.ok)
 
 # At most two builds at once (2 cores); each is itself parallel where its tool allows.
 dist: deps
@@ -50,7 +51,7 @@ $(SDIST): $(CORE_INPUTS) $(PY_INPUTS)
 # One build venv per CPython (setuptools + wheel), kept: a wheel build needs no index afterwards.
 $(DIST_WORK)/venv-%/.ok:
 	@py=$(call dist_python,$*); test -x "$$py" || { echo "dist: no CPython $* (expected ~/.pyenv/versions/$*.*/bin/python3, or DIST_PYTHON_$*=...)"; exit 1; }; \
-	  rm -rf $(@D) && "$$py" -m venv $(@D) && $(@D)/bin/pip install -q --disable-pip-version-check setuptools wheel
+	  rm -rf $(@D) && "$$py" -m venv $(@D) && $(@D)/bin/pip install -q --disable-pip-version-check --upgrade "setuptools>=68" wheel
 	@touch $@
 
 # linux_x86_64 from the sdist, then auditwheel: libuv vendored (Debian's libuv_a.a is not PIC), a manylinux tag.

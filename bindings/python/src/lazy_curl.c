@@ -74,8 +74,10 @@ static void load(void) {
     h = dlopen(curl_sonames[i], RTLD_NOW | RTLD_LOCAL);
     if (h)
       soname = curl_sonames[i];
-    else if (i == 0)
-      snprintf(why, sizeof why, "%s", dlerror());
+    else if (i == 0) {
+      const char *e = dlerror();
+      snprintf(why, sizeof why, "%s", e ? e : "not found");
+    }
   }
   if (!h) {
     /* One line, naming the library and the package: the wheel carries everything else. */
