@@ -137,6 +137,11 @@ typedef struct polytel_config_s {
   const char *export_dir;   /* file exporter directory (POLYTEL_EXPORT_DIR) */
   int64_t max_memory_bytes; /* -1 unset; bound on buffered events (POLYTEL_MAX_MEMORY) */
   const char *sdk_language; /* telemetry.sdk.language; bindings set theirs ("python", ...) */
+  /* Fields below were appended: a caller built against an older header has a smaller struct_size, and they
+   * count as unset. */
+  const char
+      *client_certificate; /* mTLS: client certificate (PEM) path (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE) */
+  const char *client_key;  /* mTLS: its private key (PEM, unencrypted) (OTEL_EXPORTER_OTLP_CLIENT_KEY) */
 } polytel_config_t;
 
 POLYTEL_EXTERN void polytel_config_init(polytel_config_t *cfg);

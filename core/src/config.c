@@ -16,8 +16,9 @@
 #define DEFAULT_EXPORT_DIR "./polytel-out"
 #define MIN_MAX_MEMORY ((uint64_t)256 << 10)
 #define HEADERS_MAX_BYTES 65536
-#define SHOW_MAX 64 /* bytes of a bad value echoed in a warning */
-#define MAX_RESOURCE_ATTRS 128
+#define SHOW_MAX POLYTEL__SHOW_MAX /* bytes of a bad value echoed in a warning */
+#define SHOW_BUF POLYTEL__SHOW_BUF
+#define MAX_RESOURCE_ATTRS POLYTEL__MAX_RESOURCE_ATTRS
 
 /* Set while polytel__cfg_resolve_quiet runs on this thread. */
 static __thread int t_quiet;
@@ -93,19 +94,11 @@ static int env(ctx_t *c, const char *name, sv_t *out) {
 /* The first SHOW_MAX bytes (at a character boundary) of a value, "…" when cut; the console escapes the rest.
  */
 static const char *show(char *buf, size_t cap, sv_t v) {
-  size_t n = v.n;
-  const char *more = "";
-  if (n > SHOW_MAX) {
-    n = SHOW_MAX;
-    while (n > 0 && ((unsigned char)v.p[n] & 0xC0) == 0x80) n--;
-    more = "\xe2\x80\xa6";
-  }
-  snprintf(buf, cap, "%.*s%s", (int)n, v.p, more);
-  return buf;
+  return polytel__show(buf, cap, v.p, v.n);
 }
 
 static void warn_invalid(const char *var, sv_t val, const char *expected, const char *kept) {
-  char b[SHOW_MAX + 8];
+  char b[SHOW_BUF];
   DIAG(POLYTEL_LEVEL_WARN, "invalid %s=\"%s\" (expected %s); using %s", var, show(b, sizeof b, val), expected,
        kept);
 }
@@ -196,6 +189,7 @@ typedef struct pairs_s {
   polytel__strpair_t *v;
   size_t n, cap;
   int full;
+  size_t bytes; /* resource: key + value bytes kept */
 } pairs_t;
 
 static int pairs_push(ctx_t *c, pairs_t *ps, char *k, char *v) {
@@ -220,17 +214,24 @@ static void pairs_free(polytel__strpair_t *v, size_t n) {
   free(v);
 }
 
+/* Where a cut of s[0..n) to at most max bytes falls: a UTF-8 character boundary. */
+static size_t utf8_cut(const char *s, size_t n, size_t max) {
+  if (n <= max) return n;
+  size_t cut = max;
+  while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80) cut--;
+  return cut;
+}
+
 /* OTEL_RESOURCE_ATTRIBUTES entry: key=value, percent-decoded; a repeated key replaces the earlier one. */
 static void resource_entry(ctx_t *c, void *state, sv_t e, size_t num) {
   pairs_t *ps = state;
-  char b[SHOW_MAX + 8];
+  char b[SHOW_BUF];
   const char *eq = memchr(e.p, '=', e.n);
+  if (ps->full) return;
   if (ps->n >= MAX_RESOURCE_ATTRS) {
     /* Bounded: a resource is sent with every request, and duplicate checks are quadratic. */
-    if (ps->n == MAX_RESOURCE_ATTRS && !ps->full) {
-      DIAG(POLYTEL_LEVEL_WARN, "%s has more than %d entries; entry #%zu and later are skipped", ps->var,
-           MAX_RESOURCE_ATTRS, num);
-    }
+    DIAG(POLYTEL_LEVEL_WARN, "%s has more than %d entries; entry #%zu and later are skipped", ps->var,
+         MAX_RESOURCE_ATTRS, num);
     ps->full = 1;
     return;
   }
@@ -261,14 +262,40 @@ static void resource_entry(ctx_t *c, void *state, sv_t e, size_t num) {
     DIAG(POLYTEL_LEVEL_WARN, "%s entry \"%s\" has an invalid percent-escape; kept as written", ps->var,
          show(b, sizeof b, e));
   }
+  /* The resource goes out with every request: keys and values are bounded like a production SDK's. */
+  if (kn > POLYTEL__MAX_RESOURCE_KEY) {
+    DIAG(POLYTEL_LEVEL_WARN, "invalid %s entry #%zu (the key is %zu bytes, over the %d-byte limit); skipped",
+         ps->var, num, kn, POLYTEL__MAX_RESOURCE_KEY);
+    free(ks), free(vs);
+    return;
+  }
+  if (vn > POLYTEL__MAX_RESOURCE_VALUE) {
+    size_t was = vn;
+    vn = utf8_cut(vs, vn, POLYTEL__MAX_RESOURCE_VALUE);
+    vs[vn] = '\0';
+    DIAG(POLYTEL_LEVEL_WARN,
+         "%s entry \"%s\": the value is %zu bytes, over the %d-byte limit; cut to %zu bytes", ps->var,
+         show(b, sizeof b, (sv_t){ks, kn}), was, POLYTEL__MAX_RESOURCE_VALUE, vn);
+  }
   for (size_t i = 0; i < ps->n; i++) {
     if (strcmp(ps->v[i].key, ks) == 0) {
+      ps->bytes -= strlen(ps->v[i].value);
+      ps->bytes += vn;
       free(ps->v[i].value);
       ps->v[i].value = vs;
       free(ks);
       return;
     }
   }
+  if (ps->bytes + kn + vn > POLYTEL__MAX_RESOURCE_BYTES) {
+    DIAG(POLYTEL_LEVEL_WARN,
+         "%s passes the %d-byte limit on keys and values at entry #%zu; it and later entries are skipped",
+         ps->var, POLYTEL__MAX_RESOURCE_BYTES, num);
+    ps->full = 1;
+    free(ks), free(vs);
+    return;
+  }
+  ps->bytes += kn + vn;
   pairs_push(c, ps, ks, vs);
 }
 
@@ -276,6 +303,19 @@ static void resource_entry(ctx_t *c, void *state, sv_t e, size_t num) {
 static int is_tchar(unsigned char ch) {
   if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')) return 1;
   return ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+/*
+ * Framing and connection headers belong to libcurl and HTTP: a user's Content-Length or Host desynchronises
+ * the connection or sends the body elsewhere, Content-Type/Content-Encoding would lie about the body.
+ */
+int polytel__header_forbidden(const char *name, size_t len) {
+  static const char *const owned[] = {
+      "content-length", "host",       "transfer-encoding", "connection", "content-encoding", "content-type",
+      "expect",         "keep-alive", "proxy-connection",  "te",         "trailer",          "upgrade"};
+  for (size_t i = 0; i < sizeof owned / sizeof *owned; i++)
+    if (sv_eq_ci((sv_t){name, len}, owned[i])) return 1;
+  return 0;
 }
 
 /*
@@ -299,11 +339,19 @@ static void header_entry(ctx_t *c, void *state, sv_t e, size_t num) {
     free(ks), free(vs);
     return;
   }
+  char kb[SHOW_BUF]; /* keys are not secret, but as long as a value: shown like one */
   int key_ok = kn > 0;
   for (size_t i = 0; i < kn; i++) key_ok = key_ok && is_tchar((unsigned char)ks[i]);
   if (!key_ok) {
     DIAG(POLYTEL_LEVEL_WARN, "invalid %s entry #%zu (%s; value not shown); skipped", ps->var, num,
          kn ? "the key is not a valid HTTP header name" : "empty key");
+    free(ks), free(vs);
+    return;
+  }
+  if (polytel__header_forbidden(ks, kn)) {
+    DIAG(POLYTEL_LEVEL_WARN,
+         "invalid %s entry #%zu (%s: a header polytel and HTTP set themselves; value not shown); skipped",
+         ps->var, num, show(kb, sizeof kb, (sv_t){ks, kn}));
     free(ks), free(vs);
     return;
   }
@@ -313,14 +361,14 @@ static void header_entry(ctx_t *c, void *state, sv_t e, size_t num) {
     if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
       DIAG(POLYTEL_LEVEL_WARN,
            "invalid %s entry #%zu (%s: the value contains control characters; value not shown); skipped",
-           ps->var, num, ks);
+           ps->var, num, show(kb, sizeof kb, (sv_t){ks, kn}));
       free(ks), free(vs);
       return;
     }
   }
   if (bad) {
     DIAG(POLYTEL_LEVEL_WARN, "%s entry #%zu (%s) has an invalid percent-escape; kept as written", ps->var,
-         num, ks);
+         num, show(kb, sizeof kb, (sv_t){ks, kn}));
   }
   pairs_push(c, ps, ks, vs);
 }
@@ -329,13 +377,17 @@ static void header_entry(ctx_t *c, void *state, sv_t e, size_t num) {
 
 static const char *const URL_EXPECTED = "an http:// or https:// URL with a host and an optional port 1-65535";
 
+enum { URL_BAD = 0, URL_USERINFO = 1, URL_PCT_HOST = 2 };
+
 /*
  * http(s)://host[:port][/path] in printable ASCII. A base endpoint (base != 0)
- * takes no query or fragment, since /v1/<signal> is appended to it.
+ * takes no query or fragment, since /v1/<signal> is appended to it. *why says
+ * what made it invalid when the value must not be echoed: userinfo (raw or
+ * percent-encoded) or any percent-escape in the host.
  */
-static int url_valid(sv_t v, int base, int *has_userinfo) {
+static int url_valid(sv_t v, int base, int *why) {
   size_t i;
-  *has_userinfo = 0;
+  *why = URL_BAD;
   if (v.n >= 7 && sv_eq_ci((sv_t){v.p, 7}, "http://")) {
     i = 7;
   } else if (v.n >= 8 && sv_eq_ci((sv_t){v.p, 8}, "https://")) {
@@ -347,7 +399,15 @@ static int url_valid(sv_t v, int base, int *has_userinfo) {
   while (i < v.n && v.p[i] != '/' && v.p[i] != '?' && v.p[i] != '#') i++;
   sv_t auth = {v.p + a, i - a};
   if (memchr(auth.p, '@', auth.n)) {
-    *has_userinfo = 1;
+    *why = URL_USERINFO;
+    return 0;
+  }
+  if (memchr(auth.p, '%', auth.n)) {
+    /* "user%3Apw%40host" is userinfo in disguise (curl would decode it); no real collector needs an
+     * escaped host name, so none is accepted, and the value is not echoed. */
+    *why = URL_PCT_HOST;
+    for (size_t k = 0; k + 2 < auth.n; k++)
+      if (auth.p[k] == '%' && hexval(auth.p[k + 1]) == 4 && hexval(auth.p[k + 2]) == 0) *why = URL_USERINFO;
     return 0;
   }
   size_t h = 0;
@@ -364,7 +424,7 @@ static int url_valid(sv_t v, int base, int *has_userinfo) {
     while (h < auth.n && auth.p[h] != ':') {
       unsigned char ch = (unsigned char)auth.p[h];
       if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-            strchr("-._~%", ch)))
+            strchr("-._~", ch)))
         return 0;
       h++;
     }
@@ -384,15 +444,29 @@ static int url_valid(sv_t v, int base, int *has_userinfo) {
   return 1;
 }
 
-static void warn_url(const char *var, sv_t val, int userinfo, const char *kept) {
-  if (userinfo) {
+/* The first bytes of a URL as a C string, enough for polytel__show_url to cut. */
+static const char *url_prefix(char *buf, size_t cap, sv_t v) {
+  size_t n = v.n < cap - 1 ? v.n : cap - 1;
+  memcpy(buf, v.p, n);
+  buf[n] = '\0';
+  return buf;
+}
+
+static void warn_url(const char *var, sv_t val, int why, const char *kept) {
+  if (why == URL_USERINFO) {
     /* The userinfo part is a credential: never echo the URL. */
     DIAG(POLYTEL_LEVEL_WARN,
          "invalid %s (credentials in the URL are not supported, use OTEL_EXPORTER_OTLP_HEADERS; value not "
          "shown); using %s",
          var, kept);
+  } else if (why == URL_PCT_HOST) {
+    DIAG(POLYTEL_LEVEL_WARN,
+         "invalid %s (a percent-escape in the host is not supported; value not shown); using %s", var, kept);
   } else {
-    warn_invalid(var, val, URL_EXPECTED, kept);
+    /* A query may carry an API key: the URL is shown without it. */
+    char b[SHOW_BUF], raw[SHOW_MAX * 2 + 1];
+    DIAG(POLYTEL_LEVEL_WARN, "invalid %s=\"%s\" (expected %s); using %s", var,
+         polytel__show_url(b, sizeof b, url_prefix(raw, sizeof raw, val)), URL_EXPECTED, kept);
   }
 }
 
@@ -483,26 +557,36 @@ static int pick_string(ctx_t *c, int has, const char *explicit_val, const char *
   return env(c, var, out);
 }
 
+/* service.name / service.version: at most POLYTEL__MAX_SERVICE_NAME bytes, cut at a character boundary. */
+static char *bounded_name(ctx_t *c, const char *var, sv_t v) {
+  if (v.n > POLYTEL__MAX_SERVICE_NAME) {
+    char b[SHOW_BUF];
+    size_t cut = utf8_cut(v.p, v.n, POLYTEL__MAX_SERVICE_NAME);
+    DIAG(POLYTEL_LEVEL_WARN, "%s is %zu bytes, over the %d-byte limit; using its first %zu bytes (\"%s\")",
+         var, v.n, POLYTEL__MAX_SERVICE_NAME, cut, show(b, sizeof b, v));
+    v.n = cut;
+  }
+  return dup_n(c, v.p, v.n);
+}
+
 static char *resolve_name(ctx_t *c, int has, const char *explicit_val, const char *field, const char *var) {
   sv_t v;
   char fname[64];
+  snprintf(fname, sizeof fname, "polytel_config_t.%s", field);
   if (has && explicit_val) {
     v = sv_of(explicit_val);
-    if (v.n > 0 && polytel__utf8_valid(v.p, v.n)) return dup_n(c, v.p, v.n);
-    if (v.n > 0) {
-      snprintf(fname, sizeof fname, "polytel_config_t.%s", field);
-      warn_invalid(fname, v, "valid UTF-8", "the environment or default");
-    }
+    if (v.n > 0 && polytel__utf8_valid(v.p, v.n)) return bounded_name(c, fname, v);
+    if (v.n > 0) warn_invalid(fname, v, "valid UTF-8", "the environment or default");
   }
   if (!env(c, var, &v)) return NULL;
-  if (polytel__utf8_valid(v.p, v.n)) return dup_n(c, v.p, v.n);
+  if (polytel__utf8_valid(v.p, v.n)) return bounded_name(c, var, v);
   warn_invalid(var, v, "valid UTF-8", "the default");
   return NULL;
 }
 
 static void parse_pairs(ctx_t *c, const char *var, sv_t list, entry_fn fn, polytel__strpair_t **out,
                         size_t *n) {
-  pairs_t ps = {var, NULL, 0, 0, 0};
+  pairs_t ps = {var, NULL, 0, 0, 0, 0};
   for_each_entry(c, list, fn, &ps);
   *out = ps.v;
   *n = ps.n;
@@ -520,30 +604,39 @@ static void resolve_resource(ctx_t *c, polytel__cfg_t *o) {
   parse_pairs(c, var, v, resource_entry, &o->resource_attrs, &o->n_resource_attrs);
 }
 
+/* One headers list; over HEADERS_MAX_BYTES it is ignored whole (a cut list could send half a credential). */
+static void parse_headers(ctx_t *c, const char *var, sv_t v, polytel__strpair_t **out, size_t *n) {
+  if (v.n > HEADERS_MAX_BYTES) {
+    DIAG(POLYTEL_LEVEL_WARN, "%s is %zu bytes, over the %d-byte limit; no headers are sent", var, v.n,
+         HEADERS_MAX_BYTES);
+    return;
+  }
+  parse_pairs(c, var, v, header_entry, out, n);
+}
+
+/*
+ * The general list (explicit > env), then the per-signal variables: as in the OTel SDKs, a signal's own
+ * list replaces the general one for that signal (like a per-signal endpoint replaces the base).
+ */
 static void resolve_headers(ctx_t *c, polytel__cfg_t *o) {
   static const char *const per_signal[] = {"OTEL_EXPORTER_OTLP_TRACES_HEADERS",
                                            "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
                                            "OTEL_EXPORTER_OTLP_METRICS_HEADERS"};
   sv_t v;
   const char *var = "OTEL_EXPORTER_OTLP_HEADERS";
-  for (int i = 0; i < 3; i++) {
-    if (env(c, per_signal[i], &v)) {
-      DIAG(POLYTEL_LEVEL_WARN, "%s is not supported (use OTEL_EXPORTER_OTLP_HEADERS); ignored",
-           per_signal[i]);
-    }
-  }
+  int general = 1;
   if (HAS(c, headers) && sv_of(c->u->headers).n > 0) {
     v = sv_of(c->u->headers);
     var = "polytel_config_t.headers";
   } else if (!env(c, var, &v)) {
-    return;
+    general = 0;
   }
-  if (v.n > HEADERS_MAX_BYTES) {
-    DIAG(POLYTEL_LEVEL_WARN, "%s is %zu bytes, over the %d-byte limit; no headers are sent", var, v.n,
-         HEADERS_MAX_BYTES);
-    return;
+  if (general) parse_headers(c, var, v, &o->headers, &o->n_headers);
+  for (int s = 0; s < 3; s++) {
+    if (!env(c, per_signal[s], &v)) continue;
+    o->has_signal_headers[s] = 1;
+    parse_headers(c, per_signal[s], v, &o->signal_headers[s], &o->n_signal_headers[s]);
   }
-  parse_pairs(c, var, v, header_entry, &o->headers, &o->n_headers);
 }
 
 /* Validated URL: explicit > env > fallback (NULL: none). Returns the chosen view in *out. */
@@ -572,9 +665,10 @@ static int resolve_url(ctx_t *c, int has, const char *explicit_val, const char *
     }
   }
   if (bad_explicit) {
-    char fname[64], kept[SHOW_MAX + 8];
+    char fname[64], kept[SHOW_BUF], raw[SHOW_MAX * 2 + 1];
     snprintf(fname, sizeof fname, "polytel_config_t.%s", field);
-    warn_url(fname, ev, ui, found ? show(kept, sizeof kept, *out) : fallback_desc);
+    warn_url(fname, ev, ui,
+             found ? polytel__show_url(kept, sizeof kept, url_prefix(raw, sizeof raw, *out)) : fallback_desc);
   }
   return found;
 }
@@ -609,7 +703,7 @@ static void resolve_endpoints(ctx_t *c, polytel__cfg_t *o) {
   if (has[2]) explicit_vals[2] = c->u->metrics_endpoint;
   for (int s = 0; s < 3; s++) {
     char desc[SHOW_MAX + 24];
-    char b[SHOW_MAX + 8];
+    char b[SHOW_BUF];
     snprintf(desc, sizeof desc, "%s%s", show(b, sizeof b, base), suffix[s]);
     sv_t v;
     if (resolve_url(c, has[s], explicit_vals[s], fields[s], vars[s], 0, desc, &v)) {
@@ -620,20 +714,110 @@ static void resolve_endpoints(ctx_t *c, polytel__cfg_t *o) {
   }
 }
 
-static void resolve_certificate(ctx_t *c, polytel__cfg_t *o) {
+enum { TLS_CA = 0, TLS_CERT = 1, TLS_KEY = 2 };
+
+/* Never a file ("/dev/null" is not a directory): https fails closed, and libcurl's error says why. */
+#define PEM_CA_PLACEHOLDER "/dev/null/PEM data in the CA variable, not a path"
+
+/* A PEM block pasted where a path belongs: never echoed (a private key must not reach a log). */
+static int looks_like_pem(sv_t v) {
+  static const char begin[] = "-----BEGIN";
+  if (memchr(v.p, '\n', v.n)) return 1;
+  for (size_t i = 0; i + sizeof begin - 1 <= v.n; i++)
+    if (memcmp(v.p + i, begin, sizeof begin - 1) == 0) return 1;
+  return 0;
+}
+
+/*
+ * One TLS file variable (explicit field first when `has`). An unreadable path is kept: for the CA, falling
+ * back to the system CAs would quietly trust a collector the user did not name; for the client certificate
+ * and key, libcurl then fails the request with its reason instead of connecting without them.
+ */
+static char *resolve_tls_file(ctx_t *c, int has, const char *explicit_val, const char *field, const char *var,
+                              int kind) {
+  static const char *const consequence[] = {
+      "https exports will fail certificate verification",
+      "https exports will fail: no client certificate can be presented",
+      "https exports will fail: no client certificate can be presented"};
   sv_t v;
-  const char *var = HAS(c, certificate) && sv_of(c->u->certificate).n > 0 ? "polytel_config_t.certificate"
-                                                                          : "OTEL_EXPORTER_OTLP_CERTIFICATE";
-  if (!pick_string(c, HAS(c, certificate), HAS(c, certificate) ? c->u->certificate : NULL,
-                   "OTEL_EXPORTER_OTLP_CERTIFICATE", &v))
-    return;
-  o->certificate = dup_n(c, v.p, v.n);
-  if (o->certificate && access(o->certificate, R_OK) != 0) {
-    char b[SHOW_MAX + 8];
-    /* Kept anyway: falling back to the system CAs would quietly trust a collector the user did not name. */
-    DIAG(POLYTEL_LEVEL_WARN, "cannot read %s=\"%s\" (%s); https exports will fail certificate verification",
-         var, show(b, sizeof b, v), strerror(errno));
+  char fname[64];
+  if (!pick_string(c, has, explicit_val, var, &v)) return NULL;
+  if (has && explicit_val && sv_of(explicit_val).n > 0) {
+    snprintf(fname, sizeof fname, "polytel_config_t.%s", field);
+    var = fname;
   }
+  if (looks_like_pem(v)) {
+    DIAG(POLYTEL_LEVEL_WARN, "invalid %s (PEM data, expected the path of a PEM file; value not shown); %s",
+         var, kind == TLS_CA ? consequence[TLS_CA] : "no client certificate is presented");
+    /* The CA stays set so https fails closed; a client certificate or key is dropped, never passed on. */
+    return kind == TLS_CA ? dup_n(c, PEM_CA_PLACEHOLDER, sizeof PEM_CA_PLACEHOLDER - 1) : NULL;
+  }
+  char *path = dup_n(c, v.p, v.n);
+  if (path && access(path, R_OK) != 0) {
+    char b[SHOW_BUF];
+    int err = errno;
+    DIAG(POLYTEL_LEVEL_WARN, "cannot read %s=\"%s\" (%s); %s", var, polytel__show_path(b, sizeof b, path),
+         strerror(err), consequence[kind]);
+  }
+  return path;
+}
+
+/*
+ * OTEL_EXPORTER_OTLP_{CERTIFICATE,CLIENT_CERTIFICATE,CLIENT_KEY} and their per-signal forms: each per-signal
+ * variable replaces the general one for its signal. A key needs a certificate (a certificate alone may hold
+ * its key: libcurl then reads both from that file).
+ */
+static void resolve_tls(ctx_t *c, polytel__cfg_t *o) {
+  static const char *const vars[4][3] = {
+      {"OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+       "OTEL_EXPORTER_OTLP_CLIENT_KEY"},
+      {"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+       "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY"},
+      {"OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+       "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY"},
+      {"OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE", "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
+       "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY"}};
+  static const char *const fields[3] = {"certificate", "client_certificate", "client_key"};
+  int has[3] = {HAS(c, certificate), HAS(c, client_certificate), HAS(c, client_key)};
+  const char *ex[3] = {has[0] ? c->u->certificate : NULL, has[1] ? c->u->client_certificate : NULL,
+                       has[2] ? c->u->client_key : NULL};
+  char *general[2];
+  for (int k = TLS_CA; k <= TLS_CERT; k++)
+    general[k] = resolve_tls_file(c, has[k], ex[k], fields[k], vars[0][k], k);
+  char **slot[2] = {o->tls_ca, o->tls_cert};
+  for (int s = 0; s < 3; s++) {
+    for (int k = TLS_CA; k <= TLS_CERT; k++) {
+      slot[k][s] = resolve_tls_file(c, 0, NULL, NULL, vars[s + 1][k], k);
+      if (!slot[k][s] && general[k]) slot[k][s] = dup_n(c, general[k], strlen(general[k]));
+    }
+  }
+  /* Keys: which variable each signal would use (-1: none), and whether a certificate goes with it. A key
+   * variable no signal can use gets one warning and is not read at all. */
+  sv_t v;
+  int set[4], src[3], used[4] = {0, 0, 0, 0};
+  set[0] = pick_string(c, has[TLS_KEY], ex[TLS_KEY], vars[0][TLS_KEY], &v);
+  for (int s = 0; s < 3; s++) set[s + 1] = env(c, vars[s + 1][TLS_KEY], &v);
+  for (int s = 0; s < 3; s++) {
+    src[s] = set[s + 1] ? s + 1 : set[0] ? 0 : -1;
+    if (src[s] >= 0 && o->tls_cert[s]) used[src[s]] = 1;
+  }
+  for (int who = 0; who < 4; who++) {
+    if (!set[who]) continue;
+    int explicit_key = who == 0 && has[TLS_KEY] && ex[TLS_KEY] && sv_of(ex[TLS_KEY]).n > 0;
+    if (!used[who]) {
+      DIAG(POLYTEL_LEVEL_WARN, "%s is set without %s (a client key needs its certificate); ignored",
+           explicit_key ? "polytel_config_t.client_key" : vars[who][TLS_KEY], vars[who][TLS_CERT]);
+      continue;
+    }
+    char *key =
+        who == 0 ? resolve_tls_file(c, has[TLS_KEY], ex[TLS_KEY], fields[TLS_KEY], vars[0][TLS_KEY], TLS_KEY)
+                 : resolve_tls_file(c, 0, NULL, NULL, vars[who][TLS_KEY], TLS_KEY);
+    for (int s = 0; s < 3; s++)
+      if (key && src[s] == who && o->tls_cert[s]) o->tls_key[s] = dup_n(c, key, strlen(key));
+    free(key);
+  }
+  o->certificate = general[TLS_CA];
+  free(general[TLS_CERT]);
 }
 
 static void resolve_timeout(ctx_t *c, polytel__cfg_t *o) {
@@ -693,7 +877,7 @@ static void resolve_max_memory(ctx_t *c, polytel__cfg_t *o) {
       snprintf(kept, sizeof kept, "%llu", (unsigned long long)POLYTEL__DEFAULT_MAX_MEMORY);
       warn_invalid("POLYTEL_MAX_MEMORY", v, "a byte count with an optional K, M or G suffix", kept);
     } else if (x < MIN_MAX_MEMORY) {
-      char b[SHOW_MAX + 8];
+      char b[SHOW_BUF];
       DIAG(POLYTEL_LEVEL_WARN, "POLYTEL_MAX_MEMORY=\"%s\" is below the %llu-byte minimum; using %llu",
            show(b, sizeof b, v), (unsigned long long)MIN_MAX_MEMORY, (unsigned long long)MIN_MAX_MEMORY);
       o->max_memory_bytes = MIN_MAX_MEMORY;
@@ -828,7 +1012,9 @@ int polytel__cfg_resolve(const polytel_config_t *user, polytel__getenv_fn get, p
     /* A service.name pair in the resource attributes beats the executable name. */
     for (size_t i = 0; i < out->n_resource_attrs; i++) {
       if (strcmp(out->resource_attrs[i].key, "service.name") == 0 && out->resource_attrs[i].value[0]) {
-        out->service_name = dup_n(&c, out->resource_attrs[i].value, strlen(out->resource_attrs[i].value));
+        free(out->service_name);
+        out->service_name =
+            bounded_name(&c, "OTEL_RESOURCE_ATTRIBUTES service.name", sv_of(out->resource_attrs[i].value));
       }
     }
   }
@@ -844,7 +1030,7 @@ int polytel__cfg_resolve(const polytel_config_t *user, polytel__getenv_fn get, p
 
   resolve_endpoints(&c, out);
   resolve_headers(&c, out);
-  resolve_certificate(&c, out);
+  resolve_tls(&c, out);
 
   /* grpc is the spec's default elsewhere: say plainly that it is not spoken here. */
   sv_t pv;
@@ -913,6 +1099,12 @@ void polytel__cfg_free(polytel__cfg_t *cfg) {
   free(cfg->endpoint);
   for (int i = 0; i < 3; i++) free(cfg->signal_url[i]);
   pairs_free(cfg->headers, cfg->n_headers);
+  for (int i = 0; i < 3; i++) {
+    pairs_free(cfg->signal_headers[i], cfg->n_signal_headers[i]);
+    free(cfg->tls_ca[i]);
+    free(cfg->tls_cert[i]);
+    free(cfg->tls_key[i]);
+  }
   free(cfg->certificate);
   free(cfg->export_dir);
   memset(cfg, 0, sizeof *cfg);

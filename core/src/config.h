@@ -35,7 +35,17 @@ typedef struct polytel__cfg_s {
   char *signal_url[3];         /* indexed by polytel__signal_t: full URLs */
   polytel__strpair_t *headers; /* values never printed */
   size_t n_headers;
-  char *certificate;         /* may be NULL */
+  /* OTEL_EXPORTER_OTLP_{TRACES,LOGS,METRICS}_HEADERS: when has_signal_headers[s], signal s sends this
+   * list instead of `headers` (even when every entry was refused). */
+  polytel__strpair_t *signal_headers[3];
+  size_t n_signal_headers[3];
+  int has_signal_headers[3];
+  char *certificate; /* general CA bundle, may be NULL */
+  /* TLS files in force per signal (signal variable, else the general one): CA bundle, client
+   * certificate and key (mTLS). NULL: system CAs / no client certificate. */
+  char *tls_ca[3];
+  char *tls_cert[3];
+  char *tls_key[3];
   int protocol;              /* POLYTEL_PROTOCOL_PROTOBUF or _JSON */
   int gzip;                  /* 0/1 */
   uint32_t timeout_ms;       /* per request */
@@ -67,6 +77,16 @@ void polytel__cfg_free(polytel__cfg_t *cfg);
 
 /* "true/false/1/0/yes/no/on/off", any case. Returns 1/0, or -1 when not a boolean. */
 int polytel__parse_bool(const char *s);
+
+/* Header names polytel or HTTP itself owns (case-insensitive): never taken from the headers variables. */
+int polytel__header_forbidden(const char *name, size_t len);
+
+/* Limits on resource values (sent with every request). */
+#define POLYTEL__MAX_SERVICE_NAME 255
+#define POLYTEL__MAX_RESOURCE_KEY 255
+#define POLYTEL__MAX_RESOURCE_VALUE 4096
+#define POLYTEL__MAX_RESOURCE_BYTES 16384
+#define POLYTEL__MAX_RESOURCE_ATTRS 128
 
 /* The default cap on buffered events. */
 #define POLYTEL__DEFAULT_MAX_MEMORY ((uint64_t)16 << 20)

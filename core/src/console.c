@@ -95,7 +95,32 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
 enum { ESC_JSON = 1, ESC_QUOTE = 2 };
 
 /*
- * One input unit starting at s: writes its escaped form to u (at most 6 bytes)
+ * Characters a terminal shows as nothing or that reorder what follows (the "Trojan Source" trick):
+ * bidi embeddings, overrides, isolates and marks, zero-width characters, line/paragraph separators,
+ * the BOM, the soft hyphen, interlinear annotations and the tag block.
+ */
+static int invisible(uint32_t cp) {
+  return cp == 0xAD || cp == 0x61C || cp == 0x180E || (cp >= 0x200B && cp <= 0x200F) ||
+         (cp >= 0x2028 && cp <= 0x202E) || (cp >= 0x2060 && cp <= 0x206F) || cp == 0xFEFF ||
+         (cp >= 0xFFF9 && cp <= 0xFFFB) || (cp >= 0xE0000 && cp <= 0xE007F);
+}
+
+static uint32_t decode_cp(const unsigned char *s, size_t k) {
+  if (k == 2) return (uint32_t)(s[0] & 0x1F) << 6 | (s[1] & 0x3F);
+  if (k == 3) return (uint32_t)(s[0] & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
+  return (uint32_t)(s[0] & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 | (uint32_t)(s[2] & 0x3F) << 6 |
+         (s[3] & 0x3F);
+}
+
+static size_t put_u16(char *u, uint32_t v) {
+  static const char hex[] = "0123456789abcdef";
+  u[0] = '\\', u[1] = 'u';
+  for (int i = 0; i < 4; i++) u[2 + i] = hex[(v >> (12 - 4 * i)) & 15];
+  return 6;
+}
+
+/*
+ * One input unit starting at s: writes its escaped form to u (at most 12 bytes)
  * and returns how many input bytes it covers; *ulen gets the output length.
  */
 static size_t escape_unit(const unsigned char *s, size_t n, int flags, char *u, size_t *ulen) {
@@ -149,6 +174,24 @@ static size_t escape_unit(const unsigned char *s, size_t n, int flags, char *u, 
     memcpy(u, "\\u00", 4), u[4] = hex[s[1] >> 4], u[5] = hex[s[1] & 15], *ulen = 6;
     return 2;
   }
+  /* Only these lead bytes start an invisible character: the common case costs one comparison chain. */
+  if (c == 0xC2 || c == 0xD8 || c == 0xE1 || c == 0xE2 || c == 0xEF || c == 0xF3) {
+    uint32_t cp = decode_cp(s, k);
+    if (invisible(cp)) {
+      if (cp < 0x10000) {
+        *ulen = put_u16(u, cp);
+      } else if (flags & ESC_JSON) {
+        uint32_t v = cp - 0x10000;
+        *ulen = put_u16(u, 0xD800 + (v >> 10));
+        *ulen += put_u16(u + 6, 0xDC00 + (v & 0x3FF));
+      } else {
+        u[0] = '\\', u[1] = 'U';
+        for (int i = 0; i < 8; i++) u[2 + i] = hex[(cp >> (28 - 4 * i)) & 15];
+        *ulen = 10;
+      }
+      return k;
+    }
+  }
   memcpy(u, s, k), *ulen = k;
   return k;
 }
@@ -160,7 +203,7 @@ static size_t escape_unit(const unsigned char *s, size_t n, int flags, char *u, 
 static size_t escape(char *out, size_t cap, const char *in, size_t len, int flags, size_t *used) {
   const unsigned char *s = (const unsigned char *)in;
   size_t i = 0, w = 0;
-  char u[8];
+  char u[16];
   while (i < len) {
     size_t ulen, k = escape_unit(s + i, len - i, flags, u, &ulen);
     if (w + ulen > cap) break;
@@ -410,6 +453,12 @@ void polytel__console_set_writer(polytel__console_writer_fn fn) {
   atomic_store_explicit(&console_writer, fn, memory_order_release);
 }
 
+/* Start of the UTF-8 character holding byte `cut` (never more than 3 bytes back). */
+static size_t char_start(const char *s, size_t cut) {
+  for (int back = 0; back < 3 && cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80; back++) cut--;
+  return cut;
+}
+
 void polytel__diag(int level, const char *fmt, ...) {
   if (!polytel__console_enabled(level)) return;
   char msg[2048];
@@ -418,8 +467,77 @@ void polytel__diag(int level, const char *fmt, ...) {
   int k = vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   if (k < 0) return;
-  size_t len = (size_t)k < sizeof msg ? (size_t)k : sizeof msg - 1;
+  size_t len = (size_t)k;
+  if (len >= sizeof msg) {
+    /* Echoed values are bounded (POLYTEL__SHOW_MAX), so this is a bug somewhere: never hide it. */
+    char mark[48];
+    size_t keep = char_start(msg, sizeof msg - sizeof mark);
+    int mk = snprintf(mark, sizeof mark, "\xe2\x80\xa6[truncated %zu bytes]", len - keep);
+    memcpy(msg + keep, mark, (size_t)mk);
+    len = keep + (size_t)mk;
+  }
   polytel__console_emit(level, 0, "polytel", 7, msg, len, NULL, 0);
+}
+
+const char *polytel__show(char *buf, size_t cap, const char *s, size_t len) {
+  if (!buf || cap == 0) return "";
+  if (!s) len = 0;
+  const char *more = "";
+  if (len > POLYTEL__SHOW_MAX) {
+    len = char_start(s, POLYTEL__SHOW_MAX);
+    more = "\xe2\x80\xa6";
+  }
+  snprintf(buf, cap, "%.*s%s", (int)len, s ? s : "", more);
+  return buf;
+}
+
+const char *polytel__show_path(char *buf, size_t cap, const char *path) {
+  if (!buf || cap == 0) return "";
+  if (!path) path = "";
+  size_t len = strlen(path);
+  if (len <= POLYTEL__SHOW_MAX) return polytel__show(buf, cap, path, len);
+  size_t from = len - POLYTEL__SHOW_MAX;
+  while (from < len && ((unsigned char)path[from] & 0xC0) == 0x80) from++; /* a character boundary */
+  snprintf(buf, cap, "\xe2\x80\xa6%s", path + from);
+  return buf;
+}
+
+const char *polytel__show_url(char *buf, size_t cap, const char *url) {
+  if (!buf || cap == 0) return "";
+  if (!url) url = "";
+  char tmp[POLYTEL__SHOW_MAX * 2 + 16];
+  size_t n = 0, len = strcspn(url, "?#");
+  /* The authority: after "scheme://", or from the start when a bad value has no scheme ("user:pw@host"). */
+  const char *sep = strstr(url, "://");
+  size_t a = 0;
+  if (sep && (size_t)(sep - url) < len && !memchr(url, '/', (size_t)(sep - url))) a = (size_t)(sep - url) + 3;
+  size_t auth_end = a + strcspn(url + a, "/?#");
+  size_t from = 0;
+  for (size_t i = a; i < auth_end; i++) {
+    /* userinfo ends at the last '@', raw or percent-encoded (curl would decode "%40") */
+    if (url[i] == '@') from = i;
+    if (url[i] == '%' && i + 2 < auth_end && url[i + 1] == '4' && url[i + 2] == '0') from = i + 2;
+  }
+  if (from) {
+    memcpy(tmp, url, a);
+    memcpy(tmp + a, "\xe2\x80\xa6@", 4);
+    n = a + 4;
+    from++;
+  }
+  /* Enough of the rest to reach the cut (the cut applies to what is shown, marks included). */
+  size_t take = len - from;
+  if (take > sizeof tmp - n - 1) take = sizeof tmp - n - 1;
+  memcpy(tmp + n, url + from, take);
+  n += take;
+  if (n > POLYTEL__SHOW_MAX) return polytel__show(buf, cap, tmp, n);
+  if (url[len]) {
+    /* "?…" or "#…": the query names API keys and tokens often enough */
+    tmp[n++] = url[len];
+    memcpy(tmp + n, "\xe2\x80\xa6", 3);
+    n += 3;
+  }
+  snprintf(buf, cap, "%.*s", (int)n, tmp);
+  return buf;
 }
 
 int polytel__utf8_valid(const char *s, size_t len) {

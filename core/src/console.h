@@ -42,10 +42,28 @@ void polytel__diag(int level, const char *fmt, ...) POLYTEL_PRINTF(2, 3);
 /*
  * Escape `in` into `out` (capacity cap, always NUL-terminated when cap > 0):
  * \n \r \t as such, other C0/C1 controls and DEL as \xNN / \u00NN, invalid
- * UTF-8 bytes as \xNN, backslash as \\. json != 0 escapes for a JSON string
- * body instead (\" \\ \uXXXX). Returns the length written (excluding NUL).
+ * UTF-8 bytes as \xNN, backslash as \\, bidi controls and invisible format
+ * characters (U+200B-U+200F, U+202A-U+202E, U+2066-U+2069, U+FEFF, tags, ...)
+ * as \uXXXX (\U000XXXXX past the BMP). json != 0 escapes for a JSON string
+ * body instead (\" \\ \uXXXX, surrogate pairs). Returns the length written
+ * (excluding NUL).
  */
 size_t polytel__sanitize(char *out, size_t cap, const char *in, size_t len, int json);
+
+/*
+ * Echoing a value in a diagnostic: its first POLYTEL__SHOW_MAX bytes (cut at a
+ * character boundary, then "…"), written into buf (at least POLYTEL__SHOW_BUF
+ * bytes); the console escapes what remains. Returns buf.
+ */
+#define POLYTEL__SHOW_MAX 64
+#define POLYTEL__SHOW_BUF (POLYTEL__SHOW_MAX + 16)
+const char *polytel__show(char *buf, size_t cap, const char *s, size_t len);
+/* A file path for a diagnostic: its last POLYTEL__SHOW_MAX bytes after "…" when longer (the end names the
+ * file). */
+const char *polytel__show_path(char *buf, size_t cap, const char *path);
+/* A URL for a diagnostic: userinfo, query and fragment replaced by "…" (they may carry credentials), then
+ * cut like polytel__show. NULL gives "". */
+const char *polytel__show_url(char *buf, size_t cap, const char *url);
 
 /* Nonzero when s[0..len) is valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
 int polytel__utf8_valid(const char *s, size_t len);

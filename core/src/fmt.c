@@ -1,43 +1,72 @@
 /* fmt.c — deferred printf: parse a format into argument kinds, render it later from captured args. */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
 
-/* One conversion: [start, end) of the spec in fmt, its kind, and how many '*' ints precede it. */
+enum { FL_MINUS = 1, FL_PLUS = 2, FL_SPACE = 4, FL_HASH = 8, FL_ZERO = 16, FL_QUOTE = 32 };
+
+/*
+ * One conversion: [start, start + len) of the spec in fmt, its kind, how many '*' ints precede it, and its
+ * parts, so rendering rebuilds a clean spec instead of replaying the user's bytes.
+ */
 typedef struct conv_s {
   const char *start;
   size_t len;
   uint8_t kind;
   uint8_t stars;
   uint8_t bad; /* %n, %ls, %lc, precision on %s, unknown */
+  uint8_t flags;
+  uint8_t width_star, prec_star, has_prec;
+  uint8_t hs;      /* 'h' count for integer conversions (h, hh) */
+  int width, prec; /* literal values, saturated */
+  char conv;
 } conv_t;
+
+/* Digits at *p, saturated at INT_MAX (a literal width is the developer's, but still bounded). */
+static int number(const char **p) {
+  int v = 0;
+  while (**p >= '0' && **p <= '9') {
+    int d = **p - '0';
+    v = v > (INT_MAX - d) / 10 ? INT_MAX : v * 10 + d;
+    (*p)++;
+  }
+  return v;
+}
 
 /* Parse the spec at s (s[0] == '%'), s[1] != '%'. */
 static const char *parse_conv(const char *s, conv_t *c) {
   const char *p = s + 1;
+  memset(c, 0, sizeof *c);
   c->start = s;
-  c->stars = 0;
-  c->bad = 0;
-  int has_prec = 0;
-  while (*p && strchr("-+ #0'", *p)) p++;
+  for (;; p++) {
+    const char *f = *p ? strchr("-+ #0'", *p) : NULL;
+    if (!f) break;
+    c->flags |= (uint8_t)(1u << (f - "-+ #0'"));
+  }
   if (*p == '*') {
     c->stars++;
+    c->width_star = 1;
     p++;
-  } else
-    while (*p >= '0' && *p <= '9') p++;
+  } else {
+    c->width = number(&p);
+  }
   if (*p == '.') {
-    has_prec = 1;
+    c->has_prec = 1;
     p++;
     if (*p == '*') {
       c->stars++;
+      c->prec_star = 1;
       p++;
-    } else
-      while (*p >= '0' && *p <= '9') p++;
+    } else {
+      c->prec = number(&p);
+    }
   }
   int lng = 0, ldbl = 0, wide = 0;
   for (;;) {
     if (*p == 'h') {
+      if (c->hs < 2) c->hs++;
       p++;
     } else if (*p == 'l') {
       lng = 1;
@@ -52,6 +81,7 @@ static const char *parse_conv(const char *s, conv_t *c) {
     } else
       break;
   }
+  c->conv = *p;
   switch (*p) {
     case 'd':
     case 'i':
@@ -80,7 +110,7 @@ static const char *parse_conv(const char *s, conv_t *c) {
       break;
     case 's':
       c->kind = POLYTEL__ARG_STR;
-      if (wide || has_prec) c->bad = 1; /* %ls, or %.Ns of a possibly unterminated buffer */
+      if (wide || c->has_prec) c->bad = 1; /* %ls, or %.Ns of a possibly unterminated buffer */
       break;
     case 'n':
       c->kind = 0;
@@ -187,6 +217,18 @@ static size_t advance(size_t n, int r, size_t cap) {
   return m >= cap ? cap - 1 : m;
 }
 
+/*
+ * Widths and precisions are clamped to FMT_LIMIT: a width or precision of 2^31 from an argument would
+ * otherwise cost the consumer seconds and gigabytes inside printf. The limit is a constant, larger than
+ * any buffer rendered into (64 KiB), so output is the same at every capacity; past it the text differs
+ * from printf's only in how much padding or how many digits follow, none of which would fit anyway.
+ */
+#define FMT_LIMIT (1 << 17)
+
+static int clamp(long long v) {
+  return (int)(v > FMT_LIMIT ? FMT_LIMIT : v < -FMT_LIMIT ? -FMT_LIMIT : v);
+}
+
 size_t polytel__fmt_render(char *out, size_t cap, const char *fmt, const uint8_t *args, size_t args_len) {
   if (cap == 0) return 0;
   size_t n = 0;
@@ -214,10 +256,6 @@ size_t polytel__fmt_render(char *out, size_t cap, const char *fmt, const uint8_t
       n = put(out, cap, n, c.start, (size_t)(p - c.start));
       continue;
     }
-    char spec[64];
-    size_t sl = c.len < sizeof spec - 1 ? c.len : sizeof spec - 1;
-    memcpy(spec, c.start, sl);
-    spec[sl] = '\0';
     int star[2] = {0, 0};
     argv_t a;
     int okargs = 1;
@@ -229,37 +267,55 @@ size_t polytel__fmt_render(char *out, size_t cap, const char *fmt, const uint8_t
       n = put(out, cap, n, "<?>", 3);
       continue;
     }
+    int si = 0;
+    long long width = c.width_star ? star[si++] : c.width;
+    long long prec = !c.has_prec ? -1 : c.prec_star ? star[si] : c.prec;
+    int w = clamp(width), pr = prec < 0 ? -1 : clamp(prec);
+    /* The spec is rebuilt: flags that mean something for this conversion, '*' width and precision (always
+     * clamped), and the length modifier that matches the value passed, so the type is always exact. */
+    char conv = c.conv, spec[24];
+    size_t k = 0;
+    int integer = strchr("diouxX", conv) != NULL, floating = strchr("eEfFgGaA", conv) != NULL;
+    unsigned fl = c.flags;
+    if (!integer && !floating) fl &= FL_MINUS; /* c, s, p: only '-' is defined */
+    if (conv == 'd' || conv == 'i' || conv == 'u') fl &= (unsigned)~FL_HASH;
+    if (strchr("oxX", conv)) fl &= (unsigned)~(FL_PLUS | FL_SPACE | FL_QUOTE);
+    if (strchr("eEaA", conv)) fl &= (unsigned)~FL_QUOTE;
+    spec[k++] = '%';
+    for (int b = 0; b < 6; b++)
+      if (fl & (1u << b)) spec[k++] = "-+ #0'"[b];
+    spec[k++] = '*';
+    int with_prec = conv != 'c' && conv != 'p';
+    if (with_prec) spec[k++] = '.', spec[k++] = '*';
+    if (c.kind == POLYTEL__ARG_INT && conv != 'c')
+      for (int h = 0; h < c.hs; h++) spec[k++] = 'h';
+    if (c.kind == POLYTEL__ARG_LONG) spec[k++] = 'l', spec[k++] = 'l';
+    if (c.kind == POLYTEL__ARG_LDOUBLE) spec[k++] = 'L';
+    spec[k++] = conv;
+    spec[k] = '\0';
     char *o = out + n;
     size_t room = cap - n;
     int r = 0;
-    char last = spec[sl - 1];
-    int is_long = strpbrk(spec, "ljztq") != NULL;
-    int is_char = (last == 'c');
-    /* The value is passed as the exact type the spec expects. */
-#define EMIT(val)                                         \
-  do {                                                    \
-    if (c.stars == 2)                                     \
-      r = snprintf(o, room, spec, star[0], star[1], val); \
-    else if (c.stars == 1)                                \
-      r = snprintf(o, room, spec, star[0], val);          \
-    else                                                  \
-      r = snprintf(o, room, spec, val);                   \
+    int is_signed = conv == 'd' || conv == 'i';
+#define EMIT(val)                              \
+  do {                                         \
+    if (with_prec)                             \
+      r = snprintf(o, room, spec, w, pr, val); \
+    else                                       \
+      r = snprintf(o, room, spec, w, val);     \
   } while (0)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
 #pragma GCC diagnostic ignored "-Wformat-security"
     switch (c.kind) {
       case POLYTEL__ARG_INT:
-        if (is_char)
-          EMIT((int)a.i);
-        else if (last == 'd' || last == 'i')
+        if (is_signed || conv == 'c')
           EMIT((int)a.i);
         else
           EMIT((unsigned)a.i);
         break;
       case POLYTEL__ARG_LONG:
-        (void)is_long;
-        if (last == 'd' || last == 'i')
+        if (is_signed)
           EMIT((long long)a.i);
         else
           EMIT((unsigned long long)a.i);
@@ -273,20 +329,11 @@ size_t polytel__fmt_render(char *out, size_t cap, const char *fmt, const uint8_t
       case POLYTEL__ARG_PTR:
         EMIT(a.ptr);
         break;
-      case POLYTEL__ARG_STR: {
-        /* Captured strings are not NUL-terminated in the block: print with an explicit length. */
-        char sspec[80];
-        size_t k = 0;
-        memcpy(sspec, spec, sl - 1);
-        k = sl - 1;
-        if (c.stars) { /* width came from '*' */
-          r = snprintf(o, room, "%*.*s", star[0], (int)a.len, a.str);
-        } else {
-          memcpy(sspec + k, ".*s", 4);
-          r = snprintf(o, room, sspec, (int)a.len, a.str);
-        }
+      case POLYTEL__ARG_STR:
+        /* Captured strings are not NUL-terminated in the block: the precision is their length. */
+        pr = (int)a.len;
+        EMIT(a.str);
         break;
-      }
     }
 #pragma GCC diagnostic pop
 #undef EMIT

@@ -72,7 +72,8 @@ void polytel_config_init(polytel_config_t *cfg) {
 // clang-format off
 #define STR_FIELDS(X) \
   X(service_name) X(service_version) X(resource_attributes) X(endpoint) X(traces_endpoint) \
-  X(logs_endpoint) X(metrics_endpoint) X(headers) X(certificate) X(export_dir) X(sdk_language)
+  X(logs_endpoint) X(metrics_endpoint) X(headers) X(certificate) X(export_dir) X(sdk_language) \
+  X(client_certificate) X(client_key)
 // clang-format on
 
 static void user_free(polytel_config_t *c) {
@@ -82,13 +83,13 @@ static void user_free(polytel_config_t *c) {
   polytel_config_init(c);
 }
 
-/* dst (owned) takes every field that src sets. */
+/* dst (owned) takes every field that src sets (src may be an older, shorter struct: see struct_size). */
 static void user_merge(polytel_config_t *dst, const polytel_config_t *src) {
   if (!src) return;
-#define X(f)                 \
-  if (src->f) {              \
-    free((char *)dst->f);    \
-    dst->f = strdup(src->f); \
+#define X(f)                                                                         \
+  if (offsetof(polytel_config_t, f) + sizeof src->f <= src->struct_size && src->f) { \
+    free((char *)dst->f);                                                            \
+    dst->f = strdup(src->f);                                                         \
   }
   STR_FIELDS(X)
 #undef X
@@ -308,17 +309,21 @@ static void phase2_commit(polytel__cfg_t *c) {
 }
 
 static void announce(void) {
-  const char *svc = g_cfg.service_name ? g_cfg.service_name : "";
+  /* Echoed values follow the documented limit (64 bytes, URLs without userinfo or query). */
+  char svc[POLYTEL__SHOW_BUF], where[POLYTEL__SHOW_BUF];
+  const char *name = g_cfg.service_name ? g_cfg.service_name : "";
+  polytel__show(svc, sizeof svc, name, strlen(name));
   if (g_cfg.exporter == POLYTEL_EXPORTER_FILE)
     polytel__diag(POLYTEL_LEVEL_INFO, "full telemetry: writing OTLP/JSON lines to %s/ as service \"%s\"",
-                  g_cfg.export_dir, svc);
+                  polytel__show_path(where, sizeof where, g_cfg.export_dir), svc);
   else if (g_cfg.exporter == POLYTEL_EXPORTER_NONE)
     polytel__diag(POLYTEL_LEVEL_INFO,
                   "full telemetry: recording with no exporter (POLYTEL_EXPORTER=none) as service \"%s\"",
                   svc);
   else
     polytel__diag(POLYTEL_LEVEL_INFO, "full telemetry: exporting to %s (%s%s) as service \"%s\"",
-                  g_cfg.endpoint, protocol_name(g_cfg.protocol), g_cfg.gzip ? ", gzip" : "", svc);
+                  polytel__show_url(where, sizeof where, g_cfg.endpoint), protocol_name(g_cfg.protocol),
+                  g_cfg.gzip ? ", gzip" : "", svc);
 }
 
 int polytel_init_full_telemetry(struct uv_loop_s *loop, const polytel_config_t *cfg) {

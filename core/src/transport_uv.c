@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "console.h"
+#include "retry_after.h"
 
 /* Bounds chosen for a telemetry side-channel, not for throughput races. */
 #define TP_MAX_HOST_CONNECTIONS 2
@@ -66,10 +67,13 @@ struct tp_s {
 
   /* Configuration, copied: the caller's cfg need not outlive start. */
   int exporter;
-  char *certificate;
   char *export_dir;
-  char **user_headers; /* "Key: value" */
-  size_t n_user_headers;
+  /* Per signal (polytel__signal_t): TLS files (NULL: system CAs / no client certificate) and header lines. */
+  struct tp_sig_s {
+    char *ca, *cert, *key;
+    char **headers; /* "Key: value" */
+    size_t n_headers;
+  } sig[3];
   uint32_t default_timeout_ms;
   int file_fd[3];
 
@@ -122,9 +126,13 @@ static int on_loop_thread(const tp_t *tp) {
 }
 
 static void tp_free(tp_t *tp) {
-  for (size_t i = 0; i < tp->n_user_headers; i++) free(tp->user_headers[i]);
-  free(tp->user_headers);
-  free(tp->certificate);
+  for (int s = 0; s < 3; s++) {
+    for (size_t i = 0; i < tp->sig[s].n_headers; i++) free(tp->sig[s].headers[i]);
+    free(tp->sig[s].headers);
+    free(tp->sig[s].ca);
+    free(tp->sig[s].cert);
+    free(tp->sig[s].key);
+  }
   free(tp->export_dir);
   pthread_cond_destroy(&tp->cv);
   pthread_mutex_destroy(&tp->mu);
@@ -180,34 +188,6 @@ static const char *signal_name(int sig) {
     default:
       return NULL;
   }
-}
-
-/*
- * Retry-After: delay-seconds or an HTTP-date (RFC 9110 10.2.3). Returns ms
- * from now_s, or -1 when absent or unparseable.
- */
-static int64_t parse_retry_after(const char *v, size_t len, time_t now_s) {
-  char buf[128];
-  while (len > 0 && (*v == ' ' || *v == '\t')) v++, len--;
-  while (len > 0 && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' ' || v[len - 1] == '\t'))
-    len--;
-  if (len == 0 || len >= sizeof buf) return -1;
-  memcpy(buf, v, len);
-  buf[len] = '\0';
-  int digits = 1;
-  for (size_t i = 0; i < len; i++)
-    if (buf[i] < '0' || buf[i] > '9') digits = 0;
-  if (digits) {
-    /* A day is already absurd for a collector; clamp so the arithmetic cannot overflow. */
-    if (len > 6) return (int64_t)86400 * 1000;
-    int64_t s = strtoll(buf, NULL, 10);
-    return (s > 86400 ? 86400 : s) * 1000;
-  }
-  time_t t = curl_getdate(buf, NULL);
-  if (t == (time_t)-1) return -1;
-  if (t <= now_s) return 0;
-  int64_t d = (int64_t)(t - now_s);
-  return (d > 86400 ? 86400 : d) * 1000;
 }
 
 /* ---------------------------------------------------------------- loop core */
@@ -357,7 +337,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud) {
     x->retry_after_ms = -1; /* a new response (redirect, 1xx) */
     x->resp_len = 0;
   } else if (len > 12 && strncasecmp(buf, "retry-after:", 12) == 0)
-    x->retry_after_ms = parse_retry_after(buf + 12, len - 12, time(NULL));
+    x->retry_after_ms = polytel__retry_after_parse(buf + 12, len - 12, (int64_t)time(NULL));
   return len;
 }
 
@@ -451,7 +431,8 @@ static int build_headers(tp_t *tp, tp_xfer_t *x, const polytel__request_t *req) 
   TP_APPEND(ct);
   if (req->gzip) TP_APPEND("Content-Encoding: gzip");
   TP_APPEND("Expect:"); /* no 100-continue round trip for large bodies */
-  for (size_t i = 0; i < tp->n_user_headers; i++) TP_APPEND(tp->user_headers[i]);
+  const struct tp_sig_s *sg = &tp->sig[req->signal <= POLYTEL__SIG_METRICS ? req->signal : 0];
+  for (size_t i = 0; i < sg->n_headers; i++) TP_APPEND(sg->headers[i]);
 #undef TP_APPEND
   x->headers = l;
   return 0;
@@ -497,7 +478,17 @@ static void http_send(tp_t *tp, polytel__request_t *req) {
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-  if (tp->certificate) curl_easy_setopt(e, CURLOPT_CAINFO, tp->certificate);
+  const struct tp_sig_s *sg = &tp->sig[req->signal <= POLYTEL__SIG_METRICS ? req->signal : 0];
+  if (sg->ca) curl_easy_setopt(e, CURLOPT_CAINFO, sg->ca);
+  if (sg->cert) {
+    /* mTLS. Without a key file the key is read from the certificate file (one PEM with both). */
+    curl_easy_setopt(e, CURLOPT_SSLCERT, sg->cert);
+    curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+    if (sg->key) curl_easy_setopt(e, CURLOPT_SSLKEY, sg->key);
+    curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+    /* An encrypted key must fail, not make OpenSSL prompt for a passphrase on the terminal. */
+    curl_easy_setopt(e, CURLOPT_KEYPASSWD, "");
+  }
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   /* Aborting a transfer that is still resolving must not join curl's resolver thread (stop stays bounded). */
   curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
@@ -586,8 +577,9 @@ static void warn_file(tp_t *tp, const char *path, int err) {
   uint64_t now = polytel__now_ms();
   if (now < tp->file_warn_after_ms) return;
   tp->file_warn_after_ms = now + TP_WARN_INTERVAL_MS;
-  polytel__diag(POLYTEL_LEVEL_WARN, "file exporter cannot write %s: %s; the batch is dropped", path,
-                strerror(err));
+  char b[POLYTEL__SHOW_BUF];
+  polytel__diag(POLYTEL_LEVEL_WARN, "file exporter cannot write %s: %s; the batch is dropped",
+                polytel__show_path(b, sizeof b, path), strerror(err));
 }
 
 static void file_send(tp_t *tp, polytel__request_t *req) {
@@ -846,8 +838,12 @@ static int init_handles(tp_t *tp) {
   uv_unref((uv_handle_t *)&tp->pump_timer);
   uv_unref((uv_handle_t *)&tp->curl_timer);
   tp->open_handles = 3;
-  if (tp->exporter == POLYTEL_EXPORTER_FILE && mkdir_p(tp->export_dir) != 0)
-    polytel__diag(POLYTEL_LEVEL_WARN, "file exporter cannot create %s: %s", tp->export_dir, strerror(errno));
+  if (tp->exporter == POLYTEL_EXPORTER_FILE && mkdir_p(tp->export_dir) != 0) {
+    char b[POLYTEL__SHOW_BUF];
+    int err = errno;
+    polytel__diag(POLYTEL_LEVEL_WARN, "file exporter cannot create %s: %s",
+                  polytel__show_path(b, sizeof b, tp->export_dir), strerror(err));
+  }
   return 0;
 }
 
@@ -916,25 +912,38 @@ int polytel__transport_start(struct uv_loop_s *loop, polytel__pipeline_t *pl, co
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&tp->cv, &ca);
   pthread_condattr_destroy(&ca);
-  tp->certificate = dup_or_null(cfg->certificate);
   tp->export_dir = dup_or_null(cfg->export_dir);
-  if ((cfg->certificate && !tp->certificate) || (cfg->export_dir && !tp->export_dir)) goto nomem;
-  if (cfg->n_headers) {
-    tp->user_headers = calloc(cfg->n_headers, sizeof *tp->user_headers);
-    if (!tp->user_headers) goto nomem;
-    for (size_t i = 0; i < cfg->n_headers; i++) {
-      const char *k = cfg->headers[i].key, *v = cfg->headers[i].value ? cfg->headers[i].value : "";
-      if (!k || !*k || strpbrk(k, "\r\n:") || strpbrk(v, "\r\n")) {
-        /* Would forge header lines; the value is a credential, so only the key is named. */
-        polytel__diag(POLYTEL_LEVEL_WARN,
-                      "OTEL_EXPORTER_OTLP_HEADERS: header \"%s\" skipped (invalid characters)", k ? k : "");
+  if (cfg->export_dir && !tp->export_dir) goto nomem;
+  for (int s = 0; s < 3; s++) {
+    struct tp_sig_s *sg = &tp->sig[s];
+    /* A config built by hand (tests, embedders) may carry only the general CA. */
+    const char *cafile = cfg->tls_ca[s] ? cfg->tls_ca[s] : cfg->certificate;
+    sg->ca = dup_or_null(cafile);
+    sg->cert = dup_or_null(cfg->tls_cert[s]);
+    sg->key = dup_or_null(cfg->tls_key[s]);
+    if ((cafile && !sg->ca) || (cfg->tls_cert[s] && !sg->cert) || (cfg->tls_key[s] && !sg->key)) goto nomem;
+    const polytel__strpair_t *hs = cfg->has_signal_headers[s] ? cfg->signal_headers[s] : cfg->headers;
+    size_t nh = cfg->has_signal_headers[s] ? cfg->n_signal_headers[s] : cfg->n_headers;
+    if (!nh) continue;
+    sg->headers = calloc(nh, sizeof *sg->headers);
+    if (!sg->headers) goto nomem;
+    for (size_t i = 0; i < nh; i++) {
+      const char *k = hs[i].key, *v = hs[i].value ? hs[i].value : "";
+      if (!k || !*k || strpbrk(k, "\r\n:") || strpbrk(v, "\r\n") || polytel__header_forbidden(k, strlen(k))) {
+        /* Would forge header lines or framing; the value is a credential, so only the key is named. */
+        if (s == 0 || cfg->has_signal_headers[s]) {
+          char b[POLYTEL__SHOW_BUF];
+          polytel__diag(POLYTEL_LEVEL_WARN,
+                        "export headers: header \"%s\" skipped (not a header polytel may send)",
+                        polytel__show(b, sizeof b, k, k ? strlen(k) : 0));
+        }
         continue;
       }
       size_t len = strlen(k) + strlen(v) + 3;
       char *h = malloc(len);
       if (!h) goto nomem;
       snprintf(h, len, "%s: %s", k, v);
-      tp->user_headers[tp->n_user_headers++] = h;
+      sg->headers[sg->n_headers++] = h;
     }
   }
 

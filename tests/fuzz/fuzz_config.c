@@ -3,7 +3,9 @@
  * never reach the console, and that every warning is one clean line.
  *
  * Input: lines "NAME=VALUE". NAME "cfg.FIELD" sets an explicit field (strings as given, numbers with
- * strtoll).
+ * strtoll). Also checked: every console line stays short (echoed values are cut at 64 bytes), a "SECRET"
+ * in a URL's userinfo or query, or in key material pasted into a CLIENT_KEY variable, is never printed;
+ * forbidden headers never pass; resource and TLS settings stay within their documented limits.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -12,17 +14,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fuzz.h"
 #include "config.h"
 #include "console.h"
 #include "process.h"
-
-#define CHECK(c)                                                            \
-  do {                                                                      \
-    if (!(c)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-      abort();                                                              \
-    }                                                                       \
-  } while (0)
 
 #define MAX_VARS 64
 static const char *names[MAX_VARS], *values[MAX_VARS];
@@ -45,7 +40,8 @@ static void set_explicit(polytel_config_t *u, const char *field, const char *v) 
 #define S(f) {#f, offsetof(polytel_config_t, f)}
       S(service_name),    S(service_version), S(resource_attributes), S(endpoint),
       S(traces_endpoint), S(logs_endpoint),   S(metrics_endpoint),    S(headers),
-      S(certificate),     S(export_dir),      S(sdk_language),
+      S(certificate),     S(export_dir),      S(sdk_language),        S(client_certificate),
+      S(client_key),
 #undef S
   };
   for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
@@ -107,6 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   u.timeout_ms = u.max_memory_bytes = -1;
   int have_user = 0, quiet = 0;
   const char *headers_line = NULL;
+  const char *secret_var = NULL, *secret_val = NULL; /* the variable whose value holds the one "SECRET" */
 
   n_vars = 0;
   for (char *line = buf; line && n_vars < MAX_VARS;) {
@@ -124,6 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         names[n_vars] = line;
         values[n_vars++] = eq + 1;
         if (strcmp(line, "OTEL_EXPORTER_OTLP_HEADERS") == 0) headers_line = eq + 1;
+        if (strstr(eq + 1, "SECRET")) secret_var = line, secret_val = eq + 1;
       }
     }
     line = nl ? nl + 1 : NULL;
@@ -143,19 +141,47 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check_url(c.endpoint);
   CHECK(c.endpoint[strlen(c.endpoint) - 1] != '/');
   for (int s = 0; s < 3; s++) check_url(c.signal_url[s]);
+  for (int s = -1; s < 3; s++) {
+    /* no userinfo, raw or percent-encoded, in anything that will be used (or printed) */
+    const char *u = s < 0 ? c.endpoint : c.signal_url[s];
+    const char *a = strstr(u, "://") + 3;
+    size_t an = strcspn(a, "/?#");
+    CHECK(!memchr(a, '@', an) && !memchr(a, '%', an));
+  }
   for (size_t i = 0; i < c.n_resource_attrs; i++) {
     CHECK(c.resource_attrs[i].key[0]);
     CHECK(polytel__utf8_valid(c.resource_attrs[i].key, strlen(c.resource_attrs[i].key)));
     CHECK(polytel__utf8_valid(c.resource_attrs[i].value, strlen(c.resource_attrs[i].value)));
     for (size_t j = 0; j < i; j++) CHECK(strcmp(c.resource_attrs[i].key, c.resource_attrs[j].key) != 0);
   }
-  for (size_t i = 0; i < c.n_headers; i++) {
-    CHECK(c.headers[i].key[0]);
-    for (const unsigned char *p = (const unsigned char *)c.headers[i].key; *p; p++) CHECK(is_tchar(*p));
-    for (const unsigned char *p = (const unsigned char *)c.headers[i].value; *p; p++) {
-      CHECK(*p >= 0x20 || *p == '\t');
-      CHECK(*p != 0x7f);
+  size_t res_bytes = 0;
+  CHECK(c.n_resource_attrs <= POLYTEL__MAX_RESOURCE_ATTRS);
+  for (size_t i = 0; i < c.n_resource_attrs; i++) {
+    size_t kl = strlen(c.resource_attrs[i].key), vl = strlen(c.resource_attrs[i].value);
+    CHECK(kl <= POLYTEL__MAX_RESOURCE_KEY && vl <= POLYTEL__MAX_RESOURCE_VALUE);
+    res_bytes += kl + vl;
+  }
+  CHECK(res_bytes <= POLYTEL__MAX_RESOURCE_BYTES);
+  CHECK(strlen(c.service_name) <= POLYTEL__MAX_SERVICE_NAME);
+  CHECK(!c.service_version || strlen(c.service_version) <= POLYTEL__MAX_SERVICE_NAME);
+  for (int s = -1; s < 3; s++) {
+    const polytel__strpair_t *hs = s < 0 ? c.headers : c.signal_headers[s];
+    size_t nh = s < 0 ? c.n_headers : c.n_signal_headers[s];
+    CHECK(s < 0 || c.has_signal_headers[s] || nh == 0);
+    for (size_t i = 0; i < nh; i++) {
+      CHECK(hs[i].key[0]);
+      for (const unsigned char *p = (const unsigned char *)hs[i].key; *p; p++) CHECK(is_tchar(*p));
+      CHECK(!polytel__header_forbidden(hs[i].key, strlen(hs[i].key)));
+      for (const unsigned char *p = (const unsigned char *)hs[i].value; *p; p++) {
+        CHECK(*p >= 0x20 || *p == '\t');
+        CHECK(*p != 0x7f);
+      }
     }
+  }
+  for (int s = 0; s < 3; s++) {
+    CHECK(!c.tls_key[s] || c.tls_cert[s]); /* a key is only ever used with its certificate */
+    for (char *const *f = (char *const[]){c.tls_cert[s], c.tls_key[s]}, *const *e = f + 2; f < e; f++)
+      CHECK(!*f || !strstr(*f, "-----BEGIN")); /* key material is never passed on as a path */
   }
   CHECK(c.protocol == POLYTEL_PROTOCOL_PROTOBUF || c.protocol == POLYTEL_PROTOCOL_JSON);
   CHECK(c.gzip == 0 || c.gzip == 1);
@@ -192,11 +218,46 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   CHECK(!quiet || n == 0);
   CHECK(n == 0 || out[n - 1] == '\n');
   CHECK(polytel__utf8_valid(out, (size_t)n));
+  off_t line_start = 0;
   for (off_t i = 0; i < n; i++) {
     unsigned char ch = (unsigned char)out[i];
     CHECK(ch >= 0x20 || ch == '\n');
     CHECK(ch != 0x7f);
     CHECK(!(ch == 0xc2 && i + 1 < n && (unsigned char)out[i + 1] < 0xa0)); /* C1 controls */
+    if (ch == '\n') {
+      /* Values are echoed 64 bytes at most (escaped: x4), names and fixed text around them: never the 2 KB
+       * buffer, never the whole value. */
+      CHECK(i - line_start < 1024);
+      line_start = i + 1;
+    }
+  }
+  /* A "SECRET" that occurs once, in a URL's userinfo (raw or escaped) or query/fragment, or in key material
+   * pasted into a CLIENT_KEY variable, is never printed. */
+  if (secret_var && count((const char *)data, size, "SECRET") == 1) {
+    const char *at = strstr(secret_val, "SECRET");
+    int hidden = 0;
+    if (strstr(secret_var, "ENDPOINT")) {
+      /* independent of polytel__show_url: the userinfo is whatever precedes the authority's last '@' or
+       * "%40" (the authority starts after the first "://", or at the start when there is none) */
+      size_t q = strcspn(secret_val, "?#"), pos = (size_t)(at - secret_val);
+      if (pos > q) hidden = 1; /* in the query or fragment */
+      const char *sep = strstr(secret_val, "://");
+      size_t a = 0;
+      if (sep && (size_t)(sep - secret_val) < q) {
+        a = (size_t)(sep - secret_val) + 3;
+        for (const char *p = secret_val; p < sep; p++)
+          if (*p == '/') a = 0;
+      }
+      size_t an = strcspn(secret_val + a, "/?#"), last = 0;
+      for (size_t i = a; i < a + an; i++) {
+        if (secret_val[i] == '@') last = i;
+        if (i + 2 < a + an && !strncmp(secret_val + i, "%40", 3)) last = i;
+      }
+      if (last && pos >= a && pos < last) hidden = 1;
+    } else if (strstr(secret_var, "CLIENT_KEY") && strstr(secret_val, "-----BEGIN")) {
+      hidden = 1;
+    }
+    if (hidden) CHECK(count(out, (size_t)n, "SECRET") == 0);
   }
   /* A marker that occurs once in the input, inside the headers, must never be printed. */
   const char *secret = headers_line ? strstr(headers_line, "SECRET") : NULL;

@@ -10,41 +10,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fuzz.h"
 #include "console.h"
-
-#define CHECK(c)                                                            \
-  do {                                                                      \
-    if (!(c)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-      abort();                                                              \
-    }                                                                       \
-  } while (0)
 
 #define FIELD_MAX 16384
 #define T0 1795320156123456789ull /* 2026-11-22T04:02:36.123456Z */
-
-/* ------------------------------------------------------------ input reader */
-
-typedef struct {
-  const uint8_t *p, *end;
-} rd_t;
-
-static uint8_t u8(rd_t *r) {
-  return r->p < r->end ? *r->p++ : 0;
-}
-static uint64_t u64(rd_t *r) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = v << 8 | u8(r);
-  return v;
-}
-static const char *bytes(rd_t *r, size_t n, size_t *len) {
-  size_t avail = (size_t)(r->end - r->p);
-  if (n > avail) n = avail;
-  const char *s = (const char *)r->p;
-  r->p += n;
-  *len = n;
-  return s;
-}
 
 /* ------------------------------------------------------------ independent UTF-8 and JSON checks */
 
@@ -70,6 +40,23 @@ static size_t seq(const unsigned char *s, size_t n) {
   return k;
 }
 
+static uint32_t cp_at(const unsigned char *p, size_t k) {
+  static const unsigned char lead_mask[] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+  uint32_t cp = p[0] & lead_mask[k];
+  for (size_t i = 1; i < k; i++) cp = cp << 6 | (p[i] & 0x3F);
+  return cp;
+}
+
+/* Bidi controls and invisible format characters (an independent list: docs/configuration.md). */
+static int invisible_cp(uint32_t cp) {
+  static const uint32_t ranges[][2] = {{0xAD, 0xAD},     {0x61C, 0x61C},   {0x180E, 0x180E},
+                                       {0x200B, 0x200F}, {0x2028, 0x202E}, {0x2060, 0x206F},
+                                       {0xFEFF, 0xFEFF}, {0xFFF9, 0xFFFB}, {0xE0000, 0xE007F}};
+  for (size_t i = 0; i < sizeof ranges / sizeof *ranges; i++)
+    if (cp >= ranges[i][0] && cp <= ranges[i][1]) return 1;
+  return 0;
+}
+
 static void check_clean(const char *s, size_t n, int allow_esc) {
   for (size_t i = 0; i < n;) {
     const unsigned char *p = (const unsigned char *)s + i;
@@ -77,6 +64,7 @@ static void check_clean(const char *s, size_t n, int allow_esc) {
     CHECK(k > 0);
     if (k == 1) CHECK(p[0] >= 0x20 ? p[0] != 0x7f : (allow_esc && p[0] == 0x1b));
     if (k == 2) CHECK(!(p[0] == 0xC2 && p[1] < 0xA0));
+    if (k > 1) CHECK(!invisible_cp(cp_at(p, k))); /* nothing that hides or reorders text reaches a terminal */
     i += k;
   }
 }
@@ -93,10 +81,23 @@ static void put_utf8(char *out, size_t *w, uint32_t cp) {
     out[(*w)++] = (char)cp;
   } else if (cp < 0x800) {
     out[(*w)++] = (char)(0xC0 | cp >> 6), out[(*w)++] = (char)(0x80 | (cp & 0x3F));
-  } else {
+  } else if (cp < 0x10000) {
     out[(*w)++] = (char)(0xE0 | cp >> 12), out[(*w)++] = (char)(0x80 | ((cp >> 6) & 0x3F));
     out[(*w)++] = (char)(0x80 | (cp & 0x3F));
+  } else {
+    out[(*w)++] = (char)(0xF0 | cp >> 18), out[(*w)++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[(*w)++] = (char)(0x80 | ((cp >> 6) & 0x3F)), out[(*w)++] = (char)(0x80 | (cp & 0x3F));
   }
+}
+
+static uint32_t hex4(const char *p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; i++) {
+    int h = hexv(p[i]);
+    CHECK(h >= 0);
+    v = v << 4 | (uint32_t)h;
+  }
+  return v;
 }
 
 typedef struct {
@@ -154,13 +155,18 @@ static void jstring(js_t *j, char *out, size_t *outlen) {
         break;
       case 'u':
         CHECK(j->e - j->p >= 4);
-        for (int i = 0; i < 4; i++) {
-          int h = hexv(j->p[i]);
-          CHECK(h >= 0);
-          cp = cp << 4 | (uint32_t)h;
-        }
+        cp = hex4(j->p);
         j->p += 4;
-        CHECK(cp < 0xD800 || cp > 0xDFFF); /* the console never needs surrogate escapes */
+        CHECK(cp < 0xDC00 || cp > 0xDFFF); /* never a lone low surrogate */
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+          /* a pair, only for an escaped invisible character past the BMP (the tag block) */
+          CHECK(j->e - j->p >= 6 && j->p[0] == '\\' && j->p[1] == 'u');
+          uint32_t lo = hex4(j->p + 2);
+          CHECK(lo >= 0xDC00 && lo <= 0xDFFF);
+          j->p += 6;
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          CHECK(invisible_cp(cp));
+        }
         break;
       default:
         CHECK(0);
@@ -259,12 +265,18 @@ static size_t text_unescape(const char *s, size_t n, char *out) {
       CHECK(i + 3 < n && hexv(s[i + 2]) >= 0 && hexv(s[i + 3]) >= 0);
       out[w++] = (char)(hexv(s[i + 2]) << 4 | hexv(s[i + 3]));
       i += 4;
-    } else {
-      CHECK(e == 'u' && i + 5 < n && s[i + 2] == '0' && s[i + 3] == '0');
-      int v = hexv(s[i + 4]) << 4 | hexv(s[i + 5]);
-      CHECK(v >= 0x80 && v <= 0x9f);
-      out[w++] = (char)0xC2, out[w++] = (char)v;
+    } else if (e == 'u') {
+      CHECK(i + 5 < n);
+      uint32_t v = hex4(s + i + 2);
+      CHECK((v >= 0x80 && v <= 0x9f) || invisible_cp(v)); /* C1 controls, or hidden/bidi characters */
+      put_utf8(out, &w, v);
       i += 6;
+    } else {
+      CHECK(e == 'U' && i + 9 < n);
+      uint32_t v = hex4(s + i + 2) << 16 | hex4(s + i + 6);
+      CHECK(v > 0xFFFF && invisible_cp(v));
+      put_utf8(out, &w, v);
+      i += 10;
     }
   }
   return w;
@@ -308,43 +320,43 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(out_fd >= 0);
     polytel__console_set_fd(out_fd);
   }
-  rd_t r = {data, data + size};
-  uint8_t flags = u8(&r);
-  int level = u8(&r);
-  size_t cap = u8(&r);
+  fz_rd_t r = {data, data + size};
+  uint8_t flags = fz_u8(&r);
+  int level = fz_u8(&r);
+  size_t cap = fz_u8(&r);
   int json = flags & 1, color = (flags >> 1) & 1, use_target = (flags >> 2) & 1,
       repeat = (flags & 0x88) == 0x88; /* rare: long lines cost ~16 KiB of instrumented work */
   size_t n_attrs = (flags >> 4) & 7;
 
   size_t target_len = 0;
-  const char *target = use_target ? bytes(&r, u8(&r), &target_len) : NULL;
+  const char *target = use_target ? fz_bytes(&r, fz_u8(&r), &target_len) : NULL;
   polytel_attr_t attrs[8];
   char keys[8][64];
   for (size_t i = 0; i < n_attrs; i++) {
     size_t kl;
-    const char *k = bytes(&r, u8(&r) % 63, &kl);
+    const char *k = fz_bytes(&r, fz_u8(&r) % 63, &kl);
     memcpy(keys[i], k, kl);
     keys[i][kl] = '\0'; /* keys are C strings: an embedded NUL just ends the key */
     attrs[i].key = keys[i];
-    switch (u8(&r) % 5) {
+    switch (fz_u8(&r) % 5) {
       case 0:
-        attrs[i].type = POLYTEL_ATTR_INT, attrs[i].value.i = (int64_t)u64(&r);
+        attrs[i].type = POLYTEL_ATTR_INT, attrs[i].value.i = (int64_t)fz_u64(&r);
         break;
       case 1: {
-        uint64_t bits = u64(&r);
+        uint64_t bits = fz_u64(&r);
         attrs[i].type = POLYTEL_ATTR_DOUBLE;
         memcpy(&attrs[i].value.d, &bits, sizeof bits);
         break;
       }
       case 2:
-        attrs[i].type = POLYTEL_ATTR_BOOL, attrs[i].value.b = u8(&r);
+        attrs[i].type = POLYTEL_ATTR_BOOL, attrs[i].value.b = fz_u8(&r);
         break;
       case 3:
         attrs[i].type = (polytel_attr_type_t)99, attrs[i].value.i = 0;
         break; /* unknown type */
       default: {
         size_t vl;
-        const char *v = bytes(&r, (size_t)u8(&r) * 4, &vl);
+        const char *v = fz_bytes(&r, (size_t)fz_u8(&r) * 4, &vl);
         attrs[i].type = POLYTEL_ATTR_STRING;
         attrs[i].value.str.ptr = v;
         attrs[i].value.str.len = vl;
@@ -352,7 +364,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
   }
   size_t msg_len;
-  const char *rest = bytes(&r, SIZE_MAX, &msg_len);
+  const char *rest = fz_bytes(&r, SIZE_MAX, &msg_len);
   char *msg = NULL;
   if (repeat && msg_len > 0) {
     /* long messages reach the truncation path */

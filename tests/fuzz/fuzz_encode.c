@@ -7,52 +7,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "encode.h"
-
-#define CHECK(c)                                                            \
-  do {                                                                      \
-    if (!(c)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-      abort();                                                              \
-    }                                                                       \
-  } while (0)
 
 /* ------------------------------------------------------------ input reader */
 
-typedef struct {
-  const uint8_t *p, *end;
-} rd_t;
-
-static uint8_t u8(rd_t *r) {
-  return r->p < r->end ? *r->p++ : 0;
-}
-static uint64_t u64(rd_t *r) {
+static uint64_t u64(fz_rd_t *r) {
   uint64_t v = 0;
-  int n = u8(r) % 9; /* 0..8 bytes: small values are common */
-  for (int i = 0; i < n; i++) v = v << 8 | u8(r);
+  int n = fz_u8(r) % 9; /* 0..8 bytes: small values are common */
+  for (int i = 0; i < n; i++) v = v << 8 | fz_u8(r);
   return v;
 }
-static const char *str(rd_t *r, uint32_t *len) {
-  size_t n = u8(r);
-  if (n == 255) n = 255 + (size_t)u8(r) * 8; /* sometimes longer */
+static const char *str(fz_rd_t *r, uint32_t *len) {
+  size_t n = fz_u8(r);
+  if (n == 255) n = 255 + (size_t)fz_u8(r) * 8; /* sometimes longer */
   size_t avail = (size_t)(r->end - r->p);
   if (n > avail) n = avail;
   const char *s = (const char *)r->p;
   r->p += n;
   *len = (uint32_t)n;
-  return n ? s : (u8(r) & 1 ? "" : NULL);
+  return n ? s : (fz_u8(r) & 1 ? "" : NULL);
 }
-static void ids(rd_t *r, uint8_t *dst, size_t n) {
-  for (size_t i = 0; i < n; i++) dst[i] = u8(r);
+static void ids(fz_rd_t *r, uint8_t *dst, size_t n) {
+  for (size_t i = 0; i < n; i++) dst[i] = fz_u8(r);
 }
 
 enum { MAXR = 24, MAXA = 6, MAXP = 4, MAXB = 20 };
 
-static void attrs(rd_t *r, polytel__kv_t *kv, uint32_t *n) {
-  *n = u8(r) % (MAXA + 1);
+static void attrs(fz_rd_t *r, polytel__kv_t *kv, uint32_t *n) {
+  *n = fz_u8(r) % (MAXA + 1);
   for (uint32_t i = 0; i < *n; i++) {
     kv[i].key = str(r, &kv[i].key_len);
-    kv[i].type = (uint8_t)(u8(r) % 6); /* includes unknown types 0 and 5 */
+    kv[i].type = (uint8_t)(fz_u8(r) % 6); /* includes unknown types 0 and 5 */
     switch (kv[i].type) {
       case POLYTEL_ATTR_STRING:
         kv[i].v.str.ptr = str(r, &kv[i].v.str.len);
@@ -66,7 +52,7 @@ static void attrs(rd_t *r, polytel__kv_t *kv, uint32_t *n) {
         break;
       }
       default:
-        kv[i].v.b = u8(r);
+        kv[i].v.b = fz_u8(r);
         break;
     }
   }
@@ -350,8 +336,8 @@ static void check_json(const polytel__buf_t *b) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  rd_t r = {data, data + size};
-  int signal = u8(&r) % 3;
+  fz_rd_t r = {data, data + size};
+  int signal = fz_u8(&r) % 3;
   static polytel__kv_t kv[MAXR + 2][MAXA];
   static polytel__kv_t pkv[MAXR][MAXP][MAXA];
   static polytel__point_t pts[MAXR][MAXP];
@@ -364,17 +350,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   polytel__resource_t res = {.attrs = kv[MAXR], .n_attrs = 0};
   attrs(&r, kv[MAXR], &res.n_attrs);
-  size_t n = u8(&r) % (MAXR + 1);
+  size_t n = fz_u8(&r) % (MAXR + 1);
   size_t expect_metrics = 0;
   for (size_t i = 0; i < n; i++) {
     if (signal == 0) {
       polytel__span_rec_t *s = &spans[i];
       memset(s, 0, sizeof *s);
       ids(&r, s->trace_id, 16), ids(&r, s->span_id, 8), ids(&r, s->parent_id, 8);
-      s->has_parent = u8(&r) & 1;
+      s->has_parent = fz_u8(&r) & 1;
       s->name = str(&r, &s->name_len);
       s->start_ns = u64(&r), s->end_ns = u64(&r);
-      s->status = (int)(int8_t)u8(&r) % 4;
+      s->status = (int)(int8_t)fz_u8(&r) % 4;
       s->status_msg = str(&r, &s->status_msg_len);
       s->attrs = kv[i];
       attrs(&r, kv[i], &s->n_attrs);
@@ -382,9 +368,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       polytel__log_rec_t *l = &logs[i];
       memset(l, 0, sizeof *l);
       l->time_ns = u64(&r), l->observed_ns = u64(&r);
-      l->severity = (int)(int8_t)u8(&r);
+      l->severity = (int)(int8_t)fz_u8(&r);
       /* Few distinct targets, sometimes equal content at different addresses. */
-      uint8_t t = u8(&r);
+      uint8_t t = fz_u8(&r);
       if (t & 0x80) {
         l->target = str(&r, &l->target_len);
       } else {
@@ -393,7 +379,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         l->target_len = (uint32_t)strlen(names[i]);
       }
       l->body = str(&r, &l->body_len);
-      l->has_span = u8(&r) & 1;
+      l->has_span = fz_u8(&r) & 1;
       ids(&r, l->trace_id, 16), ids(&r, l->span_id, 8);
       l->attrs = kv[i];
       attrs(&r, kv[i], &l->n_attrs);
@@ -403,10 +389,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       const char *nm = str(&r, &len);
       snprintf(names[i], sizeof names[i], "%.*s", (int)(len < 15 ? len : 15), nm ? nm : "");
       m->name = names[i];
-      m->unit = u8(&r) & 1 ? "ms" : NULL;
-      m->kind = u8(&r) % 5; /* includes unknown kinds 0 and 4 */
+      m->unit = fz_u8(&r) & 1 ? "ms" : NULL;
+      m->kind = fz_u8(&r) % 5; /* includes unknown kinds 0 and 4 */
       if (m->kind >= 1 && m->kind <= 3) expect_metrics++;
-      m->n_points = u8(&r) % (MAXP + 1);
+      m->n_points = fz_u8(&r) % (MAXP + 1);
       m->points = pts[i];
       for (uint32_t k = 0; k < m->n_points; k++) {
         polytel__point_t *p = &pts[i][k];
@@ -414,16 +400,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         p->attrs = pkv[i][k];
         attrs(&r, pkv[i][k], &p->n_attrs);
         p->start_ns = u64(&r), p->time_ns = u64(&r);
-        p->is_double = u8(&r) & 1;
+        p->is_double = fz_u8(&r) & 1;
         p->v.i = (int64_t)u64(&r);
         p->count = u64(&r);
         uint64_t bits = u64(&r);
         memcpy(&p->sum, &bits, 8);
-        p->min = (double)(int8_t)u8(&r), p->max = (double)u8(&r);
-        p->n_bounds = u8(&r) % (MAXB + 1);
-        for (uint32_t b = 0; b < p->n_bounds; b++) bounds[i][k][b] = (double)u8(&r) - 20;
+        p->min = (double)(int8_t)fz_u8(&r), p->max = (double)fz_u8(&r);
+        p->n_bounds = fz_u8(&r) % (MAXB + 1);
+        for (uint32_t b = 0; b < p->n_bounds; b++) bounds[i][k][b] = (double)fz_u8(&r) - 20;
         for (uint32_t b = 0; b <= p->n_bounds; b++) buckets[i][k][b] = u64(&r);
-        uint8_t which = u8(&r);
+        uint8_t which = fz_u8(&r);
         p->bounds = which & 1 ? bounds[i][k] : NULL;
         p->buckets = which & 2 ? buckets[i][k] : NULL;
       }

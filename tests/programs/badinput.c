@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <unistd.h>
+
+#include "vmhwm.h"
 
 /*
  * Usage: badinput MODE
@@ -16,6 +19,7 @@
  *   bigmsg     a 1 MiB log message (dynamic and through %s), non-UTF-8 messages and attributes
  *   spans      100k spans with distinct (copied) names
  *   threadspans  nested thread spans whose events straddle block boundaries (pins a core bug)
+ *   fmtbomb [N]  printf widths/precisions of 2^31 from the arguments, bidi and zero-width characters
  * stdout: "CALL <name>" before each risky call (a crash names its call), then "RESULT {...}".
  */
 
@@ -282,9 +286,22 @@ int main(int argc, char **argv) {
     }
     keep(polytel_shutdown(30000));
     result(NULL);
+  } else if (!strcmp(mode, "fmtbomb")) {
+    /* Widths and precisions of 2^31 from the arguments (rendered on the exporter, and on the caller for
+     * the console), and bidi/zero-width characters in a record. */
+    int big = argc > 2 ? atoi(argv[2]) : INT_MAX; /* a runtime value, as a program's would be */
+    keep(polytel_init_full_telemetry(NULL, NULL));
+    call("polytel_log with 2^31 widths and precisions x 100, bidi text x 100");
+    for (int i = 0; i < 100; i++) {
+      polytel_log(POLYTEL_LEVEL_INFO, "fmt", "w%*d|p%.*f|e%.*e|s%-*s|", big, i, big, 1.5, big, 2.5, big, "x");
+      polytel_log(POLYTEL_LEVEL_INFO, "fmt", "bidi \xe2\x80\xae%s\xe2\x81\xa6 zw\xe2\x80\x8b%d", "txet", i);
+    }
+    keep(polytel_shutdown(30000));
+    result(NULL);
   } else {
-    fprintf(stderr, "usage: badinput env|nullapi|lifecycle|bigmsg|spans [N]|threadspans\n");
+    fprintf(stderr, "usage: badinput env|nullapi|lifecycle|bigmsg|spans [N]|threadspans|fmtbomb [N]\n");
     return 2;
   }
+  printf("VMHWM %ld\n", vmhwm_kib()); /* peak RSS, for the hostile-input figures */
   return 0;
 }

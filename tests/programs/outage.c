@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmhwm.h"
+
 /*
  * Usage: outage [--rate N/s] [--seconds S] [--shutdown-ms N]
  * Configuration from the environment. Each event is log "seq <n>" (n = 0, 1, ... unique), so the test can
@@ -31,21 +33,9 @@ static uint64_t cpu_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/*
- * Peak RSS of this program: VmHWM. ru_maxrss is printed too, but on Linux it carries the spawning process's
- * high-water mark across fork+exec (exec records the old mm's peak), so under pytest it reports pytest's
- * size.
- */
+/* Peak RSS: VmHWM (vmhwm.h); ru_maxrss is printed beside it but carries pytest's size under pytest. */
 static long max_rss_kib(void) {
-  long kib = -1;
-  char line[256];
-  FILE *f = fopen("/proc/self/status", "r");
-  if (f) {
-    while (fgets(line, sizeof line, f))
-      if (!strncmp(line, "VmHWM:", 6)) kib = atol(line + 6);
-    fclose(f);
-  }
-  return kib;
+  return vmhwm_kib();
 }
 
 static long ru_maxrss_kib(void) {

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmhwm.h"
+
 /*
  * Usage: worker_c [--threads N] [--events N] [--pre N] [--loop owned|host|host-after]
  *                 [--shutdown-ms N] [--flush-ms N]
@@ -149,5 +151,6 @@ int main(int argc, char **argv) {
       (unsigned long long)st.dropped_series, (unsigned long long)st.metric_saturated);
   for (int t = 0; t < n_threads; t++) printf("%s%ld", t ? ", " : "", emitted[t]);
   printf("]}\n");
+  printf("VMHWM %ld\n", vmhwm_kib()); /* peak RSS, for the hostile-collector figures */
   return 0;
 }

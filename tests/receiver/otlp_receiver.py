@@ -581,7 +581,12 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self):
         self.server.receiver._track(self.request, True)
         if isinstance(self.request, ssl.SSLSocket):
-            self.request.do_handshake()  # here, in the handler thread, never in the accept loop
+            try:
+                self.request.do_handshake()  # here, in the handler thread, never in the accept loop
+            except (ssl.SSLError, OSError):
+                with self.server.receiver._lock:
+                    self.server.receiver.handshake_failures += 1
+                raise
         super().setup()
 
     def finish(self):
@@ -854,11 +859,13 @@ class Receiver:
     """A strict OTLP/HTTP receiver on 127.0.0.1 (random port by default), thread-safe."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, cors: bool = False, tls: bool = False,
-                 capture_bodies: bool = False, verbose: bool = False):
+                 capture_bodies: bool = False, verbose: bool = False, client_auth: bool = False):
         self.host = host
         self.port = port
         self.cors = cors
-        self.tls = tls
+        self.tls = tls or client_auth
+        self.client_auth = client_auth  # mTLS: the handshake requires a client certificate from our CA
+        self.handshake_failures = 0  # TLS handshakes the server refused (e.g. no client certificate)
         self.capture_bodies = capture_bodies
         self.verbose = verbose
         self.ca_path: Optional[str] = None
@@ -884,7 +891,7 @@ class Receiver:
 
             self.tls_files = _tls.make_certs()
             self.ca_path = self.tls_files.ca_cert
-            ctx = _tls.server_context(self.tls_files)
+            ctx = _tls.server_context(self.tls_files, client_auth=self.client_auth)
             server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         self._server = server
         self.port = server.server_address[1]
@@ -928,6 +935,17 @@ class Receiver:
         if self.tls_files is not None:
             shutil.rmtree(self.tls_files.directory, ignore_errors=True)
         self._stopped.set()
+
+    def wait_handshake_failures(self, n: int, timeout: float = 10) -> int:
+        """Waits until at least n TLS handshakes were refused (the client may see the refusal before the
+        server's handler thread has counted it); returns the count (a hang guard, never a timing)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                got = self.handshake_failures
+            if got >= n or time.monotonic() >= deadline:
+                return got
+            time.sleep(0.01)
 
     def wait_stopped(self, timeout: Optional[float] = None) -> bool:
         return self._stopped.wait(timeout)

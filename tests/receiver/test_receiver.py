@@ -636,6 +636,25 @@ def test_tls_with_generated_ca(receiver_factory):
     assert got["errors"] == []
 
 
+def test_mtls_requires_a_client_certificate_from_its_ca(receiver_factory):
+    r = receiver_factory(client_auth=True)
+    files = r.tls_files
+    body = trace_request([{"name": "mutual"}]).SerializeToString()
+    with_cert = tls.client_context(r.ca_path)
+    with_cert.load_cert_chain(files.client_cert, files.client_key)
+    assert post(r.url("traces"), body, context=with_cert)[0] == 200
+    combined = tls.client_context(r.ca_path)
+    combined.load_cert_chain(files.client_combined)
+    assert post(r.url("traces"), body, context=combined)[0] == 200
+    rogue = tls.client_context(r.ca_path)
+    rogue.load_cert_chain(files.rogue_cert, files.rogue_key)
+    for ctx in (tls.client_context(r.ca_path), rogue):
+        with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+            post(r.url("traces"), body, context=ctx)
+    assert [s["name"] for s in r.received()["spans"]] == ["mutual", "mutual"]
+    assert r.wait_handshake_failures(2) == 2
+
+
 def test_tls_stall_stop_is_prompt():
     r = Receiver(tls=True).start()
     ca_dir = os.path.dirname(r.ca_path)

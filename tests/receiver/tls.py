@@ -1,4 +1,4 @@
-"""tls — a throwaway CA and a server certificate for 127.0.0.1/localhost, made with the openssl CLI at run time."""
+"""tls — a throwaway CA, a server certificate for 127.0.0.1/localhost and client certificates (mTLS), made with the openssl CLI at run time."""
 from __future__ import annotations
 
 import os
@@ -34,6 +34,15 @@ subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 """
 
+# A client certificate for mTLS: clientAuth only.
+_CLIENT_EXT = """\
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
 
 @dataclass(frozen=True)
 class TlsFiles:
@@ -41,6 +50,11 @@ class TlsFiles:
     ca_cert: str
     server_cert: str
     server_key: str
+    client_cert: str = ""      # signed by ca_cert: a server requiring client certificates accepts it
+    client_key: str = ""
+    client_combined: str = ""  # client_cert and client_key in one PEM file
+    rogue_cert: str = ""       # a client certificate from another CA: refused
+    rogue_key: str = ""
 
 
 def _openssl(args: list[str], cwd: str) -> None:
@@ -52,28 +66,54 @@ def _openssl(args: list[str], cwd: str) -> None:
         raise RuntimeError(f"tls: openssl {' '.join(args)} failed: {proc.stderr.strip()}")
 
 
+_EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
+def _ca(d: str, name: str, subject: str) -> None:
+    """A self-signed CA: <name>.pem, <name>.key."""
+    _openssl(["req", "-config", "req.cnf", "-x509", "-new", *_EC, "-keyout", f"{name}.key", "-out", f"{name}.pem",
+              "-days", "2", "-subj", subject, "-extensions", "ca_ext"], d)
+
+
+def _leaf(d: str, name: str, subject: str, ca: str, ext: str) -> None:
+    """<name>.pem and <name>.key, signed by the CA <ca>.pem/<ca>.key, with the extensions in file `ext`."""
+    _openssl(["req", "-config", "req.cnf", "-new", *_EC, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+              "-subj", subject], d)
+    _openssl(["x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+              "-set_serial", "0x" + secrets.token_hex(8), "-days", "2", "-out", f"{name}.pem", "-extfile", ext], d)
+
+
 def make_certs(directory: str | None = None) -> TlsFiles:
-    """Create ca.pem, server.pem and server.key in `directory` (a new temp dir if None)."""
+    """Create, in `directory` (a new temp dir if None): ca.pem, server.pem/.key, client.pem/.key (and both in
+    client-combined.pem) from that CA, and rogue.pem/.key from another CA."""
     d = directory or tempfile.mkdtemp(prefix="polytel-tls-")
-    with open(os.path.join(d, "req.cnf"), "w") as f:
-        f.write(_REQ_CONFIG)
-    with open(os.path.join(d, "server.ext"), "w") as f:
-        f.write(_SERVER_EXT)
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl(["req", "-config", "req.cnf", "-x509", "-new", *ec, "-keyout", "ca.key", "-out", "ca.pem",
-              "-days", "2", "-subj", "/CN=polytel test CA", "-extensions", "ca_ext"], d)
-    _openssl(["req", "-config", "req.cnf", "-new", *ec, "-keyout", "server.key", "-out", "server.csr",
-              "-subj", "/CN=localhost"], d)
-    _openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-              "-set_serial", "0x" + secrets.token_hex(8), "-days", "2", "-out", "server.pem",
-              "-extfile", "server.ext"], d)
-    os.chmod(os.path.join(d, "ca.key"), 0o600)
-    return TlsFiles(d, os.path.join(d, "ca.pem"), os.path.join(d, "server.pem"), os.path.join(d, "server.key"))
+    for name, text in (("req.cnf", _REQ_CONFIG), ("server.ext", _SERVER_EXT), ("client.ext", _CLIENT_EXT)):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text)
+    _ca(d, "ca", "/CN=polytel test CA")
+    _leaf(d, "server", "/CN=localhost", "ca", "server.ext")
+    _leaf(d, "client", "/CN=polytel test client", "ca", "client.ext")
+    with open(os.path.join(d, "client-combined.pem"), "w") as out:
+        for name in ("client.pem", "client.key"):
+            with open(os.path.join(d, name)) as f:
+                out.write(f.read())
+    # Another CA's client certificate: well-formed, but not one the server trusts.
+    _ca(d, "rogue-ca", "/CN=rogue CA")
+    _leaf(d, "rogue", "/CN=rogue client", "rogue-ca", "client.ext")
+    for k in ("ca.key", "client.key", "rogue-ca.key", "rogue.key", "client-combined.pem"):
+        os.chmod(os.path.join(d, k), 0o600)
+    j = lambda n: os.path.join(d, n)  # noqa: E731
+    return TlsFiles(d, j("ca.pem"), j("server.pem"), j("server.key"), j("client.pem"), j("client.key"),
+                    j("client-combined.pem"), j("rogue.pem"), j("rogue.key"))
 
 
-def server_context(files: TlsFiles) -> ssl.SSLContext:
+def server_context(files: TlsFiles, client_auth: bool = False) -> ssl.SSLContext:
+    """client_auth: the handshake requires a client certificate signed by files.ca_cert (mTLS)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(files.server_cert, files.server_key)
+    if client_auth:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cafile=files.ca_cert)
     return ctx
 
 

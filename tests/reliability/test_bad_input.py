@@ -60,6 +60,8 @@ ENV_ROWS = [
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://hôst.example:4318", "expected an http:// or https:// URL", NO_EXPORT),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://127.0.0.1:21", "expected an http:// or https:// URL", NO_EXPORT),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://user:pw@127.0.0.1:1", "credentials in the URL", NO_EXPORT),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://user%3Apw%40127.0.0.1:1", "credentials in the URL", NO_EXPORT),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1?api_key=pw", "?\u2026", NO_EXPORT),
     # A bad per-signal URL keeps the default for that signal: base endpoint + /v1/<signal> (here, the receiver).
     ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "nope", "expected an http:// or https:// URL", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://[::1", "expected an http:// or https:// URL", OK_EXPORT),
@@ -70,9 +72,11 @@ ENV_ROWS = [
     ("OTEL_EXPORTER_OTLP_HEADERS", "bad key=v", "not a valid HTTP header name", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_HEADERS", "x=a%0Ab", "control characters; value not shown", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_HEADERS", "k=" + "h" * 70000, "over the 65536-byte limit", OK_EXPORT),
-    ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=b", "is not supported", OK_EXPORT),
-    ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "a=b", "is not supported", OK_EXPORT),
-    ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "a=b", "is not supported", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "Content-Length=1", "(Content-Length: a header polytel and HTTP set", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "host=evil.example", "(host: a header polytel and HTTP set", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "novalue", "entry #1 (expected key=value; value not shown)", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "Transfer-Encoding=chunked", "a header polytel and HTTP set", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x=a%0Db", "control characters; value not shown", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "grpc is not supported", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml", "expected http/protobuf or http/json", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "expected gzip or none", OK_EXPORT),
@@ -80,6 +84,14 @@ ENV_ROWS = [
     ("OTEL_EXPORTER_OTLP_TIMEOUT", "-5", "expected an integer from 1 to 4294967295", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_TIMEOUT", "99999999999999999999", "expected an integer", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem", "cannot read", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "/nonexistent/ca.pem", "cannot read", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/nonexistent/c.pem", "no client certificate can be presented",
+     OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/nonexistent/c.key", "is set without", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/dev/null", "is set without OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "-----BEGIN PRIVATE KEY-----\nMIIE", "is set without", OK_EXPORT),
+    ("OTEL_SERVICE_NAME", "n" * 100000, "over the 255-byte limit", OK_EXPORT),
+    ("OTEL_RESOURCE_ATTRIBUTES", "k=" + "v" * 5000, "over the 4096-byte limit", OK_EXPORT),
     ("OTEL_BSP_SCHEDULE_DELAY", "5s", "expected an integer from 1 to 4294967295", OK_EXPORT),
     ("OTEL_BSP_EXPORT_TIMEOUT", "x", "expected an integer", OK_EXPORT),
     ("OTEL_BSP_MAX_QUEUE_SIZE", "-1", "expected an integer", OK_EXPORT),
@@ -130,6 +142,27 @@ def test_malformed_env_var(shared_receiver, var, value, expect, export):
         assert res["exported"] == 0 and res["dropped"] == res["recorded"], res
 
 
+def test_huge_resource_values_are_bounded(shared_receiver):
+    # Regression: a huge OTEL_SERVICE_NAME was accepted, sent with every request, and echoed 2 KB at a time in
+    # the start-up line. Now: service.name <= 255 bytes, resource values <= 4 KiB, every echo <= 64 bytes + "…".
+    name = "svc-" + "n" * 120000  # an environment string can hold 128 KiB at most
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": shared_receiver.endpoint, "OTEL_SERVICE_NAME": name,
+           "OTEL_RESOURCE_ATTRIBUTES": "big=" + "v" * 100000 + ",small=1", "POLYTEL_LOG_LEVEL": "info"}
+    r, res = badinput("env", env)
+    accounted(res)
+    assert res["exported"] == res["recorded"] == 20, res
+    got = shared_receiver.wait_for(lambda g: any(lg["service"] == name[:255] for lg in g["logs"]), timeout=20)
+    logs = [lg for lg in got["logs"] if lg["service"] == name[:255]]
+    assert len(logs) == 10
+    assert len(logs[0]["resource"]["big"]) == 4096 and logs[0]["resource"]["small"] == "1"
+    lines = r.stderr.splitlines()
+    assert lines and max(len(ln.encode()) for ln in lines) < 400, max(lines, key=len)[:500]
+    start = [ln for ln in lines if "full telemetry: exporting" in ln]
+    assert len(start) == 1 and f'"{name[:64]}\u2026"' in start[0], start
+    assert len(warning_lines(r.stderr, "OTEL_SERVICE_NAME")) == 1
+    assert len(warning_lines(r.stderr, "OTEL_RESOURCE_ATTRIBUTES")) == 1
+
+
 def test_unwritable_export_dir(tmp_path):
     # POLYTEL_EXPORT_DIR under a regular file: the file exporter cannot create it. Warnings name the path; every
     # batch is dropped and counted; shutdown reports POLYTEL_EDROPPED.
@@ -140,7 +173,8 @@ def test_unwritable_export_dir(tmp_path):
     accounted(res)
     assert res["exported"] == 0 and res["dropped"] == res["dropped_export"] == res["recorded"] == 20, res
     assert res["rcs"][-1] == -9, res
-    assert any("cannot create" in ln and str(bad) in ln for ln in r.stderr.splitlines()), r.stderr
+    # a path is echoed by its last 64 bytes (its end names the file)
+    assert any("cannot create" in ln and str(bad)[-64:] in ln for ln in r.stderr.splitlines()), r.stderr
     assert not bad.exists()
 
 
@@ -303,3 +337,57 @@ def test_binding_bad_messages_ruby(receiver):
     assert "12345" in bodies
     assert any(b.startswith("xxxx") for b in bodies)
     assert any(b.startswith("latin1 ") for b in bodies)
+
+
+# --------------------------------------------------------- hostile input: bounds and figures
+
+RSS_CAP_MIB = 40  # the block pool (16 MiB) + the 24 MiB allowance of docs/reliability.md ("Collector outage")
+SECRET = "Hq4-input-5ecret-77"
+
+HOSTILE_INPUTS = {
+    # name: (badinput mode and arguments, environment, text one warning line must hold or None)
+    "service_name_120k": (["env"], {"OTEL_SERVICE_NAME": "s" * 120000}, "over the 255-byte limit"),
+    "resource_value_100k": (["env"], {"OTEL_RESOURCE_ATTRIBUTES": "big=" + "v" * 100000}, "over the 4096-byte limit"),
+    "resource_4096_entries": (["env"], {"OTEL_RESOURCE_ATTRIBUTES": ",".join(f"k{i}=v{i}" for i in range(4096))},
+                              "more than 128 entries"),
+    "headers_70k": (["env"], {"OTEL_EXPORTER_OTLP_HEADERS": "k=" + "h" * 70000}, "over the 65536-byte limit"),
+    "framing_headers": (["env"], {"OTEL_EXPORTER_OTLP_HEADERS": "Content-Length=1,Host=evil.example,Expect=100"},
+                        "a header polytel and HTTP set themselves"),
+    "credentials_in_urls": (["env"], {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://u%3A{SECRET}%40127.0.0.1:1/v1/t",
+                                      "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"http://127.0.0.1:99999/m?k={SECRET}"},
+                            "value not shown"),
+    "printf_2g_widths_and_bidi": (["fmtbomb"], {}, None),
+    "message_1mib": (["bigmsg"], {}, None),
+    "span_names_100k": (["spans", "100000"], {"OTEL_BSP_MAX_QUEUE_SIZE": "100000"}, None),
+}
+
+
+@pytest.mark.parametrize("probe", list(HOSTILE_INPUTS))
+def test_hostile_input_is_bounded(shared_receiver, probe, figures):
+    args, extra, warning = HOSTILE_INPUTS[probe]
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": shared_receiver.endpoint, "POLYTEL_LOG_LEVEL": "info", **extra}
+    r, res = badinput(args[0], env, *args[1:], timeout=120)
+    accounted(res)
+    rss = int([ln for ln in r.stdout.splitlines() if ln.startswith("VMHWM ")][-1].split()[1]) / 1024
+    assert rss < RSS_CAP_MIB, f"peak RSS {rss:.1f} MiB"
+    lines = r.stderr.splitlines()
+    if warning:
+        assert sum(warning in ln for ln in lines) >= 1, r.stderr[-2000:]
+    assert SECRET not in r.stdout + r.stderr
+    # polytel's own lines stay short: echoes are 64 bytes, records are cut at 16 KiB per field
+    own = [ln for ln in lines if " polytel: " in ln]
+    assert own and max(len(ln.encode()) for ln in own) < 1024, max(own, key=len)[:300]
+    if probe == "printf_2g_widths_and_bidi":
+        assert res["exported"] == res["recorded"] == 200, res
+        for bad in ("\u202e", "\u2066", "\u200b"):
+            assert bad not in r.stderr, "a bidi or zero-width character reached the console raw"
+        assert sum("\\u202e" in ln and "\\u2066" in ln and "\\u200b" in ln for ln in lines) == 100
+        got = shared_receiver.wait_for(lambda g: sum(lg["scope"] == "fmt" for lg in g["logs"]) >= 200, timeout=30)
+        bodies = [lg["body"] for lg in got["logs"] if lg["scope"] == "fmt"]
+        assert sum(b.startswith("bidi \u202etxet\u2066 zw\u200b") for b in bodies) == 100  # exported as recorded
+        wide = [b for b in bodies if b.startswith("w")]
+        assert len(wide) == 100 and all(0 < len(b) < 65536 and b.strip("w ") == "" for b in wide), wide[0][:80]
+    figures.setdefault("hostile_input", {})[probe] = {
+        "recorded": res["recorded"], "exported": res["exported"], "dropped": res["dropped"],
+        "truncated": res.get("truncated", 0), "peak_rss_mib": round(rss, 1), "wall_s": round(r.elapsed, 2),
+        "polytel_lines": len(own), "longest_polytel_line": max(len(ln.encode()) for ln in own)}

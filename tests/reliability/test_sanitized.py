@@ -29,7 +29,7 @@ def clean_run(argv: list, env: dict):
 
 
 @pytest.mark.parametrize("mode", [["nullapi"], ["lifecycle"], ["bigmsg"], ["threadspans"], ["spans", "20000"],
-                                  ["env"]])
+                                  ["env"], ["fmtbomb"]])
 def test_bad_input_programs_are_sanitizer_clean(receiver, mode):
     r = clean_run([asan_program("badinput"), *mode], {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
     res = r.one("RESULT")

@@ -522,11 +522,16 @@ static void test_endpoints(void **state) {
     const char *env[] = {"OTEL_EXPORTER_OTLP_ENDPOINT", bad[i], NULL};
     char *w = resolve(env, NULL, &c);
     char want[512];
+    /* a query or fragment is never echoed (it may hold an API key): "?…" */
+    size_t shown = strcspn(bad[i], "?#");
     snprintf(want, sizeof want,
-             "WARN polytel: invalid OTEL_EXPORTER_OTLP_ENDPOINT=\"%s\" " URL_EXPECTED
+             "WARN polytel: invalid OTEL_EXPORTER_OTLP_ENDPOINT=\"%.*s%s\" " URL_EXPECTED
              "; using "
              "http://localhost:4318\n",
-             bad[i]);
+             (int)shown, bad[i],
+             bad[i][shown] == '?'   ? "?\xe2\x80\xa6"
+             : bad[i][shown] == '#' ? "#\xe2\x80\xa6"
+                                    : "");
     if (strcmp(w, want) != 0) print_error("got:  %swant: %s", w, want);
     assert_string_equal(w, want);
     assert_string_equal(c.endpoint, "http://localhost:4318");
@@ -600,12 +605,10 @@ static void test_headers(void **state) {
   const char *bad[] = {"OTEL_EXPORTER_OTLP_HEADERS",
                        "Authorization: Bearer hunter1,=hunter2,bad key=hunter3,x=%0D%0AEvil: hunter4,"
                        "k=%zzhunter5,ok=hunter6",
-                       "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x=hunter7", NULL};
+                       NULL};
   char *w = resolve(bad, NULL, &c);
   assert_string_equal(
       w,
-      "WARN polytel: OTEL_EXPORTER_OTLP_TRACES_HEADERS is not supported (use OTEL_EXPORTER_OTLP_HEADERS); "
-      "ignored\n"
       "WARN polytel: invalid OTEL_EXPORTER_OTLP_HEADERS entry #1 (expected key=value; value not shown); "
       "skipped\n"
       "WARN polytel: invalid OTEL_EXPORTER_OTLP_HEADERS entry #2 (empty key; value not shown); skipped\n"
@@ -641,6 +644,319 @@ static void test_headers(void **state) {
   free(w);
   free(huge);
   polytel__cfg_free(&c);
+}
+
+/* Framing and connection headers are HTTP's and libcurl's: refused by name, case-insensitively, one warning
+ * each, the value never shown (regression: Content-Length=1 made the collector read 1-byte bodies). */
+static void test_forbidden_headers(void **state) {
+  (void)state;
+  polytel__cfg_t c;
+  const char *env[] = {
+      "OTEL_EXPORTER_OTLP_HEADERS",
+      "Content-Length=1hunter,host=evil.example,Transfer-Encoding=chunked,CONNECTION=close,"
+      "content-encoding=br,Content-Type=text/plain,eXpect=100-continue,x-ok=fine,te=trailers,"
+      "Upgrade=h2c,Keep-Alive=1,Proxy-Connection=x,Trailer=y,x-content-length=kept",
+      "OTEL_EXPORTER_OTLP_LOGS_HEADERS", "Host=hunter2,a=b", NULL};
+  char *w = resolve(env, NULL, &c);
+  static const char *const names[] = {"Content-Length",
+                                      "host",
+                                      "Transfer-Encoding",
+                                      "CONNECTION",
+                                      "content-encoding",
+                                      "Content-Type",
+                                      "eXpect",
+                                      NULL,
+                                      "te",
+                                      "Upgrade",
+                                      "Keep-Alive",
+                                      "Proxy-Connection",
+                                      "Trailer"};
+  char want[4096] = "";
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    if (!names[i]) continue;
+    char line[256];
+    snprintf(line, sizeof line,
+             "WARN polytel: invalid OTEL_EXPORTER_OTLP_HEADERS entry #%zu (%s: a header polytel and HTTP set "
+             "themselves; value not shown); skipped\n",
+             i + 1, names[i]);
+    strcat(want, line);
+  }
+  strcat(
+      want,
+      "WARN polytel: invalid OTEL_EXPORTER_OTLP_LOGS_HEADERS entry #1 (Host: a header polytel and HTTP set "
+      "themselves; value not shown); skipped\n");
+  if (strcmp(w, want) != 0) print_error("got:\n%s\nwant:\n%s", w, want);
+  assert_string_equal(w, want);
+  assert_null(strstr(w, "hunter"));
+  assert_null(strstr(w, "evil"));
+  assert_int_equal(c.n_headers, 2);
+  assert_string_equal(c.headers[0].key, "x-ok");
+  assert_string_equal(c.headers[1].key, "x-content-length");
+  assert_true(c.has_signal_headers[POLYTEL__SIG_LOGS]);
+  assert_int_equal(c.n_signal_headers[POLYTEL__SIG_LOGS], 1);
+  assert_string_equal(c.signal_headers[POLYTEL__SIG_LOGS][0].key, "a");
+  free(w);
+  polytel__cfg_free(&c);
+  assert_true(polytel__header_forbidden("HOST", 4));
+  assert_false(polytel__header_forbidden("hostname", 8));
+  assert_false(polytel__header_forbidden("authorization", 13));
+}
+
+/* OTEL_EXPORTER_OTLP_{TRACES,LOGS,METRICS}_HEADERS replace the general list for their signal. */
+static void test_signal_headers(void **state) {
+  (void)state;
+  polytel__cfg_t c;
+  const char *env[] = {"OTEL_EXPORTER_OTLP_HEADERS",
+                       "authorization=general",
+                       "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                       "authorization=traces,x-t=1",
+                       "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+                       "bad entry",
+                       NULL};
+  char *w = resolve(env, NULL, &c);
+  assert_string_equal(
+      w,
+      "WARN polytel: invalid OTEL_EXPORTER_OTLP_METRICS_HEADERS entry #1 (expected key=value; "
+      "value not shown); skipped\n");
+  free(w);
+  assert_int_equal(c.n_headers, 1);
+  assert_string_equal(c.headers[0].value, "general");
+  assert_true(c.has_signal_headers[POLYTEL__SIG_TRACES]);
+  assert_int_equal(c.n_signal_headers[POLYTEL__SIG_TRACES], 2);
+  assert_string_equal(c.signal_headers[POLYTEL__SIG_TRACES][0].value, "traces");
+  assert_false(c.has_signal_headers[POLYTEL__SIG_LOGS]); /* logs use the general list */
+  /* a signal variable that is set replaces the general list even when nothing in it was usable: a credential
+   * meant for one endpoint is never sent to another */
+  assert_true(c.has_signal_headers[POLYTEL__SIG_METRICS]);
+  assert_int_equal(c.n_signal_headers[POLYTEL__SIG_METRICS], 0);
+  polytel__cfg_free(&c);
+}
+
+/* mTLS: the client certificate and key, general and per signal, explicit fields first. */
+static void test_client_certificates(void **state) {
+  (void)state;
+  polytel__cfg_t c;
+  const char *env[] = {"OTEL_EXPORTER_OTLP_CERTIFICATE",
+                       "/dev/null",
+                       "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                       "/dev/zero",
+                       "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+                       "/dev/full",
+                       "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+                       "/dev/urandom",
+                       "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+                       "/dev/random",
+                       "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY",
+                       "/dev/tty0",
+                       NULL};
+  resolve_quiet(env, NULL, &c);
+  assert_string_equal(c.certificate, "/dev/null");
+  for (int s = 0; s < 3; s++) {
+    assert_string_equal(c.tls_ca[s], s == POLYTEL__SIG_METRICS ? "/dev/random" : "/dev/null");
+    assert_string_equal(c.tls_cert[s], s == POLYTEL__SIG_LOGS ? "/dev/urandom" : "/dev/zero");
+    assert_string_equal(c.tls_key[s], s == POLYTEL__SIG_METRICS ? "/dev/tty0" : "/dev/full");
+  }
+  polytel__cfg_free(&c);
+
+  /* explicit fields beat the environment */
+  polytel_config_t u;
+  polytel_config_init(&u);
+  u.client_certificate = "/dev/null";
+  u.client_key = "/dev/zero";
+  resolve_quiet(env, &u, &c);
+  assert_string_equal(c.tls_cert[POLYTEL__SIG_TRACES], "/dev/null");
+  assert_string_equal(c.tls_key[POLYTEL__SIG_TRACES], "/dev/zero");
+  assert_string_equal(c.tls_cert[POLYTEL__SIG_LOGS],
+                      "/dev/urandom"); /* the signal's own variable still wins */
+  polytel__cfg_free(&c);
+  /* an older caller's struct (no client_* fields) leaves them unset */
+  u.struct_size = (uint32_t)offsetof(polytel_config_t, client_certificate);
+  const char *none[] = {NULL};
+  resolve_quiet(none, &u, &c);
+  assert_null(c.tls_cert[0]);
+  assert_null(c.tls_key[0]);
+  polytel__cfg_free(&c);
+
+  /* unreadable files: one warning each naming the variable; the path is kept (the export fails, it never
+   * connects without the certificate it was told to present) */
+  const char *bad[] = {"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/nonexistent/client.pem",
+                       "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/nonexistent/client.key", NULL};
+  char *w = resolve(bad, NULL, &c);
+  assert_string_equal(
+      w,
+      "WARN polytel: cannot read OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE=\"/nonexistent/client.pem\" "
+      "(No such file or directory); https exports will fail: no client certificate can be "
+      "presented\n"
+      "WARN polytel: cannot read OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY=\"/nonexistent/client.key\" "
+      "(No such file or directory); https exports will fail: no client certificate can be "
+      "presented\n");
+  assert_string_equal(c.tls_cert[POLYTEL__SIG_LOGS], "/nonexistent/client.pem");
+  assert_string_equal(c.tls_key[POLYTEL__SIG_TRACES], "/nonexistent/client.key");
+  assert_null(c.tls_key[POLYTEL__SIG_LOGS]);
+  free(w);
+  polytel__cfg_free(&c);
+
+  /* key material pasted into a variable: never echoed, never passed on */
+  const char *pem[] = {"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                       "/dev/null",
+                       "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+                       "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANhunter\n-----END PRIVATE KEY-----",
+                       "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                       "-----BEGIN CERTIFICATE-----MIIB",
+                       NULL};
+  w = resolve(pem, NULL, &c);
+  assert_string_equal(
+      w,
+      "WARN polytel: invalid OTEL_EXPORTER_OTLP_CERTIFICATE (PEM data, expected the path of a PEM "
+      "file; value not shown); https exports will fail certificate verification\n"
+      "WARN polytel: invalid OTEL_EXPORTER_OTLP_CLIENT_KEY (PEM data, expected the path of a PEM "
+      "file; value not shown); no client certificate is presented\n");
+  assert_null(strstr(w, "MII"));
+  assert_null(c.tls_key[0]);
+  assert_string_equal(c.tls_cert[0], "/dev/null");
+  assert_non_null(c.tls_ca[0]); /* https fails closed */
+  assert_int_not_equal(access(c.tls_ca[0], F_OK), 0);
+  free(w);
+  polytel__cfg_free(&c);
+
+  /* a key is used by every signal that has a certificate; a key variable no signal can use is warned about
+   * once (and not read: no second warning about the file) */
+  const char *pair[] = {"OTEL_EXPORTER_OTLP_CLIENT_KEY", "/dev/null",
+                        "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE", "/dev/zero", NULL};
+  resolve_quiet(pair, NULL, &c);
+  assert_null(c.tls_key[POLYTEL__SIG_TRACES]);
+  assert_null(c.tls_key[POLYTEL__SIG_METRICS]);
+  assert_string_equal(c.tls_key[POLYTEL__SIG_LOGS], "/dev/null"); /* paired with the logs certificate */
+  polytel__cfg_free(&c);
+  const char *lone[] = {"OTEL_EXPORTER_OTLP_CLIENT_KEY", "/nonexistent/k",
+                        "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY", "/nonexistent/k2", NULL};
+  w = resolve(lone, NULL, &c);
+  assert_string_equal(
+      w,
+      "WARN polytel: OTEL_EXPORTER_OTLP_CLIENT_KEY is set without "
+      "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE (a client key needs its certificate); ignored\n"
+      "WARN polytel: OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY is set without "
+      "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE (a client key needs its certificate); ignored\n");
+  for (int s = 0; s < 3; s++) assert_null(c.tls_key[s]);
+  free(w);
+  polytel__cfg_free(&c);
+}
+
+/* Credentials never printed: userinfo, raw or percent-encoded, is refused without an echo; a query is shown
+ * as "?…" (regression: http://user%3ASECRET%40host:1 was accepted and printed at start-up and in warnings).
+ */
+static void test_url_credentials_never_echoed(void **state) {
+  (void)state;
+  polytel__cfg_t c;
+  static const char *const creds[] = {"http://user%3Ahunter1%40127.0.0.1:1", "http://user%3ahunter1%40h",
+                                      "https://hunter1@h:4318", "http://u:hunter1@h/v1?x=1"};
+  for (size_t i = 0; i < sizeof creds / sizeof *creds; i++) {
+    for (int var = 0; var < 2; var++) {
+      const char *name = var ? "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" : "OTEL_EXPORTER_OTLP_ENDPOINT";
+      const char *env[] = {name, creds[i], NULL};
+      char *w = resolve(env, NULL, &c);
+      char want[400];
+      snprintf(want, sizeof want,
+               "WARN polytel: invalid %s (credentials in the URL are not supported, use "
+               "OTEL_EXPORTER_OTLP_HEADERS; value not shown); using http://localhost:4318%s\n",
+               name, var ? "/v1/traces" : "");
+      assert_string_equal(w, want);
+      assert_null(strstr(c.endpoint, "hunter"));
+      for (int s = 0; s < 3; s++) assert_null(strstr(c.signal_url[s], "hunter"));
+      free(w);
+      polytel__cfg_free(&c);
+    }
+  }
+  /* any other percent-escape in the host: refused, not echoed either */
+  const char *pct[] = {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://ho%73t:1", NULL};
+  char *w = resolve(pct, NULL, &c);
+  assert_string_equal(
+      w,
+      "WARN polytel: invalid OTEL_EXPORTER_OTLP_ENDPOINT (a percent-escape in the host is not "
+      "supported; value not shown); using http://localhost:4318\n");
+  free(w);
+  polytel__cfg_free(&c);
+  /* a query is used as given, but never echoed: a bad per-signal URL, a base URL (no query allowed), an
+   * explicit field that loses to it */
+  const char *q[] = {"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                     "http://h:99999/v1/logs?api_key=hunter2",
+                     "OTEL_EXPORTER_OTLP_ENDPOINT",
+                     "http://h:1?api_key=hunter3",
+                     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                     "http://m:1/v1/metrics?api_key=hunter4",
+                     NULL};
+  polytel_config_t u;
+  polytel_config_init(&u);
+  u.metrics_endpoint = "not a url";
+  w = resolve(q, &u, &c);
+  assert_string_equal(
+      w, "WARN polytel: invalid OTEL_EXPORTER_OTLP_ENDPOINT=\"http://h:1?\xe2\x80\xa6\" " URL_EXPECTED
+         "; using http://localhost:4318\n"
+         "WARN polytel: invalid "
+         "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=\"http://h:99999/v1/logs?\xe2\x80\xa6\" " URL_EXPECTED
+         "; using http://localhost:4318/v1/logs\n"
+         "WARN polytel: invalid polytel_config_t.metrics_endpoint=\"not a url\" " URL_EXPECTED
+         "; using http://m:1/v1/metrics?\xe2\x80\xa6\n");
+  assert_null(strstr(w, "hunter"));
+  assert_string_equal(c.signal_url[POLYTEL__SIG_METRICS], "http://m:1/v1/metrics?api_key=hunter4");
+  free(w);
+  polytel__cfg_free(&c);
+}
+
+/* Resource values go out with every request: bounded, cut visibly (regression: a 1 MB OTEL_SERVICE_NAME was
+ * accepted and sent whole). */
+static void test_resource_limits(void **state) {
+  (void)state;
+  polytel__cfg_t c;
+  size_t big = 1 << 20;
+  char *name = malloc(big + 1);
+  memset(name, 'n', big);
+  name[253] = '\xc3', name[254] = '\xa9'; /* a character across the 255-byte limit: cut before it */
+  name[255] = '\xc3', name[256] = '\xa9';
+  name[big] = '\0';
+  const char *env[] = {"OTEL_SERVICE_NAME", name, "OTEL_SERVICE_VERSION", name, NULL};
+  char *w = resolve(env, NULL, &c);
+  char want[600];
+  snprintf(
+      want, sizeof want,
+      "WARN polytel: OTEL_SERVICE_NAME is 1048576 bytes, over the 255-byte limit; using its first 255 bytes "
+      "(\"%.64s\xe2\x80\xa6\")\n"
+      "WARN polytel: OTEL_SERVICE_VERSION is 1048576 bytes, over the 255-byte limit; using its first 255 "
+      "bytes (\"%.64s\xe2\x80\xa6\")\n",
+      name, name);
+  assert_string_equal(w, want);
+  assert_int_equal(strlen(c.service_name), 255);
+  assert_int_equal(strlen(c.service_version), 255);
+  free(w);
+  polytel__cfg_free(&c);
+  free(name);
+
+  /* resource attributes: a key over 255 bytes is skipped, a value over 4 KiB is cut, 16 KiB in total */
+  size_t n = 64 << 10;
+  char *ra = malloc(n), *p = ra;
+  p += sprintf(p, "k%0300d=v,big=", 0);
+  memset(p, 'v', 5000), p += 5000;
+  for (int i = 0; i < 10; i++) {
+    p += sprintf(p, ",k%d=", i);
+    memset(p, 'x', 3000), p += 3000;
+  }
+  *p = '\0';
+  const char *renv[] = {"OTEL_RESOURCE_ATTRIBUTES", ra, NULL};
+  w = resolve(renv, NULL, &c);
+  assert_string_equal(
+      w,
+      "WARN polytel: invalid OTEL_RESOURCE_ATTRIBUTES entry #1 (the key is 301 bytes, over the "
+      "255-byte limit); skipped\n"
+      "WARN polytel: OTEL_RESOURCE_ATTRIBUTES entry \"big\": the value is 5000 bytes, over the "
+      "4096-byte limit; cut to 4096 bytes\n"
+      "WARN polytel: OTEL_RESOURCE_ATTRIBUTES passes the 16384-byte limit on keys and values at "
+      "entry #7; it and later entries are skipped\n");
+  assert_int_equal(c.n_resource_attrs, 5); /* big (4099) + k0..k3 (4 x 3002) = 16107; k4 would pass 16384 */
+  assert_string_equal(c.resource_attrs[0].key, "big");
+  assert_int_equal(strlen(c.resource_attrs[0].value), 4096);
+  free(w);
+  polytel__cfg_free(&c);
+  free(ra);
 }
 
 static void test_certificate(void **state) {
@@ -974,6 +1290,11 @@ int main(void) {
       cmocka_unit_test_setup(test_endpoints, reset),
       cmocka_unit_test_setup(test_headers, reset),
       cmocka_unit_test_setup(test_certificate, reset),
+      cmocka_unit_test_setup(test_forbidden_headers, reset),
+      cmocka_unit_test_setup(test_signal_headers, reset),
+      cmocka_unit_test_setup(test_client_certificates, reset),
+      cmocka_unit_test_setup(test_url_credentials_never_echoed, reset),
+      cmocka_unit_test_setup(test_resource_limits, reset),
       cmocka_unit_test_setup(test_export_dir_and_colour, reset),
       cmocka_unit_test_setup(test_explicit_beats_env, reset),
       cmocka_unit_test_setup(test_use_env_zero, reset),

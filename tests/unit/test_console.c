@@ -246,6 +246,105 @@ static void test_sanitize_text(void **state) {
   free(got);
 }
 
+/* Bidi controls and invisible characters ("Trojan Source"): escaped in text and JSON, on a TTY or not. */
+static void test_bidi_and_invisible_escaped(void **state) {
+  (void)state;
+  /* RLO U+202E, LRI U+2066, PDI U+2069, ZWSP U+200B, RLM U+200F, LS U+2028, PS U+2029, BOM U+FEFF,
+   * ALM U+061C, WJ U+2060, soft hyphen U+00AD, tag 'A' U+E0041 */
+  static const char in[] =
+      "a\xe2\x80\xae"
+      "b\xe2\x81\xa6"
+      "c\xe2\x81\xa9"
+      "d\xe2\x80\x8b"
+      "e\xe2\x80\x8f"
+      "f\xe2\x80\xa8"
+      "g\xe2\x80\xa9"
+      "h\xef\xbb\xbf"
+      "i\xd8\x9c"
+      "j\xe2\x81\xa0"
+      "k\xc2\xad"
+      "l\xf3\xa0\x81\x81"
+      "m";
+  expect_line(
+      in, sizeof in - 1,
+      TS
+      " INFO t: a\\u202eb\\u2066c\\u2069d\\u200be\\u200ff\\u2028g\\u2029h\\ufeffi\\u061cj\\u2060k\\u00adl"
+      "\\U000e0041m\n");
+  /* neighbours stay as they are: U+2030 (per mille), U+2070 (superscript zero), U+FEFE, U+E0080 */
+  expect_line("\xe2\x80\xb0\xe2\x81\xb0\xef\xbb\xbe\xf3\xa0\x82\x80", 13,
+              TS " INFO t: \xe2\x80\xb0\xe2\x81\xb0\xef\xbb\xbe\xf3\xa0\x82\x80\n");
+  char out[64];
+  assert_int_equal(polytel__sanitize(out, sizeof out, "\xe2\x80\xae\xf3\xa0\x81\x81", 7, 1), 18);
+  assert_string_equal(out, "\\u202e\\udb40\\udc41"); /* JSON: a surrogate pair for the tag */
+  assert_int_equal(polytel__sanitize(out, sizeof out, "\xe2\x80\xae\xf3\xa0\x81\x81", 7, 0), 16);
+  assert_string_equal(out, "\\u202e\\U000e0041");
+  /* an attribute value in a terminal (colour on) is escaped the same way */
+  polytel__console_configure(POLYTEL_CONSOLE_STDERR, POLYTEL_CONSOLE_FORMAT_TEXT, POLYTEL_LEVEL_INFO, 1);
+  polytel_attr_t attrs[] = {POLYTEL_ATTR_STR("k\xe2\x80\xae", "v\xe2\x81\xa7")};
+  cap_begin();
+  polytel__console_emit(POLYTEL_LEVEL_INFO, T0, "t\xe2\x80\x8d", 4, "m", 1, attrs, 1);
+  char *got = cap_end();
+  assert_string_equal(got, TS " \x1b[32mINFO\x1b[0m t\\u200d: m k\\u202e=v\\u2067\n");
+  free(got);
+}
+
+/* polytel's own messages are never cut silently: past the line buffer they end with a visible mark. */
+static void test_diag_cut_is_visible(void **state) {
+  (void)state;
+  char *big = malloc(5000);
+  memset(big, 'x', 4999);
+  big[4999] = '\0';
+  big[2040] = '\xc3', big[2041] = '\xa9'; /* a 2-byte character where a byte cut would split it */
+  cap_begin();
+  polytel__diag(POLYTEL_LEVEL_WARN, "long: %s", big);
+  char *got = strip_ts(cap_end());
+  size_t n = strlen(got);
+  assert_true(n > 2000 && n < 2100);
+  assert_non_null(strstr(got, "\xe2\x80\xa6[truncated "));
+  assert_int_equal(got[n - 1], '\n');
+  assert_true(polytel__utf8_valid(got, n));
+  free(got);
+  free(big);
+}
+
+/* Echoed values: the first 64 bytes at a character boundary, then "…"; URLs without userinfo or query. */
+static void test_show_helpers(void **state) {
+  (void)state;
+  char b[POLYTEL__SHOW_BUF];
+  assert_string_equal(polytel__show(b, sizeof b, "short", 5), "short");
+  char v[100];
+  memset(v, 'a', sizeof v);
+  v[63] = '\xc3', v[64] = '\xa9';
+  const char *s = polytel__show(b, sizeof b, v, sizeof v);
+  assert_int_equal(strlen(s), 63 + 3);
+  assert_memory_equal(s + 63, "\xe2\x80\xa6", 3);
+  assert_string_equal(polytel__show_url(b, sizeof b, "https://h:1/v1/logs?api_key=SECRET#frag"),
+                      "https://h:1/v1/logs?\xe2\x80\xa6");
+  assert_string_equal(polytel__show_url(b, sizeof b, "https://h:1/v1/logs#SECRET"),
+                      "https://h:1/v1/logs#\xe2\x80\xa6");
+  assert_string_equal(polytel__show_url(b, sizeof b, "http://user:SECRET@h:1/p"),
+                      "http://\xe2\x80\xa6@h:1/p");
+  assert_string_equal(polytel__show_url(b, sizeof b, "http://h:1/p"), "http://h:1/p");
+  /* bad values too: no scheme, a misspelt one, percent-encoded userinfo */
+  assert_string_equal(polytel__show_url(b, sizeof b, "user:SECRET@h:1"), "\xe2\x80\xa6@h:1");
+  assert_string_equal(polytel__show_url(b, sizeof b, "htp://u%3ASECRET%40h/x"), "htp://\xe2\x80\xa6@h/x");
+  assert_string_equal(polytel__show_url(b, sizeof b, "localhost:4318/v1/traces"), "localhost:4318/v1/traces");
+  assert_string_equal(polytel__show_url(b, sizeof b, NULL), "");
+  /* a path keeps its end (the file's name) */
+  char path[120];
+  snprintf(path, sizeof path, "/very/long/%090d/client.pem", 0);
+  s = polytel__show_path(b, sizeof b, path);
+  assert_int_equal(strlen(s), 3 + 64);
+  assert_memory_equal(s, "\xe2\x80\xa6", 3);
+  assert_string_equal(s + 3, path + strlen(path) - 64);
+  assert_string_equal(polytel__show_path(b, sizeof b, "/etc/ca.pem"), "/etc/ca.pem");
+  char longurl[200];
+  snprintf(longurl, sizeof longurl, "http://h/%0150d?k=SECRET", 0);
+  s = polytel__show_url(b, sizeof b, longurl);
+  assert_null(strstr(s, "SECRET"));
+  assert_int_equal(strlen(s), 64 + 3);
+}
+
 static void test_sanitize_function(void **state) {
   (void)state;
   char out[64];
@@ -484,6 +583,9 @@ int main(void) {
       cmocka_unit_test_setup(test_json_line, reset),
       cmocka_unit_test_setup(test_sanitize_text, reset),
       cmocka_unit_test_setup(test_sanitize_function, reset),
+      cmocka_unit_test_setup(test_bidi_and_invisible_escaped, reset),
+      cmocka_unit_test_setup(test_diag_cut_is_visible, reset),
+      cmocka_unit_test_setup(test_show_helpers, reset),
       cmocka_unit_test_setup(test_threshold_and_off, reset),
       cmocka_unit_test_setup(test_diag, reset),
       cmocka_unit_test_setup(test_truncation, reset),

@@ -452,17 +452,46 @@ static int has_header(const seen_t *sn, const char *line) {
 
 static void test_retry_after_parsing(void **state) {
   (void)state;
-  time_t now = curl_getdate("Wed, 21 Oct 2015 07:28:00 GMT", NULL);
-  assert_int_equal(parse_retry_after("120", 3, now), 120000);
-  assert_int_equal(parse_retry_after(" 5\r\n", 4, now), 5000);
-  assert_int_equal(parse_retry_after("0", 1, now), 0);
-  assert_int_equal(parse_retry_after("99999999999999999999", 20, now), 86400000);
-  assert_int_equal(parse_retry_after(" Wed, 21 Oct 2015 07:28:10 GMT\r\n", 33, now), 10000);
-  assert_int_equal(parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", 29, now), 0);
-  assert_int_equal(parse_retry_after("", 0, now), -1);
-  assert_int_equal(parse_retry_after("\r\n", 2, now), -1);
-  assert_int_equal(parse_retry_after("soon", 4, now), -1);
-  assert_int_equal(parse_retry_after("-5", 2, now), -1);
+#define RA(s, now) polytel__retry_after_parse((s), strlen(s), (now))
+  /* libcurl's parser is the reference for the formats both accept */
+  int64_t now = (int64_t)curl_getdate("Wed, 21 Oct 2015 07:28:00 GMT", NULL);
+  assert_int_equal(now, 1445412480);
+  assert_int_equal(RA("120", now), 120000);
+  assert_int_equal(RA(" 5\r\n", now), 5000);
+  assert_int_equal(RA("0", now), 0);
+  assert_int_equal(RA("86401", now), 86400000);
+  assert_int_equal(RA("99999999999999999999", now), 86400000);
+  assert_int_equal(RA(" Wed, 21 Oct 2015 07:28:10 GMT\r\n", now), 10000);
+  assert_int_equal(RA("Wed, 21 Oct 2015 07:27:00 GMT", now), 0);
+  assert_int_equal(RA("Thu, 01 Jan 1970 00:00:00 GMT", now), 0);
+  /* the other two formats RFC 9110 makes recipients accept */
+  assert_int_equal(RA("Wednesday, 21-Oct-15 07:29:00 GMT", now), 60000);
+  assert_int_equal(RA("Wed Oct 21 07:28:30 2015", now), 30000);
+  assert_int_equal(RA("Wed Oct  1 07:28:30 2015", now), 0);
+  /* a date a week ahead is clamped to a day */
+  assert_int_equal(RA("Wed, 28 Oct 2015 07:28:00 GMT", now), 86400000);
+  /* leap days; two-digit years more than 50 years ahead are in the past */
+  int64_t leap_now = (int64_t)curl_getdate("Sat, 28 Feb 2004 23:59:00 GMT", NULL);
+  assert_int_equal(RA("Sun, 29 Feb 2004 00:00:00 GMT", leap_now), 60000);
+  assert_int_equal(RA("Sun, 30 Feb 2004 00:00:00 GMT", leap_now), -1);
+  assert_int_equal(RA("Sunday, 29-Feb-04 00:00:30 GMT", leap_now), 90000);
+  assert_int_equal(RA("Sunday, 29-Feb-60 00:00:30 GMT", leap_now), 0); /* 1960 */
+  static const char *const bad[] = {"",
+                                    "\r\n",
+                                    "soon",
+                                    "-5",
+                                    "+5",
+                                    "5s",
+                                    "1.5",
+                                    "Wed, 21 Oct 2015 07:28:10",
+                                    "Wed, 21 Oct 2015 24:00:00 GMT",
+                                    "Wed, 21 Foo 2015 07:28:10 GMT",
+                                    "Wed, 1 Oct 2015 07:28:10 GMT",
+                                    "Wed, 21 Oct 2015 07:28:10 GMT junk"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    assert_int_equal(polytel__retry_after_parse(bad[i], strlen(bad[i]), now), -1);
+  assert_int_equal(polytel__retry_after_parse(NULL, 0, now), -1);
+#undef RA
 }
 
 /* Bodies, headers, content types, gzip flag, user headers, keep-alive on the owned loop. */
@@ -533,6 +562,54 @@ static void test_owned_loop_posts(void **state) {
   assert_null(strstr(diag_all, "s3cret"));
   for (int i = 0; i < 6; i++) free(r[i]);
   free(again);
+  stub_delete(pl);
+  srv_stop(s);
+}
+
+/* A signal's own header list replaces the general one; framing headers never reach the wire. */
+static void test_signal_headers(void **state) {
+  (void)state;
+  diag_reset();
+  srv_t *s = srv_start();
+  polytel__pipeline_t *pl = stub_new(8);
+  polytel__cfg_t cfg = mkcfg(POLYTEL_EXPORTER_OTLP, NULL);
+  polytel__strpair_t general[2] = {{"authorization", "general"}, {"Content-Length", "1"}};
+  polytel__strpair_t logs[2] = {{"authorization", "logs"}, {"HOST", "evil.example"}};
+  cfg.headers = general;
+  cfg.n_headers = 2;
+  cfg.signal_headers[POLYTEL__SIG_LOGS] = logs;
+  cfg.n_signal_headers[POLYTEL__SIG_LOGS] = 2;
+  cfg.has_signal_headers[POLYTEL__SIG_LOGS] = 1;
+  cfg.has_signal_headers[POLYTEL__SIG_METRICS] = 1; /* set, and empty: no headers at all */
+  assert_int_equal(tpt_start(NULL, pl, &cfg), 0);
+  treq_t *r[3];
+  static const char *const paths[3] = {"/v1/traces", "/v1/logs", "/v1/metrics"};
+  for (int i = 0; i < 3; i++) {
+    r[i] = mkreq(s->base, paths[i], (polytel__signal_t)i, "0123456789", "application/x-protobuf", 0, 5000);
+    stub_push(pl, r[i]);
+  }
+  tpt_wake();
+  assert_int_equal(tpt_flush(10000), 0);
+  const seen_t *t = srv_find(s, "/v1/traces"), *l = srv_find(s, "/v1/logs"), *m = srv_find(s, "/v1/metrics");
+  assert_non_null(t);
+  assert_non_null(l);
+  assert_non_null(m);
+  assert_true(has_header(t, "authorization: general"));
+  assert_true(has_header(l, "authorization: logs"));
+  assert_null(strcasestr(m->head, "authorization"));
+  for (int i = 0; i < 3; i++) {
+    const seen_t *sn = srv_find(s, paths[i]);
+    assert_string_equal(sn->body, "0123456789"); /* the whole body: no user Content-Length */
+    assert_null(strstr(sn->head, "evil.example"));
+    assert_null(strstr(sn->head, "Content-Length: 1\r"));
+  }
+  assert_int_equal(tpt_stop(2000), 0);
+  /* each refused header named once, its value never */
+  assert_int_equal(diag_n(), 2);
+  assert_non_null(strstr(diag_all, "Content-Length"));
+  assert_non_null(strstr(diag_all, "HOST"));
+  assert_null(strstr(diag_all, "evil"));
+  for (int i = 0; i < 3; i++) free(r[i]);
   stub_delete(pl);
   srv_stop(s);
 }
@@ -1111,13 +1188,11 @@ static int stop_leftover(void **state) {
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
-      T(test_retry_after_parsing),     T(test_owned_loop_posts),
-      T(test_status_and_retry_after),  T(test_answer_body_and_timeout),
-      T(test_network_error),           T(test_stalled_collector),
-      T(test_flush_vs_stop_in_flight), T(test_file_exporter),
-      T(test_none_exporter),           T(test_host_loop_same_thread),
-      T(test_host_loop_other_thread),  T(test_host_loop_not_running),
-      T(test_wake_during_start_stop),  T(test_fork),
+      T(test_retry_after_parsing),    T(test_owned_loop_posts),        T(test_signal_headers),
+      T(test_status_and_retry_after), T(test_answer_body_and_timeout), T(test_network_error),
+      T(test_stalled_collector),      T(test_flush_vs_stop_in_flight), T(test_file_exporter),
+      T(test_none_exporter),          T(test_host_loop_same_thread),   T(test_host_loop_other_thread),
+      T(test_host_loop_not_running),  T(test_wake_during_start_stop),  T(test_fork),
   };
   return cmocka_run_group_tests_name("transport", tests, NULL, NULL);
 }
