@@ -61,7 +61,7 @@ $(DIST_WORK)/wheel-%.stamp: $(SDIST) $(DIST_WORK)/venv-%/.ok
 	  echo "dist: wheel for CPython $* (from the sdist)"; \
 	  POLYTEL_BUILD_JOBS=1 $(DIST_WORK)/venv-$*/bin/pip wheel -q --no-deps --no-build-isolation --disable-pip-version-check \
 	    -w $(DIST_WORK)/raw-$* $(SDIST) >$(DIST_WORK)/wheel-$*.log 2>&1 || { tail -n 30 $(DIST_WORK)/wheel-$*.log; exit 1; }; \
-	  $(VENV)/bin/auditwheel repair -w $(DIST) $(DIST_WORK)/raw-$*/polytel-*.whl >>$(DIST_WORK)/wheel-$*.log 2>&1 \
+	  $(VENV)/bin/auditwheel repair --strip -w $(DIST) $(DIST_WORK)/raw-$*/polytel-*.whl >>$(DIST_WORK)/wheel-$*.log 2>&1 \
 	    || { tail -n 30 $(DIST_WORK)/wheel-$*.log; exit 1; }
 	@touch $@
 
@@ -81,11 +81,14 @@ $(NPM_TGZ): $(CORE_INPUTS) $(WASM_INPUTS) | bindings/wasm/node_modules/.package-
 	cd bindings/wasm && node scripts/build.mjs --release && node scripts/build.mjs --debug
 	cd bindings/wasm && npm pack --silent --pack-destination $(DIST) >/dev/null
 
-# --- C: a Release build, `cmake --install` through CPack into a .deb and a .tar.gz.
+# --- C: the configuration `make test` checks with -Werror (RelWithDebInfo: -O2), stripped by CPack, through
+# `cmake --install` into a .deb and a .tar.gz.
 $(DIST_WORK)/c/.built: $(CORE_INPUTS)
-	@cmake -S . -B $(DIST_WORK)/c -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DPOLYTEL_BUILD_BENCH=OFF \
-	  -DPOLYTEL_WERROR=ON >/dev/null
-	@cmake --build $(DIST_WORK)/c -j2 >/dev/null && touch $@
+	@mkdir -p $(DIST_WORK)
+	@{ cmake -S . -B $(DIST_WORK)/c -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF \
+	    -DPOLYTEL_BUILD_BENCH=OFF -DPOLYTEL_WERROR=ON && cmake --build $(DIST_WORK)/c -j2; } >$(DIST_WORK)/c.log 2>&1 \
+	  || { grep -E -m 20 'error|Error' $(DIST_WORK)/c.log; exit 1; }
+	@touch $@
 
 $(DEB) $(C_TGZ) &: $(DIST_WORK)/c/.built
 	@mkdir -p $(DIST) && rm -rf $(DIST_WORK)/cpack
