@@ -230,11 +230,12 @@ static void explain_export_off(void) {
   static _Atomic int told;
   const char *var = export_var_set();
   if (!var || atomic_exchange(&told, 1)) return;
-  int name_len = (int)(strchr(var, '=') - var);
+  char name[POLYTEL__SHOW_BUF]; /* a variable's name is whatever the environment holds: echoed bounded */
+  polytel__show(name, sizeof name, var, (size_t)(strchr(var, '=') - var));
   polytel__diag(POLYTEL_LEVEL_INFO,
-                "export is off: %.*s is set but TELEMETRY_ENABLED is not true; set TELEMETRY_ENABLED=true to "
+                "export is off: %s is set but TELEMETRY_ENABLED is not true; set TELEMETRY_ENABLED=true to "
                 "export (console-only logging until then)",
-                name_len, var);
+                name);
 }
 
 int polytel_init_console_only(const polytel_config_t *cfg) {
