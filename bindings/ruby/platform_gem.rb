@@ -5,8 +5,8 @@
 # The source gem is installed into a scratch GEM_HOME, so the extension is built exactly as `gem install`
 # builds it for a user (bundled core, extconf.rb); its lib/ and the built polytel_ext.so are then packed into
 # a gem for this platform and this Ruby's ABI (one minor version: an extension is built against it). libuv
-# goes into the gem beside the extension (RUNPATH $ORIGIN, set with patchelf), as auditwheel does for the
-# wheels; libcurl, zlib and libc are the system's (docs/ruby.md).
+# libdeflate and libzstd go into the gem beside the extension (RUNPATH $ORIGIN, set with patchelf), as
+# auditwheel does for the wheels; libcurl and libc are the system's (docs/ruby.md).
 require "fileutils"
 require "rbconfig"
 require "rubygems/package"
@@ -16,6 +16,9 @@ src_gem, out_dir = ARGV
 abort "usage: ruby platform_gem.rb SOURCE_GEM OUT_DIR" unless src_gem && out_dir && File.file?(src_gem)
 src_gem = File.expand_path(src_gem)
 out_dir = File.expand_path(out_dir)
+
+# What the extension links that a machine with Ruby may lack: carried in the gem.
+BUNDLED = %w[libuv.so.1 libdeflate.so.0 libzstd.so.1].freeze
 
 def run!(env, *cmd)
   system(env, *cmd) or abort "platform_gem: failed: #{cmd.join(" ")}"
@@ -39,8 +42,11 @@ Dir.mktmpdir("polytel-platform-gem") do |tmp|
   end
   so = File.join(stage, "lib", "polytel", "polytel_ext.so")
   FileUtils.cp(ext, so)
-  libuv = `ldd #{ext}`[%r{libuv\.so\.1 => (\S+)}, 1] or abort "platform_gem: #{ext} does not link libuv.so.1"
-  FileUtils.cp(File.realpath(libuv), File.join(stage, "lib", "polytel", "libuv.so.1"))
+  ldd = `ldd #{ext}`
+  BUNDLED.each do |soname|
+    path = ldd[%r{#{Regexp.escape(soname)} => (\S+)}, 1] or abort "platform_gem: #{ext} does not link #{soname}"
+    FileUtils.cp(File.realpath(path), File.join(stage, "lib", "polytel", soname))
+  end
   run!({}, "patchelf", "--set-rpath", "$ORIGIN", so)
   system("strip", "--strip-unneeded", so) # debug info is not what a prebuilt gem ships
 

@@ -968,7 +968,10 @@ static const char *sys_getenv(const char *name) {
 int polytel__cfg_resolve(const polytel_config_t *user, polytel__getenv_fn get, polytel__cfg_t *out) {
   static const kw_t protocols[] = {
       {"http/protobuf", POLYTEL_PROTOCOL_PROTOBUF}, {"http/json", POLYTEL_PROTOCOL_JSON}, {NULL, 0}};
-  static const kw_t compressions[] = {{"none", 0}, {"gzip", 1}, {NULL, 0}};
+  static const kw_t compressions[] = {{"none", POLYTEL_COMPRESSION_NONE},
+                                      {"gzip", POLYTEL_COMPRESSION_GZIP},
+                                      {"zstd", POLYTEL_COMPRESSION_ZSTD},
+                                      {NULL, 0}};
   static const kw_t consoles[] = {{"stderr", POLYTEL_CONSOLE_STDERR},
                                   {"stdout", POLYTEL_CONSOLE_STDOUT},
                                   {"off", POLYTEL_CONSOLE_OFF},
@@ -1046,10 +1049,14 @@ int polytel__cfg_resolve(const polytel_config_t *user, polytel__getenv_fn get, p
                                "http/protobuf or http/json", POLYTEL_PROTOCOL_PROTOBUF);
   }
   if (HAS(&c, compression_gzip) && c.u->compression_gzip != -1) {
-    out->gzip = c.u->compression_gzip != 0;
+    /* Any other non-zero value meant gzip before zstd existed, and still does. */
+    int v = c.u->compression_gzip;
+    out->gzip = v == POLYTEL_COMPRESSION_ZSTD ? v
+                : v != 0                      ? POLYTEL_COMPRESSION_GZIP
+                                              : POLYTEL_COMPRESSION_NONE;
   } else {
     out->gzip = resolve_kw(&c, "compression_gzip", 0, 0, 0, "OTEL_EXPORTER_OTLP_COMPRESSION", compressions,
-                           "gzip or none", 0);
+                           "gzip, zstd or none", 0);
   }
   resolve_timeout(&c, out);
 

@@ -61,9 +61,10 @@ def test_platform_gem_installs_with_no_compiler(receiver, toolless_bin):
     r = run_worker(home, [toolless_bin], receiver, "dist-rb-platform")
     check_worker(r, home, "x86_64-linux")
     assert r["ext"] == os.path.join(r["gem_dir"], "lib", "polytel", "polytel_ext.so")
-    # libuv travels inside the gem (RUNPATH $ORIGIN); libcurl, zlib and libc are the system's.
+    # libuv, libdeflate and libzstd travel inside the gem (RUNPATH $ORIGIN); libcurl and libc are the system's.
     ldd = run(["ldd", r["ext"]]).stdout
-    assert "libuv.so.1 => %s/lib/polytel/libuv.so.1" % r["gem_dir"] in ldd, ldd
+    for lib in ("libuv.so.1", "libdeflate.so.0", "libzstd.so.1"):
+        assert "%s => %s/lib/polytel/%s" % (lib, r["gem_dir"], lib) in ldd, ldd
     assert_arrived(receiver, "dist-rb-platform", ["dist.rb.job"], ["hello from the gem"], "ruby")
 
 

@@ -357,7 +357,7 @@ def normalize_process(items: dict, where: str) -> dict:
             "log_times": {lg["body"]: lg["time_ns"] for lg in items["logs"]}}
 
 
-SDK_LANGUAGE = {"c": "c", "python": "python", "ruby": "ruby", "wasm": "webjs"}
+SDK_LANGUAGE = {"c": "c", "python": "python", "ruby": "ruby", "wasm": "nodejs"}
 
 
 def check_resource(items, lang: str, where: str) -> dict:

@@ -150,7 +150,7 @@ def _normalize(overrides):
             if isinstance(value, bool):
                 kw["compression_gzip"] = int(value)
             else:
-                kw["compression_gzip"] = _choice(key, value, {"gzip": 1, "none": 0})
+                kw["compression_gzip"] = _choice(key, value, {"gzip": 1, "zstd": 2, "none": 0})
         elif key == "timeout_ms":
             kw[key] = _int(key, value, 0, 2**31 - 1)
         elif key == "max_memory_bytes":
@@ -199,7 +199,7 @@ def bootstrap_worker(**overrides):
     Keyword overrides take precedence over the environment: service_name, service_version,
     resource_attributes (str or dict), endpoint, traces_endpoint, logs_endpoint, metrics_endpoint,
     headers (str or dict), certificate, protocol ("http/protobuf" | "http/json"), compression
-    ("gzip" | "none"), timeout_ms, exporter ("otlp" | "file" | "none"), export_dir,
+    ("gzip" | "zstd" | "none"), timeout_ms, exporter ("otlp" | "file" | "none"), export_dir,
     telemetry_enabled, sdk_disabled, console ("stderr" | "stdout" | "off"), console_format,
     console_level, max_memory_bytes, use_env.
 

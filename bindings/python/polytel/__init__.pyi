@@ -116,7 +116,7 @@ def bootstrap_worker(
     headers: Optional[Union[str, Mapping[str, object]]] = ...,
     certificate: Optional[str] = ...,
     protocol: Optional[Literal["http/protobuf", "http/json"]] = ...,
-    compression: Optional[Union[Literal["gzip", "none"], bool]] = ...,
+    compression: Optional[Union[Literal["gzip", "zstd", "none"], bool]] = ...,
     timeout_ms: Optional[int] = ...,
     exporter: Optional[Literal["otlp", "file", "none"]] = ...,
     export_dir: Optional[str] = ...,

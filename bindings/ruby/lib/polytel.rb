@@ -25,7 +25,7 @@ module Polytel
   EXPORTERS = { "otlp" => 1, "file" => 2, "none" => 3 }.freeze
   CONSOLES = { "stderr" => 1, "stdout" => 2, "off" => 3 }.freeze
   CONSOLE_FORMATS = { "text" => 1, "json" => 2 }.freeze
-  COMPRESSIONS = { "none" => 0, "gzip" => 1 }.freeze
+  COMPRESSIONS = { "none" => 0, "gzip" => 1, "zstd" => 2 }.freeze
   LEVEL_NAMES = { "trace" => 1, "debug" => 5, "info" => 9, "warn" => 13, "warning" => 13, "error" => 17,
                   "fatal" => 21, "off" => 255 }.freeze
 

@@ -55,7 +55,7 @@ for (const protocol of ['http/protobuf', 'http/json']) {
       assert.equal(l3.severity_number, 9);
       assert.equal(l3.scope, 'app');
       assert.equal(l3.service, 'wasm-test');
-      assert.equal(l3.resource['telemetry.sdk.language'], 'webjs');
+      assert.equal(l3.resource['telemetry.sdk.language'], 'nodejs');
       assert.equal(got.spans.filter((s) => s.name === 'deferred-span').length, 1);
       assert.ok(got.requests.length > 0);
       for (const r of got.requests) assert.equal(r.content_type, ctype);

@@ -30,7 +30,8 @@ def polytel_check_deps!
   deps = [
     ["libuv", "uv.h", "uv", "uv_loop_init", "libuv1-dev", "libuv-devel"],
     ["libcurl", "curl/curl.h", "curl", "curl_multi_init", "libcurl4-openssl-dev", "libcurl-devel"],
-    ["zlib", "zlib.h", "z", "deflate", "zlib1g-dev", "zlib-devel"],
+    ["libdeflate", "libdeflate.h", "deflate", "libdeflate_alloc_compressor", "libdeflate-dev", "libdeflate-devel"],
+    ["libzstd", "zstd.h", "zstd", "ZSTD_compress", "libzstd-dev", "libzstd-devel"],
   ]
   missing = deps.reject do |pc, header, lib, func, _deb, _rpm|
     (pkg_config(pc) && have_header(header)) || have_library(lib, func, header)
