@@ -12,7 +12,7 @@ from otlp_receiver import Receiver
 
 VERSIONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 # Test dependencies of bindings/python/tests: binary wheels only, so nothing in a venv ever compiles.
-TEST_DEPS = ["pytest", "opentelemetry-proto", "protobuf"]
+TEST_DEPS = ["pytest", "opentelemetry-proto", "protobuf", "zstandard"]  # zstandard: the receiver decodes zstd bodies
 
 WORKER = """
 import json, sys, polytel
