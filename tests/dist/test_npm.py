@@ -77,8 +77,8 @@ def test_node_imports_the_installed_package_and_exports(project, toolless_bin, r
     r = result_line(w.stdout)
     for mode in ("release", "debug"):
         assert r[mode] == {"version": VERSION, "phase1": "deferred", "phase2": "full", "shutdown": True}, r
-    assert_arrived(receiver, "dist-npm", ["dist.npm.job"], ["hello from the npm package"], "webjs")
-    assert_arrived(receiver, "dist-npm-debug", ["dist.npm.job"], ["hello from the npm package"], "webjs")
+    assert_arrived(receiver, "dist-npm", ["dist.npm.job"], ["hello from the npm package"], "nodejs")
+    assert_arrived(receiver, "dist-npm-debug", ["dist.npm.job"], ["hello from the npm package"], "nodejs")
 
 
 def test_browser_imports_it_without_a_bundler(project, toolless_bin, receiver_factory):
