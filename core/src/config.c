@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -470,83 +471,358 @@ static void warn_url(const char *var, sv_t val, int why, const char *kept) {
   }
 }
 
-/* ------------------------------------------------------------ resolvers */
+/* ------------------------------------------------------------ the schema (options.h) */
+
+enum { LISTED = 0, ALIAS = 1, SETTER = 2, REFUSED = 3 };
 
 typedef struct kw_s {
   const char *word;
   int value;
+  int how;
 } kw_t;
+
+enum { T_BOOL, T_UINT, T_SIZE, T_CHOICE, T_STRING, T_CUSTOM };
+
+typedef struct opt_s {
+  const char *key, *env;
+  int type;
+  int64_t def_i;
+  const char *def_s;
+  uint64_t lo, hi;
+  const kw_t *ch;
+  int has_user; /* an explicit field: at uoff (usize bytes), `unset` when not set */
+  size_t uoff, usize;
+  int64_t unset;
+  const char *ufield;
+  size_t moff, msize; /* the polytel__cfg_t member */
+} opt_t;
+
+#define KW(word, value, how) {word, value, how},
+#define KW_LEVEL(name, value, text) KW(text, POLYTEL_LEVEL_##name, LISTED)
+#define CH(ch) ((const kw_t[]){POLYTEL__CHOICES_##ch(KW){NULL, 0, 0}})
+#define DEF_BOOL(d) (int64_t)(d), NULL
+#define DEF_UINT(d) (int64_t)(d), NULL
+#define DEF_SIZE(d) (int64_t)(d), NULL
+#define DEF_CHOICE(d) (int64_t)(d), NULL
+#define DEF_STRING(d) 0, d
+#define DEF_CUSTOM(d) 0, d
+#define U_UF(f, u) 1, offsetof(polytel_config_t, f), sizeof(((polytel_config_t *)0)->f), (int64_t)(u), #f
+#define U_NOUF 0, 0, 0, 0, NULL
+#define MEM_AT(path) offsetof(polytel__cfg_t, path), sizeof(((polytel__cfg_t *)0)->path)
+#define OPT_ROW(key, type, env, def, lo, hi, ch, user, mem) \
+  {#key,                                                    \
+   env,                                                     \
+   T_##type,                                                \
+   DEF_##type(def),                                         \
+   (uint64_t)(lo),                                          \
+   (uint64_t)(hi),                                          \
+   CH(ch),                                                  \
+   U_##user,                                                \
+   MEM_AT(POLYTEL__MEM_PATH_##mem(key))},
+static const opt_t g_opts[POLYTEL__OPT_COUNT] = {POLYTEL__CONFIG_OPTIONS(OPT_ROW)};
+#undef OPT_ROW
+
+#define BOOL_EXPECTED_LIT "true/false/1/0/yes/no/on/off"
+#define SIZE_EXPECTED_LIT "a byte count with an optional K, M or G suffix"
+static const char *const BOOL_EXPECTED = BOOL_EXPECTED_LIT;
+static const char *const SIZE_EXPECTED = SIZE_EXPECTED_LIT;
+
+static int opt_find(const char *key) {
+  for (int i = 0; i < POLYTEL__OPT_COUNT; i++)
+    if (strcmp(g_opts[i].key, key) == 0) return i;
+  return -1;
+}
 
 static const char *kw_name(const kw_t *t, int value) {
   for (; t->word; t++) {
-    if (t->value == value) return t->word;
+    if (t->value == value && t->how == LISTED) return t->word;
   }
   return "?";
 }
 
+static int kw_has(const kw_t *t, int64_t value) {
+  for (; t->word; t++) {
+    if (t->value == value && t->how != REFUSED) return 1;
+  }
+  return 0;
+}
+
+/* A word of the table (any case); setter: the bindings' spellings count too. NULL when none. */
+static const kw_t *kw_find(const kw_t *t, sv_t v, int setter) {
+  for (; t->word; t++) {
+    if ((t->how != SETTER || setter) && sv_eq_ci(v, t->word)) return t;
+  }
+  return NULL;
+}
+
+/* "a, b or c": the LISTED words. */
+static const char *kw_expected(const kw_t *t, char *buf, size_t cap) {
+  size_t n = 0, total = 0, k = 0;
+  for (const kw_t *p = t; p->word; p++) total += p->how == LISTED;
+  buf[0] = '\0';
+  for (; t->word; t++) {
+    if (t->how != LISTED) continue;
+    k++;
+    const char *sep = k == 1 ? "" : k == total ? " or " : ", ";
+    int w = snprintf(buf + n, cap - n, "%s%s", sep, t->word);
+    if (w < 0 || (size_t)w >= cap - n) break;
+    n += (size_t)w;
+  }
+  return buf;
+}
+
+/* The expected text of an option's values, for warnings and polytel_config_set's errors. */
+static const char *opt_expected(const opt_t *o, char *buf, size_t cap) {
+  switch (o->type) {
+    case T_BOOL:
+      return BOOL_EXPECTED;
+    case T_UINT:
+      snprintf(buf, cap, "an integer from %llu to %llu", (unsigned long long)o->lo,
+               (unsigned long long)o->hi);
+      return buf;
+    case T_SIZE:
+      return SIZE_EXPECTED;
+    case T_CHOICE:
+      return kw_expected(o->ch, buf, cap);
+    default:
+      return "text";
+  }
+}
+
+static int64_t load_int(const void *p, size_t size) {
+  if (size == 8) {
+    int64_t x;
+    memcpy(&x, p, 8);
+    return x;
+  }
+  int x;
+  memcpy(&x, p, sizeof x);
+  return x;
+}
+
+static void store_int(void *p, size_t size, int64_t v) {
+  if (size == 8) {
+    memcpy(p, &v, 8);
+  } else if (size == 4) {
+    uint32_t x = (uint32_t)v;
+    memcpy(p, &x, 4);
+  }
+}
+
+/* The explicit field of option o, when the caller's struct has it: 1 and *v, else 0. */
+static int user_field(const ctx_t *c, const opt_t *o, int64_t *v) {
+  if (!o->has_user || !c->u || o->uoff + o->usize > c->u->struct_size) return 0;
+  *v = load_int((const char *)c->u + o->uoff, o->usize);
+  return 1;
+}
+
+/* The text polytel_config_set() kept for option id (an option without a field), or NULL. */
+static const char *user_extra(const ctx_t *c, int id) {
+  if (!c->u || !HAS(c, polytel__extra)) return NULL;
+  uint32_t n =
+      c->u->polytel__n_extra < POLYTEL_CONFIG_EXTRA_MAX ? c->u->polytel__n_extra : POLYTEL_CONFIG_EXTRA_MAX;
+  for (uint32_t i = 0; i < n; i++)
+    if (c->u->polytel__extra[i].option == (uint32_t)id) return c->u->polytel__extra[i].value;
+  return NULL;
+}
+
 /*
- * Keyword variable: explicit enum (when `explicit_val` != unset) > env > def.
- * An explicit value outside the table is warned about and ignored.
+ * The text of option id that is not in a field: the config's extra, else its environment variable. 0 when
+ * neither is set (or empty). *name says where it came from, for warnings.
  */
-static int resolve_kw(ctx_t *c, const char *field, int has, int explicit_val, int unset, const char *var,
-                      const kw_t *tab, const char *expected, int def) {
-  int bad_explicit = 0;
-  if (has && explicit_val != unset) {
-    for (const kw_t *t = tab; t->word; t++) {
-      if (t->value == explicit_val) return explicit_val;
-    }
-    bad_explicit = 1;
+static int opt_text(ctx_t *c, int id, sv_t *out, const char **name, char *namebuf, size_t cap) {
+  const char *x = user_extra(c, id);
+  if (x && sv_of(x).n > 0) {
+    *out = sv_of(x);
+    snprintf(namebuf, cap, "polytel_config_t.%s", g_opts[id].key);
+    *name = namebuf;
+    return 2;
   }
-  int out = def;
+  *name = g_opts[id].env;
+  return g_opts[id].env ? env(c, g_opts[id].env, out) : 0;
+}
+
+static void mem_store_int(polytel__cfg_t *out, const opt_t *o, int64_t v) {
+  store_int((char *)out + o->moff, o->msize, v);
+}
+
+static int64_t mem_load_int(const polytel__cfg_t *cfg, const opt_t *o) {
+  if (o->msize == 8) {
+    uint64_t x;
+    memcpy(&x, (const char *)cfg + o->moff, 8);
+    return (int64_t)x;
+  }
+  uint32_t x;
+  memcpy(&x, (const char *)cfg + o->moff, 4);
+  return o->type == T_UINT ? (int64_t)x : (int64_t)(int32_t)x;
+}
+
+static int parse_bool_sv(sv_t v) {
+  static const char *const yes[] = {"true", "1", "yes", "on"}, *const no[] = {"false", "0", "no", "off"};
+  for (int i = 0; i < 4; i++) {
+    if (sv_eq_ci(v, yes[i])) return 1;
+    if (sv_eq_ci(v, no[i])) return 0;
+  }
+  return -1;
+}
+
+static int parse_size(sv_t v, uint64_t *out);
+
+static void resolve_bool_opt(ctx_t *c, int id, polytel__cfg_t *out) {
+  const opt_t *o = &g_opts[id];
+  int64_t uv, r = o->def_i;
   sv_t v;
-  if (env(c, var, &v)) {
-    const kw_t *t = tab;
-    for (; t->word; t++) {
-      if (sv_eq_ci(v, t->word)) break;
-    }
-    if (t->word) {
-      out = t->value;
+  const char *name;
+  char nb[80];
+  if (user_field(c, o, &uv) && uv != o->unset) {
+    r = uv != 0;
+  } else if (opt_text(c, id, &v, &name, nb, sizeof nb)) {
+    int b = parse_bool_sv(v);
+    if (b >= 0)
+      r = b;
+    else
+      warn_invalid(name, v, BOOL_EXPECTED, o->def_i ? "true" : "false");
+  }
+  mem_store_int(out, o, r);
+}
+
+static void resolve_uint_opt(ctx_t *c, int id, polytel__cfg_t *out) {
+  const opt_t *o = &g_opts[id];
+  int64_t uv = 0;
+  int has = user_field(c, o, &uv) && uv != o->unset;
+  if (has && uv >= (int64_t)o->lo && (uint64_t)uv <= o->hi) {
+    mem_store_int(out, o, uv);
+    return;
+  }
+  uint64_t r = (uint64_t)o->def_i, x = 0;
+  sv_t v;
+  const char *name;
+  char nb[80], exp[80], kept[24];
+  if (opt_text(c, id, &v, &name, nb, sizeof nb)) {
+    if (parse_u64(v, &x) == 1 && x >= o->lo && x <= o->hi) {
+      r = x;
     } else {
-      warn_invalid(var, v, expected, kw_name(tab, def));
+      snprintf(kept, sizeof kept, "%llu", (unsigned long long)r);
+      warn_invalid(name, v, opt_expected(o, exp, sizeof exp), kept);
     }
   }
-  if (bad_explicit) {
+  mem_store_int(out, o, (int64_t)r);
+  if (has) {
     char fname[64];
-    snprintf(fname, sizeof fname, "polytel_config_t.%s", field);
-    warn_invalid_int(fname, explicit_val, expected, kw_name(tab, out));
+    snprintf(fname, sizeof fname, "polytel_config_t.%s", o->ufield);
+    snprintf(exp, sizeof exp, "-1 (unset) or %llu to %llu", (unsigned long long)o->lo,
+             (unsigned long long)o->hi);
+    snprintf(kept, sizeof kept, "%llu", (unsigned long long)r);
+    warn_invalid_int(fname, (long long)uv, exp, kept);
   }
-  return out;
 }
 
-/* Environment-only integer in [min, max]. */
-static uint64_t resolve_uint_env(ctx_t *c, const char *var, uint64_t min, uint64_t max, uint64_t def) {
+/* Sizes: at least o->lo; a smaller one is raised to it (with a line), a bad one falls back to the default. */
+static void resolve_size_opt(ctx_t *c, int id, polytel__cfg_t *out) {
+  const opt_t *o = &g_opts[id];
+  int64_t uv = 0;
+  int has = user_field(c, o, &uv) && uv != o->unset;
+  char fname[64], kept[24];
+  if (has) snprintf(fname, sizeof fname, "polytel_config_t.%s", o->ufield);
+  if (has && uv > 0) {
+    uint64_t r = (uint64_t)uv;
+    if (r < o->lo) {
+      r = o->lo;
+      DIAG(POLYTEL_LEVEL_WARN, "%s=%lld is below the %llu-byte minimum; using %llu", fname, (long long)uv,
+           (unsigned long long)o->lo, (unsigned long long)o->lo);
+    }
+    mem_store_int(out, o, (int64_t)r);
+    return;
+  }
+  uint64_t r = (uint64_t)o->def_i, x = 0;
   sv_t v;
-  uint64_t x = 0;
-  if (!env(c, var, &v)) return def;
-  if (parse_u64(v, &x) == 1 && x >= min && x <= max) return x;
-  char expected[80], kept[24];
-  snprintf(expected, sizeof expected, "an integer from %llu to %llu", (unsigned long long)min,
-           (unsigned long long)max);
-  snprintf(kept, sizeof kept, "%llu", (unsigned long long)def);
-  warn_invalid(var, v, expected, kept);
-  return def;
+  const char *name;
+  char nb[80];
+  if (opt_text(c, id, &v, &name, nb, sizeof nb)) {
+    if (!parse_size(v, &x)) {
+      snprintf(kept, sizeof kept, "%llu", (unsigned long long)r);
+      warn_invalid(name, v, SIZE_EXPECTED, kept);
+    } else if (x < o->lo) {
+      char b[SHOW_BUF];
+      DIAG(POLYTEL_LEVEL_WARN, "%s=\"%s\" is below the %llu-byte minimum; using %llu", name,
+           show(b, sizeof b, v), (unsigned long long)o->lo, (unsigned long long)o->lo);
+      r = o->lo;
+    } else {
+      r = x;
+    }
+  }
+  mem_store_int(out, o, (int64_t)r);
+  if (has) {
+    snprintf(kept, sizeof kept, "%llu", (unsigned long long)r);
+    warn_invalid_int(fname, (long long)uv, "-1 (unset) or a positive byte count", kept);
+  }
 }
 
-static int resolve_bool(ctx_t *c, int has, int explicit_val, const char *var, int def) {
-  sv_t v;
-  if (has && explicit_val != -1) return explicit_val != 0;
-  if (!env(c, var, &v)) return def;
-  char tmp[16];
-  int b = -1;
-  if (v.n < sizeof tmp) {
-    memcpy(tmp, v.p, v.n);
-    tmp[v.n] = '\0';
-    b = polytel__parse_bool(tmp);
-  }
-  if (b >= 0) return b;
-  warn_invalid(var, v, "true/false/1/0/yes/no/on/off", def ? "true" : "false");
-  return def;
+/* An explicit value other than a choice's, read as the field meant it before the choice existed. */
+static int64_t explicit_fixup(int id, int64_t v) {
+  /* compression_gzip predates zstd: any other non-zero value meant gzip, and still does. */
+  if (id == POLYTEL__OPT_compression && v != 0 && !kw_has(g_opts[id].ch, v)) return 1;
+  return v;
 }
+
+static void resolve_choice_opt(ctx_t *c, int id, polytel__cfg_t *out) {
+  const opt_t *o = &g_opts[id];
+  int64_t uv = 0;
+  int has = user_field(c, o, &uv) && uv != o->unset;
+  if (has) uv = explicit_fixup(id, uv);
+  if (has && kw_has(o->ch, uv)) {
+    mem_store_int(out, o, uv);
+    return;
+  }
+  int r = (int)o->def_i;
+  sv_t v;
+  const char *name;
+  char nb[80], exp[160];
+  int from = opt_text(c, id, &v, &name, nb, sizeof nb);
+  if (from) {
+    const kw_t *k = kw_find(o->ch, v, from == 2);
+    if (k && k->how != REFUSED) {
+      r = k->value;
+    } else if (k) {
+      char b[SHOW_BUF];
+      DIAG(POLYTEL_LEVEL_WARN, "invalid %s=\"%s\" (%s is not supported, expected %s); using %s", name,
+           show(b, sizeof b, v), k->word, kw_expected(o->ch, exp, sizeof exp), kw_name(o->ch, r));
+    } else {
+      warn_invalid(name, v, kw_expected(o->ch, exp, sizeof exp), kw_name(o->ch, r));
+    }
+  }
+  mem_store_int(out, o, r);
+  if (has) {
+    char fname[64];
+    snprintf(fname, sizeof fname, "polytel_config_t.%s", o->ufield);
+    warn_invalid_int(fname, (long long)uv, kw_expected(o->ch, exp, sizeof exp), kw_name(o->ch, r));
+  }
+}
+
+static const char *user_string(const ctx_t *c, const opt_t *o, int *has) {
+  *has = o->has_user && c->u && o->uoff + sizeof(const char *) <= c->u->struct_size;
+  if (!*has) return NULL;
+  const char *s;
+  memcpy(&s, (const char *)c->u + o->uoff, sizeof s);
+  return s;
+}
+
+/* A free-form string: explicit (non-empty after trimming) > extra or env > default. */
+static void resolve_string_opt(ctx_t *c, int id, polytel__cfg_t *out) {
+  const opt_t *o = &g_opts[id];
+  int has;
+  const char *ex = user_string(c, o, &has), *name;
+  char nb[80];
+  sv_t v = sv_of(o->def_s);
+  if (has && ex && sv_of(ex).n > 0)
+    v = sv_of(ex);
+  else
+    opt_text(c, id, &v, &name, nb, sizeof nb);
+  char *s = o->def_s || v.n ? dup_n(c, v.p, v.n) : NULL;
+  memcpy((char *)out + o->moff, &s, sizeof s);
+}
+
+/* ------------------------------------------------------------ resolvers */
 
 /* A free-form string: explicit (non-empty after trimming) > env > NULL. */
 static int pick_string(ctx_t *c, int has, const char *explicit_val, const char *var, sv_t *out) {
@@ -814,24 +1090,13 @@ static void resolve_tls(ctx_t *c, polytel__cfg_t *o) {
                  : resolve_tls_file(c, 0, NULL, NULL, vars[who][TLS_KEY], TLS_KEY);
     for (int s = 0; s < 3; s++)
       if (key && src[s] == who && o->tls_cert[s]) o->tls_key[s] = dup_n(c, key, strlen(key));
-    free(key);
+    if (who == 0)
+      o->client_key = key;
+    else
+      free(key);
   }
   o->certificate = general[TLS_CA];
-  free(general[TLS_CERT]);
-}
-
-static void resolve_timeout(ctx_t *c, polytel__cfg_t *o) {
-  int64_t t = HAS(c, timeout_ms) ? c->u->timeout_ms : -1;
-  if (t >= 1 && t <= (int64_t)UINT32_MAX) {
-    o->timeout_ms = (uint32_t)t;
-    return;
-  }
-  o->timeout_ms = (uint32_t)resolve_uint_env(c, "OTEL_EXPORTER_OTLP_TIMEOUT", 1, UINT32_MAX, 10000);
-  if (t != -1) {
-    char kept[24];
-    snprintf(kept, sizeof kept, "%u", o->timeout_ms);
-    warn_invalid_int("polytel_config_t.timeout_ms", (long long)t, "-1 (unset) or 1 to 4294967295", kept);
-  }
+  o->client_certificate = general[TLS_CERT];
 }
 
 /* "16M", "512 KiB", "1048576": bytes, K/M/G suffixes are powers of 1024. */
@@ -854,59 +1119,6 @@ static int parse_size(sv_t v, uint64_t *out) {
   if (!ok || x > UINT64_MAX / mult) return 0;
   *out = x * mult;
   return 1;
-}
-
-static void resolve_max_memory(ctx_t *c, polytel__cfg_t *o) {
-  int64_t m = HAS(c, max_memory_bytes) ? c->u->max_memory_bytes : -1;
-  char kept[24];
-  o->max_memory_bytes = POLYTEL__DEFAULT_MAX_MEMORY;
-  if (m > 0) {
-    o->max_memory_bytes = (uint64_t)m;
-    if ((uint64_t)m < MIN_MAX_MEMORY) {
-      o->max_memory_bytes = MIN_MAX_MEMORY;
-      DIAG(POLYTEL_LEVEL_WARN,
-           "polytel_config_t.max_memory_bytes=%lld is below the %llu-byte minimum; using %llu", (long long)m,
-           (unsigned long long)MIN_MAX_MEMORY, (unsigned long long)MIN_MAX_MEMORY);
-    }
-    return;
-  }
-  sv_t v;
-  uint64_t x = 0;
-  if (env(c, "POLYTEL_MAX_MEMORY", &v)) {
-    if (!parse_size(v, &x)) {
-      snprintf(kept, sizeof kept, "%llu", (unsigned long long)POLYTEL__DEFAULT_MAX_MEMORY);
-      warn_invalid("POLYTEL_MAX_MEMORY", v, "a byte count with an optional K, M or G suffix", kept);
-    } else if (x < MIN_MAX_MEMORY) {
-      char b[SHOW_BUF];
-      DIAG(POLYTEL_LEVEL_WARN, "POLYTEL_MAX_MEMORY=\"%s\" is below the %llu-byte minimum; using %llu",
-           show(b, sizeof b, v), (unsigned long long)MIN_MAX_MEMORY, (unsigned long long)MIN_MAX_MEMORY);
-      o->max_memory_bytes = MIN_MAX_MEMORY;
-    } else {
-      o->max_memory_bytes = x;
-    }
-  }
-  if (m != -1) {
-    snprintf(kept, sizeof kept, "%llu", (unsigned long long)o->max_memory_bytes);
-    warn_invalid_int("polytel_config_t.max_memory_bytes", (long long)m, "-1 (unset) or a positive byte count",
-                     kept);
-  }
-}
-
-static void resolve_batch(ctx_t *c, const char *prefix, uint32_t delay, polytel__batch_cfg_t *b) {
-  char var[64], qvar[64];
-  snprintf(var, sizeof var, "%s_SCHEDULE_DELAY", prefix);
-  b->schedule_delay_ms = (uint32_t)resolve_uint_env(c, var, 1, UINT32_MAX, delay);
-  snprintf(var, sizeof var, "%s_EXPORT_TIMEOUT", prefix);
-  b->export_timeout_ms = (uint32_t)resolve_uint_env(c, var, 1, UINT32_MAX, 30000);
-  snprintf(qvar, sizeof qvar, "%s_MAX_QUEUE_SIZE", prefix);
-  b->max_queue_size = (uint32_t)resolve_uint_env(c, qvar, 1, UINT32_MAX, 2048);
-  snprintf(var, sizeof var, "%s_MAX_EXPORT_BATCH_SIZE", prefix);
-  b->max_export_batch_size = (uint32_t)resolve_uint_env(c, var, 1, UINT32_MAX, 512);
-  if (b->max_export_batch_size > b->max_queue_size) {
-    DIAG(POLYTEL_LEVEL_WARN, "%s=%u is larger than %s=%u; using %u", var, b->max_export_batch_size, qvar,
-         b->max_queue_size, b->max_queue_size);
-    b->max_export_batch_size = b->max_queue_size;
-  }
 }
 
 static void resolve_signal_exporters(ctx_t *c, polytel__cfg_t *o) {
@@ -961,28 +1173,91 @@ static void resolve_color(ctx_t *c, polytel__cfg_t *o) {
   o->color = isatty(o->console == POLYTEL_CONSOLE_STDOUT ? STDOUT_FILENO : STDERR_FILENO) ? 1 : 0;
 }
 
+static void resolve_service(ctx_t *c, polytel__cfg_t *out) {
+  int has;
+  const char *ex = user_string(c, &g_opts[POLYTEL__OPT_service_name], &has);
+  out->service_name = resolve_name(c, has, ex, "service_name", "OTEL_SERVICE_NAME");
+  ex = user_string(c, &g_opts[POLYTEL__OPT_service_version], &has);
+  out->service_version = resolve_name(c, has, ex, "service_version", "OTEL_SERVICE_VERSION");
+  if (!out->service_name) {
+    /* A service.name pair in the resource attributes beats the executable name. */
+    for (size_t i = 0; i < out->n_resource_attrs; i++) {
+      if (strcmp(out->resource_attrs[i].key, "service.name") == 0 && out->resource_attrs[i].value[0]) {
+        free(out->service_name);
+        out->service_name =
+            bounded_name(c, "OTEL_RESOURCE_ATTRIBUTES service.name", sv_of(out->resource_attrs[i].value));
+      }
+    }
+  }
+  if (!out->service_name && !c->oom) {
+    char exe[256];
+    size_t n = polytel__exe_name(exe, sizeof exe);
+    out->service_name = dup_n(c, exe, n);
+  }
+  sv_t lang = {"c", 1};
+  ex = user_string(c, &g_opts[POLYTEL__OPT_sdk_language], &has);
+  if (has && ex && sv_of(ex).n > 0) lang = sv_of(ex);
+  out->sdk_language = dup_n(c, lang.p, lang.n);
+}
+
+/* CUSTOM options: their own resolvers. Options resolved together are done at the first of them. */
+static void resolve_custom(ctx_t *c, int id, polytel__cfg_t *out) {
+  switch (id) {
+    case POLYTEL__OPT_use_env:
+      out->use_env = c->get != NULL;
+      break;
+    case POLYTEL__OPT_resource_attributes:
+      resolve_resource(c, out);
+      break;
+    case POLYTEL__OPT_service_name: /* with service_version and sdk_language */
+      resolve_service(c, out);
+      break;
+    case POLYTEL__OPT_endpoint: /* with the three per-signal URLs */
+      resolve_endpoints(c, out);
+      break;
+    case POLYTEL__OPT_headers: /* with the three per-signal lists */
+      resolve_headers(c, out);
+      break;
+    case POLYTEL__OPT_certificate: /* with the client certificate and key, general and per signal */
+      resolve_tls(c, out);
+      break;
+    case POLYTEL__OPT_traces_exporter: /* with logs and metrics */
+      resolve_signal_exporters(c, out);
+      break;
+    default:
+      break;
+  }
+}
+
+/* Corrections that need more than one option. */
+static void resolve_after(ctx_t *c, int id, polytel__cfg_t *out) {
+  polytel__batch_cfg_t *b = NULL;
+  int q = 0;
+  switch (id) {
+    case POLYTEL__OPT_console_level:
+      resolve_color(c, out);
+      return;
+    case POLYTEL__OPT_bsp_max_export_batch_size:
+      b = &out->bsp, q = POLYTEL__OPT_bsp_max_queue_size;
+      break;
+    case POLYTEL__OPT_blrp_max_export_batch_size:
+      b = &out->blrp, q = POLYTEL__OPT_blrp_max_queue_size;
+      break;
+    default:
+      return;
+  }
+  if (b->max_export_batch_size > b->max_queue_size) {
+    DIAG(POLYTEL_LEVEL_WARN, "%s=%u is larger than %s=%u; using %u", g_opts[id].env, b->max_export_batch_size,
+         g_opts[q].env, b->max_queue_size, b->max_queue_size);
+    b->max_export_batch_size = b->max_queue_size;
+  }
+}
+
 static const char *sys_getenv(const char *name) {
   return getenv(name);
 }
 
 int polytel__cfg_resolve(const polytel_config_t *user, polytel__getenv_fn get, polytel__cfg_t *out) {
-  static const kw_t protocols[] = {
-      {"http/protobuf", POLYTEL_PROTOCOL_PROTOBUF}, {"http/json", POLYTEL_PROTOCOL_JSON}, {NULL, 0}};
-  static const kw_t compressions[] = {{"none", 0}, {"gzip", 1}, {NULL, 0}};
-  static const kw_t consoles[] = {{"stderr", POLYTEL_CONSOLE_STDERR},
-                                  {"stdout", POLYTEL_CONSOLE_STDOUT},
-                                  {"off", POLYTEL_CONSOLE_OFF},
-                                  {NULL, 0}};
-  static const kw_t formats[] = {
-      {"text", POLYTEL_CONSOLE_FORMAT_TEXT}, {"json", POLYTEL_CONSOLE_FORMAT_JSON}, {NULL, 0}};
-  static const kw_t levels[] = {
-      {"trace", POLYTEL_LEVEL_TRACE}, {"debug", POLYTEL_LEVEL_DEBUG},  {"info", POLYTEL_LEVEL_INFO},
-      {"warn", POLYTEL_LEVEL_WARN},   {"warning", POLYTEL_LEVEL_WARN}, {"error", POLYTEL_LEVEL_ERROR},
-      {"fatal", POLYTEL_LEVEL_FATAL}, {"off", POLYTEL_LEVEL_OFF},      {NULL, 0}};
-  static const kw_t exporters[] = {{"otlp", POLYTEL_EXPORTER_OTLP},
-                                   {"file", POLYTEL_EXPORTER_FILE},
-                                   {"none", POLYTEL_EXPORTER_NONE},
-                                   {NULL, 0}};
   if (!out) return POLYTEL_EINVAL;
   memset(out, 0, sizeof *out);
   ctx_t c = {user, NULL, 0};
@@ -995,93 +1270,29 @@ int polytel__cfg_resolve(const polytel_config_t *user, polytel__getenv_fn get, p
   }
   if (!c.u || c.u->use_env) c.get = get ? get : sys_getenv;
 
-  out->telemetry_enabled =
-      resolve_bool(&c, HAS(&c, telemetry_enabled), HAS(&c, telemetry_enabled) ? c.u->telemetry_enabled : -1,
-                   "TELEMETRY_ENABLED", 0);
-  out->sdk_disabled = resolve_bool(&c, HAS(&c, sdk_disabled), HAS(&c, sdk_disabled) ? c.u->sdk_disabled : -1,
-                                   "OTEL_SDK_DISABLED", 0);
-
-  resolve_resource(&c, out);
-  out->service_name =
-      resolve_name(&c, HAS(&c, service_name), HAS(&c, service_name) ? c.u->service_name : NULL,
-                   "service_name", "OTEL_SERVICE_NAME");
-  out->service_version =
-      resolve_name(&c, HAS(&c, service_version), HAS(&c, service_version) ? c.u->service_version : NULL,
-                   "service_version", "OTEL_SERVICE_VERSION");
-  if (!out->service_name) {
-    /* A service.name pair in the resource attributes beats the executable name. */
-    for (size_t i = 0; i < out->n_resource_attrs; i++) {
-      if (strcmp(out->resource_attrs[i].key, "service.name") == 0 && out->resource_attrs[i].value[0]) {
-        free(out->service_name);
-        out->service_name =
-            bounded_name(&c, "OTEL_RESOURCE_ATTRIBUTES service.name", sv_of(out->resource_attrs[i].value));
-      }
+  for (int id = 0; id < POLYTEL__OPT_COUNT; id++) {
+    switch (g_opts[id].type) {
+      case T_BOOL:
+        resolve_bool_opt(&c, id, out);
+        break;
+      case T_UINT:
+        resolve_uint_opt(&c, id, out);
+        break;
+      case T_SIZE:
+        resolve_size_opt(&c, id, out);
+        break;
+      case T_CHOICE:
+        resolve_choice_opt(&c, id, out);
+        break;
+      case T_STRING:
+        resolve_string_opt(&c, id, out);
+        break;
+      default:
+        resolve_custom(&c, id, out);
+        break;
     }
+    resolve_after(&c, id, out);
   }
-  if (!out->service_name && !c.oom) {
-    char exe[256];
-    size_t n = polytel__exe_name(exe, sizeof exe);
-    out->service_name = dup_n(&c, exe, n);
-  }
-  sv_t lang = {"c", 1};
-  if (HAS(&c, sdk_language) && c.u->sdk_language && sv_of(c.u->sdk_language).n > 0)
-    lang = sv_of(c.u->sdk_language);
-  out->sdk_language = dup_n(&c, lang.p, lang.n);
-
-  resolve_endpoints(&c, out);
-  resolve_headers(&c, out);
-  resolve_tls(&c, out);
-
-  /* grpc is the spec's default elsewhere: say plainly that it is not spoken here. */
-  sv_t pv;
-  if (!(HAS(&c, protocol) && c.u->protocol != POLYTEL_PROTOCOL_DEFAULT) &&
-      env(&c, "OTEL_EXPORTER_OTLP_PROTOCOL", &pv) && sv_eq_ci(pv, "grpc")) {
-    DIAG(POLYTEL_LEVEL_WARN,
-         "invalid OTEL_EXPORTER_OTLP_PROTOCOL=\"grpc\" (grpc is not supported, expected http/protobuf or "
-         "http/json); using http/protobuf");
-    out->protocol = POLYTEL_PROTOCOL_PROTOBUF;
-  } else {
-    out->protocol = resolve_kw(&c, "protocol", HAS(&c, protocol), HAS(&c, protocol) ? (int)c.u->protocol : 0,
-                               POLYTEL_PROTOCOL_DEFAULT, "OTEL_EXPORTER_OTLP_PROTOCOL", protocols,
-                               "http/protobuf or http/json", POLYTEL_PROTOCOL_PROTOBUF);
-  }
-  if (HAS(&c, compression_gzip) && c.u->compression_gzip != -1) {
-    out->gzip = c.u->compression_gzip != 0;
-  } else {
-    out->gzip = resolve_kw(&c, "compression_gzip", 0, 0, 0, "OTEL_EXPORTER_OTLP_COMPRESSION", compressions,
-                           "gzip or none", 0);
-  }
-  resolve_timeout(&c, out);
-
-  out->console = resolve_kw(&c, "console", HAS(&c, console), HAS(&c, console) ? (int)c.u->console : 0,
-                            POLYTEL_CONSOLE_DEFAULT, "POLYTEL_CONSOLE", consoles, "stderr, stdout or off",
-                            POLYTEL_CONSOLE_STDERR);
-  out->console_format =
-      resolve_kw(&c, "console_format", HAS(&c, console_format),
-                 HAS(&c, console_format) ? (int)c.u->console_format : 0, POLYTEL_CONSOLE_FORMAT_DEFAULT,
-                 "POLYTEL_CONSOLE_FORMAT", formats, "text or json", POLYTEL_CONSOLE_FORMAT_TEXT);
-  out->console_level = resolve_kw(
-      &c, "console_level", HAS(&c, console_level), HAS(&c, console_level) ? c.u->console_level : -1, -1,
-      "POLYTEL_LOG_LEVEL", levels, "trace, debug, info, warn, error, fatal or off", POLYTEL_LEVEL_INFO);
-  resolve_color(&c, out);
-
-  out->exporter = resolve_kw(&c, "exporter", HAS(&c, exporter), HAS(&c, exporter) ? (int)c.u->exporter : 0,
-                             POLYTEL_EXPORTER_DEFAULT, "POLYTEL_EXPORTER", exporters, "otlp, file or none",
-                             POLYTEL_EXPORTER_OTLP);
-  sv_t dir = {DEFAULT_EXPORT_DIR, sizeof DEFAULT_EXPORT_DIR - 1};
-  pick_string(&c, HAS(&c, export_dir), HAS(&c, export_dir) ? c.u->export_dir : NULL, "POLYTEL_EXPORT_DIR",
-              &dir);
-  out->export_dir = dup_n(&c, dir.p, dir.n);
-  resolve_signal_exporters(&c, out);
-  resolve_max_memory(&c, out);
-
-  resolve_batch(&c, "OTEL_BSP", 5000, &out->bsp);
-  resolve_batch(&c, "OTEL_BLRP", 1000, &out->blrp);
-  out->metric_export_interval_ms =
-      (uint32_t)resolve_uint_env(&c, "OTEL_METRIC_EXPORT_INTERVAL", 1, UINT32_MAX, 60000);
-  out->metric_export_timeout_ms =
-      (uint32_t)resolve_uint_env(&c, "OTEL_METRIC_EXPORT_TIMEOUT", 1, UINT32_MAX, 30000);
-  out->max_metric_series = (uint32_t)resolve_uint_env(&c, "POLYTEL_MAX_METRIC_SERIES", 1, 1000000, 2000);
 
   if (c.oom) {
     polytel__cfg_free(out);
@@ -1106,7 +1317,14 @@ void polytel__cfg_free(polytel__cfg_t *cfg) {
     free(cfg->tls_key[i]);
   }
   free(cfg->certificate);
-  free(cfg->export_dir);
+  free(cfg->client_certificate);
+  free(cfg->client_key);
+  for (int id = 0; id < POLYTEL__OPT_COUNT; id++) {
+    if (g_opts[id].type != T_STRING) continue;
+    char *s;
+    memcpy(&s, (char *)cfg + g_opts[id].moff, sizeof s);
+    free(s);
+  }
   memset(cfg, 0, sizeof *cfg);
 }
 
@@ -1115,4 +1333,405 @@ int polytel__cfg_resolve_quiet(const polytel_config_t *user, polytel__getenv_fn 
   int rc = polytel__cfg_resolve(user, get, out);
   t_quiet = 0;
   return rc;
+}
+
+/* ------------------------------------------------------------ polytel_config_set */
+
+static __thread char t_err[SHOW_BUF + 224];
+
+const char *polytel_config_error(void) {
+  return t_err;
+}
+
+static int set_error(const char *key, const char *value, const char *why) {
+  char k[SHOW_BUF], v[SHOW_BUF];
+  if (value)
+    snprintf(t_err, sizeof t_err, "invalid %s=\"%s\" (%s)", polytel__show(k, sizeof k, key, strlen(key)),
+             polytel__show(v, sizeof v, value, strlen(value)), why);
+  else
+    snprintf(t_err, sizeof t_err, "%s: %s", polytel__show(k, sizeof k, key, strlen(key)), why);
+  return POLYTEL_EINVAL;
+}
+
+static int set_extra(polytel_config_t *cfg, int id, const char *value) {
+  uint32_t n =
+      cfg->polytel__n_extra < POLYTEL_CONFIG_EXTRA_MAX ? cfg->polytel__n_extra : POLYTEL_CONFIG_EXTRA_MAX;
+  for (uint32_t i = 0; i < n; i++) {
+    if (cfg->polytel__extra[i].option != (uint32_t)id) continue;
+    if (value) {
+      cfg->polytel__extra[i].value = value;
+    } else { /* unset: the last one takes its place */
+      cfg->polytel__extra[i] = cfg->polytel__extra[n - 1];
+      cfg->polytel__n_extra = n - 1;
+    }
+    return 0;
+  }
+  if (!value) return 0;
+  if (n == POLYTEL_CONFIG_EXTRA_MAX) {
+    char why[96];
+    snprintf(why, sizeof why, "more than %d options without a polytel_config_t field in one config",
+             POLYTEL_CONFIG_EXTRA_MAX);
+    return set_error(g_opts[id].key, NULL, why);
+  }
+  cfg->polytel__extra[n].option = (uint32_t)id;
+  cfg->polytel__extra[n].value = value;
+  cfg->polytel__n_extra = n + 1;
+  return 0;
+}
+
+int polytel_config_set(polytel_config_t *cfg, const char *key, const char *value) {
+  t_err[0] = '\0';
+  if (!cfg || !key) {
+    snprintf(t_err, sizeof t_err, "polytel_config_set: %s is NULL", cfg ? "the key" : "the config");
+    return POLYTEL_EINVAL;
+  }
+  if (cfg->struct_size < offsetof(polytel_config_t, polytel__extra) + sizeof cfg->polytel__extra) {
+    snprintf(t_err, sizeof t_err, "polytel_config_set: the config was not filled by polytel_config_init()");
+    return POLYTEL_EINVAL;
+  }
+  int id = opt_find(key);
+  if (id < 0) return set_error(key, NULL, "unknown option");
+  const opt_t *o = &g_opts[id];
+  char exp[160];
+  int64_t iv = 0;
+  if (value) {
+    sv_t v = sv_of(value);
+    uint64_t x = 0;
+    switch (o->type) {
+      case T_BOOL: {
+        int b = parse_bool_sv(v);
+        if (b < 0) return set_error(key, value, "expected " BOOL_EXPECTED_LIT);
+        iv = b;
+        break;
+      }
+      case T_UINT:
+        if (parse_u64(v, &x) != 1 || x < o->lo || x > o->hi) {
+          char why[200];
+          snprintf(why, sizeof why, "expected %s", opt_expected(o, exp, sizeof exp));
+          return set_error(key, value, why);
+        }
+        iv = (int64_t)x;
+        break;
+      case T_SIZE:
+        if (!parse_size(v, &x) || x == 0 || x > INT64_MAX)
+          return set_error(key, value, "expected " SIZE_EXPECTED_LIT);
+        iv = (int64_t)x;
+        break;
+      case T_CHOICE: {
+        const kw_t *k = kw_find(o->ch, v, 1);
+        if (!k) {
+          /* A choice's number is taken too (a level's severity number, say). */
+          if (parse_u64(v, &x) == 1 && x <= INT32_MAX && kw_has(o->ch, (int64_t)x)) {
+            iv = (int64_t)x;
+            break;
+          }
+          char why[200];
+          snprintf(why, sizeof why, "expected %s", kw_expected(o->ch, exp, sizeof exp));
+          return set_error(key, value, why);
+        }
+        if (k->how == REFUSED) {
+          char why[200];
+          snprintf(why, sizeof why, "%s is not supported, expected %s", k->word,
+                   kw_expected(o->ch, exp, sizeof exp));
+          return set_error(key, value, why);
+        }
+        iv = k->value;
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  if (!o->has_user) {
+    if (o->type == T_CUSTOM) {
+      char why[120];
+      snprintf(why, sizeof why, "can only be set by the environment variable %s", o->env ? o->env : "(none)");
+      return set_error(key, NULL, why);
+    }
+    return set_extra(cfg, id, value);
+  }
+  char *field = (char *)cfg + o->uoff;
+  if (o->type == T_STRING || o->type == T_CUSTOM) {
+    if (id == POLYTEL__OPT_use_env) { /* the one CUSTOM option that is not text */
+      int b = value ? parse_bool_sv(sv_of(value)) : 1;
+      if (b < 0) return set_error(key, value, "expected " BOOL_EXPECTED_LIT);
+      store_int(field, o->usize, b);
+      return 0;
+    }
+    memcpy(field, &value, sizeof value);
+    return 0;
+  }
+  store_int(field, o->usize, value ? iv : o->unset);
+  return 0;
+}
+
+/* ------------------------------------------------------------ extras (phase.c keeps the user's config) */
+
+void polytel__cfg_extras_merge(polytel_config_t *dst, const polytel_config_t *src) {
+  if (!src || src->struct_size < offsetof(polytel_config_t, polytel__extra) + sizeof src->polytel__extra)
+    return;
+  uint32_t n =
+      src->polytel__n_extra < POLYTEL_CONFIG_EXTRA_MAX ? src->polytel__n_extra : POLYTEL_CONFIG_EXTRA_MAX;
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t id = src->polytel__extra[i].option;
+    char *copy = src->polytel__extra[i].value ? strdup(src->polytel__extra[i].value) : NULL;
+    if (!copy || id >= POLYTEL__OPT_COUNT) {
+      free(copy);
+      continue;
+    }
+    uint32_t j = 0;
+    while (j < dst->polytel__n_extra && dst->polytel__extra[j].option != id) j++;
+    if (j == POLYTEL_CONFIG_EXTRA_MAX) {
+      free(copy);
+      continue;
+    }
+    if (j < dst->polytel__n_extra)
+      free((char *)dst->polytel__extra[j].value);
+    else
+      dst->polytel__n_extra++;
+    dst->polytel__extra[j].option = id;
+    dst->polytel__extra[j].value = copy;
+  }
+}
+
+void polytel__cfg_extras_free(polytel_config_t *cfg) {
+  for (uint32_t i = 0; i < cfg->polytel__n_extra && i < POLYTEL_CONFIG_EXTRA_MAX; i++)
+    free((char *)cfg->polytel__extra[i].value);
+  cfg->polytel__n_extra = 0;
+}
+
+/* ------------------------------------------------------------ the resolved view */
+
+typedef struct text_s {
+  char *p;
+  size_t n, cap;
+  int oom;
+} text_t;
+
+static size_t text_add(text_t *t, const char *s, size_t n) {
+  size_t at = t->n;
+  if (t->oom) return 0;
+  if (t->n + n + 1 > t->cap) {
+    size_t cap = t->cap ? t->cap * 2 : 1024;
+    while (cap < t->n + n + 1) cap *= 2;
+    char *p = realloc(t->p, cap);
+    if (!p) {
+      t->oom = 1;
+      return 0;
+    }
+    t->p = p, t->cap = cap;
+  }
+  memcpy(t->p + t->n, s, n);
+  t->n += n;
+  t->p[t->n] = '\0';
+  return at;
+}
+
+/* Resource attributes as OTEL_RESOURCE_ATTRIBUTES reads them back: ',', '=' and '%' escaped. */
+static void text_add_pct(text_t *t, const char *s) {
+  for (; *s; s++) {
+    if (*s == ',' || *s == '=' || *s == '%') {
+      char e[4];
+      snprintf(e, sizeof e, "%%%02X", (unsigned char)*s);
+      text_add(t, e, 3);
+    } else {
+      text_add(t, s, 1);
+    }
+  }
+}
+
+static void text_add_pairs(text_t *t, const polytel__strpair_t *v, size_t n, int hide_values) {
+  for (size_t i = 0; i < n; i++) {
+    if (i) text_add(t, ",", 1);
+    text_add_pct(t, v[i].key);
+    text_add(t, "=", 1);
+    if (hide_values)
+      text_add(t, "\xe2\x80\xa6", 3); /* header values are credentials: never shown */
+    else
+      text_add_pct(t, v[i].value ? v[i].value : "");
+  }
+}
+
+/* The value of option id in cfg, appended to t; 0 when it has none (NULL). */
+static int describe_value(const polytel__cfg_t *cfg, int id, text_t *t, polytel_value_type_t *type) {
+  const opt_t *o = &g_opts[id];
+  char num[32];
+  const char *s = NULL;
+  int sig = -1;
+  *type = POLYTEL_VALUE_STRING;
+  switch (o->type) {
+    case T_BOOL:
+      *type = POLYTEL_VALUE_BOOL;
+      s = mem_load_int(cfg, o) ? "true" : "false";
+      break;
+    case T_UINT:
+    case T_SIZE:
+      *type = POLYTEL_VALUE_INT;
+      snprintf(num, sizeof num, "%llu", (unsigned long long)mem_load_int(cfg, o));
+      s = num;
+      break;
+    case T_CHOICE:
+      s = kw_name(o->ch, (int)mem_load_int(cfg, o));
+      break;
+    case T_STRING:
+      memcpy(&s, (const char *)cfg + o->moff, sizeof s);
+      break;
+    default:
+      break;
+  }
+  if (o->type != T_CUSTOM) {
+    if (!s) return 0;
+    text_add(t, s, strlen(s));
+    return 1;
+  }
+  switch (id) {
+    case POLYTEL__OPT_use_env:
+      *type = POLYTEL_VALUE_BOOL;
+      s = cfg->use_env ? "true" : "false";
+      break;
+    case POLYTEL__OPT_resource_attributes:
+      if (!cfg->n_resource_attrs) return 0;
+      text_add_pairs(t, cfg->resource_attrs, cfg->n_resource_attrs, 0);
+      return 1;
+    case POLYTEL__OPT_service_name:
+      s = cfg->service_name;
+      break;
+    case POLYTEL__OPT_service_version:
+      s = cfg->service_version;
+      break;
+    case POLYTEL__OPT_sdk_language:
+      s = cfg->sdk_language;
+      break;
+    case POLYTEL__OPT_endpoint:
+      s = cfg->endpoint;
+      break;
+    case POLYTEL__OPT_traces_endpoint:
+    case POLYTEL__OPT_logs_endpoint:
+    case POLYTEL__OPT_metrics_endpoint:
+      s = cfg->signal_url[id - POLYTEL__OPT_traces_endpoint];
+      break;
+    case POLYTEL__OPT_headers:
+      if (!cfg->n_headers) return 0;
+      text_add_pairs(t, cfg->headers, cfg->n_headers, 1);
+      return 1;
+    case POLYTEL__OPT_traces_headers:
+    case POLYTEL__OPT_logs_headers:
+    case POLYTEL__OPT_metrics_headers:
+      sig = id - POLYTEL__OPT_traces_headers;
+      if (!cfg->has_signal_headers[sig] && !cfg->n_headers) return 0;
+      if (cfg->has_signal_headers[sig])
+        text_add_pairs(t, cfg->signal_headers[sig], cfg->n_signal_headers[sig], 1);
+      else
+        text_add_pairs(t, cfg->headers, cfg->n_headers, 1);
+      return 1;
+    case POLYTEL__OPT_certificate:
+      s = cfg->certificate;
+      break;
+    case POLYTEL__OPT_client_certificate:
+      s = cfg->client_certificate;
+      break;
+    case POLYTEL__OPT_client_key:
+      s = cfg->client_key;
+      break;
+    case POLYTEL__OPT_traces_certificate:
+    case POLYTEL__OPT_logs_certificate:
+    case POLYTEL__OPT_metrics_certificate:
+      s = cfg->tls_ca[id - POLYTEL__OPT_traces_certificate];
+      break;
+    case POLYTEL__OPT_traces_client_certificate:
+    case POLYTEL__OPT_logs_client_certificate:
+    case POLYTEL__OPT_metrics_client_certificate:
+      s = cfg->tls_cert[id - POLYTEL__OPT_traces_client_certificate];
+      break;
+    case POLYTEL__OPT_traces_client_key:
+    case POLYTEL__OPT_logs_client_key:
+    case POLYTEL__OPT_metrics_client_key:
+      s = cfg->tls_key[id - POLYTEL__OPT_traces_client_key];
+      break;
+    case POLYTEL__OPT_traces_exporter:
+    case POLYTEL__OPT_logs_exporter:
+    case POLYTEL__OPT_metrics_exporter:
+      s = cfg->signal_enabled[id - POLYTEL__OPT_traces_exporter] ? "otlp" : "none";
+      break;
+    default:
+      break;
+  }
+  if (!s) return 0;
+  text_add(t, s, strlen(s));
+  return 1;
+}
+
+polytel_resolved_t *polytel__cfg_describe(const polytel__cfg_t *cfg, const char *const *lead, size_t n_lead) {
+  size_t n = n_lead + POLYTEL__OPT_COUNT;
+  size_t *at = malloc(n * sizeof *at);
+  polytel_value_type_t *types = malloc(n * sizeof *types);
+  text_t t = {NULL, 0, 0, 0};
+  polytel_resolved_t *r = NULL;
+  if (!at || !types) goto done;
+  text_add(&t, "", 1); /* offset 0 is "none" */
+  for (size_t i = 0; i < n_lead; i++) {
+    types[i] = POLYTEL_VALUE_STRING;
+    at[i] = lead[2 * i + 1] ? text_add(&t, lead[2 * i + 1], strlen(lead[2 * i + 1]) + 1) : 0;
+  }
+  for (int id = 0; id < POLYTEL__OPT_COUNT; id++) {
+    size_t start = t.n;
+    if (describe_value(cfg, id, &t, &types[n_lead + (size_t)id])) {
+      text_add(&t, "", 1); /* its NUL, kept apart from the next value */
+      at[n_lead + (size_t)id] = start;
+    } else {
+      at[n_lead + (size_t)id] = 0;
+    }
+  }
+  if (t.oom) goto done;
+  r = malloc(sizeof *r + n * sizeof *r->items + t.n + 1);
+  if (!r) goto done;
+  r->n = n;
+  r->items = (polytel_setting_t *)(r + 1);
+  char *strings = (char *)(r->items + n);
+  memcpy(strings, t.p, t.n + 1);
+  for (size_t i = 0; i < n; i++) {
+    int opt = i >= n_lead;
+    r->items[i].key = opt ? g_opts[i - n_lead].key : lead[2 * i];
+    r->items[i].env = opt ? g_opts[i - n_lead].env : NULL;
+    r->items[i].type = types[i];
+    r->items[i].value = at[i] ? strings + at[i] : NULL;
+  }
+done:
+  free(t.p);
+  free(at);
+  free(types);
+  return r;
+}
+
+void polytel_config_resolved_free(polytel_resolved_t *r) {
+  free(r);
+}
+
+/* Defaults as text, made once. */
+static char g_default_text[POLYTEL__OPT_COUNT][24];
+static pthread_once_t g_default_once = PTHREAD_ONCE_INIT;
+
+static void make_default_text(void) {
+  for (int id = 0; id < POLYTEL__OPT_COUNT; id++) {
+    const opt_t *o = &g_opts[id];
+    if (o->type == T_BOOL)
+      snprintf(g_default_text[id], sizeof g_default_text[id], "%s", o->def_i ? "true" : "false");
+    else if (o->type == T_UINT || o->type == T_SIZE)
+      snprintf(g_default_text[id], sizeof g_default_text[id], "%lld", (long long)o->def_i);
+    else if (o->type == T_CHOICE)
+      snprintf(g_default_text[id], sizeof g_default_text[id], "%s", kw_name(o->ch, (int)o->def_i));
+  }
+}
+
+int polytel_config_option(size_t i, polytel_setting_t *out) {
+  if (i >= POLYTEL__OPT_COUNT || !out) return POLYTEL_EINVAL;
+  pthread_once(&g_default_once, make_default_text);
+  const opt_t *o = &g_opts[i];
+  out->key = o->key;
+  out->env = o->env;
+  out->type = o->type == T_BOOL || i == POLYTEL__OPT_use_env ? POLYTEL_VALUE_BOOL
+              : o->type == T_UINT || o->type == T_SIZE       ? POLYTEL_VALUE_INT
+                                                             : POLYTEL_VALUE_STRING;
+  out->value = o->type == T_STRING || o->type == T_CUSTOM ? o->def_s : g_default_text[i];
+  return 0;
 }

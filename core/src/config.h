@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "options.h"
 #include "polytel.h"
 
 typedef const char *(*polytel__getenv_fn)(const char *name);
@@ -62,6 +63,11 @@ typedef struct polytel__cfg_s {
   uint32_t metric_export_interval_ms;
   uint32_t metric_export_timeout_ms;
   uint32_t max_metric_series; /* POLYTEL_MAX_METRIC_SERIES: the cardinality cap over all instruments */
+  int use_env;                /* the environment was consulted */
+  char *client_certificate;   /* the general mTLS files in force (tls_cert/tls_key hold each signal's) */
+  char *client_key;
+  /* One member per GEN line of options.h, named by its key. */
+  POLYTEL__CONFIG_OPTIONS(POLYTEL__MEM_DECL)
 } polytel__cfg_t;
 
 /*
@@ -74,6 +80,15 @@ int polytel__cfg_resolve(const polytel_config_t *user, polytel__getenv_fn get, p
 /* The same, printing nothing: for resolving settings again whose warnings were already shown. */
 int polytel__cfg_resolve_quiet(const polytel_config_t *user, polytel__getenv_fn get, polytel__cfg_t *out);
 void polytel__cfg_free(polytel__cfg_t *cfg);
+
+/*
+ * The resolved view of `cfg` (polytel_config_resolved()): the `n_lead` (key, value) pairs of `lead` first
+ * (runtime facts such as the phase), then one item per option. One allocation; NULL when out of memory.
+ */
+polytel_resolved_t *polytel__cfg_describe(const polytel__cfg_t *cfg, const char *const *lead, size_t n_lead);
+/* Copy the extras (polytel_config_set's options without a field) of src into dst, owned; free them. */
+void polytel__cfg_extras_merge(polytel_config_t *dst, const polytel_config_t *src);
+void polytel__cfg_extras_free(polytel_config_t *cfg);
 
 /* "true/false/1/0/yes/no/on/off", any case. Returns 1/0, or -1 when not a boolean. */
 int polytel__parse_bool(const char *s);

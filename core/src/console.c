@@ -58,7 +58,9 @@ int polytel__console_enabled(int level) {
 
 const char *polytel__level_name(int level) {
   /* OTel severity ranges: 1-4 TRACE, 5-8 DEBUG, ... 21-24 FATAL. */
-  static const char *const names[] = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"};
+#define POLYTEL__XX(name, value, text) #name,
+  static const char *const names[] = {POLYTEL_LEVEL_MAP(POLYTEL__XX)};
+#undef POLYTEL__XX
   if (level == POLYTEL_LEVEL_OFF) return "OFF";
   if (level < 1 || level > 24) return "UNKNOWN";
   return names[(level - 1) / 4];

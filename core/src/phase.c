@@ -79,6 +79,7 @@ static void user_free(polytel_config_t *c) {
 #define X(f) free((char *)c->f);
   STR_FIELDS(X)
 #undef X
+  polytel__cfg_extras_free(c);
   polytel_config_init(c);
 }
 
@@ -103,6 +104,7 @@ static void user_merge(polytel_config_t *dst, const polytel_config_t *src) {
   if (src->console_level != -1) dst->console_level = src->console_level;
   if (src->exporter) dst->exporter = src->exporter;
   if (src->max_memory_bytes != -1) dst->max_memory_bytes = src->max_memory_bytes;
+  polytel__cfg_extras_merge(dst, src);
 }
 
 /* ----------------------------------------------------------------- levels */
@@ -360,6 +362,47 @@ int polytel__init_full_external(const polytel_config_t *cfg, polytel__pipeline_t
 
 const polytel__cfg_t *polytel__current_cfg(void) {
   return g_have_cfg ? &g_cfg : NULL;
+}
+
+/* Why nothing is exported in this phase with this configuration; NULL when it is. */
+static const char *not_exporting(int phase, const polytel__cfg_t *c) {
+  if (c->sdk_disabled) return "OTEL_SDK_DISABLED is true";
+  if (!c->telemetry_enabled) return "TELEMETRY_ENABLED is not true: console only";
+  switch (phase) {
+    case POLYTEL_PHASE_NONE:
+      return "not initialized, or shut down";
+    case POLYTEL_PHASE_DEFERRED:
+      return "deferred: phase 2 (bootstrap_worker) has not run";
+    case POLYTEL_PHASE_CONSOLE:
+      return "console only";
+    default:
+      break;
+  }
+  if (c->exporter == POLYTEL_EXPORTER_NONE) return "the exporter is none: recording and counting only";
+  if (!c->signal_enabled[0] && !c->signal_enabled[1] && !c->signal_enabled[2])
+    return "OTEL_TRACES_EXPORTER, OTEL_LOGS_EXPORTER and OTEL_METRICS_EXPORTER are none";
+  return NULL;
+}
+
+polytel_resolved_t *polytel_config_resolved(void) {
+  pthread_mutex_lock(&g_phase_mu);
+  int phase = atomic_load(&g_phase);
+  polytel__cfg_t fresh;
+  const polytel__cfg_t *c = &g_cfg;
+  if (!g_have_cfg || phase == POLYTEL_PHASE_NONE) {
+    /* Nothing runs: what an init would resolve now, without its warnings (an init prints those). */
+    if (polytel__cfg_resolve_quiet(NULL, NULL, &fresh) != 0) {
+      pthread_mutex_unlock(&g_phase_mu);
+      return NULL;
+    }
+    c = &fresh;
+  }
+  const char *lead[] = {"phase", polytel_phase_name((polytel_phase_t)phase), "not_exporting",
+                        not_exporting(phase, c)};
+  polytel_resolved_t *r = polytel__cfg_describe(c, lead, 2);
+  if (c == &fresh) polytel__cfg_free(&fresh);
+  pthread_mutex_unlock(&g_phase_mu);
+  return r;
 }
 
 /* --------------------------------------------------------- flush, shutdown */
