@@ -207,15 +207,22 @@ typedef struct polytel_resolved_s {
 } polytel_resolved_t;
 
 /*
- * What is running: "phase", "not_exporting" (why nothing is exported, NULL when it is), then every option
- * as resolved after explicit settings, the environment, defaults and corrections (the configuration of
- * the last init; before any init, or after shutdown, what an init would resolve). Header values are never
- * included ("key=…"). NULL when out of memory. Free with polytel_config_resolved_free().
+ * What is running: "phase", "not_exporting" (why nothing is exported, NULL when it is), "destination"
+ * (where the exporter sends: the collector's base URL, the file exporter's directory, NULL for none), then
+ * every option as resolved after explicit settings, the environment, defaults and corrections (the
+ * configuration of the last init; before any init, or after shutdown, what an init would resolve). Header
+ * values are never included ("key=…"). NULL when out of memory. Free with polytel_config_resolved_free().
  */
 POLYTEL_EXTERN polytel_resolved_t *polytel_config_resolved(void);
 POLYTEL_EXTERN void polytel_config_resolved_free(polytel_resolved_t *r);
 /* The i-th option of the schema (i from 0), its default as `value`. 0, or POLYTEL_EINVAL past the last. */
 POLYTEL_EXTERN int polytel_config_option(size_t i, polytel_setting_t *out);
+/*
+ * The i-th word polytel_config_set() takes for option `key` (i from 0) and the enum value it stands for
+ * ("http/json" and POLYTEL_PROTOCOL_JSON). 0, or POLYTEL_EINVAL past the last word or when `key` takes no
+ * words.
+ */
+POLYTEL_EXTERN int polytel_config_choice(const char *key, size_t i, const char **word, int *value);
 
 /* ------------------------------------------------------------ init, phases */
 

@@ -1735,3 +1735,17 @@ int polytel_config_option(size_t i, polytel_setting_t *out) {
   out->value = o->type == T_STRING || o->type == T_CUSTOM ? o->def_s : g_default_text[i];
   return 0;
 }
+
+int polytel_config_choice(const char *key, size_t i, const char **word, int *value) {
+  int id = key ? opt_find(key) : -1;
+  if (id < 0 || g_opts[id].type != T_CHOICE) return POLYTEL_EINVAL;
+  for (const kw_t *k = g_opts[id].ch; k->word; k++) {
+    if (k->how == REFUSED) continue;
+    if (i-- == 0) {
+      if (word) *word = k->word;
+      if (value) *value = k->value;
+      return 0;
+    }
+  }
+  return POLYTEL_EINVAL;
+}

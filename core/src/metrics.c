@@ -370,40 +370,36 @@ static int cmp_series(const void *a, const void *b) {
   return strcmp(x->unit, y->unit);
 }
 
-static void self_counter(const char *name, const char *reason, uint64_t v, uint64_t now_ns) {
+/* One self-metric series: a counter (with its reason attribute, when it has one) or a gauge. */
+static void self_metric(int kind, const char *name, const char *reason, uint64_t v, uint64_t now_ns) {
+  if (!kind) return;
   polytel__kv_t kv = {.key = "reason", .key_len = 6, .type = POLYTEL_ATTR_STRING};
   if (reason) {
     kv.v.str.ptr = reason;
     kv.v.str.len = (uint32_t)strlen(reason);
   }
-  series_t *s = find_or_add(POLYTEL_METRIC_COUNTER, name, (uint32_t)strlen(name), "{item}", 6, &kv,
-                            reason ? 1 : 0, now_ns, SERIES_UNCAPPED);
-  if (s) {
+  series_t *s = find_or_add(kind, name, (uint32_t)strlen(name), "{item}", 6, &kv, reason ? 1 : 0, now_ns,
+                            SERIES_UNCAPPED);
+  if (!s) return;
+  if (kind == POLYTEL_METRIC_GAUGE)
+    s->last = (double)v;
+  else
     s->isum = v > INT64_MAX ? INT64_MAX : (int64_t)v;
-    s->has_value = 1;
-  }
+  s->has_value = 1;
 }
 
 /*
- * Self-metrics: what polytel recorded, exported, dropped and could not
- * confirm, all from the one stats read given (so they satisfy the identity
- * among themselves), so an operator sees losses.
+ * Self-metrics (the metric column of POLYTEL_STATS_FIELDS): what polytel recorded, exported, dropped and
+ * could not confirm, all from the one stats read given (so they satisfy the identity among themselves), so
+ * an operator sees losses.
  */
+#define SELF_COUNTER(name) POLYTEL_METRIC_COUNTER, name
+#define SELF_GAUGE(name) POLYTEL_METRIC_GAUGE, name
+#define SELF_NONE 0, NULL
 static void self_metrics(const polytel_stats_t *st, uint64_t now_ns) {
-  self_counter("polytel.dropped", "buffer_full", st->dropped_buffer_full, now_ns);
-  self_counter("polytel.dropped", "depth", st->dropped_depth, now_ns);
-  self_counter("polytel.dropped", "export", st->dropped_export, now_ns);
-  self_counter("polytel.dropped", "invalid", st->dropped_invalid, now_ns);
-  self_counter("polytel.dropped", "rejected", st->dropped_rejected, now_ns);
-  self_counter("polytel.exported", NULL, st->exported, now_ns);
-  self_counter("polytel.recorded", NULL, st->recorded, now_ns);
-  self_counter("polytel.unconfirmed", NULL, st->unconfirmed, now_ns);
-  series_t *s =
-      find_or_add(POLYTEL_METRIC_GAUGE, "polytel.pending", 15, "{item}", 6, NULL, 0, now_ns, SERIES_UNCAPPED);
-  if (s) {
-    s->last = (double)st->pending;
-    s->has_value = 1;
-  }
+#define XX(field, metric, reason, doc) self_metric(SELF_##metric, reason, st->field, now_ns);
+  POLYTEL_STATS_FIELDS(XX)
+#undef XX
 }
 
 /* Sum of a static counter over retired and live threads, saturating. Returns 1 when it saturated. */

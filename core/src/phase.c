@@ -397,9 +397,15 @@ polytel_resolved_t *polytel_config_resolved(void) {
     }
     c = &fresh;
   }
-  const char *lead[] = {"phase", polytel_phase_name((polytel_phase_t)phase), "not_exporting",
-                        not_exporting(phase, c)};
-  polytel_resolved_t *r = polytel__cfg_describe(c, lead, 2);
+  /* Where export goes with this exporter: the collector's base URL, the file exporter's directory, or none.
+   */
+  const char *dest = c->exporter == POLYTEL_EXPORTER_NONE   ? NULL
+                     : c->exporter == POLYTEL_EXPORTER_FILE ? c->export_dir
+                                                            : c->endpoint;
+  const char *lead[] = {"phase",         polytel_phase_name((polytel_phase_t)phase),
+                        "not_exporting", not_exporting(phase, c),
+                        "destination",   dest};
+  polytel_resolved_t *r = polytel__cfg_describe(c, lead, 3);
   if (c == &fresh) polytel__cfg_free(&fresh);
   pthread_mutex_unlock(&g_phase_mu);
   return r;

@@ -1496,6 +1496,20 @@ static void test_option_introspection(void **state) {
   assert_int_equal(n, POLYTEL__OPT_COUNT);
   assert_true(saw_timeout && saw_exit);
   assert_int_equal(polytel_config_option(n, &o), POLYTEL_EINVAL);
+  /* the words of a choice, as the setter takes them (the refused grpc is not one) */
+  const char *word;
+  int value, json = 0;
+  size_t k = 0;
+  for (; polytel_config_choice("protocol", k, &word, &value) == 0; k++) {
+    assert_string_not_equal(word, "grpc");
+    if (strcmp(word, "json") == 0) json = value;
+  }
+  assert_int_equal(k, 4);
+  assert_int_equal(json, POLYTEL_PROTOCOL_JSON);
+  assert_int_equal(polytel_config_choice("console_level", 4, &word, &value), 0);
+  assert_string_equal(word, "error");
+  assert_int_equal(polytel_config_choice("timeout_ms", 0, &word, &value), POLYTEL_EINVAL);
+  assert_int_equal(polytel_config_choice("nope", 0, &word, &value), POLYTEL_EINVAL);
 }
 
 static void test_levels_table(void **state) {
