@@ -9,9 +9,7 @@
 #include "internal.h"
 #include "pipeline.h"
 #include "process.h"
-#if POLYTEL_WITH_UV
 #include "transport.h"
-#endif
 
 polytel__acct_t polytel__acct;
 #define POLYTEL__EXPORT_LEVEL POLYTEL_LEVEL_INFO
@@ -25,8 +23,8 @@ static polytel_config_t g_user; /* phase-1 explicit config, owned copies of stri
 static int g_have_user;
 static polytel__resource_t g_res;
 static int g_have_res;
-static int g_external; /* phase 2 driven from outside (wasm/JS transport) */
-static polytel__pipeline_t *g_ext_pl;
+/* The transport phase 2 started (NULL outside phase full); wake-ups read it from any thread. */
+static _Atomic(const polytel__transport_t *) g_transport;
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
 static polytel_stats_t g_base; /* stats at phase 1: shutdown judges this cycle only */
 
@@ -131,9 +129,8 @@ void polytel__metrics_unlock(void);
 
 static void atfork_prepare(void) {
   pthread_mutex_lock(&g_phase_mu);
-#if POLYTEL_WITH_UV
-  if (atomic_load(&g_phase) == POLYTEL_PHASE_FULL && !g_external) polytel__transport_atfork_prepare();
-#endif
+  const polytel__transport_t *t = atomic_load(&g_transport);
+  if (t && t->atfork_prepare) t->atfork_prepare();
   pthread_mutex_lock(&polytel__consume_mu);
   pthread_mutex_lock(&polytel__memsink_mu);
   polytel__metrics_lock();
@@ -145,9 +142,8 @@ static void atfork_parent(void) {
   polytel__metrics_unlock();
   pthread_mutex_unlock(&polytel__memsink_mu);
   pthread_mutex_unlock(&polytel__consume_mu);
-#if POLYTEL_WITH_UV
-  if (atomic_load(&g_phase) == POLYTEL_PHASE_FULL && !g_external) polytel__transport_atfork_parent();
-#endif
+  const polytel__transport_t *t = atomic_load(&g_transport);
+  if (t && t->atfork_parent) t->atfork_parent();
   pthread_mutex_unlock(&g_phase_mu);
 }
 
@@ -158,9 +154,9 @@ static void atfork_child(void) {
   pthread_mutex_unlock(&polytel__memsink_mu);
   pthread_mutex_unlock(&polytel__consume_mu);
   int phase = atomic_load(&g_phase);
-#if POLYTEL_WITH_UV
-  if (phase == POLYTEL_PHASE_FULL && !g_external) polytel__transport_atfork_child();
-#endif
+  const polytel__transport_t *t = atomic_load(&g_transport);
+  if (t && t->atfork_child) t->atfork_child();
+  atomic_store(&g_transport, NULL);
   polytel__buffers_fork_child();
   polytel__consume_fork_child();
   polytel__metrics_reset();
@@ -171,8 +167,6 @@ static void atfork_child(void) {
     polytel__resource_free(&g_res); /* rebuilt (new process.pid) at the child's phase 2 */
     g_have_res = 0;
   }
-  g_ext_pl = NULL;
-  g_external = 0;
   if (phase == POLYTEL_PHASE_FULL)
     atomic_store(&g_phase, g_phase1_active ? POLYTEL_PHASE_DEFERRED : POLYTEL_PHASE_CONSOLE);
   polytel__update_levels();
@@ -297,13 +291,13 @@ int polytel_init_full_telemetry(struct uv_loop_s *loop, const polytel_config_t *
   int enable;
   int rc = phase2_prepare(cfg, &c, &enable);
   if (rc <= 0) return rc;
-#if !POLYTEL_WITH_UV
-  /* Telemetry would start here, but this build has no loop to run it on. */
-  (void)loop;
-  polytel__cfg_free(&c);
-  pthread_mutex_unlock(&g_phase_mu);
-  return POLYTEL_ENOSYS;
-#else
+  const polytel__transport_t *t = polytel__transport_for(&c);
+  if (!t) {
+    /* Telemetry would start here, but this build has no transport to run it on. */
+    polytel__cfg_free(&c);
+    pthread_mutex_unlock(&g_phase_mu);
+    return POLYTEL_ENOSYS;
+  }
   if (g_have_res) polytel__resource_free(&g_res);
   if (polytel__resource_build(&c, &g_res) != 0) {
     g_have_res = 0;
@@ -315,8 +309,11 @@ int polytel_init_full_telemetry(struct uv_loop_s *loop, const polytel_config_t *
   /* The pipeline keeps pointers into the config: it must be the one kept globally. */
   phase2_commit(&c);
   polytel__pipeline_t *pl = polytel__pipeline_new(&g_cfg, &g_res);
-  rc = pl ? polytel__transport_start(loop, pl, &g_cfg) : POLYTEL_ENOMEM;
+  /* Set first: a block handed off while the transport starts must wake it. */
+  atomic_store(&g_transport, t);
+  rc = pl ? t->start(loop, pl, &polytel__pipeline_api, &g_cfg) : POLYTEL_ENOMEM;
   if (rc != 0) {
+    atomic_store(&g_transport, NULL);
     if (pl) polytel__pipeline_free(pl);
     atomic_store(&g_phase, g_phase1_active ? POLYTEL_PHASE_DEFERRED : POLYTEL_PHASE_CONSOLE);
     polytel__update_levels();
@@ -324,37 +321,6 @@ int polytel_init_full_telemetry(struct uv_loop_s *loop, const polytel_config_t *
     polytel__diag(POLYTEL_LEVEL_ERROR, "full telemetry could not start: %s", polytel_strerror(rc));
     return rc;
   }
-  pthread_mutex_unlock(&g_phase_mu);
-  announce();
-  return 0;
-#endif
-}
-
-/* Phase 2 without libuv: the host (the wasm/JS transport) drives the returned pipeline. */
-int polytel__init_full_external(const polytel_config_t *cfg, polytel__pipeline_t **out) {
-  polytel__cfg_t c;
-  int enable;
-  *out = NULL;
-  int rc = phase2_prepare(cfg, &c, &enable);
-  if (rc <= 0) return rc;
-  if (g_have_res) polytel__resource_free(&g_res);
-  g_have_res = polytel__resource_build(&c, &g_res) == 0;
-  if (!g_have_res) {
-    polytel__cfg_free(&c);
-    pthread_mutex_unlock(&g_phase_mu);
-    return POLYTEL_ENOMEM;
-  }
-  phase2_commit(&c);
-  polytel__pipeline_t *pl = polytel__pipeline_new(&g_cfg, &g_res);
-  if (!pl) {
-    atomic_store(&g_phase, g_phase1_active ? POLYTEL_PHASE_DEFERRED : POLYTEL_PHASE_CONSOLE);
-    polytel__update_levels();
-    pthread_mutex_unlock(&g_phase_mu);
-    return POLYTEL_ENOMEM;
-  }
-  g_external = 1;
-  g_ext_pl = pl;
-  *out = pl;
   pthread_mutex_unlock(&g_phase_mu);
   announce();
   return 0;
@@ -442,14 +408,12 @@ int polytel_flush(uint32_t timeout_ms) {
   int rc = 0;
   if (polytel__memsink_active()) {
     rc = polytel_memory_sink_collect();
-  } else if (phase == POLYTEL_PHASE_FULL && !g_external) {
-#if POLYTEL_WITH_UV
-    rc = polytel__transport_flush(timeout_ms);
-#endif
+  } else if (phase == POLYTEL_PHASE_FULL) {
+    const polytel__transport_t *t = atomic_load(&g_transport);
+    rc = t ? t->flush(timeout_ms) : 0;
   } else if (phase == POLYTEL_PHASE_DEFERRED) {
     rc = polytel__pending_total() ? POLYTEL_ESTATE : 0; /* nothing can be sent before phase 2 */
   }
-  (void)timeout_ms;
   pthread_mutex_unlock(&g_phase_mu);
   return rc;
 }
@@ -495,16 +459,9 @@ int polytel_shutdown(uint32_t timeout_ms) {
   /* Recording stops first, so threads still emitting cannot keep shutdown waiting. */
   atomic_store(&g_phase, POLYTEL_PHASE_NONE);
   polytel__update_levels();
-#if POLYTEL_WITH_UV
-  if (phase == POLYTEL_PHASE_FULL && !g_external) rc = polytel__transport_stop(timeout_ms);
-#endif
-  if (g_external && g_ext_pl) {
-    polytel__pipeline_abandon(g_ext_pl);
-    polytel__pipeline_free(g_ext_pl);
-    g_ext_pl = NULL;
-    g_external = 0;
-  }
-  (void)timeout_ms;
+  const polytel__transport_t *t = atomic_load(&g_transport);
+  if (phase == POLYTEL_PHASE_FULL && t) rc = t->stop(timeout_ms);
+  atomic_store(&g_transport, NULL);
   atomic_store(&g_phase, POLYTEL_PHASE_NONE);
   polytel__update_levels(); /* recording stops; the console keeps working */
   uint64_t discarded = discard_buffered();
@@ -611,7 +568,6 @@ uint64_t polytel__pending_total(void) {
 }
 
 void polytel__wake(void) {
-#if POLYTEL_WITH_UV
-  polytel__transport_wake();
-#endif
+  const polytel__transport_t *t = atomic_load(&g_transport);
+  if (t && t->wake) t->wake();
 }

@@ -775,3 +775,8 @@ void polytel__pipeline_abandon(polytel__pipeline_t *pl) {
   if (dropped) atomic_fetch_add(&polytel__acct.dropped_export, dropped);
   if (unconfirmed) atomic_fetch_add(&polytel__acct.unconfirmed, unconfirmed);
 }
+
+const polytel__pipeline_api_t polytel__pipeline_api = {
+    polytel__pipeline_pump,    polytel__pipeline_force,     polytel__pipeline_next,    polytel__pipeline_done,
+    polytel__pipeline_pending, polytel__pipeline_in_flight, polytel__pipeline_abandon, polytel__pipeline_free,
+};

@@ -124,12 +124,23 @@ uint32_t polytel__pipeline_in_flight(const polytel__pipeline_t *pl);
 void polytel__pipeline_abandon(polytel__pipeline_t *pl);
 
 /*
- * Phase 2 without libuv (wasm): enters FULL and hands back the pipeline for the
- * host to drive (pump/next/done); polytel_shutdown() ends it.
+ * The functions above that a transport calls, as a table: transports drive a pipeline through it, so a
+ * transport can be tested against a scripted pipeline (tests/unit/test_transport.c).
  */
-int polytel__init_full_external(const polytel_config_t *cfg, polytel__pipeline_t **out);
-/* The configuration in force (NULL before phase 1). */
-const polytel__cfg_t *polytel__current_cfg(void);
+typedef struct polytel__pipeline_api_s {
+  uint32_t (*pump)(polytel__pipeline_t *pl, uint64_t now_ms);
+  void (*force)(polytel__pipeline_t *pl, uint64_t now_ms);
+  polytel__request_t *(*next)(polytel__pipeline_t *pl, uint64_t now_ms);
+  polytel__done_t (*done)(polytel__pipeline_t *pl, polytel__request_t *req, const polytel__response_t *resp,
+                          uint64_t now_ms);
+  uint64_t (*pending)(const polytel__pipeline_t *pl);
+  uint32_t (*in_flight)(const polytel__pipeline_t *pl);
+  void (*abandon)(polytel__pipeline_t *pl);
+  void (*free)(polytel__pipeline_t *pl);
+} polytel__pipeline_api_t;
+
+/* The pipeline's own (pipeline.c). */
+extern const polytel__pipeline_api_t polytel__pipeline_api;
 
 /* A monotonic millisecond clock for transports. */
 uint64_t polytel__now_ms(void);

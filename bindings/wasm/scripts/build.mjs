@@ -52,7 +52,7 @@ if (!existsSync(versionPath) || readFileSync(versionPath, 'utf8') !== versionH) 
 
 // --- sources: the core as with POLYTEL_WITH_UV=OFF (no transport_uv.c, no gzip.c), plus the shim
 const coreSrc = join(root, 'core/src');
-const EXCLUDED = new Set(['transport_uv.c', 'gzip.c']);
+const EXCLUDED = new Set(['transport_uv.c', 'transport_curl.c', 'transport_file.c', 'transport_none.c', 'gzip.c']);
 const sources = readdirSync(coreSrc)
   .filter((f) => f.endsWith('.c') && !EXCLUDED.has(f))
   .sort()

@@ -1,4 +1,5 @@
-/* shim.c — the wasm binding's C side: config from JS, console lines to JS, the JS transport (transport.h). */
+/* shim.c — the wasm binding's C side: config from JS, console lines to JS, the host transport (transport.h).
+ */
 #include <emscripten.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "encode.h"
 #include "pipeline.h"
 #include "polytel.h"
+#include "transport.h"
 
 #define PTW_EXPORT EMSCRIPTEN_KEEPALIVE
 
@@ -198,15 +200,9 @@ PTW_EXPORT void ptw_counter_add(const char *name, const char *unit, double delta
 
 /* ----------------------------------------------------------- JS transport */
 
-/*
- * Phase 2 without libuv (phase.c): the core builds the pipeline from the resolved config and
- * hands it to the host, which drives it. Declared here until a header carries them.
- */
-int polytel__init_full_external(const polytel_config_t *cfg, polytel__pipeline_t **out);
-const polytel__cfg_t *polytel__current_cfg(void);
-
 static struct {
   polytel__pipeline_t *pl;
+  const polytel__pipeline_api_t *api;
   int exporter;
   char *export_dir;
   char **header_kv; /* key, value, key, value... */
@@ -224,12 +220,12 @@ static void transport_forget(void) {
 }
 
 /* Copies what the JS side needs from the resolved config (it outlives no shutdown). */
-static int transport_adopt(polytel__pipeline_t *pl) {
-  const polytel__cfg_t *cfg = polytel__current_cfg();
+static int transport_adopt(polytel__pipeline_t *pl, const polytel__pipeline_api_t *api,
+                           const polytel__cfg_t *cfg) {
   transport_forget();
-  T.exporter = cfg ? cfg->exporter : POLYTEL_EXPORTER_OTLP;
-  T.export_dir = cfg && cfg->export_dir ? strdup(cfg->export_dir) : NULL;
-  if (cfg && cfg->n_headers) {
+  T.exporter = cfg->exporter;
+  T.export_dir = cfg->export_dir ? strdup(cfg->export_dir) : NULL;
+  if (cfg->n_headers) {
     T.header_kv = calloc(2 * cfg->n_headers, sizeof(char *));
     if (!T.header_kv) return POLYTEL_ENOMEM;
     T.n_headers = cfg->n_headers;
@@ -240,9 +236,51 @@ static int transport_adopt(polytel__pipeline_t *pl) {
     }
   }
   T.pl = pl;
+  T.api = api;
   T.generation++;
   return 0;
 }
+
+/*
+ * The host transport (transport.h): phase 2 hands the pipeline to JS (index.js is told: 1), which drives it
+ * from its event loop with the ptw_* calls below; stop tells JS first (3), then the core counts what is
+ * left (requests still in flight as unconfirmed: their fetch may have delivered them) and frees it.
+ */
+static int host_start(struct uv_loop_s *loop, polytel__pipeline_t *pl, const polytel__pipeline_api_t *api,
+                      const polytel__cfg_t *cfg) {
+  (void)loop;
+  int rc = transport_adopt(pl, api, cfg);
+  if (rc != 0) {
+    transport_forget();
+    T.pl = NULL;
+    return rc;
+  }
+  ptw_js_transport(1);
+  return 0;
+}
+
+/* index.js flushes asynchronously (Polytel.flush); a C-level flush has nothing to wait on. */
+static int host_flush(uint32_t timeout_ms) {
+  (void)timeout_ms;
+  return 0;
+}
+
+/* Shutdown: index.js has already spent the caller's timeout in an async flush. */
+static int host_stop(uint32_t timeout_ms) {
+  (void)timeout_ms;
+  polytel__pipeline_t *pl = T.pl;
+  if (!pl) return 0;
+  T.pl = NULL;
+  T.generation++;
+  ptw_js_transport(3);
+  transport_forget();
+  T.api->abandon(pl);
+  T.api->free(pl);
+  return 0;
+}
+
+static const polytel__transport_t g_host = {"host",    host_start, NULL, host_flush,
+                                            host_stop, NULL,       NULL, NULL};
 
 /*
  * Phase 2. 0 with the transport started (index.js is told: 1), 0 with telemetry still off
@@ -250,27 +288,11 @@ static int transport_adopt(polytel__pipeline_t *pl) {
  */
 PTW_EXPORT int ptw_init_full(void) {
   polytel__console_set_writer(console_writer);
-  polytel__pipeline_t *pl = NULL;
-  int rc = polytel__init_full_external(&g_cfg, &pl);
-  if (rc != 0 || !pl) return rc;
-  rc = transport_adopt(pl);
-  if (rc != 0) return rc;
-  ptw_js_transport(1);
-  return 0;
+  polytel__transport_set_host(&g_host);
+  return polytel_init_full_telemetry(NULL, &g_cfg);
 }
 
-/*
- * Shutdown: index.js has already spent the caller's timeout in an async flush. The core counts
- * what is left (requests still in flight as unconfirmed: their fetch may have delivered them) and
- * frees the pipeline, so JS forgets its requests first.
- */
 PTW_EXPORT int ptw_shutdown(uint32_t timeout_ms) {
-  if (T.pl) {
-    T.pl = NULL;
-    T.generation++;
-    ptw_js_transport(3);
-    transport_forget();
-  }
   return polytel_shutdown(timeout_ms);
 }
 
@@ -306,16 +328,16 @@ PTW_EXPORT const char *ptw_header(int i, int value) {
 /* Milliseconds until the pipeline wants to run again; -1: only when woken; -2: not running. */
 PTW_EXPORT double ptw_pump(void) {
   if (!T.pl) return -2;
-  uint32_t ms = polytel__pipeline_pump(T.pl, polytel__now_ms());
+  uint32_t ms = T.api->pump(T.pl, polytel__now_ms());
   return ms == UINT32_MAX ? -1 : (double)ms;
 }
 
 PTW_EXPORT void ptw_force(void) {
-  if (T.pl) polytel__pipeline_force(T.pl, polytel__now_ms());
+  if (T.pl) T.api->force(T.pl, polytel__now_ms());
 }
 
 PTW_EXPORT polytel__request_t *ptw_next(void) {
-  return T.pl ? polytel__pipeline_next(T.pl, polytel__now_ms()) : NULL;
+  return T.pl ? T.api->next(T.pl, polytel__now_ms()) : NULL;
 }
 
 /*
@@ -355,16 +377,16 @@ PTW_EXPORT int ptw_done(polytel__request_t *req, int status, int net, int sent, 
       .content_type = g_resp_ctype[0] ? g_resp_ctype : NULL,
       .error = g_resp_error[0] ? g_resp_error : NULL,
   };
-  int rc = T.pl ? (int)polytel__pipeline_done(T.pl, req, &r, polytel__now_ms()) : -1;
+  int rc = T.pl ? (int)T.api->done(T.pl, req, &r, polytel__now_ms()) : -1;
   g_resp_ctype[0] = g_resp_error[0] = '\0';
   return rc;
 }
 
 PTW_EXPORT double ptw_pending(void) {
-  return T.pl ? (double)polytel__pipeline_pending(T.pl) : 0;
+  return T.pl ? (double)T.api->pending(T.pl) : 0;
 }
 PTW_EXPORT int ptw_in_flight(void) {
-  return T.pl ? (int)polytel__pipeline_in_flight(T.pl) : 0;
+  return T.pl ? (int)T.api->in_flight(T.pl) : 0;
 }
 
 PTW_EXPORT int ptw_req_signal(const polytel__request_t *r) {
