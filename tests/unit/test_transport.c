@@ -37,7 +37,8 @@
  * console's writer hook.
  */
 static const polytel__pipeline_api_t tpt_api;
-static const polytel__transport_t *tpt_current = &polytel__transport_none;
+/* Waker threads read it while a test starts the next transport. */
+static _Atomic(const polytel__transport_t *) tpt_current = &polytel__transport_none;
 
 static const polytel__transport_t *tpt_for(int exporter) {
   return exporter == POLYTEL_EXPORTER_FILE   ? &polytel__transport_file
@@ -46,26 +47,26 @@ static const polytel__transport_t *tpt_for(int exporter) {
 }
 
 static int tpt_start(uv_loop_t *loop, polytel__pipeline_t *pl, const polytel__cfg_t *cfg) {
-  tpt_current = tpt_for(cfg->exporter);
-  return tpt_current->start(loop, pl, &tpt_api, cfg);
+  atomic_store(&tpt_current, tpt_for(cfg->exporter));
+  return atomic_load(&tpt_current)->start(loop, pl, &tpt_api, cfg);
 }
 static void tpt_wake(void) {
-  tpt_current->wake();
+  atomic_load(&tpt_current)->wake();
 }
 static int tpt_flush(uint32_t timeout_ms) {
-  return tpt_current->flush(timeout_ms);
+  return atomic_load(&tpt_current)->flush(timeout_ms);
 }
 static int tpt_stop(uint32_t timeout_ms) {
-  return tpt_current->stop(timeout_ms);
+  return atomic_load(&tpt_current)->stop(timeout_ms);
 }
 static void tpt_atfork_prepare(void) {
-  tpt_current->atfork_prepare();
+  atomic_load(&tpt_current)->atfork_prepare();
 }
 static void tpt_atfork_parent(void) {
-  tpt_current->atfork_parent();
+  atomic_load(&tpt_current)->atfork_parent();
 }
 static void tpt_atfork_child(void) {
-  tpt_current->atfork_child();
+  atomic_load(&tpt_current)->atfork_child();
 }
 
 /* ------------------------------------------------------------ diagnostics */

@@ -93,59 +93,95 @@ PTW_EXPORT void ptw_cfg_reset(void) {
   g_cfg.compression_gzip = 0;
 }
 
-PTW_EXPORT int ptw_cfg_str(const char *key, const char *value) {
-  const char **slot = NULL;
-  if (!strcmp(key, "service_name"))
-    slot = &g_cfg.service_name;
-  else if (!strcmp(key, "service_version"))
-    slot = &g_cfg.service_version;
-  else if (!strcmp(key, "resource_attributes"))
-    slot = &g_cfg.resource_attributes;
-  else if (!strcmp(key, "endpoint"))
-    slot = &g_cfg.endpoint;
-  else if (!strcmp(key, "traces_endpoint"))
-    slot = &g_cfg.traces_endpoint;
-  else if (!strcmp(key, "logs_endpoint"))
-    slot = &g_cfg.logs_endpoint;
-  else if (!strcmp(key, "metrics_endpoint"))
-    slot = &g_cfg.metrics_endpoint;
-  else if (!strcmp(key, "headers"))
-    slot = &g_cfg.headers;
-  else if (!strcmp(key, "export_dir"))
-    slot = &g_cfg.export_dir;
-  if (!slot || g_n_owned == PTW_MAX_OWNED) return POLYTEL_EINVAL;
+/* One option by name, as text (polytel_config_set: the core checks it). The value is copied, owned here
+ * until the next reset. 0, or POLYTEL_EINVAL with ptw_cfg_error() saying why. */
+PTW_EXPORT int ptw_cfg_set(const char *key, const char *value) {
+  if (g_n_owned == PTW_MAX_OWNED) return POLYTEL_ENOMEM;
   char *copy = strdup(value);
   if (!copy) return POLYTEL_ENOMEM;
+  int rc = polytel_config_set(&g_cfg, key, copy);
+  if (rc != 0) {
+    free(copy);
+    return rc;
+  }
   g_owned[g_n_owned++] = copy;
-  *slot = copy;
   return 0;
 }
 
-PTW_EXPORT int ptw_cfg_int(const char *key, double value) {
-  int v = (int)value;
-  if (!strcmp(key, "use_env"))
-    g_cfg.use_env = v;
-  else if (!strcmp(key, "telemetry_enabled"))
-    g_cfg.telemetry_enabled = v;
-  else if (!strcmp(key, "sdk_disabled"))
-    g_cfg.sdk_disabled = v;
-  else if (!strcmp(key, "protocol"))
-    g_cfg.protocol = (polytel_protocol_t)v;
-  else if (!strcmp(key, "timeout_ms"))
-    g_cfg.timeout_ms = (int64_t)value;
-  else if (!strcmp(key, "console"))
-    g_cfg.console = (polytel_console_t)v;
-  else if (!strcmp(key, "console_format"))
-    g_cfg.console_format = (polytel_console_format_t)v;
-  else if (!strcmp(key, "console_level"))
-    g_cfg.console_level = v;
-  else if (!strcmp(key, "exporter"))
-    g_cfg.exporter = (polytel_exporter_t)v;
-  else if (!strcmp(key, "max_memory_bytes"))
-    g_cfg.max_memory_bytes = (int64_t)value;
-  else
-    return POLYTEL_EINVAL;
-  return 0;
+PTW_EXPORT const char *ptw_cfg_error(void) {
+  return polytel_config_error();
+}
+
+/* ------------------------------------------------------- the core's tables */
+
+/* index.js's constants come from here (scripts/build.mjs writes them to dist/polytel_tables.mjs). */
+
+/* Level i of POLYTEL_LEVEL_MAP, then "off": what 0 its name, what 1 its number (as text). NULL past them. */
+PTW_EXPORT const char *ptw_level(int i, int what) {
+  static const struct {
+    const char *text, *num;
+  } levels[] = {
+#define PTW_LEVEL(name, value, text) {text, #value},
+      POLYTEL_LEVEL_MAP(PTW_LEVEL)
+#undef PTW_LEVEL
+  };
+  size_t n = sizeof levels / sizeof levels[0];
+  if (i >= 0 && (size_t)i == n) return what ? "255" : polytel_level_name(POLYTEL_LEVEL_OFF); /* a threshold */
+  if (i < 0 || (size_t)i > n) return NULL;
+  return what ? levels[i].num : levels[i].text;
+}
+
+/* Field i of polytel_stats_t (POLYTEL_STATS_FIELDS), NULL past the last. */
+PTW_EXPORT const char *ptw_stats_field(int i) {
+  static const char *const fields[] = {
+#define PTW_STAT(f, metric, reason, doc) #f,
+      POLYTEL_STATS_FIELDS(PTW_STAT)
+#undef PTW_STAT
+  };
+  return i >= 0 && (size_t)i < sizeof fields / sizeof fields[0] ? fields[i] : NULL;
+}
+
+/* Error code i of POLYTEL_ERRNO_MAP, 0 past the last (its name: polytel_err_name). */
+PTW_EXPORT int ptw_err_code(int i) {
+  static const int codes[] = {
+#define PTW_ERR(name, value, msg) value,
+      POLYTEL_ERRNO_MAP(PTW_ERR)
+#undef PTW_ERR
+  };
+  return i >= 0 && (size_t)i < sizeof codes / sizeof codes[0] ? codes[i] : 0;
+}
+
+/* Option i of the schema: what 0 key, 1 environment variable, 2 type (as text), 3 default. NULL past it. */
+PTW_EXPORT const char *ptw_option(int i, int what) {
+  static char type[4];
+  polytel_setting_t o;
+  if (i < 0 || polytel_config_option((size_t)i, &o) != 0) return NULL;
+  if (what == 2) {
+    type[0] = (char)('0' + o.type);
+    type[1] = '\0';
+    return type;
+  }
+  return what == 0 ? o.key : what == 1 ? o.env : o.value;
+}
+
+/* ------------------------------------------------------ the resolved view */
+
+PTW_EXPORT polytel_resolved_t *ptw_resolved(void) {
+  return polytel_config_resolved();
+}
+PTW_EXPORT void ptw_resolved_free(polytel_resolved_t *r) {
+  polytel_config_resolved_free(r);
+}
+PTW_EXPORT int ptw_resolved_n(const polytel_resolved_t *r) {
+  return r ? (int)r->n : 0;
+}
+/* Item i: what 0 key, 1 value (NULL for none); ptw_resolved_type for how to read it. */
+PTW_EXPORT const char *ptw_resolved_item(const polytel_resolved_t *r, int i, int what) {
+  if (!r || i < 0 || (size_t)i >= r->n) return NULL;
+  return what == 0 ? r->items[i].key : r->items[i].value;
+}
+PTW_EXPORT int ptw_resolved_type(const polytel_resolved_t *r, int i) {
+  return r && i >= 0 && (size_t)i < r->n ? (int)r->items[i].type : 0;
 }
 
 /* Node: index.js copies the OTEL_* / POLYTEL_* / TELEMETRY_ENABLED variables in, so the core reads them as
@@ -203,16 +239,12 @@ PTW_EXPORT void ptw_counter_add(const char *name, const char *unit, double delta
 static struct {
   polytel__pipeline_t *pl;
   const polytel__pipeline_api_t *api;
-  int exporter;
-  char *export_dir;
   char **header_kv; /* key, value, key, value... */
   size_t n_headers;
   uint32_t generation; /* bumped at each start and stop, so late fetch results are ignored */
 } T;
 
 static void transport_forget(void) {
-  free(T.export_dir);
-  T.export_dir = NULL;
   for (size_t i = 0; i < 2 * T.n_headers; i++) free(T.header_kv[i]);
   free(T.header_kv);
   T.header_kv = NULL;
@@ -223,8 +255,6 @@ static void transport_forget(void) {
 static int transport_adopt(polytel__pipeline_t *pl, const polytel__pipeline_api_t *api,
                            const polytel__cfg_t *cfg) {
   transport_forget();
-  T.exporter = cfg->exporter;
-  T.export_dir = cfg->export_dir ? strdup(cfg->export_dir) : NULL;
   if (cfg->n_headers) {
     T.header_kv = calloc(2 * cfg->n_headers, sizeof(char *));
     if (!T.header_kv) return POLYTEL_ENOMEM;
@@ -311,12 +341,6 @@ PTW_EXPORT double ptw_now_ms(void) {
 }
 PTW_EXPORT uint32_t ptw_generation(void) {
   return T.generation;
-}
-PTW_EXPORT int ptw_exporter(void) {
-  return T.exporter;
-}
-PTW_EXPORT const char *ptw_export_dir(void) {
-  return T.export_dir;
 }
 PTW_EXPORT int ptw_n_headers(void) {
   return (int)T.n_headers;
