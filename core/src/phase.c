@@ -311,7 +311,7 @@ int polytel_init_full_telemetry(struct uv_loop_s *loop, const polytel_config_t *
   polytel__pipeline_t *pl = polytel__pipeline_new(&g_cfg, &g_res);
   /* Set first: a block handed off while the transport starts must wake it. */
   atomic_store(&g_transport, t);
-  rc = pl ? t->start(loop, pl, &polytel__pipeline_api, &g_cfg) : POLYTEL_ENOMEM;
+  rc = pl ? t->start(t, loop, pl, &polytel__pipeline_api, &g_cfg) : POLYTEL_ENOMEM;
   if (rc != 0) {
     atomic_store(&g_transport, NULL);
     if (pl) polytel__pipeline_free(pl);

@@ -26,8 +26,8 @@ typedef struct polytel__transport_s {
    * (or, for the host's, the host drives it). The cfg is copied (it need not outlive the call). On failure
    * (POLYTEL_EINVAL, _ENOMEM, _EIO, _EALREADY) the caller still owns `pl`.
    */
-  int (*start)(struct uv_loop_s *loop, polytel__pipeline_t *pl, const polytel__pipeline_api_t *api,
-               const polytel__cfg_t *cfg);
+  int (*start)(const struct polytel__transport_s *self, struct uv_loop_s *loop, polytel__pipeline_t *pl,
+               const polytel__pipeline_api_t *api, const polytel__cfg_t *cfg);
   /* Any thread, cheap (a block was handed off: pump soon). NULL: the host polls. */
   void (*wake)(void);
   /* Any thread: force the pipeline, wait until nothing recorded before is pending or the timeout passed.
@@ -41,6 +41,7 @@ typedef struct polytel__transport_s {
   void (*atfork_prepare)(void);
   void (*atfork_parent)(void);
   void (*atfork_child)(void);
+  const void *impl; /* the implementation's own (the libuv transports: their sender) */
 } polytel__transport_t;
 
 /* The libuv transports (NULL-free only in a build with POLYTEL_WITH_UV). */

@@ -551,16 +551,4 @@ static void curl_teardown(polytel__uv_t *tp) {
 static const polytel__sender_t g_curl = {curl_init, curl_open,     http_send,      curl_drive,
                                          curl_due,  curl_teardown, curl_free_state};
 
-static int otlp_start(uv_loop_t *loop, polytel__pipeline_t *pl, const polytel__pipeline_api_t *api,
-                      const polytel__cfg_t *cfg) {
-  return polytel__uv_start(loop, pl, api, cfg, &g_curl);
-}
-
-const polytel__transport_t polytel__transport_otlp = {"otlp",
-                                                      otlp_start,
-                                                      polytel__uv_wake,
-                                                      polytel__uv_flush,
-                                                      polytel__uv_stop,
-                                                      polytel__uv_atfork_prepare,
-                                                      polytel__uv_atfork_parent,
-                                                      polytel__uv_atfork_child};
+const polytel__transport_t polytel__transport_otlp = POLYTEL__UV_TRANSPORT("otlp", &g_curl);

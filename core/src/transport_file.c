@@ -147,16 +147,4 @@ static void file_free(polytel__uv_t *tp) {
 static const polytel__sender_t g_file = {file_init, file_open,     file_send, NULL,
                                          NULL,      file_teardown, file_free};
 
-static int file_start(uv_loop_t *loop, polytel__pipeline_t *pl, const polytel__pipeline_api_t *api,
-                      const polytel__cfg_t *cfg) {
-  return polytel__uv_start(loop, pl, api, cfg, &g_file);
-}
-
-const polytel__transport_t polytel__transport_file = {"file",
-                                                      file_start,
-                                                      polytel__uv_wake,
-                                                      polytel__uv_flush,
-                                                      polytel__uv_stop,
-                                                      polytel__uv_atfork_prepare,
-                                                      polytel__uv_atfork_parent,
-                                                      polytel__uv_atfork_child};
+const polytel__transport_t polytel__transport_file = POLYTEL__UV_TRANSPORT("file", &g_file);

@@ -294,8 +294,9 @@ static void *loop_thread(void *arg) {
 
 /* ---------------------------------------------------------------- the transport */
 
-int polytel__uv_start(uv_loop_t *loop, polytel__pipeline_t *pl, const polytel__pipeline_api_t *api,
-                      const polytel__cfg_t *cfg, const polytel__sender_t *snd) {
+int polytel__uv_start(const polytel__transport_t *self, uv_loop_t *loop, polytel__pipeline_t *pl,
+                      const polytel__pipeline_api_t *api, const polytel__cfg_t *cfg) {
+  const polytel__sender_t *snd = self ? self->impl : NULL;
   if (!pl || !cfg || !api || !snd) return POLYTEL_EINVAL;
   pthread_mutex_lock(&g_mu);
   if (atomic_load(&g_tp)) {

@@ -70,9 +70,9 @@ struct polytel__uv_s {
   int park_req, parked;
 };
 
-/* The driver's side of a transport: each libuv transport is these with its sender. */
-int polytel__uv_start(uv_loop_t *loop, polytel__pipeline_t *pl, const polytel__pipeline_api_t *api,
-                      const polytel__cfg_t *cfg, const polytel__sender_t *snd);
+/* The driver's side of a transport: each libuv transport is these with its sender (self->impl). */
+int polytel__uv_start(const polytel__transport_t *self, uv_loop_t *loop, polytel__pipeline_t *pl,
+                      const polytel__pipeline_api_t *api, const polytel__cfg_t *cfg);
 void polytel__uv_wake(void);
 int polytel__uv_flush(uint32_t timeout_ms);
 int polytel__uv_stop(uint32_t timeout_ms);
@@ -86,6 +86,13 @@ int polytel__uv_parked(void);
 
 /* Connections the OTLP transport keeps open to one collector (a telemetry side-channel, not a race). */
 #define POLYTEL__HTTP_MAX_HOST_CONNECTIONS 2
+
+/* A libuv transport: the driver's functions and a sender. */
+#define POLYTEL__UV_TRANSPORT(name, sender)                                                       \
+  {                                                                                               \
+    (name), polytel__uv_start, polytel__uv_wake, polytel__uv_flush, polytel__uv_stop,             \
+        polytel__uv_atfork_prepare, polytel__uv_atfork_parent, polytel__uv_atfork_child, (sender) \
+  }
 
 /* For senders. An attempt ended: the pipeline decides. */
 void polytel__uv_done(polytel__uv_t *tp, polytel__request_t *req, const polytel__response_t *r);

@@ -40,9 +40,9 @@ static const polytel__pipeline_api_t *fake_api;
 static polytel__pipeline_t *fake_pl;
 static int fake_started, fake_stopped;
 
-static int fake_start(struct uv_loop_s *loop, polytel__pipeline_t *p, const polytel__pipeline_api_t *api,
-                      const polytel__cfg_t *cfg) {
-  (void)loop, (void)cfg;
+static int fake_start(const polytel__transport_t *self, struct uv_loop_s *loop, polytel__pipeline_t *p,
+                      const polytel__pipeline_api_t *api, const polytel__cfg_t *cfg) {
+  (void)self, (void)loop, (void)cfg;
   fake_api = api, fake_pl = p;
   fake_started++;
   return 0;
@@ -63,8 +63,8 @@ static int fake_stop(uint32_t timeout_ms) {
   return 0;
 }
 
-static const polytel__transport_t fake_transport = {"fake",    fake_start, NULL, fake_flush,
-                                                    fake_stop, NULL,       NULL, NULL};
+static const polytel__transport_t fake_transport = {
+    .name = "fake", .start = fake_start, .flush = fake_flush, .stop = fake_stop};
 
 static int start(int metrics, const char *protocol) {
   unsetenv("POLYTEL_CONSOLE");

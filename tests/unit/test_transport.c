@@ -48,7 +48,8 @@ static const polytel__transport_t *tpt_for(int exporter) {
 
 static int tpt_start(uv_loop_t *loop, polytel__pipeline_t *pl, const polytel__cfg_t *cfg) {
   atomic_store(&tpt_current, tpt_for(cfg->exporter));
-  return atomic_load(&tpt_current)->start(loop, pl, &tpt_api, cfg);
+  const polytel__transport_t *t = atomic_load(&tpt_current);
+  return t->start(t, loop, pl, &tpt_api, cfg);
 }
 static void tpt_wake(void) {
   atomic_load(&tpt_current)->wake();

@@ -46,6 +46,15 @@ def test_options_are_the_cores():
     assert list(cfg)[3:] == keys and list(cfg)[:3] == ["phase", "not_exporting", "destination"]
 
 
+def test_every_option_is_documented():
+    """docs/configuration.md's "Options by name" has a row for every option of the core's table."""
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "..")
+    text = open(os.path.join(root, "docs", "configuration.md")).read()
+    table = text[text.index("## Options by name"):text.index("## Telemetry on/off")]
+    missing = [k for k in polytel._polytel.option_defaults if "| `%s` |" % k not in table]
+    assert not missing, "options without their row in docs/configuration.md: %s" % missing
+
+
 def test_error_codes():
     # The constants are the core's table: each names itself, and the names are distinct codes.
     names = ("OK", "EINVAL", "ENOMEM", "EALREADY", "ESTATE", "ETIMEDOUT", "ENOSYS", "EIO", "EDISABLED", "EDROPPED")

@@ -276,9 +276,9 @@ static int transport_adopt(polytel__pipeline_t *pl, const polytel__pipeline_api_
  * from its event loop with the ptw_* calls below; stop tells JS first (3), then the core counts what is
  * left (requests still in flight as unconfirmed: their fetch may have delivered them) and frees it.
  */
-static int host_start(struct uv_loop_s *loop, polytel__pipeline_t *pl, const polytel__pipeline_api_t *api,
-                      const polytel__cfg_t *cfg) {
-  (void)loop;
+static int host_start(const polytel__transport_t *self, struct uv_loop_s *loop, polytel__pipeline_t *pl,
+                      const polytel__pipeline_api_t *api, const polytel__cfg_t *cfg) {
+  (void)self, (void)loop;
   int rc = transport_adopt(pl, api, cfg);
   if (rc != 0) {
     transport_forget();
@@ -309,8 +309,8 @@ static int host_stop(uint32_t timeout_ms) {
   return 0;
 }
 
-static const polytel__transport_t g_host = {"host",    host_start, NULL, host_flush,
-                                            host_stop, NULL,       NULL, NULL};
+static const polytel__transport_t g_host = {
+    .name = "host", .start = host_start, .flush = host_flush, .stop = host_stop};
 
 /*
  * Phase 2. 0 with the transport started (index.js is told: 1), 0 with telemetry still off
