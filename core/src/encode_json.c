@@ -160,6 +160,7 @@ static void j_hex(jb_t *b, const uint8_t *id, size_t n) {
 static size_t kv_bound(const polytel__kv_t *kv) {
   size_t n = 64 + JSTR_BOUND(kv->key_len) + JNUM_BOUND;
   if (kv->type == POLYTEL_ATTR_STRING) n += JSTR_BOUND(kv->v.str.len);
+  if (kv->type == POLYTEL__ATTR_STRINGS) n += JSTR_BOUND(kv->v.str.len) + 20 * ((size_t)kv->v.str.len + 1);
   return n;
 }
 
@@ -189,6 +190,20 @@ static void j_anyvalue_kv(jb_t *b, const polytel__kv_t *kv) {
       else
         J(b, "{\"boolValue\":false");
       break;
+    case POLYTEL__ATTR_STRINGS: {
+      J(b, "{\"arrayValue\":{\"values\":[");
+      const char *s = kv->v.str.ptr;
+      for (size_t i = 0, start = 0; kv->v.str.len && i <= kv->v.str.len; i++) {
+        if (i < kv->v.str.len && s[i] != '\0') continue;
+        if (start) j_ch(b, ',');
+        J(b, "{\"stringValue\":");
+        j_str(b, s + start, i - start);
+        j_ch(b, '}');
+        start = i + 1;
+      }
+      J(b, "]}");
+      break;
+    }
     default:
       j_ch(b, '{');
       break;

@@ -279,6 +279,8 @@ static inline void w_fixed64_field(rw_t *w, unsigned field, uint64_t v) {
 static size_t kv_bound(const polytel__kv_t *kv) {
   size_t b = 40 + STR_BOUND(kv->key_len);
   if (kv->type == POLYTEL_ATTR_STRING) b += STR_BOUND(kv->v.str.len);
+  /* Each of at most len + 1 strings adds two tags and two lengths. */
+  if (kv->type == POLYTEL__ATTR_STRINGS) b += STR_BOUND(kv->v.str.len) + 24 * ((size_t)kv->v.str.len + 1);
   return b;
 }
 
@@ -308,6 +310,23 @@ static void w_kv(rw_t *w, unsigned field, const polytel__kv_t *kv) {
       w_double(w, kv->v.d);
       w_byte(w, 4 << 3 | 1);
       break;
+    case POLYTEL__ATTR_STRINGS: {
+      /* AnyValue.array_value (5) = ArrayValue {values = 1: AnyValue {string_value = 1}}, the last string
+       * first. */
+      const char *s = kv->v.str.ptr;
+      size_t end = kv->v.str.len;
+      while (kv->v.str.len) {
+        size_t start = end;
+        while (start > 0 && s[start - 1] != '\0') start--;
+        size_t me = rw_pos(w);
+        w_str(w, 1, s + start, end - start, 1);
+        w_close(w, me, 1);
+        if (start == 0) break;
+        end = start - 1;
+      }
+      w_close(w, mv, 5);
+      break;
+    }
     default: /* unknown type: an empty AnyValue, as OTLP allows */
       break;
   }

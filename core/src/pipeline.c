@@ -58,6 +58,7 @@ struct polytel__pipeline_s {
   int metrics_owed;      /* a flush wants a metrics snapshot once every block is drained */
   int settle_owed;       /* a flush wants the self-metrics once its records are settled */
   int metrics_in_flight; /* at most one: cumulative snapshots must arrive in time order */
+  int unbounded;         /* page exit: drain past the queue bound (what does not fit is dropped next) */
   uint64_t rng[2];
   warn_slot_t warn[WARN_SLOTS];
   polytel_stats_t last_self; /* the stats the last snapshot's self-metrics were taken from */
@@ -492,6 +493,7 @@ void polytel__pipeline_free(polytel__pipeline_t *pl) {
 
 /* Items the queue may still take, so memory stays bounded when the collector is slow or down. */
 static uint64_t room(const polytel__pipeline_t *pl) {
+  if (pl->unbounded) return UINT64_MAX;
   uint64_t ql = pl->queued_items[1] + pl->logs.n, qs = pl->queued_items[0] + pl->spans.n;
   uint64_t ml = pl->cfg->blrp.max_queue_size, ms = pl->cfg->bsp.max_queue_size;
   uint64_t rl = ql < ml ? ml - ql : 0, rs = qs < ms ? ms - qs : 0;
@@ -552,8 +554,9 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
       pl->flush_target = 0;
     }
   }
-  if (pl->logs.n && now - pl->logs.first_ms >= c->blrp.schedule_delay_ms) cut_logs(pl, now);
-  if (pl->spans.n && now - pl->spans.first_ms >= c->bsp.schedule_delay_ms) cut_spans(pl, now);
+  /* first_ms comes from the sink's clock, read after `now`: `now - first_ms` may be negative. */
+  if (pl->logs.n && now >= pl->logs.first_ms + c->blrp.schedule_delay_ms) cut_logs(pl, now);
+  if (pl->spans.n && now >= pl->spans.first_ms + c->bsp.schedule_delay_ms) cut_spans(pl, now);
   if (now - pl->last_metrics_ms >= c->metric_export_interval_ms) collect_metrics(pl, now);
 
   /* Next wake-up: the soonest of a batch deadline, a retry, the metrics interval, or a poll of blocks. */
@@ -774,6 +777,67 @@ void polytel__pipeline_abandon(polytel__pipeline_t *pl) {
   pl->metrics_owed = pl->settle_owed = 0;
   if (dropped) atomic_fetch_add(&polytel__acct.dropped_export, dropped);
   if (unconfirmed) atomic_fetch_add(&polytel__acct.unconfirmed, unconfirmed);
+}
+
+/* ------------------------------------------------ page exit (wasm transport) */
+
+size_t polytel__pipeline_exit_cut(polytel__pipeline_t *pl, uint64_t now) {
+  pl->unbounded = 1;
+  drain(pl);
+  pl->unbounded = 0;
+  cut_logs(pl, now);
+  cut_spans(pl, now);
+  size_t n = 0;
+  for (const polytel__request_t *r = pl->head; r; r = r->next) n += !r->in_flight;
+  return n;
+}
+
+polytel__request_t *polytel__pipeline_exit_take(polytel__pipeline_t *pl) {
+  for (polytel__request_t *r = pl->head; r; r = r->next) {
+    /* Snapshots are not handed out here: exit_metrics supersedes them with one that counts the exit. */
+    if (r->in_flight || r->signal == POLYTEL__SIG_METRICS) continue;
+    r->in_flight = 1;
+    r->transport_data = NULL;
+    pl->in_flight++;
+    return r;
+  }
+  return NULL;
+}
+
+void polytel__pipeline_exit_release(polytel__pipeline_t *pl, polytel__request_t *req) {
+  if (!req->in_flight) return;
+  req->in_flight = 0;
+  if (pl->in_flight) pl->in_flight--;
+  if (req->signal == POLYTEL__SIG_METRICS) pl->metrics_in_flight = 0;
+}
+
+void polytel__pipeline_exit_drop(polytel__pipeline_t *pl, polytel__request_t *req) {
+  polytel__pipeline_exit_release(pl, req);
+  atomic_fetch_add(&polytel__acct.dropped_export, req->n_items);
+  atomic_fetch_add(&polytel__acct.export_failures, 1);
+  unlink_req(pl, req);
+  free_request(req);
+}
+
+polytel__request_t *polytel__pipeline_exit_metrics(polytel__pipeline_t *pl, uint64_t now, int final) {
+  /* Snapshots arrive in time order; only the last word of a leaving page may overtake one in flight. */
+  if (pl->metrics_in_flight && !final) return NULL;
+  /* Only the newest cumulative snapshot matters: older ones still queued are superseded, not lost. */
+  for (polytel__request_t *r = pl->head, *next; r; r = next) {
+    next = r->next;
+    if (r->signal != POLYTEL__SIG_METRICS || r->in_flight) continue;
+    unlink_req(pl, r);
+    free_request(r);
+  }
+  pl->metrics_owed = 0;
+  collect_metrics(pl, now);
+  polytel__request_t *t = pl->tail;
+  if (!t || t->signal != POLYTEL__SIG_METRICS || t->in_flight) return NULL;
+  t->in_flight = 1;
+  t->transport_data = NULL;
+  pl->in_flight++;
+  pl->metrics_in_flight = 1;
+  return t;
 }
 
 const polytel__pipeline_api_t polytel__pipeline_api = {

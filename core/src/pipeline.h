@@ -124,6 +124,22 @@ uint32_t polytel__pipeline_in_flight(const polytel__pipeline_t *pl);
 void polytel__pipeline_abandon(polytel__pipeline_t *pl);
 
 /*
+ * Page exit (the wasm transport in a browser, which has one last chance to send within the browser's
+ * keepalive budget). exit_cut drains every block, past the queue bound, and cuts every partial batch;
+ * returns the requests queued and not in flight. exit_take hands out the next log or span request
+ * of those whatever the in-flight cap and backoff. A taken request then goes to done() as usual, or
+ * back to the queue (exit_release), or is dropped and counted as dropped_export (exit_drop).
+ * exit_metrics collects a snapshot now (so its self-metrics count those drops), replacing the
+ * snapshots still queued, and hands it out; NULL when there is nothing to report, or (not final) while
+ * a snapshot is in flight, so snapshots keep arriving in time order.
+ */
+size_t polytel__pipeline_exit_cut(polytel__pipeline_t *pl, uint64_t now_ms);
+polytel__request_t *polytel__pipeline_exit_take(polytel__pipeline_t *pl);
+void polytel__pipeline_exit_release(polytel__pipeline_t *pl, polytel__request_t *req);
+void polytel__pipeline_exit_drop(polytel__pipeline_t *pl, polytel__request_t *req);
+polytel__request_t *polytel__pipeline_exit_metrics(polytel__pipeline_t *pl, uint64_t now_ms, int final);
+
+/*
  * The functions above that a transport calls, as a table: transports drive a pipeline through it, so a
  * transport can be tested against a scripted pipeline (tests/unit/test_transport.c).
  */

@@ -34,18 +34,36 @@ size_t polytel__exe_name(char *buf, size_t cap) {
 
 typedef struct item_s {
   const char *key;
-  int is_int;
+  uint8_t type; /* POLYTEL_ATTR_STRING, _INT, _BOOL or POLYTEL__ATTR_STRINGS */
   const char *str;
+  uint32_t len; /* of str */
   int64_t i;
 } item_t;
 
+static item_t str_item(const char *key, const char *value) {
+  return (item_t){key, POLYTEL_ATTR_STRING, value, (uint32_t)strlen(value), 0};
+}
+
 int polytel__resource_build(const polytel__cfg_t *cfg, polytel__resource_t *out) {
-  char exe[256], host[256];
   if (!cfg || !out) return POLYTEL_EINVAL;
   memset(out, 0, sizeof *out);
+#if defined(__EMSCRIPTEN__)
+  /*
+   * wasm: getpid() is a constant and the host name is "emscripten", values of no process. The binding
+   * supplies what its runtime knows instead (Node: the real pid, host, runtime; a browser: browser.*,
+   * user_agent.original, a per-page service.instance.id).
+   */
+  size_t n_host = 0;
+  const polytel__kv_t *host_kv = polytel__host_resource(&n_host);
+  const char *fallback = "unknown_service";
+#else
+  char exe[256], host[256];
+  size_t n_host = 0;
   polytel__exe_name(exe, sizeof exe);
   if (gethostname(host, sizeof host) != 0 || !host[0]) snprintf(host, sizeof host, "unknown");
   host[sizeof host - 1] = '\0';
+  const char *fallback = exe;
+#endif
 
   const char *service = cfg->service_name;
   if (!service) {
@@ -53,21 +71,38 @@ int polytel__resource_build(const polytel__cfg_t *cfg, polytel__resource_t *out)
       if (strcmp(cfg->resource_attrs[i].key, "service.name") == 0) service = cfg->resource_attrs[i].value;
     }
   }
-  if (!service || !*service) service = exe;
+  if (!service || !*service) service = fallback;
 
-  size_t max_items = 8 + cfg->n_resource_attrs, n = 0;
+  size_t max_items = 8 + n_host + cfg->n_resource_attrs, n = 0;
   item_t *items = calloc(max_items, sizeof *items);
   if (!items) return POLYTEL_ENOMEM;
-  items[n++] = (item_t){"service.name", 0, service, 0};
-  if (cfg->service_version && *cfg->service_version) {
-    items[n++] = (item_t){"service.version", 0, cfg->service_version, 0};
+  items[n++] = str_item("service.name", service);
+  if (cfg->service_version && *cfg->service_version)
+    items[n++] = str_item("service.version", cfg->service_version);
+  items[n++] = str_item("telemetry.sdk.name", "polytel");
+  items[n++] = str_item("telemetry.sdk.language", cfg->sdk_language ? cfg->sdk_language : "c");
+  items[n++] = str_item("telemetry.sdk.version", POLYTEL_VERSION_STRING);
+#if defined(__EMSCRIPTEN__)
+  for (size_t h = 0; h < n_host; h++) {
+    const polytel__kv_t *kv = &host_kv[h];
+    item_t it = {kv->key, kv->type, NULL, 0, 0};
+    if (kv->type == POLYTEL_ATTR_STRING || kv->type == POLYTEL__ATTR_STRINGS) {
+      it.str = kv->v.str.ptr;
+      it.len = kv->v.str.len;
+    } else if (kv->type == POLYTEL_ATTR_BOOL) {
+      it.i = kv->v.b;
+    } else if (kv->type == POLYTEL_ATTR_INT) {
+      it.i = kv->v.i;
+    } else {
+      continue;
+    }
+    items[n++] = it;
   }
-  items[n++] = (item_t){"telemetry.sdk.name", 0, "polytel", 0};
-  items[n++] = (item_t){"telemetry.sdk.language", 0, cfg->sdk_language ? cfg->sdk_language : "c", 0};
-  items[n++] = (item_t){"telemetry.sdk.version", 0, POLYTEL_VERSION_STRING, 0};
-  items[n++] = (item_t){"process.pid", 1, NULL, (int64_t)getpid()};
-  items[n++] = (item_t){"process.executable.name", 0, exe, 0};
-  items[n++] = (item_t){"host.name", 0, host, 0};
+#else
+  items[n++] = (item_t){"process.pid", POLYTEL_ATTR_INT, NULL, 0, (int64_t)getpid()};
+  items[n++] = str_item("process.executable.name", exe);
+  items[n++] = str_item("host.name", host);
+#endif
 
   /* User pairs override what was detected (as in the OTel SDKs), except service.name, settled above. */
   for (size_t p = 0; p < cfg->n_resource_attrs; p++) {
@@ -75,7 +110,7 @@ int polytel__resource_build(const polytel__cfg_t *cfg, polytel__resource_t *out)
     if (!pair->key || !pair->value || strcmp(pair->key, "service.name") == 0) continue;
     size_t j = 0;
     while (j < n && strcmp(items[j].key, pair->key) != 0) j++;
-    items[j] = (item_t){pair->key, 0, pair->value, 0};
+    items[j] = str_item(pair->key, pair->value);
     if (j == n) n++;
   }
 
@@ -83,7 +118,7 @@ int polytel__resource_build(const polytel__cfg_t *cfg, polytel__resource_t *out)
   size_t bytes = n * sizeof(polytel__kv_t);
   for (size_t j = 0; j < n; j++) {
     bytes += strlen(items[j].key) + 1;
-    if (!items[j].is_int) bytes += strlen(items[j].str) + 1;
+    if (items[j].str) bytes += (size_t)items[j].len + 1;
   }
   char *block = malloc(bytes);
   if (!block) {
@@ -98,17 +133,18 @@ int polytel__resource_build(const polytel__cfg_t *cfg, polytel__resource_t *out)
     memcpy(w, items[j].key, kl + 1);
     kv[j].key = w;
     kv[j].key_len = (uint32_t)kl;
+    kv[j].type = items[j].type;
     w += kl + 1;
-    if (items[j].is_int) {
-      kv[j].type = POLYTEL_ATTR_INT;
-      kv[j].v.i = items[j].i;
-    } else {
-      size_t vl = strlen(items[j].str);
-      memcpy(w, items[j].str, vl + 1);
-      kv[j].type = POLYTEL_ATTR_STRING;
+    if (items[j].str) {
+      if (items[j].len) memcpy(w, items[j].str, items[j].len);
+      w[items[j].len] = '\0';
       kv[j].v.str.ptr = w;
-      kv[j].v.str.len = (uint32_t)vl;
-      w += vl + 1;
+      kv[j].v.str.len = items[j].len;
+      w += items[j].len + 1;
+    } else if (items[j].type == POLYTEL_ATTR_BOOL) {
+      kv[j].v.b = items[j].i != 0;
+    } else {
+      kv[j].v.i = items[j].i;
     }
   }
   free(items);

@@ -23,6 +23,12 @@ typedef struct polytel__kv_s {
   } v;
 } polytel__kv_t;
 
+/*
+ * Resource attributes only: an OTLP array of strings (browser.brands), held in v.str as the strings separated
+ * by NUL bytes ("a\0b" is ["a", "b"]; length 0 is the empty array). Never a record attribute.
+ */
+#define POLYTEL__ATTR_STRINGS 16
+
 typedef struct polytel__log_rec_s {
   uint64_t time_ns;
   uint64_t observed_ns;

@@ -603,8 +603,15 @@ class _Handler(BaseHTTPRequestHandler):
             sys.stderr.write("otlp_receiver: %s - %s\n" % (self.address_string(), format % args))
 
     def end_headers(self):
-        if self.server.receiver.cors:
+        cors = self.server.receiver.cors
+        if cors:
             for k, v in CORS_HEADERS:
+                if k == "Access-Control-Allow-Origin" and cors == "credentials":
+                    # The OpenTelemetry Collector's way (rs/cors with AllowCredentials): the origin echoed,
+                    # credentials allowed, which sendBeacon's credentialed requests need.
+                    v = self.headers.get("Origin") or "*"
+                    self.send_header("Access-Control-Allow-Credentials", "true")
+                    self.send_header("Vary", "Origin")
                 self.send_header(k, v)
         super().end_headers()
 
@@ -858,7 +865,8 @@ class _Handler(BaseHTTPRequestHandler):
 class Receiver:
     """A strict OTLP/HTTP receiver on 127.0.0.1 (random port by default), thread-safe."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, cors: bool = False, tls: bool = False,
+    # cors: False, True (Access-Control-Allow-Origin: *) or "credentials" (the Origin echoed, credentials allowed).
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, cors: bool | str = False, tls: bool = False,
                  capture_bodies: bool = False, verbose: bool = False, client_auth: bool = False):
         self.host = host
         self.port = port
@@ -1080,6 +1088,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file", help="write the bound port here once listening (and the CA path to FILE.ca with --tls)")
     ap.add_argument("--cors", action="store_true", help="answer CORS preflights; CORS headers on every response")
+    ap.add_argument("--cors-credentials", action="store_true",
+                    help="like --cors, but echo the Origin and allow credentials (as the OpenTelemetry Collector does)")
     ap.add_argument("--tls", action="store_true", help="HTTPS with a CA and server certificate generated now")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -1090,7 +1100,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             except FileNotFoundError:
                 pass
 
-    rec = Receiver(host=args.host, port=args.port, cors=args.cors, tls=args.tls, verbose=args.verbose).start()
+    cors = "credentials" if args.cors_credentials else args.cors
+    rec = Receiver(host=args.host, port=args.port, cors=cors, tls=args.tls, verbose=args.verbose).start()
     if args.port_file:
         if args.tls:
             _write_atomic(args.port_file + ".ca", rec.ca_path + "\n")

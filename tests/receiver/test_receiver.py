@@ -849,3 +849,19 @@ def test_jsonl_is_strict_and_names_the_line(tmp_path):
         jsonl.load_dir(str(tmp_path))
     (tmp_path / "logs.jsonl").write_text(good + "\n")
     assert [entry["body"] for entry in jsonl.load_dir(str(tmp_path))["logs"]] == ["ok"]
+
+
+def test_cors_credentials_echoes_the_origin(receiver_factory):
+    r = receiver_factory(cors="credentials")
+    req = urllib.request.Request(r.url("traces"), method="OPTIONS", headers={
+        "Origin": "http://127.0.0.1:9", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 204
+        assert resp.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:9"
+        assert resp.headers["Access-Control-Allow-Credentials"] == "true"
+    status, headers, _ = post(r.url("traces"), trace_request([{"name": "s"}]).SerializeToString(),
+                              headers={"Origin": "http://127.0.0.1:9"})
+    assert (status, headers["Access-Control-Allow-Origin"], headers["Access-Control-Allow-Credentials"]) == \
+        (200, "http://127.0.0.1:9", "true")
+    assert len(r.received()["spans"]) == 1

@@ -355,7 +355,7 @@ def normalize_process(items: dict, where: str) -> dict:
             "log_times": {lg["body"]: lg["time_ns"] for lg in items["logs"]}}
 
 
-SDK_LANGUAGE = {"c": "c", "python": "python", "ruby": "ruby", "wasm": "webjs"}
+SDK_LANGUAGE = {"c": "c", "python": "python", "ruby": "ruby", "wasm": "nodejs"}
 
 
 def check_resource(items, lang: str, where: str) -> dict:
@@ -557,9 +557,8 @@ def test_same_telemetry_in_every_language(mode):
     assert not problems, f"[{MODE_LABEL[mode]}] the languages disagree:\n" + "\n".join(problems)
 
 
-# Keys whose values are the language's own: the SDK's name, the service the harness names per language, and
-# the resource attributes the wasm binding detects itself (host.name, process.*) and passes in.
-OWN_CONFIG = {"sdk_language", "service_name", "resource_attributes"}
+# Keys whose values are the language's own: the SDK's name and the service the harness names per language.
+OWN_CONFIG = {"sdk_language", "service_name"}
 
 
 @pytest.mark.parametrize("mode", list(MODES))

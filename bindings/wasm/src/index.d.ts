@@ -62,11 +62,30 @@ export interface BootstrapOptions extends PolytelOptions {
   exporter?: 'otlp' | 'file' | 'none';
   /** The file exporter's directory (POLYTEL_EXPORT_DIR). */
   exportDir?: string;
+  /**
+   * gzip request bodies (CompressionStream), as OTEL_EXPORTER_OTLP_COMPRESSION. Unset: none in Node; in a page,
+   * gzip for an endpoint on the page's own origin, none cross-origin (the OpenTelemetry Collector's CORS then
+   * needs "Content-Encoding" in cors.allowed_headers).
+   */
+  compression?: 'gzip' | 'none';
   /** The fetch to use (default globalThis.fetch). */
   fetch?: typeof globalThis.fetch;
-  /** Node: flush once on 'beforeExit' (default true), bounded by exitTimeoutMs (POLYTEL_EXIT_TIMEOUT_MS, 5000). */
+  /**
+   * The exit handlers (default true). false registers none. Node: 'beforeExit' flushes once, bounded by
+   * exitTimeoutMs, then shuts down; 'exit' (process.exit()) counts what is left. Browsers: 'pagehide' runs
+   * exitFlush(); 'visibilitychange' to hidden sends what fits the keepalive budget and keeps the rest;
+   * 'pageshow' from the back/forward cache resumes.
+   */
   flushOnExit?: boolean;
+  /** Node: the bound on the flush at 'beforeExit', ms (POLYTEL_EXIT_TIMEOUT_MS, the core's exit_timeout_ms: 5000). */
   exitTimeoutMs?: number;
+  /**
+   * Browsers: bytes of keepalive request bodies polytel keeps in flight at most (default 65536, the browser's
+   * cap for the whole page). Lower it when other code on the page sends keepalive requests (beacons, analytics).
+   */
+  keepaliveBudget?: number;
+  /** Browsers, at a page exit: "auto" (default: keepalive fetch, else sendBeacon), "fetch" or "beacon". */
+  exitTransport?: 'auto' | 'fetch' | 'beacon';
   /** Any other option of the core, in camelCase (bspScheduleDelayMs, ...: docs/configuration.md). */
   [option: string]: unknown;
 }
@@ -93,6 +112,35 @@ export interface WorkerStatus {
   config: Record<string, Setting>;
   /** The phase: a status compares loosely equal to it (st == 'full'). */
   toString(): Phase;
+}
+
+/** What a page exit sent and dropped (exitFlush()). Bytes are request bodies as sent (after gzip). */
+export interface ExitReport {
+  /** true for pagehide (what does not fit is dropped); false for hidden (it waits). */
+  final: boolean;
+  transport: 'fetch' | 'beacon' | 'none';
+  /** The keepalive budget, bytes. */
+  budget: number;
+  /** polytel's keepalive bodies already in flight when the exit began. */
+  inFlightBytes: number;
+  sentRequests: number;
+  sentBytes: number;
+  /** Log records and spans in the requests sent. */
+  sentItems: number;
+  /** Requests sent gzip'd. */
+  gzipped: number;
+  /** Not final: requests that wait for room. */
+  heldRequests: number;
+  /** Final: requests that could not be sent; their records are counted in stats().droppedExport. */
+  droppedRequests: number;
+  droppedItems: number;
+  /** Room kept for the last metrics snapshot (which counts the drops). */
+  reserve: number;
+  /** Room left unused. */
+  leftBytes: number;
+  smallestDroppedBytes: number;
+  /** Why requests were dropped, with counts. */
+  reasons: Record<string, number>;
 }
 
 export interface Span {
@@ -141,6 +189,12 @@ export interface Polytel extends Logger {
   flush(timeoutMs?: number): Promise<boolean>;
   /** Flush (bounded), stop, release; phase "none" afterwards. true when everything was delivered. */
   shutdown(timeoutMs?: number): Promise<boolean>;
+  /**
+   * A page's last chance (the pagehide handler calls it): sends what is pending within the browser's keepalive
+   * budget, drops and counts the rest, and sends the metrics snapshot that counts them last. Call it from your own
+   * pagehide listener with flushOnExit: false. null where there is nothing to do (Node, phase 1, the file exporter).
+   */
+  exitFlush(): Promise<ExitReport | null>;
   stats(): Stats;
 }
 

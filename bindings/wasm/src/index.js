@@ -18,6 +18,10 @@ const ATTR_INT = 2;
 const ATTR_DOUBLE = 3;
 const ATTR_BOOL = 4;
 const SIGNAL_FILES = ['traces', 'logs', 'metrics'];
+const SIGNAL_METRICS = 2;
+// The fetch standard's (and Chromium's) cap on the bodies of one page's keepalive requests in flight together.
+const KEEPALIVE_BUDGET = 65536;
+const BROWSER_BATCH = 64; // OTEL_BSP/BLRP_MAX_EXPORT_BATCH_SIZE in a page unless set: ~5 KB protobuf requests
 // stats() keys: the core's field names in camelCase (dropped_buffer_full -> droppedBufferFull).
 const camel = (k) => k.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
 const STATS_FIELDS = CORE_STATS_FIELDS.map(camel);
@@ -29,9 +33,57 @@ const NET_OK = 0;
 const NET_CONNECT = 1;
 const NET_TIMEOUT = 2;
 const NET_OTHER = 4;
+const NET_ABORTED = 5;
+const OTLP_TIMEOUT_WORDS = 'the request timeout (OTEL_EXPORTER_OTLP_TIMEOUT)';
 const DONE_RETRY = 1;
 // Environment variables the core understands; in Node they are copied into the wasm environment.
 const ENV_RE = /^(OTEL_|POLYTEL_)|^(TELEMETRY_ENABLED|NO_COLOR|FORCE_COLOR)$/;
+
+const ATTR_STRINGS = 16; // POLYTEL__ATTR_STRINGS (record.h): a resource's string array
+
+/** What Node knows about this process (the semantic conventions' process.*, host.name). */
+function nodeResource(os) {
+  let host;
+  try {
+    host = os.hostname();
+  } catch {
+    host = undefined;
+  }
+  const exe = (process.execPath || '').split(/[\\/]/).pop();
+  return [
+    ['process.pid', process.pid],
+    ...(exe ? [['process.executable.name', exe], ['process.executable.path', process.execPath]] : []),
+    ['process.runtime.name', 'nodejs'],
+    ['process.runtime.version', process.versions.node],
+    ['process.runtime.description', 'Node.js'],
+    ...(host ? [['host.name', host]] : []),
+  ];
+}
+
+/** What a browser knows (browser.*, user_agent.original) and a random service.instance.id per page load. */
+function browserResource() {
+  const nav = globalThis.navigator ?? {};
+  const out = [];
+  const uad = nav.userAgentData; // User-Agent Client Hints (Chromium); elsewhere these stay unset, as the conventions say
+  if (uad && Array.isArray(uad.brands)) out.push(['browser.brands', uad.brands.map((b) => `${b.brand} ${b.version}`)]);
+  if (uad && typeof uad.platform === 'string' && uad.platform) out.push(['browser.platform', uad.platform]);
+  if (uad && typeof uad.mobile === 'boolean') out.push(['browser.mobile', uad.mobile]);
+  if (typeof nav.language === 'string' && nav.language) out.push(['browser.language', nav.language]);
+  if (typeof nav.userAgent === 'string' && nav.userAgent) out.push(['user_agent.original', nav.userAgent]);
+  out.push(['service.instance.id', randomUUID()]);
+  return out;
+}
+
+function randomUUID() {
+  const c = globalThis.crypto;
+  if (typeof c?.randomUUID === 'function') return c.randomUUID(); // secure contexts only
+  const b = new Uint8Array(16);
+  c.getRandomValues(b);
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -57,6 +109,39 @@ export function parseRetryAfter(value, nowMs = Date.now()) {
   const t = Date.parse(s);
   if (Number.isNaN(t)) return -1;
   return Math.max(0, t - nowMs);
+}
+
+/** Whether fetch() honours keepalive here (Firefox before 133 ignores it: sendBeacon is the way out there). */
+function keepaliveSupported() {
+  try {
+    return new Request('http://localhost/', { method: 'POST', body: 'x', keepalive: true }).keepalive === true;
+  } catch {
+    return false;
+  }
+}
+
+/** gzip through CompressionStream. Only microtasks: it completes inside a pagehide handler. */
+async function gzipBytes(bytes) {
+  const cs = new CompressionStream('gzip');
+  const writer = cs.writable.getWriter();
+  writer.write(bytes).catch(() => {});
+  writer.close().catch(() => {});
+  const reader = cs.readable.getReader();
+  const parts = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    n += value.length;
+  }
+  const out = new Uint8Array(n);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
 }
 
 function unref(timer) {
@@ -88,6 +173,7 @@ class Core {
   constructor(M, options) {
     this.M = M;
     this.sink = options.console && typeof options.console === 'object' ? options.console : globalThis.console;
+    this.quiet = options.console === false; // no console output at all, JavaScript's own warnings included
     this.view = null;
     this.arenaPtr = 0;
     this.arenaCap = 0;
@@ -105,6 +191,11 @@ class Core {
       stats: M._ptw_attr_layout(9),
     };
     this.reserve(4096);
+  }
+
+  /** A warning of the JavaScript side (the core's own lines go through its console writer). */
+  warn(text) {
+    if (!this.quiet) this.sink.warn(`polytel: ${text}`);
   }
 
   heap() {
@@ -309,6 +400,22 @@ class Driver {
     this.waiters = [];
     this.options = {};
     this.fs = null;
+    // Browsers: every keepalive request of the page in flight counts against one budget (64 KiB in
+    // Chromium); past it the browser fails the request like a network error. Requests wait here, oldest
+    // first, until theirs fits, so all of polytel's can outlive the page.
+    this.budget = 0;
+    this.keepaliveBytes = 0;
+    this.held = [];
+    // Requests handed to sendBeacon at a page exit, and keepalive requests whose promise the browser failed
+    // as the page went away: they go on in the browser, and no answer comes back.
+    this.beaconed = [];
+    this.orphans = [];
+    this.exitRun = null; // the page-exit flush under way (a promise of its report)
+    this.exited = false; // the final page exit ran (until the page is shown again)
+    this.lastExit = null;
+    this.plainFailing = false; // a plain request failed at the network level since the last answer
+    this.diagnosed = false; // the network failure was explained once since the last answer
+    this.warnedAt = new Map();
   }
 
   configure(options, fsModule) {
@@ -319,6 +426,7 @@ class Driver {
   started() {
     const M = this.M;
     const core = this.pt._core;
+    const o = this.options;
     this.running = true;
     this.generation = M._ptw_generation();
     const cfg = core.resolved();
@@ -327,11 +435,32 @@ class Driver {
     const headers = {};
     const n = M._ptw_n_headers();
     for (let i = 0; i < n; i++) headers[core.readCString(M._ptw_header(i, 0))] = core.readCString(M._ptw_header(i, 1));
-    Object.assign(headers, this.options.headers || {});
+    Object.assign(headers, o.headers || {});
     this.headers = headers;
-    this.fetch = this.options.fetch || globalThis.fetch;
-    // Runs inside a call into wasm: never throw from here. A file exporter that cannot write sees
-    // its requests fail, and the core retries, then drops and counts them.
+    this.fetch = o.fetch || globalThis.fetch;
+    // Runs inside a call into wasm: never throw from here.
+    // gzip as configured; unset in a page, for endpoints on the page's own origin (no CORS preflight has to
+    // allow Content-Encoding there): far more fits the keepalive budget at a page exit.
+    this.gzipMode = o.compressionSet ? (cfg.compression === 'gzip' && this.exporter === 'otlp' ? 'always' : 'never') : IS_NODE ? 'never' : 'same-origin';
+    if (this.gzipMode !== 'never' && typeof CompressionStream !== 'function') {
+      if (this.gzipMode === 'always') this.pt._warnOnce('gzip compression needs CompressionStream, which this runtime lacks: bodies go out uncompressed');
+      this.gzipMode = 'never';
+    }
+    this.keepalive = !IS_NODE && keepaliveSupported();
+    this.budget = IS_NODE ? 0 : KEEPALIVE_BUDGET;
+    if (!IS_NODE && o.keepaliveBudget !== undefined) {
+      const b = Number(o.keepaliveBudget);
+      if (Number.isFinite(b) && b >= 1 && b <= KEEPALIVE_BUDGET) this.budget = Math.floor(b);
+      else this.pt._warnOnce(`keepaliveBudget must be 1..${KEEPALIVE_BUDGET} bytes (the browser's cap), not ${JSON.stringify(o.keepaliveBudget)}: using ${KEEPALIVE_BUDGET}`);
+    }
+    let how = String(o.exitTransport ?? 'auto').toLowerCase();
+    if (!['auto', 'fetch', 'beacon'].includes(how)) {
+      this.pt._warnOnce(`exitTransport must be "auto", "fetch" or "beacon", not ${JSON.stringify(o.exitTransport)}: using "auto"`);
+      how = 'auto';
+    }
+    const beacon = typeof globalThis.navigator?.sendBeacon === 'function';
+    this.exitTransport = how === 'beacon' ? (beacon ? 'beacon' : 'none') : how === 'fetch' || this.keepalive ? 'fetch' : beacon ? 'beacon' : 'none';
+    // A file exporter that cannot write sees its requests fail, and the core retries, then drops and counts them.
     if (this.exporter === 'file') {
       if (!this.fs) this.pt._warnOnce('the file exporter needs node:fs (Node only): nothing will be written');
       else {
@@ -353,6 +482,11 @@ class Driver {
     for (const f of this.inflight) f.abort();
     this.inflight.clear();
     this.retrying.clear();
+    this.held = [];
+    this.beaconed = [];
+    this.orphans = [];
+    this.exitRun = null;
+    this.exited = false;
     this.notify();
   }
 
@@ -403,48 +537,108 @@ class Driver {
     }
   }
 
-  send(req) {
+  /** A copy of what the transport needs from a request: its memory is the pipeline's. */
+  describe(req) {
     const M = this.M;
     const core = this.pt._core;
     const ptr = M._ptw_req_body(req);
     const len = M._ptw_req_body_len(req);
-    const body = core.heap().slice(ptr, ptr + len); // a copy: the request memory is the pipeline's
-    const signal = M._ptw_req_signal(req);
-    const generation = this.generation;
-    // resp: { status, net, sent, retryAfterMs, body?, contentType?, error? } (polytel__response_t).
-    const finish = (resp) => {
-      if (generation !== this.generation || !this.running) return; // stopped meanwhile: the pipeline is gone
-      const heap = core.heap();
-      const n = resp.body ? Math.min(resp.body.length, M._ptw_resp_cap(0)) : 0;
-      if (n) heap.set(resp.body.subarray(0, n), M._ptw_resp_buf(0));
-      core.writeCString(M._ptw_resp_buf(1), resp.contentType || '', M._ptw_resp_cap(1));
-      core.writeCString(M._ptw_resp_buf(2), resp.error || '', M._ptw_resp_cap(2));
-      // Whether the core kept the request (a retry) or counted it is its decision: only flush() cares.
-      if (M._ptw_done(req, resp.status, resp.net, resp.sent ? 1 : 0, resp.retryAfterMs ?? -1, n) === DONE_RETRY)
-        this.retrying.add(req);
-      this.tick();
+    return {
+      req,
+      generation: this.generation,
+      signal: M._ptw_req_signal(req),
+      items: M._ptw_req_items(req),
+      body: core.heap().slice(ptr, ptr + len),
+      url: core.readCString(M._ptw_req_url(req)),
+      contentType: core.readCString(M._ptw_req_content_type(req)),
+      timeoutMs: M._ptw_req_timeout_ms(req) || 10000,
+      gzip: false,
+      keepaliveRefused: false,
     };
+  }
+
+  send(req) {
+    const r = this.describe(req);
     if (this.exporter === 'none') {
-      finish({ status: 200, net: NET_OK, sent: 1 });
+      this.finish(r, { status: 200, net: NET_OK, sent: 1 });
       return;
     }
     if (this.exporter === 'file') {
       try {
         if (!this.fs) throw new Error('no node:fs');
-        const file = `${this.exportDir}/${SIGNAL_FILES[signal] ?? 'unknown'}.jsonl`;
-        this.fs.appendFileSync(file, Buffer.concat([body, Buffer.from('\n')]));
+        const file = `${this.exportDir}/${SIGNAL_FILES[r.signal] ?? 'unknown'}.jsonl`;
+        this.fs.appendFileSync(file, Buffer.concat([r.body, Buffer.from('\n')]));
       } catch (e) {
         // like a network error: retried by the pipeline, then dropped and counted
-        finish({ status: 0, net: NET_OTHER, sent: 0, error: errorMessage(e) });
+        this.finish(r, { status: 0, net: NET_OTHER, sent: 0, error: errorMessage(e) });
         return;
       }
-      finish({ status: 200, net: NET_OK, sent: 1 });
+      this.finish(r, { status: 200, net: NET_OK, sent: 1 });
       return;
     }
-    const url = core.readCString(M._ptw_req_url(req));
-    const headers = { 'content-type': core.readCString(M._ptw_req_content_type(req)), ...this.headers };
-    if (M._ptw_req_gzip(req)) headers['content-encoding'] = 'gzip';
-    const timeoutMs = M._ptw_req_timeout_ms(req) || 10000;
+    const p = this.compress(r);
+    if (p) p.then(() => this.place(r));
+    else this.place(r);
+  }
+
+  wantGzip(r) {
+    if (this.gzipMode === 'always') return true;
+    if (this.gzipMode !== 'same-origin') return false;
+    try {
+      return new URL(r.url, globalThis.location?.href).origin === globalThis.location?.origin;
+    } catch {
+      return false;
+    }
+  }
+
+  /** gzip through CompressionStream when wanted: a promise, or undefined when there is nothing to do. */
+  compress(r) {
+    if (r.gzip || !this.wantGzip(r)) return undefined;
+    return gzipBytes(r.body).then(
+      (z) => {
+        r.body = z;
+        r.gzip = true;
+      },
+      (e) => this.pt._warnOnce(`gzip failed (${errorMessage(e)}): bodies go out uncompressed`),
+    );
+  }
+
+  /** Sends now, or holds the request until it fits the keepalive budget (browsers). */
+  place(r) {
+    if (r.generation !== this.generation || !this.running) return; // stopped meanwhile: the pipeline is gone
+    if (this.exited) {
+      this.exitPlace(r, this.lastExitReport, false);
+      return;
+    }
+    const n = r.body.length;
+    // Node has no budget; a body past it can never be a keepalive request (it does not outlive the page).
+    if (!this.budget || !this.keepalive || n > this.budget) {
+      this.post(r, false);
+      return;
+    }
+    if (r.signal === SIGNAL_METRICS) this.metricsBytes = n;
+    if (this.held.length || !this.fits(r)) this.held.push(r);
+    else this.post(r, true);
+  }
+
+  /**
+   * Room for r among the keepalive requests in flight. Logs and spans leave room for a metrics snapshot,
+   * so that the last one, which counts what a page exit drops, always goes.
+   */
+  fits(r) {
+    const reserve = r.signal === SIGNAL_METRICS ? 0 : Math.max(4096, (this.metricsBytes ?? 0) + 512);
+    return this.keepaliveBytes + r.body.length <= this.budget - Math.min(reserve, this.budget >> 2);
+  }
+
+  releaseBudget(n) {
+    this.keepaliveBytes -= n;
+    while (this.held.length && !this.exited && this.fits(this.held[0])) this.post(this.held.shift(), true);
+  }
+
+  /** One fetch. Its outcome goes to the pipeline (finish), which alone decides about retries and drops. */
+  post(r, keepalive) {
+    const headers = { 'content-type': r.contentType, ...this.headers };
+    if (r.gzip) headers['content-encoding'] = 'gzip';
     const ac = new AbortController();
     const flight = { abort: () => ac.abort() };
     this.inflight.add(flight);
@@ -452,19 +646,12 @@ class Driver {
     const timer = unref(setTimeout(() => {
       timedOut = true;
       ac.abort();
-    }, timeoutMs));
+    }, r.timeoutMs));
+    const n = r.body.length;
+    if (keepalive) this.keepaliveBytes += n;
     let p;
     try {
-      p = Promise.resolve(
-        this.fetch.call(globalThis, url, {
-          method: 'POST',
-          body,
-          headers,
-          // Browsers cap keepalive bodies at 64 KiB; past that the request would be refused outright.
-          keepalive: len < 60000,
-          signal: ac.signal,
-        }),
-      );
+      p = Promise.resolve(this.fetch.call(globalThis, r.url, { method: 'POST', body: r.body, headers, keepalive, signal: ac.signal }));
     } catch (e) {
       p = Promise.reject(e);
     }
@@ -477,21 +664,293 @@ class Driver {
         } catch {
           /* the status is what counts */
         }
-        return { status: res.status, net: NET_OK, sent: 1, retryAfterMs, body: answer,
-          contentType: res.headers.get('content-type') };
+        return { status: res.status, net: NET_OK, sent: 1, retryAfterMs, body: answer, contentType: res.headers.get('content-type') };
       },
-      (e) => {
-        // fetch does not say whether the body went out: only a refused connection (Node) proves it did not.
-        const code = e?.cause?.code;
-        const refused = code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN';
-        const net = timedOut ? NET_TIMEOUT : refused ? NET_CONNECT : NET_OTHER;
-        return { status: 0, net, sent: refused ? 0 : 1, error: code ? `${code}: ${errorMessage(e)}` : errorMessage(e) };
-      },
-    ).then((resp) => {
+      (error) => ({ error }),
+    ).then((out) => {
       clearTimeout(timer);
       this.inflight.delete(flight);
-      finish(resp);
+      if (out.error !== undefined && keepalive && this.exited) {
+        // The page is going away: the browser fails the document's fetch promises, while its keepalive
+        // requests go on and keep their part of the budget. Their outcome is unknown here: they stay in
+        // flight (pending) in the accounting, unless the page is shown again (resumed).
+        this.orphans.push(r);
+        return;
+      }
+      if (keepalive) this.releaseBudget(n);
+      if (out.error === undefined) this.finish(r, out);
+      else this.failed(r, keepalive, out.error, timedOut);
     });
+  }
+
+  failed(r, keepalive, error, timedOut) {
+    if (r.generation !== this.generation || !this.running) return;
+    if (this.exited) {
+      // A plain request the page's exit cut off: whether its body got out nobody can tell.
+      this.finish(r, { status: 0, net: NET_ABORTED, sent: 1, error: 'cut off by the page exit' });
+      return;
+    }
+    if (!timedOut && keepalive && !this.plainFailing) {
+      // The browser refuses a keepalive request past its budget with the TypeError of any network failure.
+      // polytel's own stay inside the budget, so another script holds the rest: one plain attempt tells
+      // the two apart (transport mechanics, not a retry: the pipeline sees one outcome).
+      r.keepaliveRefused = true;
+      this.post(r, false);
+      return;
+    }
+    if (!timedOut && !keepalive) this.plainFailing = true;
+    const cross = this.diagnose(r, error, timedOut);
+    this.finish(r, this.failure(error, timedOut, cross));
+  }
+
+  /**
+   * The response description (polytel__response_t) of a fetch that got no answer. fetch does not say
+   * whether the body went out. Node names a refused connection (nothing sent). In a browser, a request
+   * to another origin is preceded by a CORS preflight (our Content-Types are not CORS-safelisted), so an
+   * opaque failure there is a preflight or connection failure: the body did not go out. Otherwise it may
+   * have: the records count as unconfirmed if nothing better comes.
+   */
+  failure(error, timedOut, crossOrigin) {
+    const code = error?.cause?.code;
+    const refused = code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN';
+    const text = code ? `${code}: ${errorMessage(error)}` : errorMessage(error);
+    if (timedOut) return { status: 0, net: NET_TIMEOUT, sent: 1, error: `no answer within ${OTLP_TIMEOUT_WORDS}` };
+    if (refused) return { status: 0, net: NET_CONNECT, sent: 0, error: text };
+    if (crossOrigin) {
+      return { status: 0, net: NET_OTHER, sent: 0, error: `${text}: an opaque network error; on another origin, a CORS refusal is a likely cause` };
+    }
+    return { status: 0, net: NET_OTHER, sent: 1, error: text };
+  }
+
+  /** resp: { status, net, sent, retryAfterMs?, body?, contentType?, error? } (polytel__response_t). */
+  finish(r, resp) {
+    if (r.generation !== this.generation || !this.running) return; // stopped meanwhile: the pipeline is gone
+    const M = this.M;
+    const core = this.pt._core;
+    if (resp.net === NET_OK) {
+      this.plainFailing = false;
+      this.diagnosed = false;
+      if (r.keepaliveRefused) {
+        this.warnEvery('keepalive', `the browser refused a keepalive request of ${r.body.length} bytes while polytel's own keepalive requests in flight held ${this.keepaliveBytes} bytes of its ${this.budget}-byte budget: other code on this page uses the browser's 64 KiB keepalive allowance. It went out as a plain request (which does not outlive the page); set keepaliveBudget lower to leave room for the others`);
+      }
+    }
+    const heap = core.heap();
+    const n = resp.body ? Math.min(resp.body.length, M._ptw_resp_cap(0)) : 0;
+    if (n) heap.set(resp.body.subarray(0, n), M._ptw_resp_buf(0));
+    core.writeCString(M._ptw_resp_buf(1), resp.contentType || '', M._ptw_resp_cap(1));
+    core.writeCString(M._ptw_resp_buf(2), resp.error || '', M._ptw_resp_cap(2));
+    // Whether the core kept the request (a retry) or counted it is its decision: only flush() cares.
+    if (M._ptw_done(r.req, resp.status, resp.net, resp.sent ? 1 : 0, resp.retryAfterMs ?? -1, n) === DONE_RETRY) {
+      this.retrying.add(r.req);
+    }
+    this.tick();
+  }
+
+  warnEvery(key, text, everyMs = 60000) {
+    const now = Date.now();
+    const last = this.warnedAt.get(key);
+    if (last !== undefined && now - last < everyMs) return;
+    this.warnedAt.set(key, now);
+    this.pt._core.warn(text);
+  }
+
+  /**
+   * Browsers report a CORS refusal and an unreachable collector alike (an opaque TypeError). For a
+   * cross-origin endpoint, once per failure episode, a no-cors probe (which needs no CORS) tells whether
+   * the collector answers at all, and the warning names what to configure. Returns whether the endpoint
+   * is on another origin than the page.
+   */
+  diagnose(r, error, timedOut) {
+    if (IS_NODE) return false;
+    const page = globalThis.location;
+    let target;
+    try {
+      target = new URL(r.url, page?.href);
+    } catch {
+      return false;
+    }
+    if (!page?.origin || page.origin === 'null' || target.origin === page.origin) return false;
+    if (timedOut || this.diagnosed) return true;
+    this.diagnosed = true;
+    const origin = page.origin;
+    // Header names only (never a value), and only well-formed ones: a name is echoed into the console.
+    const extra = Object.keys(this.headers)
+      .filter((h) => h.toLowerCase() !== 'content-type')
+      .map((h) => (/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(h) ? h : '<a malformed header name>'));
+    if (r.gzip) extra.unshift('Content-Encoding');
+    const headersHint = extra.length ? ` and allowed_headers: ${JSON.stringify(extra)}` : '';
+    const how = `receivers: otlp: protocols: http: cors: allowed_origins: ["${origin}"]${headersHint}`;
+    const what = `${errorMessage(error)}`;
+    const where = target.origin + target.pathname; // never the query: it may carry a key
+    let probe;
+    try {
+      probe = Promise.resolve(this.fetch.call(globalThis, target.href, { method: 'HEAD', mode: 'no-cors', cache: 'no-store', credentials: 'omit' }));
+    } catch (e) {
+      probe = Promise.reject(e);
+    }
+    probe.then(
+      () => this.warnEvery('cors', `export to ${where} failed (${what}): the collector answers, but the browser withholds its responses from this page (CORS): the collector does not allow the origin ${origin}. In the OpenTelemetry Collector: ${how}`, 0),
+      () => this.warnEvery('cors', `export to ${where} failed (${what}): an opaque network error: the collector (${target.origin}) is unreachable, or it refuses this page's origin ${origin} (CORS): browsers report both alike. If it is up, allow the origin: ${how}`, 0),
+    );
+    return true;
+  }
+
+  // ------------------------------------------------------------ page exit
+
+  /**
+   * What the page can still send as it goes away: one last batch within the keepalive budget (the
+   * requests already in flight count against it). final: the page is leaving (pagehide): what does not
+   * fit is dropped and counted, and the metrics snapshot, taken after those drops, goes last (its room is
+   * reserved). Not final (hidden, the page may live on): what does not fit waits for room.
+   */
+  exitFlush(final) {
+    if (!this.running || this.exporter !== 'otlp') return Promise.resolve(null);
+    if (this.exited) return this.exitRun ?? Promise.resolve(this.lastExit);
+    if (this.exitRun) return this.exitRun.then(() => this.exitFlush(final));
+    const M = this.M;
+    M._ptw_exit_cut();
+    const list = [];
+    const metricsSuperseded = (r) => r.signal === SIGNAL_METRICS && (M._ptw_exit_release(r.req), true);
+    for (const r of this.held.splice(0)) if (!metricsSuperseded(r)) list.push(r);
+    for (let req; (req = M._ptw_exit_take()); ) {
+      this.retrying.delete(req);
+      list.push(this.describe(req));
+    }
+    // Room for the last snapshot: a snapshot now (its size), given back and superseded by the last one.
+    const m0 = M._ptw_exit_metrics(final ? 1 : 0);
+    let reserve = 0;
+    if (m0) {
+      reserve = M._ptw_req_body_len(m0) + 64;
+      M._ptw_exit_release(m0);
+    }
+    const transport = final ? this.exitTransport : 'fetch';
+    const report = {
+      final,
+      transport,
+      budget: this.budget,
+      inFlightBytes: this.keepaliveBytes,
+      sentRequests: 0,
+      sentBytes: 0,
+      sentItems: 0,
+      gzipped: 0,
+      heldRequests: 0,
+      droppedRequests: 0,
+      droppedItems: 0,
+      reserve,
+      leftBytes: 0, // room the exit did not use
+      smallestDroppedBytes: 0,
+      reasons: {},
+    };
+    if (final) {
+      this.exited = true;
+      this.lastExitReport = report;
+      // A page that still runs its timers a second after its exit stayed (exitFlush() called on a page that
+      // lives on): export as usual again. A page that left runs no more timers; a frozen one resumes on pageshow.
+      // (Answers are no such sign: those of earlier requests still arrive between pagehide and the unload.)
+      setTimeout(() => this.resumed(), 1000);
+    }
+    const run = async () => {
+      for (const r of list) {
+        if (transport === 'fetch') await this.compress(r);
+        this.exitPlace(r, report, false);
+      }
+      // After the drops: its self-metrics count them.
+      const m1 = this.running ? M._ptw_exit_metrics(final ? 1 : 0) : 0;
+      if (m1) {
+        const r = this.describe(m1);
+        if (transport === 'fetch') await this.compress(r);
+        this.exitPlace(r, report, true);
+      }
+      report.leftBytes = this.budget - this.keepaliveBytes;
+      if (final && report.droppedRequests) {
+        const why = Object.entries(report.reasons).map(([k, v]) => `${v} ${k}`).join(', ');
+        this.pt._core.warn(
+          `page exit: ${report.droppedItems} log records/spans could not be sent and are counted as dropped (dropped_export): ${why}; ` +
+            `sent ${report.sentRequests} requests (${report.sentBytes} bytes${report.gzipped ? `, ${report.gzipped} gzip'd` : ''}, ${report.sentItems} records) by ${transport} ` +
+            `within the ${this.budget}-byte keepalive budget (${report.inFlightBytes} bytes were already in flight)`,
+        );
+      }
+      this.lastExit = report;
+      return report;
+    };
+    const p = run().finally(() => {
+      if (this.exitRun === p) this.exitRun = null;
+    });
+    this.exitRun = p;
+    return p;
+  }
+
+  /** Sends r within what is left of the budget; else keeps it (the page may live on) or drops it (final). */
+  exitPlace(r, report, lastSnapshot) {
+    if (r.generation !== this.generation || !this.running) return;
+    const M = this.M;
+    const n = r.body.length;
+    const room = this.budget - this.keepaliveBytes - (lastSnapshot ? 0 : report.reserve);
+    let reason = 'past the keepalive budget';
+    if (n <= room) {
+      if (report.transport === 'fetch') {
+        this.post(r, true);
+        this.countSent(report, r);
+        return;
+      }
+      if (report.transport === 'beacon') {
+        // sendBeacon carries no headers: no Content-Encoding, no credentials of ours.
+        if (Object.keys(this.headers).some((h) => h.toLowerCase() !== 'content-type')) reason = 'sendBeacon cannot carry the configured headers';
+        else {
+          let ok = false;
+          try {
+            ok = globalThis.navigator.sendBeacon(r.url, new Blob([r.body], { type: r.contentType }));
+          } catch (e) {
+            reason = `sendBeacon threw (${errorMessage(e)})`;
+          }
+          if (ok) {
+            this.keepaliveBytes += n; // the browser's budget holds it until it is delivered: no word comes back
+            this.beaconed.push(r);
+            this.countSent(report, r);
+            return;
+          }
+          if (!reason.startsWith('sendBeacon threw')) reason = 'sendBeacon refused it';
+        }
+      } else {
+        reason = 'no keepalive fetch or sendBeacon in this browser';
+      }
+    }
+    if (!report.final) {
+      this.held.push(r);
+      report.heldRequests++;
+      return;
+    }
+    M._ptw_exit_drop(r.req);
+    if (!report.droppedRequests || n < report.smallestDroppedBytes) report.smallestDroppedBytes = n;
+    report.droppedRequests++;
+    report.droppedItems += r.items;
+    report.reasons[reason] = (report.reasons[reason] ?? 0) + 1;
+  }
+
+  countSent(report, r) {
+    report.sentRequests++;
+    if (r.gzip) report.gzipped++;
+    report.sentBytes += r.body.length;
+    report.sentItems += r.items;
+  }
+
+  /** The page is shown again (back/forward cache, or visible after an exit flush): export as usual. */
+  resumed() {
+    if (!this.running || !this.exited) return;
+    this.exited = false;
+    // Requests sent at the exit whose answer never came: by now the browser has finished them one way or
+    // the other, and they no longer hold its budget. Whether they arrived nobody can tell.
+    for (const r of [...this.beaconed.splice(0), ...this.orphans.splice(0)]) {
+      this.keepaliveBytes -= r.body.length;
+      this.unanswered(r);
+    }
+    this.releaseBudget(0);
+    this.wake();
+  }
+
+  /** A request that was sent and never answered: the pipeline retries it (it may arrive twice) or counts it unconfirmed. */
+  unanswered(r) {
+    this.finish(r, { status: 0, net: NET_TIMEOUT, sent: 1, error: 'sent at the page exit, never answered' });
   }
 
   notify() {
@@ -607,7 +1066,7 @@ class Polytel extends Logger {
     this._stack = []; // the synchronous span stack (browsers; also the fallback in Node)
     this._fs = fsModule;
     this._driver = new Driver(this);
-    this._exitHook = null;
+    this._exitHooks = null; // [target, event, listener] triples: Node's beforeExit/exit, a page's pagehide/...
     this.version = core.readCString(core.M._polytel_version());
   }
 
@@ -768,7 +1227,7 @@ class Polytel extends Logger {
     this._warned ??= new Set();
     if (this._warned.has(text)) return;
     this._warned.add(text);
-    this._core.sink.warn(`polytel: ${text}`);
+    this._core.warn(text);
   }
 
   _exportFailures() {
@@ -799,6 +1258,8 @@ class Polytel extends Logger {
     if (options.headers) merged.headers = { ...(this._options.headers || {}), ...options.headers };
     if (String(merged.exporter ?? '').trim().toLowerCase() === 'file' && !IS_NODE)
       throw new Error('polytel: the file exporter is only available in Node');
+    merged.compressionSet =
+      merged.compression != null || this._core.envKeys.has('OTEL_EXPORTER_OTLP_COMPRESSION') || this._core.pageGlobal('OTEL_EXPORTER_OTLP_COMPRESSION') != null;
     this._driver.configure(merged, this._fs);
     applyConfig(this._core, merged);
     const rc = this._core.M._ptw_init_full();
@@ -806,18 +1267,7 @@ class Polytel extends Logger {
       throw new Error(`polytel: phase 2 failed: ${this._core.readCString(this._core.M._polytel_strerror(rc))}`);
     }
     const st = this._status(rc === ERRORS.EALREADY ? 'already running' : this.phase() === 'full' ? 'started' : 'telemetry disabled');
-    if (IS_NODE && this._driver.running && !this._exitHook && merged.flushOnExit !== false) {
-      // Unref'd timers let Node exit; what is still pending then is flushed once, bounded
-      // (exitTimeoutMs, POLYTEL_EXIT_TIMEOUT_MS: the core's exit_timeout_ms).
-      const ms = st.config.exit_timeout_ms;
-      let done = false;
-      this._exitHook = () => {
-        if (done || !this._driver.running) return;
-        done = true;
-        this.flush(ms);
-      };
-      process.on('beforeExit', this._exitHook);
-    }
+    if (this._driver.running && !this._exitHooks && merged.flushOnExit !== false) this._hookExit(merged, st.config);
     return st;
   }
 
@@ -854,6 +1304,75 @@ class Polytel extends Logger {
   }
 
   /**
+   * Node: when the event loop empties ('beforeExit') what is pending is flushed once, bounded by
+   * exitTimeoutMs, then polytel shuts down; what is left is dropped, counted and said in one line. On
+   * 'exit' (process.exit()) there is no time to send: it is counted and said. Browsers: 'pagehide' sends
+   * what fits the keepalive budget and counts the rest (exitFlush); 'visibilitychange' to hidden sends what
+   * fits and keeps the rest (the page may live on); 'pageshow' from the back/forward cache resumes.
+   */
+  _hookExit(o, cfg) {
+    const hooks = [];
+    const on = (target, event, fn) => {
+      target.addEventListener ? target.addEventListener(event, fn) : target.on(event, fn);
+      hooks.push([target, event, fn]);
+    };
+    if (IS_NODE) {
+      const ms = cfg.exit_timeout_ms; // exitTimeoutMs or POLYTEL_EXIT_TIMEOUT_MS: the core's exit_timeout_ms
+      let flushing = false;
+      on(process, 'beforeExit', () => {
+        if (flushing || !this._driver.running) return;
+        flushing = true;
+        this.flush(ms).then(() => this._endAtExit(`not delivered within exitTimeoutMs (${ms} ms)`));
+      });
+      on(process, 'exit', () => {
+        if (this._driver.running) this._endAtExit('process.exit() left no time to send them: await pt.shutdown() first');
+      });
+    } else if (typeof globalThis.addEventListener === 'function' && typeof globalThis.document === 'object') {
+      const doc = globalThis.document;
+      on(globalThis, 'pagehide', () => {
+        this._driver.exitFlush(true);
+      });
+      on(doc, 'visibilitychange', () => {
+        if (doc.visibilityState === 'hidden') this._driver.exitFlush(false);
+        else this._driver.resumed();
+      });
+      on(globalThis, 'pageshow', (e) => {
+        if (e.persisted) this._driver.resumed();
+      });
+    }
+    this._exitHooks = hooks;
+  }
+
+  _unhookExit() {
+    for (const [target, event, fn] of this._exitHooks ?? []) {
+      target.removeEventListener ? target.removeEventListener(event, fn) : target.removeListener(event, fn);
+    }
+    this._exitHooks = null;
+  }
+
+  /**
+   * Node, at exit: what is still pending gets its cause said here, then the core stops and counts it
+   * (dropped, or unconfirmed when its request was sent without an answer) in its own shutdown line.
+   */
+  _endAtExit(cause) {
+    const { pending } = this.stats();
+    if (pending) this._core.warn(`exit: ${pending} log records/spans still pending: ${cause}`);
+    this._core.M._ptw_shutdown(0);
+    this._unhookExit();
+  }
+
+  /**
+   * A page's last chance (pagehide calls it, unless flushOnExit is false): sends what is pending within
+   * the browser's keepalive budget (requests already in flight count against it), gzip'd when configured,
+   * or through sendBeacon where fetch has no keepalive; what does not fit is dropped and counted, and
+   * the metrics snapshot (which counts those drops) goes last. Resolves to a report of what went
+   * (null where there is nothing to do: Node, phase 1, the file exporter).
+   */
+  exitFlush() {
+    return this._driver.exitFlush(true);
+  }
+
+  /**
    * Hands off everything recorded and waits (asynchronously) until it is delivered or timeoutMs
    * passed. Resolves to true when nothing is pending afterwards. Bounded even when fetch hangs.
    */
@@ -882,10 +1401,7 @@ class Polytel extends Logger {
     if (this._driver.running) await this.flush(timeoutMs);
     // What is still undelivered is dropped and counted; 0 only when everything recorded was delivered.
     const rc = this._core.M._ptw_shutdown(0);
-    if (this._exitHook) {
-      process.removeListener('beforeExit', this._exitHook);
-      this._exitHook = null;
-    }
+    this._unhookExit();
     return rc === 0;
   }
 }
@@ -895,7 +1411,7 @@ class Polytel extends Logger {
 // Options the core has under another name or with a JavaScript spelling; the rest are its options in
 // camelCase (serviceName, endpoint, bspScheduleDelayMs, exitTimeoutMs, ...).
 const SPECIAL = new Set(['use_env', 'telemetry_enabled', 'console_level', 'console', 'service_name',
-  'resource_attributes', 'headers', 'sdk_language', 'compression']);
+  'resource_attributes', 'headers', 'sdk_language']);
 
 /**
  * Passes options (+ page globals) to the core's polytel_config_set, as text: the core checks every value
@@ -918,9 +1434,9 @@ function applyConfig(core, o) {
     set('console_level', o.consoleLevel ?? o.logLevel);
     if (o.console === false) set('console', 'off');
     set('service_name', o.serviceName ?? core.defaultServiceName);
-    // What the wasm core cannot see (host name, executable), then OTEL_RESOURCE_ATTRIBUTES, then
-    // options: later pairs win, so the user's settings override detection.
-    const res = [core.detectedResource, core.useEnv ? core.envResource : undefined, resourceString(o.resourceAttributes)]
+    set('sdk_language', IS_NODE ? 'nodejs' : 'webjs');
+    // OTEL_RESOURCE_ATTRIBUTES, then options: later pairs win; both override what was detected (ptw_res_add).
+    const res = [core.useEnv ? core.envResource : undefined, resourceString(o.resourceAttributes)]
       .filter((x) => x)
       .join(',');
     set('resource_attributes', res || undefined);
@@ -988,6 +1504,10 @@ export async function createPolytel(options = {}) {
     for (const [k, v] of Object.entries(process.env)) if (ENV_RE.test(k) && v !== undefined) env[k] = v;
   }
   if (options.env) Object.assign(env, options.env);
+  if (!IS_NODE) {
+    // Small requests against the 64 KiB keepalive budget: at a page exit a dozen fit, not one 512-span batch.
+    for (const k of ['OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 'OTEL_BLRP_MAX_EXPORT_BATCH_SIZE']) if (!(k in env)) env[k] = String(BROWSER_BATCH);
+  }
   core.useEnv = Object.keys(env).length > 0 || (IS_NODE && options.useEnv !== false);
   // A page has no environment: globalThis.TELEMETRY_ENABLED and friends stand in for it (after options.env).
   core.pageGlobal = (name) => {
@@ -1003,22 +1523,18 @@ export async function createPolytel(options = {}) {
     M._free(vp);
   }
   core.envResource = env.OTEL_RESOURCE_ATTRIBUTES;
-  if (IS_NODE) {
-    let host;
-    try {
-      host = (await import('node:os')).hostname();
-    } catch {
-      host = undefined;
-    }
-    const exe = (process.execPath || '').split(/[\\/]/).pop();
-    core.detectedResource = resourceString({
-      ...(host ? { 'host.name': host } : {}),
-      ...(exe ? { 'process.executable.name': exe } : {}),
-      'process.runtime.name': 'nodejs',
-      'process.runtime.version': process.versions.node,
-    });
-  } else {
-    core.detectedResource = resourceString({ 'process.runtime.name': 'browser' });
+  core.envKeys = new Set(Object.keys(env));
+  M._ptw_res_reset();
+  for (const [k, v] of IS_NODE ? nodeResource(await import('node:os')) : browserResource()) {
+    const kp = core.tmpString(k);
+    const isList = Array.isArray(v);
+    const type = isList ? ATTR_STRINGS : typeof v === 'boolean' ? ATTR_BOOL : typeof v === 'number' ? ATTR_INT : ATTR_STRING;
+    const bytes = type === ATTR_STRING || isList ? encoder.encode(isList ? v.join('\0') : String(v)) : null;
+    const vp = bytes ? M._malloc(bytes.length + 1) : 0;
+    if (bytes) M.HEAPU8.set(bytes, vp);
+    M._ptw_res_add(kp, type, vp, bytes ? bytes.length : 0, bytes ? 0 : Number(v));
+    M._free(kp);
+    if (vp) M._free(vp);
   }
   // Without OTEL_SERVICE_NAME the core would name the service after the wasm "executable".
   const hasEnvService = env.OTEL_SERVICE_NAME || /(^|,)\s*service\.name=/.test(env.OTEL_RESOURCE_ATTRIBUTES || '');

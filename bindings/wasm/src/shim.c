@@ -13,6 +13,8 @@
 #include "pipeline.h"
 #include "polytel.h"
 #include "transport.h"
+#include "process.h"
+#include "record.h"
 
 #define PTW_EXPORT EMSCRIPTEN_KEEPALIVE
 
@@ -40,8 +42,8 @@ __attribute__((weak)) void polytel__console_set_writer(polytel__console_writer_f
 /* ------------------------------------------------------------- process */
 
 /*
- * Emscripten's getpid() is a constant 42; in Node the resource's process.pid should be the real
- * one. A C definition here wins over the JS library's import.
+ * Emscripten's getpid() is a constant 42. In Node the real one seeds the id generator (buffers.c); the
+ * resource's process.pid comes from index.js (ptw_res_add). A C definition here wins over the JS library's.
  */
 // clang-format off
 EM_JS(int, ptw_js_pid, (void), {
@@ -71,6 +73,68 @@ int isatty(int fd) {
   return 0;
 }
 
+/* ----------------------------------------------------- resource from the host */
+
+/*
+ * What the host runtime knows, typed (process.c's wasm branch puts it in the resource in place of a pid and
+ * host name that wasm does not have): Node's pid, host and runtime; a browser's browser.*, user agent and a
+ * per-page service.instance.id. Owned here; index.js fills it before phase 1.
+ */
+static polytel__kv_t *g_host_kv;
+static size_t g_n_host, g_cap_host;
+
+PTW_EXPORT void ptw_res_reset(void) {
+  for (size_t i = 0; i < g_n_host; i++) {
+    free((char *)g_host_kv[i].key);
+    if (g_host_kv[i].type == POLYTEL_ATTR_STRING || g_host_kv[i].type == POLYTEL__ATTR_STRINGS)
+      free((char *)g_host_kv[i].v.str.ptr);
+  }
+  g_n_host = 0;
+}
+
+/* type: POLYTEL_ATTR_STRING / _INT / _BOOL, or POLYTEL__ATTR_STRINGS (str holds NUL-separated strings). */
+PTW_EXPORT int ptw_res_add(const char *key, int type, const char *str, size_t len, double num) {
+  if (g_n_host == g_cap_host) {
+    size_t cap = g_cap_host ? 2 * g_cap_host : 16;
+    polytel__kv_t *kv = realloc(g_host_kv, cap * sizeof *kv);
+    if (!kv) return POLYTEL_ENOMEM;
+    g_host_kv = kv;
+    g_cap_host = cap;
+  }
+  polytel__kv_t a;
+  memset(&a, 0, sizeof a);
+  char *k = strdup(key);
+  if (!k) return POLYTEL_ENOMEM;
+  a.key = k;
+  a.key_len = (uint32_t)strlen(k);
+  a.type = (uint8_t)type;
+  if (type == POLYTEL_ATTR_STRING || type == POLYTEL__ATTR_STRINGS) {
+    char *v = malloc(len + 1);
+    if (!v) {
+      free(k);
+      return POLYTEL_ENOMEM;
+    }
+    if (len) memcpy(v, str, len);
+    v[len] = '\0';
+    a.v.str.ptr = v;
+    a.v.str.len = (uint32_t)len;
+  } else if (type == POLYTEL_ATTR_BOOL) {
+    a.v.b = num != 0;
+  } else if (type == POLYTEL_ATTR_INT) {
+    a.v.i = (int64_t)num;
+  } else {
+    free(k);
+    return POLYTEL_EINVAL;
+  }
+  g_host_kv[g_n_host++] = a;
+  return 0;
+}
+
+const polytel__kv_t *polytel__host_resource(size_t *n) {
+  *n = g_n_host;
+  return g_host_kv;
+}
+
 /* ------------------------------------------------------------------ config */
 
 /*
@@ -86,11 +150,13 @@ PTW_EXPORT void ptw_cfg_reset(void) {
   for (int i = 0; i < g_n_owned; i++) free(g_owned[i]);
   g_n_owned = 0;
   polytel_config_init(&g_cfg);
-  g_cfg.sdk_language = "webjs";
+  g_cfg.sdk_language = "webjs"; /* index.js says "nodejs" in Node */
   /* index.js turns the environment on only when it forwarded a real one (Node). */
   g_cfg.use_env = 0;
-  /* No zlib in the wasm build: bodies go out uncompressed whatever the environment says. */
-  g_cfg.compression_gzip = 0;
+  /*
+   * No zlib in the wasm build: the core's gzip step fails (polytel__gzip below) and leaves bodies as they
+   * are; index.js reads the resolved compression (the resolved view) and compresses with CompressionStream.
+   */
 }
 
 /* One option by name, as text (polytel_config_set: the core checks it). The value is copied, owned here
@@ -326,7 +392,7 @@ PTW_EXPORT int ptw_shutdown(uint32_t timeout_ms) {
   return polytel_shutdown(timeout_ms);
 }
 
-/* gzip.c (zlib) is not part of the wasm build; compression is forced off in ptw_cfg_reset. */
+/* gzip.c (zlib) is not part of the wasm build: the pipeline keeps the body as it is (index.js compresses). */
 int polytel__gzip(const uint8_t *in, size_t len, polytel__buf_t *out) {
   (void)in;
   (void)len;
@@ -406,6 +472,23 @@ PTW_EXPORT int ptw_done(polytel__request_t *req, int status, int net, int sent, 
   return rc;
 }
 
+/* Page exit: see polytel__pipeline_exit_* in pipeline.h. */
+PTW_EXPORT double ptw_exit_cut(void) {
+  return T.pl ? (double)polytel__pipeline_exit_cut(T.pl, polytel__now_ms()) : 0;
+}
+PTW_EXPORT polytel__request_t *ptw_exit_take(void) {
+  return T.pl ? polytel__pipeline_exit_take(T.pl) : NULL;
+}
+PTW_EXPORT void ptw_exit_release(polytel__request_t *req) {
+  if (T.pl) polytel__pipeline_exit_release(T.pl, req);
+}
+PTW_EXPORT void ptw_exit_drop(polytel__request_t *req) {
+  if (T.pl) polytel__pipeline_exit_drop(T.pl, req);
+}
+PTW_EXPORT polytel__request_t *ptw_exit_metrics(int final) {
+  return T.pl ? polytel__pipeline_exit_metrics(T.pl, polytel__now_ms(), final) : NULL;
+}
+
 PTW_EXPORT double ptw_pending(void) {
   return T.pl ? (double)T.api->pending(T.pl) : 0;
 }
@@ -436,4 +519,8 @@ PTW_EXPORT uint32_t ptw_req_timeout_ms(const polytel__request_t *r) {
 }
 PTW_EXPORT uint32_t ptw_req_attempt(const polytel__request_t *r) {
   return r->attempt;
+}
+/* Log records or spans carried (0 for metrics). */
+PTW_EXPORT double ptw_req_items(const polytel__request_t *r) {
+  return (double)r->n_items;
 }

@@ -42,7 +42,7 @@ for (const protocol of ['http/protobuf', 'http/json']) {
       assert.equal(st.status, 'started');
       assert.equal(st.endpoint, rx.endpoint);
       assert.equal(st.protocol, protocol);
-      assert.equal(st.config.sdk_language, 'webjs');
+      assert.equal(st.config.sdk_language, 'nodejs');
       const again = await pt.bootstrapWorker({ endpoint: 'http://127.0.0.1:9', protocol });
       assert.equal(again.phase, 'full', 'phase 2 again: no change');
       assert.equal(again.status, 'already running');
@@ -63,7 +63,7 @@ for (const protocol of ['http/protobuf', 'http/json']) {
       assert.equal(l3.severity_number, 9);
       assert.equal(l3.scope, 'app');
       assert.equal(l3.service, 'wasm-test');
-      assert.equal(l3.resource['telemetry.sdk.language'], 'webjs');
+      assert.equal(l3.resource['telemetry.sdk.language'], 'nodejs');
       assert.equal(got.spans.filter((s) => s.name === 'deferred-span').length, 1);
       assert.ok(got.requests.length > 0);
       for (const r of got.requests) assert.equal(r.content_type, ctype);

@@ -1,5 +1,6 @@
 // helpers.mjs — the real test receiver (tests/receiver/otlp_receiver.py) out of process, and child-process runs.
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -12,12 +13,12 @@ const RECEIVER = join(ROOT, 'tests/receiver/otlp_receiver.py');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Starts the receiver on a free port; resolves when it is listening. */
+/** Starts the receiver on a free port; resolves when it is listening. cors: false, true or 'credentials'. */
 export async function startReceiver({ cors = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'polytel-wasm-rx-'));
   const portFile = join(dir, 'port');
   const args = [RECEIVER, '--port', '0', '--port-file', portFile];
-  if (cors) args.push('--cors');
+  if (cors) args.push(cors === 'credentials' ? '--cors-credentials' : '--cors');
   const child = spawn(PYTHON, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
@@ -62,6 +63,15 @@ export async function startReceiver({ cors = false } = {}) {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A port that was free a moment ago: nothing listens there. */
+export async function closedPort() {
+  const srv = createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
 }
 
 /** Runs `node script` with env (on top of a clean copy of ours); resolves {code, stdout, stderr}. */

@@ -1,21 +1,12 @@
 // shutdown.test.mjs — shutdown is bounded with no receiver or a stalled one (the node:test timeout is the hang check).
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { after, before, test } from 'node:test';
 
 import { createPolytel } from '../src/index.js';
-import { startReceiver } from './helpers.mjs';
+import { closedPort, startReceiver } from './helpers.mjs';
 
 const base = { useEnv: false, telemetryEnabled: true, console: false };
 
-/** A port that was free a moment ago: nothing listens there. */
-async function closedPort() {
-  const srv = createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address();
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 let rx;
 before(async () => {

@@ -1,6 +1,6 @@
 // serve.mjs — a tiny static server for the wasm package (src/, dist/, test pages) on http://127.0.0.1.
 import { createReadStream, statSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, request } from 'node:http';
 import { extname, join, normalize, resolve } from 'node:path';
 
 const TYPES = {
@@ -12,11 +12,25 @@ const TYPES = {
   '.css': 'text/css',
 };
 
-/** Serves files under root; resolves to {url, close()}. */
-export async function serve(root, port = 0) {
+/**
+ * Serves files under root; resolves to {url, close()}. With proxy (an http:// base URL), requests to /v1/*
+ * are forwarded there: a collector on the page's own origin.
+ */
+export async function serve(root, port = 0, { proxy } = {}) {
   root = resolve(root);
   const server = createServer((req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    if (proxy && path.startsWith('/v1/')) {
+      const headers = { ...req.headers };
+      delete headers.host;
+      const up = request(new URL(req.url, proxy), { method: req.method, headers }, (r) => {
+        res.writeHead(r.statusCode, r.headers);
+        r.pipe(res);
+      });
+      up.on('error', () => res.writeHead(502).end());
+      req.pipe(up);
+      return;
+    }
     const file = join(root, path);
     let ok = file.startsWith(root + '/');
     try {
