@@ -70,6 +70,14 @@ static void tpt_atfork_child(void) {
   atomic_load(&tpt_current)->atfork_child();
 }
 
+#if defined(__SANITIZE_THREAD__)
+#define TPT_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TPT_TSAN 1
+#endif
+#endif
+
 /* ------------------------------------------------------------ diagnostics */
 
 static pthread_mutex_t diag_mu = PTHREAD_MUTEX_INITIALIZER;
