@@ -62,6 +62,7 @@ test: test-core test-nouv test-asan test-tsan test-consumer $(TEST_TARGETS)
 
 # One command: every bench, each figure beside its anchor; writes docs/benchmarks.md + .png.
 bench: build
+	@scripts/deps.sh --bench
 	@bench/run.sh $(BUILD)
 
 format:

@@ -1,52 +1,13 @@
-/* bench_hotpath.c — calling-thread cost of spans, counters and logs, beside one rdtsc, 1 and 2 threads. */
+/* bench_hotpath.c — calling-thread cost of spans, counters and logs beside one rdtsc (--peer: one JSON line
+ * for bench/peers/run.py, which alternates it with micromegas and LTTng), and the per-thread cost at 2
+ * threads against 1 (the default table). Asserts nothing about timings. */
 #include <polytel.h>
 
-#include <pthread.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <x86intrin.h>
-#define HAVE_RDTSC 1
-#endif
-
-#define N 4000000
-#define RUNS 5
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static volatile uint64_t g_sink;
-
-static void op_rdtsc(int n) {
-  uint64_t acc = 0;
-#ifdef HAVE_RDTSC
-  for (int i = 0; i < n; i++) acc += __rdtsc();
-#else
-  struct timespec ts;
-  for (int i = 0; i < n; i++) {
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    acc += (uint64_t)ts.tv_nsec;
-  }
-#endif
-  g_sink = acc;
-}
-
-static void op_clock_gettime(int n) {
-  uint64_t acc = 0;
-  struct timespec ts;
-  for (int i = 0; i < n; i++) {
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    acc += (uint64_t)ts.tv_nsec;
-  }
-  g_sink = acc;
-}
+#include "bench_timing.h"
 
 static void op_span(int n) {
   for (int i = 0; i < n; i++) {
@@ -66,114 +27,134 @@ static void op_log_2ints(int n) {
   for (int i = 0; i < n; i++) polytel_log(POLYTEL_LEVEL_INFO, "bench", "request %d took %d us", i, n - i);
 }
 
-typedef void (*op_fn)(int);
+static void flush(void) {
+  polytel_flush(5000); /* let the consumer catch up between runs */
+}
 
 static double pct(uint64_t part, uint64_t whole) {
   return whole ? 100.0 * (double)part / (double)whole : 0.0;
 }
 
 typedef struct {
-  op_fn fn;
-  int n;
-  uint64_t ns;
-} job_t;
+  const char *key, *name;
+  bench_op_fn fn;
+  int events; /* polytel records per call (0: a counter add is an aggregate, not a record) */
+} op_t;
 
-static void *run_job(void *arg) {
-  job_t *j = arg;
-  j->fn(1000); /* register the thread, warm the caches */
-  uint64_t t0 = now_ns();
-  j->fn(j->n);
-  j->ns = now_ns() - t0;
-  return NULL;
-}
+static const op_t OPS[] = {
+    {"span", "span begin+end pair", op_span, 1},
+    {"log_static", "log, static message", op_log_static, 1},
+    {"log_2ints", "log, two int args", op_log_2ints, 1},
+    {"counter", "counter add", op_counter, 0},
+};
+enum { NOPS = sizeof OPS / sizeof OPS[0] };
 
-/* Best of RUNS: the least disturbed run on a shared VM. Returns ns/op (1 thread) or aggregate ns/op. */
-static double measure(op_fn fn, int threads) {
-  double best = 1e30;
-  for (int r = 0; r < RUNS; r++) {
-    pthread_t th[2];
-    job_t jobs[2];
-    uint64_t t0 = now_ns();
-    for (int t = 0; t < threads; t++) {
-      jobs[t] = (job_t){fn, N, 0};
-      pthread_create(&th[t], NULL, run_job, &jobs[t]);
-    }
-    uint64_t worst = 0;
-    for (int t = 0; t < threads; t++) {
-      pthread_join(th[t], NULL);
-      if (jobs[t].ns > worst) worst = jobs[t].ns;
-    }
-    (void)t0;
-    double per_op = (double)worst / N / threads; /* aggregate: threads*N ops in `worst` ns */
-    if (per_op < best) best = per_op;
-    polytel_flush(2000); /* let the consumer catch up between runs */
+/* The counter's total as the exporter would send it, read back through the memory sink. */
+static int64_t counter_total(void) {
+  int64_t v = -1;
+  polytel_memory_sink_enable(64);
+  polytel_memory_sink_collect();
+  for (size_t i = 0; i < polytel_memory_sink_count(); i++) {
+    const polytel_record_t *r = polytel_memory_sink_get(i);
+    if (r->kind == POLYTEL_RECORD_METRIC && !strcmp(r->name, "bench.counter")) v = r->int_value;
   }
-  return best;
+  polytel_memory_sink_disable();
+  return v;
 }
 
-int main(void) {
+/* One line of JSON: the single-thread figures, each with what was recorded against what was called. */
+static int peer_mode(void) {
+  bench_result_t tsc = bench_measure2(bench_op_rdtsc, NULL);
+  double cgt = bench_measure(bench_op_clock_gettime, NULL);
+  printf("{\"peer\": \"polytel\", \"ops\": {");
+  int ok = 1;
+  for (int i = 0; i < NOPS; i++) {
+    polytel_stats_t s0, s1;
+    polytel_stats(&s0);
+    bench_result_t ns = bench_measure2(OPS[i].fn, flush);
+    polytel_stats(&s1);
+    uint64_t calls = (uint64_t)(BENCH_N + BENCH_WARMUP) * BENCH_RUNS;
+    uint64_t expected = calls * (uint64_t)OPS[i].events, recorded, dropped = s1.dropped - s0.dropped;
+    if (OPS[i].events) {
+      recorded = s1.recorded - s0.recorded;
+    } else {
+      int64_t total = counter_total(); /* every add of every run, none lost */
+      expected = calls;
+      recorded = total < 0 ? 0 : (uint64_t)total;
+    }
+    ok &= recorded == expected;
+    printf(
+        "%s\"%s\": {\"ns\": %.3f, \"cpu_ns\": %.3f, \"calls\": %llu, \"expected\": %llu, \"recorded\": %llu, "
+        "\"dropped\": %llu}",
+        i ? ", " : "", OPS[i].key, ns.wall, ns.cpu, (unsigned long long)calls, (unsigned long long)expected,
+        (unsigned long long)recorded, (unsigned long long)dropped);
+  }
+  tsc = bench_anchor_min(tsc, bench_measure2(bench_op_rdtsc, NULL));
+  printf("}, \"anchor\": \"%s\", \"rdtsc_ns\": %.3f, \"rdtsc_cpu_ns\": %.3f, \"clock_gettime_ns\": %.3f",
+         BENCH_ANCHOR, tsc.wall, tsc.cpu, cgt);
+  polytel_stats_t st;
+  polytel_stats(&st);
+  printf(
+      ", \"verified\": %s, \"accounting\": {\"recorded\": %llu, \"exported\": %llu, \"dropped\": %llu, "
+      "\"pending\": %llu}}\n",
+      ok ? "true" : "false", (unsigned long long)st.recorded, (unsigned long long)st.exported,
+      (unsigned long long)st.dropped, (unsigned long long)st.pending);
+  return 0;
+}
+
+/* Per-thread cost at 2 threads against 1: each thread's own CPU time, so a thread waiting for a core (three
+ * runnable threads on a 2-core machine: two emitters and the consumer) is not counted as recording cost. */
+static int threads_mode(void) {
+  double tsc = bench_measure_threads(bench_op_rdtsc, 1, NULL).cpu;
+  double tsc2 = bench_measure_threads(bench_op_rdtsc, 2, NULL).cpu;
+  printf("## C hot path: 2 threads against 1, %d calls per thread, best of %d runs\n\n", BENCH_N, BENCH_RUNS);
+  printf(
+      "Per-thread recording cost, from each thread's own CPU time (CLOCK_THREAD_CPUTIME_ID), so that\n"
+      "waiting for a core is not counted. Phase 2 with POLYTEL_EXPORTER=none, POLYTEL_CONSOLE=off and\n"
+      "POLYTEL_MAX_MEMORY=%s (the pool holds a whole run, so the rows time recording, not dropping).\n"
+      "Anchor, same clock: one %s = %.2f ns on 1 thread, %.2f ns on each of 2.\n\n",
+      getenv("POLYTEL_MAX_MEMORY"), BENCH_ANCHOR, tsc, tsc2);
+  printf(
+      "| operation | 1 thread ns/op | 2 threads ns/op (each) | 2 vs 1 | target | within | dropped (1) | "
+      "dropped (2) |\n");
+  printf("|---|---:|---:|---:|---:|:-:|---:|---:|\n");
+  for (int i = 0; i < NOPS; i++) {
+    polytel_stats_t s0, s1, s2;
+    polytel_stats(&s0);
+    double one = bench_measure_threads(OPS[i].fn, 1, flush).cpu;
+    polytel_stats(&s1);
+    double two = bench_measure_threads(OPS[i].fn, 2, flush).cpu;
+    polytel_stats(&s2);
+    double ratio = two / one;
+    char d1[32] = "n/a", d2[32] = "n/a"; /* counter adds are not records and never drop */
+    if (OPS[i].events) {
+      snprintf(d1, sizeof d1, "%.1f%%", pct(s1.dropped - s0.dropped, s1.recorded - s0.recorded));
+      snprintf(d2, sizeof d2, "%.1f%%", pct(s2.dropped - s1.dropped, s2.recorded - s1.recorded));
+    }
+    printf("| %s | %.2f | %.2f | %.2fx | <= 1.1x | %s | %s | %s |\n", OPS[i].name, one, two, ratio,
+           ratio <= 1.1 ? "yes" : "no", d1, d2);
+  }
+  polytel_stats_t st;
+  polytel_stats(&st);
+  printf(
+      "\nAccounting after the run: recorded %llu, exported %llu, dropped %llu (buffer full %llu), pending "
+      "%llu\n",
+      (unsigned long long)st.recorded, (unsigned long long)st.exported, (unsigned long long)st.dropped,
+      (unsigned long long)st.dropped_buffer_full, (unsigned long long)st.pending);
+  return 0;
+}
+
+int main(int argc, char **argv) {
   /* Steady state: full telemetry, a consumer draining blocks, nothing printed, nothing sent. */
   setenv("TELEMETRY_ENABLED", "true", 0);
   setenv("POLYTEL_CONSOLE", "off", 0);
   setenv("POLYTEL_EXPORTER", "none", 0);
+  setenv("POLYTEL_MAX_MEMORY", "1073741824", 0);
   if (polytel_init_full_telemetry(NULL, NULL) != 0) {
     fprintf(stderr, "bench: phase 2 failed\n");
     return 1;
   }
-  double tsc = measure(op_rdtsc, 1);
-  double cgt = measure(op_clock_gettime, 1);
-  struct {
-    const char *name;
-    op_fn fn;
-    double target;
-  } ops[] = {
-      {"span begin+end pair", op_span, 2.6},
-      {"counter add", op_counter, 0.6},
-      {"log, static message", op_log_static, 2.5},
-      {"log, two int args", op_log_2ints, 3.5},
-  };
-  printf("## C hot path (calling thread), %d ops x best of %d runs\n\n", N, RUNS);
-  printf(
-      "Phase 2 with POLYTEL_EXPORTER=none and POLYTEL_CONSOLE=off: the recording cost, with the consumer\n");
-  printf(
-      "thread draining blocks. Anchor, measured in the same run: one %s = %.2f ns (clock_gettime = %.2f "
-      "ns).\n\n",
-#ifdef HAVE_RDTSC
-      "rdtsc",
-#else
-      "clock_gettime",
-#endif
-      tsc, cgt);
-  printf(
-      "| operation | ns/op (1 thread) | x rdtsc | target | within | dropped | 2 threads: rate vs 1 thread "
-      "| target | dropped |\n");
-  printf("|---|---:|---:|---:|:-:|---:|---:|---:|---:|\n");
-  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
-    /* Drops per row, beside the figure: a dropped event takes a cheaper path than a kept one. */
-    polytel_stats_t s0, s1, s2;
-    polytel_stats(&s0);
-    double one = measure(ops[i].fn, 1);
-    polytel_stats(&s1);
-    double two = measure(ops[i].fn, 2);
-    polytel_stats(&s2);
-    double ratio = one / tsc, scale = one / two;
-    printf("| %s | %.2f | %.2fx | <= %.1fx | %s | %.1f%% | %.2fx | >= 1.9x | %.1f%% |\n", ops[i].name, one,
-           ratio, ops[i].target, ratio <= ops[i].target ? "yes" : "no",
-           pct(s1.dropped - s0.dropped, s1.recorded - s0.recorded), scale,
-           pct(s2.dropped - s1.dropped, s2.recorded - s1.recorded));
-  }
-  printf("| (reference) micromegas tracer, as published | ~20 | | | | | | | |\n\n");
-  printf(
-      "On 2 cores, two emitting threads leave the exporter thread no core of its own: when it falls\n"
-      "behind, the bounded pool fills and events are dropped (counted: the 'dropped' columns).\n"
-      "Counter adds are not events and never drop.\n\n");
-  polytel_stats_t st;
-  polytel_stats(&st);
-  printf(
-      "Accounting after the run: recorded %llu, exported %llu, dropped %llu (buffer full %llu), pending "
-      "%llu\n",
-      (unsigned long long)st.recorded, (unsigned long long)st.exported, (unsigned long long)st.dropped,
-      (unsigned long long)st.dropped_buffer_full, (unsigned long long)st.pending);
+  int rc = argc > 1 && !strcmp(argv[1], "--peer") ? peer_mode() : threads_mode();
   polytel_shutdown(5000);
-  return 0;
+  return rc;
 }

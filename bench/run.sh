@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 out=bench/out
 mkdir -p "$out"
-rm -f "$out"/*.md
+rm -f "$out"/*.md "$out"/*.json "$out"/load-*.txt
 status=0
 
 section() { # name, command...
@@ -21,7 +21,11 @@ section() { # name, command...
   fi
 }
 
-section 1-c-hotpath "$build/bench/bench_hotpath"
+# How busy the shared machine was: the report prints both lines.
+cat /proc/loadavg > "$out/load-start.txt" 2>/dev/null
+
+section 1-c-hotpath .venv/bin/python bench/peers/run.py "$build" "$out/peers.json"
+section 1b-c-threads "$build/bench/bench_hotpath"
 section 1b-c-propagation "$build/bench/bench_propagation"
 section 2-encode "$build/bench/bench_encode"
 section 3-export .venv/bin/python bench/bench_export.py "$build"
@@ -30,6 +34,7 @@ section 5-ruby make -s --no-print-directory bench-ruby
 make -s --no-print-directory wasm-build > "$out/wasm-build.log" 2>&1 || status=1
 section 6-node node bench/bench_wasm.mjs
 
+cat /proc/loadavg > "$out/load-end.txt" 2>/dev/null
 .venv/bin/python bench/report.py "$out" docs/benchmarks.md docs/benchmarks.png
 echo "bench: report written to docs/benchmarks.md and docs/benchmarks.png"
 exit $status

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# deps.sh — install what polytel's build, tests, benchmarks and demo need, only what is missing.
+# deps.sh [--bench] — install what polytel's build, tests, benchmarks and demo need, only what is missing.
 # apt (as root; otherwise prints the exact command), a Python venv in .venv, npm in bindings/wasm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential libuv1-dev libcurl4-openssl-dev zlib1g-dev libcmocka-dev pkg-config cmake
+APT_PACKAGES=(build-essential libuv1-dev libcurl4-openssl-dev libdeflate-dev libzstd-dev zlib1g-dev libcmocka-dev pkg-config cmake
   ninja-build ruby-full ruby-dev rake-compiler emscripten chromium protobuf-compiler clang
   clang-format valgrind libclang-rt-14-dev openssl python3-venv)
+
+# `deps.sh --bench` (make bench): also the peers bench/peers/ times polytel against (LTTng-UST, its session
+# daemon and trace reader). Kept out of the list above so that make test does not pay for them.
+BENCH_APT_PACKAGES=(liblttng-ust-dev lttng-tools babeltrace2)
+if [ "${1:-}" = "--bench" ]; then
+  APT_PACKAGES+=("${BENCH_APT_PACKAGES[@]}")
+fi
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -31,7 +38,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "deps: creating .venv"
   "$PY" -m venv .venv
 fi
-stamp=.venv/.polytel-deps-1
+stamp=.venv/.polytel-deps-2
 if [ ! -f "$stamp" ]; then
   echo "deps: pip install into .venv (test receiver, pytest, reference SDK, chart)"
   .venv/bin/pip install -q --upgrade pip >/dev/null
@@ -43,4 +50,10 @@ fi
 if [ -f bindings/wasm/package.json ] && [ ! -d bindings/wasm/node_modules ]; then
   echo "deps: npm install in bindings/wasm"
   (cd bindings/wasm && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --loglevel=error)
+fi
+
+# The micromegas peer (bench/peers/micromegas) is a cargo project: Rust comes from rustup, not apt.
+if [ "${1:-}" = "--bench" ] && ! command -v cargo >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
+  echo "deps: cargo not found: the micromegas peer of make bench needs Rust (https://rustup.rs)" >&2
+  exit 1
 fi

@@ -2,7 +2,7 @@
 #
 # From the repository, the core (../../core and the root CMakeLists.txt, which holds the one
 # version) is copied into _core/ first, so an sdist carries it; from an sdist, _core/ is
-# already there. The extension links the system libuv, libcurl and zlib (pkg-config).
+# already there. The extension links the system libuv, libcurl, libdeflate and libzstd (pkg-config).
 import glob
 import os
 import re
@@ -67,10 +67,10 @@ def pkg_config(*pkgs):
         cflags = subprocess.run(["pkg-config", "--cflags", *pkgs], check=True, capture_output=True, text=True).stdout
         libs = subprocess.run(["pkg-config", "--libs", *pkgs], check=True, capture_output=True, text=True).stdout
     except FileNotFoundError:
-        sys.exit("polytel: pkg-config not found. Install it: apt-get install pkg-config libuv1-dev libcurl4-openssl-dev zlib1g-dev")
+        sys.exit("polytel: pkg-config not found. Install it: apt-get install pkg-config libuv1-dev libcurl4-openssl-dev libdeflate-dev libzstd-dev")
     except subprocess.CalledProcessError as e:
         sys.exit(
-            "polytel: pkg-config cannot find %s:\n%s\nInstall them: apt-get install libuv1-dev libcurl4-openssl-dev zlib1g-dev"
+            "polytel: pkg-config cannot find %s:\n%s\nInstall them: apt-get install libuv1-dev libcurl4-openssl-dev libdeflate-dev libzstd-dev"
             % (" ".join(pkgs), e.stderr.strip())
         )
     return cflags.split(), libs.split()
@@ -168,7 +168,7 @@ cflags, libs = [], []
 extra_sources = []
 if with_uv:
     macros.append(("POLYTEL_WITH_UV", "1"))
-    cflags, libs = pkg_config("libuv", "libcurl", "zlib")
+    cflags, libs = pkg_config("libuv", "libcurl", "libdeflate", "libzstd")
     extra_sources, libs, lazy_macros = lazy_curl_plan(core_src, cflags, libs)
     macros += lazy_macros
 

@@ -124,6 +124,13 @@ typedef enum {
   POLYTEL_EXPORTER_NONE = 3     /* record and count, export nothing */
 } polytel_exporter_t;
 
+/* Values of polytel_config_t.compression_gzip (OTEL_EXPORTER_OTLP_COMPRESSION). */
+typedef enum {
+  POLYTEL_COMPRESSION_NONE = 0,
+  POLYTEL_COMPRESSION_GZIP = 1,
+  POLYTEL_COMPRESSION_ZSTD = 2 /* a collector that refuses it gets gzip instead (docs/configuration.md) */
+} polytel_compression_t;
+
 /* Options without a polytel_config_t field that one config can carry (polytel_config_set). */
 #define POLYTEL_CONFIG_EXTRA_MAX 24
 
@@ -148,7 +155,7 @@ typedef struct polytel_config_s {
   const char *headers;     /* "k=v,..."; values are never printed */
   const char *certificate; /* CA bundle path for https */
   polytel_protocol_t protocol;
-  int compression_gzip; /* -1 unset, 0 none, 1 gzip */
+  int compression_gzip; /* -1 unset, else a polytel_compression_t (the name predates zstd) */
   int64_t timeout_ms;   /* -1 unset; OTEL_EXPORTER_OTLP_TIMEOUT */
   polytel_console_t console;
   polytel_console_format_t console_format;

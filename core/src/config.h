@@ -48,7 +48,7 @@ typedef struct polytel__cfg_s {
   char *tls_cert[3];
   char *tls_key[3];
   int protocol;              /* POLYTEL_PROTOCOL_PROTOBUF or _JSON */
-  int gzip;                  /* 0/1 */
+  int gzip;                  /* a polytel_compression_t (0 = none) */
   uint32_t timeout_ms;       /* per request */
   int console;               /* POLYTEL_CONSOLE_STDERR/_STDOUT/_OFF */
   int console_format;        /* POLYTEL_CONSOLE_FORMAT_TEXT/_JSON */

@@ -1,4 +1,4 @@
-/* encode.h — OTLP protobuf and OTLP/JSON encoders for logs, traces and metrics; gzip. */
+/* encode.h — OTLP protobuf and OTLP/JSON encoders for logs, traces and metrics; body compression. */
 #ifndef POLYTEL_ENCODE_H
 #define POLYTEL_ENCODE_H
 
@@ -47,7 +47,38 @@ int polytel__encode_spans(polytel__buf_t *out, polytel__format_t fmt, const poly
 int polytel__encode_metrics(polytel__buf_t *out, polytel__format_t fmt, const polytel__resource_t *res,
                             const polytel__metric_rec_t *recs, size_t n);
 
-/* gzip (RFC 1952) of in[0..len) appended to out. POLYTEL_ENOSYS when built without zlib. */
-int polytel__gzip(const uint8_t *in, size_t len, polytel__buf_t *out);
+/*
+ * Compression of in[0..len), appended to out (compress.c). 0, POLYTEL_ENOMEM, POLYTEL_EINVAL, or
+ * POLYTEL_ENOSYS when built without the libraries (POLYTEL_WITH_UV=OFF, the wasm build).
+ * polytel__compress takes a polytel_compression_t other than NONE; polytel__unzstd reads back a frame
+ * of polytel__zstd (its content size is in the header).
+ */
+int polytel__gzip(const uint8_t *in, size_t len, polytel__buf_t *out); /* RFC 1952, libdeflate */
+#if POLYTEL_WITH_UV
+int polytel__zstd(const uint8_t *in, size_t len, polytel__buf_t *out); /* RFC 8878, libzstd */
+int polytel__unzstd(const uint8_t *in, size_t len, polytel__buf_t *out);
+#else
+/* No libzstd in the loop-free builds (the wasm one has no compress.c at all). */
+static inline int polytel__zstd(const uint8_t *in, size_t len, polytel__buf_t *out) {
+  (void)in, (void)len, (void)out;
+  return POLYTEL_ENOSYS;
+}
+static inline int polytel__unzstd(const uint8_t *in, size_t len, polytel__buf_t *out) {
+  (void)in, (void)len, (void)out;
+  return POLYTEL_ENOSYS;
+}
+#endif
+
+/* Inline, so the wasm build (no compress.c; its shim stubs polytel__gzip) needs no other symbol. */
+static inline int polytel__compress(int codec, const uint8_t *in, size_t len, polytel__buf_t *out) {
+  if (codec == POLYTEL_COMPRESSION_GZIP) return polytel__gzip(in, len, out);
+  if (codec == POLYTEL_COMPRESSION_ZSTD) return polytel__zstd(in, len, out);
+  return POLYTEL_EINVAL;
+}
+
+/* The Content-Encoding of a codec: "gzip", "zstd", or "none". */
+static inline const char *polytel__compression_name(int codec) {
+  return codec == POLYTEL_COMPRESSION_GZIP ? "gzip" : codec == POLYTEL_COMPRESSION_ZSTD ? "zstd" : "none";
+}
 
 #endif

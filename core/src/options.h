@@ -127,11 +127,12 @@
   XX("grpc", 0, REFUSED)                                 \
   XX("protobuf", POLYTEL_PROTOCOL_PROTOBUF, SETTER)      \
   XX("json", POLYTEL_PROTOCOL_JSON, SETTER)
-#define POLYTEL__CHOICES_compression(XX) \
-  XX("gzip", 1, LISTED)                  \
-  XX("none", 0, LISTED)                  \
-  XX("true", 1, SETTER)                  \
-  XX("false", 0, SETTER)
+#define POLYTEL__CHOICES_compression(XX)        \
+  XX("gzip", POLYTEL_COMPRESSION_GZIP, LISTED)  \
+  XX("zstd", POLYTEL_COMPRESSION_ZSTD, LISTED)  \
+  XX("none", POLYTEL_COMPRESSION_NONE, LISTED)  \
+  XX("true", POLYTEL_COMPRESSION_GZIP, SETTER)  \
+  XX("false", POLYTEL_COMPRESSION_NONE, SETTER)
 #define POLYTEL__CHOICES_console(XX)           \
   XX("stderr", POLYTEL_CONSOLE_STDERR, LISTED) \
   XX("stdout", POLYTEL_CONSOLE_STDOUT, LISTED) \

@@ -283,7 +283,10 @@ static void announce(void) {
   else
     polytel__diag(POLYTEL_LEVEL_INFO, "full telemetry: exporting to %s (%s%s) as service \"%s\"",
                   polytel__show_url(where, sizeof where, g_cfg.endpoint), protocol_name(g_cfg.protocol),
-                  g_cfg.gzip ? ", gzip" : "", svc);
+                  g_cfg.gzip == POLYTEL_COMPRESSION_ZSTD ? ", zstd"
+                  : g_cfg.gzip                           ? ", gzip"
+                                                         : "",
+                  svc);
 }
 
 int polytel_init_full_telemetry(struct uv_loop_s *loop, const polytel_config_t *cfg) {

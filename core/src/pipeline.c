@@ -46,8 +46,9 @@ struct polytel__pipeline_s {
   const polytel__cfg_t *cfg;
   const polytel__resource_t *res;
   polytel__format_t fmt;
-  int gzip;
-  int encode; /* 0 for POLYTEL_EXPORTER_NONE: count, never encode */
+  int gzip;        /* polytel_compression_t of new requests; zstd falls back to gzip once refused */
+  int zstd_warned; /* the fallback's one warning line was written */
+  int encode;      /* 0 for POLYTEL_EXPORTER_NONE: count, never encode */
   batch_t logs, spans;
   polytel__request_t *head, *tail;
   uint64_t queued_items[2]; /* per signal (traces, logs) in requests */
@@ -300,10 +301,10 @@ static void enqueue(polytel__pipeline_t *pl, polytel__signal_t sig, polytel__buf
                     uint64_t now) {
   polytel__request_t *r = calloc(1, sizeof *r);
   polytel__buf_t z = {0};
-  if (r && pl->gzip && polytel__gzip(body->data, body->len, &z) == 0 && !z.oom) {
+  if (r && pl->gzip && polytel__compress(pl->gzip, body->data, body->len, &z) == 0 && !z.oom) {
     polytel__buf_free(body);
     *body = z;
-    r->gzip = 1;
+    r->gzip = pl->gzip;
   } else {
     polytel__buf_free(&z);
   }
@@ -675,6 +676,74 @@ static void accepted(polytel__pipeline_t *pl, polytel__request_t *req, const pol
   if (rejected || a.message_len) warn_partial(pl, req, &a, rejected, now);
 }
 
+/* ------------------------------------------------------ zstd fallback */
+
+static int has_ci(const char *s, size_t n, const char *word) {
+  size_t w = strlen(word);
+  for (size_t i = 0; i + w <= n; i++) {
+    size_t k = 0;
+    while (k < w && (s[i + k] | 0x20) == word[k]) k++;
+    if (k == w) return 1;
+  }
+  return 0;
+}
+
+/*
+ * A collector without zstd: a 415, or a 400 whose message is about the encoding (the OpenTelemetry
+ * Collector's answer is 400 "unsupported Content-Encoding: zstd"), to a zstd body.
+ */
+static int zstd_refused(const polytel__request_t *req, const polytel__response_t *r,
+                        const polytel__otlp_answer_t *a) {
+  if (req->gzip != POLYTEL_COMPRESSION_ZSTD || r->net != POLYTEL__NET_OK) return 0;
+  int about_it = has_ci(a->message, a->message_len, "encoding") || has_ci(a->message, a->message_len, "zstd");
+  return r->status == 415 ? about_it || a->message_len == 0 : r->status == 400 && about_it;
+}
+
+/* The same records, gzip'd: the zstd frame read back and compressed again. 0, or -1 leaving req as it was. */
+static int regzip(polytel__request_t *req) {
+  polytel__buf_t raw = {0}, gz = {0};
+  int rc = polytel__unzstd(req->body, req->body_len, &raw) == 0 &&
+                   polytel__compress(POLYTEL_COMPRESSION_GZIP, raw.data, raw.len, &gz) == 0 && !gz.oom
+               ? 0
+               : -1;
+  polytel__buf_free(&raw);
+  if (rc) {
+    polytel__buf_free(&gz);
+    return -1;
+  }
+  free(req->owned_body);
+  req->owned_body = gz.data;
+  req->body = gz.data;
+  req->body_len = gz.len;
+  req->gzip = POLYTEL_COMPRESSION_GZIP;
+  return 0;
+}
+
+/*
+ * From now on gzip. This request and every queued zstd one are gzip'd again, and this one goes again at once
+ * (no backoff; one export_retries): nothing is lost to the switch. Requests still in flight come back
+ * refused in turn and take the same path. One warning line per pipeline.
+ */
+static int fall_back_to_gzip(polytel__pipeline_t *pl, polytel__request_t *req, const polytel__response_t *r,
+                             const polytel__otlp_answer_t *a, uint64_t now) {
+  pl->gzip = POLYTEL_COMPRESSION_GZIP;
+  if (!pl->zstd_warned) {
+    char why[8 * POLYTEL__QUOTE_MAX + 64];
+    cause_text(why, sizeof why, 0, r, a);
+    polytel__diag(POLYTEL_LEVEL_WARN,
+                  "the collector refused zstd (%s); compressing with gzip from now on, nothing lost "
+                  "(OTEL_EXPORTER_OTLP_COMPRESSION=gzip avoids the retry)",
+                  why);
+    pl->zstd_warned = 1;
+  }
+  for (polytel__request_t *q = pl->head; q; q = q->next)
+    if (q != req && !q->in_flight && q->gzip == POLYTEL_COMPRESSION_ZSTD) regzip(q);
+  if (regzip(req) != 0) return 0;
+  req->not_before_ms = now;
+  atomic_fetch_add(&polytel__acct.export_retries, 1);
+  return 1;
+}
+
 polytel__done_t polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req,
                                        const polytel__response_t *resp, uint64_t now) {
   static const polytel__response_t none = {.net = POLYTEL__NET_OTHER, .retry_after_ms = -1};
@@ -700,6 +769,7 @@ polytel__done_t polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request
   if (r.net == POLYTEL__NET_ABORTED) return finish(pl, req, lost); /* shutdown: its summary line says it */
   if (answered)
     polytel__response_parse(req->signal, r.status, r.body, r.body_len, r.content_type, pl->fmt, &a);
+  if (zstd_refused(req, &r, &a) && fall_back_to_gzip(pl, req, &r, &a, now)) return POLYTEL__DONE_RETRY;
 
   const polytel__cfg_t *c = pl->cfg;
   int file = c->exporter == POLYTEL_EXPORTER_FILE;

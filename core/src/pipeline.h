@@ -18,7 +18,7 @@ typedef struct polytel__request_s {
   const uint8_t *body;
   size_t body_len;
   const char *content_type; /* "application/x-protobuf" or "application/json" */
-  int gzip;                 /* body is gzip'd: send Content-Encoding: gzip */
+  int gzip;                 /* polytel_compression_t of the body (0: none): its Content-Encoding */
   uint32_t timeout_ms;      /* per-request timeout */
   uint32_t attempt;         /* 0 for the first try */
   void *transport_data;     /* free for the transport's use */

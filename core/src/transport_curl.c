@@ -276,7 +276,8 @@ static int build_headers(cs_t *cs, tp_xfer_t *x, const polytel__request_t *req) 
     l = t;                         \
   } while (0)
   TP_APPEND(ct);
-  if (req->gzip) TP_APPEND("Content-Encoding: gzip");
+  if (req->gzip)
+    TP_APPEND(req->gzip == POLYTEL_COMPRESSION_ZSTD ? "Content-Encoding: zstd" : "Content-Encoding: gzip");
   TP_APPEND("Expect:"); /* no 100-continue round trip for large bodies */
   const struct tp_sig_s *sg = &cs->sig[req->signal <= POLYTEL__SIG_METRICS ? req->signal : 0];
   for (size_t i = 0; i < sg->n_headers; i++) TP_APPEND(sg->headers[i]);

@@ -209,7 +209,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       CHECK(!*f || !strstr(*f, "-----BEGIN")); /* key material is never passed on as a path */
   }
   CHECK(c.protocol == POLYTEL_PROTOCOL_PROTOBUF || c.protocol == POLYTEL_PROTOCOL_JSON);
-  CHECK(c.gzip == 0 || c.gzip == 1);
+  CHECK(c.gzip >= POLYTEL_COMPRESSION_NONE && c.gzip <= POLYTEL_COMPRESSION_ZSTD);
   CHECK(c.timeout_ms >= 1);
   CHECK(c.console >= POLYTEL_CONSOLE_STDERR && c.console <= POLYTEL_CONSOLE_OFF);
   CHECK(c.console_format == POLYTEL_CONSOLE_FORMAT_TEXT || c.console_format == POLYTEL_CONSOLE_FORMAT_JSON);

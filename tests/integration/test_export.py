@@ -48,11 +48,12 @@ def test_flush_completes_under_continuous_load(receiver):
     assert out["exported"] <= received <= out["exported"] + out["unconfirmed"], (received, out)
 
 
-@pytest.mark.parametrize("protocol,gzip", [("http/protobuf", False), ("http/json", False),
-                                           ("http/protobuf", True), ("http/json", True)])
-def test_wire_formats(receiver, protocol, gzip):
+@pytest.mark.parametrize("protocol,compression", [("http/protobuf", "none"), ("http/json", "none"),
+                                                  ("http/protobuf", "gzip"), ("http/json", "gzip"),
+                                                  ("http/protobuf", "zstd"), ("http/json", "zstd")])
+def test_wire_formats(receiver, protocol, compression):
     out = run_worker({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
-                      "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip" if gzip else "none"},
+                      "OTEL_EXPORTER_OTLP_COMPRESSION": compression},
                      "--threads", 4, "--events", 100)
     got = receiver.received()
     check_exact(got, out, 4, 100)
@@ -60,7 +61,8 @@ def test_wire_formats(receiver, protocol, gzip):
     assert {r["path"] for r in reqs} == {"/v1/traces", "/v1/logs", "/v1/metrics"}
     ctype = "application/json" if protocol == "http/json" else "application/x-protobuf"
     assert {r["content_type"] for r in reqs} == {ctype}
-    assert {r["content_encoding"] for r in reqs} == {"gzip" if gzip else None}
+    assert {r["content_encoding"] for r in reqs} == {None if compression == "none" else compression}
+    assert f"({protocol}{'' if compression == 'none' else ', ' + compression})" in out["stderr"]
     assert {r["status_returned"] for r in reqs} == {200}
 
 
@@ -89,3 +91,25 @@ def test_file_exporter(tmp_path):
     for p in out_dir.iterdir():
         assert p.read_bytes().endswith(b"\n")
     check_exact(load_dir(str(out_dir)), out, 4, 100, pre=10)
+
+
+@pytest.mark.parametrize("status", [415, 400])
+def test_collector_refusing_zstd_gets_gzip_and_loses_nothing(receiver_factory, status):
+    """A collector without zstd (answering 415, or 400, about the content encoding, as the Collector's
+    confighttp does) gets the same records in gzip: one warning, nothing dropped, nothing sent twice."""
+    rx = receiver_factory(refuse_encodings={"zstd": status})
+    out = run_worker({"OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint, "OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"},
+                     "--threads", 4, "--events", 100)
+    got = rx.received()
+    check_exact(got, out, 4, 100)
+    reqs = got["requests"]
+    refused = [r for r in reqs if r["content_encoding"] == "zstd"]
+    assert refused and all(r["status_returned"] == status for r in refused)
+    assert {r["status_returned"] for r in reqs if r["content_encoding"] == "gzip"} == {200}
+    # After the first refusal nothing new goes out in zstd: only requests already in flight then (at most
+    # one per signal and connection) can still arrive in it.
+    first_gzip = next(i for i, r in enumerate(reqs) if r["content_encoding"] == "gzip")
+    assert len([r for r in reqs[first_gzip:] if r["content_encoding"] == "zstd"]) <= 4
+    lines = [l for l in out["stderr"].splitlines() if "zstd" in l]
+    assert len(lines) == 2, out["stderr"]  # the full-init line names zstd; then exactly one warning
+    assert "refused zstd" in lines[1] and f"HTTP {status}" in lines[1] and "gzip" in lines[1]

@@ -241,6 +241,25 @@ def check_ids(signal: str, msg) -> None:
                             _check_len(ex.span_id, (0, 8), w + ".spanId")
 
 
+def unzstd(body: bytes) -> bytes:
+    """One or more whole zstd frames (RFC 8878), with or without a content size. Raises OtlpDecodeError."""
+    import zstandard  # PyPI zstandard: libzstd's own decoder
+
+    out, rest = [], body
+    try:
+        while rest:
+            d = zstandard.ZstdDecompressor().decompressobj()
+            out.append(d.decompress(rest))
+            if not d.eof:
+                raise OtlpDecodeError("Content-Encoding: zstd but the body ends inside a frame")
+            rest = d.unused_data
+    except zstandard.ZstdError as e:
+        raise OtlpDecodeError(f"Content-Encoding: zstd but the body does not decompress: {e}") from None
+    if not body:
+        raise OtlpDecodeError("Content-Encoding: zstd but the body is empty")
+    return b"".join(out)
+
+
 def decode_body(signal: str, body: bytes, content_type: str, content_encoding: Optional[str] = None):
     """Decode one HTTP body into the official Export*ServiceRequest, strictly. Raises OtlpDecodeError."""
     if content_encoding == "gzip":
@@ -248,6 +267,8 @@ def decode_body(signal: str, body: bytes, content_type: str, content_encoding: O
             body = gzip.decompress(body)
         except (OSError, EOFError, zlib.error) as e:
             raise OtlpDecodeError(f"Content-Encoding: gzip but the body does not gunzip: {e}") from None
+    elif content_encoding == "zstd":
+        body = unzstd(body)
     if content_type == PROTOBUF:
         msg = REQUEST_CLASSES[signal]()
         try:
@@ -783,7 +804,10 @@ class _Handler(BaseHTTPRequestHandler):
             err = (404, f"unknown path {path!r} (want /v1/traces, /v1/logs or /v1/metrics)")
         elif ctype not in (PROTOBUF, JSON):
             err = (415, f"Content-Type must be exactly {PROTOBUF!r} or {JSON!r}, got {ctype!r}")
-        elif cenc not in (None, "gzip", "identity"):
+        elif cenc in rec.refuse_encodings:
+            # Worded as the OpenTelemetry Collector's confighttp words it.
+            err = (rec.refuse_encodings[cenc], f"unsupported Content-Encoding: {cenc}")
+        elif cenc not in (None, "gzip", "zstd", "identity"):
             err = (415, f"unsupported Content-Encoding {cenc!r}")
         else:
             try:
@@ -867,8 +891,11 @@ class Receiver:
 
     # cors: False, True (Access-Control-Allow-Origin: *) or "credentials" (the Origin echoed, credentials allowed).
     def __init__(self, host: str = "127.0.0.1", port: int = 0, cors: bool | str = False, tls: bool = False,
-                 capture_bodies: bool = False, verbose: bool = False, client_auth: bool = False):
+                 capture_bodies: bool = False, verbose: bool = False, client_auth: bool = False,
+                 refuse_encodings: Optional[dict] = None):
         self.host = host
+        # {"zstd": 415}: answer that status to bodies in that Content-Encoding, as a collector without it does.
+        self.refuse_encodings = dict(refuse_encodings or {})
         self.port = port
         self.cors = cors
         self.tls = tls or client_auth
@@ -1062,11 +1089,13 @@ class Receiver:
                                          "content_type": content_type, "content_encoding": content_encoding})
 
     def _capture(self, path, ctype, cenc, body) -> None:
-        if cenc == "gzip":
-            try:
+        try:
+            if cenc == "gzip":
                 body = gzip.decompress(body)
-            except (OSError, EOFError, zlib.error):
-                pass
+            elif cenc == "zstd":
+                body = unzstd(body)
+        except (OSError, EOFError, zlib.error, OtlpDecodeError):
+            pass
         with self._lock:
             self._bodies.append({"path": path, "content_type": ctype, "body": body})
 
@@ -1092,6 +1121,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="like --cors, but echo the Origin and allow credentials (as the OpenTelemetry Collector does)")
     ap.add_argument("--tls", action="store_true", help="HTTPS with a CA and server certificate generated now")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--refuse-encoding", action="append", default=[], metavar="ENC[=STATUS]",
+                    help="answer bodies in this Content-Encoding with STATUS (default 415), like a collector without it")
     args = ap.parse_args(argv)
     if args.port_file:  # a stale file from an earlier run must not look like "ready"
         for stale in (args.port_file, args.port_file + ".ca"):
@@ -1101,7 +1132,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                 pass
 
     cors = "credentials" if args.cors_credentials else args.cors
-    rec = Receiver(host=args.host, port=args.port, cors=cors, tls=args.tls, verbose=args.verbose).start()
+    refuse = {}
+    for item in args.refuse_encoding:
+        enc, _, status = item.partition("=")
+        refuse[enc] = int(status or 415)
+    rec = Receiver(host=args.host, port=args.port, cors=cors, tls=args.tls, verbose=args.verbose,
+                   refuse_encodings=refuse).start()
     if args.port_file:
         if args.tls:
             _write_atomic(args.port_file + ".ca", rec.ca_path + "\n")

@@ -243,6 +243,35 @@ def test_gzip_json_log_arrives_with_body(receiver):
     assert (rec["content_encoding"], rec["bytes"]) == ("gzip", len(wire))
 
 
+def test_zstd_protobuf_span_arrives(receiver):
+    import zstandard
+
+    wire = zstandard.ZstdCompressor(level=1).compress(trace_request([{"name": "zs"}]).SerializeToString())
+    assert post(receiver.url("traces"), wire, encoding="zstd")[0] == 200
+    got = receiver.received()
+    assert [s["name"] for s in got["spans"]] == ["zs"]
+    assert got["requests"][0]["content_encoding"] == "zstd"
+
+
+@pytest.mark.parametrize("status", [400, 415])
+def test_refused_encoding_answers_like_a_collector_without_it(status):
+    import zstandard
+
+    r = Receiver(refuse_encodings={"zstd": status}).start()
+    try:
+        wire = zstandard.ZstdCompressor().compress(trace_request([{"name": "zs"}]).SerializeToString())
+        st, _headers, resp = post(r.url("traces"), wire, encoding="zstd")
+        assert st == status and b"unsupported Content-Encoding: zstd" in resp
+        # gzip still works there
+        assert post(r.url("traces"), gzip.compress(trace_request([{"name": "gz"}]).SerializeToString()),
+                    encoding="gzip")[0] == 200
+        got = r.received()
+        assert [s["name"] for s in got["spans"]] == ["gz"]
+        assert [(e["status"], e["content_encoding"]) for e in got["errors"]] == [(status, "zstd")]
+    finally:
+        r.stop()
+
+
 def test_gzip_protobuf_log_without_ids(receiver):
     req = log_request([{"body": "a"}, {"body": {"structured": [1, 2]}}])
     assert post(receiver.url("logs"), gzip.compress(req.SerializeToString()), encoding="gzip")[0] == 200
@@ -328,6 +357,7 @@ BAD_PROTOBUF = {
     "short_trace_id": (trace_request([{"name": "s", "trace_id": "0102030405"}]).SerializeToString(), None,
                        "traceId: id is 5 bytes, want 16"),
     "bad_gzip": (b"not gzip at all", "gzip", "does not gunzip"),
+    "bad_zstd": (b"not zstd at all", "zstd", "does not decompress"),
 }
 
 

@@ -79,7 +79,7 @@ ENV_ROWS = [
     ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x=a%0Db", "control characters; value not shown", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "grpc is not supported", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml", "expected http/protobuf or http/json", OK_EXPORT),
-    ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "expected gzip or none", OK_EXPORT),
+    ("OTEL_EXPORTER_OTLP_COMPRESSION", "br", "expected gzip, zstd or none", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s", "expected an integer from 1 to 4294967295", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_TIMEOUT", "-5", "expected an integer from 1 to 4294967295", OK_EXPORT),
     ("OTEL_EXPORTER_OTLP_TIMEOUT", "99999999999999999999", "expected an integer", OK_EXPORT),

@@ -182,6 +182,7 @@ static void test_good_values(void **state) {
       {"OTEL_EXPORTER_OTLP_PROTOCOL", " HTTP/PROTOBUF ", F(protocol), POLYTEL_PROTOCOL_PROTOBUF},
       {"OTEL_EXPORTER_OTLP_COMPRESSION", "gzip", F(gzip), 1},
       {"OTEL_EXPORTER_OTLP_COMPRESSION", "NONE", F(gzip), 0},
+      {"OTEL_EXPORTER_OTLP_COMPRESSION", " Zstd ", F(gzip), POLYTEL_COMPRESSION_ZSTD},
       {"OTEL_EXPORTER_OTLP_TIMEOUT", "2500", F(timeout_ms), 2500},
       {"OTEL_EXPORTER_OTLP_TIMEOUT", " 007 ", F(timeout_ms), 7},
       {"OTEL_EXPORTER_OTLP_TIMEOUT", "4294967295", F(timeout_ms), 4294967295u},
@@ -261,8 +262,8 @@ static void test_bad_values(void **state) {
       {"OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml", F(protocol), POLYTEL_PROTOCOL_PROTOBUF,
        "invalid OTEL_EXPORTER_OTLP_PROTOCOL=\"http/xml\" (expected http/protobuf or http/json); using "
        "http/protobuf"},
-      {"OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", F(gzip), 0,
-       "invalid OTEL_EXPORTER_OTLP_COMPRESSION=\"zstd\" (expected gzip or none); using none"},
+      {"OTEL_EXPORTER_OTLP_COMPRESSION", "br", F(gzip), 0,
+       "invalid OTEL_EXPORTER_OTLP_COMPRESSION=\"br\" (expected gzip, zstd or none); using none"},
       {"OTEL_EXPORTER_OTLP_TIMEOUT", "10s", F(timeout_ms), 10000,
        "invalid OTEL_EXPORTER_OTLP_TIMEOUT=\"10s\" " NUM_EXPECTED "; using 10000"},
       {"OTEL_EXPORTER_OTLP_TIMEOUT", "0", F(timeout_ms), 10000,
@@ -1138,6 +1139,16 @@ static void test_explicit_beats_env(void **state) {
   resolve_quiet(on, &u, &c);
   assert_int_equal(c.telemetry_enabled, 0);
   assert_int_equal(c.gzip, 0);
+  polytel__cfg_free(&c);
+
+  /* explicit zstd beats an env "gzip"; any other non-zero value still means gzip */
+  u.compression_gzip = POLYTEL_COMPRESSION_ZSTD;
+  resolve_quiet(on, &u, &c);
+  assert_int_equal(c.gzip, POLYTEL_COMPRESSION_ZSTD);
+  polytel__cfg_free(&c);
+  u.compression_gzip = 9;
+  resolve_quiet(on, &u, &c);
+  assert_int_equal(c.gzip, POLYTEL_COMPRESSION_GZIP);
   polytel__cfg_free(&c);
 }
 

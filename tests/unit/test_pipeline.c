@@ -1,5 +1,6 @@
 /* test_pipeline.c — the export pipeline driven directly through pipeline.h, no transport: outcomes and their
- * counts, partial_success, the retry schedule, metrics ordering, warning lines, abandon, the shutdown line.
+ * counts, partial_success, the retry schedule, metrics ordering, warning lines, abandon, the shutdown line,
+ * the fall back from zstd to gzip.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,8 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if POLYTEL_WITH_UV
+#include <zlib.h>
+#endif
 
 #include "capture.h"
+#include "encode.h"
 #include "internal.h"
 #include "pipeline.h"
 #include "polytel.h"
@@ -641,26 +646,127 @@ static void test_identity_at_every_read(void **state) {
   stats();
 }
 
+/* ------------------------------------------------------------ zstd refused */
+
+#if POLYTEL_WITH_UV
+static int setup_zstd(void **state) {
+  (void)state;
+  setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", 1);
+  return start(0, "http/protobuf");
+}
+static int teardown_zstd(void **state) {
+  unsetenv("OTEL_EXPORTER_OTLP_COMPRESSION");
+  return teardown(state);
+}
+
+/* The protobuf a request carries, whatever its encoding (gzip through zlib itself, not polytel). */
+static polytel__buf_t plain_body(const polytel__request_t *r) {
+  polytel__buf_t out = {0};
+  if (r->gzip == POLYTEL_COMPRESSION_ZSTD) {
+    assert_int_equal(polytel__unzstd(r->body, r->body_len, &out), 0);
+  } else {
+    assert_int_equal(r->gzip, POLYTEL_COMPRESSION_GZIP);
+    assert_int_equal(polytel__buf_reserve(&out, 1 << 20), 0);
+    z_stream zs = {0};
+    assert_int_equal(inflateInit2(&zs, 15 + 16), Z_OK);
+    zs.next_in = (Bytef *)(uintptr_t)r->body, zs.avail_in = (uInt)r->body_len;
+    zs.next_out = out.data, zs.avail_out = (uInt)out.cap;
+    assert_int_equal(inflate(&zs, Z_FINISH), Z_STREAM_END);
+    out.len = zs.total_out;
+    inflateEnd(&zs);
+  }
+  return out;
+}
+
+/* A 415 (or a 400 about the encoding) to zstd: that request and the queued ones go again in gzip, same bytes
+ * inside, at once; later ones are gzip; one warning; nothing dropped. */
+static void test_zstd_refused_falls_back_to_gzip(void **state) {
+  (void)state;
+  logs(20);
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *r = one(now, POLYTEL__SIG_LOGS);
+  assert_int_equal(r->gzip, POLYTEL_COMPRESSION_ZSTD);
+  polytel__buf_t sent = plain_body(r);
+  logs(5);
+  polytel__pipeline_force(pl, now); /* a second request, queued behind the one in flight */
+  static const char msg[] = "unsupported Content-Encoding: zstd";
+  polytel__response_t refused = http(415, -1);
+  refused.body = (const uint8_t *)msg, refused.body_len = sizeof msg - 1, refused.content_type = "text/plain";
+  cap_begin();
+  assert_int_equal(polytel__pipeline_done(pl, r, &refused, now), POLYTEL__DONE_RETRY);
+  char *out = cap_read_all();
+  assert_int_equal(count_str(out, "refused zstd"), 1);
+  assert_non_null(strstr(out,
+                         "the collector refused zstd (HTTP 415: \"unsupported Content-Encoding: zstd\"); "
+                         "compressing with gzip from now on"));
+  free(out);
+  /* Both go now, in gzip; the first carries exactly the bytes it carried in zstd. */
+  polytel__request_t *q[4];
+  assert_int_equal(ready(now, q, 4), 2);
+  assert_ptr_equal(q[0], r);
+  polytel__buf_t again = plain_body(q[0]), second = plain_body(q[1]);
+  assert_int_equal(again.len, sent.len);
+  assert_memory_equal(again.data, sent.data, sent.len);
+  assert_true(second.len > 0);
+  polytel__response_t ok = http(200, -1);
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(polytel__pipeline_done(pl, q[i], &ok, now), POLYTEL__DONE_EXPORTED);
+  logs(3);
+  polytel__request_t *later = one(now, POLYTEL__SIG_LOGS);
+  assert_int_equal(later->gzip, POLYTEL_COMPRESSION_GZIP);
+  assert_int_equal(polytel__pipeline_done(pl, later, &ok, now), POLYTEL__DONE_EXPORTED);
+  polytel_stats_t s = stats();
+  assert_int_equal(s.exported - base.exported, 28);
+  assert_int_equal(s.dropped - base.dropped, 0);
+  assert_int_equal(s.export_retries - base.export_retries, 1);
+  polytel__buf_free(&sent), polytel__buf_free(&again), polytel__buf_free(&second);
+}
+
+/* A 400 that is not about the encoding is a plain rejection: dropped, counted, zstd kept. */
+static void test_zstd_other_400_is_a_rejection(void **state) {
+  (void)state;
+  logs(4);
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *r = one(now, POLYTEL__SIG_LOGS);
+  static const char msg[] = "invalid span id";
+  polytel__response_t bad = http(400, -1);
+  bad.body = (const uint8_t *)msg, bad.body_len = sizeof msg - 1, bad.content_type = "text/plain";
+  cap_begin();
+  assert_int_equal(polytel__pipeline_done(pl, r, &bad, now), POLYTEL__DONE_DROPPED);
+  free(cap_read_all());
+  assert_int_equal(stats().dropped_export - base.dropped_export, 4);
+  logs(1);
+  r = one(now, POLYTEL__SIG_LOGS);
+  assert_int_equal(r->gzip, POLYTEL_COMPRESSION_ZSTD);
+  polytel__response_t ok = http(200, -1);
+  assert_int_equal(polytel__pipeline_done(pl, r, &ok, now), POLYTEL__DONE_EXPORTED);
+}
+#endif
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
   const struct CMUnitTest tests[] = {
-      T(test_exported),
-      T(test_partial_success_protobuf),
-      cmocka_unit_test_setup_teardown(test_partial_success_json, setup_json, teardown),
-      cmocka_unit_test_setup_teardown(test_partial_success_warning_only, setup_json, teardown),
-      T(test_rejected_with_message),
-      T(test_message_sanitized_and_cut),
-      T(test_connect_then_dropped),
-      T(test_timeout_after_send_is_unconfirmed),
-      T(test_tls_not_retried),
-      T(test_retry_after_zero_uses_the_step),
-      T(test_retry_after_above_step_honoured),
-      T(test_flush_respects_the_floor),
-      cmocka_unit_test_setup_teardown(test_metrics_snapshots_in_order, setup_metrics, teardown),
-      cmocka_unit_test_setup_teardown(test_metrics_replaced_in_backoff, setup_metrics, teardown),
-      T(test_warnings_per_signal_and_cause),
-      T(test_abandon_and_shutdown_line),
-      T(test_identity_at_every_read),
+    T(test_exported),
+    T(test_partial_success_protobuf),
+    cmocka_unit_test_setup_teardown(test_partial_success_json, setup_json, teardown),
+    cmocka_unit_test_setup_teardown(test_partial_success_warning_only, setup_json, teardown),
+    T(test_rejected_with_message),
+    T(test_message_sanitized_and_cut),
+    T(test_connect_then_dropped),
+    T(test_timeout_after_send_is_unconfirmed),
+    T(test_tls_not_retried),
+    T(test_retry_after_zero_uses_the_step),
+    T(test_retry_after_above_step_honoured),
+    T(test_flush_respects_the_floor),
+    cmocka_unit_test_setup_teardown(test_metrics_snapshots_in_order, setup_metrics, teardown),
+    cmocka_unit_test_setup_teardown(test_metrics_replaced_in_backoff, setup_metrics, teardown),
+    T(test_warnings_per_signal_and_cause),
+    T(test_abandon_and_shutdown_line),
+    T(test_identity_at_every_read),
+#if POLYTEL_WITH_UV
+    cmocka_unit_test_setup_teardown(test_zstd_refused_falls_back_to_gzip, setup_zstd, teardown_zstd),
+    cmocka_unit_test_setup_teardown(test_zstd_other_400_is_a_rejection, setup_zstd, teardown_zstd),
+#endif
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -522,7 +522,7 @@ static void test_retry_after_parsing(void **state) {
 #undef RA
 }
 
-/* Bodies, headers, content types, gzip flag, user headers, keep-alive on the owned loop. */
+/* Bodies, headers, content types, gzip/zstd flag, user headers, keep-alive on the owned loop. */
 static void test_owned_loop_posts(void **state) {
   (void)state;
   diag_reset();
@@ -541,8 +541,12 @@ static void test_owned_loop_posts(void **state) {
   for (int i = 0; i < 6; i++) {
     snprintf(path, sizeof path, "/v1/t%d", i);
     snprintf(body, sizeof body, "body-%d-%s", i, i % 2 ? "json" : "pb");
-    r[i] = mkreq(s->base, path, POLYTEL__SIG_TRACES, body,
-                 i % 2 ? "application/json" : "application/x-protobuf", i == 3, 5000);
+    r[i] =
+        mkreq(s->base, path, POLYTEL__SIG_TRACES, body, i % 2 ? "application/json" : "application/x-protobuf",
+              i == 3   ? POLYTEL_COMPRESSION_GZIP
+              : i == 5 ? POLYTEL_COMPRESSION_ZSTD
+                       : 0,
+              5000);
     stub_push(pl, r[i]);
   }
   tpt_wake();
@@ -558,6 +562,7 @@ static void test_owned_loop_posts(void **state) {
     assert_true(
         has_header(sn, i % 2 ? "Content-Type: application/json" : "Content-Type: application/x-protobuf"));
     assert_int_equal(has_header(sn, "Content-Encoding: gzip"), i == 3);
+    assert_int_equal(has_header(sn, "Content-Encoding: zstd"), i == 5);
     assert_true(has_header(sn, "x-api-key: s3cret"));
     assert_null(strcasestr(sn->head, "Injected"));
     assert_null(strcasestr(sn->head, "100-continue"));

@@ -50,9 +50,9 @@ const versionH = readFileSync(join(root, 'core/include/polytel/version.h.in'), '
 const versionPath = join(genDir, 'polytel/version.h');
 if (!existsSync(versionPath) || readFileSync(versionPath, 'utf8') !== versionH) writeFileSync(versionPath, versionH);
 
-// --- sources: the core as with POLYTEL_WITH_UV=OFF (no transport_uv.c, no gzip.c), plus the shim
+// --- sources: the core as with POLYTEL_WITH_UV=OFF (no transport_uv.c, no compress.c), plus the shim
 const coreSrc = join(root, 'core/src');
-const EXCLUDED = new Set(['transport_uv.c', 'transport_curl.c', 'transport_file.c', 'transport_none.c', 'gzip.c']);
+const EXCLUDED = new Set(['transport_uv.c', 'transport_curl.c', 'transport_file.c', 'transport_none.c', 'compress.c']);
 const sources = readdirSync(coreSrc)
   .filter((f) => f.endsWith('.c') && !EXCLUDED.has(f))
   .sort()

@@ -442,6 +442,7 @@ class Driver {
     // gzip as configured; unset in a page, for endpoints on the page's own origin (no CORS preflight has to
     // allow Content-Encoding there): far more fits the keepalive budget at a page exit.
     this.gzipMode = o.compressionSet ? (cfg.compression === 'gzip' && this.exporter === 'otlp' ? 'always' : 'never') : IS_NODE ? 'never' : 'same-origin';
+    if (cfg.compression === 'zstd') this.pt._warnOnce('zstd compression is not available in wasm (no libzstd, no CompressionStream for it): bodies go out uncompressed');
     if (this.gzipMode !== 'never' && typeof CompressionStream !== 'function') {
       if (this.gzipMode === 'always') this.pt._warnOnce('gzip compression needs CompressionStream, which this runtime lacks: bodies go out uncompressed');
       this.gzipMode = 'never';
@@ -1432,6 +1433,9 @@ function applyConfig(core, o) {
     set('use_env', core.useEnv);
     set('telemetry_enabled', o.telemetryEnabled ?? o.TELEMETRY_ENABLED ?? core.pageGlobal('TELEMETRY_ENABLED'));
     set('console_level', o.consoleLevel ?? o.logLevel);
+    // The wasm build compresses with CompressionStream, which has no zstd: refused here, as a bad value.
+    if (String(o.compression ?? '').trim().toLowerCase() === 'zstd')
+      throw new RangeError('polytel: invalid compression="zstd" (zstd is not available in wasm, expected gzip or none)');
     if (o.console === false) set('console', 'off');
     set('service_name', o.serviceName ?? core.defaultServiceName);
     set('sdk_language', IS_NODE ? 'nodejs' : 'webjs');

@@ -81,7 +81,9 @@ else
     polytel_missing!("libuv (headers and library)", "libuv1-dev")
   (pkg_config("libcurl") && have_header("curl/curl.h")) || have_library("curl", "curl_multi_init", "curl/curl.h") ||
     polytel_missing!("libcurl (headers and library)", "libcurl4-openssl-dev")
-  have_library("z", "deflate", "zlib.h") || polytel_missing!("zlib (headers and library)", "zlib1g-dev")
+  have_library("deflate", "libdeflate_alloc_compressor", "libdeflate.h") ||
+    polytel_missing!("libdeflate (headers and library)", "libdeflate-dev")
+  have_library("zstd", "ZSTD_compress", "zstd.h") || polytel_missing!("libzstd (headers and library)", "libzstd-dev")
   have_library("pthread", "pthread_create", "pthread.h") || polytel_missing!("pthreads", "libc6-dev")
 
   polytel_generate_version_h(core, version)

@@ -1,0 +1,146 @@
+/* bench_span_parts.c — where a span pair's cycles go: polytel's POLYTEL_SPAN_SCOPE beside stand-ins that do
+ * its work piece by piece (the same stores, checks and counters, in two out-of-line calls) on a private
+ * buffer, interleaved in one process, best of 4 rounds x bench_timing.h's loop. Not run by make bench: an
+ * analysis tool (build/bench/bench_span_parts). What is left between the last stand-in and polytel is not the
+ * instructions of the fast path but where its bytes go (blocks shared with the consumer thread). */
+#include <polytel.h>
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_timing.h"
+
+#ifdef BENCH_HAVE_RDTSC
+#define TICKS() __rdtsc()
+#else
+#define TICKS() bench_clock_ns(CLOCK_MONOTONIC)
+#endif
+
+typedef struct {
+  uint8_t *pos, *lim, *base;
+  _Atomic uint32_t *committed;
+  uint32_t depth;
+  uint64_t masks[2];
+  uint64_t n_spans;
+} thr_t;
+
+static __thread thr_t *g_t __attribute__((tls_model("initial-exec")));
+static _Atomic int g_rec = 1;
+static int g_tsc = 1;
+static _Atomic uint32_t g_committed __attribute__((aligned(64)));
+
+static void wrap(thr_t *t) {
+  if (t->pos + 128 > t->lim + 64) t->pos = t->base;
+}
+
+/* S1: two 8-byte headers, two timestamps, the name pointer, a bump. */
+__attribute__((noinline)) static void b1(const char *n) {
+  thr_t *t = g_t;
+  uint64_t *p = (uint64_t *)t->pos;
+  p[0] = 0x1800000003ull, p[1] = TICKS(), p[2] = (uint64_t)(uintptr_t)n;
+  t->pos += 24;
+}
+__attribute__((noinline)) static void e1(void) {
+  thr_t *t = g_t;
+  uint64_t *p = (uint64_t *)t->pos;
+  p[0] = 0x1000000005ull, p[1] = TICKS();
+  t->pos += 16;
+  wrap(t);
+}
+/* S2: + the fast path's checks (recording, depth, name, room, clock), the depth and the span count. */
+__attribute__((noinline)) static void b2(const char *n) {
+  thr_t *t = g_t;
+  if (!(t && atomic_load_explicit(&g_rec, memory_order_relaxed) && t->depth < 64 && n &&
+        t->pos + 40 <= t->lim + 64 && g_tsc))
+    abort();
+  b1(n);
+  t->depth++;
+}
+__attribute__((noinline)) static void e2(void) {
+  thr_t *t = g_t;
+  uint32_t d = t->depth - 1;
+  if (!(d < 64 && !(((t->masks[0] | t->masks[1]) >> d) & 1) && g_tsc)) abort();
+  t->depth = d;
+  t->n_spans++;
+  e1();
+}
+/* S3: + the release store of the bytes committed, after each event, and the end's room reservation. */
+__attribute__((noinline)) static void b3(const char *n) {
+  b2(n);
+  thr_t *t = g_t;
+  t->lim -= 16;
+  atomic_store_explicit(t->committed, (uint32_t)(t->pos - t->base), memory_order_release);
+}
+__attribute__((noinline)) static void e3(void) {
+  e2();
+  thr_t *t = g_t;
+  t->lim += 16;
+  atomic_store_explicit(t->committed, (uint32_t)(t->pos - t->base), memory_order_release);
+}
+
+static thr_t g_small, g_big;
+static void use(thr_t *t, size_t bytes) {
+  if (!t->base) {
+    t->base = t->pos = malloc(bytes);
+    memset(t->base, 1, bytes);
+    t->lim = t->base + bytes - 128;
+    t->committed = &g_committed;
+  }
+  g_t = t;
+}
+
+static void op_2ticks(int n) {
+  uint64_t a = 0;
+  for (int i = 0; i < n; i++) a += TICKS(), a ^= TICKS();
+  bench_sink = a;
+}
+static void op_s1(int n) {
+  use(&g_small, 64 << 10);
+  for (int i = 0; i < n; i++) b1("x"), e1();
+}
+static void op_s2(int n) {
+  use(&g_small, 64 << 10);
+  for (int i = 0; i < n; i++) b2("x"), e2();
+}
+static void op_s3(int n) {
+  use(&g_small, 64 << 10);
+  for (int i = 0; i < n; i++) b3("x"), e3();
+}
+static void op_s4(int n) { /* S3 over 32 MiB: always lines the writer has not written lately */
+  use(&g_big, 32 << 20);
+  for (int i = 0; i < n; i++) b3("x"), e3();
+}
+static void op_polytel(int n) {
+  for (int i = 0; i < n; i++) {
+    POLYTEL_SPAN_SCOPE("bench.span");
+  }
+}
+
+int main(void) {
+  setenv("TELEMETRY_ENABLED", "true", 0);
+  setenv("POLYTEL_CONSOLE", "off", 0);
+  setenv("POLYTEL_EXPORTER", "none", 0);
+  if (polytel_init_full_telemetry(NULL, NULL) != 0) return 1;
+  struct {
+    const char *name;
+    bench_op_fn fn;
+    double best;
+  } v[] = {
+      {"one " BENCH_ANCHOR, bench_op_rdtsc, 1e30},        {"two " BENCH_ANCHOR " inline", op_2ticks, 1e30},
+      {"S1 stores + 2 timestamps, 2 calls", op_s1, 1e30}, {"S2 S1 + checks, depth, count", op_s2, 1e30},
+      {"S3 S2 + commit store, reservation", op_s3, 1e30}, {"S4 S3 on a 32 MiB buffer", op_s4, 1e30},
+      {"polytel span begin+end", op_polytel, 1e30},
+  };
+  int nv = (int)(sizeof v / sizeof v[0]);
+  for (int r = 0; r < 4; r++)
+    for (int i = 0; i < nv; i++) {
+      double x = bench_measure(v[i].fn, NULL);
+      if (x < v[i].best) v[i].best = x;
+    }
+  printf("| variant | ns/pair | x %s |\n|---|---:|---:|\n", BENCH_ANCHOR);
+  for (int i = 0; i < nv; i++) printf("| %s | %.2f | %.2fx |\n", v[i].name, v[i].best, v[i].best / v[0].best);
+  polytel_shutdown(2000);
+  return 0;
+}
