@@ -150,6 +150,7 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
       r.body = g_scratch;
       r.body_len = (uint32_t)n;
       r.thread_id = t->id;
+      memcpy(r.thread_name, t->name, sizeof r.thread_name);
       if (t->stack_depth) {
         cons_span_t *top = &t->stack[t->stack_depth - 1];
         r.has_span = 1;
@@ -187,6 +188,7 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
       r.observed_ns = r.time_ns;
       r.severity = ev->level;
       r.thread_id = t->id;
+      memcpy(r.thread_name, t->name, sizeof r.thread_name);
       if (sink->log) sink->log(sink->ctx, &r);
       return 1;
     }
@@ -235,6 +237,7 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
       if (r.end_ns < r.start_ns) r.end_ns = r.start_ns;
       r.status = ev->flags & 0xff;
       r.thread_id = t->id;
+      memcpy(r.thread_name, t->name, sizeof r.thread_name);
       r.attrs = e->attrs;
       r.n_attrs = e->n_attrs;
       if (ev->type == POLYTEL__EV_SPAN_END_DYN) {
@@ -275,6 +278,7 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
         r.n_attrs = h[0];
       }
       r.thread_id = t->id;
+      memcpy(r.thread_name, t->name, sizeof r.thread_name);
       if (sink->span) sink->span(sink->ctx, &r);
       return 1;
     }
@@ -420,6 +424,21 @@ uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
     pthread_mutex_unlock(&polytel__registry_mu);
   }
   return items;
+}
+
+void polytel_thread_set_name(const char *name) {
+  if (!name) return;
+  polytel__thread_t *t = polytel__thread();
+  if (!t) return;
+  size_t n = strnlen(name, sizeof t->name - 1);
+  /* A cut inside a UTF-8 sequence would reach the wire as U+FFFD: cut before it. */
+  if (n == sizeof t->name - 1 && name[n] != '\0')
+    while (n && ((uint8_t)name[n] & 0xC0) == 0x80) n--;
+  /* The consumer reads the name under this lock; the calling thread takes it once, not per event. */
+  pthread_mutex_lock(&polytel__consume_mu);
+  memcpy(t->name, name, n);
+  t->name[n] = '\0';
+  pthread_mutex_unlock(&polytel__consume_mu);
 }
 
 /* Fork child: ids must never repeat the parent's. */

@@ -211,24 +211,36 @@ static void j_anyvalue_kv(jb_t *b, const polytel__kv_t *kv) {
   j_ch(b, '}');
 }
 
-static void j_attrs_bare(jb_t *b, const polytel__kv_t *kv, size_t n) {
-  J(b, "\"attributes\":[");
+/* `{"key":...,"value":...}` entries, each but the first after a comma. */
+static void j_kvs(jb_t *b, const polytel__kv_t *kv, size_t n, int comma_first) {
   for (size_t i = 0; i < n; i++) {
-    if (i) j_ch(b, ',');
+    if (i || comma_first) j_ch(b, ',');
     J(b, "{\"key\":");
     j_str(b, kv[i].key, kv[i].key_len);
     J(b, ",\"value\":");
     j_anyvalue_kv(b, &kv[i]);
     j_ch(b, '}');
   }
+}
+
+static void j_attrs_bare(jb_t *b, const polytel__kv_t *kv, size_t n) {
+  J(b, "\"attributes\":[");
+  j_kvs(b, kv, n, 0);
   j_ch(b, ']');
 }
 
-/* `,"attributes":[...]`, or nothing when empty (a proto3 default). */
+/* `,"attributes":[...]` with a record's own attributes then its thread's (tk, nt), or nothing when there are
+ * none (a proto3 default). */
+static void j_attrs_thread(jb_t *b, const polytel__kv_t *kv, size_t n, const polytel__kv_t *tk, uint32_t nt) {
+  if (!n && !nt) return;
+  J(b, ",\"attributes\":[");
+  j_kvs(b, kv, n, 0);
+  j_kvs(b, tk, nt, n > 0);
+  j_ch(b, ']');
+}
+
 static void j_attrs(jb_t *b, const polytel__kv_t *kv, size_t n) {
-  if (!n) return;
-  j_ch(b, ',');
-  j_attrs_bare(b, kv, n);
+  j_attrs_thread(b, kv, n, NULL, 0);
 }
 
 /* `{"resource":{...},"scope<Kind>":[` — the caller closes it. */
@@ -276,8 +288,10 @@ static int j_scope(jb_t *b, const char *name, size_t name_len, const char *versi
 /* --------------------------------------------------------------------- spans */
 
 static int j_span(jb_t *b, const polytel__span_rec_t *s) {
-  size_t bound =
-      320 + JSTR_BOUND(s->name_len) + JSTR_BOUND(s->status_msg_len) + kvs_bound(s->attrs, s->n_attrs);
+  polytel__kv_t tk[2];
+  uint32_t nt = polytel__thread_attrs(tk, s->attrs, s->n_attrs, s->thread_id, s->thread_name);
+  size_t bound = 320 + JSTR_BOUND(s->name_len) + JSTR_BOUND(s->status_msg_len) +
+                 kvs_bound(s->attrs, s->n_attrs) + kvs_bound(tk, nt);
   if (polytel__buf_reserve(b, bound)) return -1;
   J(b, "{\"traceId\":");
   j_hex(b, s->trace_id, 16);
@@ -298,7 +312,7 @@ static int j_span(jb_t *b, const polytel__span_rec_t *s) {
     J(b, ",\"endTimeUnixNano\":");
     j_u64(b, s->end_ns);
   }
-  j_attrs(b, s->attrs, s->n_attrs);
+  j_attrs_thread(b, s->attrs, s->n_attrs, tk, nt);
   if (s->status != POLYTEL_STATUS_UNSET || s->status_msg_len) {
     J(b, ",\"status\":{");
     if (s->status_msg_len) {
@@ -341,7 +355,11 @@ static const char *severity_text(int sev) {
 }
 
 static int j_log(jb_t *b, const polytel__log_rec_t *r) {
-  if (polytel__buf_reserve(b, 320 + JSTR_BOUND(r->body_len) + kvs_bound(r->attrs, r->n_attrs))) return -1;
+  polytel__kv_t tk[2];
+  uint32_t nt = polytel__thread_attrs(tk, r->attrs, r->n_attrs, r->thread_id, r->thread_name);
+  if (polytel__buf_reserve(
+          b, 320 + JSTR_BOUND(r->body_len) + kvs_bound(r->attrs, r->n_attrs) + kvs_bound(tk, nt)))
+    return -1;
   /* Every field is optional; a leading comma is dropped by starting at "{" + field. */
   size_t start = b->len;
   j_ch(b, '{');
@@ -367,7 +385,7 @@ static int j_log(jb_t *b, const polytel__log_rec_t *r) {
     j_str(b, r->body, r->body_len);
     j_ch(b, '}');
   }
-  j_attrs(b, r->attrs, r->n_attrs);
+  j_attrs_thread(b, r->attrs, r->n_attrs, tk, nt);
   if (r->has_span) {
     J(b, ",\"traceId\":");
     j_hex(b, r->trace_id, 16);

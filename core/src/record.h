@@ -7,6 +7,9 @@
 
 #include "polytel.h"
 
+/* A thread's name, NUL included (Linux names are at most 15 bytes; language names can be longer). */
+#define POLYTEL__THREAD_NAME_CAP 32
+
 /* An attribute as held by a record. Strings are not NUL-terminated (use len). */
 typedef struct polytel__kv_s {
   const char *key;
@@ -42,7 +45,8 @@ typedef struct polytel__log_rec_s {
   uint8_t span_id[8];
   const polytel__kv_t *attrs;
   uint32_t n_attrs;
-  uint32_t thread_id;
+  uint32_t thread_id;                         /* 0: no thread (then no thread.* attributes) */
+  char thread_name[POLYTEL__THREAD_NAME_CAP]; /* "" when unknown */
 } polytel__log_rec_t;
 
 typedef struct polytel__span_rec_s {
@@ -60,6 +64,7 @@ typedef struct polytel__span_rec_s {
   const polytel__kv_t *attrs;
   uint32_t n_attrs;
   uint32_t thread_id;
+  char thread_name[POLYTEL__THREAD_NAME_CAP];
 } polytel__span_rec_t;
 
 /* One data point. Sum and gauge use is_double + v; histograms the rest. */
