@@ -184,7 +184,7 @@ ext = Extension(
     extra_compile_args=["-std=gnu11", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wshadow"] + cflags,
     # Only PyInit__polytel leaves the extension: the core's polytel_* symbols stay private to it.
     extra_link_args=["-pthread", "-Wl,--version-script=" + os.path.join("src", "exports.map")] + libs,
-    depends=[os.path.join("src", "exports.map")] + glob.glob(os.path.join("_core", "core", "src", "*.h")),
+    depends=[os.path.join("src", "exports.map")] + glob.glob(os.path.join("_core", "core", "src", "**", "*.h"), recursive=True),
 )
 
 setup(

@@ -1,13 +1,14 @@
 /* fuzz_config.c — libFuzzer target for the env/config parser: an injected environment (and sometimes an
  * explicit polytel_config_t) from fuzz bytes; checks every resolved field's invariants, that header values
  * never reach the console, and that every warning is one clean line.
- * fuzz-sources: core/src/config.c core/src/console.c core/src/process.c
+ * fuzz-sources: core/src/common/config.c core/src/common/console.c core/src/common/process.c
  *
  * Input: lines "NAME=VALUE". NAME "cfg.FIELD" sets an explicit field (strings as given, numbers with
  * strtoll); "set.KEY" goes through polytel_config_set (0, or POLYTEL_EINVAL with a one-line error); the
- * resolved view (polytel__cfg_describe) never shows a header value. Also checked: every console line stays short (echoed values are cut at 64 bytes), a "SECRET"
- * in a URL's userinfo or query, or in key material pasted into a CLIENT_KEY variable, is never printed;
- * forbidden headers never pass; resource and TLS settings stay within their documented limits.
+ * resolved view (polytel__cfg_describe) never shows a header value. Also checked: every console line stays
+ * short (echoed values are cut at 64 bytes), a "SECRET" in a URL's userinfo or query, or in key material
+ * pasted into a CLIENT_KEY variable, is never printed; forbidden headers never pass; resource and TLS
+ * settings stay within their documented limits.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -17,9 +18,9 @@
 #include <unistd.h>
 
 #include "fuzz.h"
-#include "config.h"
-#include "console.h"
-#include "process.h"
+#include "common/config.h"
+#include "common/console.h"
+#include "common/process.h"
 
 #define MAX_VARS 64
 static const char *names[MAX_VARS], *values[MAX_VARS];

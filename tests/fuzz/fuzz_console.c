@@ -2,7 +2,7 @@
  * JSON into a memfd; checks exactly one clean line, valid JSON, lossless escaping (the text message
  * unescapes back to the input bytes, the JSON message to the input with U+FFFD for invalid UTF-8), and that
  * polytel__sanitize never splits an escape.
- * fuzz-sources: core/src/console.c
+ * fuzz-sources: core/src/common/console.c
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "fuzz.h"
-#include "console.h"
+#include "common/console.h"
 
 #define FIELD_MAX 16384
 #define T0 1795320156123456789ull /* 2026-11-22T04:02:36.123456Z */

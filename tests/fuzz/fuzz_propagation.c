@@ -1,13 +1,13 @@
 /* fuzz_propagation.c — libFuzzer target for the trace-context codecs and settings parsers: every input goes
  * through traceparent, tracestate, baggage, OTEL_PROPAGATORS and the sampler; round trips must agree.
- * fuzz-sources: core/src/propagation.c
+ * fuzz-sources: core/src/common/propagation.c
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "propagation.h"
+#include "common/propagation.h"
 
 #define CHECK(c)                                                            \
   do {                                                                      \

@@ -5,7 +5,7 @@
 #
 # The core sources a target needs are listed in its own file, on a line
 #   * fuzz-sources: core/src/a.c core/src/b.c
-# (globs allowed, "-path" removes: "core/src/*.c -core/src/transport_uv.c"), so adding a target, or a
+# (globs allowed, "-path" removes: "core/src/*/*.c -core/src/transport/uv.c"), so adding a target, or a
 # source file to the core, never means editing this script. Seeds come from
 # tests/fuzz/corpus/TARGET/ (read only); new inputs go to $FUZZ_OUT/corpus-TARGET/,
 # crashes to $FUZZ_OUT/. FUZZ_OUT defaults to build-fuzz/ at the repository root.

@@ -12,9 +12,9 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "console.h"
-#include "record.h"
+#include "common/config.h"
+#include "common/console.h"
+#include "common/types.h"
 
 /* ------------------------------------------------------------ injected environment */
 

@@ -16,12 +16,12 @@
 #endif
 
 #include "capture.h"
-#include "encode.h"
-#include "internal.h"
-#include "pipeline.h"
+#include "export/encode.h"
+#include "record/record.h"
+#include "export/pipeline.h"
 #include "polytel.h"
-#include "response.h"
-#include "transport.h"
+#include "export/response.h"
+#include "transport/transport.h"
 
 #define EXPORT_TIMEOUT_MS 30000
 

@@ -26,9 +26,9 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "console.h"
-#include "retry_after.h"
-#include "transport_uv.h"
+#include "common/console.h"
+#include "common/retry_after.h"
+#include "transport/uv.h"
 
 /*
  * The libuv transports as the library has them, driven through their function tables with a scripted

@@ -50,17 +50,21 @@ const versionH = readFileSync(join(root, 'core/include/polytel/version.h.in'), '
 const versionPath = join(genDir, 'polytel/version.h');
 if (!existsSync(versionPath) || readFileSync(versionPath, 'utf8') !== versionH) writeFileSync(versionPath, versionH);
 
-// --- sources: the core as with POLYTEL_WITH_UV=OFF (no transport_uv.c, no compress.c), plus the shim
+// --- sources: the core as with POLYTEL_WITH_UV=OFF (no libuv transports, no compress.c), plus the shim
 const coreSrc = join(root, 'core/src');
-const EXCLUDED = new Set(['transport_uv.c', 'transport_curl.c', 'transport_file.c', 'transport_none.c', 'compress.c']);
-const sources = readdirSync(coreSrc)
-  .filter((f) => f.endsWith('.c') && !EXCLUDED.has(f))
-  .sort()
+const EXCLUDED = new Set(['transport/uv.c', 'transport/curl.c', 'transport/file.c', 'transport/none.c', 'export/compress.c']);
+const coreFiles = (ext) =>
+  readdirSync(coreSrc, { withFileTypes: true })
+    .filter((d) => d.isDirectory())
+    .flatMap((d) => readdirSync(join(coreSrc, d.name)).filter((f) => f.endsWith(ext)).map((f) => `${d.name}/${f}`))
+    .sort();
+const sources = coreFiles('.c')
+  .filter((f) => !EXCLUDED.has(f))
   .map((f) => join(coreSrc, f));
 sources.push(join(pkg, 'src/shim.c'));
 
 const headers = [
-  ...readdirSync(coreSrc).filter((f) => f.endsWith('.h')).map((f) => join(coreSrc, f)),
+  ...coreFiles('.h').map((f) => join(coreSrc, f)),
   join(root, 'core/include/polytel.h'),
   versionPath,
 ];

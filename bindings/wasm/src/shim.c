@@ -7,14 +7,14 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "console.h"
-#include "encode.h"
-#include "pipeline.h"
+#include "common/config.h"
+#include "common/console.h"
+#include "export/encode.h"
+#include "export/pipeline.h"
 #include "polytel.h"
-#include "transport.h"
-#include "process.h"
-#include "record.h"
+#include "transport/transport.h"
+#include "common/process.h"
+#include "common/types.h"
 
 #define PTW_EXPORT EMSCRIPTEN_KEEPALIVE
 

@@ -34,11 +34,12 @@ end
 # The core's own source list: core/CMakeLists.txt's set(POLYTEL_SOURCES ...) plus the libuv additions.
 def polytel_core_sources(core)
   cm = File.read(File.join(core, "CMakeLists.txt"))
-  list = cm[/set\(\s*POLYTEL_SOURCES(.*?)\)/m, 1].to_s.scan(/src\/(\w+\.c)/).flatten
-  uv = cm[/if\(\s*POLYTEL_WITH_UV\s*\)\s*list\(\s*APPEND\s+POLYTEL_SOURCES(.*?)\)/m, 1].to_s.scan(/src\/(\w+\.c)/).flatten
+  list = cm[/set\(\s*POLYTEL_SOURCES(.*?)\)/m, 1].to_s.scan(%r{src/((?:\w+/)*\w+\.c)}).flatten
+  uv = cm[/if\(\s*POLYTEL_WITH_UV\s*\)\s*list\(\s*APPEND\s+POLYTEL_SOURCES(.*?)\)/m, 1].to_s
+                                                                                        .scan(%r{src/((?:\w+/)*\w+\.c)}).flatten
   srcs = (list + uv).uniq
-  srcs = Dir[File.join(core, "src", "*.c")].map { |f| File.basename(f) } if srcs.empty?
-  srcs
+  srcs = Dir[File.join(core, "src", "**", "*.c")].map { |f| f.delete_prefix(File.join(core, "src") + "/") } if srcs.empty?
+  srcs # paths under core/src, "common/config.c" (the layer folders; basenames are unique)
 end
 
 def polytel_generate_version_h(core, version)
@@ -88,8 +89,9 @@ else
 
   polytel_generate_version_h(core, version)
   srcdir_core = File.expand_path(core) == File.expand_path(File.join(HERE, "core")) ? "$(srcdir)/core" : core
-  $srcs = ["polytel_ext.c"] + polytel_core_sources(core)
-  $VPATH << "#{srcdir_core}/src"
+  core_srcs = polytel_core_sources(core)
+  $srcs = ["polytel_ext.c"] + core_srcs.map { |f| File.basename(f) }
+  core_srcs.map { |f| File.dirname(f) }.uniq.each { |d| $VPATH << "#{srcdir_core}/src/#{d}" }
   $INCFLAGS << " -I#{srcdir_core}/include -I#{srcdir_core}/src"
   $defs << "-D_GNU_SOURCE" << "-DPOLYTEL_WITH_UV=1"
 end
