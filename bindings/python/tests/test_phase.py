@@ -169,7 +169,7 @@ def test_bad_arguments_raise_but_repeat_never_does(receiver, service):
     assert r["statuses"] == ["already running"] * 3
 
 
-def test_status_is_what_runs_not_what_was_asked(receiver, service):
+def test_status_is_what_runs_not_what_was_asked(receiver, service, tmp_path):
     """The status is the core's resolved configuration: corrected values, the running endpoint on a repeat."""
     code = """
     import json, polytel
@@ -191,7 +191,8 @@ def test_status_is_what_runs_not_what_was_asked(receiver, service):
     assert res["config"]["endpoint"] == "http://localhost:4318" and res["endpoint"] is None
     assert res["not_exporting"] == "the exporter is none: recording and counting only"
     # the file exporter's default directory, from the core
-    code = "import json, polytel\nprint('RESULT ' + json.dumps(polytel.bootstrap_worker(exporter='file')))"
+    code = "import json, os, polytel\nos.chdir(%r)\nprint('RESULT ' + json.dumps(polytel.bootstrap_worker(exporter='file')))" % str(
+        tmp_path)
     res = run_worker(code, worker_env(None, service, TELEMETRY_ENABLED="true", POLYTEL_CONSOLE="off")).check().result()
     assert res["endpoint"] == "./polytel-out" and res["export_dir"] == "./polytel-out"
 

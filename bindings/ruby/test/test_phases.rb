@@ -108,7 +108,8 @@ class TestPhases < Minitest::Test
     assert_equal %w[traces logs metrics].to_h { |s| [s, "#{receiver.endpoint}/v1/#{s}"] }, first["endpoints"]
     assert_equal ["already running", receiver.endpoint, "http/protobuf"], again.values_at("status", "endpoint", "protocol")
     # The file exporter's default directory is the core's, as in every binding.
-    j = run_ok(code: 'require "json"; require "polytel"; puts JSON.dump(Polytel.bootstrap_worker(exporter: "file"))',
+    j = run_ok(code: 'require "json"; require "tmpdir"; require "polytel"; Dir.chdir(Dir.mktmpdir); ' \
+                     'puts JSON.dump(Polytel.bootstrap_worker(exporter: "file"))',
                env: export_env(svc, "POLYTEL_CONSOLE" => "off")).json
     assert_equal ["./polytel-out", "./polytel-out"], j.values_at("endpoint", "export_dir")
     j = run_ok(code: 'require "json"; require "polytel"; puts JSON.dump(Polytel.bootstrap_worker)',
