@@ -1,4 +1,4 @@
-/* fuzz_retry_after.c — libFuzzer target for Retry-After parsing (core/src/retry_after.c): arbitrary header
+/* fuzz_retry_after.c — libFuzzer target for Retry-After parsing (core/src/common/retry_after.c): arbitrary header
  * values must give -1 or a whole number of seconds within [0, a day]; delay-seconds read exactly; every
  * HTTP-date format (IMF-fixdate, RFC 850, asctime) of a fuzzer-chosen instant, formatted independently
  * here, reads back as that instant; a date mangled by one byte never crashes.

@@ -40,7 +40,7 @@ def test_stats_fields_are_the_cores():
 
 
 def test_options_are_the_cores():
-    keys = _core_table("core/src/options.h", "POLYTEL__CONFIG_OPTIONS")
+    keys = _core_table("core/src/common/options.h", "POLYTEL__CONFIG_OPTIONS")
     assert list(polytel._polytel.option_defaults) == keys
     cfg = polytel.resolved_config()
     assert list(cfg)[3:] == keys and list(cfg)[:3] == ["phase", "not_exporting", "destination"]

@@ -28,7 +28,7 @@ const STATS_FIELDS = CORE_STATS_FIELDS.map(camel);
 // polytel_value_type_t: how a setting's text reads.
 const VALUE_BOOL = 1;
 const VALUE_INT = 2;
-// polytel__net_class_t and polytel__done_t (core/src/pipeline.h).
+// polytel__net_class_t and polytel__done_t (core/src/export/pipeline.h).
 const NET_OK = 0;
 const NET_CONNECT = 1;
 const NET_TIMEOUT = 2;
