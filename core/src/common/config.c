@@ -508,7 +508,7 @@ typedef struct kw_s {
   int how;
 } kw_t;
 
-enum { T_BOOL, T_UINT, T_SIZE, T_CHOICE, T_STRING, T_CUSTOM };
+enum { T_BOOL, T_UINT, T_SIZE, T_CHOICE, T_STRING, T_CTEXT, T_CUSTOM };
 
 typedef struct opt_s {
   const char *key, *env;
@@ -532,6 +532,7 @@ typedef struct opt_s {
 #define DEF_SIZE(d) (int64_t)(d), NULL
 #define DEF_CHOICE(d) (int64_t)(d), NULL
 #define DEF_STRING(d) 0, d
+#define DEF_CTEXT(d) 0, d
 #define DEF_CUSTOM(d) 0, d
 #define U_UF(f, u) 1, offsetof(polytel_config_t, f), sizeof(((polytel_config_t *)0)->f), (int64_t)(u), #f
 #define U_NOUF 0, 0, 0, 0, NULL
@@ -1470,7 +1471,7 @@ int polytel_config_set(polytel_config_t *cfg, const char *key, const char *value
     }
   }
   if (!o->has_user) {
-    if (o->type == T_CUSTOM) {
+    if (o->type == T_CUSTOM || o->type == T_CTEXT) {
       char why[120];
       snprintf(why, sizeof why, "can only be set by the environment variable %s", o->env ? o->env : "(none)");
       return set_error(key, NULL, why);
@@ -1478,7 +1479,7 @@ int polytel_config_set(polytel_config_t *cfg, const char *key, const char *value
     return set_extra(cfg, id, value);
   }
   char *field = (char *)cfg + o->uoff;
-  if (o->type == T_STRING || o->type == T_CUSTOM) {
+  if (o->type == T_STRING || o->type == T_CTEXT || o->type == T_CUSTOM) {
     if (id == POLYTEL__OPT_use_env) { /* the one CUSTOM option that is not text */
       int b = value ? parse_bool_sv(sv_of(value)) : 1;
       if (b < 0) return set_error(key, value, "expected " BOOL_EXPECTED_LIT);
@@ -1601,6 +1602,7 @@ static int describe_value(const polytel__cfg_t *cfg, int id, text_t *t, polytel_
       s = kw_name(o->ch, (int)mem_load_int(cfg, o));
       break;
     case T_STRING:
+    case T_CTEXT:
       memcpy(&s, (const char *)cfg + o->moff, sizeof s);
       break;
     default:
@@ -1620,23 +1622,6 @@ static int describe_value(const polytel__cfg_t *cfg, int id, text_t *t, polytel_
       if (!cfg->n_resource_attrs) return 0;
       text_add_pairs(t, cfg->resource_attrs, cfg->n_resource_attrs, 0);
       return 1;
-    case POLYTEL__OPT_service_name:
-      s = cfg->service_name;
-      break;
-    case POLYTEL__OPT_service_version:
-      s = cfg->service_version;
-      break;
-    case POLYTEL__OPT_sdk_language:
-      s = cfg->sdk_language;
-      break;
-    case POLYTEL__OPT_endpoint:
-      s = cfg->endpoint;
-      break;
-    case POLYTEL__OPT_traces_endpoint:
-    case POLYTEL__OPT_logs_endpoint:
-    case POLYTEL__OPT_metrics_endpoint:
-      s = cfg->signal_url[id - POLYTEL__OPT_traces_endpoint];
-      break;
     case POLYTEL__OPT_headers:
       if (!cfg->n_headers) return 0;
       text_add_pairs(t, cfg->headers, cfg->n_headers, 1);
@@ -1651,30 +1636,6 @@ static int describe_value(const polytel__cfg_t *cfg, int id, text_t *t, polytel_
       else
         text_add_pairs(t, cfg->headers, cfg->n_headers, 1);
       return 1;
-    case POLYTEL__OPT_certificate:
-      s = cfg->certificate;
-      break;
-    case POLYTEL__OPT_client_certificate:
-      s = cfg->client_certificate;
-      break;
-    case POLYTEL__OPT_client_key:
-      s = cfg->client_key;
-      break;
-    case POLYTEL__OPT_traces_certificate:
-    case POLYTEL__OPT_logs_certificate:
-    case POLYTEL__OPT_metrics_certificate:
-      s = cfg->tls_ca[id - POLYTEL__OPT_traces_certificate];
-      break;
-    case POLYTEL__OPT_traces_client_certificate:
-    case POLYTEL__OPT_logs_client_certificate:
-    case POLYTEL__OPT_metrics_client_certificate:
-      s = cfg->tls_cert[id - POLYTEL__OPT_traces_client_certificate];
-      break;
-    case POLYTEL__OPT_traces_client_key:
-    case POLYTEL__OPT_logs_client_key:
-    case POLYTEL__OPT_metrics_client_key:
-      s = cfg->tls_key[id - POLYTEL__OPT_traces_client_key];
-      break;
     case POLYTEL__OPT_traces_exporter:
     case POLYTEL__OPT_logs_exporter:
     case POLYTEL__OPT_metrics_exporter:
@@ -1759,7 +1720,8 @@ int polytel_config_option(size_t i, polytel_setting_t *out) {
   out->type = o->type == T_BOOL || i == POLYTEL__OPT_use_env ? POLYTEL_VALUE_BOOL
               : o->type == T_UINT || o->type == T_SIZE       ? POLYTEL_VALUE_INT
                                                              : POLYTEL_VALUE_STRING;
-  out->value = o->type == T_STRING || o->type == T_CUSTOM ? o->def_s : g_default_text[i];
+  out->value =
+      o->type == T_STRING || o->type == T_CTEXT || o->type == T_CUSTOM ? o->def_s : g_default_text[i];
   return 0;
 }
 

@@ -9,7 +9,8 @@
  *   key      the option's name: polytel_config_set()'s key, the resolved view's key, the bindings' keyword
  *   type     BOOL (int 0/1), UINT (uint32_t in [lo, hi]), SIZE (uint64_t bytes with a K/M/G suffix, at
  *            least lo: a smaller one is raised to lo), CHOICE (an int from POLYTEL__CHOICES_<choices>),
- *            STRING (char *), or CUSTOM (config.c resolves and shows it with code of its own)
+ *            STRING (char *), CTEXT (a char * member that config.c resolves with code of its own), or
+ *            CUSTOM (config.c resolves and shows it with code of its own)
  *   env      its environment variable, or NULL
  *   default  a number or a choice's value; a string literal for STRING (and, as documentation, CUSTOM)
  *   user     UF(field, unset): the polytel_config_t field an explicit value lives in and the value that means
@@ -27,18 +28,18 @@
   XX(sdk_disabled, BOOL, "OTEL_SDK_DISABLED", 0, 0, 0, NONE, UF(sdk_disabled, -1), AT(sdk_disabled))         \
   XX(resource_attributes, CUSTOM, "OTEL_RESOURCE_ATTRIBUTES", NULL, 0, 0, NONE, UF(resource_attributes, 0),  \
      AT(resource_attrs))                                                                                     \
-  XX(service_name, CUSTOM, "OTEL_SERVICE_NAME", "the executable's name", 0, 0, NONE, UF(service_name, 0),    \
+  XX(service_name, CTEXT, "OTEL_SERVICE_NAME", "the executable's name", 0, 0, NONE, UF(service_name, 0),     \
      AT(service_name))                                                                                       \
-  XX(service_version, CUSTOM, "OTEL_SERVICE_VERSION", NULL, 0, 0, NONE, UF(service_version, 0),              \
+  XX(service_version, CTEXT, "OTEL_SERVICE_VERSION", NULL, 0, 0, NONE, UF(service_version, 0),               \
      AT(service_version))                                                                                    \
-  XX(sdk_language, CUSTOM, NULL, "c", 0, 0, NONE, UF(sdk_language, 0), AT(sdk_language))                     \
-  XX(endpoint, CUSTOM, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318", 0, 0, NONE, UF(endpoint, 0),  \
+  XX(sdk_language, CTEXT, NULL, "c", 0, 0, NONE, UF(sdk_language, 0), AT(sdk_language))                      \
+  XX(endpoint, CTEXT, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318", 0, 0, NONE, UF(endpoint, 0),   \
      AT(endpoint))                                                                                           \
-  XX(traces_endpoint, CUSTOM, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "<endpoint>/v1/traces", 0, 0, NONE,      \
+  XX(traces_endpoint, CTEXT, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "<endpoint>/v1/traces", 0, 0, NONE,       \
      UF(traces_endpoint, 0), AT(signal_url[0]))                                                              \
-  XX(logs_endpoint, CUSTOM, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "<endpoint>/v1/logs", 0, 0, NONE,            \
+  XX(logs_endpoint, CTEXT, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "<endpoint>/v1/logs", 0, 0, NONE,             \
      UF(logs_endpoint, 0), AT(signal_url[1]))                                                                \
-  XX(metrics_endpoint, CUSTOM, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "<endpoint>/v1/metrics", 0, 0, NONE,   \
+  XX(metrics_endpoint, CTEXT, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "<endpoint>/v1/metrics", 0, 0, NONE,    \
      UF(metrics_endpoint, 0), AT(signal_url[2]))                                                             \
   XX(headers, CUSTOM, "OTEL_EXPORTER_OTLP_HEADERS", NULL, 0, 0, NONE, UF(headers, 0), AT(headers))           \
   XX(traces_headers, CUSTOM, "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "<headers>", 0, 0, NONE, NOUF,             \
@@ -47,29 +48,29 @@
      AT(signal_headers[1]))                                                                                  \
   XX(metrics_headers, CUSTOM, "OTEL_EXPORTER_OTLP_METRICS_HEADERS", "<headers>", 0, 0, NONE, NOUF,           \
      AT(signal_headers[2]))                                                                                  \
-  XX(certificate, CUSTOM, "OTEL_EXPORTER_OTLP_CERTIFICATE", NULL, 0, 0, NONE, UF(certificate, 0),            \
+  XX(certificate, CTEXT, "OTEL_EXPORTER_OTLP_CERTIFICATE", NULL, 0, 0, NONE, UF(certificate, 0),             \
      AT(certificate))                                                                                        \
-  XX(client_certificate, CUSTOM, "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", NULL, 0, 0, NONE,                  \
+  XX(client_certificate, CTEXT, "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", NULL, 0, 0, NONE,                   \
      UF(client_certificate, 0), AT(client_certificate))                                                      \
-  XX(client_key, CUSTOM, "OTEL_EXPORTER_OTLP_CLIENT_KEY", NULL, 0, 0, NONE, UF(client_key, 0),               \
+  XX(client_key, CTEXT, "OTEL_EXPORTER_OTLP_CLIENT_KEY", NULL, 0, 0, NONE, UF(client_key, 0),                \
      AT(client_key))                                                                                         \
-  XX(traces_certificate, CUSTOM, "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "<certificate>", 0, 0, NONE, NOUF, \
+  XX(traces_certificate, CTEXT, "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "<certificate>", 0, 0, NONE, NOUF,  \
      AT(tls_ca[0]))                                                                                          \
-  XX(logs_certificate, CUSTOM, "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "<certificate>", 0, 0, NONE, NOUF,     \
+  XX(logs_certificate, CTEXT, "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "<certificate>", 0, 0, NONE, NOUF,      \
      AT(tls_ca[1]))                                                                                          \
-  XX(metrics_certificate, CUSTOM, "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE", "<certificate>", 0, 0, NONE,     \
+  XX(metrics_certificate, CTEXT, "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE", "<certificate>", 0, 0, NONE,      \
      NOUF, AT(tls_ca[2]))                                                                                    \
-  XX(traces_client_certificate, CUSTOM, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",                      \
+  XX(traces_client_certificate, CTEXT, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",                       \
      "<client_certificate>", 0, 0, NONE, NOUF, AT(tls_cert[0]))                                              \
-  XX(logs_client_certificate, CUSTOM, "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE", "<client_certificate>",  \
+  XX(logs_client_certificate, CTEXT, "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE", "<client_certificate>",   \
      0, 0, NONE, NOUF, AT(tls_cert[1]))                                                                      \
-  XX(metrics_client_certificate, CUSTOM, "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",                    \
+  XX(metrics_client_certificate, CTEXT, "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",                     \
      "<client_certificate>", 0, 0, NONE, NOUF, AT(tls_cert[2]))                                              \
-  XX(traces_client_key, CUSTOM, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "<client_key>", 0, 0, NONE, NOUF,    \
+  XX(traces_client_key, CTEXT, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "<client_key>", 0, 0, NONE, NOUF,     \
      AT(tls_key[0]))                                                                                         \
-  XX(logs_client_key, CUSTOM, "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", "<client_key>", 0, 0, NONE, NOUF,        \
+  XX(logs_client_key, CTEXT, "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", "<client_key>", 0, 0, NONE, NOUF,         \
      AT(tls_key[1]))                                                                                         \
-  XX(metrics_client_key, CUSTOM, "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY", "<client_key>", 0, 0, NONE, NOUF,  \
+  XX(metrics_client_key, CTEXT, "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY", "<client_key>", 0, 0, NONE, NOUF,   \
      AT(tls_key[2]))                                                                                         \
   XX(protocol, CHOICE, "OTEL_EXPORTER_OTLP_PROTOCOL", POLYTEL_PROTOCOL_PROTOBUF, 0, 0, protocol,             \
      UF(protocol, POLYTEL_PROTOCOL_DEFAULT), AT(protocol))                                                   \
@@ -127,11 +128,11 @@
   XX("grpc", 0, REFUSED)                                 \
   XX("protobuf", POLYTEL_PROTOCOL_PROTOBUF, SETTER)      \
   XX("json", POLYTEL_PROTOCOL_JSON, SETTER)
-#define POLYTEL__CHOICES_compression(XX)        \
-  XX("gzip", POLYTEL_COMPRESSION_GZIP, LISTED)  \
-  XX("zstd", POLYTEL_COMPRESSION_ZSTD, LISTED)  \
-  XX("none", POLYTEL_COMPRESSION_NONE, LISTED)  \
-  XX("true", POLYTEL_COMPRESSION_GZIP, SETTER)  \
+#define POLYTEL__CHOICES_compression(XX)       \
+  XX("gzip", POLYTEL_COMPRESSION_GZIP, LISTED) \
+  XX("zstd", POLYTEL_COMPRESSION_ZSTD, LISTED) \
+  XX("none", POLYTEL_COMPRESSION_NONE, LISTED) \
+  XX("true", POLYTEL_COMPRESSION_GZIP, SETTER) \
   XX("false", POLYTEL_COMPRESSION_NONE, SETTER)
 #define POLYTEL__CHOICES_console(XX)           \
   XX("stderr", POLYTEL_CONSOLE_STDERR, LISTED) \

@@ -171,7 +171,7 @@ static void set_block(polytel__thread_t *t, polytel__block_t *b) {
 }
 
 /* First event of a thread: the only allocation a thread ever makes. */
-static void (*g_on_exit)(polytel__thread_t *t);
+static void (*_Atomic g_on_exit)(polytel__thread_t *t); /* every registration passes the same one */
 static void (*_Atomic g_wake)(void);
 
 void polytel__buffers_set_wake(void (*wake)(void)) {
@@ -186,7 +186,7 @@ void polytel__wake(void) {
 polytel__thread_t *polytel__thread_register(void (*on_exit)(polytel__thread_t *t)) {
   if (polytel__tls) return polytel__tls;
   pthread_once(&g_key_once, make_key);
-  g_on_exit = on_exit; /* the same function at every registration */
+  atomic_store_explicit(&g_on_exit, on_exit, memory_order_relaxed);
   polytel__thread_t *t = calloc(1, sizeof *t);
   _Atomic int64_t *counters = calloc(POLYTEL__MAX_STATIC_METRICS, sizeof *counters);
   polytel__fmt_sig_t *cache = calloc(POLYTEL__FMT_CACHE, sizeof *cache);
@@ -232,7 +232,8 @@ int polytel__handoff(polytel__thread_t *t) {
 static void thread_exit(void *arg) {
   polytel__thread_t *t = arg;
   if (!t) return;
-  if (g_on_exit) g_on_exit(t);
+  void (*on_exit)(polytel__thread_t *) = atomic_load_explicit(&g_on_exit, memory_order_relaxed);
+  if (on_exit) on_exit(t);
   polytel__tls = NULL;
   atomic_store_explicit(&t->dead, 1, memory_order_release);
   polytel__wake();
