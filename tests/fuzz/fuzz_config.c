@@ -1,7 +1,6 @@
 /* fuzz_config.c — libFuzzer target for the env/config parser: an injected environment (and sometimes an
  * explicit polytel_config_t) from fuzz bytes; checks every resolved field's invariants, that header values
  * never reach the console, and that every warning is one clean line.
- * fuzz-sources: core/src/common/config.c core/src/common/console.c core/src/common/process.c
  *
  * Input: lines "NAME=VALUE". NAME "cfg.FIELD" sets an explicit field (strings as given, numbers with
  * strtoll); "set.KEY" goes through polytel_config_set (0, or POLYTEL_EINVAL with a one-line error); the

@@ -3,11 +3,9 @@
  * polytel__metrics_event, snapshots taken between them and compared with an independent model: counter
  * totals (saturating at INT64_MAX), last gauge values, histogram counts, buckets, min and max; cumulative
  * values never go down; start <= time; the series cap bounds the series and conserves counter totals.
- * fuzz-sources: core/src/*/
-    *.c -
-    core / src / transport / uv.c - core / src / transport / curl.c - core / src / transport / file.c -
-    core / src / transport / none.c **Input : a list of operations,
-    each an opcode byte and its operands(see next_op).* /
+ *
+ * Input: a list of operations, each an opcode byte and its operands (see next_op).
+ */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -33,9 +31,9 @@
 #define MAX_SERIES_MODEL 512
 #define MAX_ATTRS 4
 
-        /* ------------------------------------------------------------ the model */
+/* ------------------------------------------------------------ the model */
 
-        typedef struct {
+typedef struct {
   int kind;
   char name[40], unit[8];
   size_t nl, ul;
