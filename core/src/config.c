@@ -961,6 +961,59 @@ static void resolve_color(ctx_t *c, polytel__cfg_t *o) {
   o->color = isatty(o->console == POLYTEL_CONSOLE_STDOUT ? STDOUT_FILENO : STDERR_FILENO) ? 1 : 0;
 }
 
+/* ------------------------------------------------------------ span model: sampler, propagators, limits */
+
+/* A raw environment value for the parsers in propagation.c (they trim and take NULL as unset). */
+static const char *env_raw(ctx_t *c, const char *name) {
+  return c->get ? c->get(name) : NULL;
+}
+
+/* One limit variable: a count or a length in [0, UINT32_MAX - 1]; unset or bad keeps def. */
+static uint32_t resolve_limit(ctx_t *c, const char *var, uint32_t def) {
+  sv_t v;
+  uint64_t x = 0;
+  if (!env(c, var, &v)) return def;
+  if (parse_u64(v, &x) == 1 && x < POLYTEL__NO_LIMIT) return (uint32_t)x;
+  char kept[24];
+  if (def == POLYTEL__NO_LIMIT)
+    snprintf(kept, sizeof kept, "no limit");
+  else
+    snprintf(kept, sizeof kept, "%u", def);
+  warn_invalid(var, v, "an integer from 0 to 4294967294", kept);
+  return def;
+}
+
+static void resolve_trace(ctx_t *c, polytel__cfg_t *o) {
+  char w[POLYTEL__PROP_WARN_CAP];
+  polytel__sampler_parse(env_raw(c, "OTEL_TRACES_SAMPLER"), env_raw(c, "OTEL_TRACES_SAMPLER_ARG"),
+                         &o->sampler, w, sizeof w);
+  if (w[0]) DIAG(POLYTEL_LEVEL_WARN, "%s", w);
+  o->propagators = polytel__propagators_parse(env_raw(c, "OTEL_PROPAGATORS"), w, sizeof w);
+  if (w[0]) DIAG(POLYTEL_LEVEL_WARN, "%s", w);
+  /* A model's own variable wins over the general one, which wins over the spec's default. */
+  uint32_t count = resolve_limit(c, "OTEL_ATTRIBUTE_COUNT_LIMIT", 128);
+  uint32_t len = resolve_limit(c, "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", POLYTEL__NO_LIMIT);
+  static const struct {
+    const char *var;
+    int general; /* 0: none, 1: the general count, 2: the general length */
+    uint32_t def;
+  } lim[POLYTEL__N_LIMITS] = {
+      [POLYTEL__LIM_SPAN_ATTRS] = {"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", 1, 128},
+      [POLYTEL__LIM_SPAN_ATTR_LEN] = {"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", 2, POLYTEL__NO_LIMIT},
+      [POLYTEL__LIM_EVENTS] = {"OTEL_SPAN_EVENT_COUNT_LIMIT", 0, 128},
+      [POLYTEL__LIM_LINKS] = {"OTEL_SPAN_LINK_COUNT_LIMIT", 0, 128},
+      [POLYTEL__LIM_EVENT_ATTRS] = {"OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", 1, 128},
+      [POLYTEL__LIM_LINK_ATTRS] = {"OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", 1, 128},
+      [POLYTEL__LIM_LOG_ATTRS] = {"OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", 1, 128},
+      [POLYTEL__LIM_LOG_ATTR_LEN] = {"OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", 2, POLYTEL__NO_LIMIT},
+  };
+  for (int i = 0; i < POLYTEL__N_LIMITS; i++)
+    o->limits[i] = resolve_limit(c, lim[i].var,
+                                 lim[i].general == 1   ? count
+                                 : lim[i].general == 2 ? len
+                                                       : lim[i].def);
+}
+
 static const char *sys_getenv(const char *name) {
   return getenv(name);
 }
@@ -1089,6 +1142,7 @@ int polytel__cfg_resolve(const polytel_config_t *user, polytel__getenv_fn get, p
   out->metric_export_timeout_ms =
       (uint32_t)resolve_uint_env(&c, "OTEL_METRIC_EXPORT_TIMEOUT", 1, UINT32_MAX, 30000);
   out->max_metric_series = (uint32_t)resolve_uint_env(&c, "POLYTEL_MAX_METRIC_SERIES", 1, 1000000, 2000);
+  resolve_trace(&c, out);
 
   if (c.oom) {
     polytel__cfg_free(out);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "config.h"
 #include "polytel.h"
 #include "record.h"
 
@@ -173,7 +174,8 @@ typedef struct polytel__thread_s {
   _Atomic uint64_t n_drop_invalid;
   _Atomic uint64_t n_drop_depth; /* thread spans past POLYTEL__MAX_DEPTH */
   _Atomic uint64_t n_truncated;
-  _Atomic int64_t *counters; /* POLYTEL__MAX_STATIC_METRICS static counter slots */
+  _Atomic uint64_t n_sampled_out; /* async spans finished unsampled: not records */
+  _Atomic int64_t *counters;      /* POLYTEL__MAX_STATIC_METRICS static counter slots */
   /* --- consumer --- */
   polytel__block_t *head;             /* oldest block not fully consumed */
   struct polytel__cons_span_s *stack; /* replay of open thread spans */
@@ -259,6 +261,20 @@ void polytel__update_levels(void);
 /* First event before any init: run phase 1 implicitly. */
 void polytel__implicit_init(void);
 
+/*
+ * The span model's limits (OTEL_*_LIMIT), in the order of polytel__cfg_t.limits. Counts are applied where
+ * that saves the calling thread work (events and links, at finish), attribute counts and lengths by the
+ * consumer. Indexes and defaults: config.h.
+ */
+typedef struct polytel__limits_s {
+  _Atomic uint32_t span_attrs, span_attr_len, events, links, event_attrs, link_attrs, log_attrs, log_attr_len;
+} polytel__limits_t;
+extern polytel__limits_t polytel__limits;
+/* OTEL_TRACES_SAMPLER(_ARG), OTEL_PROPAGATORS and the limits in force from now on (phase 1 and 2). */
+struct polytel__sampler_s;
+void polytel__trace_settings_apply(const struct polytel__sampler_s *s, unsigned propagators,
+                                   const uint32_t limits[POLYTEL__N_LIMITS]);
+
 /* ------------------------------------------------------------- consumer */
 
 typedef struct polytel__sink_s {
@@ -293,7 +309,7 @@ typedef struct polytel__acct_s {
   _Atomic uint64_t export_failures;
   /* folded in from exited threads */
   _Atomic uint64_t retired_logs, retired_spans, retired_drop_full, retired_drop_invalid, retired_drop_depth,
-      retired_truncated;
+      retired_truncated, retired_sampled_out;
   _Atomic uint64_t orphan_drop; /* events dropped with no thread state (registration failed) */
 } polytel__acct_t;
 extern polytel__acct_t polytel__acct;

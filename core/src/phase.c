@@ -9,6 +9,7 @@
 #include "internal.h"
 #include "pipeline.h"
 #include "process.h"
+#include "propagation.h"
 #if POLYTEL_WITH_UV
 #include "transport.h"
 #endif
@@ -198,6 +199,7 @@ static int phase1_locked(const polytel_config_t *cfg) {
   polytel__console_configure(c.console, c.console_format, c.console_level, c.color);
   polytel__buffers_init(c.max_memory_bytes);
   polytel__metrics_set_max_series(c.max_metric_series);
+  polytel__trace_settings_apply(&c.sampler, c.propagators, c.limits);
   pthread_once(&g_atfork_once, register_atfork);
   g_phase1_active = c.telemetry_enabled && !c.sdk_disabled;
   atomic_store(&g_phase, g_phase1_active ? POLYTEL_PHASE_DEFERRED : POLYTEL_PHASE_CONSOLE);
@@ -268,6 +270,7 @@ static void phase2_commit(polytel__cfg_t *c) {
   polytel__console_configure(g_cfg.console, g_cfg.console_format, g_cfg.console_level, g_cfg.color);
   polytel__buffers_set_cap(g_cfg.max_memory_bytes);
   polytel__metrics_set_max_series(g_cfg.max_metric_series);
+  polytel__trace_settings_apply(&g_cfg.sampler, g_cfg.propagators, g_cfg.limits);
   atomic_store(&g_phase, POLYTEL_PHASE_FULL);
   polytel__update_levels();
 }
@@ -493,7 +496,7 @@ int polytel_shutdown(uint32_t timeout_ms) {
 /* ------------------------------------------------------------------ stats */
 
 typedef struct thread_sums_s {
-  uint64_t logs, spans, full, inv, depth, trunc;
+  uint64_t logs, spans, full, inv, depth, trunc, sampled_out;
 } thread_sums_t;
 
 /* Retired totals are read under the registry lock: a thread retiring meanwhile is counted exactly once. */
@@ -505,6 +508,7 @@ static void sum_threads(thread_sums_t *s) {
   s->inv = atomic_load(&polytel__acct.retired_drop_invalid);
   s->depth = atomic_load(&polytel__acct.retired_drop_depth);
   s->trunc = atomic_load(&polytel__acct.retired_truncated);
+  s->sampled_out = atomic_load(&polytel__acct.retired_sampled_out);
   for (polytel__thread_t *t = polytel__registry; t; t = t->next) {
     s->logs += atomic_load_explicit(&t->n_logs, POLYTEL__RELAXED);
     s->spans += atomic_load_explicit(&t->n_spans, POLYTEL__RELAXED);
@@ -512,6 +516,7 @@ static void sum_threads(thread_sums_t *s) {
     s->inv += atomic_load_explicit(&t->n_drop_invalid, POLYTEL__RELAXED);
     s->depth += atomic_load_explicit(&t->n_drop_depth, POLYTEL__RELAXED);
     s->trunc += atomic_load_explicit(&t->n_truncated, POLYTEL__RELAXED);
+    s->sampled_out += atomic_load_explicit(&t->n_sampled_out, POLYTEL__RELAXED);
   }
   pthread_mutex_unlock(&polytel__registry_mu);
 }
@@ -538,6 +543,7 @@ int polytel_stats(polytel_stats_t *out) {
   out->dropped_invalid = ts.inv;
   out->dropped_depth = ts.depth;
   out->truncated = ts.trunc;
+  out->sampled_out = ts.sampled_out;
   out->dropped = out->dropped_buffer_full + out->dropped_invalid + out->dropped_depth + out->dropped_export +
                  out->dropped_rejected;
   uint64_t done = out->exported + out->dropped + out->unconfirmed;
