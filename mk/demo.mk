@@ -1,4 +1,4 @@
-# demo.mk — `make demo`: installs what is missing, builds the core and the three bindings, runs the four workers.
+# demo.mk — `make demo`: installs what is missing, builds the core and the three bindings, runs the four workers, writes demo-out/trace.html.
 .PHONY: demo demo-banner
 
 demo-banner:

@@ -2,7 +2,7 @@
 TEST_TARGETS += test-integration test-integration-asan test-integration-tsan
 INTEGRATION_SUITES := tests/integration/test_export.py tests/integration/test_faults.py tests/integration/test_accounting.py
 .PHONY: test-integration test-integration-asan test-integration-tsan
-test-integration: build
+test-integration: build collector
 	POLYTEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(VENV)/bin/python -m pytest -q tests/integration
 
 # A sanitizer report makes the worker exit non-zero, which fails the test that ran it.

@@ -28,9 +28,10 @@ test-reliability: build $(RELIABILITY_ASAN_DEP) py-venv ruby-gem wasm-build
 	$(RELIABILITY_ENV) $(VENV)/bin/python -m pytest -q -rxX tests/reliability
 
 # libFuzzer (clang, ASan+UBSan) over each target with the checked-in corpus; executions are printed per target.
+# pipefail: a failing target fails the target (the tee would otherwise hide its exit status).
 test-fuzz: deps
 	@mkdir -p $(FUZZ_OUT)
-	@for ts in $(foreach t,$(FUZZ_TARGETS),$(t):$(call fuzz_secs,$(t))); do t=$${ts%%:*}; secs=$${ts##*:}; \
+	@set -o pipefail; for ts in $(foreach t,$(FUZZ_TARGETS),$(t):$(call fuzz_secs,$(t))); do t=$${ts%%:*}; secs=$${ts##*:}; \
 	  FUZZ_OUT=$(FUZZ_OUT) tests/fuzz/run.sh $$t $$secs >$(FUZZ_OUT)/fuzz-$$t.log 2>&1 \
 	    || { tail -n 60 $(FUZZ_OUT)/fuzz-$$t.log; echo "fuzz $$t FAILED (log: $(FUZZ_OUT)/fuzz-$$t.log)"; exit 1; }; \
 	  echo "fuzz $$t: $${secs}s, $$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_OUT)/fuzz-$$t.log) executions," \

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# demo.sh — runs the smoke scenario's four workers (C, Python, Ruby, wasm/Node) in both phases; summarizes the export.
+# demo.sh — runs the smoke scenario's four workers (C, Python, Ruby, wasm/Node) in both phases; summarizes the export;
+# then a Python job worker whose jobs cross threads and a C process, and writes demo-out/trace.html (polytel.view).
 #
 # Run by `make demo`, which first installs what is missing and builds everything. Each worker runs
 # tests/smoke/scenario.json with TELEMETRY_ENABLED=true: logs at load (phase 1, deferred), bootstrap
@@ -22,6 +23,7 @@ need() { # path, what builds it
   [ -e "$1" ] || { echo "demo: $1 is missing: run \`$2\` (or simply \`make demo\`)" >&2; exit 1; }
 }
 need "$BUILD_DIR/tests/smoke_worker" "make build"
+need "$BUILD_DIR/tests/job_step" "make build"
 need "$PY" "make py-venv"
 need "$WASM_DIR/dist/polytel_wasm.mjs" "make wasm-build"
 need "$VENV_PY" "make deps"
@@ -166,3 +168,21 @@ if not endpoint:
     print(f"demo: OTLP/JSON lines from {len(langs)} services in {out}/ "
           f"(read them back: .venv/bin/python tests/receiver/jsonl.py {os.path.relpath(out)}/c)")
 PYEOF
+
+# Jobs that cross threads (asyncio, a thread pool) and processes (each job's store step is a C program that continues
+# the job's trace), then one page showing everything above: python -m polytel.view.
+if [ -z "$ENDPOINT" ]; then
+  echo
+  printf 'demo: running the jobs worker (examples/python/jobs.py: asyncio, a thread pool, a C step per job) ... '
+  mkdir -p "$OUT/jobs"
+  if ! (cd "$OUT/jobs" && env TELEMETRY_ENABLED=true OTEL_SERVICE_NAME=demo-jobs POLYTEL_EXPORTER=file POLYTEL_EXPORT_DIR="$OUT/jobs" \
+    OTEL_METRIC_EXPORT_INTERVAL=100 OTEL_BSP_SCHEDULE_DELAY=100 OTEL_BLRP_SCHEDULE_DELAY=100 POLYTEL_CONSOLE=off \
+    "$PY" "$ROOT/examples/python/jobs.py" --jobs 4 --job-step "$BUILD_DIR/tests/job_step" >"$OUT/jobs.console.log" 2>&1); then
+    echo "FAILED"
+    cat "$OUT/jobs.console.log" >&2
+    exit 1
+  fi
+  echo "ok"
+  "$PY" -m polytel.view "$OUT" -o "$OUT/trace.html" --title "polytel demo"
+  echo "demo: open $OUT/trace.html in a browser (one file, no network): traces, threads, processes, logs, metrics"
+fi

@@ -57,3 +57,10 @@ if [ "${1:-}" = "--bench" ] && ! command -v cargo >/dev/null && [ ! -x "${CARGO_
   echo "deps: cargo not found: the micromegas peer of make bench needs Rust (https://rustup.rs)" >&2
   exit 1
 fi
+
+# Go builds the real OpenTelemetry Collector for the test suites (mk/collector.mk); its modules come from the Go
+# module proxy at build time. Not installable from Debian at a usable version (bookworm has 1.19), so only checked.
+if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ] && [ -z "${GO:-}" ]; then
+  echo "deps: Go is missing (not on PATH, not in /usr/local/go/bin): \`make test\` needs Go >= 1.21 to build" \
+       "the test Collector (tests/collector); set GO=/path/to/go" >&2
+fi

@@ -587,6 +587,7 @@ typedef struct polytel_record_s {
   size_t n_attrs;
   const polytel_attr_t *attrs; /* string values NUL-terminated */
   uint32_t thread_id;          /* recording thread (registration order, 1-based) */
+  char thread_name[32];        /* its name (OS name, or polytel_thread_set_name()); "" when unknown */
   /* Appended with the span model: */
   polytel_span_kind_t span_kind; /* spans */
   uint32_t flags;                /* OTLP Span.flags / LogRecord.flags as sent: trace flags, span: bits 8-9 */
@@ -633,6 +634,15 @@ POLYTEL_EXTERN size_t polytel_memory_sink_count(void);
 POLYTEL_EXTERN const polytel_record_t *polytel_memory_sink_get(size_t i);
 POLYTEL_EXTERN void polytel_memory_sink_clear(void);
 
+/* ----------------------------------------------------------------- threads */
+/*
+ * Names the calling thread on its spans and logs (the `thread.name` attribute; `thread.id` is its
+ * registration order). A thread starts with its OS name (pthread_getname_np, read once when it records
+ * its first event); bindings pass their language's thread name. Copied, cut to 31 bytes at a character
+ * boundary. Records not yet exported carry the new name too. Takes a lock: call it once per thread,
+ * not per event.
+ */
+POLYTEL_EXTERN void polytel_thread_set_name(const char *name);
 /* -------------------------------------------------------------------- misc */
 
 POLYTEL_EXTERN const char *polytel_version(void);

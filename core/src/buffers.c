@@ -24,6 +24,17 @@ static _Atomic uint64_t g_pool_cap = POLYTEL__DEFAULT_MAX_MEMORY;
 /* Set when a get failed at the cap, cleared by a put: while the collector is down, a full pool
  * must cost the caller one load per event, not a mutex round-trip. */
 static _Atomic int g_pool_exhausted;
+/*
+ * Blocks kept ready on the free list, allocated and faulted in by the exporter side
+ * (polytel__pool_refill), so that a caller taking a block while the pool grows (a collector
+ * outage, a burst) pays neither malloc, nor brk, nor 16 page faults. The reserve starts at zero
+ * (a process that records little holds nothing extra) and doubles each time a caller found the
+ * free list empty and had to allocate itself, up to POOL_RESERVE_MAX blocks; all within the cap.
+ */
+#define POOL_RESERVE_MAX 16u
+static uint32_t g_free_n;      /* blocks on the free list (pool_mu) */
+static uint32_t g_reserve;     /* free blocks the refiller keeps ready (pool_mu) */
+static _Atomic int g_pool_low; /* the free list is below the reserve: the refiller has work */
 static uint32_t g_next_thread_id;
 static pthread_key_t g_exit_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
@@ -58,15 +69,19 @@ polytel__block_t *polytel__pool_get(void) {
   if (g_free) {
     b = g_free;
     g_free = b->next;
+    g_free_n--;
   } else if ((g_pool_allocated + 1) * POLYTEL__BLOCK_SIZE <= atomic_load(&g_pool_cap)) {
-    /* Lazily grown: a process that records little never holds the whole cap. */
+    /* Lazily grown: a process that records little never holds the whole cap. The refiller was
+     * behind (or this is the first growth): this caller pays once, and the reserve grows. */
     b = malloc(POLYTEL__BLOCK_SIZE);
     if (b) {
       g_pool_allocated++;
       atomic_fetch_add(&g_pool_bytes, POLYTEL__BLOCK_SIZE);
+      g_reserve = g_reserve ? (g_reserve * 2 < POOL_RESERVE_MAX ? g_reserve * 2 : POOL_RESERVE_MAX) : 1;
     }
   }
   if (!b) atomic_store_explicit(&g_pool_exhausted, 1, POLYTEL__RELAXED);
+  if (g_free_n < g_reserve) atomic_store_explicit(&g_pool_low, 1, POLYTEL__RELAXED);
   pthread_mutex_unlock(&g_pool_mu);
   if (b) {
     b->next = NULL;
@@ -88,9 +103,44 @@ void polytel__pool_put(polytel__block_t *b) {
   } else {
     b->next = g_free;
     g_free = b;
+    g_free_n++;
   }
   atomic_store_explicit(&g_pool_exhausted, 0, POLYTEL__RELAXED);
   pthread_mutex_unlock(&g_pool_mu);
+}
+
+/*
+ * Exporter side (each pipeline pump): tops the free list up to the reserve, within the cap. The
+ * malloc and the page faults happen here, outside the pool lock, never on a recording thread.
+ */
+void polytel__pool_refill(void) {
+  if (!atomic_load_explicit(&g_pool_low, POLYTEL__RELAXED)) return;
+  atomic_store_explicit(&g_pool_low, 0, POLYTEL__RELAXED);
+  for (;;) {
+    pthread_mutex_lock(&g_pool_mu);
+    int grow =
+        g_free_n < g_reserve && (g_pool_allocated + 1) * POLYTEL__BLOCK_SIZE <= atomic_load(&g_pool_cap);
+    if (grow) g_pool_allocated++; /* the slot is taken before the lock is let go: the cap holds */
+    pthread_mutex_unlock(&g_pool_mu);
+    if (!grow) return;
+    polytel__block_t *b = malloc(POLYTEL__BLOCK_SIZE);
+    if (b) {
+      /* One write per page faults the block in now (the kernel zeroes it here, not under a caller). */
+      for (size_t off = 0; off < POLYTEL__BLOCK_SIZE; off += 4096) ((volatile uint8_t *)b)[off] = 0;
+      atomic_fetch_add(&g_pool_bytes, POLYTEL__BLOCK_SIZE);
+    }
+    pthread_mutex_lock(&g_pool_mu);
+    if (b) {
+      b->next = g_free;
+      g_free = b;
+      g_free_n++;
+      atomic_store_explicit(&g_pool_exhausted, 0, POLYTEL__RELAXED);
+    } else {
+      g_pool_allocated--;
+    }
+    pthread_mutex_unlock(&g_pool_mu);
+    if (!b) return;
+  }
 }
 
 void polytel__rng_seed(uint64_t s[2]) {
@@ -148,6 +198,9 @@ polytel__thread_t *polytel__thread_register(void) {
   polytel__rng_seed(t->rng);
   set_block(t, b);
   t->head = b;
+#ifdef __GLIBC__
+  pthread_getname_np(pthread_self(), t->name, sizeof t->name); /* thread.name; once, off the hot path */
+#endif
   pthread_mutex_lock(&polytel__registry_mu);
   t->id = ++g_next_thread_id;
   t->next = polytel__registry;
@@ -213,6 +266,9 @@ void polytel__buffers_fork_child(void) {
     g_free = n;
   }
   g_pool_allocated = 0;
+  g_free_n = 0;
+  g_reserve = 0;
+  atomic_store(&g_pool_low, 0);
   atomic_store(&g_pool_bytes, 0);
   atomic_store(&g_pool_exhausted, 0);
   polytel__registry = NULL;
@@ -230,7 +286,10 @@ void polytel__buffers_fork_child(void) {
     polytel__fmt_sig_t *cache = self->fmt_cache;
     _Atomic int64_t *counters = self->counters;
     free(self->stack); /* the consumer's replay stack: the parent's spans are not the child's */
+    char name[sizeof self->name];
+    memcpy(name, self->name, sizeof name);
     memset(self, 0, sizeof *self);
+    memcpy(self->name, name, sizeof name);
     memset(cache, 0, POLYTEL__FMT_CACHE * sizeof *cache);
     memset((void *)counters, 0, POLYTEL__MAX_STATIC_METRICS * sizeof *counters);
     self->fmt_cache = cache;

@@ -53,9 +53,21 @@ void polytel__clock_init(void) {
  */
 void polytel__clock_conv(polytel__clock_conv_t *c) {
   polytel__clock_init();
-  uint64_t mono = polytel__mono_ns();
-  uint64_t tick = polytel__ticks();
-  uint64_t wall = wall_ns();
+  /*
+   * mono, tick and wall must be one instant: a preemption between the reads (a
+   * loaded machine) shifted every record of the pass by its length, e.g. a log
+   * 2.6 ms past the end of its span. Keep the tightest of a few bracketed tries.
+   */
+  uint64_t mono = 0, tick = 0, wall = 0, window = UINT64_MAX;
+  for (int i = 0; i < 4 && window > 20000; i++) {
+    uint64_t m1 = polytel__mono_ns(), t = polytel__ticks(), w = wall_ns(), m2 = polytel__mono_ns();
+    if (m2 - m1 < window) {
+      window = m2 - m1;
+      mono = m1 + window / 2;
+      tick = t;
+      wall = w;
+    }
+  }
   c->tick0 = g_tick0;
   c->mono0 = g_mono0;
   if (polytel__g_use_tsc && tick > g_tick0 && mono > g_mono0)

@@ -444,11 +444,38 @@ static int url_valid(sv_t v, int base, int *why) {
   return 1;
 }
 
-/* The first bytes of a URL as a C string, enough for polytel__show_url to cut. */
+/*
+ * The first bytes of a URL as a C string, enough for polytel__show_url to cut. The userinfo is found on
+ * the whole value first (its last '@' may lie past the bytes kept) and replaced by a bare '@', so what
+ * polytel__show_url sees never holds it.
+ */
 static const char *url_prefix(char *buf, size_t cap, sv_t v) {
-  size_t n = v.n < cap - 1 ? v.n : cap - 1;
-  memcpy(buf, v.p, n);
-  buf[n] = '\0';
+  size_t len = 0;
+  while (len < v.n && v.p[len] != '?' && v.p[len] != '#') len++;
+  size_t a = 0;
+  for (size_t i = 0; i + 2 < len; i++) {
+    if (v.p[i] == '/') break;
+    if (v.p[i] == ':' && v.p[i + 1] == '/' && v.p[i + 2] == '/') {
+      a = i + 3;
+      break;
+    }
+  }
+  size_t from = 0, i = a;
+  for (; i < v.n && v.p[i] != '/' && v.p[i] != '?' && v.p[i] != '#'; i++) {
+    if (v.p[i] == '@') from = i + 1;
+    if (v.p[i] == '%' && i + 2 < v.n && v.p[i + 1] == '4' && v.p[i + 2] == '0') from = i + 3;
+  }
+  size_t n = 0;
+  if (from) {
+    size_t head = a < cap - 2 ? a : cap - 2;
+    memcpy(buf, v.p, head);
+    buf[head] = '@';
+    n = head + 1;
+  }
+  size_t rest = v.n - from, room = cap - 1 - n;
+  if (rest > room) rest = room;
+  memcpy(buf + n, v.p + from, rest);
+  buf[n + rest] = '\0';
   return buf;
 }
 

@@ -559,12 +559,14 @@ const char *polytel__show_url(char *buf, size_t cap, const char *url) {
   if (sep && (size_t)(sep - url) < len && !memchr(url, '/', (size_t)(sep - url))) a = (size_t)(sep - url) + 3;
   size_t auth_end = a + strcspn(url + a, "/?#");
   size_t from = 0;
+  int userinfo = 0;
   for (size_t i = a; i < auth_end; i++) {
     /* userinfo ends at the last '@', raw or percent-encoded (curl would decode "%40") */
-    if (url[i] == '@') from = i;
-    if (url[i] == '%' && i + 2 < auth_end && url[i + 1] == '4' && url[i + 2] == '0') from = i + 2;
+    if (url[i] == '@') from = i, userinfo = 1;
+    if (url[i] == '%' && i + 2 < auth_end && url[i + 1] == '4' && url[i + 2] == '0')
+      from = i + 2, userinfo = 1;
   }
-  if (from) {
+  if (userinfo) {
     memcpy(tmp, url, a);
     memcpy(tmp + a, "\xe2\x80\xa6@", 4);
     n = a + 4;

@@ -336,6 +336,7 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
       r.body = g_scratch;
       r.body_len = (uint32_t)n;
       r.thread_id = t->id;
+      memcpy(r.thread_name, t->name, sizeof r.thread_name);
       log_in_thread_span(t, &r);
       if (sink->log) sink->log(sink->ctx, &r);
       return 1;
@@ -370,6 +371,7 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
       r.observed_ns = r.time_ns;
       r.severity = ev->level;
       r.thread_id = t->id;
+      memcpy(r.thread_name, t->name, sizeof r.thread_name);
       if (sink->log) sink->log(sink->ctx, &r);
       return 1;
     }
@@ -419,6 +421,7 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
       if (r.end_ns < r.start_ns) r.end_ns = r.start_ns;
       r.status = ev->flags & 0xff;
       r.thread_id = t->id;
+      memcpy(r.thread_name, t->name, sizeof r.thread_name);
       r.kind = POLYTEL_SPAN_KIND_INTERNAL;
       r.flags = POLYTEL_TRACE_FLAG_SAMPLED | POLYTEL__SPAN_FLAG_HAS_IS_REMOTE; /* a local parent, or none */
       r.dropped_attrs = e->dropped_attrs;
@@ -453,6 +456,7 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
       polytel__kv_t *kv = kv_room(ev->size / 16 + 1);
       if (kv && decode_full(p, ev, &r, kv) == 0) {
         r.thread_id = t->id;
+        memcpy(r.thread_name, t->name, sizeof r.thread_name);
         if (sink->span) sink->span(sink->ctx, &r);
       } else if (sink->span) {
         /* No memory for its parts: the span goes out bare rather than not at all. */
@@ -468,6 +472,7 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
         get_str(p + 88, &bare.name, &bare.name_len);
         bare.kind = p[64];
         bare.thread_id = t->id;
+        memcpy(bare.thread_name, t->name, sizeof bare.thread_name);
         sink->span(sink->ctx, &bare);
       }
       return 1;
@@ -619,6 +624,21 @@ uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
     pthread_mutex_unlock(&polytel__registry_mu);
   }
   return items;
+}
+
+void polytel_thread_set_name(const char *name) {
+  if (!name) return;
+  polytel__thread_t *t = polytel__thread();
+  if (!t) return;
+  size_t n = strnlen(name, sizeof t->name - 1);
+  /* A cut inside a UTF-8 sequence would reach the wire as U+FFFD: cut before it. */
+  if (n == sizeof t->name - 1 && name[n] != '\0')
+    while (n && ((uint8_t)name[n] & 0xC0) == 0x80) n--;
+  /* The consumer reads the name under this lock; the calling thread takes it once, not per event. */
+  pthread_mutex_lock(&polytel__consume_mu);
+  memcpy(t->name, name, n);
+  t->name[n] = '\0';
+  pthread_mutex_unlock(&polytel__consume_mu);
 }
 
 /* Fork child: ids must never repeat the parent's. */

@@ -80,6 +80,14 @@ int polytel__encode_metrics(polytel__buf_t *out, polytel__format_t fmt, const po
                             const polytel__metric_rec_t *recs, size_t n);
 
 /*
+ * The record's thread as `thread.id` (int) and `thread.name` (string, when known): the semantic
+ * conventions' attributes, after the record's own. Fills out[0..2) and returns how many; none for
+ * thread_id 0, and none that the record's own attributes already have (a user's value wins).
+ */
+uint32_t polytel__thread_attrs(polytel__kv_t out[2], const polytel__kv_t *attrs, uint32_t n_attrs,
+                               uint32_t thread_id, const char *thread_name);
+
+/*
  * Compression of in[0..len), appended to out (compress.c). 0, POLYTEL_ENOMEM, POLYTEL_EINVAL, or
  * POLYTEL_ENOSYS when built without the libraries (POLYTEL_WITH_UV=OFF, the wasm build).
  * polytel__compress takes a polytel_compression_t other than NONE; polytel__unzstd reads back a frame

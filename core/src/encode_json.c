@@ -242,24 +242,36 @@ static void j_anyvalue_kv(jb_t *b, const polytel__kv_t *kv) {
   j_ch(b, '}');
 }
 
-static void j_attrs_bare(jb_t *b, const polytel__kv_t *kv, size_t n) {
-  J(b, "\"attributes\":[");
+/* `{"key":...,"value":...}` entries, each but the first after a comma. */
+static void j_kvs(jb_t *b, const polytel__kv_t *kv, size_t n, int comma_first) {
   for (size_t i = 0; i < n; i++) {
-    if (i) j_ch(b, ',');
+    if (i || comma_first) j_ch(b, ',');
     J(b, "{\"key\":");
     j_str(b, kv[i].key, kv[i].key_len);
     J(b, ",\"value\":");
     j_anyvalue_kv(b, &kv[i]);
     j_ch(b, '}');
   }
+}
+
+static void j_attrs_bare(jb_t *b, const polytel__kv_t *kv, size_t n) {
+  J(b, "\"attributes\":[");
+  j_kvs(b, kv, n, 0);
   j_ch(b, ']');
 }
 
-/* `,"attributes":[...]`, or nothing when empty (a proto3 default). */
+/* `,"attributes":[...]` with a record's own attributes then its thread's (tk, nt), or nothing when there are
+ * none (a proto3 default). */
+static void j_attrs_thread(jb_t *b, const polytel__kv_t *kv, size_t n, const polytel__kv_t *tk, uint32_t nt) {
+  if (!n && !nt) return;
+  J(b, ",\"attributes\":[");
+  j_kvs(b, kv, n, 0);
+  j_kvs(b, tk, nt, n > 0);
+  j_ch(b, ']');
+}
+
 static void j_attrs(jb_t *b, const polytel__kv_t *kv, size_t n) {
-  if (!n) return;
-  j_ch(b, ',');
-  j_attrs_bare(b, kv, n);
+  j_attrs_thread(b, kv, n, NULL, 0);
 }
 
 /* `{"resource":{...},"scope<Kind>":[` — the caller closes it. */
@@ -317,8 +329,10 @@ static void j_count(jb_t *b, const char *key, uint32_t v) {
 }
 
 static int j_span(jb_t *b, const polytel__span_rec_t *s) {
+  polytel__kv_t tk[2];
+  uint32_t nt = polytel__thread_attrs(tk, s->attrs, s->n_attrs, s->thread_id, s->thread_name);
   size_t bound = 400 + JSTR_BOUND(s->name_len) + JSTR_BOUND(s->status_msg_len) +
-                 JSTR_BOUND(s->trace_state_len) + kvs_bound(s->attrs, s->n_attrs);
+                 JSTR_BOUND(s->trace_state_len) + kvs_bound(s->attrs, s->n_attrs) + kvs_bound(tk, nt);
   for (uint32_t i = 0; i < s->n_events; i++)
     bound += 128 + JSTR_BOUND(s->events[i].name_len) + kvs_bound(s->events[i].attrs, s->events[i].n_attrs);
   for (uint32_t i = 0; i < s->n_links; i++)
@@ -349,7 +363,7 @@ static int j_span(jb_t *b, const polytel__span_rec_t *s) {
     J(b, ",\"endTimeUnixNano\":");
     j_u64(b, s->end_ns);
   }
-  j_attrs(b, s->attrs, s->n_attrs);
+  j_attrs_thread(b, s->attrs, s->n_attrs, tk, nt);
   j_count(b, "droppedAttributesCount", s->dropped_attrs);
   if (s->n_events) {
     J(b, ",\"events\":[");
@@ -442,7 +456,11 @@ static const char *severity_text(int sev) {
 }
 
 static int j_log(jb_t *b, const polytel__log_rec_t *r) {
-  if (polytel__buf_reserve(b, 360 + JSTR_BOUND(r->body_len) + kvs_bound(r->attrs, r->n_attrs))) return -1;
+  polytel__kv_t tk[2];
+  uint32_t nt = polytel__thread_attrs(tk, r->attrs, r->n_attrs, r->thread_id, r->thread_name);
+  if (polytel__buf_reserve(
+          b, 360 + JSTR_BOUND(r->body_len) + kvs_bound(r->attrs, r->n_attrs) + kvs_bound(tk, nt)))
+    return -1;
   /* Every field is optional; a leading comma is dropped by starting at "{" + field. */
   size_t start = b->len;
   j_ch(b, '{');
@@ -468,7 +486,7 @@ static int j_log(jb_t *b, const polytel__log_rec_t *r) {
     j_str(b, r->body, r->body_len);
     j_ch(b, '}');
   }
-  j_attrs(b, r->attrs, r->n_attrs);
+  j_attrs_thread(b, r->attrs, r->n_attrs, tk, nt);
   j_count(b, "droppedAttributesCount", r->dropped_attrs);
   if (r->has_span) {
     j_count(b, "flags", r->flags & 0xff);

@@ -48,6 +48,29 @@ void polytel__buf_reset(polytel__buf_t *b) {
   b->oom = 0;
 }
 
+/* ------------------------------------------------------------ thread attrs */
+
+static int has_key(const polytel__kv_t *attrs, uint32_t n, const char *key, uint32_t len) {
+  for (uint32_t i = 0; i < n; i++)
+    if (attrs[i].key_len == len && memcmp(attrs[i].key, key, len) == 0) return 1;
+  return 0;
+}
+
+uint32_t polytel__thread_attrs(polytel__kv_t out[2], const polytel__kv_t *attrs, uint32_t n_attrs,
+                               uint32_t thread_id, const char *thread_name) {
+  uint32_t k = 0;
+  if (!thread_id) return 0;
+  if (!has_key(attrs, n_attrs, "thread.id", 9))
+    out[k++] = (polytel__kv_t){.key = "thread.id", .key_len = 9, .type = POLYTEL_ATTR_INT, .v.i = thread_id};
+  size_t nl = thread_name ? strnlen(thread_name, POLYTEL__THREAD_NAME_CAP - 1) : 0;
+  if (nl && !has_key(attrs, n_attrs, "thread.name", 11))
+    out[k++] = (polytel__kv_t){.key = "thread.name",
+                               .key_len = 11,
+                               .type = POLYTEL_ATTR_STRING,
+                               .v.str = {thread_name, (uint32_t)nl}};
+  return k;
+}
+
 /* -------------------------------------------------------------------- UTF-8 */
 
 size_t polytel__utf8_step(const uint8_t *s, size_t n, size_t *bad) {
@@ -440,7 +463,7 @@ static void w_link(rw_t *w, const polytel__link_rec_t *l) {
   w_close(w, m, 13);
 }
 
-static void w_span(rw_t *w, const polytel__span_rec_t *s) {
+static void w_span(rw_t *w, const polytel__span_rec_t *s, const polytel__kv_t *tk, uint32_t nt) {
   size_t m = rw_pos(w);
   w_fixed32_field(w, 16, s->flags);
   if (s->status != POLYTEL_STATUS_UNSET || s->status_msg_len) {
@@ -457,6 +480,7 @@ static void w_span(rw_t *w, const polytel__span_rec_t *s) {
   w_varint_field(w, 12, s->dropped_events);
   for (uint32_t i = s->n_events; i-- > 0;) w_event(w, &s->events[i]);
   w_varint_field(w, 10, s->dropped_attrs);
+  w_kvs(w, 9, tk, nt); /* back to front: after the span's own on the wire */
   w_kvs(w, 9, s->attrs, s->n_attrs);
   w_fixed64_field(w, 8, s->end_ns);
   w_fixed64_field(w, 7, s->start_ns);
@@ -496,7 +520,7 @@ void polytel__groups_free(polytel__groups_t *g) {
 
 int polytel__groups_build(polytel__groups_t *g, const void *recs, size_t n, polytel__same_fn same) {
   g->n_groups = 0;
-  g->first = NULL;
+  g->first = g->last = g->next = g->prev = NULL; /* n == 0: no group, and gcc sees every field set */
   if (n == 0) return 0;
   if (n >= UINT32_MAX || n > SIZE_MAX / (4 * sizeof(uint32_t))) return -1;
   uint32_t *mem = malloc(4 * n * sizeof(uint32_t));
@@ -548,8 +572,11 @@ static int pb_spans(polytel__buf_t *out, const polytel__resource_t *res, const p
   for (uint32_t k = g.n_groups; k-- > 0;) {
     size_t m_ss = rw_pos(&w);
     for (uint32_t i = g.last[k]; i != UINT32_MAX; i = g.prev[i]) {
-      if (rw_need(&w, span_bound(&recs[i]))) goto done;
-      w_span(&w, &recs[i]);
+      const polytel__span_rec_t *s = &recs[i];
+      polytel__kv_t tk[2];
+      uint32_t nt = polytel__thread_attrs(tk, s->attrs, s->n_attrs, s->thread_id, s->thread_name);
+      if (rw_need(&w, span_bound(s) + kvs_bound(tk, nt))) goto done;
+      w_span(&w, s, tk, nt);
     }
     const char *name, *version;
     size_t nl, vl;
@@ -577,7 +604,7 @@ static size_t log_bound(const polytel__log_rec_t *r) {
   return 144 + STR_BOUND(r->body_len) + kvs_bound(r->attrs, r->n_attrs);
 }
 
-static void w_log(rw_t *w, const polytel__log_rec_t *r) {
+static void w_log(rw_t *w, const polytel__log_rec_t *r, const polytel__kv_t *tk, uint32_t nt) {
   size_t m = rw_pos(w);
   w_fixed64_field(w, 11, r->observed_ns);
   if (r->has_span) {
@@ -586,6 +613,7 @@ static void w_log(rw_t *w, const polytel__log_rec_t *r) {
     w_fixed32_field(w, 8, r->flags & 0xff); /* LogRecordFlags: the trace flags */
   }
   w_varint_field(w, 7, r->dropped_attrs);
+  w_kvs(w, 6, tk, nt);
   w_kvs(w, 6, r->attrs, r->n_attrs);
   if (r->body) {
     size_t mb = rw_pos(w);
@@ -616,8 +644,11 @@ static int pb_logs(polytel__buf_t *out, const polytel__resource_t *res, const po
   for (uint32_t k = g.n_groups; k-- > 0;) {
     size_t m_sl = rw_pos(&w);
     for (uint32_t i = g.last[k]; i != UINT32_MAX; i = g.prev[i]) {
-      if (rw_need(&w, log_bound(&recs[i]))) goto done;
-      w_log(&w, &recs[i]);
+      const polytel__log_rec_t *r = &recs[i];
+      polytel__kv_t tk[2];
+      uint32_t nt = polytel__thread_attrs(tk, r->attrs, r->n_attrs, r->thread_id, r->thread_name);
+      if (rw_need(&w, log_bound(r) + kvs_bound(tk, nt))) goto done;
+      w_log(&w, r, tk, nt);
     }
     const polytel__log_rec_t *first = &recs[g.first[k]];
     if (w_scope(&w, first->target, first->target_len, NULL, 0)) goto done;

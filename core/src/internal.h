@@ -184,6 +184,8 @@ typedef struct polytel__thread_s {
   uint32_t id;                    /* 1-based registration order */
   _Atomic int dead;               /* the thread exited: no more writes */
   struct polytel__thread_s *next; /* registry */
+  /* thread.name: set at registration, then written and read only under polytel__consume_mu */
+  char name[POLYTEL__THREAD_NAME_CAP];
 } polytel__thread_t;
 
 /* Global buffer state (buffers.c). */
@@ -194,6 +196,7 @@ polytel__thread_t *polytel__thread_register(void);
 int polytel__handoff(polytel__thread_t *t);
 polytel__block_t *polytel__pool_get(void);
 void polytel__pool_put(polytel__block_t *b);
+void polytel__pool_refill(void); /* exporter side: keeps free blocks ready ahead of demand */
 uint64_t polytel__pool_bytes(void);
 uint64_t polytel__pool_cap(void);
 

@@ -207,6 +207,7 @@ static void sink_log(void *ctx, const polytel__log_rec_t *l) {
     r->time_ns = l->time_ns;
     r->level = l->severity;
     r->thread_id = l->thread_id;
+    memcpy(r->thread_name, l->thread_name, sizeof r->thread_name);
     if (l->has_span) {
       memcpy(r->trace_id, l->trace_id, 16);
       memcpy(r->span_id, l->span_id, 8);
@@ -231,6 +232,7 @@ static void sink_span(void *ctx, const polytel__span_rec_t *s) {
     r->start_ns = s->start_ns;
     r->status = s->status;
     r->thread_id = s->thread_id;
+    memcpy(r->thread_name, s->thread_name, sizeof r->thread_name);
     memcpy(r->trace_id, s->trace_id, 16);
     memcpy(r->span_id, s->span_id, 8);
     if (s->has_parent) memcpy(r->parent_id, s->parent_id, 8);

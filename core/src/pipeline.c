@@ -562,6 +562,7 @@ static int drain(polytel__pipeline_t *pl) {
 }
 
 uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
+  polytel__pool_refill(); /* the allocations and page faults of pool growth, here rather than on a caller */
   int drained = drain(pl);
   const polytel__cfg_t *c = pl->cfg;
   /* Flushing: partial batches go once the blocks are empty, not on every pump (no tiny requests). */
@@ -587,8 +588,12 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
     cut_logs(pl, now);
     cut_spans(pl, now);
     if (polytel__pipeline_pending(pl) == 0) {
+      /*
+       * flush_target stays until the next force: the waiter looks after this
+       * pump, and under continuous load records newer than the flush are
+       * always pending (clearing it here made a flush miss its completion).
+       */
       pl->forcing = 0;
-      pl->flush_target = 0;
     }
   }
   /* first_ms comes from the sink's clock, read after `now`: `now - first_ms` may be negative. */
@@ -834,14 +839,15 @@ polytel__done_t polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request
 }
 
 /*
- * While a flush is under way, what it still owes: events recorded before it
- * began, not yet exported or dropped. Events recorded since do not make it
- * wait, so a flush completes even while other threads keep emitting.
+ * Since a flush began (until the next one), what it still owes: events
+ * recorded before it began, not yet exported or dropped. Events recorded since
+ * do not make it wait, so a flush completes even while other threads keep
+ * emitting.
  */
 static uint64_t items_pending(const polytel__pipeline_t *pl) {
   polytel_stats_t st;
   polytel_stats(&st);
-  if (pl->forcing && pl->flush_target) {
+  if (pl->flush_target) {
     uint64_t done = st.exported + st.dropped + st.unconfirmed;
     return pl->flush_target > done ? pl->flush_target - done : 0;
   }

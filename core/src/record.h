@@ -8,6 +8,9 @@
 
 #include "polytel.h"
 
+/* A thread's name, NUL included (Linux names are at most 15 bytes; language names can be longer). */
+#define POLYTEL__THREAD_NAME_CAP 32
+
 /* An attribute as held by a record. Strings are not NUL-terminated (use len). */
 typedef struct polytel__kv_s {
   const char *key;
@@ -105,7 +108,8 @@ typedef struct polytel__log_rec_s {
   uint8_t span_id[8];
   const polytel__kv_t *attrs;
   uint32_t n_attrs;
-  uint32_t thread_id;
+  uint32_t thread_id;                         /* 0: no thread (then no thread.* attributes) */
+  char thread_name[POLYTEL__THREAD_NAME_CAP]; /* "" when unknown */
   uint32_t flags; /* OTLP LogRecord.flags: the span's trace flags (0 without a span) */
   uint32_t dropped_attrs;
 } polytel__log_rec_t;
@@ -125,6 +129,7 @@ typedef struct polytel__span_rec_s {
   const polytel__kv_t *attrs;
   uint32_t n_attrs;
   uint32_t thread_id;
+  char thread_name[POLYTEL__THREAD_NAME_CAP];
   int kind;       /* polytel_span_kind_t */
   uint32_t flags; /* OTLP Span.flags: trace flags, bits 8-9 parent remote */
   /* Instrumentation scope; an empty name means the default, POLYTEL__SCOPE_NAME with the library's version.

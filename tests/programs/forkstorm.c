@@ -97,6 +97,8 @@ int main(int argc, char **argv) {
 
   pid_t pids[1000];
   int forked_mid_stream = 0, failed = 0;
+  /* The first fork too lands mid-stream: on a loaded machine the threads may not have run yet. */
+  while (atomic_load(&progress) == 0) sleep_us(1000);
   for (int c = 0; c < n_children; c++) {
     sleep_us(2000);
     int before = atomic_load(&progress);

@@ -13,12 +13,13 @@
 #include "vmhwm.h"
 
 /*
- * Usage: outage [--rate N/s] [--seconds S] [--shutdown-ms N]
+ * Usage: outage [--rate N/s] [--seconds S] [--shutdown-ms N] [--counter 1]
  * Configuration from the environment. Each event is log "seq <n>" (n = 0, 1, ... unique), so the test can
- * find duplicates and losses. The loop runs in 1 ms ticks of rate/1000 events; the time spent inside the
- * polytel calls is measured per tick (the caller's cost: its throughput is events / busy time). Output lines:
- *   STARTED {}            after phase 2, before the first event
- *   RESULT {...}          after shutdown
+ * find duplicates and losses. With --counter 1, each tick also adds its events to the cumulative counter
+ * "outage.events" (snapshot ordering across an outage; its final value is "counter_total"). The loop runs in
+ * 1 ms ticks of rate/1000 events; the time spent inside the polytel calls is measured per tick (the caller's
+ * cost: its throughput is events / busy time). Output lines: STARTED {}            after phase 2, before the
+ * first event RESULT {...}          after shutdown
  */
 
 static uint64_t mono_ns(void) {
@@ -53,6 +54,7 @@ int main(int argc, char **argv) {
   long rate = 100000;
   double seconds = 8;
   uint32_t shutdown_ms = 30000;
+  int counter = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--rate"))
       rate = atol(argv[i + 1]);
@@ -60,6 +62,8 @@ int main(int argc, char **argv) {
       seconds = atof(argv[i + 1]);
     else if (!strcmp(argv[i], "--shutdown-ms"))
       shutdown_ms = (uint32_t)atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--counter"))
+      counter = atoi(argv[i + 1]);
     else {
       fprintf(stderr, "outage: unknown option %s\n", argv[i]);
       return 2;
@@ -92,6 +96,7 @@ int main(int argc, char **argv) {
     uint64_t b0 = mono_ns();
     for (long i = 0; i < per_tick; i++)
       polytel_log(POLYTEL_LEVEL_INFO, "outage", "seq %lld", (long long)seq++);
+    if (counter) POLYTEL_COUNTER_ADD("outage.events", "1", per_tick);
     uint64_t d = mono_ns() - b0;
     busy_ns += d;
     tick_ns[k] = d;
@@ -133,6 +138,7 @@ int main(int argc, char **argv) {
       "%llu, "
       "\"dropped\": %llu, \"pending\": %llu, \"dropped_buffer_full\": %llu, \"dropped_export\": %llu, "
       "\"dropped_invalid\": %llu, \"export_requests\": %llu, \"export_retries\": %llu, \"export_failures\": "
+      "%llu, \"counter_total\": %lld, \"unconfirmed\": %llu, \"dropped_depth\": %llu, \"dropped_rejected\": "
       "%llu}\n",
       init_rc, rc, (long long)seq, rate, (double)wall_ns / 1e9, (double)busy_ns / 1e9, median_ns_per_event,
       p99_ns_per_event, windows, (double)emit_cpu_ns / 1e9, (unsigned long long)late_ticks,
@@ -142,6 +148,8 @@ int main(int argc, char **argv) {
       (unsigned long long)st.dropped, (unsigned long long)st.pending,
       (unsigned long long)st.dropped_buffer_full, (unsigned long long)st.dropped_export,
       (unsigned long long)st.dropped_invalid, (unsigned long long)st.export_requests,
-      (unsigned long long)st.export_retries, (unsigned long long)st.export_failures);
+      (unsigned long long)st.export_retries, (unsigned long long)st.export_failures,
+      counter ? (long long)seq : 0LL, (unsigned long long)st.unconfirmed,
+      (unsigned long long)st.dropped_depth, (unsigned long long)st.dropped_rejected);
   return 0;
 }

@@ -22,13 +22,15 @@
  *  --loop host   phase 2 on this program's uv loop; shutdown from inside a loop callback
  *  --loop host-after  same, shutdown after uv_run returned
  *  --flush-ms N  polytel_flush(N) after the threads finished, before shutdown
- *  --flush-under-load 1  (owned loop) polytel_flush(10000) while the threads keep emitting; they stop
- *                when it returned. "emitted" lists each thread's event count.
+ *  --flush-under-load 1  (owned loop) polytel_flush(10000) while the threads keep emitting (at most 2000
+ *                events/s each); they stop when it returned. "emitted" lists each thread's event count.
  * Per event: span "outer" { span "inner" { log "event <i> from thread <t>" } }, counter worker.events += 1.
  */
 
 static int n_threads = 4, n_events = 100, n_pre = 0, flush_ms = -1;
-static uint32_t shutdown_ms = 5000;
+/* Generous by default: the suites that check exact delivery must not time out on a loaded machine; the
+ * tests of bounded shutdown pass their own. */
+static uint32_t shutdown_ms = 30000;
 static const char *loop_mode = "owned";
 static atomic_int threads_done;
 static uv_async_t all_done;
@@ -48,7 +50,9 @@ static void *emit(void *arg) {
   int t = (int)(intptr_t)arg;
   long i;
   for (i = 0; i < n_events || (under_load && !atomic_load(&load_flush_returned)); i++) {
-    if (under_load && i % 50 == 49) usleep(500); /* keeps emitting through the flush, at a steady rate */
+    /* Keeps emitting through the flush at a steady, bounded rate (<= 2000 events/s per thread): the test
+     * receiver keeps up even on a loaded machine, so nothing has to be dropped. */
+    if (under_load && i % 10 == 9) usleep(5000);
     polytel_span_begin("outer");
     polytel_span_begin("inner");
     polytel_log(POLYTEL_LEVEL_INFO, "worker", "event %ld from thread %d", i, t);

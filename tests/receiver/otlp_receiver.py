@@ -310,6 +310,16 @@ def attributes(kvs) -> dict:
     return {kv.key: any_value(kv.value) for kv in kvs}
 
 
+def _thread_split(kvs) -> tuple[dict, int | None, str | None]:
+    """A span's or log's attributes without thread.id / thread.name, and those two (None when absent).
+
+    Every record carries its thread (semantic conventions); suites that compare attribute dicts compare
+    what the caller set, and suites about threads read thread_id / thread_name.
+    """
+    attrs = attributes(kvs)
+    return attrs, attrs.pop("thread.id", None), attrs.pop("thread.name", None)
+
+
 def _resource(r):
     res = attributes(r.resource.attributes)
     svc = res.get("service.name", "")
@@ -324,6 +334,7 @@ def normalize(signal: str, msg) -> list[dict]:
             res, svc = _resource(rs)
             for ss in rs.scope_spans:
                 for sp in ss.spans:
+                    attrs, tid, tname = _thread_split(sp.attributes)
                     out.append({
                         "service": svc, "resource": dict(res), "scope": ss.scope.name,
                         "scope_version": ss.scope.version, "name": sp.name,
@@ -331,7 +342,8 @@ def normalize(signal: str, msg) -> list[dict]:
                         "parent_span_id": sp.parent_span_id.hex(),
                         "start_ns": sp.start_time_unix_nano, "end_ns": sp.end_time_unix_nano,
                         "status_code": sp.status.code, "status_message": sp.status.message,
-                        "attributes": attributes(sp.attributes), "kind": sp.kind, "flags": sp.flags,
+                        "attributes": attrs, "thread_id": tid, "thread_name": tname,
+                        "kind": sp.kind, "flags": sp.flags,
                         "trace_state": sp.trace_state,
                         "events": [{"name": ev.name, "time_ns": ev.time_unix_nano,
                                     "attributes": attributes(ev.attributes)} for ev in sp.events],
@@ -344,10 +356,12 @@ def normalize(signal: str, msg) -> list[dict]:
             res, svc = _resource(rl)
             for sl in rl.scope_logs:
                 for lr in sl.log_records:
+                    attrs, tid, tname = _thread_split(lr.attributes)
                     out.append({
                         "service": svc, "resource": dict(res), "scope": sl.scope.name,
                         "body": any_value(lr.body), "severity_number": lr.severity_number,
-                        "severity_text": lr.severity_text, "attributes": attributes(lr.attributes),
+                        "severity_text": lr.severity_text, "attributes": attrs,
+                        "thread_id": tid, "thread_name": tname,
                         "trace_id": lr.trace_id.hex(), "span_id": lr.span_id.hex(),
                         "time_ns": lr.time_unix_nano, "observed_time_ns": lr.observed_time_unix_nano,
                         "flags": lr.flags, "dropped_attributes_count": lr.dropped_attributes_count,

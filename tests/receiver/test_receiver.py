@@ -238,6 +238,7 @@ def test_gzip_json_log_arrives_with_body(receiver):
         "body": "user logged in", "severity_number": 13, "severity_text": "WARN",
         "attributes": {"user.id": 7}, "trace_id": TRACE_ID, "span_id": SPAN_ID,
         "time_ns": 1_700_000_000_123_456_789, "observed_time_ns": 0, "flags": 0, "dropped_attributes_count": 0,
+        "thread_id": None, "thread_name": None,
     }
     (rec,) = got["requests"]
     assert (rec["content_encoding"], rec["bytes"]) == ("gzip", len(wire))
@@ -270,6 +271,18 @@ def test_refused_encoding_answers_like_a_collector_without_it(status):
         assert [(e["status"], e["content_encoding"]) for e in got["errors"]] == [(status, "zstd")]
     finally:
         r.stop()
+@pytest.mark.parametrize("content_type", [PROTOBUF, JSON])
+def test_thread_attributes_lifted_out(receiver, content_type):
+    """thread.id / thread.name (on every polytel record) become thread_id / thread_name; the rest stays."""
+    treq = trace_request([{"name": "s", "attrs": {"k": 1, "thread.id": 3, "thread.name": "worker-1"}}])
+    lreq = log_request([{"body": "b", "attrs": {"thread.id": 4}}])
+    for signal, req in (("traces", treq), ("logs", lreq)):
+        body = req.SerializeToString() if content_type == PROTOBUF else as_json(req)
+        assert post(receiver.url(signal), body, content_type)[0] == 200
+    got = receiver.received()
+    (span,), (log,) = got["spans"], got["logs"]
+    assert (span["attributes"], span["thread_id"], span["thread_name"]) == ({"k": 1}, 3, "worker-1")
+    assert (log["attributes"], log["thread_id"], log["thread_name"]) == ({}, 4, None)
 
 
 def test_gzip_protobuf_log_without_ids(receiver):

@@ -38,6 +38,8 @@ threads = [threading.Thread(target=emit, args=(t,)) for t in range(2)]
 for th in threads:
     th.start()
 pids, mid = [], 0
+while progress[0] == 0:  # the first fork too lands mid-stream (on a loaded machine the threads may not have run)
+    time.sleep(0.001)
 for c in range(children):
     time.sleep(0.005)
     before = progress[0]
@@ -100,6 +102,7 @@ threads = (0..1).map do |t|
 end
 pids = []
 mid = 0
+sleep 0.001 until progress.positive? # the first fork too lands mid-stream (a loaded machine may not have run them)
 children.times do |c|
   sleep 0.005
   before = progress

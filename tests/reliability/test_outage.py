@@ -1,4 +1,4 @@
-"""test_outage — 100k events/s while the collector is down for seconds, then back: exact accounting (received + dropped == recorded, no duplicates), bounded RSS; the caller's throughput loss is measured and printed, never asserted."""
+"""test_outage — 100k events/s while the collector is down for seconds, then back: exact accounting (recorded = exported + dropped + unconfirmed, exported <= received <= exported + unconfirmed, no duplicates), bounded RSS; the caller's throughput loss is measured and printed, never asserted."""
 from __future__ import annotations
 
 import json
@@ -62,13 +62,16 @@ def check_accounting(res: dict, got: list[int]) -> dict:
     assert duplicates == 0, f"{duplicates} events arrived twice"
     assert res["recorded"] == res["emitted"], res
     assert res["pending"] == 0, res
-    # Exact: what was not counted as dropped was delivered, once; what was delivered is what polytel says it exported.
-    assert len(uniq) + res["dropped"] == res["recorded"], (len(uniq), res)
-    assert res["exported"] == len(uniq), res
+    # Every record is exported, dropped or unconfirmed (sent, no answer before a deadline: it may have arrived);
+    # what arrived is at least what polytel says it exported and at most that plus the unconfirmed.
+    assert res["recorded"] == res["exported"] + res["dropped"] + res["unconfirmed"] + res["pending"], res
+    assert res["exported"] <= len(uniq) <= res["exported"] + res["unconfirmed"], (len(uniq), res)
     assert uniq <= set(range(res["emitted"]))
-    assert res["dropped"] == res["dropped_buffer_full"] + res["dropped_export"] + res["dropped_invalid"], res
+    assert res["dropped"] == (res["dropped_buffer_full"] + res["dropped_export"] + res["dropped_invalid"] +
+                              res["dropped_depth"] + res["dropped_rejected"]), res
     assert res["max_rss_kib"] * 1024 <= RSS_CAP, f"peak RSS {res['max_rss_kib']} KiB over the {RSS_CAP // MIB} MiB cap"
-    return {"recorded": res["recorded"], "received": len(uniq), "dropped": res["dropped"],
+    return {"recorded": res["recorded"], "received": len(uniq), "exported": res["exported"],
+            "unconfirmed": res["unconfirmed"], "dropped": res["dropped"],
             "dropped_buffer_full": res["dropped_buffer_full"], "dropped_export": res["dropped_export"],
             "duplicates": duplicates, "peak_rss_mib": round(res["max_rss_kib"] / 1024, 1),
             "ru_maxrss_mib": round(res["ru_maxrss_kib"] / 1024, 1),
@@ -116,6 +119,13 @@ def test_collector_outage_accounting_and_memory(figures):
     fig["throughput_loss_pct"] = round(100.0 * (1 - base["median_ns_per_event"] / res["median_ns_per_event"]), 1)
     fig["throughput_loss_total_pct"] = round(100.0 * (1 - base["busy_s"] / base["emitted"]
                                                       / (res["busy_s"] / res["emitted"])), 1)
+    # While the collector is down (the windows wholly inside the outage): the pool grows there, so this is where
+    # allocation and page faults on the caller showed (docs/reliability.md); the drop phase is not in it.
+    wins = res["window_median_ns"]
+    down = [w for i, w in enumerate(wins) if i * 0.5 >= DOWN_AT + 0.3 and (i + 1) * 0.5 <= DOWN_AT + 0.3 + DOWN_FOR]
+    if down:
+        down_median = sorted(down)[len(down) // 2]
+        fig["throughput_loss_while_down_pct"] = round(100.0 * (1 - base["median_ns_per_event"] / down_median), 1)
     fig["baseline"] = base_fig
     fig["down_for_s"] = DOWN_FOR
     fig["rate"] = RATE

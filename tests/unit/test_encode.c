@@ -229,6 +229,46 @@ static void test_json_span_exact(void **state) {
   polytel__buf_free(&b);
 }
 
+/* thread.id and thread.name follow the record's own attributes; a record's own thread.name wins. */
+static void test_thread_attrs(void **state) {
+  (void)state;
+  polytel__log_rec_t lg = tiny_log;
+  lg.thread_id = 3;
+  strcpy(lg.thread_name, "worker-\"1\"");
+  polytel__buf_t b = {0};
+  assert_int_equal(polytel__encode_logs(&b, POLYTEL__FMT_JSON, NULL, &lg, 1), 0);
+  assert_json(
+      &b,
+      "{\"resourceLogs\":[{\"resource\":{},\"scopeLogs\":[{\"scope\":{\"name\":\"t\"},\"logRecords\":[{"
+      "\"timeUnixNano\":\"1\",\"severityNumber\":9,\"severityText\":\"INFO\",\"body\":{\"stringValue\":"
+      "\"hi\"},\"attributes\":[{\"key\":\"k\",\"value\":{\"stringValue\":\"v\"}},{\"key\":\"thread.id\","
+      "\"value\":{\"intValue\":\"3\"}},{\"key\":\"thread.name\",\"value\":{\"stringValue\":"
+      "\"worker-\\\"1\\\"\"}}]}]}]}]}");
+  /* No attributes of its own and no name: thread.id alone. */
+  polytel__span_rec_t s = tiny_span();
+  s.thread_id = 9;
+  polytel__buf_reset(&b);
+  assert_int_equal(polytel__encode_spans(&b, POLYTEL__FMT_JSON, NULL, &s, 1), 0);
+  assert_true(has(&b, ",\"attributes\":[{\"key\":\"thread.id\",\"value\":{\"intValue\":\"9\"}}],\"status\""));
+  assert_false(has(&b, "thread.name"));
+  /* Protobuf: the span's attributes (field 9) are its own, then thread.id, then thread.name. */
+  static const polytel__kv_t own[] = {KSTR("thread.name", "mine"), KINT("n", 1)};
+  s.attrs = own, s.n_attrs = 2;
+  strcpy(s.thread_name, "os");
+  polytel__buf_reset(&b);
+  assert_int_equal(polytel__encode_spans(&b, POLYTEL__FMT_PROTOBUF, NULL, &s, 1), 0);
+  static const int path[] = {1, 0, 2, 0, 2, 0};
+  pbf_t sp = pb_path(b.data, b.len, 3, path);
+  assert_int_equal(pb_count(sp.sub, sp.sub_len, 9), 3);
+  pbf_t kv, key;
+  assert_true(pb_get(sp.sub, sp.sub_len, 9, 2, &kv));
+  assert_true(pb_get(kv.sub, kv.sub_len, 1, 0, &key));
+  assert_int_equal(key.sub_len, 9);
+  assert_memory_equal(key.sub, "thread.id", 9);
+  /* thread_id 0 (no thread): nothing added, the exact bytes above hold. */
+  polytel__buf_free(&b);
+}
+
 /* ---------------------------------------------------------------- structure */
 
 static void test_prefix_preserved(void **state) {
@@ -663,6 +703,7 @@ int main(void) {
       cmocka_unit_test(test_json_log_exact),
       cmocka_unit_test(test_pb_span_exact),
       cmocka_unit_test(test_json_span_exact),
+      cmocka_unit_test(test_thread_attrs),
       cmocka_unit_test(test_prefix_preserved),
       cmocka_unit_test(test_large_batch_pb),
       cmocka_unit_test(test_empty_batches),

@@ -248,6 +248,46 @@ static void test_invalid_calls_counted(void **state) {
   assert_string_equal(r->body, "(null format)");
 }
 
+/* The OS name at registration; a binding's name replaces it, cut at a character boundary. */
+static void *named_thread(void *arg) {
+  const char *rename = arg;
+  pthread_setname_np(pthread_self(), "os-name-7");
+  polytel_log(POLYTEL_LEVEL_INFO, "names", "first");
+  if (rename) polytel_thread_set_name(rename);
+  polytel_span_begin("named.span");
+  polytel_span_end();
+  return NULL;
+}
+
+static void test_thread_names(void **state) {
+  (void)state;
+  pthread_t a, b;
+  /* 30 ASCII bytes then a 3-byte character: 33 bytes, cut to the 30 before it (the cap holds 31). */
+  static const char long_name[] = "abcdefghijklmnopqrstuvwxyz0123\xe2\x9c\x93";
+  pthread_create(&a, NULL, named_thread, NULL);
+  pthread_join(a, NULL);
+  pthread_create(&b, NULL, named_thread, (void *)long_name);
+  pthread_join(b, NULL);
+  polytel_thread_set_name(NULL); /* ignored */
+  polytel_memory_sink_collect();
+  const polytel_record_t *l0 = find(POLYTEL_RECORD_LOG, "names", 0),
+                         *l1 = find(POLYTEL_RECORD_LOG, "names", 1);
+  const polytel_record_t *s0 = find(POLYTEL_RECORD_SPAN, "named.span", 0);
+  const polytel_record_t *s1 = find(POLYTEL_RECORD_SPAN, "named.span", 1);
+  assert_non_null(l0), assert_non_null(l1), assert_non_null(s0), assert_non_null(s1);
+  /* The consumer drains threads in rotating order: the first thread is the one registered first. */
+  const polytel_record_t *t;
+  if (l0->thread_id > l1->thread_id) t = l0, l0 = l1, l1 = t;
+  if (s0->thread_id > s1->thread_id) t = s0, s0 = s1, s1 = t;
+  assert_int_not_equal(l0->thread_id, l1->thread_id);
+  assert_int_equal(s0->thread_id, l0->thread_id);
+  assert_string_equal(l0->thread_name, "os-name-7");
+  assert_string_equal(s0->thread_name, "os-name-7");
+  /* Collected after the rename: both of that thread's records carry the new name. */
+  assert_string_equal(l1->thread_name, "abcdefghijklmnopqrstuvwxyz0123");
+  assert_string_equal(s1->thread_name, "abcdefghijklmnopqrstuvwxyz0123");
+}
+
 /* The console on (warnings visible), WARN and above: for tests that read polytel's own lines. */
 static int setup_console(void **state) {
   (void)state;
@@ -307,6 +347,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_async_spans, setup, teardown),
       cmocka_unit_test_setup_teardown(test_metrics_and_threads, setup, teardown),
       cmocka_unit_test_setup_teardown(test_invalid_calls_counted, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_thread_names, setup, teardown),
   };
   return cmocka_run_group_tests_name("events", tests, NULL, NULL);
 }

@@ -206,10 +206,36 @@ static void attrbuf_add_dict(attrbuf_t *b, PyObject *dict, PyObject *skip) {
 
 /* ------------------------------------------------------------ span context */
 
+/*
+ * thread.name on the wire: the Python thread's name (threading.current_thread().name, as logging's
+ * %(threadName)s), handed to the core once per OS thread. Before anything imported threading (3 ms: not
+ * ours to pay) the thread that imported polytel is "MainThread", as threading will call it.
+ */
+static _Thread_local int pt_thread_named;
+static unsigned long pt_import_ident;
+static void name_thread(void) {
+  if (PyErr_Occurred()) return; /* never clear the caller's error: try again next time */
+  pt_thread_named = 1;
+  PyObject *mod_name = PyUnicode_FromString("threading");
+  PyObject *threading = mod_name ? PyImport_GetModule(mod_name) : NULL;
+  Py_XDECREF(mod_name);
+  if (!threading && !PyErr_Occurred() && PyThread_get_thread_ident() == pt_import_ident)
+    polytel_thread_set_name("MainThread");
+  PyObject *th = threading ? PyObject_CallMethod(threading, "current_thread", NULL) : NULL;
+  PyObject *name = th ? PyObject_GetAttrString(th, "name") : NULL;
+  const char *s = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+  if (s) polytel_thread_set_name(s);
+  Py_XDECREF(name);
+  Py_XDECREF(th);
+  Py_XDECREF(threading);
+  PyErr_Clear();
+}
+
 /* The current span's context, or NULL. Borrowed from the ContextVar's value, valid while the GIL is held. */
 static const polytel_span_ctx_t *current_ctx(module_state *st, PyObject **holder) {
   PyObject *v = NULL;
   *holder = NULL;
+  if (!pt_thread_named) name_thread(); /* once per thread: every log and span start passes here */
   if (PyContextVar_Get(st->current, NULL, &v) < 0) {
     PyErr_Clear();
     return NULL;
@@ -1105,6 +1131,7 @@ static int intern_into(PyObject **slot, const char *s) {
 
 static int module_exec(PyObject *m) {
   module_state *st = get_state(m);
+  pt_import_ident = PyThread_get_thread_ident();
   st->span_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &span_spec, NULL);
   if (!st->span_type) return -1;
   if (PyModule_AddType(m, st->span_type) < 0) return -1;

@@ -27,6 +27,8 @@ def test_sdist_contains_the_core(sdist):
     with tarfile.open(sdist) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
     for required in ("setup.py", "pyproject.toml", "src/_polytel.c", "src/lazy_curl.c", "src/exports.map", "polytel/__init__.py",
+                     "polytel/view/__init__.py", "polytel/view/_reader.py", "polytel/view/page.js", "polytel/view/page.css",
+                     "polytel/view/page.html",
                      "polytel/__init__.pyi", "polytel/py.typed", "_core/CMakeLists.txt", "_core/core/CMakeLists.txt",
                      "_core/core/include/polytel.h", "_core/core/include/polytel/version.h.in",
                      "_core/core/src/phase.c", "_core/core/src/events.c"):  # fmt: skip
@@ -43,10 +45,12 @@ def test_wheel_from_sdist_installs_and_runs(sdist, tmp_path):
                    check=True, capture_output=True, text=True, timeout=300)  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "POLYTEL_", "TELEMETRY_"))}
     env.update(PYTHONPATH=str(site), TELEMETRY_ENABLED="true", POLYTEL_EXPORTER="none")
-    code = "import polytel; print(polytel.__file__); print(polytel.phase()); print(polytel.bootstrap_worker()['status'])"
+    code = ("import polytel; print(polytel.__file__); print(polytel.phase()); print(polytel.bootstrap_worker()['status']);"
+            "from polytel import view; print('</html>' in view.render(view.read([])))")  # the page's assets are installed
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=str(tmp_path), capture_output=True, text=True,
                          timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stderr
-    path, phase, status = out.stdout.split("\n")[:3]
+    path, phase, status, page = out.stdout.split("\n")[:4]
+    assert page == "True"
     assert path.startswith(str(site))
     assert (phase, status) == ("deferred", "started")

@@ -21,7 +21,7 @@ def work(t):
         if i % 100 == 0:
             polytel.flush(timeout_ms=5000)  # flushes (GIL released) while other threads record
 
-threads = [threading.Thread(target=work, args=(t,)) for t in range(N_THREADS)]
+threads = [threading.Thread(target=work, args=(t,), name="worker-%d" % t) for t in range(N_THREADS)]
 for th in threads:
     th.start()
 for th in threads:
@@ -53,6 +53,14 @@ def test_threads_exact_totals(receiver, service):
     totals = {dict(k)["parity"]: p["value"] for k, p in last_points(of_service(got["metrics"], service),
                                                                      "thread.count").items()}  # fmt: skip
     assert totals == {0: n_threads * n // 2, 1: n_threads * n // 2}
+    # thread.id / thread.name on every span and log: one id per thread, its Python name.
+    by_t = {}
+    for x in logs + spans:
+        by_t.setdefault(x["attributes"]["t"], set()).add((x["thread_id"], x["thread_name"]))
+    assert sorted(by_t) == list(range(n_threads))
+    assert all(len(v) == 1 for v in by_t.values()), by_t
+    assert {t: next(iter(v))[1] for t, v in by_t.items()} == {t: "worker-%d" % t for t in range(n_threads)}
+    assert len({next(iter(v))[0] for v in by_t.values()}) == n_threads
     s = r["stats"]
     assert s["logs_recorded"] == 2 * n_threads * n
     assert s["spans_recorded"] == n_threads * n
