@@ -277,7 +277,7 @@ static int decode_full(const uint8_t *p, const polytel__ev_t *ev, polytel__span_
 
   polytel__event_rec_t *evs = room(g_evs, &g_evs_cap, x[0], sizeof *evs);
   polytel__link_rec_t *lns = room(g_lns, &g_lns_cap, x[1], sizeof *lns);
-  if (!evs || !lns) return -1;
+  if ((x[0] && !evs) || (x[1] && !lns)) return -1;
   g_evs = evs;
   g_lns = lns;
   for (uint32_t i = 0; i < x[0]; i++) {
