@@ -243,7 +243,8 @@ static void log_in_thread_span(polytel__thread_t *t, polytel__log_rec_t *r) {
 
 /* ------------------------------------------------------------- async spans */
 
-/* Decodes an EV_SPAN_FULL (layout: events.c) into r; events and links go to g_evs/g_lns, attributes to kv. */
+/* Decodes an EV_SPAN_FULL (layout: events.c, full_layout) into r; events and links go to g_evs/g_lns,
+ * attributes to kv. */
 static int decode_full(const uint8_t *p, const polytel__ev_t *ev, polytel__span_rec_t *r, polytel__kv_t *kv) {
   memcpy(&r->start_ns, p + 16, 8);
   memcpy(r->trace_id, p + 24, 16);
@@ -253,21 +254,23 @@ static int decode_full(const uint8_t *p, const polytel__ev_t *ev, polytel__span_
   r->has_parent = memcmp(r->parent_id, zero, 8) != 0;
   r->end_ns = ev->ts;
   r->status = ev->flags & 0xff;
-  uint32_t h[2], x[5];
+  uint32_t h[2], x[4] = {0, 0, 0, 0}; /* n_events, n_links, events dropped, links dropped */
   memcpy(h, p + 56, 8);
-  memcpy(x, p + 68, 20); /* n_events, n_links, events dropped, links dropped */
   r->kind = p[64];
   r->flags = p[65] | POLYTEL__SPAN_FLAG_HAS_IS_REMOTE | (p[66] ? POLYTEL__SPAN_FLAG_IS_REMOTE : 0u);
+  const uint8_t *q = get_str(p + 72, &r->name, &r->name_len);
+  q = get_str(q, &r->status_msg, &r->status_msg_len);
+  if (p[67]) { /* the scope, tracestate, events and links are there */
+    memcpy(x, q, 16);
+    q = get_str(q + 16, &r->scope_name, &r->scope_name_len);
+    q = get_str(q, &r->scope_version, &r->scope_version_len);
+    const char *ts;
+    uint32_t tl;
+    q = get_str(q, &ts, &tl);
+    tracestate_out(ts, tl, &r->trace_state, &r->trace_state_len);
+  }
   r->dropped_events = x[2];
   r->dropped_links = x[3];
-  const uint8_t *q = get_str(p + 88, &r->name, &r->name_len);
-  q = get_str(q, &r->status_msg, &r->status_msg_len);
-  q = get_str(q, &r->scope_name, &r->scope_name_len);
-  q = get_str(q, &r->scope_version, &r->scope_version_len);
-  const char *ts;
-  uint32_t tl;
-  q = get_str(q, &ts, &tl);
-  tracestate_out(ts, tl, &r->trace_state, &r->trace_state_len);
   uint32_t used = h[0];
   q = get_attrs(q, h[0], kv);
   r->attrs = kv;
@@ -299,6 +302,8 @@ static int decode_full(const uint8_t *p, const polytel__ev_t *ev, polytel__span_
     l->flags = q[24] | POLYTEL__SPAN_FLAG_HAS_IS_REMOTE | (q[25] ? POLYTEL__SPAN_FLAG_IS_REMOTE : 0u);
     memcpy(&h[0], q + 28, 4);
     memcpy(&h[1], q + 32, 4);
+    const char *ts;
+    uint32_t tl;
     q = get_str(q + 40, &ts, &tl);
     tracestate_out(ts, tl, &l->trace_state, &l->trace_state_len);
     q = get_attrs(q, h[0], kv + used);
@@ -469,7 +474,7 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
         bare.has_parent = memcmp(bare.parent_id, zero, 8) != 0;
         bare.end_ns = ev->ts;
         bare.status = ev->flags & 0xff;
-        get_str(p + 88, &bare.name, &bare.name_len);
+        get_str(p + 72, &bare.name, &bare.name_len);
         bare.kind = p[64];
         bare.thread_id = t->id;
         memcpy(bare.thread_name, t->name, sizeof bare.thread_name);

@@ -908,13 +908,15 @@ static int link_valid(const polytel_span_link_t *l) {
 
 typedef struct full_s {
   const polytel_span_ctx_t *span;
-  const char *name, *msg;
+  const char *strs[5]; /* name, status message, scope name, scope version, tracestate */
+  size_t lens[5];
   const polytel_attr_t *attrs;
   size_t n_attrs;
   const polytel_span_opts_t *o;
   size_t ev_first, ln_first; /* the first event and link kept by the count limits (the newest are kept) */
   uint64_t end_ns;
   uint16_t status;
+  uint8_t ext; /* the scope, tracestate, events and links are laid out (a plain finish leaves them out) */
 } full_t;
 
 /* A string laid out whole or not at all: a cut tracestate could still parse, and mean something else. */
@@ -931,30 +933,48 @@ static size_t str_whole(size_t len, size_t *budget, int *trunc) {
 
 /*
  * EV_SPAN_FULL: hdr(ts = end Unix ns, flags = status) | u64 start | trace[16] span[8] parent[8] |
- * u32 n_attrs, u32 attrs dropped | u8 kind, u8 trace flags, u8 parent remote, pad, u32 n_events |
- * u32 n_links, u32 events dropped | u32 links dropped, pad | str name | str msg | str scope name |
- * str scope version | str tracestate | attrs | events | links, where an event is
- * u64 time | u32 n_attrs, u32 attrs dropped | str name | attrs, and a link is trace[16] span[8] |
+ * u32 n_attrs, u32 attrs dropped | u8 kind, u8 trace flags, u8 parent remote, u8 ext, pad | str name |
+ * str msg | and when ext: u32 n_events, u32 n_links, u32 events dropped, u32 links dropped |
+ * str scope name | str scope version | str tracestate | then attrs | and when ext: events | links, where an
+ * event is u64 time | u32 n_attrs, u32 attrs dropped | str name | attrs, and a link is trace[16] span[8] |
  * u8 trace flags, u8 remote, pad, u32 n_attrs | u32 attrs dropped, pad | str tracestate | attrs.
  * Sized (p == NULL) and laid out (p) by the same code, so both passes make the same cuts.
  */
-#define FULL_FIXED 88
+/* The fixed part of an EV_SPAN_FULL, but for the attribute counts at p + 56. */
+static void full_header(const full_t *f, uint8_t *p, size_t size) {
+  const polytel_span_ctx_t *s = f->span;
+  polytel__ev_t *ev = (polytel__ev_t *)p;
+  ev->type = POLYTEL__EV_SPAN_FULL;
+  ev->level = 0;
+  ev->flags = f->status;
+  ev->size = (uint32_t)size;
+  ev->ts = f->end_ns;
+  memcpy(p + 16, &s->start_ns, 8);
+  memcpy(p + 24, s->trace_id, 16);
+  memcpy(p + 40, s->span_id, 8);
+  memcpy(p + 48, s->parent_id, 8);
+  uint8_t b[8] = {(uint8_t)f->o->kind, s->trace_flags, s->parent_remote != 0, f->ext, 0, 0, 0, 0};
+  memcpy(p + 64, b, 8);
+}
+
+#define FULL_FIXED 72
+#define FULL_EXT 16
 static size_t full_layout(const full_t *f, uint8_t *p, int *trunc) {
   const polytel_span_opts_t *o = f->o;
   size_t budget = POLYTEL__MAX_EVENT - 256, size = FULL_FIXED;
   int tr = 0;
-  uint8_t *q = p ? p + FULL_FIXED : NULL;
-  const char *strs[4] = {f->name, f->msg ? f->msg : "", o->scope_name ? o->scope_name : "",
-                         o->scope_version ? o->scope_version : ""};
-  for (int k = 0; k < 4; k++) {
-    size_t l = str_fit(strlen(strs[k]), &budget, &tr);
+  uint8_t *q = p ? p + FULL_FIXED : NULL, *ext = NULL;
+  for (int k = 0; k < 5; k++) {
+    if (k == 2) {
+      if (!f->ext) break;
+      ext = q;
+      if (q) q += FULL_EXT;
+      size += FULL_EXT;
+    }
+    size_t l = k == 4 ? str_whole(f->lens[k], &budget, &tr) : str_fit(f->lens[k], &budget, &tr);
     size += 8 + POLYTEL__ALIGN8(l);
-    if (q) q = put_str(q, strs[k], l);
+    if (q) q = put_str(q, f->strs[k], l);
   }
-  const char *ts = o->tracestate ? o->tracestate : "";
-  size_t tl = str_whole(strlen(ts), &budget, &tr);
-  size += 8 + POLYTEL__ALIGN8(tl);
-  if (q) q = put_str(q, ts, tl);
 
   plan_t pl = {0, 0, budget};
   uint32_t n_ok, n_drop;
@@ -969,7 +989,7 @@ static size_t full_layout(const full_t *f, uint8_t *p, int *trunc) {
   }
 
   uint32_t n_ev = 0, ev_dropped = (uint32_t)f->ev_first;
-  for (size_t i = f->ev_first; i < o->n_events; i++) {
+  for (size_t i = f->ev_first; f->ext && i < o->n_events; i++) {
     const polytel_span_event_t *e = &o->events[i];
     if (!e->name) {
       ev_dropped++;
@@ -999,7 +1019,7 @@ static size_t full_layout(const full_t *f, uint8_t *p, int *trunc) {
   }
 
   uint32_t n_ln = 0, ln_dropped = (uint32_t)f->ln_first;
-  for (size_t i = f->ln_first; i < o->n_links; i++) {
+  for (size_t i = f->ln_first; f->ext && i < o->n_links; i++) {
     const polytel_span_link_t *l = &o->links[i];
     if (!link_valid(l)) {
       ln_dropped++;
@@ -1033,25 +1053,18 @@ static size_t full_layout(const full_t *f, uint8_t *p, int *trunc) {
   }
 
   if (p) {
-    const polytel_span_ctx_t *s = f->span;
-    polytel__ev_t *ev = (polytel__ev_t *)p;
-    ev->type = POLYTEL__EV_SPAN_FULL;
-    ev->level = 0;
-    ev->flags = f->status;
-    ev->size = (uint32_t)size;
-    ev->ts = f->end_ns;
-    memcpy(p + 16, &s->start_ns, 8);
-    memcpy(p + 24, s->trace_id, 16);
-    memcpy(p + 40, s->span_id, 8);
-    memcpy(p + 48, s->parent_id, 8);
-    uint8_t b[4] = {(uint8_t)o->kind, s->trace_flags, s->parent_remote != 0, 0};
-    memcpy(p + 64, b, 4);
-    uint32_t h[5] = {n_ev, n_ln, ev_dropped, ln_dropped, 0};
-    memcpy(p + 68, h, 20);
+    full_header(f, p, size);
+    if (ext) {
+      uint32_t h[4] = {n_ev, n_ln, ev_dropped, ln_dropped};
+      memcpy(ext, h, 16);
+    }
   }
   *trunc = tr;
   return size;
 }
+
+static const polytel_span_opts_t k_default_opts = {.struct_size = sizeof(polytel_span_opts_t),
+                                                   .kind = POLYTEL_SPAN_KIND_INTERNAL};
 
 int polytel_span_finish_ex(const polytel_span_ctx_t *span, const char *name, polytel_status_t status,
                            const char *status_msg, const polytel_attr_t *attrs, size_t n_attrs,
@@ -1075,26 +1088,63 @@ int polytel_span_finish_ex(const polytel_span_ctx_t *span, const char *name, pol
   }
   if (status > POLYTEL_STATUS_ERROR) status = POLYTEL_STATUS_UNSET;
   polytel_span_opts_t o;
-  opts_resolve(opts, &o);
-  if (!o.events) o.n_events = 0;
-  if (!o.links) o.n_links = 0;
-  full_t f = {span, name, status_msg, attrs, attrs ? n_attrs : 0, &o, 0, 0, 0, (uint16_t)status};
+  const polytel_span_opts_t *op = &k_default_opts;
+  if (opts) {
+    opts_resolve(opts, &o);
+    if (!o.events) o.n_events = 0;
+    if (!o.links) o.n_links = 0;
+    op = &o;
+  }
+  full_t f;
+  memset(&f, 0, sizeof f);
+  f.span = span;
+  f.strs[0] = name;
+  f.strs[1] = status_msg ? status_msg : "";
+  f.strs[2] = op->scope_name ? op->scope_name : "";
+  f.strs[3] = op->scope_version ? op->scope_version : "";
+  f.strs[4] = op->tracestate ? op->tracestate : "";
+  for (int k = 0; k < 5; k++) f.lens[k] = k < 2 || f.strs[k][0] ? strlen(f.strs[k]) : 0;
+  f.attrs = attrs;
+  f.n_attrs = attrs ? n_attrs : 0;
+  f.o = op;
+  f.status = (uint16_t)status;
+  f.ext = f.lens[2] || f.lens[3] || f.lens[4] || op->n_events || op->n_links;
   /* The count limits cut here, before anything is copied; the newest are kept (as the OTel SDKs keep them).
    */
   uint32_t max_ev = atomic_load_explicit(&polytel__limits.events, POLYTEL__RELAXED);
   uint32_t max_ln = atomic_load_explicit(&polytel__limits.links, POLYTEL__RELAXED);
-  if (o.n_events > max_ev) f.ev_first = o.n_events - max_ev;
-  if (o.n_links > max_ln) f.ln_first = o.n_links - max_ln;
-  uint64_t end = o.end_ns ? o.end_ns : polytel_now_ns();
+  if (op->n_events > max_ev) f.ev_first = op->n_events - max_ev;
+  if (op->n_links > max_ln) f.ln_first = op->n_links - max_ln;
+  uint64_t end = op->end_ns ? op->end_ns : polytel_now_ns();
   f.end_ns = end < span->start_ns ? span->start_ns : end;
-  int trunc;
-  size_t size = full_layout(&f, NULL, &trunc);
-  uint8_t *p = polytel__reserve(t, size);
+  int trunc = 0;
+  size_t size;
+  uint8_t *p;
+  if (!f.ext) {
+    /* The bindings' plain finish (name, status, attributes): sized and laid out in one go. */
+    size_t budget = POLYTEL__MAX_EVENT - 256;
+    size_t nl = str_fit(f.lens[0], &budget, &trunc), ml = str_fit(f.lens[1], &budget, &trunc);
+    plan_t pl = {0, 0, budget};
+    uint32_t h[2];
+    attrs_plan(f.attrs, f.n_attrs, &pl, &h[0], &h[1]);
+    size = FULL_FIXED + 16 + POLYTEL__ALIGN8(nl) + POLYTEL__ALIGN8(ml) + pl.size;
+    trunc |= pl.trunc;
+    p = polytel__reserve(t, size);
+    if (p) {
+      full_header(&f, p, size);
+      memcpy(p + 56, h, 8);
+      uint8_t *q = put_str(put_str(p + FULL_FIXED, name, nl), f.strs[1], ml);
+      if (h[0]) attrs_write(q, f.attrs, f.n_attrs, h[0], budget);
+    }
+  } else {
+    size = full_layout(&f, NULL, &trunc);
+    p = polytel__reserve(t, size);
+    if (p) full_layout(&f, p, &trunc);
+  }
   if (!p) {
     polytel__inc(&t->n_drop_full, 1);
     return POLYTEL_EDROPPED;
   }
-  full_layout(&f, p, &trunc);
   polytel__commit(t, size);
   if (trunc) polytel__inc(&t->n_truncated, 1);
   return 0;
