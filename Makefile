@@ -69,6 +69,6 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan build-nouv demo-out
+	rm -rf $(BUILD) build-asan build-tsan build-nouv demo-out dist
 
 FORCE:

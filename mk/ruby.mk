@@ -6,8 +6,7 @@ RUBY_GEM_HOME := $(CURDIR)/$(BUILD)/ruby-gems
 RUBY_GEM_STAMP := $(RUBY_GEM_HOME)/.installed
 # Everything the gem is made of: rebuilt and reinstalled only when one of these changed.
 RUBY_GEM_INPUTS := $(shell find $(RUBY_DIR)/lib $(RUBY_DIR)/ext/polytel -maxdepth 2 -type f \( -name '*.rb' -o -name '*.c' -o -name '*.h' \) -not -path '*/core/*' 2>/dev/null) \
-	$(wildcard $(RUBY_DIR)/sig/*.rbs) $(RUBY_DIR)/polytel.gemspec $(RUBY_DIR)/vendor_core.rb \
-	CMakeLists.txt core/CMakeLists.txt \
+	$(wildcard $(RUBY_DIR)/sig/*.rbs) $(RUBY_DIR)/polytel.gemspec $(RUBY_DIR)/vendor_core.rb core/sources.txt \
 	$(shell find core/include core/src -type f 2>/dev/null)
 
 .PHONY: test-ruby bench-ruby ruby-gem

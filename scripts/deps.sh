@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential libuv1-dev libcurl4-openssl-dev libdeflate-dev libzstd-dev zlib1g-dev libcmocka-dev pkg-config cmake
   ninja-build ruby-full ruby-dev rake-compiler emscripten chromium protobuf-compiler clang
-  clang-format valgrind libclang-rt-14-dev openssl python3-venv)
+  clang-format valgrind libclang-rt-14-dev openssl python3-venv dpkg-dev)
 
 # `deps.sh --bench` (make bench): also the peers bench/peers/ times polytel against (LTTng-UST, its session
 # daemon and trace reader). Kept out of the list above so that make test does not pay for them.
@@ -38,7 +38,8 @@ if [ ! -x .venv/bin/python ]; then
   echo "deps: creating .venv"
   "$PY" -m venv .venv
 fi
-stamp=.venv/.polytel-deps-2
+# The stamp names the requirements it installed: a change to the file installs again.
+stamp=.venv/.polytel-deps-$(sha1sum scripts/requirements-dev.txt | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   echo "deps: pip install into .venv (test receiver, pytest, reference SDK, chart)"
   .venv/bin/pip install -q --upgrade pip >/dev/null

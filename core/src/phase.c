@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h> /* environ (_GNU_SOURCE) */
 
 #include "config.h"
 #include "console.h"
@@ -207,6 +208,38 @@ static int phase1_locked(const polytel_config_t *cfg) {
   return 0;
 }
 
+/*
+ * The first variable (in environ order) that says the user meant to export: an OTLP exporter
+ * setting or an exporter choice other than none. NULL when there is none.
+ */
+static const char *export_var_set(void) {
+  static const char *const prefixes[] = {"OTEL_EXPORTER_OTLP_", "POLYTEL_EXPORTER", "OTEL_TRACES_EXPORTER=",
+                                         "OTEL_LOGS_EXPORTER=", "OTEL_METRICS_EXPORTER="};
+  for (char **e = environ; e && *e; e++) {
+    const char *eq = strchr(*e, '=');
+    if (!eq || !eq[1] || strcmp(eq + 1, "none") == 0) continue;
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+      if (strncmp(*e, prefixes[i], strlen(prefixes[i])) == 0) return *e;
+  }
+  return NULL;
+}
+
+/*
+ * Console-only is the right default, but a user who set an endpoint and sees nothing leave must be
+ * told why, once per process (a fork child has already been told): one line, at INFO.
+ */
+static void explain_export_off(void) {
+  static _Atomic int told;
+  const char *var = export_var_set();
+  if (!var || atomic_exchange(&told, 1)) return;
+  char name[POLYTEL__SHOW_BUF]; /* a variable's name is whatever the environment holds: echoed bounded */
+  polytel__show(name, sizeof name, var, (size_t)(strchr(var, '=') - var));
+  polytel__diag(POLYTEL_LEVEL_INFO,
+                "export is off: %s is set but TELEMETRY_ENABLED is not true; set TELEMETRY_ENABLED=true to "
+                "export (console-only logging until then)",
+                name);
+}
+
 int polytel_init_console_only(const polytel_config_t *cfg) {
   polytel__clock_init();
   pthread_mutex_lock(&g_phase_mu);
@@ -216,6 +249,9 @@ int polytel_init_console_only(const polytel_config_t *cfg) {
   }
   int rc = phase1_locked(cfg);
   int deferred = atomic_load(&g_phase) == POLYTEL_PHASE_DEFERRED;
+  /* Only where TELEMETRY_ENABLED would be read: not when the environment is off or telemetry set in code. */
+  int explain =
+      rc == 0 && !deferred && g_user.use_env && g_user.telemetry_enabled == -1 && !g_cfg.sdk_disabled;
   pthread_mutex_unlock(&g_phase_mu);
   if (rc == 0) {
     if (deferred)
@@ -224,6 +260,7 @@ int polytel_init_console_only(const polytel_config_t *cfg) {
                     "until then");
     else
       polytel__diag(POLYTEL_LEVEL_DEBUG, "console-only logging (TELEMETRY_ENABLED is not true)");
+    if (explain) explain_export_off();
   }
   return rc;
 }

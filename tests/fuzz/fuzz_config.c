@@ -1,7 +1,6 @@
 /* fuzz_config.c — libFuzzer target for the env/config parser: an injected environment (and sometimes an
  * explicit polytel_config_t) from fuzz bytes; checks every resolved field's invariants, that header values
  * never reach the console, and that every warning is one clean line.
- * fuzz-sources: core/src/config.c core/src/console.c core/src/process.c
  *
  * Input: lines "NAME=VALUE". NAME "cfg.FIELD" sets an explicit field (strings as given, numbers with
  * strtoll). Also checked: every console line stays short (echoed values are cut at 64 bytes), a "SECRET"

@@ -2,7 +2,6 @@
  * JSON into a memfd; checks exactly one clean line, valid JSON, lossless escaping (the text message
  * unescapes back to the input bytes, the JSON message to the input with U+FFFD for invalid UTF-8), and that
  * polytel__sanitize never splits an escape.
- * fuzz-sources: core/src/console.c
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -1,7 +1,6 @@
 /* fuzz_encode.c — libFuzzer target for the OTLP encoders: records built from fuzz bytes, encoded to protobuf
  * and JSON, then checked by an independent wire-format walker (every length, every nested message, UTF-8
  * strings, record counts) and an independent JSON validator.
- * fuzz-sources: core/src/encode_pb.c core/src/encode_json.c
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -4,7 +4,6 @@
  * signature's invariants; output NUL-terminated and within capacity; a smaller capacity gives a prefix of
  * a larger one; a single plain conversion renders exactly as snprintf does; literal text is kept; missing
  * arguments show as "<?>"; bounded time whatever the widths and precisions say.
- * fuzz-sources: core/src/fmt.c
  *
  * Input: byte 0 small capacity, byte 1 flags (bit 0 garbage area, bit 1 cut area), then the format up to
  * the first NUL, then the argument bytes.

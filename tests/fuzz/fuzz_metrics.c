@@ -3,7 +3,6 @@
  * polytel__metrics_event, snapshots taken between them and compared with an independent model: counter
  * totals (saturating at INT64_MAX), last gauge values, histogram counts, buckets, min and max; cumulative
  * values never go down; start <= time; the series cap bounds the series and conserves counter totals.
- * fuzz-sources: core/src/*.c -core/src/transport_uv.c
  *
  * Input: a list of operations, each an opcode byte and its operands (see next_op).
  */

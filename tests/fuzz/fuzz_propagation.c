@@ -1,6 +1,5 @@
 /* fuzz_propagation.c — libFuzzer target for the trace-context codecs and settings parsers: every input goes
  * through traceparent, tracestate, baggage, OTEL_PROPAGATORS and the sampler; round trips must agree.
- * fuzz-sources: core/src/propagation.c
  */
 #include <stdint.h>
 #include <stdio.h>

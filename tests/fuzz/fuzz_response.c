@@ -2,7 +2,6 @@
  * under every status class and content type (bounded results, nothing read past the body), answers built
  * from fuzz bytes in protobuf and JSON that must parse back to what was put in, and quoting that always
  * yields one safe, valid UTF-8 line within its buffer.
- * fuzz-sources: core/src/response.c
  */
 #include <stdint.h>
 #include <stdio.h>

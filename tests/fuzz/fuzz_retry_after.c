@@ -2,7 +2,6 @@
  * values must give -1 or a whole number of seconds within [0, a day]; delay-seconds read exactly; every
  * HTTP-date format (IMF-fixdate, RFC 850, asctime) of a fuzzer-chosen instant, formatted independently
  * here, reads back as that instant; a date mangled by one byte never crashes.
- * fuzz-sources: core/src/retry_after.c
  *
  * Input: byte 0 picks the mode, bytes 1-8 the current time; mode even: the rest is a raw header value;
  * mode odd: 8 bytes of instant, 1 byte of format and padding, 2 bytes of mutation.

@@ -3,10 +3,9 @@
 #
 #   tests/fuzz/run.sh TARGET [SECONDS]        e.g. tests/fuzz/run.sh encode 60
 #
-# The core sources a target needs are listed in its own file, on a line
-#   * fuzz-sources: core/src/a.c core/src/b.c
-# (globs allowed, "-path" removes: "core/src/*.c -core/src/transport_uv.c"), so adding a target, or a
-# source file to the core, never means editing this script. Seeds come from
+# The target links against the loop-free core (core/sources.txt without its `uv` lines), built once into
+# an archive with the same sanitizers, so the linker takes only the objects the target calls: a new
+# target never lists sources, and moving a core file is a change to core/sources.txt. Seeds come from
 # tests/fuzz/corpus/TARGET/ (read only); new inputs go to $FUZZ_OUT/corpus-TARGET/,
 # crashes to $FUZZ_OUT/. FUZZ_OUT defaults to build-fuzz/ at the repository root.
 set -euo pipefail
@@ -20,39 +19,28 @@ CC=${CC:-clang}
 command -v "$CC" >/dev/null || { echo "run.sh: $CC not found (scripts/deps.sh installs clang)" >&2; exit 2; }
 
 OUT=${FUZZ_OUT:-$ROOT/build-fuzz}
-mkdir -p "$OUT/include/polytel" "$OUT/corpus-$target"
+mkdir -p "$OUT/core-obj" "$OUT/corpus-$target"
+FLAGS=(-std=gnu11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE -fno-sanitize-recover=all
+       -I "$ROOT/core/include" -I "$ROOT/core/src")
 
-# polytel/version.h as CMake would generate it, from the one place the version lives.
-version=$(sed -n 's/^project(polytel VERSION \([0-9.]*\).*/\1/p' "$ROOT/CMakeLists.txt")
-IFS=. read -r vmaj vmin vpat <<<"$version"
-sed -e "s/@PROJECT_VERSION_MAJOR@/$vmaj/" -e "s/@PROJECT_VERSION_MINOR@/$vmin/" \
-    -e "s/@PROJECT_VERSION_PATCH@/$vpat/" -e "s/@PROJECT_VERSION@/$version/" \
-    "$ROOT/core/include/polytel/version.h.in" >"$OUT/include/polytel/version.h.tmp"
-cmp -s "$OUT/include/polytel/version.h.tmp" "$OUT/include/polytel/version.h" 2>/dev/null \
-  && rm "$OUT/include/polytel/version.h.tmp" \
-  || mv "$OUT/include/polytel/version.h.tmp" "$OUT/include/polytel/version.h"
-
-read -r -a extra <<<"$(sed -n 's/.*fuzz-sources:\(.*\)$/\1/p' "$src" | head -n1)"
-srcs=()
-for s in "${extra[@]}"; do
-  if [[ $s == -* ]]; then
-    keep=()
-    for k in "${srcs[@]}"; do [[ $k == "$ROOT/${s#-}" ]] || keep+=("$k"); done
-    srcs=("${keep[@]}")
-  else
-    for f in "$ROOT"/$s; do
-      [[ -f $f ]] || { echo "run.sh: $s (from $src) matches no file" >&2; exit 2; }
-      srcs+=("$f")
-    done
+# The core objects: rebuilt when their source, any core header or this script is newer.
+newest=$(find "$ROOT/core" "${BASH_SOURCE[0]}" -name '*.h' -o -name sources.txt -o -name run.sh | xargs ls -t | head -n1)
+objs=()
+while read -r path where; do
+  [[ -z "$path" || " $where " == *" uv "* ]] && continue
+  obj="$OUT/core-obj/$(basename "${path%.c}").o"
+  objs+=("$obj")
+  if [[ ! "$obj" -nt "$ROOT/core/$path" || ! "$obj" -nt "$newest" ]]; then
+    "$CC" "${FLAGS[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$ROOT/core/$path" -o "$obj"
   fi
-done
+done < <(sed 's/#.*//' "$ROOT/core/sources.txt")
+lib="$OUT/libpolytel_fuzz.a"
+rm -f "$lib" && ar rcs "$lib" "${objs[@]}"
 
 exe="$OUT/fuzz_$target"
 echo "run.sh: building $exe"
-"$CC" -std=gnu11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE \
-  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-  -I "$ROOT/core/include" -I "$OUT/include" -I "$ROOT/core/src" \
-  "$src" "${srcs[@]}" -lm -lpthread ${FUZZ_LDLIBS:-} -o "$exe"
+"$CC" "${FLAGS[@]}" -fsanitize=fuzzer,address,undefined \
+  "$src" -Wl,--start-group "$lib" -Wl,--end-group -lm -lpthread ${FUZZ_LDLIBS:-} -o "$exe"
 
 seeds=()
 [[ -d "$ROOT/tests/fuzz/corpus/$target" ]] && seeds+=("$ROOT/tests/fuzz/corpus/$target")

@@ -360,6 +360,11 @@ HOSTILE_INPUTS = {
     "message_1mib": (["bigmsg"], {}, None),
     "span_names_100k": (["spans", "100000"], {"OTEL_BSP_MAX_QUEUE_SIZE": "100000"}, None),
 }
+# A probe that raises the span queue to 100 000 also raises the memory bound: queued span records (each with
+# its own dynamic name) are bounded by OTEL_BSP_MAX_QUEUE_SIZE, not by the block pool. How many are queued at
+# the peak depends on how fast the exporter runs beside the writer (a busy machine queues more), so the cap
+# adds the queue's worst case, 256 bytes a queued span, to the pool's.
+RSS_CAP_EXTRA_MIB = {"span_names_100k": 100000 * 256 / 2**20}
 
 
 @pytest.mark.parametrize("probe", list(HOSTILE_INPUTS))
@@ -369,7 +374,8 @@ def test_hostile_input_is_bounded(shared_receiver, probe, figures):
     r, res = badinput(args[0], env, *args[1:], timeout=120)
     accounted(res)
     rss = int([ln for ln in r.stdout.splitlines() if ln.startswith("VMHWM ")][-1].split()[1]) / 1024
-    assert rss < RSS_CAP_MIB, f"peak RSS {rss:.1f} MiB"
+    cap = RSS_CAP_MIB + RSS_CAP_EXTRA_MIB.get(probe, 0)
+    assert rss < cap, f"peak RSS {rss:.1f} MiB over the {cap:.1f} MiB bound"
     lines = r.stderr.splitlines()
     if warning:
         assert sum(warning in ln for ln in lines) >= 1, r.stderr[-2000:]

@@ -215,10 +215,13 @@ def expected_console(lang: str, mode: str, target: str, has_fork: bool) -> list[
     seen = defaultdict(int)
     for role, entry in expected(has_fork)["order"]:
         if entry == "load":
-            if not enabled:
-                continue
-            line = ("INFO", "polytel", "deferring full telemetry to worker bootstrap (TELEMETRY_ENABLED=true); "
-                                       "events are kept until then")
+            if enabled:
+                line = ("INFO", "polytel", "deferring full telemetry to worker bootstrap (TELEMETRY_ENABLED=true); "
+                                           "events are kept until then")
+            else:  # the receiver's endpoint is set: the first run says why nothing leaves (docs/configuration.md)
+                line = ("INFO", "polytel", "export is off: OTEL_EXPORTER_OTLP_ENDPOINT is set but TELEMETRY_ENABLED "
+                                           "is not true; set TELEMETRY_ENABLED=true to export (console-only logging "
+                                           "until then)")
         elif entry == "bootstrap":
             if not enabled:
                 continue

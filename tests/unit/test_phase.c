@@ -271,6 +271,42 @@ static void test_errors_table(void **state) {
   assert_string_equal(polytel_version(), POLYTEL_VERSION_STRING);
 }
 
+/* An exporter variable set while TELEMETRY_ENABLED is not true: one INFO line saying so, once per process. */
+static void test_export_off_is_explained_once(void **state) {
+  (void)state;
+  polytel_config_t off;
+  /* An exporter chosen as none, or telemetry decided in code: nothing to explain. */
+  setenv("POLYTEL_EXPORTER", "none", 1);
+  capture_start();
+  assert_int_equal(polytel_init_console_only(NULL), 0);
+  assert_null(strstr(capture_end(), "export is off"));
+  polytel_shutdown(100);
+  unsetenv("POLYTEL_EXPORTER");
+  setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9/", 1);
+  polytel_config_init(&off);
+  off.telemetry_enabled = 0;
+  capture_start();
+  assert_int_equal(polytel_init_console_only(&off), 0);
+  assert_null(strstr(capture_end(), "export is off"));
+  polytel_shutdown(100);
+  /* The first run a new user makes: told why nothing leaves, and how to change it. */
+  capture_start();
+  assert_int_equal(polytel_init_console_only(NULL), 0);
+  assert_int_equal(polytel_phase(), POLYTEL_PHASE_CONSOLE);
+  char *out = capture_end();
+  assert_int_equal(count_lines(out), 1);
+  assert_non_null(
+      strstr(out,
+             " INFO polytel: export is off: OTEL_EXPORTER_OTLP_ENDPOINT is set but TELEMETRY_ENABLED "
+             "is not true; set TELEMETRY_ENABLED=true to export (console-only logging until then)\n"));
+  polytel_shutdown(100);
+  /* Once: a second phase 1 in the same process says nothing more. */
+  capture_start();
+  assert_int_equal(polytel_init_console_only(NULL), 0);
+  assert_null(strstr(capture_end(), "export is off"));
+  unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_console_phase, reset_env, shutdown_all),
@@ -280,6 +316,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_backpressure_spans_pair, reset_env, shutdown_all),
       cmocka_unit_test_setup_teardown(test_fork_child, reset_env, shutdown_all),
       cmocka_unit_test_setup_teardown(test_errors_table, reset_env, shutdown_all),
+      /* Last: the line is printed once per process. */
+      cmocka_unit_test_setup_teardown(test_export_off_is_explained_once, reset_env, shutdown_all),
   };
   return cmocka_run_group_tests_name("phase", tests, NULL, NULL);
 }

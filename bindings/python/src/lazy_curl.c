@@ -17,9 +17,9 @@
 #ifndef CURLOPTTYPE_BLOB
 #define CURLOPTTYPE_BLOB 40000
 #endif
-#ifndef POLYTEL_CURL_SONAME
-#define POLYTEL_CURL_SONAME "libcurl.so.4"
-#endif
+/* libcurl's soname since 2006; Debian/Ubuntu also ship a GnuTLS build under another name. */
+static const char *const curl_sonames[] = {"libcurl.so.4", "libcurl-gnutls.so.4"};
+static const char *soname = "libcurl.so.4";
 
 /* XX(return type, name, (parameters), (arguments), value when libcurl cannot be loaded) */
 #define LAZY_CURL_FUNCS(XX)                                                                                \
@@ -68,16 +68,30 @@ static int loaded;
 #pragma GCC diagnostic ignored "-Wpedantic" /* dlsym() returns object pointers; POSIX makes them callable */
 #endif
 static void load(void) {
-  void *h = dlopen(POLYTEL_CURL_SONAME, RTLD_NOW | RTLD_LOCAL);
+  void *h = NULL;
+  char why[256] = "";
+  for (size_t i = 0; i < sizeof curl_sonames / sizeof curl_sonames[0] && !h; i++) {
+    h = dlopen(curl_sonames[i], RTLD_NOW | RTLD_LOCAL);
+    if (h)
+      soname = curl_sonames[i];
+    else if (i == 0) {
+      const char *e = dlerror();
+      snprintf(why, sizeof why, "%s", e ? e : "not found");
+    }
+  }
   if (!h) {
-    fprintf(stderr, "polytel: cannot load %s: %s\n", POLYTEL_CURL_SONAME, dlerror());
+    /* One line, naming the library and the package: the wheel carries everything else. */
+    fprintf(stderr,
+            "polytel: OTLP export needs libcurl, which cannot be loaded (%s); install it "
+            "(Debian/Ubuntu: apt-get install libcurl4, Fedora: dnf install libcurl)\n",
+            why);
     return;
   }
   int ok = 1;
-#define LOAD(name)                                                          \
-  if (!(*(void **)&real.name = dlsym(h, #name))) {                          \
-    fprintf(stderr, "polytel: %s has no %s\n", POLYTEL_CURL_SONAME, #name); \
-    ok = 0;                                                                 \
+#define LOAD(name)                                             \
+  if (!(*(void **)&real.name = dlsym(h, #name))) {             \
+    fprintf(stderr, "polytel: %s has no %s\n", soname, #name); \
+    ok = 0;                                                    \
   }
 #define XX(ret, name, ...) LOAD(name)
   LAZY_CURL_FUNCS(XX)

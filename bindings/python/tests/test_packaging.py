@@ -29,8 +29,8 @@ def test_sdist_contains_the_core(sdist):
     for required in ("setup.py", "pyproject.toml", "src/_polytel.c", "src/lazy_curl.c", "src/exports.map", "polytel/__init__.py",
                      "polytel/view/__init__.py", "polytel/view/_reader.py", "polytel/view/page.js", "polytel/view/page.css",
                      "polytel/view/page.html",
-                     "polytel/__init__.pyi", "polytel/py.typed", "_core/CMakeLists.txt", "_core/core/CMakeLists.txt",
-                     "_core/core/include/polytel.h", "_core/core/include/polytel/version.h.in",
+                     "polytel/__init__.pyi", "polytel/py.typed", "_core/core/sources.txt",
+                     "_core/core/include/polytel.h", "_core/core/include/polytel/version.h",
                      "_core/core/src/phase.c", "_core/core/src/events.c"):  # fmt: skip
         assert required in names, required
 

@@ -5,6 +5,9 @@ class TestPhases < Minitest::Test
   DEFER_LINE = "INFO polytel: deferring full telemetry to worker bootstrap (TELEMETRY_ENABLED=true); " \
                "events are kept until then".freeze
   PRE_BODIES = ["before bootstrap via info", "before bootstrap via logger"].freeze
+  # An endpoint is set (the receiver's) while TELEMETRY_ENABLED is not true: the first run says why nothing leaves.
+  OFF_LINE = "INFO polytel: export is off: OTEL_EXPORTER_OTLP_ENDPOINT is set but TELEMETRY_ENABLED is not true; " \
+             "set TELEMETRY_ENABLED=true to export (console-only logging until then)".freeze
 
   def polytel_lines(r) = r.console.grep(/\A\w+ polytel: /)
 
@@ -29,21 +32,22 @@ class TestPhases < Minitest::Test
     r
   end
 
-  def test_unset_gives_console_and_no_polytel_lines
+  def test_unset_gives_console_and_one_line_saying_why
     r = assert_console_only(nil)
-    assert_empty polytel_lines(r), "nothing extra on the console when telemetry is off: #{r.stderr}"
+    assert_equal [OFF_LINE], polytel_lines(r), "one line, and only that one, when telemetry is off: #{r.stderr}"
   end
 
   def test_false_gives_console
     r = assert_console_only("FALSE")
-    assert_empty polytel_lines(r), r.stderr
+    assert_equal [OFF_LINE], polytel_lines(r), r.stderr
   end
 
   def test_bad_value_warns_once_and_counts_as_false
     r = assert_console_only("maybe")
-    warnings = polytel_lines(r)
-    assert_equal 1, warnings.size, r.stderr
-    assert_match(/\AWARN polytel: invalid TELEMETRY_ENABLED="maybe" \(expected .*\); using false\z/, warnings.first)
+    lines = polytel_lines(r)
+    assert_equal 2, lines.size, r.stderr
+    assert_match(/\AWARN polytel: invalid TELEMETRY_ENABLED="maybe" \(expected .*\); using false\z/, lines.first)
+    assert_equal OFF_LINE, lines.last
   end
 
   def test_true_defers_then_bootstrap_exports_everything_exactly_once

@@ -1,4 +1,4 @@
-// build.mjs — compiles the polytel core (no libuv) + src/shim.c with emcc into dist/polytel_wasm[.debug].mjs.
+// build.mjs — compiles the polytel core (core/sources.txt, no libuv) + src/shim.c with emcc into dist/polytel_wasm[.debug].mjs.
 //   node scripts/build.mjs [--release|--debug]
 // Incremental: an object is rebuilt only when its source or any header is newer.
 import { spawnSync } from 'node:child_process';
@@ -13,9 +13,7 @@ const debug = process.argv.includes('--debug');
 const mode = debug ? 'debug' : 'release';
 const dist = join(pkg, 'dist');
 const objDir = join(dist, `obj-${mode}`);
-const genDir = join(dist, 'gen');
 mkdirSync(objDir, { recursive: true });
-mkdirSync(join(genDir, 'polytel'), { recursive: true });
 
 // emscripten 3.1.6 (Debian) needs its JS dependencies (acorn) from the system node path.
 const env = { ...process.env, NODE_PATH: '/usr/share/nodejs' + (process.env.NODE_PATH ? ':' + process.env.NODE_PATH : '') };
@@ -33,36 +31,28 @@ function run(cmd, args) {
   }
 }
 
-// --- polytel/version.h from the one version, project(VERSION) in the root CMakeLists.txt
-const cmake = readFileSync(join(root, 'CMakeLists.txt'), 'utf8');
-const m = /project\s*\(\s*polytel\s+VERSION\s+(\d+)\.(\d+)\.(\d+)/i.exec(cmake);
-if (!m) {
-  console.error('build: no project(polytel VERSION x.y.z) in CMakeLists.txt');
+// --- the version: POLYTEL_VERSION_STRING of the checked-in polytel/version.h (CMake renders it from project(VERSION))
+const core = join(root, 'core');
+const versionH = join(core, 'include/polytel/version.h');
+const vm = /#define POLYTEL_VERSION_STRING "([^"]+)"/.exec(readFileSync(versionH, 'utf8'));
+if (!vm) {
+  console.error(`build: no POLYTEL_VERSION_STRING in ${versionH}`);
   process.exit(1);
 }
-const [, major, minor, patch] = m;
-const version = `${major}.${minor}.${patch}`;
-const versionH = readFileSync(join(root, 'core/include/polytel/version.h.in'), 'utf8')
-  .replaceAll('@PROJECT_VERSION_MAJOR@', major)
-  .replaceAll('@PROJECT_VERSION_MINOR@', minor)
-  .replaceAll('@PROJECT_VERSION_PATCH@', patch)
-  .replaceAll('@PROJECT_VERSION@', version);
-const versionPath = join(genDir, 'polytel/version.h');
-if (!existsSync(versionPath) || readFileSync(versionPath, 'utf8') !== versionH) writeFileSync(versionPath, versionH);
+const version = vm[1];
 
-// --- sources: the core as with POLYTEL_WITH_UV=OFF (no transport_uv.c, no compress.c), plus the shim
-const coreSrc = join(root, 'core/src');
-const EXCLUDED = new Set(['transport_uv.c', 'compress.c']);
-const sources = readdirSync(coreSrc)
-  .filter((f) => f.endsWith('.c') && !EXCLUDED.has(f))
-  .sort()
-  .map((f) => join(coreSrc, f));
+// --- sources: core/sources.txt, the one list, without its `uv` lines (no libuv here) and `native` lines
+// (src/shim.c defines what they would); plus the shim
+const sources = [];
+for (const line of readFileSync(join(core, 'sources.txt'), 'utf8').split('\n')) {
+  const [path, ...where] = line.replace(/#.*/, '').trim().split(/\s+/);
+  if (path && !where.includes('uv') && !where.includes('native')) sources.push(join(core, path));
+}
 sources.push(join(pkg, 'src/shim.c'));
 
+const coreSrc = join(core, 'src');
 const headers = [
-  ...readdirSync(coreSrc).filter((f) => f.endsWith('.h')).map((f) => join(coreSrc, f)),
-  join(root, 'core/include/polytel.h'),
-  versionPath,
+  ...readdirSync(core, { recursive: true }).filter((f) => f.endsWith('.h')).map((f) => join(core, f)),
 ];
 const newestHeader = Math.max(...headers.map((h) => statSync(h).mtimeMs));
 
@@ -70,14 +60,14 @@ const cflags = [
   '-std=gnu11',
   '-Wall', '-Wextra', '-Wshadow', '-Wpedantic',
   '-D_GNU_SOURCE',
-  '-I', join(root, 'core/include'),
-  '-I', genDir,
+  '-I', join(core, 'include'),
   '-I', coreSrc,
   ...(debug ? ['-O0', '-g'] : ['-O2']),
 ];
 
 const objects = [];
 for (const src of sources) {
+  // Objects by base name: core file names are unique across its folders (core/sources.txt).
   const obj = join(objDir, basename(src).replace(/\.c$/, '.o'));
   objects.push(obj);
   const fresh = existsSync(obj) && statSync(obj).mtimeMs >= Math.max(statSync(src).mtimeMs, newestHeader);

@@ -4,50 +4,47 @@ require "fileutils"
 
 HERE = __dir__
 
-def polytel_missing!(what, apt)
-  abort <<~MSG
-
-    polytel: #{what} was not found.
-      Debian/Ubuntu: sudo apt-get install #{apt}
-      (other systems: the development package of #{what.split.first}; or make `pkg-config` find it)
-    (see mkmf.log in the gem's build directory for the compiler's own words)
-  MSG
-end
-
 # Where the core sources are: vendored into the gem (ext/polytel/core), or the repository when
 # building straight from a clone.
 def polytel_core_dir
   [ENV["POLYTEL_CORE_DIR"], File.join(HERE, "core"), File.expand_path("../../../../core", HERE)].compact.find do |d|
-    File.file?(File.join(d, "include", "polytel.h"))
+    File.file?(File.join(d, "sources.txt"))
   end
 end
 
-# The version lives in one place, the root CMakeLists.txt's project(VERSION); the gem carries it as VERSION.
+# The checked-in polytel/version.h, rendered by CMake from project(VERSION): the one version.
 def polytel_version(core)
-  v = File.join(core, "VERSION")
-  return File.read(v).strip if File.file?(v)
-  root = File.join(core, "..", "CMakeLists.txt")
-  m = File.file?(root) && File.read(root)[/project\(\s*polytel\s+VERSION\s+(\d+\.\d+\.\d+)/, 1]
-  m or abort "polytel: cannot find the core version (no #{v}, no project(polytel VERSION x.y.z) in #{root})"
+  h = File.join(core, "include", "polytel", "version.h")
+  File.file?(h) && File.read(h)[/#define POLYTEL_VERSION_STRING "([^"]+)"/, 1] or
+    abort "polytel: no POLYTEL_VERSION_STRING in #{h}"
 end
 
-# The core's own source list: core/CMakeLists.txt's set(POLYTEL_SOURCES ...) plus the libuv additions.
+# core/sources.txt, the one list of core sources: a path per line (relative to core/), words after it
+# say where it is left out; this extension always has libuv, so every line is built.
 def polytel_core_sources(core)
-  cm = File.read(File.join(core, "CMakeLists.txt"))
-  list = cm[/set\(\s*POLYTEL_SOURCES(.*?)\)/m, 1].to_s.scan(/src\/(\w+\.c)/).flatten
-  uv = cm[/if\(\s*POLYTEL_WITH_UV\s*\)\s*list\(\s*APPEND\s+POLYTEL_SOURCES(.*?)\)/m, 1].to_s.scan(/src\/(\w+\.c)/).flatten
-  srcs = (list + uv).uniq
-  srcs = Dir[File.join(core, "src", "*.c")].map { |f| File.basename(f) } if srcs.empty?
-  srcs
+  File.readlines(File.join(core, "sources.txt")).map { |l| l.sub(/#.*/, "").split.first }.compact
 end
 
-def polytel_generate_version_h(core, version)
-  major, minor, patch = version.split(".")
-  text = File.read(File.join(core, "include", "polytel", "version.h.in"))
-  text = text.gsub("@PROJECT_VERSION_MAJOR@", major).gsub("@PROJECT_VERSION_MINOR@", minor)
-             .gsub("@PROJECT_VERSION_PATCH@", patch).gsub("@PROJECT_VERSION@", version)
-  FileUtils.mkdir_p("polytel")
-  File.write(File.join("polytel", "version.h"), text)
+# Every missing dependency at once, each with its package, rather than the first one found missing.
+def polytel_check_deps!
+  deps = [
+    ["libuv", "uv.h", "uv", "uv_loop_init", "libuv1-dev", "libuv-devel"],
+    ["libcurl", "curl/curl.h", "curl", "curl_multi_init", "libcurl4-openssl-dev", "libcurl-devel"],
+    ["libdeflate", "libdeflate.h", "deflate", "libdeflate_alloc_compressor", "libdeflate-dev", "libdeflate-devel"],
+    ["libzstd", "zstd.h", "zstd", "ZSTD_compress", "libzstd-dev", "libzstd-devel"],
+  ]
+  missing = deps.reject do |pc, header, lib, func, _deb, _rpm|
+    (pkg_config(pc) && have_header(header)) || have_library(lib, func, header)
+  end
+  have_library("pthread", "pthread_create", "pthread.h") or missing << ["pthreads", "pthread.h", nil, nil, "libc6-dev", "glibc-devel"]
+  return if missing.empty?
+  abort <<~MSG
+
+    polytel: cannot build the extension: missing #{missing.map { |m| "#{m[0]} (#{m[1]})" }.join(", ")}.
+      Debian/Ubuntu: sudo apt-get install #{missing.map { |m| m[4] }.join(" ")}
+      Fedora/RHEL:   sudo dnf install #{missing.map { |m| m[5] }.join(" ")}
+      (the x86_64-linux platform gem needs none of this; see mkmf.log in the gem's build directory for the compiler's own words)
+  MSG
 end
 
 bundled_forced = enable_config("bundled-core", ENV["POLYTEL_BUNDLED_CORE"] == "1")
@@ -77,19 +74,12 @@ else
   version = polytel_version(core)
   message "polytel: building the bundled core #{version} from #{core}\n"
 
-  (pkg_config("libuv") && have_header("uv.h")) || have_library("uv", "uv_loop_init", "uv.h") ||
-    polytel_missing!("libuv (headers and library)", "libuv1-dev")
-  (pkg_config("libcurl") && have_header("curl/curl.h")) || have_library("curl", "curl_multi_init", "curl/curl.h") ||
-    polytel_missing!("libcurl (headers and library)", "libcurl4-openssl-dev")
-  have_library("deflate", "libdeflate_alloc_compressor", "libdeflate.h") ||
-    polytel_missing!("libdeflate (headers and library)", "libdeflate-dev")
-  have_library("zstd", "ZSTD_compress", "zstd.h") || polytel_missing!("libzstd (headers and library)", "libzstd-dev")
-  have_library("pthread", "pthread_create", "pthread.h") || polytel_missing!("pthreads", "libc6-dev")
-
-  polytel_generate_version_h(core, version)
+  polytel_check_deps!
   srcdir_core = File.expand_path(core) == File.expand_path(File.join(HERE, "core")) ? "$(srcdir)/core" : core
-  $srcs = ["polytel_ext.c"] + polytel_core_sources(core)
-  $VPATH << "#{srcdir_core}/src"
+  core_srcs = polytel_core_sources(core)
+  # mkmf compiles bare file names found through VPATH: one VPATH entry per source folder.
+  $srcs = ["polytel_ext.c"] + core_srcs.map { |f| File.basename(f) }
+  core_srcs.map { |f| File.dirname(f) }.uniq.each { |d| $VPATH << "#{srcdir_core}/#{d}" }
   $INCFLAGS << " -I#{srcdir_core}/include -I#{srcdir_core}/src"
   $defs << "-D_GNU_SOURCE" << "-DPOLYTEL_WITH_UV=1"
 end
