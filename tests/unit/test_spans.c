@@ -590,6 +590,30 @@ static void test_oversized_span(void **state) {
   assert_true(r->dropped_events > 0);
 }
 
+/* Metric series take array attributes as part of their key, and export them as arrays. */
+static void test_metric_array_attribute(void **state) {
+  (void)state;
+  int64_t a[] = {1, 2}, b[] = {1, 3};
+  polytel_attr_t x = POLYTEL_ATTR_INTS("codes", a, 2), y = POLYTEL_ATTR_INTS("codes", b, 2);
+  polytel_counter_add("arr.counter", "1", 1, &x, 1);
+  polytel_counter_add("arr.counter", "1", 2, &x, 1);
+  polytel_counter_add("arr.counter", "1", 5, &y, 1);
+  polytel_memory_sink_collect();
+  int64_t got12 = -1, got13 = -1;
+  for (size_t i = 0; i < polytel_memory_sink_count(); i++) {
+    const polytel_record_t *r = polytel_memory_sink_get(i);
+    if (r->kind != POLYTEL_RECORD_METRIC || strcmp(r->name, "arr.counter")) continue;
+    assert_int_equal(r->n_attrs, 1);
+    assert_int_equal(r->attrs[0].type, POLYTEL_ATTR_INT_ARRAY);
+    assert_int_equal(r->attrs[0].value.arr.len, 2);
+    const int64_t *v = r->attrs[0].value.arr.ptr;
+    if (v[1] == 2) got12 = r->int_value;
+    if (v[1] == 3) got13 = r->int_value;
+  }
+  assert_int_equal(got12, 3);
+  assert_int_equal(got13, 5);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_kind_names, setup, teardown),
@@ -609,6 +633,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_log_in_unsampled_span_is_exported, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_calls, setup, teardown),
       cmocka_unit_test_setup_teardown(test_oversized_span, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_metric_array_attribute, setup, teardown),
   };
   return cmocka_run_group_tests_name("spans", tests, NULL, NULL);
 }
