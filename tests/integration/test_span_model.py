@@ -32,8 +32,11 @@ def run(env: dict, *args) -> tuple[list[dict], dict]:
 def test_span_model_on_the_wire(receiver, protocol):
     printed, st = run({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
                        **LIMITS})
+    check_model(receiver.received(), printed, st)
+
+
+def check_model(got: dict, printed: list[dict], st: dict) -> None:
     ctx = {c["ctx"]: c for c in printed}
-    got = receiver.received()
     spans = {s["name"]: s for s in got["spans"]}
     assert sorted(spans) == ["enqueue 1", "enqueue 2", "process", "request", "thread span"]
     # The accounting: 5 spans and 3 logs recorded and exported, the unsampled span apart.
