@@ -42,6 +42,15 @@ static void op_async(const polytel_span_ctx_t *parent, int n) {
     polytel_span_finish(&c, "bench.async", POLYTEL_STATUS_OK, NULL, NULL, 0);
   }
 }
+/* The bindings' log: copied target, message and attributes (polytel_log_attrs). */
+static void op_log_attrs(int n) {
+  polytel_attr_t a[2] = {POLYTEL_ATTR_STR("user", "alice"), POLYTEL_ATTR_INT("n", 0)};
+  for (int i = 0; i < n; i++) {
+    a[1].value.i = i;
+    polytel_log_attrs(POLYTEL_LEVEL_INFO, "bench", "a dynamic message", 17, a, 2, NULL);
+  }
+}
+
 static void op_async_sampled(int n) {
   op_async(&g_parent_on, n);
 }
@@ -135,6 +144,7 @@ static int rows_mode(void) {
       {"log_static", "log, static message", op_log_static, 1},
       {"log_2ints", "log, two int args", op_log_2ints, 1},
       {"counter", "counter add", op_counter, 0},
+      {"log_attrs", "log_attrs, copied message + 2 attributes", op_log_attrs, 1},
       {"async_sampled", "async span start+finish, sampled", op_async_sampled, 1},
       {"async_unsampled", "async span start+finish, unsampled", op_async_unsampled, 1},
   };
