@@ -331,49 +331,58 @@ typedef struct fit_s {
   size_t key_len, val_len, n_elems, size;
 } fit_t;
 
-/*
- * Fit a valid attribute into budget: 0 when not even its key and an 8-byte value fit (it and the rest are
- * left out). A string is cut to what fits, an array to its elements that fit whole (*trunc set).
- */
-static int attr_fit(const polytel_attr_t *a, size_t budget, fit_t *f, int *trunc) {
-  f->key_len = attr_key_len(a);
-  size_t head = 8 + POLYTEL__ALIGN8(f->key_len);
-  if (head + 8 > budget) return 0;
-  size_t room = (budget - head) & ~(size_t)7, vl = 8, k = 0;
-  size_t n = a->type >= POLYTEL_ATTR_STRING_ARRAY ? a->value.arr.len : 0;
+/* attr_fit() for arrays: the elements that fit whole. */
+__attribute__((noinline)) static int attr_fit_array(const polytel_attr_t *a, size_t head, size_t room,
+                                                    fit_t *f, int *trunc) {
+  size_t vl = 0, k = 0, n = a->value.arr.len;
   switch (a->type) {
-    case POLYTEL_ATTR_STRING:
-      vl = a->value.str.ptr ? a->value.str.len : 0;
-      if (vl > room) vl = room, *trunc = 1;
-      break;
     case POLYTEL_ATTR_STRING_ARRAY: {
       const polytel_str_t *e = a->value.arr.ptr;
-      for (vl = 0; k < n; k++) {
+      for (; k < n; k++) {
         size_t l = e[k].ptr ? e[k].len : 0;
-        if (l > room || vl + 4 + l > room) {
-          *trunc = 1;
-          break;
-        }
+        if (l > room || vl + 4 + l > room) break;
         vl += 4 + l;
       }
       break;
     }
-    case POLYTEL_ATTR_INT_ARRAY:
-    case POLYTEL_ATTR_DOUBLE_ARRAY:
-      k = n < room / 8 ? n : room / 8;
-      vl = 8 * k;
-      break;
     case POLYTEL_ATTR_BOOL_ARRAY:
       k = n < room ? n : room;
       vl = k;
       break;
-    default: /* scalars: 8 bytes */
+    default: /* ints, doubles: 8 bytes each */
+      k = n < room / 8 ? n : room / 8;
+      vl = 8 * k;
       break;
   }
-  if (k < n && a->type >= POLYTEL_ATTR_STRING_ARRAY) *trunc = 1;
+  if (k < n) *trunc = 1;
   f->val_len = vl;
   f->n_elems = k;
-  f->size = head + (polytel__kv_has_bytes((uint8_t)a->type) ? POLYTEL__ALIGN8(vl) : 8);
+  f->size = head + POLYTEL__ALIGN8(vl);
+  return 1;
+}
+
+/*
+ * Fit a valid attribute into budget: 0 when not even its key and an 8-byte value fit (it and the rest are
+ * left out). A string is cut to what fits, an array to its elements that fit whole (*trunc set). Inlined:
+ * the bindings' logs and spans pass a few scalars and strings, and this runs twice for each.
+ */
+static inline __attribute__((always_inline)) int attr_fit(const polytel_attr_t *a, size_t budget, fit_t *f,
+                                                          int *trunc) {
+  f->key_len = attr_key_len(a);
+  size_t head = 8 + POLYTEL__ALIGN8(f->key_len);
+  if (head + 8 > budget) return 0;
+  size_t room = (budget - head) & ~(size_t)7;
+  if (POLYTEL__UNLIKELY(a->type >= POLYTEL_ATTR_STRING_ARRAY)) return attr_fit_array(a, head, room, f, trunc);
+  size_t vl = 8;
+  if (a->type == POLYTEL_ATTR_STRING) {
+    vl = a->value.str.ptr ? a->value.str.len : 0;
+    if (vl > room) vl = room, *trunc = 1;
+    f->size = head + POLYTEL__ALIGN8(vl);
+  } else {
+    f->size = head + 8;
+  }
+  f->val_len = vl;
+  f->n_elems = 0;
   return 1;
 }
 
@@ -845,10 +854,14 @@ int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out
     flags = parent->trace_flags;
     parent_sampled = (flags & POLYTEL_TRACE_FLAG_SAMPLED) != 0;
   }
-  polytel__sampler_t s = {
-      (polytel__sampler_kind_t)atomic_load_explicit(&polytel__g_sampler_kind, POLYTEL__RELAXED), 1.0,
-      atomic_load_explicit(&polytel__g_sampler_bound, POLYTEL__RELAXED)};
-  int sampled = polytel__sampler_should_sample(&s, out->trace_id, parent_sampled);
+  int kind = atomic_load_explicit(&polytel__g_sampler_kind, POLYTEL__RELAXED), sampled;
+  if (POLYTEL__LIKELY(kind == POLYTEL__SAMPLER_PARENTBASED_ALWAYS_ON)) {
+    sampled = parent_sampled != 0; /* the default, decided here: a root (-1) or a sampled parent */
+  } else {
+    polytel__sampler_t s = {(polytel__sampler_kind_t)kind, 1.0,
+                            atomic_load_explicit(&polytel__g_sampler_bound, POLYTEL__RELAXED)};
+    sampled = polytel__sampler_should_sample(&s, out->trace_id, parent_sampled);
+  }
   out->trace_flags =
       (uint8_t)((flags & ~POLYTEL_TRACE_FLAG_SAMPLED) | (sampled ? POLYTEL_TRACE_FLAG_SAMPLED : 0));
   out->start_ns = polytel_now_ns();
