@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "record/record.h"
 #include "polytel.h"
-#include "propagation.h"
+#include "common/propagation.h"
 
 static const char *const k_vars[] = {"OTEL_TRACES_SAMPLER",
                                      "OTEL_TRACES_SAMPLER_ARG",
