@@ -63,6 +63,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (argc > 3) rows = atoi(argv[3]);
+  /* The caller hands its span's ids, not a traceparent: it recorded them, so the parent is sampled (the
+   * parent-based default sampler would otherwise leave this whole step out). */
+  parent.trace_flags = POLYTEL_TRACE_FLAG_SAMPLED;
   polytel_init_full_telemetry(NULL, NULL);
   polytel_thread_set_name("main");
   polytel_span_start(&parent, &store);
