@@ -124,18 +124,23 @@ static void attrbuf_free(attrbuf_t *b) {
   if (b->tmp != b->tmp_stack) PyMem_Free(b->tmp);
 }
 
-static int attrbuf_keep(attrbuf_t *b, PyObject *o) {
-  if (b->ntmp >= b->tmpcap) {
-    size_t cap = b->tmpcap * 2 + 16;
-    PyObject **t = b->tmp == b->tmp_stack ? PyMem_Malloc(cap * sizeof(PyObject *))
-                                          : PyMem_Realloc(b->tmp, cap * sizeof(PyObject *));
-    if (!t) {
-      Py_DECREF(o);
-      return -1;
-    }
-    if (b->tmp == b->tmp_stack) memcpy(t, b->tmp_stack, b->ntmp * sizeof(PyObject *));
-    b->tmp = t;
-    b->tmpcap = cap;
+/* Room for more temporaries (the stack array moves to the heap). -1 when out of memory. */
+static int attrbuf_grow(attrbuf_t *b) {
+  size_t cap = b->tmpcap * 2 + 16;
+  PyObject **t = b->tmp == b->tmp_stack ? PyMem_Malloc(cap * sizeof(PyObject *))
+                                        : PyMem_Realloc(b->tmp, cap * sizeof(PyObject *));
+  if (!t) return -1;
+  if (b->tmp == b->tmp_stack) memcpy(t, b->tmp_stack, b->ntmp * sizeof(PyObject *));
+  b->tmp = t;
+  b->tmpcap = cap;
+  return 0;
+}
+
+/* Keep o (a new reference) until attrbuf_free; on failure it is released and -1 returned. */
+static inline int attrbuf_keep(attrbuf_t *b, PyObject *o) {
+  if (b->ntmp >= b->tmpcap && attrbuf_grow(b) < 0) {
+    Py_DECREF(o);
+    return -1;
   }
   b->tmp[b->ntmp++] = o;
   return 0;
@@ -614,9 +619,13 @@ static int all_zero(const uint8_t *p, size_t n) {
   return 1;
 }
 
-/* A keyword name is `s` (interned): the pointer test is the common case, the compare the rest. */
+/*
+ * A keyword name is `s` (interned). Keyword names in calls are interned, and two interned strings are equal
+ * only when they are the same object: the compare is for names built at run time (**kwargs of a dict).
+ */
 static inline int kw_is(PyObject *key, PyObject *s) {
-  return key == s || (PyUnicode_GET_LENGTH(key) == PyUnicode_GET_LENGTH(s) && PyUnicode_Compare(key, s) == 0);
+  return key == s || (!PyUnicode_CHECK_INTERNED(key) &&
+                      PyUnicode_GET_LENGTH(key) == PyUnicode_GET_LENGTH(s) && PyUnicode_Compare(key, s) == 0);
 }
 
 static PyObject *ctx_new(module_state *st, const polytel_span_ctx_t *ctx, PyObject *tracestate,
@@ -773,6 +782,8 @@ static PyObject *py_span(PyObject *module, PyObject *const *args, Py_ssize_t nar
   Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
   PyObject *parent = NULL, *kind = NULL, *links = NULL, *attributes = NULL, *scope = NULL, *attrs = NULL;
   Py_ssize_t n_plain = 0;
+  uint64_t options =
+      0; /* bit i: keyword i is one of span()'s own (the first 64; later ones are asked again) */
   for (Py_ssize_t i = 0; i < nkw; i++) {
     PyObject *k = PyTuple_GET_ITEM(kwnames, i), *v = args[nargs + i];
     if (kw_is(k, st->s_parent))
@@ -785,8 +796,11 @@ static PyObject *py_span(PyObject *module, PyObject *const *args, Py_ssize_t nar
       attributes = v;
     else if (kw_is(k, st->s_scope))
       scope = v;
-    else
+    else {
       n_plain++;
+      continue;
+    }
+    if (i < 64) options |= (uint64_t)1 << i;
   }
   if (attributes && attributes != Py_None) {
     if (!PyDict_Check(attributes) && !PyMapping_Check(attributes)) {
@@ -801,8 +815,9 @@ static PyObject *py_span(PyObject *module, PyObject *const *args, Py_ssize_t nar
     if (!attrs && !(attrs = PyDict_New())) return NULL;
     for (Py_ssize_t i = 0; i < nkw; i++) {
       PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-      if (kw_is(k, st->s_parent) || kw_is(k, st->s_kind) || kw_is(k, st->s_links) ||
-          kw_is(k, st->s_attributes) || kw_is(k, st->s_scope))
+      if (i < 64 ? (options >> i) & 1
+                 : kw_is(k, st->s_parent) || kw_is(k, st->s_kind) || kw_is(k, st->s_links) ||
+                       kw_is(k, st->s_attributes) || kw_is(k, st->s_scope))
         continue;
       if (PyDict_SetItem(attrs, k, args[nargs + i]) < 0) goto fail;
     }
@@ -1065,14 +1080,20 @@ static void span_record(SpanObject *sp, int status, const char *smsg_in, PyObjec
   Py_ssize_t len;
   const char *smsg = smsg_obj ? utf8_of(&b, smsg_obj, &len) : smsg_in;
   const char *name = utf8_of(&b, sp->name, &len);
+  if (sp->kind == POLYTEL_SPAN_KIND_INTERNAL && !sp->scope_name && !sp->tracestate && !n_ev && !n_ln &&
+      !sp->ev_dropped) { /* the plain span: no options to fill */
+    polytel_span_finish(&sp->ctx, name, (polytel_status_t)status, smsg, b.attrs, n_span_attrs);
+    Py_XDECREF(events);
+    Py_XDECREF(links);
+    attrbuf_free(&b);
+    return;
+  }
   polytel_span_opts_t o;
   polytel_span_opts_init(&o);
   o.kind = (polytel_span_kind_t)sp->kind;
   o.scope_name = sp->scope_name ? utf8_of(&b, sp->scope_name, &len) : NULL;
   o.scope_version = sp->scope_version ? utf8_of(&b, sp->scope_version, &len) : NULL;
   o.tracestate = sp->tracestate ? utf8_of(&b, sp->tracestate, &len) : NULL;
-  int ext =
-      o.kind != POLYTEL_SPAN_KIND_INTERNAL || o.scope_name || o.tracestate || n_ev || n_ln || sp->ev_dropped;
   /* Events dropped here sit before the kept ones, nameless: the core counts them in dropped_events_count. */
   size_t ev_total = (size_t)n_ev + sp->ev_dropped;
   polytel_span_event_t *evs = ev_total ? PyMem_Calloc(ev_total, sizeof *evs) : NULL;
@@ -1123,8 +1144,7 @@ static void span_record(SpanObject *sp, int status, const char *smsg_in, PyObjec
   o.n_events = ev_total;
   o.links = lns;
   o.n_links = (size_t)n_ln;
-  polytel_span_finish_ex(&sp->ctx, name, (polytel_status_t)status, smsg, b.attrs, n_span_attrs,
-                         ext ? &o : NULL);
+  polytel_span_finish_ex(&sp->ctx, name, (polytel_status_t)status, smsg, b.attrs, n_span_attrs, &o);
   PyMem_Free(evs);
   PyMem_Free(lns);
   PyMem_Free(ranges);
@@ -1727,8 +1747,13 @@ static PyObject *py_inject(PyObject *module, PyObject *const *args, Py_ssize_t n
   if (!carrier || carrier == Py_None) {
     carrier = PyDict_New();
     if (!carrier) return NULL;
-  } else {
+  } else if (PyDict_Check(carrier) || (PyMapping_Check(carrier) && !PyList_Check(carrier) &&
+                                       !PyTuple_Check(carrier) && !PyUnicode_Check(carrier))) {
     Py_INCREF(carrier);
+  } else {
+    return PyErr_Format(PyExc_TypeError,
+                        "inject(): carrier must be a mutable mapping (dict, headers), not %.100s",
+                        Py_TYPE(carrier)->tp_name);
   }
   const polytel_span_ctx_t *ctx = NULL;
   PyObject *holder = NULL, *ts = NULL, *bg = NULL;
