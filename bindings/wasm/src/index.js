@@ -1138,6 +1138,7 @@ class Polytel extends Logger {
     this._als = als; // AsyncLocalStorage (Node) or null
     this._stack = []; // the synchronous context stack (browsers; also the fallback in Node)
     this._kindCache = new Map();
+    this._tpCache = new WeakMap(); // context bytes -> traceparent
     this._collectors = new Set(); // meters with observable instruments (registerOpenTelemetry): collected at each flush and interval
     this._require = null; // Node: createRequire of this module (registerOpenTelemetry loads @opentelemetry/api with it)
     this._fs = fsModule;
@@ -1484,6 +1485,13 @@ class Polytel extends Logger {
 
   /** ctx's traceparent through the core (polytel_traceparent_format). */
   _traceparent(bytes) {
+    // A context's bytes never change: its header is formatted once (inject in a loop, a span injected twice).
+    let tp = this._tpCache.get(bytes);
+    if (tp === undefined) this._tpCache.set(bytes, (tp = this._formatTraceparent(bytes)));
+    return tp;
+  }
+
+  _formatTraceparent(bytes) {
     const core = this._core;
     core.reserve(bytes.length + 8 + 64);
     const cp = (core.arenaPtr + 7) & ~7;

@@ -353,13 +353,18 @@ export function registerOpenTelemetry(pt, options = {}) {
   const contextManager = new ContextManager(pt, api.ROOT_CONTEXT);
   const propagator = new Propagator(pt, api);
   pt._makeTraceState = typeof api.createTraceState === 'function' ? (s) => api.createTraceState(s) : null;
-  // The API refuses a second registration (it keeps the first, and says so through its diag logger).
+  // The API keeps the first registration of each global and refuses the next: polytel replaces what was there.
+  // Not the tracer provider blindly: trace.disable() makes a new proxy, and the tracers instrumentations got
+  // before (ProxyTracers of the old one) would stay no-ops for good. Only when another provider holds it.
   api.context.disable();
-  api.trace.disable();
   api.propagation.disable();
   api.metrics.disable();
   api.context.setGlobalContextManager(contextManager);
-  api.trace.setGlobalTracerProvider(tracerProvider);
+  if (!api.trace.setGlobalTracerProvider(tracerProvider)) {
+    pt._core.warn('registerOpenTelemetry: another TracerProvider was registered; replaced (tracers taken from it before keep it)');
+    api.trace.disable();
+    api.trace.setGlobalTracerProvider(tracerProvider);
+  }
   api.propagation.setGlobalPropagator(propagator);
   api.metrics.setGlobalMeterProvider(meterProvider);
   pt._otel = { api };

@@ -76,9 +76,10 @@ describe('@opentelemetry/instrumentation-http on polytel', () => {
     await rx.reset();
     const pt = await createPolytel({ useEnv: false, telemetryEnabled: true, console: false, serviceName: 'otel-inproc' });
     await pt.bootstrapWorker({ endpoint: rx.endpoint });
-    const reg = pt.registerOpenTelemetry();
     const api = createRequire(import.meta.url)('@opentelemetry/api');
+    // Taken before the registration, as instrumentations constructed early do: the API's proxy delegates later.
     const tracer = api.trace.getTracer('t');
+    const reg = pt.registerOpenTelemetry();
     const TP = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
     const remote = api.propagation.extract(api.ROOT_CONTEXT, { traceparent: TP, baggage: 'k=v' });
     assert.equal(api.trace.getSpanContext(remote).traceId, '0af7651916cd43dd8448eb211c80319c');
