@@ -60,6 +60,16 @@ r[:polytel_logger] = measure { |n| i = 0; while i < n; bridge.info(msg); i += 1;
 r[:polytel_info_attrs] = measure { |n| i = 0; while i < n; Polytel.info(msg, user: 42, path: "/x"); i += 1; end }
 r[:counter_add] = measure { |n| i = 0; while i < n; Polytel.counter_add("jobs"); i += 1; end }
 
+# Trace context: inject() inside a span and extract() of its carrier, beside copying that carrier (a Hash dup).
+carrier = Polytel.span("ctx") { Polytel.inject }
+Polytel.span("ctx") do
+  Polytel.inject({})
+  r[:inject] = measure { |n| i = 0; while i < n; Polytel.inject({}); i += 1; end }
+end
+Polytel.extract(carrier)
+r[:extract] = measure { |n| i = 0; while i < n; Polytel.extract(carrier); i += 1; end }
+r[:hash_copy] = measure { |n| i = 0; while i < n; carrier.dup; i += 1; end }
+
 # require cost in a fresh process each time (median of 5), beside require "logger".
 def require_ms(lib)
   code = "t = Process.clock_gettime(Process::CLOCK_MONOTONIC); require #{lib.inspect}; " \
@@ -79,7 +89,9 @@ rows = [
   ["Polytel::Logger#info(msg)", r[:polytel_logger], "stdlib Logger#info to /dev/null", r[:stdlib_logger], 0.3],
   ["Polytel.info(msg, 2 attrs)", r[:polytel_info_attrs], "stdlib Logger#info to /dev/null", r[:stdlib_logger], nil],
   ["Polytel.counter_add(\"jobs\")", r[:counter_add], "empty block (method + yield)", r[:empty_block], nil],
-  ["Polytel.info(msg)", r[:polytel_info], "Logger.new(File::NULL) (no device)", r[:logger_no_device], nil]
+  ["Polytel.info(msg)", r[:polytel_info], "Logger.new(File::NULL) (no device)", r[:logger_no_device], nil],
+  ["Polytel.inject({}) (in a span)", r[:inject], "carrier.dup (a 1-key Hash)", r[:hash_copy], nil],
+  ["Polytel.extract(carrier)", r[:extract], "carrier.dup (a 1-key Hash)", r[:hash_copy], nil]
 ]
 
 # A markdown table (bench/run.sh keeps it; bench/report.py charts the rows that carry a target).

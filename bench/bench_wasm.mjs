@@ -1,5 +1,7 @@
 // bench_wasm.mjs — the wasm binding's cost in Node: pt.info and pt.span(name, fn) beside console.log (output
-// discarded) and a plain call of fn. One run, one table, side by side. Target: pt.info <= 0.2x console.log.
+// discarded) and a plain call of fn; pt.inject/pt.extract beside an object copy of the same header; an unsampled
+// span beside a sampled one; an @opentelemetry/api span on polytel beside the API's own no-op tracer.
+// One run, one table, side by side. Target: pt.info <= 0.2x console.log.
 // No assertions: numbers depend on the machine. Run: node bench/bench_wasm.mjs (after npm run build).
 import { Console } from 'node:console';
 import { Writable } from 'node:stream';
@@ -27,6 +29,28 @@ const instantiateMs = performance.now() - tImport0;
 // Phase 2 with the "none" exporter: the pipeline drains, batches and encodes as usual; nothing is sent.
 await pt.bootstrapWorker({ exporter: 'none' });
 
+// The same spans under OTEL_TRACES_SAMPLER=always_off: a second, independent core.
+const ptOff = await createPolytel({ useEnv: false, telemetryEnabled: true, console: false, serviceName: 'bench', env: { OTEL_TRACES_SAMPLER: 'always_off' } });
+await ptOff.bootstrapWorker({ exporter: 'none' });
+// A span to inject from (inject(carrier, span): the same as the current span's), and the header it gives.
+let held;
+pt.span('held', (s) => {
+  held = s;
+});
+const carrier = pt.inject({}, held);
+const headers = { 'content-type': 'text/plain', traceparent: carrier.traceparent, host: 'example' };
+// @opentelemetry/api: its no-op tracer (nothing registered), and polytel's after registerOpenTelemetry().
+const { createRequire } = await import('node:module');
+const api = createRequire(new URL('../bindings/wasm/package.json', import.meta.url))('@opentelemetry/api');
+let tracer = null; // the API's ProxyTracer, taken while polytel is registered (it keeps the delegate it found)
+const noopTracer = new api.ProxyTracerProvider().getTracer('bench'); // no delegate: the API's NoopTracer
+let registration = null;
+const otelOn = () => {
+  registration = pt.registerOpenTelemetry({ api });
+  tracer ??= api.trace.getTracer('bench');
+};
+const otelOff = () => registration?.disable();
+
 let sink = 0;
 function work() {
   sink = (sink + 1) | 0;
@@ -37,7 +61,16 @@ function work() {
  * ns per call of body(i). Runs in chunks; between chunks the pipeline drains (pt.flush), and with
  * drain: true that time is counted too, since in wasm the consumer runs on this same thread.
  */
-async function measure(body, { drain = false } = {}) {
+async function measure(body, { drain = false, setup, teardown } = {}) {
+  setup?.();
+  try {
+    return await measureBody(body, drain);
+  } finally {
+    teardown?.();
+  }
+}
+
+async function measureBody(body, drain) {
   for (let i = 0; i < CHUNK; i++) body(i); // warm-up (JIT, first block)
   await pt.flush(10000);
   let total = 0n;
@@ -61,7 +94,15 @@ const ops = [
   ['pt.debug(msg) (below threshold)', () => pt.debug('not recorded')],
   ['pt.span(name, fn) (recorded)', () => pt.span('work', work)],
   ['pt.span(name, fn) (recorded + drained/encoded)', () => pt.span('work', work), { drain: true }],
+  ['pt.span(name, fn, attrs, { kind, parent })', () => pt.span('work', work, { route: '/a' }, { kind: 'server', parent: held })],
+  ['pt.span(name, fn) unsampled (always_off)', () => ptOff.span('work', work)],
+  ['pt.span(name, async fn) (AsyncLocalStorage)', () => pt.span('work', async () => work())],
   ['pt.counterAdd(name, 1)', () => pt.counterAdd('requests', 1)],
+  ['object copy {...headers} (inject/extract baseline)', () => ({ ...headers })],
+  ['pt.inject({}, span) (traceparent)', () => pt.inject({}, held)],
+  ['pt.extract(headers) (traceparent)', () => pt.extract(headers)],
+  ['OTel API no-op tracer startActiveSpan', () => noopTracer.startActiveSpan('x', (s) => s.end()), { setup: otelOff }],
+  ['OTel API on polytel startActiveSpan', () => tracer.startActiveSpan('x', (s) => s.end()), { setup: otelOn, teardown: otelOff }],
 ];
 // Three rounds, round-robin, best of each: one op's garbage (console.log makes plenty) should not be
 // billed to the next one.
@@ -76,6 +117,7 @@ const rows = ops.map(([name]) => ({ name, ns: best.get(name) }));
 
 const stats = pt.stats();
 await pt.shutdown(5000);
+await ptOff.shutdown(5000);
 
 const byName = Object.fromEntries(rows.map((r) => [r.name, r.ns]));
 const logNs = byName['console.log(msg) (output discarded)'];
@@ -91,6 +133,14 @@ for (const r of rows) {
       .padStart(10)}`,
   );
 }
+const sampledNs = byName['pt.span(name, fn) (recorded)'];
+const copyNs = byName['object copy {...headers} (inject/extract baseline)'];
+const noopNs = byName['OTel API no-op tracer startActiveSpan'];
+console.log(
+  `\nunsampled / sampled span = ${(byName['pt.span(name, fn) unsampled (always_off)'] / sampledNs).toFixed(3)} (target <= 1.0); ` +
+    `inject / object copy = ${(byName['pt.inject({}, span) (traceparent)'] / copyNs).toFixed(2)}, extract / object copy = ${(byName['pt.extract(headers) (traceparent)'] / copyNs).toFixed(2)}; ` +
+    `OTel API span on polytel / the API's no-op = ${(byName['OTel API on polytel startActiveSpan'] / noopNs).toFixed(2)}`,
+);
 const ratio = byName['pt.info(msg) (recorded)'] / logNs;
 console.log(`\npt.info / console.log = ${ratio.toFixed(3)} (target <= 0.2: ${ratio <= 0.2 ? 'met' : 'NOT met'})`);
 console.log(`core stats: recorded=${stats.recorded} exported=${stats.exported} dropped=${stats.dropped}`);

@@ -22,5 +22,5 @@ test-python: py-venv
 # The bench runs in the same venv, with the reference OpenTelemetry SDK beside polytel.
 bench-python: py-venv
 	$(PY_VENV)/bin/pip install -q opentelemetry-sdk
-	$(PY_VENV)/bin/python bench/bench_python.py
+	$(PY_VENV)/bin/python bench/bench_python.py $(CURDIR)/$(BUILD)
 

@@ -5,9 +5,10 @@ WASM_DIR := bindings/wasm
 
 .PHONY: test-wasm bench-wasm wasm-build
 
-# npm install only when node_modules is missing (deps.sh normally did it); never a browser download.
-$(WASM_DIR)/node_modules/.package-lock.json:
-	cd $(WASM_DIR) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --loglevel=error
+# npm install when node_modules is missing or older than package.json / the lock (a dependency was added);
+# never a browser download.
+$(WASM_DIR)/node_modules/.package-lock.json: $(WASM_DIR)/package.json $(WASM_DIR)/package-lock.json
+	cd $(WASM_DIR) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --loglevel=error && touch node_modules/.package-lock.json
 
 wasm-build: deps $(WASM_DIR)/node_modules/.package-lock.json
 	cd $(WASM_DIR) && npm run --silent build

@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential libuv1-dev libcurl4-openssl-dev libdeflate-dev libzstd-dev zlib1g-dev libcmocka-dev pkg-config cmake
   ninja-build ruby-full ruby-dev rake-compiler emscripten chromium protobuf-compiler clang
-  clang-format valgrind libclang-rt-14-dev openssl python3-venv dpkg-dev)
+  clang-format valgrind libclang-rt-14-dev openssl python3-venv dpkg-dev
+  redis-server)
+# Sidekiq (make test-sidekiq): the worker and its Redis client from Debian (no gem registry here).
+APT_PACKAGES+=(ruby-sidekiq ruby-redis)
 
 # `deps.sh --bench` (make bench): also the peers bench/peers/ times polytel against (LTTng-UST, its session
 # daemon and trace reader). Kept out of the list above so that make test does not pay for them.

@@ -144,6 +144,29 @@ module Polytel
     end
   end
 
+  # The spans of one library or component under its own instrumentation scope (OTLP InstrumentationScope):
+  #   TRACER = Polytel.tracer("billing", "1.4.0")
+  #   TRACER.span("charge", kind: :client) { ... }
+  # is Polytel.span("charge", scope: ["billing", "1.4.0"], kind: :client) { ... }.
+  class Tracer
+    attr_reader :name, :version
+
+    def initialize(name, version = nil)
+      @name = (name.is_a?(Symbol) ? name.to_s : String(name)).dup.freeze
+      @version = version&.then { |v| String(v).dup.freeze }
+      @scope = [@name, @version].freeze
+      freeze
+    end
+
+    def span(name, **kwargs, &block)
+      Polytel.span(name, scope: @scope, **kwargs, &block)
+    end
+  end
+
+  def self.tracer(name, version = nil)
+    Tracer.new(name, version)
+  end
+
   # Process._fork (Ruby >= 3.1) is the method Kernel#fork, Process.fork and IO.popen("-") go
   # through. Process.daemon does not: bootstrap_worker notices the new pid itself.
   module ForkHook

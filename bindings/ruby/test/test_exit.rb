@@ -22,7 +22,7 @@ class TestExit < Minitest::Test
     # exit(3) inside a span: a failing exit, so the span ends with an error, and is delivered.
     exiting = view["spans"].select { |s| s["name"] == "exit-in-span" }
     assert_equal 1, exiting.size
-    assert_equal [2, "SystemExit"], [exiting.first["status_code"], exiting.first["attributes"]["exception.type"]]
+    assert_equal [2, "SystemExit"], [exiting.first["status_code"], exiting.first["events"][0]["attributes"]["exception.type"]]
     count = view["metrics"].select { |m| m["name"] == "rb.exit.count" }.max_by { |m| m["time_ns"] }
     assert_equal n, count["value"]
   end
@@ -35,7 +35,7 @@ class TestExit < Minitest::Test
     view = receiver.for_service(svc) { |v| v["logs"].size >= 500 && v["spans"].any? }
     assert_equal (0...500).map { |i| "before term #{i}" }.sort, bodies(view["logs"]).sort
     span = view["spans"].find { |s| s["name"] == "terminated" }
-    assert_equal [2, "SignalException"], [span["status_code"], span["attributes"]["exception.type"]]
+    assert_equal [2, "SignalException"], [span["status_code"], span["events"][0]["attributes"]["exception.type"]]
   end
 
   def test_bad_exit_timeout_warns_once_and_keeps_the_default

@@ -25,7 +25,7 @@ class TestSignatures < Minitest::Test
                      "RBS_TEST_LOGLEVEL" => "error",
                      "RUBYOPT" => "-I#{File.join(spec.full_gem_path, "lib")} -rrbs/test/setup")
     Dir.mktmpdir do |d|
-      [["phases.rb"], ["logger.rb"], ["threads.rb", "2", "20"], ["fork.rb", File.join(d, "c.json")]].each do |script, *args|
+      [["phases.rb"], ["logger.rb"], ["context.rb"], ["threads.rb", "2", "20"], ["fork.rb", File.join(d, "c.json")]].each do |script, *args|
         r = run_worker(script, env: env, args: args)
         assert r.success?, "#{script} under rbs/test:\n#{r.stderr}"
       end

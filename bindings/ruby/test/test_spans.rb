@@ -45,20 +45,30 @@ class TestSpans < Minitest::Test
     [failing, child].each do |s|
       assert_equal 2, s["status_code"]
       assert_equal "bad input", s["status_message"]
-      assert_equal({ "exception.type" => "ArgumentError", "exception.message" => "bad input" }, s["attributes"])
+      # The semantic conventions' exception event, not attributes of the span.
+      assert_equal({}, s["attributes"])
+      assert_equal ["exception"], s["events"].map { |e| e["name"] }
+      ev = s["events"][0]["attributes"]
+      assert_equal %w[exception.message exception.stacktrace exception.type], ev.keys.sort
+      assert_equal ["ArgumentError", "bad input"], ev.values_at("exception.type", "exception.message")
+      # Ruby's own backtrace text: the raising line of the worker first.
+      assert_match(/\A.*spans\.rb:\d+:in `.*': bad input \(ArgumentError\)$/, ev["exception.stacktrace"].lines.first)
+      assert_operator ev["exception.stacktrace"].lines.size, :>, 1
+      assert s["start_ns"] <= s["events"][0]["time_ns"] && s["events"][0]["time_ns"] <= s["end_ns"]
     end
     assert_equal failing["span_id"], child["parent_span_id"]
     assert @j["rescued_same"], "the very exception object is re-raised"
     assert @j["backtrace_kept"]
     assert @j["cause_kept"]
-    assert_equal "RuntimeError", span("with-cause")["attributes"]["exception.type"]
+    assert_equal "RuntimeError", span("with-cause")["events"][0]["attributes"]["exception.type"]
   end
 
-  # An exception whose #message raises: the span still ends (ERROR, no attributes), the original
+  # An exception whose #message raises: the span still ends (ERROR, no attributes, no event), the original
   # exception still propagates.
   def test_exception_with_a_broken_message
     assert @j["weird_rescued"]
-    assert_equal [2, {}], [span("weird-error")["status_code"], span("weird-error")["attributes"]]
+    s = span("weird-error")
+    assert_equal [2, {}, []], [s["status_code"], s["attributes"], s["events"]]
   end
 
   def test_break_throw_return_and_kill_end_the_span_without_error
@@ -88,7 +98,7 @@ class TestSpans < Minitest::Test
   # telemetry call raise.
   def test_attribute_values_of_any_type
     assert_equal({ "state" => "done", "n" => 1, "extra" => 2**62 }, span("overridden")["attributes"])
-    assert_equal({ "obj" => "<unprintable Object>", "sym" => "val", "big" => (2**70).to_s, "i64" => -2**63, "arr" => "[1, 2]",
+    assert_equal({ "obj" => "<unprintable Object>", "sym" => "val", "big" => (2**70).to_s, "i64" => -2**63, "arr" => [1, 2],
                    "f" => 1.5, "t" => true, "str key" => "v" }, span("odd-attrs")["attributes"])
     odd = @view["logs"].find { |l| l["body"] == "odd log" }
     assert_equal({ "obj" => "<unprintable Object>", "big" => (-2**64).to_s }, odd["attributes"])

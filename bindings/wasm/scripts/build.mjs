@@ -84,6 +84,9 @@ const exported = [
   '_polytel_phase', '_polytel_phase_name', '_polytel_flush', '_polytel_shutdown', '_polytel_level_enabled',
   '_polytel_log_attrs', '_polytel_span_start', '_polytel_span_finish', '_polytel_gauge_set',
   '_polytel_histogram_record', '_polytel_stats', '_polytel_version', '_polytel_strerror', '_polytel_err_name',
+  // the span model and trace context (issue 14): index.js never re-implements them
+  '_polytel_traceparent_parse', '_polytel_traceparent_format', '_polytel_propagators', '_polytel_span_kind_from_name',
+  '_polytel_span_exception_event',
 ];
 const outName = debug ? 'polytel_wasm.debug.mjs' : 'polytel_wasm.mjs';
 const raw = join(objDir, outName);

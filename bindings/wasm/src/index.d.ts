@@ -1,7 +1,10 @@
 // index.d.ts — types for @polytel/wasm (src/index.js).
 
-/** An attribute value; other objects are exported as their JSON text. Integers are int64, other numbers doubles. */
-export type AttributeValue = string | number | boolean | bigint;
+/**
+ * An attribute value; arrays of one kind (strings, numbers, booleans) are OTLP arrays (integers with other numbers:
+ * doubles), other objects (mixed arrays included) are exported as their JSON text. Integers are int64, other numbers doubles.
+ */
+export type AttributeValue = string | number | boolean | bigint | string[] | number[] | boolean[] | bigint[];
 export type Attributes = Record<string, AttributeValue | null | undefined>;
 
 // Levels, phases and the stats fields are the core's tables (generated with the build).
@@ -143,14 +146,96 @@ export interface ExitReport {
   reasons: Record<string, number>;
 }
 
+/** OTLP span kinds by name (ASCII case ignored). */
+export type SpanKindName = 'internal' | 'server' | 'client' | 'producer' | 'consumer';
+
+/** A span's identity across processes (pt.extract, span.context). Immutable. */
+export declare class SpanContext {
+  private constructor();
+  /** false for a carrier with baggage and no valid traceparent: as a parent it starts a new trace (with the baggage). */
+  readonly isValid: boolean;
+  /** 32 lowercase hex digits ("" when not valid). */
+  readonly traceId: string;
+  /** 16 lowercase hex digits ("" when not valid). */
+  readonly spanId: string;
+  /** W3C trace flags (bit 0: sampled). */
+  readonly traceFlags: number;
+  readonly sampled: boolean;
+  /** true when it came from another process (pt.extract). */
+  readonly isRemote: boolean;
+  /** W3C tracestate, "" when none. */
+  readonly tracestate: string;
+  /** W3C baggage entries, decoded. */
+  readonly baggage: Readonly<Record<string, string>>;
+  /** The traceparent header value, "" when not valid. */
+  readonly traceparent: string;
+}
+
+/** A link target: a SpanContext or Span, or one with attributes of the link. */
+export type Link = SpanContext | Span | { context: SpanContext | Span; attributes?: Attributes };
+
+/** OpenTelemetry's TimeInput: ms since the epoch (or performance.now()), a Date, or [seconds, nanoseconds]. */
+export type TimeInput = number | Date | [number, number];
+
+export interface SpanOptions {
+  /** The parent: a SpanContext (pt.extract) or a Span; null starts a new trace; default the current span. */
+  parent?: SpanContext | Span | null;
+  kind?: SpanKindName;
+  links?: Link[];
+  /** The instrumentation scope (default "polytel" with the library's version). */
+  scope?: string | { name: string; version?: string };
+  /** Baggage entries added for this span and its children (inject() carries them). */
+  baggage?: Record<string, string>;
+}
+
+/** A span. It also implements @opentelemetry/api's Span interface (registerOpenTelemetry()). */
 export interface Span {
   readonly name: string;
   /** 32 hex digits; "" when not recording. */
   readonly traceId: string;
   /** 16 hex digits; "" when not recording. */
   readonly spanId: string;
+  /** Its SpanContext (to inject by hand, to link, as an explicit parent). */
+  readonly context: SpanContext;
+  readonly baggage: Readonly<Record<string, string>>;
   setAttribute(key: string, value: AttributeValue): this;
   setAttributes(attrs: Attributes): this;
+  /** A span event now, or at `time`. */
+  addEvent(name: string, attrs?: Attributes | TimeInput, time?: TimeInput): this;
+  /** An `exception` event: exception.type, exception.message, exception.stacktrace (the JavaScript stack). */
+  recordException(error: unknown, time?: TimeInput): this;
+  addLink(link: Link): this;
+  addLinks(links: Link[]): this;
+  /** 'unset' | 'ok' | 'error', or OpenTelemetry's { code, message }. OK is final. */
+  setStatus(status: 'unset' | 'ok' | 'error' | { code: number; message?: string }, message?: string): this;
+  updateName(name: string): this;
+  /** Ends it (once). pt.span ends its spans itself. */
+  end(endTime?: TimeInput): void;
+  /** false once ended, and for a span the sampler left out. */
+  isRecording(): boolean;
+  /** The OpenTelemetry SpanContext. */
+  spanContext(): { traceId: string; spanId: string; traceFlags: number; isRemote?: boolean; traceState?: unknown };
+}
+
+/** Anything pt.inject writes into: a plain object, or anything with set(name, value) (Headers, Map). */
+export type Carrier = Record<string, unknown> | { set(name: string, value: string): unknown };
+
+/** What registerOpenTelemetry() registered with @opentelemetry/api. */
+export interface OpenTelemetryRegistration {
+  api: unknown;
+  tracerProvider: unknown;
+  meterProvider: unknown;
+  contextManager: unknown;
+  propagator: unknown;
+  /** Unregisters all four (the API falls back to its no-op defaults). */
+  disable(): void;
+}
+
+export interface HttpHandlerOptions {
+  /** http.route of a request (also the span name's second word). */
+  route?: (req: any) => string | undefined;
+  /** The instrumentation scope (default "polytel.http"). */
+  scope?: string | { name: string; version?: string };
 }
 
 export interface Logger {
@@ -172,11 +257,32 @@ export interface Polytel extends Logger {
   logger(target: string): Logger;
   /**
    * Runs fn inside a span and returns its value. A promise result ends the span when it settles.
-   * A throw or rejection sets the error status and is passed on. Nested spans get the enclosing one
-   * as parent: in Node across awaits (AsyncLocalStorage); in browsers only for spans started before
-   * fn's first await.
+   * A throw or rejection sets the error status, adds an `exception` event (with the JavaScript stack) and is
+   * passed on. Nested spans get the enclosing one as parent: in Node across awaits (AsyncLocalStorage); in
+   * browsers only for spans started before fn's first await (a synchronous stack).
    */
-  span<T>(name: string, fn: (span: Span) => T, attrs?: Attributes): T;
+  span<T>(name: string, fn: (span: Span) => T, attrs?: Attributes, options?: SpanOptions): T;
+  /** The current span (undefined outside one). */
+  currentSpan(): Span | undefined;
+  /** The baggage in force (the current span's). */
+  baggage(): Readonly<Record<string, string>>;
+  /**
+   * Writes the current span's (or `from`'s) traceparent, and tracestate/baggage when set, into carrier (a new object
+   * by default), as OTEL_PROPAGATORS says; returns the carrier.
+   */
+  inject<C extends Carrier = Record<string, string>>(carrier?: C, from?: Span | SpanContext): C;
+  /** The SpanContext in a carrier (header names case-insensitive; malformed values ignored per W3C), or null. */
+  extract(carrier: unknown): SpanContext | null;
+  /**
+   * Node: an http(s) 'request' listener wrapping handler in a `server` span (parent: the request's traceparent;
+   * HTTP semantic-convention attributes; ends when the response finishes or the connection closes).
+   */
+  httpHandler<H extends (req: any, res: any) => unknown>(handler: H, options?: HttpHandlerOptions): H;
+  /**
+   * Registers polytel with @opentelemetry/api: TracerProvider, MeterProvider, a context manager shared with pt.span,
+   * the W3C trace-context + baggage propagator. `api` is required outside Node.
+   */
+  registerOpenTelemetry(options?: { api?: unknown }): OpenTelemetryRegistration;
   /** A monotonic int64 counter; value defaults to 1, is truncated to an integer, negatives are ignored. */
   counterAdd(name: string, value?: number | bigint, attrs?: Attributes, unit?: string): void;
   gaugeSet(name: string, value: number, attrs?: Attributes, unit?: string): void;

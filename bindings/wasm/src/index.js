@@ -10,13 +10,25 @@ const IS_NODE =
 // The core's tables (levels, phases, stats fields, error codes, options), read from the module when it was
 // built: JavaScript keeps no copy of them.
 import { ERRORS, LEVELS, OPTIONS, PHASES, STATS_FIELDS as CORE_STATS_FIELDS } from '../dist/polytel_tables.mjs';
+import {
+  Context, ROOT_CONTEXT, RemoteSpan, SPAN_KEY, Span, SpanContext, STATUS_ERROR, STATUS_UNSET, describeError, errorMessage, httpHandler,
+  kindName, toNs, withSpan,
+} from './trace.js';
+import { registerOpenTelemetry } from './otel.js';
 
-const STATUS_UNSET = 0;
-const STATUS_ERROR = 2;
+export { SpanContext, Span, Context, ROOT_CONTEXT };
+
 const ATTR_STRING = 1;
 const ATTR_INT = 2;
 const ATTR_DOUBLE = 3;
 const ATTR_BOOL = 4;
+const ATTR_STRING_ARRAY = 5;
+const ATTR_INT_ARRAY = 6;
+const ATTR_DOUBLE_ARRAY = 7;
+const ATTR_BOOL_ARRAY = 8;
+// POLYTEL_PROPAGATOR_* (polytel.h)
+const PROP_TRACECONTEXT = 1;
+const PROP_BAGGAGE = 2;
 const SIGNAL_FILES = ['traces', 'logs', 'metrics'];
 const SIGNAL_METRICS = 2;
 // The fetch standard's (and Chromium's) cap on the bodies of one page's keepalive requests in flight together.
@@ -149,14 +161,6 @@ function unref(timer) {
   return timer;
 }
 
-function errorMessage(e) {
-  if (e instanceof Error) return e.message || e.name;
-  try {
-    return String(e);
-  } catch {
-    return 'error';
-  }
-}
 
 function resourceString(v) {
   if (v === undefined || v === null) return undefined;
@@ -189,6 +193,26 @@ class Core {
       b: M._ptw_attr_layout(7),
       ctx: M._ptw_attr_layout(8),
       stats: M._ptw_attr_layout(9),
+      arrPtr: M._ptw_span_layout(16),
+      arrLen: M._ptw_span_layout(17),
+      strEl: M._ptw_span_layout(10), // polytel_str_t, an element of a string array
+      strElLen: M._ptw_span_layout(11),
+    };
+    // ptw_span_finish's arrays and polytel_span_ctx_t's fields (shim.c ptw_span_layout)
+    this.span = {
+      ev: M._ptw_span_layout(0),
+      evName: M._ptw_span_layout(1),
+      evTime: M._ptw_span_layout(2),
+      evAttrs: M._ptw_span_layout(3),
+      evN: M._ptw_span_layout(4),
+      link: M._ptw_span_layout(5),
+      linkCtx: M._ptw_span_layout(6),
+      linkTs: M._ptw_span_layout(7),
+      linkAttrs: M._ptw_span_layout(8),
+      linkN: M._ptw_span_layout(9),
+      start: M._ptw_span_layout(12),
+      flags: M._ptw_span_layout(13),
+      remote: M._ptw_span_layout(14),
     };
     this.reserve(4096);
   }
@@ -291,7 +315,10 @@ class Core {
     return out.length ? out : null;
   }
 
-  /** Upper bound of the arena bytes for attrs (entries as [k, v, k, v...]). */
+  /**
+   * Upper bound of the arena bytes for attrs (entries as [k, v, k, v...]). Arrays of one kind of value become
+   * an ArrayAttr (an OTLP array); other objects their JSON text.
+   */
   attrBytes(entries) {
     if (!entries) return 0;
     let n = 8 + (entries.length / 2) * this.layout.size;
@@ -299,8 +326,15 @@ class Core {
       n += entries[i].length * 3 + 1;
       let v = entries[i + 1];
       const t = typeof v;
-      if (t === 'object' || t === 'symbol') entries[i + 1] = v = safeString(v);
+      if (t === 'object' || t === 'symbol') {
+        const arr = t === 'object' && (Array.isArray(v) || ArrayBuffer.isView(v)) ? arrayAttr(v) : null;
+        entries[i + 1] = v = arr ?? safeString(v);
+      }
       if (typeof v === 'string') n += v.length * 3 + 1;
+      else if (v instanceof ArrayAttr) {
+        n += 8 + v.items.length * 8;
+        if (v.type === ATTR_STRING_ARRAY) for (const x of v.items) n += x.length * 3 + 1;
+      }
     }
     return n;
   }
@@ -347,6 +381,8 @@ class Core {
         dv.setUint32(a + L.strPtr, s, true);
         dv.setUint32(a + L.strLen, len, true);
         s += len + 1;
+      } else if (v instanceof ArrayAttr) {
+        s = this.putArray(a, s, v);
       } else if (typeof v === 'boolean') {
         dv.setUint32(a + L.type, ATTR_BOOL, true);
         dv.setInt32(a + L.b, v ? 1 : 0, true);
@@ -368,6 +404,88 @@ class Core {
     }
     return [base, s];
   }
+
+  /** The elements of an array attribute at s (8-aligned) into the attribute at a; returns the next offset. */
+  putArray(a, s, v) {
+    const L = this.layout;
+    const dv = this.dv();
+    const items = v.items;
+    const n = items.length;
+    s = (s + 7) & ~7;
+    dv.setUint32(a + L.type, v.type, true);
+    dv.setUint32(a + L.arrPtr, s, true);
+    dv.setUint32(a + L.arrLen, n, true);
+    if (v.type === ATTR_STRING_ARRAY) {
+      let t = s + n * L.strEl;
+      for (let j = 0; j < n; j++) {
+        const len = this.putString(t, items[j]);
+        dv.setUint32(s + j * L.strEl, t, true);
+        dv.setUint32(s + j * L.strEl + L.strElLen, len, true);
+        t += len + 1;
+      }
+      return t;
+    }
+    for (let j = 0; j < n; j++) {
+      const x = items[j];
+      if (v.type === ATTR_INT_ARRAY) dv.setBigInt64(s + 8 * j, typeof x === 'bigint' ? BigInt.asIntN(64, x) : BigInt(x), true);
+      else if (v.type === ATTR_DOUBLE_ARRAY) dv.setFloat64(s + 8 * j, Number(x), true);
+      else dv.setInt32(s + 4 * j, x ? 1 : 0, true);
+    }
+    return s + n * 8;
+  }
+}
+
+/** An attribute value that is an OTLP array: strings, int64s, doubles or booleans. */
+class ArrayAttr {
+  constructor(type, items) {
+    this.type = type;
+    this.items = items;
+  }
+}
+
+/** The ArrayAttr of a homogeneous array (integers and other numbers together are doubles), or null when mixed. */
+function arrayAttr(v) {
+  const items = Array.isArray(v) ? v : Array.from(v);
+  let strs = 0, bools = 0, ints = 0, nums = 0;
+  for (const x of items) {
+    const t = typeof x;
+    if (t === 'string') strs++;
+    else if (t === 'boolean') bools++;
+    else if (t === 'bigint' || Number.isSafeInteger(x)) ints++;
+    else if (t === 'number') nums++;
+    else return null;
+  }
+  const n = items.length;
+  if (strs === n) return new ArrayAttr(ATTR_STRING_ARRAY, items);
+  if (bools === n) return new ArrayAttr(ATTR_BOOL_ARRAY, items);
+  if (ints === n) return new ArrayAttr(ATTR_INT_ARRAY, items);
+  if (ints + nums === n) return new ArrayAttr(ATTR_DOUBLE_ARRAY, items);
+  return null;
+}
+
+const EMPTY_BAGGAGE = Object.freeze({});
+const NO_PARENT = Object.freeze({ bytes: null, tracestate: '', baggage: EMPTY_BAGGAGE });
+const NO_OPTS = Object.freeze({});
+
+/**
+ * The fields of one header in a carrier, names compared case-insensitively: an array of strings (Node gives an
+ * array for a repeated header; a comma-joined value stays one field), or undefined when absent.
+ */
+function header(carrier, name) {
+  let v;
+  if (typeof carrier.get === 'function' && typeof carrier.has === 'function') {
+    v = carrier.get(name); // Headers: case-insensitive already; a Map is searched below
+    if ((v === undefined || v === null) && !(globalThis.Headers && carrier instanceof globalThis.Headers)) {
+      for (const [k, val] of carrier) if (String(k).toLowerCase() === name) v = val;
+    }
+  } else {
+    v = carrier[name];
+    if (v === undefined) {
+      for (const k in carrier) if (k.length === name.length && k.toLowerCase() === name) v = carrier[k];
+    }
+  }
+  if (v === undefined || v === null) return undefined;
+  return Array.isArray(v) ? v.map(String) : [String(v)];
 }
 
 function safeString(v) {
@@ -976,52 +1094,6 @@ class Driver {
   }
 }
 
-// ------------------------------------------------------------------ the span
-
-class Span {
-  constructor(pt, name, ctx, attrs) {
-    this._pt = pt;
-    this.name = name;
-    this._ctx = ctx; // the polytel_span_ctx_t bytes (ids, start time); null when not recording
-    this._attrs = attrs ? { ...attrs } : null;
-    this._ended = false;
-  }
-
-  /** Adds an attribute, exported with the span when it ends. */
-  setAttribute(key, value) {
-    if (!this._attrs) this._attrs = {};
-    this._attrs[key] = value;
-    return this;
-  }
-
-  setAttributes(attrs) {
-    for (const k in attrs) this.setAttribute(k, attrs[k]);
-    return this;
-  }
-
-  /** 32 hex digits ("" when the span is not recording). */
-  get traceId() {
-    return this._ctx ? hex(this._ctx, 0, 16) : '';
-  }
-
-  /** 16 hex digits ("" when the span is not recording). */
-  get spanId() {
-    return this._ctx ? hex(this._ctx, 16, 24) : '';
-  }
-
-  _end(status, message) {
-    if (this._ended) return;
-    this._ended = true;
-    if (this._ctx) this._pt._finishSpan(this, status, message);
-  }
-}
-
-function hex(bytes, from, to) {
-  let s = '';
-  for (let i = from; i < to; i++) s += bytes[i].toString(16).padStart(2, '0');
-  return s;
-}
-
 // ---------------------------------------------------------------- the instance
 
 class Logger {
@@ -1064,7 +1136,11 @@ class Polytel extends Logger {
     this._core = core;
     this._options = options;
     this._als = als; // AsyncLocalStorage (Node) or null
-    this._stack = []; // the synchronous span stack (browsers; also the fallback in Node)
+    this._stack = []; // the synchronous context stack (browsers; also the fallback in Node)
+    this._kindCache = new Map();
+    this._tpCache = new WeakMap(); // context bytes -> traceparent
+    this._collectors = new Set(); // meters with observable instruments (registerOpenTelemetry): collected at each flush and interval
+    this._require = null; // Node: createRequire of this module (registerOpenTelemetry loads @opentelemetry/api with it)
     this._fs = fsModule;
     this._driver = new Driver(this);
     this._exitHooks = null; // [target, event, listener] triples: Node's beforeExit/exit, a page's pagehide/...
@@ -1088,7 +1164,9 @@ class Polytel extends Logger {
     const text = typeof msg === 'string' ? msg : safeString(msg);
     const entries = Core.attrEntries(attrs);
     const span = this._current();
-    core.reserve(text.length * 3 + 1 + core.attrBytes(entries) + (span ? core.layout.ctx + 8 : 0));
+    // A span the OpenTelemetry API put in the context (a remote parent, another SDK's) links by its ids.
+    const sb = span === undefined ? null : span instanceof Span ? span._ctx : this._foreignBytes(span);
+    core.reserve(text.length * 3 + 1 + core.attrBytes(entries) + (sb ? core.layout.ctx + 8 : 0));
     const base = core.arenaPtr;
     const len = core.putString(base, text);
     let off = base + len + 1;
@@ -1099,76 +1177,281 @@ class Polytel extends Logger {
       n = entries.length / 2;
     }
     let sp = 0;
-    if (span && span._ctx) {
+    if (sb) {
       sp = (off + 7) & ~7;
-      core.heap().set(span._ctx, sp);
+      core.heap().set(sb, sp);
     }
     M._polytel_log_attrs(level, targetPtr, base, len, ap, n, sp);
   }
 
-  _current() {
+  // ------------------------------------------------------------ the context
+
+  /** The current context: AsyncLocalStorage's in Node (it follows awaits and callbacks), else the stack's top. */
+  _context() {
     if (this._als) return this._als.getStore();
     const s = this._stack;
     return s.length ? s[s.length - 1] : undefined;
   }
 
-  _startSpan(name, parent, attrs) {
+  /** The current span (polytel's, or one the OpenTelemetry API put in the context), or undefined. */
+  _current() {
+    const c = this._als ? this._als.getStore() : this._stack[this._stack.length - 1];
+    return c ? c.getValue(SPAN_KEY) : undefined;
+  }
+
+  /** fn() with ctx as the current context. A page has no async context: the stack holds only while fn runs. */
+  _runWith(ctx, fn, thisArg, args) {
+    if (this._als) return this._als.run(ctx, () => fn.apply(thisArg, args));
+    this._stack.push(ctx);
+    try {
+      return fn.apply(thisArg, args);
+    } finally {
+      this._stack.pop();
+    }
+  }
+
+  /** fn(span) with span as the current span. */
+  _runIn(span, fn) {
+    const ctx = withSpan(this._context(), span);
+    if (this._als) return this._als.run(ctx, fn, span);
+    this._stack.push(ctx);
+    try {
+      return fn(span);
+    } finally {
+      this._stack.pop();
+    }
+  }
+
+  /**
+   * A parent as pt.span takes it: undefined (the current span), null (none: a new trace), a SpanContext, a
+   * Span, or an OpenTelemetry span or SpanContext. Returns { bytes, tracestate, baggage }.
+   */
+  _parentInfo(parent) {
+    if (parent === undefined) parent = this._current();
+    if (parent === null || parent === undefined) return NO_PARENT;
+    if (parent instanceof Span || parent instanceof SpanContext || parent instanceof RemoteSpan) {
+      const sc = parent instanceof Span ? parent.context : parent instanceof RemoteSpan ? parent._sc : parent;
+      return { bytes: sc._ctx, tracestate: sc.tracestate, baggage: sc.baggage };
+    }
+    // An OpenTelemetry span (the API's NonRecordingSpan, another SDK's) or SpanContext.
+    const sc = typeof parent.spanContext === 'function' ? parent.spanContext() : parent;
+    if (sc && typeof sc.traceId === 'string' && typeof sc.spanId === 'string') {
+      const bytes = this._otelBytes(sc);
+      const ts = sc.traceState && typeof sc.traceState.serialize === 'function' ? sc.traceState.serialize() : '';
+      return { bytes, tracestate: bytes ? ts : '', baggage: EMPTY_BAGGAGE };
+    }
+    throw new TypeError('polytel: parent must be a SpanContext, a Span, null or undefined');
+  }
+
+  /** polytel_span_ctx_t bytes of an OpenTelemetry SpanContext (ids as hex), or null when its ids are not valid. */
+  _otelBytes(sc) {
+    if (!/^[0-9a-f]{32}$/.test(sc.traceId) || !/^[0-9a-f]{16}$/.test(sc.spanId)) return null;
+    if (/^0+$/.test(sc.traceId) || /^0+$/.test(sc.spanId)) return null;
+    const b = new Uint8Array(this._core.layout.ctx);
+    for (let i = 0; i < 16; i++) b[i] = parseInt(sc.traceId.substr(2 * i, 2), 16);
+    for (let i = 0; i < 8; i++) b[16 + i] = parseInt(sc.spanId.substr(2 * i, 2), 16);
+    b[this._core.span.flags] = Number(sc.traceFlags) & 0xff;
+    b[this._core.span.remote] = sc.isRemote ? 1 : 0;
+    return b;
+  }
+
+  _foreignBytes(span) {
+    try {
+      return this._parentInfo(span).bytes;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Unix nanoseconds on the core's clock. */
+  _nowNs() {
+    return this._core.M._ptw_now_ns();
+  }
+
+  /** The core's polytel_span_kind_from_name, or a TypeError naming the bad kind. */
+  _kind(kind) {
+    const name = kindName(kind);
+    if (name === undefined) return 1; // POLYTEL_SPAN_KIND_INTERNAL
+    let k = this._kindCache.get(name);
+    if (k === undefined) {
+      const core = this._core;
+      const p = core.tmpString(name);
+      k = core.M._polytel_span_kind_from_name(p, encoder.encode(name).length);
+      core.M._free(p);
+      if (k < 0) throw new TypeError(`polytel: kind must be one of internal, server, client, producer, consumer (got ${JSON.stringify(name)})`);
+      this._kindCache.set(name, k);
+    }
+    return k;
+  }
+
+  /** { name, version } of a scope option: a string, { name, version }, or undefined (the core's "polytel"). */
+  static _scope(scope) {
+    if (scope === undefined || scope === null) return undefined;
+    if (typeof scope === 'string') return scope ? { name: scope, version: '' } : undefined;
+    if (typeof scope === 'object' && scope.name) return { name: String(scope.name), version: scope.version ? String(scope.version) : '' };
+    throw new TypeError('polytel: scope must be a name or { name, version }');
+  }
+
+  /** Starts a span (the sampler of the core decides at polytel_span_start). opts: kind, scope, links, baggage, startTime. */
+  _startSpan(name, parent, attrs, opts = {}) {
     const core = this._core;
     const M = core.M;
     const size = core.layout.ctx;
+    const kind = typeof opts.kind === 'number' ? opts.kind : this._kind(opts.kind);
     core.reserve(2 * size + 16);
     const pp = (core.arenaPtr + 7) & ~7;
     const out = pp + ((size + 7) & ~7);
-    if (parent && parent._ctx) core.heap().set(parent._ctx, pp);
-    const rc = M._polytel_span_start(parent && parent._ctx ? pp : 0, out);
+    if (parent.bytes) core.heap().set(parent.bytes, pp);
+    const rc = M._polytel_span_start(parent.bytes ? pp : 0, out);
     const ctx = rc === 0 ? core.heap().slice(out, out + size) : null;
-    return new Span(this, name, ctx, attrs);
+    if (ctx && opts.startTime !== undefined) new DataView(ctx.buffer).setBigUint64(core.span.start, BigInt(Math.round(toNs(opts.startTime))), true);
+    const links = opts.links ? Array.from(opts.links) : null;
+    return new Span(this, name, ctx, parent, attrs, { kind, scope: Polytel._scope(opts.scope), links, baggage: opts.baggage });
   }
 
-  _finishSpan(span, status, message) {
+  /** The bytes of a link's target (a SpanContext, a Span, an OTel span/SpanContext, or { context, attributes }). */
+  _linkOf(l) {
+    if (!l) return null;
+    let target = l;
+    let attrs = null;
+    if (!(l instanceof Span) && !(l instanceof SpanContext) && l.context && typeof l.context === 'object') {
+      target = l.context;
+      attrs = l.attributes || null;
+    }
+    let info;
+    try {
+      info = this._parentInfo(target);
+    } catch {
+      this._warnOnce('a link that is not a SpanContext, a Span or { context, attributes } was left out');
+      return null;
+    }
+    return info.bytes ? { bytes: info.bytes, tracestate: info.tracestate, attrs } : null;
+  }
+
+  /** Records the whole span at once: ptw_span_finish (polytel_span_finish_ex) with kind, scope, events, links. */
+  _finishSpan(span, status, message, endNs) {
     const core = this._core;
+    const L = core.span;
+    const S = core.layout.size;
     const entries = Core.attrEntries(span._attrs);
     const msg = message ?? '';
-    core.reserve(core.layout.ctx + 16 + span.name.length * 3 + 1 + msg.length * 3 + 1 + core.attrBytes(entries));
+    const scope = span._scope;
+    const ts = span._tracestate || '';
+    const events = span._events;
+    const links = span._links ? span._links.map((l) => this._linkOf(l)).filter((l) => l) : null;
+    // Room for everything first: reserve() may move the arena.
+    let need = core.layout.ctx + 64 + (span.name.length + msg.length + ts.length) * 3 + core.attrBytes(entries);
+    if (scope) need += (scope.name.length + scope.version.length) * 3 + 2;
+    const evEntries = [];
+    if (events) {
+      for (const ev of events) {
+        let e = null;
+        if (ev.exception) {
+          const x = ev.exception;
+          need += 3 * S + 16 + (x.type.length + x.message.length + (x.stack ? x.stack.length : 0)) * 3 + 3;
+        } else {
+          e = Core.attrEntries(ev.attrs);
+          need += ev.name.length * 3 + 1 + core.attrBytes(e) + 8;
+        }
+        evEntries.push(e);
+        need += L.ev + 8;
+      }
+    }
+    const linkEntries = [];
+    if (links) {
+      for (const l of links) {
+        const e = Core.attrEntries(l.attrs);
+        linkEntries.push(e);
+        need += L.link + 8 + l.tracestate.length * 3 + 1 + core.attrBytes(e);
+      }
+    }
+    core.reserve(need);
     const cp = (core.arenaPtr + 7) & ~7;
     core.heap().set(span._ctx, cp);
     let off = cp + core.layout.ctx;
-    const np = off;
-    off += core.putString(off, span.name) + 1;
-    let mp = 0;
-    if (message) {
-      mp = off;
-      off += core.putString(off, msg) + 1;
-    }
+    const str = (s) => {
+      const p = off;
+      off += core.putString(off, s) + 1;
+      return p;
+    };
+    const np = str(span.name);
+    const mp = message ? str(msg) : 0;
+    const sp = scope ? str(scope.name) : 0;
+    const svp = scope && scope.version ? str(scope.version) : 0;
+    const tsp = ts ? str(ts) : 0;
     let ap = 0;
     let n = 0;
     if (entries) {
       [ap, off] = core.putAttrs(off, entries);
       n = entries.length / 2;
     }
-    core.M._polytel_span_finish(cp, np, status, mp, ap, n);
+    let evp = 0;
+    if (events && events.length) {
+      off = (off + 7) & ~7;
+      evp = off;
+      off += events.length * L.ev;
+      for (let i = 0; i < events.length; i++) {
+        const ev = events[i];
+        const at = evp + i * L.ev;
+        if (ev.exception) {
+          const x = ev.exception;
+          off = (off + 7) & ~7;
+          const attrs3 = off;
+          off += 3 * S;
+          const tp = str(x.type);
+          const xp = str(x.message);
+          const kp = x.stack ? str(x.stack) : 0;
+          core.M._polytel_span_exception_event(at, attrs3, tp, xp, kp);
+        } else {
+          const dv = core.dv();
+          dv.setUint32(at + L.evName, str(ev.name), true);
+          let eap = 0;
+          const e = evEntries[i];
+          if (e) [eap, off] = core.putAttrs(off, e);
+          dv.setUint32(at + L.evAttrs, eap, true);
+          dv.setUint32(at + L.evN, e ? e.length / 2 : 0, true);
+        }
+        core.dv().setBigUint64(at + L.evTime, BigInt(Math.round(ev.timeNs)), true);
+      }
+    }
+    let lp = 0;
+    if (links && links.length) {
+      off = (off + 7) & ~7;
+      lp = off;
+      off += links.length * L.link;
+      for (let i = 0; i < links.length; i++) {
+        const l = links[i];
+        const at = lp + i * L.link;
+        core.heap().fill(0, at, at + L.link);
+        core.heap().set(l.bytes, at + L.linkCtx);
+        const dv = core.dv();
+        dv.setUint32(at + L.linkTs, l.tracestate ? str(l.tracestate) : 0, true);
+        const e = linkEntries[i];
+        let lap = 0;
+        if (e) [lap, off] = core.putAttrs(off, e);
+        dv.setUint32(at + L.linkAttrs, lap, true);
+        dv.setUint32(at + L.linkN, e ? e.length / 2 : 0, true);
+      }
+    }
+    core.M._ptw_span_finish(cp, np, status, mp, ap, n, span._kind, sp, svp, tsp, evp, events ? events.length : 0, lp,
+      links ? links.length : 0, endNs || 0);
   }
 
   /**
-   * Runs fn(span) inside a span and returns its value. A thenable result ends the span when it
-   * settles; a throw or a rejection sets the error status (and is passed on unchanged).
+   * Runs fn(span) inside a span and returns its value. A thenable result ends the span when it settles; a
+   * throw or a rejection sets ERROR, adds an `exception` event (type, message, the JavaScript stack) and is
+   * passed on unchanged. opts: parent (a SpanContext or a Span; null: a new trace; default the current span),
+   * kind ("internal", "server", "client", "producer", "consumer"), links, scope (a name or { name, version }),
+   * baggage (entries added for this span and its children).
    */
-  span(name, fn, attrs) {
-    if (typeof fn !== 'function') throw new TypeError('polytel: span(name, fn, attrs?) needs a function');
-    const span = this._startSpan(String(name), this._current(), attrs);
+  span(name, fn, attrs, opts) {
+    if (typeof fn !== 'function') throw new TypeError('polytel: span(name, fn, attrs?, opts?) needs a function');
+    const span = this._startSpan(String(name), this._parentInfo(opts ? opts.parent : undefined), attrs, opts || NO_OPTS);
     let result;
     try {
-      if (this._als) {
-        result = this._als.run(span, fn, span);
-      } else {
-        this._stack.push(span);
-        try {
-          result = fn(span);
-        } finally {
-          this._stack.pop();
-        }
-      }
+      result = this._runIn(span, fn);
     } catch (e) {
+      span.recordException(e);
       span._end(STATUS_ERROR, errorMessage(e));
       throw e;
     }
@@ -1179,6 +1462,7 @@ class Polytel extends Logger {
           return v;
         },
         (e) => {
+          span.recordException(e);
           span._end(STATUS_ERROR, errorMessage(e));
           throw e;
         },
@@ -1186,6 +1470,182 @@ class Polytel extends Logger {
     }
     span._end(STATUS_UNSET);
     return result;
+  }
+
+  /** The current span (undefined outside one). */
+  currentSpan() {
+    return this._current();
+  }
+
+  /** The baggage in force: the current span's (frozen { key: value }). */
+  baggage() {
+    const s = this._current();
+    return s instanceof Span ? s._baggage : EMPTY_BAGGAGE;
+  }
+
+  /** ctx's traceparent through the core (polytel_traceparent_format). */
+  _traceparent(bytes) {
+    // A context's bytes never change: its header is formatted once (inject in a loop, a span injected twice).
+    let tp = this._tpCache.get(bytes);
+    if (tp === undefined) this._tpCache.set(bytes, (tp = this._formatTraceparent(bytes)));
+    return tp;
+  }
+
+  _formatTraceparent(bytes) {
+    const core = this._core;
+    core.reserve(bytes.length + 8 + 64);
+    const cp = (core.arenaPtr + 7) & ~7;
+    core.heap().set(bytes, cp);
+    const out = cp + bytes.length;
+    return core.M._polytel_traceparent_format(cp, out, 64) === 0 ? core.readCString(out) : '';
+  }
+
+  /**
+   * Writes the current span's (or `from`'s: a Span or SpanContext) trace context into carrier, as
+   * OTEL_PROPAGATORS says (default tracecontext,baggage): traceparent, plus tracestate and baggage when set.
+   * carrier: a plain object (a new one by default), or anything with set(name, value) (Headers, Map).
+   * Returns the carrier.
+   */
+  inject(carrier = {}, from = undefined) {
+    const out = this._injectFrom(from, null);
+    if (typeof carrier.set === 'function') for (const k in out) carrier.set(k, out[k]);
+    else Object.assign(carrier, out);
+    return carrier;
+  }
+
+  /** { traceparent, tracestate, baggage } of from (undefined: the current span), as OTEL_PROPAGATORS says. */
+  _injectFrom(from, extraBaggage) {
+    const info = this._parentInfo(from);
+    const mask = this._core.M._polytel_propagators();
+    const out = {};
+    if (mask & PROP_TRACECONTEXT && info.bytes) {
+      const tp = this._traceparent(info.bytes);
+      if (tp) {
+        out.traceparent = tp;
+        if (info.tracestate) out.tracestate = info.tracestate;
+      }
+    }
+    if (mask & PROP_BAGGAGE) {
+      let bag = info.baggage;
+      if (extraBaggage && Object.keys(extraBaggage).length) bag = { ...extraBaggage, ...bag };
+      if (bag !== EMPTY_BAGGAGE) {
+        const b = this._formatBaggage(bag);
+        if (b) out.baggage = b;
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The SpanContext a carrier (headers: a plain object, Node's req.headers, Headers, a Map) holds, per
+   * OTEL_PROPAGATORS; names are case-insensitive; malformed values are ignored as W3C Trace Context says
+   * (a bad traceparent: no parent, and its tracestate is not read; a bad tracestate is dropped whole; bad
+   * baggage members are skipped). null when there is nothing; a context with baggage and no valid
+   * traceparent has isValid false.
+   */
+  extract(carrier) {
+    if (!carrier || typeof carrier !== 'object') return null;
+    const mask = this._core.M._polytel_propagators();
+    let bytes = null;
+    let tracestate = '';
+    if (mask & PROP_TRACECONTEXT) {
+      const tp = header(carrier, 'traceparent');
+      // Two traceparent fields cannot both be the parent: invalid, like a malformed one.
+      if (tp !== undefined && tp.length === 1) bytes = this._parseTraceparent(tp[0]);
+      if (bytes) {
+        const ts = header(carrier, 'tracestate');
+        if (ts !== undefined) tracestate = this._tracestate(ts.join(','));
+      }
+    }
+    let baggage = EMPTY_BAGGAGE;
+    if (mask & PROP_BAGGAGE) {
+      const bg = header(carrier, 'baggage');
+      if (bg !== undefined) baggage = this._parseBaggage(bg);
+    }
+    if (!bytes && baggage === EMPTY_BAGGAGE) return null;
+    return new SpanContext(this, bytes, tracestate, baggage);
+  }
+
+  _parseTraceparent(value) {
+    const core = this._core;
+    const s = String(value);
+    const size = core.layout.ctx;
+    core.reserve(size + 16 + s.length * 3 + 1);
+    const cp = (core.arenaPtr + 7) & ~7;
+    const sp = cp + size;
+    core.putString(sp, s);
+    if (core.M._polytel_traceparent_parse(sp, cp) !== 0) return null;
+    return core.heap().slice(cp, cp + size);
+  }
+
+  /** A tracestate value in the core's normal form, or "" when it must be discarded. */
+  _tracestate(value) {
+    const core = this._core;
+    const cap = 1024;
+    core.reserve(cap + value.length * 3 + 8);
+    const op = core.arenaPtr;
+    const ip = op + cap;
+    const len = core.putString(ip, value);
+    const n = core.M._ptw_tracestate(ip, len, op, cap);
+    return n > 0 ? core.readCString(op) : '';
+  }
+
+  _parseBaggage(fields) {
+    const core = this._core;
+    const M = core.M;
+    M._ptw_baggage_reset();
+    for (const f of fields) {
+      core.reserve(f.length * 3 + 1);
+      const len = core.putString(core.arenaPtr, f);
+      M._ptw_baggage_parse(core.arenaPtr, len);
+    }
+    const n = M._ptw_baggage_n();
+    if (!n) return EMPTY_BAGGAGE;
+    const out = {};
+    for (let i = 0; i < n; i++) {
+      const vp = M._ptw_baggage_item(i, 1);
+      out[core.readCString(M._ptw_baggage_item(i, 0))] = decoder.decode(core.heap().subarray(vp, vp + M._ptw_baggage_value_len(i)));
+    }
+    return Object.freeze(out);
+  }
+
+  _formatBaggage(baggage) {
+    const core = this._core;
+    const M = core.M;
+    M._ptw_baggage_reset();
+    const cap = 8192 + 1;
+    for (const k in baggage) {
+      const key = String(k);
+      const value = String(baggage[k]);
+      core.reserve(cap + (key.length + value.length) * 3 + 2);
+      const kp = core.arenaPtr + cap;
+      const kl = core.putString(kp, key);
+      const vp = kp + kl + 1;
+      const vl = core.putString(vp, value);
+      if (M._ptw_baggage_set(kp, kl, vp, vl) !== 0) this._warnOnce(`baggage entry ${JSON.stringify(key)} left out (not a token, or over the W3C limits)`);
+    }
+    core.reserve(cap);
+    const n = M._ptw_baggage_format(core.arenaPtr, cap);
+    return n > 0 ? core.readCString(core.arenaPtr) : '';
+  }
+
+  /**
+   * Node: an http(s) 'request' listener wrapping handler(req, res) in a `server` span whose parent is the
+   * request's traceparent, with the HTTP semantic-convention attributes (docs/node-cluster.md).
+   * options.route(req) names http.route; options.scope the instrumentation scope (default "polytel.http").
+   */
+  httpHandler(handler, options) {
+    return httpHandler(this, handler, options);
+  }
+
+  /**
+   * Registers polytel with @opentelemetry/api (a peer dependency): a TracerProvider and a MeterProvider backed
+   * by this core, a context manager that shares pt.span's context (AsyncLocalStorage in Node), and the W3C
+   * trace-context + baggage propagator. options.api: the API module (needed in a page; in Node it is
+   * require()d). Returns { tracerProvider, meterProvider, contextManager, propagator, disable() }.
+   */
+  registerOpenTelemetry(options = {}) {
+    return registerOpenTelemetry(this, options);
   }
 
   _metric(kind, name, value, attrs, unit) {
@@ -1383,6 +1843,7 @@ class Polytel extends Logger {
     const d = this._driver;
     // Phase 1: nothing can be sent; 0 when nothing is pending (console), ESTATE in deferred.
     if (!d.running) return M._polytel_flush(0) === 0;
+    await this._collect();
     M._ptw_force(); // every block drained, every partial batch cut, metrics collected, backoffs ended
     d.tick();
     while (d.running && d.outstanding()) {
@@ -1392,6 +1853,11 @@ class Polytel extends Logger {
       d.tick();
     }
     return d.running && !d.outstanding();
+  }
+
+  /** Runs the observable instruments' callbacks (registerOpenTelemetry's meters). */
+  async _collect() {
+    for (const m of this._collectors) await m._collect();
   }
 
   /**
@@ -1549,6 +2015,7 @@ export async function createPolytel(options = {}) {
   }
 
   pt = new Polytel(core, options, als, fsModule);
+  if (IS_NODE) pt._require = (await import('node:module')).createRequire(import.meta.url);
   applyConfig(core, options);
   const rc = M._ptw_init_console();
   if (rc !== 0 && rc !== ERRORS.EALREADY) throw new Error(`polytel: phase 1 failed: ${core.readCString(M._polytel_strerror(rc))}`);

@@ -1,6 +1,7 @@
 /* shim.c — the wasm binding's C side: config from JS, console lines to JS, the host transport (transport.h).
  */
 #include <emscripten.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include "common/config.h"
 #include "common/console.h"
+#include "common/propagation.h"
 #include "export/encode.h"
 #include "export/pipeline.h"
 #include "polytel.h"
@@ -545,4 +547,115 @@ PTW_EXPORT uint32_t ptw_req_attempt(const polytel__request_t *r) {
 /* Log records or spans carried (0 for metrics). */
 PTW_EXPORT double ptw_req_items(const polytel__request_t *r) {
   return (double)r->n_items;
+}
+
+/* ------------------------------------------------------------ the span model */
+
+/*
+ * polytel_span_finish_ex() with its options passed flat: index.js writes attributes, events and links in
+ * its arena (their layout from ptw_span_layout) and never the options struct. end_ns 0: now.
+ */
+PTW_EXPORT int ptw_span_finish(const polytel_span_ctx_t *span, const char *name, int status, const char *msg,
+                               const polytel_attr_t *attrs, size_t n_attrs, int kind, const char *scope,
+                               const char *scope_version, const char *tracestate,
+                               const polytel_span_event_t *events, size_t n_events,
+                               const polytel_span_link_t *links, size_t n_links, double end_ns) {
+  polytel_span_opts_t o;
+  polytel_span_opts_init(&o);
+  o.kind = (polytel_span_kind_t)kind;
+  o.scope_name = scope;
+  o.scope_version = scope_version;
+  o.tracestate = tracestate;
+  o.end_ns = end_ns > 0 ? (uint64_t)end_ns : 0;
+  o.events = events;
+  o.n_events = n_events;
+  o.links = links;
+  o.n_links = n_links;
+  return polytel_span_finish_ex(span, name, (polytel_status_t)status, msg, attrs, n_attrs, &o);
+}
+
+/* The layout of what index.js writes for ptw_span_finish; -1 past the last. */
+PTW_EXPORT int ptw_span_layout(int what) {
+  switch (what) {
+    case 0:
+      return (int)sizeof(polytel_span_event_t);
+    case 1:
+      return (int)offsetof(polytel_span_event_t, name);
+    case 2:
+      return (int)offsetof(polytel_span_event_t, time_ns);
+    case 3:
+      return (int)offsetof(polytel_span_event_t, attrs);
+    case 4:
+      return (int)offsetof(polytel_span_event_t, n_attrs);
+    case 5:
+      return (int)sizeof(polytel_span_link_t);
+    case 6:
+      return (int)offsetof(polytel_span_link_t, ctx);
+    case 7:
+      return (int)offsetof(polytel_span_link_t, tracestate);
+    case 8:
+      return (int)offsetof(polytel_span_link_t, attrs);
+    case 9:
+      return (int)offsetof(polytel_span_link_t, n_attrs);
+    case 10:
+      return (int)sizeof(polytel_str_t);
+    case 11:
+      return (int)offsetof(polytel_str_t, len);
+    case 12:
+      return (int)offsetof(polytel_span_ctx_t, start_ns);
+    case 13:
+      return (int)offsetof(polytel_span_ctx_t, trace_flags);
+    case 14:
+      return (int)offsetof(polytel_span_ctx_t, is_remote);
+    case 15:
+      return (int)offsetof(polytel_span_ctx_t, parent_id);
+    case 16:
+      return (int)offsetof(polytel_attr_t, value.arr.ptr);
+    case 17:
+      return (int)offsetof(polytel_attr_t, value.arr.len);
+    default:
+      return -1;
+  }
+}
+
+/* A tracestate as received (header fields joined by ','), in its normal form into out; -1: discard it. */
+PTW_EXPORT int ptw_tracestate(const char *in, size_t n, char *out, size_t cap) {
+  return polytel__tracestate_normalize_n(in, n, out, cap);
+}
+
+/*
+ * Baggage, through the core's codec: one baggage at a time (index.js reads it out at once, or fills it and
+ * formats it at once). The storage holds any header the codec accepts.
+ */
+static polytel__baggage_t g_bag;
+static char g_bag_store[POLYTEL__BAGGAGE_STORE_MIN];
+
+PTW_EXPORT void ptw_baggage_reset(void) {
+  polytel__baggage_init(&g_bag, g_bag_store, sizeof g_bag_store);
+}
+/* One baggage header field; returns the members taken. */
+PTW_EXPORT int ptw_baggage_parse(const char *s, size_t n) {
+  return polytel__baggage_parse(&g_bag, s, n);
+}
+PTW_EXPORT int ptw_baggage_n(void) {
+  return (int)g_bag.n;
+}
+/* Entry i: what 0 its key, 1 its value (ptw_baggage_value_len bytes). NULL past the last. */
+PTW_EXPORT const char *ptw_baggage_item(int i, int what) {
+  if (i < 0 || (uint32_t)i >= g_bag.n) return NULL;
+  return what == 0 ? g_bag.e[i].key : g_bag.e[i].value;
+}
+PTW_EXPORT int ptw_baggage_value_len(int i) {
+  return i >= 0 && (uint32_t)i < g_bag.n ? (int)g_bag.e[i].value_len : 0;
+}
+PTW_EXPORT int ptw_baggage_set(const char *key, size_t key_len, const char *value, size_t value_len) {
+  return polytel__baggage_set(&g_bag, key, key_len, value, value_len);
+}
+PTW_EXPORT int ptw_baggage_format(char *out, size_t cap) {
+  return polytel__baggage_format(&g_bag, out, cap);
+}
+
+/* Unix nanoseconds on the core's clock (span and event times), as a double: int64 does not cross into JS. */
+PTW_EXPORT double ptw_now_ns(void) {
+  return (double)polytel_now_ns();
 }

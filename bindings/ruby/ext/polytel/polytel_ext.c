@@ -32,11 +32,17 @@
 #define PT_MAX_ATTRS 48
 
 static VALUE pt_mPolytel;
-static VALUE pt_cSpanContext;
-static ID pt_id_span_key; /* the fiber-local that holds this fiber's span stack */
+static VALUE pt_cSpan;        /* an open (or ended) span: what Polytel.span's block gets */
+static VALUE pt_cSpanContext; /* a span's identity only: extract(), span.context, links, parents */
+static ID pt_id_span_key;     /* the fiber-local that holds this fiber's span stack */
 static ID pt_id_message;
 static ID pt_id_success_p;
 static VALUE pt_sym_unit;
+/* Polytel.span's own keywords: never attributes. */
+static VALUE pt_sym_parent, pt_sym_kind, pt_sym_links, pt_sym_attributes, pt_sym_scope;
+static VALUE pt_sym_timestamp;
+static VALUE pt_str_traceparent, pt_str_tracestate; /* frozen carrier keys */
+static ID pt_id_backtrace, pt_id_aset;
 static VALUE pt_sym_phase[4];
 
 /* Bumped in every fork child: a span opened before the fork belongs to the parent, which finishes it. */
@@ -50,10 +56,13 @@ static void pt_atfork_child(void) {
 
 typedef struct {
   size_t n;
-  VALUE skip; /* a key to leave out (:unit for metrics), or Qundef */
+  VALUE skip;        /* a key to leave out (:unit for metrics), or Qundef */
+  int skip_reserved; /* leave out Polytel.span's own keywords (parent:, kind:, ...) */
+  /* Where strings made during conversion are kept: an Array (attribute sets that do not live on the C
+   * stack: events, links), or Qfalse for keep[] below, on the C stack, where the conservative GC sees it. */
+  VALUE keep_ary;
   polytel_attr_t a[PT_MAX_ATTRS];
-  /* Strings made during conversion. They live on the C stack, where the conservative GC sees them. */
-  VALUE keep[PT_MAX_ATTRS * 2];
+  VALUE keep[PT_MAX_ATTRS * 3]; /* key, value, and an array's element buffer */
   size_t n_keep;
 } pt_attrs_t;
 
@@ -61,6 +70,13 @@ static void pt_attrs_init(pt_attrs_t *as, VALUE skip) {
   as->n = 0;
   as->n_keep = 0;
   as->skip = skip;
+  as->skip_reserved = 0;
+  as->keep_ary = Qfalse;
+}
+
+static int pt_is_reserved(VALUE key) {
+  return key == pt_sym_parent || key == pt_sym_kind || key == pt_sym_links || key == pt_sym_attributes ||
+         key == pt_sym_scope;
 }
 
 /* A NUL-terminated, NUL-free view of str; a copy only in the rare case the original is not. */
@@ -103,14 +119,105 @@ PT_LONGJMP_FRAME static VALUE pt_safe_to_s(VALUE v) {
 }
 
 static VALUE pt_keep(pt_attrs_t *as, VALUE v) {
-  as->keep[as->n_keep++] = v;
+  if (as->keep_ary != Qfalse)
+    rb_ary_push(as->keep_ary, v);
+  else
+    as->keep[as->n_keep++] = v;
   return v;
+}
+
+/* An Integer as int64_t: 1 when it fits (Fixnum, or a Bignum within 64 bits). */
+static int pt_int64_of(VALUE val, int64_t *out) {
+  if (FIXNUM_P(val)) {
+    *out = (int64_t)FIX2LONG(val);
+    return 1;
+  }
+  if (!RB_TYPE_P(val, T_BIGNUM)) return 0;
+  /* rb_integer_pack gives the magnitude and the sign (±2 when even the magnitude overflows). */
+  uint64_t mag;
+  int sign = rb_integer_pack(val, &mag, 1, sizeof mag, 0,
+                             INTEGER_PACK_NATIVE_BYTE_ORDER | INTEGER_PACK_LSWORD_FIRST);
+  if (sign == 1 && mag <= (uint64_t)INT64_MAX) {
+    *out = (int64_t)mag;
+    return 1;
+  }
+  if (sign == -1 && mag <= (uint64_t)INT64_MAX + 1) {
+    *out = (int64_t)(~mag + 1);
+    return 1;
+  }
+  return 0;
+}
+
+/* What an Array element is, for arrays: 0 for anything that cannot be an OTLP array element. */
+static polytel_attr_type_t pt_elem_type(VALUE v) {
+  int64_t i;
+  if (RB_TYPE_P(v, T_STRING) || RB_TYPE_P(v, T_SYMBOL)) return POLYTEL_ATTR_STRING_ARRAY;
+  if (RB_FLOAT_TYPE_P(v)) return POLYTEL_ATTR_DOUBLE_ARRAY;
+  if (v == Qtrue || v == Qfalse) return POLYTEL_ATTR_BOOL_ARRAY;
+  if (pt_int64_of(v, &i)) return POLYTEL_ATTR_INT_ARRAY;
+  return (polytel_attr_type_t)0;
+}
+
+/*
+ * A homogeneous Array (Strings/Symbols, Integers, Floats or booleans) as an OTLP array value: 1, or 0 when it
+ * is not one (mixed, nested, nil inside), which keeps its string form. No user code runs here.
+ */
+static int pt_attr_array(pt_attrs_t *as, polytel_attr_t *a, VALUE ary) {
+  long n = RARRAY_LEN(ary);
+  polytel_attr_type_t t = n ? pt_elem_type(RARRAY_AREF(ary, 0)) : POLYTEL_ATTR_STRING_ARRAY;
+  if (!t) return 0;
+  for (long i = 1; i < n; i++)
+    if (pt_elem_type(RARRAY_AREF(ary, i)) != t) return 0;
+  size_t esz = t == POLYTEL_ATTR_STRING_ARRAY   ? sizeof(polytel_str_t)
+               : t == POLYTEL_ATTR_INT_ARRAY    ? sizeof(int64_t)
+               : t == POLYTEL_ATTR_DOUBLE_ARRAY ? sizeof(double)
+                                                : sizeof(int);
+  a->type = t;
+  a->value.arr.len = (size_t)n;
+  a->value.arr.ptr = NULL;
+  if (!n) return 1;
+  /* The elements' storage is a String's buffer: GC-owned, so an exception later frees it. */
+  VALUE buf = rb_str_buf_new((long)esz * n);
+  rb_str_set_len(buf, (long)esz * n);
+  void *p = RSTRING_PTR(buf);
+  for (long i = 0; i < n; i++) {
+    VALUE e = RARRAY_AREF(ary, i);
+    switch (t) {
+      case POLYTEL_ATTR_STRING_ARRAY: {
+        VALUE str = RB_TYPE_P(e, T_SYMBOL) ? rb_sym2str(e) : e;
+        ((polytel_str_t *)p)[i] = (polytel_str_t){RSTRING_PTR(str), (size_t)RSTRING_LEN(str)};
+        break;
+      }
+      case POLYTEL_ATTR_INT_ARRAY:
+        pt_int64_of(e, &((int64_t *)p)[i]);
+        break;
+      case POLYTEL_ATTR_DOUBLE_ARRAY:
+        ((double *)p)[i] = RFLOAT_VALUE(e);
+        break;
+      default:
+        ((int *)p)[i] = e == Qtrue;
+        break;
+    }
+  }
+  pt_keep(as, buf);
+  pt_keep(as, ary); /* its Strings are pointed at */
+  a->value.arr.ptr = p;
+  return 1;
+}
+
+PT_LONGJMP_FRAME static void pt_attr_string(pt_attrs_t *as, polytel_attr_t *a, VALUE val) {
+  VALUE s = pt_safe_to_s(val);
+  pt_keep(as, s);
+  a->type = POLYTEL_ATTR_STRING;
+  a->value.str.ptr = RSTRING_PTR(s);
+  a->value.str.len = (size_t)RSTRING_LEN(s);
 }
 
 PT_LONGJMP_FRAME static int pt_attr_i(VALUE key, VALUE val, VALUE arg) {
   pt_attrs_t *as = (pt_attrs_t *)arg;
   if (as->n >= PT_MAX_ATTRS) return ST_STOP;
   if (key == as->skip || NIL_P(val)) return ST_CONTINUE;
+  if (as->skip_reserved && pt_is_reserved(key)) return ST_CONTINUE;
 
   VALUE k;
   if (RB_TYPE_P(key, T_SYMBOL)) {
@@ -127,14 +234,9 @@ PT_LONGJMP_FRAME static int pt_attr_i(VALUE key, VALUE val, VALUE arg) {
       a->value.i = (int64_t)FIX2LONG(val);
       break;
     case T_BIGNUM: {
-      /* Typed when it fits 64 bits, else its decimal text. rb_integer_pack gives the magnitude and the
-       * sign (±2 when even the magnitude overflows). */
-      uint64_t mag;
-      int sign = rb_integer_pack(val, &mag, 1, sizeof mag, 0,
-                                 INTEGER_PACK_NATIVE_BYTE_ORDER | INTEGER_PACK_LSWORD_FIRST);
-      if ((sign == 1 && mag <= (uint64_t)INT64_MAX) || (sign == -1 && mag <= (uint64_t)INT64_MAX + 1)) {
+      /* Typed when it fits 64 bits, else its decimal text. */
+      if (pt_int64_of(val, &a->value.i)) {
         a->type = POLYTEL_ATTR_INT;
-        a->value.i = sign == 1 ? (int64_t)mag : (int64_t)(~mag + 1);
       } else {
         VALUE txt = pt_keep(as, rb_big2str(val, 10));
         a->type = POLYTEL_ATTR_STRING;
@@ -152,15 +254,14 @@ PT_LONGJMP_FRAME static int pt_attr_i(VALUE key, VALUE val, VALUE arg) {
       a->type = POLYTEL_ATTR_BOOL;
       a->value.b = val == Qtrue;
       break;
-    default: {
-      /* Strings as they are; symbols, bignums, arrays and objects as their to_s. */
-      VALUE s = pt_safe_to_s(val);
-      pt_keep(as, s);
-      a->type = POLYTEL_ATTR_STRING;
-      a->value.str.ptr = RSTRING_PTR(s);
-      a->value.str.len = (size_t)RSTRING_LEN(s);
+    case T_ARRAY:
+      if (pt_attr_array(as, a, val)) break;
+      pt_attr_string(as, a, val); /* mixed: its string form */
       break;
-    }
+    default:
+      /* Strings as they are; symbols, bignums and objects as their to_s. */
+      pt_attr_string(as, a, val);
+      break;
   }
   as->n++;
   return ST_CONTINUE;
@@ -186,13 +287,21 @@ static void pt_attrs_add_str(pt_attrs_t *as, const char *key, VALUE str) {
 
 enum { PT_SPAN_OPEN = 0, PT_SPAN_ENDED = 1 };
 
+/* Both Polytel::Span and Polytel::SpanContext wrap one of these (a context is never OPEN). */
 typedef struct pt_span_s {
   polytel_span_ctx_t ctx;
   uint32_t fork_gen;
   int state;
+  polytel_span_kind_t kind;
   VALUE extra;      /* Hash of attributes set inside the block, or nil */
   int status;       /* set_status: a polytel_status_t, or -1 (unset by the user) */
   VALUE status_msg; /* set_status message (String) or nil */
+  VALUE tracestate; /* frozen String (W3C tracestate, valid), or nil: inherited by children */
+  VALUE scope;      /* instrumentation scope name (frozen String) or nil ("polytel") */
+  VALUE scope_version;
+  VALUE links; /* the links: keyword (an Array, checked at the start) or nil */
+  VALUE
+      events; /* [[name, time_ns, attrs or nil, exception type, message, stacktrace or nil x3], ...] or nil */
   struct pt_span_s *next_free;
 } pt_span_t;
 
@@ -200,6 +309,11 @@ static void pt_span_mark(void *p) {
   const pt_span_t *sp = p;
   rb_gc_mark(sp->extra);
   rb_gc_mark(sp->status_msg);
+  rb_gc_mark(sp->tracestate);
+  rb_gc_mark(sp->scope);
+  rb_gc_mark(sp->scope_version);
+  rb_gc_mark(sp->links);
+  rb_gc_mark(sp->events);
 }
 static size_t pt_span_memsize(const void *p) {
   (void)p;
@@ -240,7 +354,7 @@ static void pt_span_free(void *p) {
 
 /* Nothing here frees a VALUE or raises: safe to free immediately, during sweep. */
 static const rb_data_type_t pt_span_type = {
-    .wrap_struct_name = "Polytel::SpanContext",
+    .wrap_struct_name = "Polytel::Span",
     .function = {.dmark = pt_span_mark, .dfree = pt_span_free, .dsize = pt_span_memsize},
     .flags = RUBY_TYPED_FREE_IMMEDIATELY,
 };
@@ -262,6 +376,12 @@ static VALUE pt_span_new(VALUE klass, int state, pt_span_t **out) {
   sp->extra = Qnil;
   sp->status = -1;
   sp->status_msg = Qnil;
+  sp->tracestate = Qnil;
+  sp->scope = Qnil;
+  sp->scope_version = Qnil;
+  sp->links = Qnil;
+  sp->events = Qnil;
+  sp->kind = POLYTEL_SPAN_KIND_INTERNAL;
   sp->state = state;
   sp->fork_gen = pt_fork_gen;
   sp->next_free = NULL;
@@ -376,9 +496,69 @@ static VALUE pt_span_parent_span_id(VALUE self) {
   pt_span_t *sp = pt_span_get(self);
   return pt_all_zero(sp->ctx.parent_id, 8) ? Qnil : pt_hex(sp->ctx.parent_id, 8);
 }
+static int pt_sampled(const pt_span_t *sp) {
+  return (sp->ctx.trace_flags & POLYTEL_TRACE_FLAG_SAMPLED) != 0;
+}
+/* Open, in this process, and sampled: what is set on it will be exported. */
+static int pt_recording(const pt_span_t *sp) {
+  return sp->state == PT_SPAN_OPEN && sp->fork_gen == pt_fork_gen && pt_sampled(sp);
+}
 static VALUE pt_span_recording_p(VALUE self) {
-  pt_span_t *sp = pt_span_get(self);
-  return sp->state == PT_SPAN_OPEN && sp->fork_gen == pt_fork_gen ? Qtrue : Qfalse;
+  return pt_recording(pt_span_get(self)) ? Qtrue : Qfalse;
+}
+static VALUE pt_span_sampled_p(VALUE self) {
+  return pt_sampled(pt_span_get(self)) ? Qtrue : Qfalse;
+}
+static VALUE pt_span_remote_p(VALUE self) {
+  return pt_span_get(self)->ctx.is_remote ? Qtrue : Qfalse;
+}
+static VALUE pt_span_tracestate(VALUE self) {
+  return pt_span_get(self)->tracestate;
+}
+/* The W3C traceparent header value of this span (what inject() sends for it). */
+static VALUE pt_span_traceparent(VALUE self) {
+  char buf[POLYTEL_TRACEPARENT_LEN + 1];
+  if (polytel_traceparent_format(&pt_span_get(self)->ctx, buf, sizeof buf) != 0) return Qnil;
+  return rb_usascii_str_new(buf, POLYTEL_TRACEPARENT_LEN);
+}
+
+static VALUE pt_context_new(const pt_span_t *from) {
+  pt_span_t *c;
+  VALUE obj = pt_span_new(pt_cSpanContext, PT_SPAN_ENDED, &c);
+  c->ctx = from->ctx;
+  c->tracestate = from->tracestate;
+  return obj;
+}
+
+/* span.context: its identity as a Polytel::SpanContext (a value: frozen, comparable, usable after the end).
+ */
+static VALUE pt_span_context(VALUE self) {
+  if (rb_obj_class(self) == pt_cSpanContext) return self;
+  return rb_obj_freeze(pt_context_new(pt_span_get(self)));
+}
+
+/* Two contexts are equal when they name the same span: trace id, span id, flags and tracestate. */
+static VALUE pt_ctx_eq(VALUE self, VALUE other) {
+  pt_span_t *a = pt_span_get(self), *b = pt_span_of(other);
+  if (!b || rb_obj_class(other) != rb_obj_class(self)) return Qfalse;
+  return memcmp(a->ctx.trace_id, b->ctx.trace_id, 16) == 0 &&
+                 memcmp(a->ctx.span_id, b->ctx.span_id, 8) == 0 && a->ctx.trace_flags == b->ctx.trace_flags &&
+                 rb_equal(a->tracestate, b->tracestate)
+             ? Qtrue
+             : Qfalse;
+}
+static VALUE pt_ctx_hash(VALUE self) {
+  pt_span_t *a = pt_span_get(self);
+  uint64_t h;
+  memcpy(&h, a->ctx.span_id, 8);
+  return ULL2NUM(h >> 2);
+}
+static VALUE pt_ctx_inspect(VALUE self) {
+  pt_span_t *a = pt_span_get(self);
+  return rb_sprintf("#<%" PRIsVALUE " trace_id=%" PRIsVALUE " span_id=%" PRIsVALUE " sampled=%s%s%s>",
+                    rb_class_name(rb_obj_class(self)), pt_hex(a->ctx.trace_id, 16), pt_hex(a->ctx.span_id, 8),
+                    pt_sampled(a) ? "true" : "false", a->ctx.is_remote ? " remote" : "",
+                    a->state == PT_SPAN_OPEN ? " open" : "");
 }
 
 /* Attributes known only inside the block; sent with the span when it ends. */
@@ -519,10 +699,221 @@ static int pt_is_exception(VALUE err) {
   return !SPECIAL_CONST_P(err) && BUILTIN_TYPE(err) == T_OBJECT && rb_obj_is_kind_of(err, rb_eException);
 }
 
+/*
+ * The exception's Ruby stack trace text, as Ruby prints an uncaught one ("file:line:in `m': message (Class)"
+ * then "\tfrom file:line:in `caller'" lines), from its backtrace; nil when it has none. Built here rather
+ * than by Exception#full_message, which crashes Ruby 3.1 when called from C for an exception raised inside
+ * a rescue clause (with a cause) while it is still propagating.
+ */
+static VALUE pt_stacktrace(VALUE err, VALUE type, VALUE msg) {
+  VALUE bt = rb_funcall(err, pt_id_backtrace, 0);
+  if (!RB_TYPE_P(bt, T_ARRAY) || RARRAY_LEN(bt) == 0) return Qnil;
+  VALUE out = rb_str_buf_new(256);
+  for (long i = 0; i < RARRAY_LEN(bt); i++) {
+    VALUE line = RARRAY_AREF(bt, i);
+    if (!RB_TYPE_P(line, T_STRING)) continue;
+    if (i == 0) {
+      rb_str_append(out, line);
+      rb_str_cat_cstr(out, ": ");
+      rb_str_append(out, msg);
+      rb_str_cat_cstr(out, " (");
+      rb_str_append(out, type);
+      rb_str_cat_cstr(out, ")");
+    } else {
+      rb_str_cat_cstr(out, "\n\tfrom ");
+      rb_str_append(out, line);
+    }
+  }
+  return pt_cstr_value(out);
+}
+
+static void pt_push_event(pt_span_t *sp, VALUE ev) {
+  if (NIL_P(sp->events)) sp->events = rb_ary_new();
+  rb_ary_push(sp->events, ev);
+}
+
+/* A timestamp: a Time, or Integer Unix nanoseconds. */
+static uint64_t pt_time_ns(VALUE t) {
+  if (RB_INTEGER_TYPE_P(t)) {
+    long long ns = NUM2LL(t);
+    if (ns <= 0) rb_raise(rb_eArgError, "polytel: timestamp must be > 0 (Unix nanoseconds), not %lld", ns);
+    return (uint64_t)ns;
+  }
+  if (rb_obj_is_kind_of(t, rb_cTime)) {
+    struct timespec ts = rb_time_timespec(t);
+    if (ts.tv_sec < 0) rb_raise(rb_eArgError, "polytel: timestamp before 1970");
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  }
+  rb_raise(rb_eTypeError, "polytel: timestamp must be a Time or Integer nanoseconds, not %" PRIsVALUE,
+           rb_obj_class(t));
+  return 0;
+}
+
+static int pt_aset_i(VALUE key, VALUE val, VALUE into) {
+  rb_hash_aset(into, key, val);
+  return ST_CONTINUE;
+}
+
+/* An event's attributes: **attrs, merged over attributes: (a Hash); timestamp: taken out into *time_ns. */
+static VALUE pt_event_attrs(VALUE opts, uint64_t *time_ns) {
+  if (NIL_P(opts)) return Qnil;
+  VALUE attrs = rb_hash_lookup2(opts, pt_sym_attributes, Qundef);
+  VALUE ts = rb_hash_lookup2(opts, pt_sym_timestamp, Qundef);
+  if (attrs == Qundef && ts == Qundef) return opts;
+  if (ts != Qundef && !NIL_P(ts)) *time_ns = pt_time_ns(ts);
+  VALUE out = rb_hash_new();
+  if (attrs != Qundef && !NIL_P(attrs)) {
+    Check_Type(attrs, T_HASH);
+    rb_hash_foreach(attrs, pt_aset_i, out);
+  }
+  rb_hash_foreach(opts, pt_aset_i, out);
+  rb_hash_delete(out, pt_sym_attributes);
+  rb_hash_delete(out, pt_sym_timestamp);
+  return out;
+}
+
+/*
+ * span.add_event(name, attributes: nil, timestamp: nil, **attrs): an event at this moment (or at timestamp:),
+ * sent with the span. A span that is not recording (ended, unsampled, another process's) ignores it.
+ */
+PT_LONGJMP_FRAME static VALUE pt_span_add_event(int argc, VALUE *argv, VALUE self) {
+  VALUE name, opts = Qnil;
+  rb_scan_args(argc, argv, "1:", &name, &opts);
+  pt_span_t *sp = pt_span_get(self);
+  name = pt_name_value(name);
+  if (!pt_recording(sp)) return self;
+  uint64_t t = 0;
+  VALUE attrs = pt_event_attrs(opts, &t);
+  VALUE ev = rb_ary_new_from_args(6, rb_str_new_frozen(name), ULL2NUM(t ? t : polytel_now_ns()), attrs, Qnil,
+                                  Qnil, Qnil);
+  pt_push_event(sp, ev);
+  return self;
+}
+
+/*
+ * span.record_exception(exception, attributes: nil, **attrs): an `exception` event (exception.type,
+ * exception.message, exception.stacktrace), without changing the status (an exception that leaves the
+ * block sets ERROR by itself).
+ */
+PT_LONGJMP_FRAME static VALUE pt_span_record_exception(int argc, VALUE *argv, VALUE self) {
+  VALUE err, opts = Qnil;
+  rb_scan_args(argc, argv, "1:", &err, &opts);
+  if (!rb_obj_is_kind_of(err, rb_eException))
+    rb_raise(rb_eTypeError, "polytel: record_exception takes an Exception, not %" PRIsVALUE,
+             rb_obj_class(err));
+  pt_span_t *sp = pt_span_get(self);
+  if (!pt_recording(sp)) return self;
+  uint64_t t = 0;
+  VALUE attrs = pt_event_attrs(opts, &t);
+  VALUE type = pt_cstr_value(rb_class_name(rb_obj_class(err)));
+  VALUE msg = pt_cstr_value(pt_safe_to_s(rb_funcall(err, pt_id_message, 0)));
+  VALUE trace = pt_stacktrace(err, type, msg);
+  VALUE ev = rb_ary_new_from_args(6, Qnil, ULL2NUM(t ? t : polytel_now_ns()), attrs, type, msg, trace);
+  pt_push_event(sp, ev);
+  return self;
+}
+
+/* The kind: keyword: nil (internal), or a String/Symbol naming one. */
+static polytel_span_kind_t pt_kind_arg(VALUE v) {
+  if (NIL_P(v)) return POLYTEL_SPAN_KIND_INTERNAL;
+  if (RB_TYPE_P(v, T_SYMBOL) || RB_TYPE_P(v, T_STRING)) {
+    VALUE str = RB_TYPE_P(v, T_SYMBOL) ? rb_sym2str(v) : v;
+    int k = polytel_span_kind_from_name(RSTRING_PTR(str), (size_t)RSTRING_LEN(str));
+    if (k > 0) return (polytel_span_kind_t)k;
+  }
+  rb_raise(rb_eArgError,
+           "polytel: span kind must be :internal, :server, :client, :producer or :consumer, not %+" PRIsVALUE,
+           v);
+  return POLYTEL_SPAN_KIND_INTERNAL;
+}
+
+/* A link: a SpanContext or Span, or [context, attributes Hash]. NULL when it is neither. */
+static pt_span_t *pt_link_of(VALUE link, VALUE *attrs) {
+  *attrs = Qnil;
+  if (RB_TYPE_P(link, T_ARRAY)) {
+    if (RARRAY_LEN(link) != 2) return NULL;
+    VALUE a = RARRAY_AREF(link, 1);
+    if (!NIL_P(a) && !RB_TYPE_P(a, T_HASH)) return NULL;
+    *attrs = a;
+    link = RARRAY_AREF(link, 0);
+  }
+  return pt_span_of(link);
+}
+
+/* Polytel.span's own keywords, checked before the span starts (so a mistake raises at the call). */
+typedef struct {
+  VALUE parent, links, attributes, scope;
+  polytel_span_kind_t kind;
+  int any; /* one of them was given: the attributes skip them */
+} pt_span_args_t;
+
+static void pt_span_args(VALUE opts, pt_span_args_t *a) {
+  a->parent = a->links = a->attributes = a->scope = Qundef;
+  a->kind = POLYTEL_SPAN_KIND_INTERNAL;
+  a->any = 0;
+  if (NIL_P(opts) || RHASH_SIZE(opts) == 0) return;
+  VALUE kind = rb_hash_lookup2(opts, pt_sym_kind, Qundef);
+  a->parent = rb_hash_lookup2(opts, pt_sym_parent, Qundef);
+  a->links = rb_hash_lookup2(opts, pt_sym_links, Qundef);
+  a->attributes = rb_hash_lookup2(opts, pt_sym_attributes, Qundef);
+  a->scope = rb_hash_lookup2(opts, pt_sym_scope, Qundef);
+  a->any = kind != Qundef || a->parent != Qundef || a->links != Qundef || a->attributes != Qundef ||
+           a->scope != Qundef;
+  if (!a->any) return;
+  if (kind != Qundef) a->kind = pt_kind_arg(kind);
+  if (a->parent != Qundef && !NIL_P(a->parent) && a->parent != Qfalse && !pt_span_of(a->parent))
+    rb_raise(rb_eTypeError,
+             "polytel: span parent: must be a Polytel::SpanContext or Polytel::Span (nil: the current span; "
+             "false: a new trace), not %" PRIsVALUE,
+             rb_obj_class(a->parent));
+  if (a->attributes != Qundef && !NIL_P(a->attributes) && !RB_TYPE_P(a->attributes, T_HASH))
+    rb_raise(rb_eTypeError, "polytel: span attributes: must be a Hash, not %" PRIsVALUE,
+             rb_obj_class(a->attributes));
+  if (a->links != Qundef && !NIL_P(a->links)) {
+    if (!RB_TYPE_P(a->links, T_ARRAY))
+      rb_raise(rb_eTypeError, "polytel: span links: must be an Array, not %" PRIsVALUE,
+               rb_obj_class(a->links));
+    for (long i = 0; i < RARRAY_LEN(a->links); i++) {
+      VALUE attrs;
+      if (!pt_link_of(RARRAY_AREF(a->links, i), &attrs))
+        rb_raise(rb_eTypeError,
+                 "polytel: span links[%ld]: must be a Polytel::SpanContext, a Polytel::Span or [context, "
+                 "attributes], not %" PRIsVALUE,
+                 i, rb_obj_class(RARRAY_AREF(a->links, i)));
+    }
+    a->links = rb_ary_dup(a->links);
+  }
+  if (a->scope != Qundef && !NIL_P(a->scope)) {
+    VALUE sc = a->scope;
+    if (RB_TYPE_P(sc, T_ARRAY) && RARRAY_LEN(sc) == 2 &&
+        (RB_TYPE_P(RARRAY_AREF(sc, 0), T_STRING) || RB_TYPE_P(RARRAY_AREF(sc, 0), T_SYMBOL)) &&
+        (NIL_P(RARRAY_AREF(sc, 1)) || RB_TYPE_P(RARRAY_AREF(sc, 1), T_STRING)))
+      return;
+    if (!RB_TYPE_P(sc, T_STRING) && !RB_TYPE_P(sc, T_SYMBOL))
+      rb_raise(rb_eTypeError,
+               "polytel: span scope: must be a name (String or Symbol) or [name, version], not %" PRIsVALUE,
+               rb_obj_class(sc));
+  }
+}
+
+/* The scope keyword as the span keeps it (frozen, NUL-free Strings). */
+static void pt_span_set_scope(pt_span_t *sp, VALUE sc) {
+  if (sc == Qundef || NIL_P(sc)) return;
+  VALUE name = sc, version = Qnil;
+  if (RB_TYPE_P(sc, T_ARRAY)) {
+    name = RARRAY_AREF(sc, 0);
+    version = RARRAY_AREF(sc, 1);
+  }
+  sp->scope = rb_str_new_frozen(pt_name_value(name));
+  if (!NIL_P(version)) sp->scope_version = rb_str_new_frozen(pt_cstr_value(version));
+}
+
 typedef struct {
   pt_span_t *sp;
   VALUE name;
   VALUE opts;
+  VALUE attributes; /* the attributes: keyword, or Qundef */
+  int skip_reserved;
   VALUE err; /* the exception that left the block, or nil */
 } pt_finish_t;
 
@@ -530,20 +921,120 @@ static int pt_merge_i(VALUE key, VALUE val, VALUE into) {
   rb_hash_aset(into, RB_TYPE_P(key, T_SYMBOL) ? rb_sym2str(key) : key, val);
   return ST_CONTINUE;
 }
+static int pt_merge_opts_i(VALUE key, VALUE val, VALUE into) {
+  if (pt_is_reserved(key)) return ST_CONTINUE;
+  return pt_merge_i(key, val, into);
+}
+
+/* The span's events (and the exception that left the block) as the core takes them. */
+typedef struct {
+  size_t n;
+  polytel_span_event_t *ev;
+  pt_attrs_t *as; /* one per event */
+  VALUE holder, as_holder;
+  VALUE keep;    /* everything the attributes point at */
+  VALUE err_msg; /* the message of the exception that left the block */
+} pt_events_t;
+
+PT_LONGJMP_FRAME static void pt_event_fill(pt_events_t *es, size_t i, VALUE name, uint64_t t, VALUE attrs,
+                                           VALUE type, VALUE msg, VALUE trace) {
+  pt_attrs_t *as = &es->as[i];
+  polytel_span_event_t *ev = &es->ev[i];
+  pt_attrs_init(as, Qundef);
+  as->keep_ary = es->keep;
+  if (!NIL_P(type)) {
+    polytel_attr_t three[3];
+    size_t k =
+        polytel_span_exception_event(ev, three, RSTRING_PTR(type), NIL_P(msg) ? NULL : RSTRING_PTR(msg),
+                                     NIL_P(trace) ? NULL : RSTRING_PTR(trace));
+    memcpy(as->a, three, k * sizeof three[0]);
+    as->n = k;
+    if (t) ev->time_ns = t;
+  } else {
+    ev->name = RSTRING_PTR(name);
+    ev->time_ns = t;
+  }
+  if (!NIL_P(attrs)) pt_attrs_fill(as, attrs);
+  ev->attrs = as->a;
+  ev->n_attrs = as->n;
+}
+
+PT_LONGJMP_FRAME static void pt_events_build(pt_events_t *es, pt_span_t *sp, VALUE err) {
+  long n_user = NIL_P(sp->events) ? 0 : RARRAY_LEN(sp->events);
+  es->n = (size_t)n_user + (NIL_P(err) ? 0 : 1);
+  if (!es->n) return;
+  es->keep = rb_ary_new();
+  /* GC-owned buffers (an exception frees them), never alloca: they outlive this frame. */
+  es->ev = rb_alloc_tmp_buffer(&es->holder, (long)(es->n * sizeof *es->ev));
+  es->as = rb_alloc_tmp_buffer(&es->as_holder, (long)(es->n * sizeof *es->as));
+  for (long i = 0; i < n_user; i++) {
+    VALUE e = RARRAY_AREF(sp->events, i);
+    pt_event_fill(es, (size_t)i, RARRAY_AREF(e, 0), NUM2ULL(RARRAY_AREF(e, 1)), RARRAY_AREF(e, 2),
+                  RARRAY_AREF(e, 3), RARRAY_AREF(e, 4), RARRAY_AREF(e, 5));
+  }
+  if (!NIL_P(err)) {
+    VALUE type = pt_cstr_value(rb_class_name(rb_obj_class(err)));
+    VALUE msg = pt_cstr_value(pt_safe_to_s(rb_funcall(err, pt_id_message, 0)));
+    VALUE trace = pt_stacktrace(err, type, msg);
+    rb_ary_push(es->keep, type);
+    rb_ary_push(es->keep, msg);
+    if (!NIL_P(trace)) rb_ary_push(es->keep, trace);
+    es->err_msg = msg;
+    pt_event_fill(es, es->n - 1, Qnil, 0, Qnil, type, msg, trace);
+  }
+}
+
+/* The links keyword as the core takes them. */
+typedef struct {
+  size_t n;
+  polytel_span_link_t *l;
+  pt_attrs_t *as;
+  VALUE holder, as_holder;
+  VALUE keep;
+} pt_links_t;
+
+PT_LONGJMP_FRAME static void pt_links_build(pt_links_t *ls, pt_span_t *sp) {
+  long n = NIL_P(sp->links) ? 0 : RARRAY_LEN(sp->links);
+  if (!n) return;
+  ls->keep = rb_ary_new();
+  ls->l = rb_alloc_tmp_buffer(&ls->holder, n * (long)sizeof *ls->l);
+  ls->as = rb_alloc_tmp_buffer(&ls->as_holder, n * (long)sizeof *ls->as);
+  for (long i = 0; i < n; i++) {
+    VALUE attrs;
+    pt_span_t *to = pt_link_of(RARRAY_AREF(sp->links, i), &attrs);
+    if (!to) continue; /* checked at the start: cannot happen */
+    polytel_span_link_t *l = &ls->l[ls->n];
+    pt_attrs_t *as = &ls->as[ls->n++];
+    pt_attrs_init(as, Qundef);
+    as->keep_ary = ls->keep;
+    l->ctx = to->ctx;
+    l->tracestate = NIL_P(to->tracestate) ? NULL : RSTRING_PTR(pt_keep(as, to->tracestate));
+    if (!NIL_P(attrs)) pt_attrs_fill(as, attrs);
+    l->attrs = as->a;
+    l->n_attrs = as->n;
+  }
+}
 
 PT_LONGJMP_FRAME static VALUE pt_span_finish_body(VALUE arg) {
   pt_finish_t *f = (pt_finish_t *)arg;
+  pt_span_t *sp = f->sp;
   pt_attrs_t as;
   pt_attrs_init(&as, Qundef);
-  if (NIL_P(f->sp->extra)) {
+  VALUE attributes = f->attributes == Qundef ? Qnil : f->attributes;
+  int n_sources = !NIL_P(attributes) + !NIL_P(f->opts) + !NIL_P(sp->extra);
+  VALUE merged = Qnil;
+  if (n_sources <= 1 && NIL_P(sp->extra)) {
+    as.skip_reserved = f->skip_reserved;
+    pt_attrs_fill(&as, attributes);
     pt_attrs_fill(&as, f->opts);
   } else {
-    /* set_attribute overrides an attribute given at the start, whether named by Symbol or String. */
-    VALUE merged = rb_hash_new();
-    if (!NIL_P(f->opts)) rb_hash_foreach(f->opts, pt_merge_i, merged);
-    rb_hash_foreach(f->sp->extra, pt_merge_i, merged);
+    /* One Hash, so one name is sent once: attributes:, then **attrs, then set_attribute (the last wins), a
+     * name given as a Symbol or a String alike. */
+    merged = rb_hash_new();
+    if (!NIL_P(attributes)) rb_hash_foreach(attributes, pt_merge_i, merged);
+    if (!NIL_P(f->opts)) rb_hash_foreach(f->opts, f->skip_reserved ? pt_merge_opts_i : pt_merge_i, merged);
+    if (!NIL_P(sp->extra)) rb_hash_foreach(sp->extra, pt_merge_i, merged);
     pt_attrs_fill(&as, merged);
-    RB_GC_GUARD(merged);
   }
 
   polytel_status_t status = POLYTEL_STATUS_UNSET;
@@ -552,34 +1043,66 @@ PT_LONGJMP_FRAME static VALUE pt_span_finish_body(VALUE arg) {
   /* exit(0) inside a span is the program finishing, not the span failing. */
   if (!NIL_P(err) && rb_obj_is_kind_of(err, rb_eSystemExit) && RTEST(rb_funcall(err, pt_id_success_p, 0)))
     err = Qnil;
+  pt_events_t es = {.keep = Qnil, .err_msg = Qnil};
+  pt_links_t ls = {.keep = Qnil};
+  pt_events_build(&es, sp, err);
+  pt_links_build(&ls, sp);
   if (!NIL_P(err)) {
-    VALUE type = rb_class_name(rb_obj_class(err));
-    status_msg = pt_cstr_value(pt_safe_to_s(rb_funcall(err, pt_id_message, 0)));
-    pt_attrs_add_str(&as, "exception.type", type);
-    pt_attrs_add_str(&as, "exception.message", status_msg);
     status = POLYTEL_STATUS_ERROR;
-  } else if (f->sp->status >= 0) {
-    status = (polytel_status_t)f->sp->status;
-    status_msg = f->sp->status_msg;
+    status_msg = es.err_msg;
+  } else if (sp->status >= 0) {
+    status = (polytel_status_t)sp->status;
+    status_msg = sp->status_msg;
   }
-  f->sp->state = PT_SPAN_ENDED;
-  polytel_span_finish(&f->sp->ctx, RSTRING_PTR(f->name), status,
-                      NIL_P(status_msg) ? NULL : RSTRING_PTR(status_msg), as.a, as.n);
+  polytel_span_opts_t o;
+  polytel_span_opts_init(&o);
+  o.kind = sp->kind;
+  o.scope_name = NIL_P(sp->scope) ? NULL : RSTRING_PTR(sp->scope);
+  o.scope_version = NIL_P(sp->scope_version) ? NULL : RSTRING_PTR(sp->scope_version);
+  o.tracestate = NIL_P(sp->tracestate) ? NULL : RSTRING_PTR(sp->tracestate);
+  o.events = es.ev;
+  o.n_events = es.n;
+  o.links = ls.l;
+  o.n_links = ls.n;
+  sp->state = PT_SPAN_ENDED;
+  polytel_span_finish_ex(&sp->ctx, RSTRING_PTR(f->name), status,
+                         NIL_P(status_msg) ? NULL : RSTRING_PTR(status_msg), as.a, as.n, &o);
+  if (es.holder) rb_free_tmp_buffer(&es.holder);
+  if (es.as_holder) rb_free_tmp_buffer(&es.as_holder);
+  if (ls.holder) rb_free_tmp_buffer(&ls.holder);
+  if (ls.as_holder) rb_free_tmp_buffer(&ls.as_holder);
   RB_GC_GUARD(status_msg);
+  RB_GC_GUARD(merged);
+  RB_GC_GUARD(es.keep);
+  RB_GC_GUARD(ls.keep);
   return Qnil;
+}
+
+/* The span's kind, scope and tracestate without anything that can raise. */
+static void pt_span_finish_plain(pt_span_t *sp, VALUE name, polytel_status_t status) {
+  sp->state = PT_SPAN_ENDED;
+  if (sp->kind == POLYTEL_SPAN_KIND_INTERNAL && NIL_P(sp->scope) && NIL_P(sp->tracestate)) {
+    polytel_span_finish(&sp->ctx, RSTRING_PTR(name), status, NULL, NULL, 0);
+    return;
+  }
+  polytel_span_opts_t o;
+  polytel_span_opts_init(&o);
+  o.kind = sp->kind;
+  o.scope_name = NIL_P(sp->scope) ? NULL : RSTRING_PTR(sp->scope);
+  o.scope_version = NIL_P(sp->scope_version) ? NULL : RSTRING_PTR(sp->scope_version);
+  o.tracestate = NIL_P(sp->tracestate) ? NULL : RSTRING_PTR(sp->tracestate);
+  sp->state = PT_SPAN_ENDED;
+  polytel_span_finish_ex(&sp->ctx, RSTRING_PTR(name), status, NULL, NULL, 0, &o);
 }
 
 /*
  * Something raised while the span was being ended (an exception's #message, an interrupt): the span is
- * still ended, without attributes. An interrupt or exit goes on; anything else is swallowed.
+ * still ended, without attributes or events. An interrupt or exit goes on; anything else is swallowed.
  */
 static VALUE pt_span_finish_rescue(VALUE arg, VALUE exc) {
   pt_finish_t *f = (pt_finish_t *)arg;
-  if (f->sp->state == PT_SPAN_OPEN) {
-    f->sp->state = PT_SPAN_ENDED;
-    polytel_span_finish(&f->sp->ctx, RSTRING_PTR(f->name),
-                        NIL_P(f->err) ? POLYTEL_STATUS_UNSET : POLYTEL_STATUS_ERROR, NULL, NULL, 0);
-  }
+  if (f->sp->state == PT_SPAN_OPEN)
+    pt_span_finish_plain(f->sp, f->name, NIL_P(f->err) ? POLYTEL_STATUS_UNSET : POLYTEL_STATUS_ERROR);
   if (!rb_obj_is_kind_of(exc, rb_eStandardError)) rb_exc_raise(exc);
   return Qnil;
 }
@@ -589,8 +1112,9 @@ static VALUE pt_span_yield(VALUE obj) {
 }
 
 /*
- * Polytel.span(name, **attrs) { |span| ... }. The block runs under rb_protect so that every way out
- * (value, exception, break, throw, Thread#kill) ends the span exactly once and restores the parent.
+ * Polytel.span(name, parent: nil, kind: nil, links: nil, attributes: nil, scope: nil, **attrs) { |span| ...
+ * }. The block runs under rb_protect so that every way out (value, exception, break, throw, Thread#kill) ends
+ * the span exactly once and restores the parent.
  */
 PT_LONGJMP_FRAME static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   (void)self;
@@ -598,14 +1122,28 @@ PT_LONGJMP_FRAME static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   rb_scan_args(argc, argv, "1:", &name, &opts);
   rb_need_block();
   name = pt_name_value(name);
+  pt_span_args_t args;
+  pt_span_args(opts, &args);
 
   VALUE holder;
   pt_stack_t *st = pt_stack(&holder, 1);
   pt_stack_reserve(st);
-  pt_span_t *parent = pt_span_of(pt_stack_top(st));
+  pt_span_t *parent;
+  if (args.parent == Qundef || NIL_P(args.parent))
+    parent = pt_span_of(pt_stack_top(st));
+  else if (args.parent == Qfalse)
+    parent = NULL;
+  else
+    parent = pt_span_of(args.parent);
   pt_span_t *sp;
-  VALUE obj = pt_span_new(pt_cSpanContext, PT_SPAN_OPEN, &sp);
+  VALUE obj = pt_span_new(pt_cSpan, PT_SPAN_OPEN, &sp);
   polytel_span_start(parent ? &parent->ctx : NULL, &sp->ctx);
+  if (parent) sp->tracestate = parent->tracestate; /* W3C: a child carries its parent's tracestate */
+  if (args.any) {
+    sp->kind = args.kind;
+    pt_span_set_scope(sp, args.scope);
+    if (args.links != Qundef) sp->links = args.links;
+  }
 
   long depth = st->depth;
   st->items[depth] = obj;
@@ -619,11 +1157,12 @@ PT_LONGJMP_FRAME static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
     sp->state = PT_SPAN_ENDED;
   } else if (sp->state == PT_SPAN_OPEN) {
     VALUE err = state ? rb_errinfo() : Qnil;
-    pt_finish_t f = {sp, name, opts, pt_is_exception(err) ? err : Qnil};
-    if (NIL_P(f.opts) && NIL_P(sp->extra) && NIL_P(f.err) && sp->status < 0) {
-      /* Nothing that can raise: the common case skips the rescue frame. */
-      sp->state = PT_SPAN_ENDED;
-      polytel_span_finish(&sp->ctx, RSTRING_PTR(name), POLYTEL_STATUS_UNSET, NULL, NULL, 0);
+    pt_finish_t f = {sp, name, opts, args.attributes, args.any, pt_is_exception(err) ? err : Qnil};
+    if (!pt_sampled(sp) || (NIL_P(f.opts) && NIL_P(sp->extra) && NIL_P(f.err) && sp->status < 0 &&
+                            NIL_P(sp->events) && NIL_P(sp->links))) {
+      /* Nothing that can raise: the common case (and an unsampled span, which records nothing but is
+       * counted as sampled_out) skips the rescue frame. */
+      pt_span_finish_plain(sp, name, POLYTEL_STATUS_UNSET);
     } else {
       /* rb_rescue2 restores the pending errinfo afterwards, so rb_jump_tag re-raises the original. */
       rb_rescue2(pt_span_finish_body, (VALUE)&f, pt_span_finish_rescue, (VALUE)&f, rb_eException, (VALUE)0);
@@ -676,6 +1215,109 @@ PT_LONGJMP_FRAME static VALUE pt_with_span(VALUE self, VALUE span) {
   VALUE result = rb_ensure(pt_with_span_body, (VALUE)&w, pt_with_span_pop, (VALUE)&w);
   RB_GC_GUARD(holder);
   return result;
+}
+
+/* ------------------------------------------------------------ trace context */
+
+static void pt_carrier_set(VALUE carrier, VALUE key, VALUE value) {
+  if (RB_TYPE_P(carrier, T_HASH))
+    rb_hash_aset(carrier, key, value);
+  else
+    rb_funcall(carrier, pt_id_aset, 2, key, value);
+}
+
+/*
+ * Polytel.inject(carrier = {}) → carrier: the current span's (or with_span context's) traceparent, and its
+ * tracestate when it has one, as OTEL_PROPAGATORS says (the core read it). Nothing when there is no current
+ * span. Any object with []= is a carrier.
+ */
+static VALUE pt_inject(int argc, VALUE *argv, VALUE self) {
+  (void)self;
+  VALUE carrier = Qnil;
+  rb_scan_args(argc, argv, "01", &carrier);
+  if (NIL_P(carrier)) carrier = rb_hash_new();
+  VALUE holder = Qnil;
+  pt_span_t *sp = pt_span_of(pt_stack_top(pt_stack(&holder, 0)));
+  if (sp && (polytel_propagators() & POLYTEL_PROPAGATOR_TRACECONTEXT)) {
+    char buf[POLYTEL_TRACEPARENT_LEN + 1];
+    if (polytel_traceparent_format(&sp->ctx, buf, sizeof buf) == 0) {
+      VALUE ts = sp->tracestate;
+      pt_carrier_set(carrier, pt_str_traceparent, rb_usascii_str_new(buf, POLYTEL_TRACEPARENT_LEN));
+      if (!NIL_P(ts)) pt_carrier_set(carrier, pt_str_tracestate, rb_str_dup(ts));
+    }
+  }
+  RB_GC_GUARD(holder);
+  return carrier;
+}
+
+typedef struct {
+  VALUE name; /* the header's name, lowercase */
+  VALUE found;
+} pt_find_t;
+
+static int pt_find_i(VALUE key, VALUE val, VALUE arg) {
+  pt_find_t *f = (pt_find_t *)arg;
+  VALUE k = RB_TYPE_P(key, T_SYMBOL) ? rb_sym2str(key) : key;
+  if (RB_TYPE_P(k, T_STRING) && RSTRING_LEN(k) == RSTRING_LEN(f->name) &&
+      strncasecmp(RSTRING_PTR(k), RSTRING_PTR(f->name), (size_t)RSTRING_LEN(k)) == 0) {
+    f->found = val;
+    return ST_STOP;
+  }
+  return ST_CONTINUE;
+}
+
+/*
+ * A header's value from a Hash carrier, its name in any case (String or Symbol keys). A header given several
+ * times (an Array of values) is joined with "," as HTTP does.
+ */
+static VALUE pt_carrier_get(VALUE carrier, VALUE name) {
+  VALUE v = rb_hash_lookup2(carrier, name, Qundef);
+  if (v == Qundef) {
+    pt_find_t f = {name, Qundef};
+    rb_hash_foreach(carrier, pt_find_i, (VALUE)&f);
+    v = f.found;
+  }
+  if (v == Qundef || NIL_P(v)) return Qnil;
+  if (RB_TYPE_P(v, T_ARRAY)) {
+    for (long i = 0; i < RARRAY_LEN(v); i++)
+      if (!RB_TYPE_P(RARRAY_AREF(v, i), T_STRING)) return Qnil;
+    v = rb_ary_join(v, rb_str_new_cstr(","));
+  }
+  return RB_TYPE_P(v, T_STRING) ? pt_cstr_value(v) : Qnil;
+}
+
+/*
+ * Polytel.extract(carrier) → a remote Polytel::SpanContext, or nil when the carrier holds no valid
+ * traceparent (malformed headers are ignored as W3C Trace Context says, silently: the core parses them).
+ * A tracestate that is not valid is dropped, the traceparent kept. The carrier is a Hash (header names in
+ * any case) or anything with to_hash / to_h.
+ */
+static VALUE pt_extract(VALUE self, VALUE carrier) {
+  (void)self;
+  if (!(polytel_propagators() & POLYTEL_PROPAGATOR_TRACECONTEXT)) return Qnil;
+  if (NIL_P(carrier)) return Qnil;
+  if (!RB_TYPE_P(carrier, T_HASH)) {
+    VALUE h = rb_check_hash_type(carrier);
+    if (NIL_P(h) && rb_respond_to(carrier, rb_intern("to_h"))) h = rb_funcall(carrier, rb_intern("to_h"), 0);
+    if (!RB_TYPE_P(h, T_HASH))
+      rb_raise(rb_eTypeError,
+               "polytel: extract takes a Hash of headers (or anything with to_h), not %" PRIsVALUE,
+               rb_obj_class(carrier));
+    carrier = h;
+  }
+  VALUE tp = pt_carrier_get(carrier, pt_str_traceparent);
+  if (NIL_P(tp)) return Qnil;
+  polytel_span_ctx_t ctx;
+  if (polytel_traceparent_parse(RSTRING_PTR(tp), &ctx) != 0) return Qnil;
+  VALUE ts = pt_carrier_get(carrier, pt_str_tracestate);
+  if (!NIL_P(ts))
+    ts = polytel_tracestate_valid(RSTRING_PTR(ts)) && RSTRING_LEN(ts) ? rb_str_new_frozen(ts) : Qnil;
+  pt_span_t *sp;
+  VALUE obj = pt_span_new(pt_cSpanContext, PT_SPAN_ENDED, &sp);
+  sp->ctx = ctx;
+  sp->tracestate = ts;
+  RB_GC_GUARD(tp);
+  return rb_obj_freeze(obj);
 }
 
 /* ------------------------------------------------------------ metrics */
@@ -1077,6 +1719,18 @@ void Init_polytel_ext(void) {
   pt_id_message = rb_intern("message");
   pt_id_success_p = rb_intern("success?");
   pt_sym_unit = ID2SYM(rb_intern("unit"));
+  pt_sym_parent = ID2SYM(rb_intern("parent"));
+  pt_sym_kind = ID2SYM(rb_intern("kind"));
+  pt_sym_links = ID2SYM(rb_intern("links"));
+  pt_sym_attributes = ID2SYM(rb_intern("attributes"));
+  pt_sym_scope = ID2SYM(rb_intern("scope"));
+  pt_sym_timestamp = ID2SYM(rb_intern("timestamp"));
+  pt_id_backtrace = rb_intern("backtrace");
+  pt_id_aset = rb_intern("[]=");
+  pt_str_traceparent = rb_obj_freeze(rb_usascii_str_new_cstr("traceparent"));
+  pt_str_tracestate = rb_obj_freeze(rb_usascii_str_new_cstr("tracestate"));
+  rb_gc_register_mark_object(pt_str_traceparent);
+  rb_gc_register_mark_object(pt_str_tracestate);
   const char *phase_names[4] = {"none", "console", "deferred", "full"};
   for (int i = 0; i < 4; i++) {
     pt_sym_phase[i] = ID2SYM(rb_intern(phase_names[i]));
@@ -1101,6 +1755,8 @@ void Init_polytel_ext(void) {
   rb_define_module_function(pt_mPolytel, "span", pt_span, -1);
   rb_define_module_function(pt_mPolytel, "current_span", pt_current_span, 0);
   rb_define_module_function(pt_mPolytel, "with_span", pt_with_span, 1);
+  rb_define_module_function(pt_mPolytel, "inject", pt_inject, -1);
+  rb_define_module_function(pt_mPolytel, "extract", pt_extract, 1);
   rb_define_module_function(pt_mPolytel, "counter_add", pt_counter_add, -1);
   rb_define_module_function(pt_mPolytel, "gauge_set", pt_gauge_set, -1);
   rb_define_module_function(pt_mPolytel, "histogram_record", pt_histogram_record, -1);
@@ -1126,16 +1782,36 @@ void Init_polytel_ext(void) {
   for (size_t i = 0; i < sizeof private_names / sizeof private_names[0]; i++)
     rb_funcall(sc, rb_intern("private"), 1, ID2SYM(rb_intern(private_names[i])));
 
+  /* A span's identity (a value: extract() gives one, span.context too; parents and links take them). */
   pt_cSpanContext = rb_define_class_under(pt_mPolytel, "SpanContext", rb_cObject);
   rb_define_alloc_func(pt_cSpanContext, pt_span_alloc);
   rb_undef_method(rb_singleton_class(pt_cSpanContext), "new");
-  rb_define_method(pt_cSpanContext, "trace_id", pt_span_trace_id, 0);
-  rb_define_method(pt_cSpanContext, "span_id", pt_span_span_id, 0);
-  rb_define_method(pt_cSpanContext, "parent_span_id", pt_span_parent_span_id, 0);
-  rb_define_method(pt_cSpanContext, "recording?", pt_span_recording_p, 0);
-  rb_define_method(pt_cSpanContext, "set_attribute", pt_span_set_attribute, 2);
-  rb_define_method(pt_cSpanContext, "[]=", pt_span_set_attribute, 2);
-  rb_define_method(pt_cSpanContext, "set_status", pt_span_set_status, -1);
+  /* The span itself: what Polytel.span's block gets. */
+  pt_cSpan = rb_define_class_under(pt_mPolytel, "Span", rb_cObject);
+  rb_define_alloc_func(pt_cSpan, pt_span_alloc);
+  rb_undef_method(rb_singleton_class(pt_cSpan), "new");
+  VALUE both[2] = {pt_cSpanContext, pt_cSpan};
+  for (int i = 0; i < 2; i++) {
+    rb_define_method(both[i], "trace_id", pt_span_trace_id, 0);
+    rb_define_method(both[i], "span_id", pt_span_span_id, 0);
+    rb_define_method(both[i], "sampled?", pt_span_sampled_p, 0);
+    rb_define_method(both[i], "traceparent", pt_span_traceparent, 0);
+    rb_define_method(both[i], "tracestate", pt_span_tracestate, 0);
+    rb_define_method(both[i], "context", pt_span_context, 0);
+    rb_define_method(both[i], "inspect", pt_ctx_inspect, 0);
+  }
+  rb_define_method(pt_cSpanContext, "sampled", pt_span_sampled_p, 0);
+  rb_define_method(pt_cSpanContext, "remote?", pt_span_remote_p, 0);
+  rb_define_method(pt_cSpanContext, "==", pt_ctx_eq, 1);
+  rb_define_method(pt_cSpanContext, "eql?", pt_ctx_eq, 1);
+  rb_define_method(pt_cSpanContext, "hash", pt_ctx_hash, 0);
+  rb_define_method(pt_cSpan, "parent_span_id", pt_span_parent_span_id, 0);
+  rb_define_method(pt_cSpan, "recording?", pt_span_recording_p, 0);
+  rb_define_method(pt_cSpan, "set_attribute", pt_span_set_attribute, 2);
+  rb_define_method(pt_cSpan, "[]=", pt_span_set_attribute, 2);
+  rb_define_method(pt_cSpan, "set_status", pt_span_set_status, -1);
+  rb_define_method(pt_cSpan, "add_event", pt_span_add_event, -1);
+  rb_define_method(pt_cSpan, "record_exception", pt_span_record_exception, -1);
 
   /* What Thread.current[:__polytel_span] holds; not for use outside the extension. */
   pt_cSpanStack = rb_define_class_under(pt_mPolytel, "SpanStack", rb_cObject);

@@ -1,0 +1,113 @@
+// otel.test.mjs — issue 16 in Node: pt.registerOpenTelemetry() behind @opentelemetry/api, tested with the real
+// @opentelemetry/instrumentation-http against real local HTTP servers, as the receiver decoded the spans.
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { createPolytel } from '../src/index.js';
+import { PKG, runNode, startReceiver } from './helpers.mjs';
+
+let rx;
+before(async () => {
+  rx = await startReceiver();
+});
+after(async () => {
+  await rx?.stop();
+});
+
+describe('@opentelemetry/instrumentation-http on polytel', () => {
+  test('per request: the client span, the front server span, its client span, the back server span: one trace', { timeout: 120000 }, async () => {
+    await rx.reset();
+    const N = 3;
+    const r = await runNode(join(PKG, 'test/fixtures/otel_http.cjs'), {
+      OTEL_EXPORTER_OTLP_ENDPOINT: rx.endpoint, TELEMETRY_ENABLED: 'true', POLYTEL_LOG_LEVEL: 'warn', REQUESTS: String(N),
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const { roots, otel } = JSON.parse(r.stdout.trim().split('\n').pop());
+    const got = await rx.waitFor((g) => g.spans.length >= N * 6 + 2 && g.metrics.some((m) => m.name === 'lib.calls'), 10000);
+    assert.deepEqual(got.errors, []);
+    const HTTP = '@opentelemetry/instrumentation-http';
+    for (const [i, root] of roots.entries()) {
+      const trace = got.spans.filter((s) => s.trace_id === root.traceId);
+      const byParent = (id) => trace.filter((s) => s.parent_span_id === id);
+      // caller (pt.span) -> client GET /item/i -> server GET (front) -> client GET /back/item/i -> server GET (back) -> back.work
+      const [c1] = byParent(root.spanId);
+      assert.equal(c1?.kind, 3, `request ${i}: a client span under the caller`);
+      assert.equal(c1.scope, HTTP);
+      assert.equal(c1.attributes['http.request.method'], 'GET');
+      assert.equal(c1.attributes['http.response.status_code'], 200);
+      const [s1] = byParent(c1.span_id);
+      assert.equal(s1?.kind, 2, `request ${i}: the front server span under the client span (traceparent went over the wire)`);
+      assert.equal(s1.attributes['url.path'], `/item/${i}`);
+      assert.equal(s1.attributes['http.response.status_code'], 200);
+      const [c2] = byParent(s1.span_id);
+      assert.equal(c2?.kind, 3, `request ${i}: the front's outgoing request, a client span under its server span`);
+      const [s2] = byParent(c2.span_id);
+      assert.equal(s2?.kind, 2);
+      assert.equal(s2.attributes['url.path'], `/back/item/${i}`);
+      const [work] = byParent(s2.span_id);
+      assert.equal(work?.name, 'back.work', 'pt.span nests under the instrumentation\'s server span');
+      assert.equal(work.scope, 'polytel');
+      assert.equal(trace.length, 6, `request ${i}: one trace of 6 spans`);
+    }
+    assert.equal(got.spans.filter((s) => s.scope === HTTP && s.kind === 2).length, N * 2, 'a server span per request');
+    assert.equal(got.spans.filter((s) => s.scope === HTTP && s.kind === 3).length, N * 2, 'a client span per outgoing request');
+
+    // The API's own tracer: scope, kind, arrays, events, status; propagation.inject; pt.span inside it.
+    const lib = got.spans.find((s) => s.name === 'lib.op');
+    assert.equal(lib.scope, 'my-lib');
+    assert.equal(lib.scope_version, '1.2.3');
+    assert.equal(lib.kind, 4, 'SpanKind.PRODUCER');
+    assert.deepEqual(lib.attributes, { tags: ['x', 'y'] });
+    assert.deepEqual(lib.events.map((e) => [e.name, e.attributes]), [['did', { n: 1 }]]);
+    assert.equal(lib.status_code, 2);
+    assert.equal(lib.status_message, 'nope');
+    assert.equal(otel.carrier.traceparent, `00-${lib.trace_id}-${lib.span_id}-01`);
+    assert.equal(otel.inner.active, true, 'trace.getActiveSpan() inside pt.span is the polytel span');
+    const inside = got.spans.find((s) => s.name === 'pt.inside.otel');
+    assert.equal(inside.parent_span_id, lib.span_id);
+    const calls = got.metrics.filter((m) => m.name === 'lib.calls');
+    assert.equal(calls[calls.length - 1].value, 3);
+    assert.deepEqual(calls[calls.length - 1].attributes, { route: '/a' });
+  });
+
+  test('in-process: nesting both ways, a remote parent from propagation.extract, startSpan options, unregistering', async () => {
+    await rx.reset();
+    const pt = await createPolytel({ useEnv: false, telemetryEnabled: true, console: false, serviceName: 'otel-inproc' });
+    await pt.bootstrapWorker({ endpoint: rx.endpoint });
+    const api = createRequire(import.meta.url)('@opentelemetry/api');
+    // Taken before the registration, as instrumentations constructed early do: the API's proxy delegates later.
+    const tracer = api.trace.getTracer('t');
+    const reg = pt.registerOpenTelemetry();
+    const TP = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const remote = api.propagation.extract(api.ROOT_CONTEXT, { traceparent: TP, baggage: 'k=v' });
+    assert.equal(api.trace.getSpanContext(remote).traceId, '0af7651916cd43dd8448eb211c80319c');
+    assert.equal(api.trace.getSpanContext(remote).isRemote, true);
+    assert.equal(api.propagation.getBaggage(remote).getEntry('k').value, 'v');
+    await api.context.with(remote, async () => {
+      await pt.span('pt.under.remote', async () => {
+        await new Promise((r) => setTimeout(r, 2));
+        const s = tracer.startSpan('otel.child', { kind: api.SpanKind.CONSUMER, startTime: Date.now() - 5 });
+        assert.equal(s.isRecording(), true);
+        s.end();
+      }, undefined, { baggage: { more: '1' } });
+    });
+    const root = tracer.startSpan('root.option', { root: true });
+    root.end();
+    assert.equal(root.isRecording(), false, 'ended');
+    reg.disable();
+    assert.equal(api.trace.getTracer('x').startSpan('noop').isRecording(), false, 'after disable(): the API\'s no-op');
+    await pt.flush(10000);
+    const got = await rx.waitFor((g) => g.spans.length >= 3, 10000);
+    await pt.shutdown(5000);
+    const by = Object.fromEntries(got.spans.map((s) => [s.name, s]));
+    assert.equal(got.spans.length, 3);
+    assert.equal(by['pt.under.remote'].trace_id, '0af7651916cd43dd8448eb211c80319c');
+    assert.equal(by['pt.under.remote'].parent_span_id, 'b7ad6b7169203331');
+    assert.equal(by['otel.child'].parent_span_id, by['pt.under.remote'].span_id, 'an API span under pt.span, across an await');
+    assert.equal(by['otel.child'].kind, 5);
+    assert.ok(by['otel.child'].start_ns < by['otel.child'].end_ns - 4e6, 'startTime honoured');
+    assert.equal(by['root.option'].parent_span_id, '');
+  });
+});
