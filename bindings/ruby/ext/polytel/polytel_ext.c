@@ -301,7 +301,7 @@ typedef struct pt_span_s {
   VALUE scope_version;
   VALUE links; /* the links: keyword (an Array, checked at the start) or nil */
   VALUE
-      events; /* [[name, time_ns, attrs or nil, exception type, message, stacktrace or nil x3], ...] or nil */
+  events; /* [[name, time_ns, attrs or nil, exception type, message, stacktrace or nil x3], ...] or nil */
   struct pt_span_s *next_free;
 } pt_span_t;
 
