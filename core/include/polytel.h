@@ -68,16 +68,33 @@ typedef enum {
   POLYTEL_PHASE_FULL = 3      /* phase 2: batched export on a libuv loop */
 } polytel_phase_t;
 
-/* Levels are OpenTelemetry severity numbers, so no mapping is ever needed. */
+/*
+ * Levels are OpenTelemetry severity numbers, so no mapping is ever needed. One table: the enum,
+ * polytel_level_name() and polytel_level_parse() are generated from it, and the bindings take their level
+ * constants from it. XX(NAME, severity number, lowercase name).
+ */
+#define POLYTEL_LEVEL_MAP(XX) \
+  XX(TRACE, 1, "trace")       \
+  XX(DEBUG, 5, "debug")       \
+  XX(INFO, 9, "info")         \
+  XX(WARN, 13, "warn")        \
+  XX(ERROR, 17, "error")      \
+  XX(FATAL, 21, "fatal")
+
 typedef enum {
-  POLYTEL_LEVEL_TRACE = 1,
-  POLYTEL_LEVEL_DEBUG = 5,
-  POLYTEL_LEVEL_INFO = 9,
-  POLYTEL_LEVEL_WARN = 13,
-  POLYTEL_LEVEL_ERROR = 17,
-  POLYTEL_LEVEL_FATAL = 21,
-  POLYTEL_LEVEL_OFF = 255 /* only as a threshold */
+#define POLYTEL__XX(name, value, text) POLYTEL_LEVEL_##name = (value),
+  POLYTEL_LEVEL_MAP(POLYTEL__XX)
+#undef POLYTEL__XX
+      POLYTEL_LEVEL_OFF = 255 /* only as a threshold */
 } polytel_level_t;
+
+/* "trace", "debug", "info", "warn", "error", "fatal", "off"; NULL for any other number. */
+POLYTEL_EXTERN const char *polytel_level_name(int level);
+/*
+ * A level by name: the names above and "warning", any case, blanks around ignored, or its severity number in
+ * decimal (1 to 24, or 255). -1 when it is neither (NULL included).
+ */
+POLYTEL_EXTERN int polytel_level_parse(const char *name);
 
 /* ------------------------------------------------------------------ config */
 
@@ -114,6 +131,9 @@ typedef enum {
   POLYTEL_COMPRESSION_ZSTD = 2 /* a collector that refuses it gets gzip instead (docs/configuration.md) */
 } polytel_compression_t;
 
+/* Options without a polytel_config_t field that one config can carry (polytel_config_set). */
+#define POLYTEL_CONFIG_EXTRA_MAX 24
+
 /*
  * Explicit configuration. Always fill with polytel_config_init() first: the
  * struct may grow, and init sets every field to "unset". An unset field is
@@ -149,9 +169,67 @@ typedef struct polytel_config_s {
   const char
       *client_certificate; /* mTLS: client certificate (PEM) path (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE) */
   const char *client_key;  /* mTLS: its private key (PEM, unencrypted) (OTEL_EXPORTER_OTLP_CLIENT_KEY) */
+  /* Private: options without a field of their own, as set by polytel_config_set() (same lifetime rule as
+   * the strings above). */
+  uint32_t polytel__n_extra;
+  struct {
+    uint32_t option;
+    const char *value;
+  } polytel__extra[POLYTEL_CONFIG_EXTRA_MAX];
 } polytel_config_t;
 
 POLYTEL_EXTERN void polytel_config_init(polytel_config_t *cfg);
+
+/*
+ * Set one option by its name, from text: the way the bindings pass their keyword arguments. `key` is an
+ * option's name (docs/configuration.md lists them: "endpoint", "timeout_ms", "bsp_schedule_delay_ms", ...;
+ * polytel_config_option() enumerates them). The value is read as its environment variable would be
+ * ("true", "2500", "http/json", "16M", "k=v,k2=v2"); numbers, booleans and choices are checked here, the
+ * rest (URLs, lists, paths) when the configuration is resolved, with the usual one-line warning. Strings are
+ * not copied: `value` must stay valid until the init call, like any string field. Returns 0, or
+ * POLYTEL_EINVAL for an unknown key or a bad value; polytel_config_error() then says which, in one line
+ * (a value is echoed by its first 64 bytes, never a header's). A field set directly counts the same.
+ */
+POLYTEL_EXTERN int polytel_config_set(polytel_config_t *cfg, const char *key, const char *value);
+/* The calling thread's last polytel_config_set() error, "" when there was none. */
+POLYTEL_EXTERN const char *polytel_config_error(void);
+
+/* How a setting's text reads (bindings turn it into their own types). */
+typedef enum {
+  POLYTEL_VALUE_BOOL = 1,  /* "true" or "false" */
+  POLYTEL_VALUE_INT = 2,   /* decimal digits */
+  POLYTEL_VALUE_STRING = 3 /* text; NULL when none */
+} polytel_value_type_t;
+
+typedef struct polytel_setting_s {
+  const char *key; /* the option's name (polytel_config_set's key) */
+  const char *env; /* its environment variable, NULL when it has none */
+  polytel_value_type_t type;
+  const char *value; /* the value as text: in force (resolved), or the default (polytel_config_option) */
+} polytel_setting_t;
+
+typedef struct polytel_resolved_s {
+  size_t n;
+  polytel_setting_t *items;
+} polytel_resolved_t;
+
+/*
+ * What is running: "phase", "not_exporting" (why nothing is exported, NULL when it is), "destination"
+ * (where the exporter sends: the collector's base URL, the file exporter's directory, NULL for none), then
+ * every option as resolved after explicit settings, the environment, defaults and corrections (the
+ * configuration of the last init; before any init, or after shutdown, what an init would resolve). Header
+ * values are never included ("key=…"). NULL when out of memory. Free with polytel_config_resolved_free().
+ */
+POLYTEL_EXTERN polytel_resolved_t *polytel_config_resolved(void);
+POLYTEL_EXTERN void polytel_config_resolved_free(polytel_resolved_t *r);
+/* The i-th option of the schema (i from 0), its default as `value`. 0, or POLYTEL_EINVAL past the last. */
+POLYTEL_EXTERN int polytel_config_option(size_t i, polytel_setting_t *out);
+/*
+ * The i-th word polytel_config_set() takes for option `key` (i from 0) and the enum value it stands for
+ * ("http/json" and POLYTEL_PROTOCOL_JSON). 0, or POLYTEL_EINVAL past the last word or when `key` takes no
+ * words.
+ */
+POLYTEL_EXTERN int polytel_config_choice(const char *key, size_t i, const char **word, int *value);
 
 /* ------------------------------------------------------------ init, phases */
 
@@ -394,30 +472,41 @@ POLYTEL_EXTERN void polytel_histogram_record(const char *name, const char *unit,
  * at every read; dropped = dropped_buffer_full + dropped_invalid + dropped_depth
  * + dropped_export + dropped_rejected. Metric points are aggregated, not counted
  * here (dropped_series and metric_saturated count metric updates).
- * Fields are only ever appended (ABI).
+ *
+ * One table: polytel_stats_t, the bindings' stats dict/Hash/object and polytel's self-metrics come from it.
+ * XX(field, self-metric, its reason attribute, what it counts). The self-metric is COUNTER("name"),
+ * GAUGE("name") or NONE. Rows are only ever appended (ABI: the struct grows at its end).
  */
+#define POLYTEL_STATS_FIELDS(XX)                                                                             \
+  XX(recorded, COUNTER("polytel.recorded"), NULL, "log records and spans recorded")                          \
+  XX(exported, COUNTER("polytel.exported"), NULL, "accepted by the collector")                               \
+  XX(dropped, NONE, NULL, "the sum of the dropped_* causes")                                                 \
+  XX(pending, GAUGE("polytel.pending"), NULL, "recorded, no outcome yet (in blocks, batches or requests)")   \
+  XX(dropped_buffer_full, COUNTER("polytel.dropped"), "buffer_full", "pool exhausted at record time")        \
+  XX(dropped_export, COUNTER("polytel.dropped"), "export",                                                   \
+     "rejected by the collector, retries exhausted, or never sent before shutdown")                          \
+  XX(dropped_invalid, COUNTER("polytel.dropped"), "invalid", "bad calls: unmatched span end, NULL name")     \
+  XX(logs_recorded, NONE, NULL, "log records recorded")                                                      \
+  XX(spans_recorded, NONE, NULL, "spans recorded")                                                           \
+  XX(export_requests, NONE, NULL, "HTTP requests completed (any status)")                                    \
+  XX(export_retries, NONE, NULL, "attempts that were retries")                                               \
+  XX(export_failures, NONE, NULL, "requests whose batch was dropped or left unconfirmed")                    \
+  XX(truncated, NONE, NULL, "records whose strings were cut to fit a block")                                 \
+  XX(buffer_bytes, NONE, NULL, "memory held by event blocks now")                                            \
+  XX(buffer_bytes_max, NONE, NULL, "the cap (POLYTEL_MAX_MEMORY)")                                           \
+  XX(unconfirmed, COUNTER("polytel.unconfirmed"), NULL,                                                      \
+     "sent (the whole body handed to the network) but no answer before a deadline: may have arrived")        \
+  XX(dropped_series, NONE, NULL, "metric updates without a series of their own (POLYTEL_MAX_METRIC_SERIES)") \
+  XX(dropped_depth, COUNTER("polytel.dropped"), "depth",                                                     \
+     "thread spans nested deeper than 64, not recorded (part of dropped)")                                   \
+  XX(metric_saturated, NONE, NULL, "counter increments lost: the counter stands at INT64_MAX")               \
+  XX(dropped_rejected, COUNTER("polytel.dropped"), "rejected",                                               \
+     "refused by the collector in an OTLP partial_success (part of dropped)")
+
 typedef struct polytel_stats_s {
-  uint64_t recorded;
-  uint64_t exported;
-  uint64_t dropped;
-  uint64_t pending;
-  uint64_t dropped_buffer_full; /* pool exhausted at record time */
-  uint64_t dropped_export;  /* rejected by the collector, retries exhausted, or never sent before shutdown */
-  uint64_t dropped_invalid; /* bad calls: unmatched span end, NULL name */
-  uint64_t logs_recorded;
-  uint64_t spans_recorded;
-  uint64_t export_requests; /* HTTP requests completed (any status) */
-  uint64_t export_retries;
-  uint64_t export_failures;  /* requests whose batch was dropped or left unconfirmed */
-  uint64_t truncated;        /* records whose strings were cut to fit a block */
-  uint64_t buffer_bytes;     /* memory held by event blocks now */
-  uint64_t buffer_bytes_max; /* the cap (POLYTEL_MAX_MEMORY) */
-  /* Sent (the whole body handed to the network) but no answer before a deadline: may have arrived. */
-  uint64_t unconfirmed;
-  uint64_t dropped_series;   /* metric updates without a series of their own (POLYTEL_MAX_METRIC_SERIES) */
-  uint64_t dropped_depth;    /* thread spans nested deeper than 64, not recorded (part of dropped) */
-  uint64_t metric_saturated; /* counter increments lost: the counter stands at INT64_MAX */
-  uint64_t dropped_rejected; /* refused by the collector in an OTLP partial_success (part of dropped) */
+#define POLYTEL__XX(field, metric, reason, doc) uint64_t field;
+  POLYTEL_STATS_FIELDS(POLYTEL__XX)
+#undef POLYTEL__XX
 } polytel_stats_t;
 
 POLYTEL_EXTERN int polytel_stats(polytel_stats_t *out);

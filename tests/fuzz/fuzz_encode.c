@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "encode.h"
+#include "export/encode.h"
 
 /* ------------------------------------------------------------ input reader */
 

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "console.h"
+#include "common/console.h"
 
 /* 2026-11-22T04:02:36.123456789Z */
 #define T0 1795320156123456789ull

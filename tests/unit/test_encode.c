@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "encode.h"
+#include "export/encode.h"
 
 #define KSTR(k, s)                                                                                 \
   {                                                                                                \

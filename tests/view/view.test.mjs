@@ -162,8 +162,11 @@ test('process view: one lane per thread of the process, async spans with their w
 test('details on click: attributes, parent in another process, resource; a log tick opens its record', async () => {
   const job = (await pv(() => window.polytelView.traces())).find((t) => t.root === 'job' && t.processes === 2);
   await page.click(`.trace-item[data-trace="${job.index}"]`);
-  const box = await page.locator('#trace-timeline canvas.tl-canvas').boundingBox();
   const at = async (pred) => {
+    // The details panel opened by a click may resize the timeline, which redraws on the next frames: read the
+    // canvas box and what was drawn only once two frames have passed (a busy machine draws late).
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    const box = await page.locator('#trace-timeline canvas.tl-canvas').boundingBox();
     const d = await pv(() => { const v = window.polytelView, d = v.drawn('trace'); return { bars: d.bars.map(([s, x, y, w, h]) => ({ name: v.span(s).name, x, y, w, h })), ticks: d.ticks.map(([j, x, y, w, h]) => ({ body: v.log(j).body, x, y, w, h })), top: document.querySelector('#trace-timeline .tl-body').scrollTop }; });
     const it = pred(d);
     assert.ok(it, 'nothing to click');

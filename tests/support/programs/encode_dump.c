@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "encode.h"
+#include "export/encode.h"
 
 #define STR(k, s)                                                                                  \
   {                                                                                                \
