@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT, BUILD, clean_env, program, run
 
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 os.environ.setdefault("POLYTEL_BUILD_DIR", BUILD)
 from worker_harness import check_exact, counter_total, expected_log_bodies, run_worker  # noqa: E402
 

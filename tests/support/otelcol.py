@@ -28,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+from figures import merge_json, now  # noqa: E402
 from jsonl import parse_line  # noqa: E402
 from otlp_receiver import ITEM_KEYS, empty_received  # noqa: E402
 
@@ -241,16 +242,7 @@ FIGURES_PATH = os.environ.get("POLYTEL_COLLECTOR_FIGURES") or os.path.join(BUILD
 
 
 def record_figures(name: str, fig: dict) -> None:
-    """Merges {name: fig} into $BUILD/collector-figures.json (the figures docs/reliability.md quotes)."""
-    out: dict = {}
-    try:
-        with open(FIGURES_PATH) as f:
-            out = json.load(f)
-    except (OSError, ValueError):
-        pass
-    out[name] = {**fig, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    os.makedirs(os.path.dirname(FIGURES_PATH), exist_ok=True)
-    tmp = FIGURES_PATH + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(out, f, indent=2, sort_keys=True)
-    os.replace(tmp, FIGURES_PATH)
+    """Merges {name: fig} into $BUILD/collector-figures.json (the figures docs/reliability.md quotes), under a lock
+    (the collector suites of tests/integration and tests/smoke may run at once)."""
+    stamp = now()
+    merge_json(FIGURES_PATH, lambda out: out.update({name: {**fig, "measured_at": stamp}}))
