@@ -7,6 +7,9 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -G Ninja -DPOLYTEL_WERROR=ON
 VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
+# What the suites share (tests/support: the receiver, worker_harness, procs, ...) imports from anywhere, also in a
+# suite or bench that still puts the old tests/receiver or tests/integration on sys.path (docs/testing.md).
+export PYTHONPATH := $(CURDIR)/tests/support$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 # Suites are ctest tests (tests/CMakeLists.txt, docs/testing.md); TEST_TARGETS is for a suite that is still only
 # a make target (mk/*.mk: `TEST_TARGETS += test-foo`): ctest runs it as make.test-foo.
