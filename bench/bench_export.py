@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "receiver"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 
 from otlp_receiver import Receiver  # noqa: E402
 

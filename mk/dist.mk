@@ -1,7 +1,6 @@
 # dist.mk — `make dist`: every release artefact into dist/ from this tree; `make test-dist` installs each as a user would.
 # Wheels (manylinux, CPython 3.9-3.13) and the sdist, the source and x86_64-linux gems, the npm tarball, the
 # .deb and .tar.gz of the C library. Work and caches under $(BUILD)/dist; docs/building.md lists what dist/ holds.
-TEST_TARGETS += test-dist
 DIST := $(CURDIR)/dist
 DIST_WORK := $(CURDIR)/$(BUILD)/dist
 POLYTEL_VERSION := $(shell sed -n 's/^\#define POLYTEL_VERSION_STRING "\(.*\)"/\1/p' core/include/polytel/version.h)
@@ -28,7 +27,7 @@ DEB := $(DIST)/libpolytel_$(POLYTEL_VERSION)_amd64.deb
 C_TGZ := $(DIST)/libpolytel-$(POLYTEL_VERSION)-linux-x86_64.tar.gz
 DIST_FILES := $(SDIST) $(WHEEL_STAMPS) $(SRC_GEM) $(PLATFORM_GEM) $(NPM_TGZ) $(DEB) $(C_TGZ)
 
-.PHONY: dist dist-python dist-ruby dist-npm dist-c test-dist
+.PHONY: dist dist-python dist-ruby dist-npm dist-c test-dist test-dist-run
 .SECONDARY: $(foreach v,$(DIST_PYTHONS),$(DIST_WORK)/venv-$(v)/.ok)
 
 # At most two builds at once (2 cores); each is itself parallel where its tool allows.
@@ -98,7 +97,11 @@ $(DEB) $(C_TGZ) &: $(DIST_WORK)/c/.built
 
 # Each artefact installed into a fresh place with the build tools off PATH, a worker exporting to the receiver;
 # every CPython runs bindings/python/tests against its installed wheel (tests/dist/README.md).
-test-dist: dist
+# ctest `dist` runs test-dist-run after its fixture `make dist`.
+test-dist: build
+	$(call ctest,-R '^dist$$')
+
+test-dist-run:
 	POLYTEL_DIST=$(DIST) POLYTEL_DIST_WORK=$(DIST_WORK) POLYTEL_VERSION=$(POLYTEL_VERSION) \
 	  POLYTEL_DIST_PYTHONS="$(foreach v,$(DIST_PYTHONS),$(v)=$(call dist_python,$(v)))" \
 	  $(VENV)/bin/python -m pytest -q -rs tests/dist

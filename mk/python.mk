@@ -1,5 +1,4 @@
 # python.mk — the Python binding: pip-installed into a fresh venv, tested against the real receiver; its bench.
-TEST_TARGETS += test-python
 BENCH_TARGETS += bench-python
 PY_VENV := $(CURDIR)/$(BUILD)/py-venv
 PYTHON ?= python3
@@ -16,8 +15,9 @@ py-venv: deps $(PY_VENV)/bin/python
 	$(PY_VENV)/bin/pip install -q pytest opentelemetry-proto protobuf build mypy
 	$(PY_VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
 
-test-python: py-venv
-	$(PY_VENV)/bin/python -m pytest -q bindings/python/tests
+# ctest `python` (tests/CMakeLists.txt): bindings/python/tests in the py-venv.
+test-python: build
+	$(call ctest,-R '^python$$')
 
 # The bench runs in the same venv, with the reference OpenTelemetry SDK beside polytel.
 bench-python: py-venv

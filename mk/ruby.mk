@@ -1,5 +1,4 @@
 # ruby.mk — the Ruby gem: gem build, gem install --local into a private GEM_HOME, minitest against the installed gem; its bench.
-TEST_TARGETS += test-ruby
 BENCH_TARGETS += bench-ruby
 RUBY_DIR := bindings/ruby
 RUBY_GEM_HOME := $(CURDIR)/$(BUILD)/ruby-gems
@@ -25,8 +24,9 @@ ruby-gem: deps $(RUBY_GEM_STAMP)
 
 # GEM_HOME points at the private install; GEM_PATH is left to its default so minitest and rake are found.
 # `install` gives the prefix for the test of extconf's other path (an installed libpolytel, pkg-config).
-test-ruby: ruby-gem install
-	@cd $(RUBY_DIR) && GEM_HOME=$(RUBY_GEM_HOME) POLYTEL_PYTHON=$(VENV)/bin/python POLYTEL_PREFIX=$(PREFIX) rake test
+# (ctest `ruby`, tests/CMakeLists.txt, runs `rake test` so.)
+test-ruby: build
+	$(call ctest,-R '^ruby$$')
 
 bench-ruby: ruby-gem
 	@GEM_HOME=$(RUBY_GEM_HOME) ruby bench/bench_ruby.rb

@@ -1,5 +1,4 @@
 # wasm.mk — the WebAssembly binding: emcc build, node:test suites against the real receiver, headless chromium; its bench.
-TEST_TARGETS += test-wasm
 BENCH_TARGETS += bench-wasm
 WASM_DIR := bindings/wasm
 
@@ -13,8 +12,8 @@ $(WASM_DIR)/node_modules/.package-lock.json: $(WASM_DIR)/package.json $(WASM_DIR
 wasm-build: deps $(WASM_DIR)/node_modules/.package-lock.json
 	cd $(WASM_DIR) && npm run --silent build
 
-test-wasm: wasm-build
-	cd $(WASM_DIR) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm test
+test-wasm: build
+	$(call ctest,-R '^wasm$$')
 
 bench-wasm: wasm-build
 	node bench/bench_wasm.mjs

@@ -77,13 +77,13 @@ done
 
 echo
 "$VENV_PY" - "$OUT" "$ENDPOINT" "${LANGS[@]}" <<'PYEOF'
-"""Summary per language: what the workers exported (read back with tests/receiver/jsonl.py) and a span tree."""
+"""Summary per language: what the workers exported (read back with tests/support/jsonl.py) and a span tree."""
 import os
 import re
 import sys
 
 out, endpoint, langs = sys.argv[1], sys.argv[2], sys.argv[3:]
-sys.path.insert(0, os.path.join(os.getcwd(), "tests", "receiver"))
+sys.path.insert(0, os.path.join(os.getcwd(), "tests", "support"))
 from jsonl import load_dir  # noqa: E402  (strict: a malformed line fails the demo)
 
 TITLES = {"c": "C", "python": "Python", "ruby": "Ruby", "wasm": "WebAssembly (Node)"}
@@ -166,7 +166,7 @@ if bad:
     sys.exit(1)
 if not endpoint:
     print(f"demo: OTLP/JSON lines from {len(langs)} services in {out}/ "
-          f"(read them back: .venv/bin/python tests/receiver/jsonl.py {os.path.relpath(out)}/c)")
+          f"(read them back: .venv/bin/python tests/support/jsonl.py {os.path.relpath(out)}/c)")
 PYEOF
 
 # Jobs that cross threads (asyncio, a thread pool) and processes (each job's store step is a C program that continues

@@ -66,5 +66,5 @@ fi
 # module proxy at build time. Not installable from Debian at a usable version (bookworm has 1.19), so only checked.
 if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ] && [ -z "${GO:-}" ]; then
   echo "deps: Go is missing (not on PATH, not in /usr/local/go/bin): \`make test\` needs Go >= 1.21 to build" \
-       "the test Collector (tests/collector); set GO=/path/to/go" >&2
+       "the test Collector (tests/support/collector); set GO=/path/to/go" >&2
 fi

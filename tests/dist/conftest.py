@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "receiver"))
+sys.path.insert(0, str(REPO / "tests" / "support"))
 
 from pytest_fixtures import receiver, receiver_factory  # noqa: E402,F401
 

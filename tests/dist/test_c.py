@@ -45,13 +45,13 @@ def test_deb_control():
 
 
 def build_worker(prefix, out):
-    """tests/programs/worker_c.c against the package, through its pkg-config file (rpath to its libdir)."""
+    """tests/support/programs/worker_c.c against the package, through its pkg-config file (rpath to its libdir)."""
     env = dict(os.environ, PKG_CONFIG_PATH=str(prefix / "lib" / "pkgconfig"))
     flags = run(["pkg-config", "--cflags", "--libs", "polytel", "libuv"], env=env).stdout.split()
     libdir = run(["pkg-config", "--variable=libdir", "polytel"], env=env).stdout.strip()
     assert os.path.realpath(libdir) == os.path.realpath(prefix / "lib"), libdir  # the .pc finds its own prefix
     assert run(["pkg-config", "--modversion", "polytel"], env=env).stdout.strip() == VERSION
-    run(["cc", "-O1", REPO / "tests" / "programs" / "worker_c.c", "-o", out, "-Wl,-rpath," + libdir] + flags + ["-lpthread"])
+    run(["cc", "-O1", REPO / "tests" / "support" / "programs" / "worker_c.c", "-o", out, "-Wl,-rpath," + libdir] + flags + ["-lpthread"])
     return out
 
 

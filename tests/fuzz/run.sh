@@ -23,6 +23,10 @@ mkdir -p "$OUT/core-obj" "$OUT/corpus-$target"
 FLAGS=(-std=gnu11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE -fno-sanitize-recover=all
        -I "$ROOT/core/include" -I "$ROOT/core/src")
 
+# The core objects and the archive are shared by every target: ctest runs targets side by side, so one builds
+# them while the others wait (the lock is held until this target is linked).
+exec 9>"$OUT/core.lock"
+flock 9
 # The core objects: rebuilt when their source, any core header or this script is newer.
 newest=$(find "$ROOT/core" "${BASH_SOURCE[0]}" -name '*.h' -o -name sources.txt -o -name run.sh | xargs ls -t | head -n1)
 objs=()
@@ -41,6 +45,7 @@ exe="$OUT/fuzz_$target"
 echo "run.sh: building $exe"
 "$CC" "${FLAGS[@]}" -fsanitize=fuzzer,address,undefined \
   "$src" -Wl,--start-group "$lib" -Wl,--end-group -lm -lpthread ${FUZZ_LDLIBS:-} -o "$exe"
+exec 9>&-
 
 seeds=()
 [[ -d "$ROOT/tests/fuzz/corpus/$target" ]] && seeds+=("$ROOT/tests/fuzz/corpus/$target")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker_harness import ROOT, check_spans, run_worker  # noqa: F401 (ROOT puts tests/receiver on sys.path)
+from worker_harness import ROOT, check_spans, run_worker  # noqa: F401 (ROOT puts tests/support on sys.path)
 from pytest_fixtures import receiver, receiver_factory  # noqa: F401
 
 POLYTEL_ETIMEDOUT = -5

@@ -1,4 +1,4 @@
-"""test_collector — the C library against the real OpenTelemetry Collector (tests/collector, otelcol v0.165.0): an
+"""test_collector — the C library against the real OpenTelemetry Collector (tests/support/collector, otelcol v0.165.0): an
 outage (the Collector killed mid-run and restarted on the same port) with the accounting identity and cumulative
 snapshots arriving in time order, the Collector's request-size limit (its 400 and message in polytel's warning), and
 the span model read back from the Collector's output."""
@@ -16,7 +16,7 @@ import pytest
 
 from worker_harness import BUILD, ROOT, check_spans, expected_log_bodies, run_worker, worker_env
 
-sys.path.insert(0, os.path.join(ROOT, "tests", "collector"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 from otelcol import record_figures  # noqa: E402
 from otelcol_fixtures import collector_factory  # noqa: E402,F401
 from test_span_model import LIMITS, check_model, run as run_span_model  # noqa: E402

@@ -1,6 +1,6 @@
 """test_encode_interop — polytel's OTLP encoders against the official definitions.
 
-Runs tests/programs/encode_dump (a fixed sample set) and checks its protobuf,
+Runs tests/support/programs/encode_dump (a fixed sample set) and checks its protobuf,
 JSON and gzip bodies with third-party decoders: the official Python classes
 (opentelemetry-proto), `protoc --decode` (the official descriptors, fed as a
 FileDescriptorSet built from the _pb2 modules: no .proto sources are installed
@@ -20,7 +20,7 @@ import struct
 import subprocess
 
 import pytest
-import worker_harness  # noqa: F401 (puts tests/receiver on sys.path)
+import worker_harness  # noqa: F401 (puts tests/support on sys.path)
 import otlp_receiver
 from google.protobuf import json_format, text_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -47,7 +47,7 @@ def find_or_build_dump(tmp_path_factory):
     src = os.path.join(ROOT, "core", "src")
     cc = os.environ.get("CC", "cc")
     subprocess.run([cc, "-std=gnu11", "-O1", "-I", os.path.join(ROOT, "core", "include"), "-I", src,
-                    os.path.join(ROOT, "tests", "programs", "encode_dump.c"), os.path.join(src, "encode_pb.c"),
+                    os.path.join(ROOT, "tests", "support", "programs", "encode_dump.c"), os.path.join(src, "encode_pb.c"),
                     os.path.join(src, "encode_json.c"), os.path.join(src, "compress.c"), "-DPOLYTEL_WITH_UV=1", "-ldeflate", "-lzstd", "-lm",
                     "-o", str(d / "encode_dump")], check=True)
     return str(d / "encode_dump")

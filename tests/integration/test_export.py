@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker_harness import ROOT, check_exact, run_worker  # noqa: F401 (ROOT puts tests/receiver on sys.path)
+from worker_harness import ROOT, check_exact, run_worker  # noqa: F401 (ROOT puts tests/support on sys.path)
 from pytest_fixtures import receiver, receiver_factory  # noqa: F401
 
 

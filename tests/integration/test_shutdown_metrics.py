@@ -3,7 +3,7 @@ import json
 import os
 import subprocess
 
-from worker_harness import ROOT  # noqa: F401 (puts tests/receiver on sys.path)
+from worker_harness import ROOT  # noqa: F401 (puts tests/support on sys.path)
 from pytest_fixtures import receiver  # noqa: F401
 
 BUILD = os.environ.get("POLYTEL_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))

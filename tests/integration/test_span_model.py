@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from worker_harness import BUILD, worker_env  # noqa: F401 (puts tests/receiver on sys.path)
+from worker_harness import BUILD, worker_env  # noqa: F401 (puts tests/support on sys.path)
 from pytest_fixtures import receiver  # noqa: F401
 
 PROGRAM = os.path.join(BUILD, "tests", "span_model")

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import BUILD, ROOT, clean_env, program, run, run_python, run_ruby
 
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 os.environ.setdefault("POLYTEL_BUILD_DIR", BUILD)
 from worker_harness import check_exact, run_worker  # noqa: E402
 

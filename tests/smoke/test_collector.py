@@ -1,4 +1,4 @@
-"""test_collector.py — each language's worker against the real OpenTelemetry Collector (tests/collector: otelcol
+"""test_collector.py — each language's worker against the real OpenTelemetry Collector (tests/support/collector: otelcol
 v0.165.0 with its OTLP/HTTP receiver) in http/protobuf, http/json and gzip: the smoke scenario arrives as recorded
 (names, attributes, span tree, severities, counter values, the fork child), the counting workload arrives exactly
 once and the stats agree (exported <= received <= exported + unconfirmed, recorded = exported + dropped +
@@ -23,8 +23,8 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "collector"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 
 from otelcol_fixtures import collector, collector_factory  # noqa: E402,F401
 from test_smoke import (  # noqa: E402
@@ -45,8 +45,8 @@ FAST = {"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_BLRP_SCHEDULE_DELAY": "100", "OT
 SHUTDOWN_MS = 30000
 COUNT_THREADS, COUNT_EVENTS = 4, 100  # C: 4 threads x 100 events; the bindings: 1 x 200
 BINDING_EVENTS = 200
-COUNT_WORKERS = os.path.join(ROOT, "tests", "collector", "workers")
-BROWSER_DRIVER = os.path.join(ROOT, "tests", "collector", "browser.mjs")
+COUNT_WORKERS = os.path.join(ROOT, "tests", "support", "collector", "workers")
+BROWSER_DRIVER = os.path.join(ROOT, "tests", "support", "collector", "browser.mjs")
 POLYTEL_LINE = re.compile(r"^\S+ (WARN|ERROR|FATAL) polytel: (.*)$", re.M)
 
 

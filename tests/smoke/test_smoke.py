@@ -7,7 +7,7 @@ Where the runtimes are (set by `make test-smoke`; defaults are the `make` build 
   POLYTEL_RUBY_GEM_HOME   GEM_HOME holding the installed polytel gem       default $BUILD/ruby-gems
   POLYTEL_WASM_DIR        the wasm package (built dist/)                   default <repo>/bindings/wasm
 A third mode runs the embedded file exporter (what `make demo` uses): the OTLP/JSON lines it writes, read
-back with tests/receiver/jsonl.py, must say the same as what the receiver got.
+back with tests/support/jsonl.py, must say the same as what the receiver got.
 A binding that is not built fails its tests with the make target that builds it; nothing is skipped.
 
 PYTEST_DONT_REWRITE: the failure messages below name the language and the difference; pytest's own
@@ -29,7 +29,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "receiver"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 
 from jsonl import load_dir  # noqa: E402
 from otlp_receiver import Receiver  # noqa: E402

@@ -1,6 +1,7 @@
-/* test_pipeline.c — the export pipeline driven directly through pipeline.h, no transport: outcomes and their
- * counts, partial_success, the retry schedule, metrics ordering, warning lines, abandon, the shutdown line,
- * the fall back from zstd to gzip.
+/* test_pipeline.c — the export pipeline driven directly through pipeline.h, a fake host transport: outcomes
+ * and their counts, partial_success, the retry schedule, metrics ordering, warning lines, abandon, the
+ * shutdown line, the fall back from zstd to gzip; batching (batch size, schedule delay, the queue bound, the
+ * in-flight cap) and the retry/drop policy outcome by outcome, with the accounting identity after each.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -646,6 +647,198 @@ static void test_identity_at_every_read(void **state) {
   stats();
 }
 
+/* ------------------------------------------------------------ batching */
+
+#define BATCH 10
+#define QUEUE 50
+
+static int setup_batching(void **state) {
+  (void)state;
+  setenv("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "10", 1);
+  setenv("OTEL_BLRP_MAX_QUEUE_SIZE", "50", 1);
+  return start(0, "http/protobuf");
+}
+static int teardown_batching(void **state) {
+  unsetenv("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE");
+  unsetenv("OTEL_BLRP_MAX_QUEUE_SIZE");
+  return teardown(state);
+}
+
+/* As a transport does after a flush: pump, send what is ready, answer 200, until nothing is pending (bounded:
+ * a hang is a failure). The clock is read after each pump: a batch cut while draining is due from the
+ * moment it was cut, which may be a millisecond after a `now` read before. */
+static void deliver_all(void) {
+  polytel__response_t ok = http(200, -1);
+  polytel__pipeline_force(pl, polytel__now_ms());
+  for (int round = 0; polytel__pipeline_pending(pl) && round < 100; round++) {
+    uint64_t now = polytel__now_ms();
+    polytel__pipeline_pump(pl, now);
+    polytel__request_t *r[8];
+    size_t n = ready(now, r, 8);
+    for (size_t i = 0; i < n; i++) {
+      assert_in_range(r[i]->n_items, 1, BATCH);
+      assert_int_equal(polytel__pipeline_done(pl, r[i], &ok, now), POLYTEL__DONE_EXPORTED);
+    }
+  }
+  assert_int_equal(polytel__pipeline_pending(pl), 0);
+}
+
+/* A batch is cut when it reaches max_export_batch_size; the rest waits as a partial batch for the flush. */
+static void test_batches_cut_at_the_batch_size(void **state) {
+  (void)state;
+  logs(25);
+  polytel__pipeline_pump(pl, polytel__now_ms());
+  uint64_t now = polytel__now_ms(); /* batches cut while draining are due from when they were cut */
+  polytel__request_t *r[8];
+  size_t n = ready(now, r, 8);
+  assert_int_equal(n, 2); /* 10 + 10 cut; 5 wait (the schedule delay is far away) */
+  assert_int_equal(r[0]->n_items, BATCH);
+  assert_int_equal(r[1]->n_items, BATCH);
+  assert_int_equal(polytel__pipeline_pending(pl), 25);
+  polytel__response_t ok = http(200, -1);
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(polytel__pipeline_done(pl, r[i], &ok, now), POLYTEL__DONE_EXPORTED);
+  assert_int_equal(polytel__pipeline_pending(pl), 5);
+  polytel__request_t *rest = one(now, POLYTEL__SIG_LOGS); /* force cuts the partial batch */
+  assert_int_equal(rest->n_items, 5);
+  assert_int_equal(polytel__pipeline_done(pl, rest, &ok, now), POLYTEL__DONE_EXPORTED);
+  polytel_stats_t s = stats();
+  assert_int_equal(s.exported - base.exported, 25);
+  assert_int_equal(s.dropped - base.dropped, 0);
+}
+
+/* A partial batch goes when its first record is schedule_delay old, not a millisecond sooner. */
+static void test_partial_batch_waits_for_the_schedule_delay(void **state) {
+  (void)state;
+  const uint64_t delay = 100000000; /* start() sets OTEL_BLRP_SCHEDULE_DELAY */
+  uint64_t t0 = polytel__now_ms();
+  logs(3);
+  uint32_t wait = polytel__pipeline_pump(pl, t0); /* drained into a partial batch, first_ms >= t0 */
+  uint64_t t1 = polytel__now_ms();
+  assert_true(wait <= delay);
+  assert_null(polytel__pipeline_next(pl, t0));
+  polytel__pipeline_pump(pl, t0 + delay - 1);
+  assert_null(polytel__pipeline_next(pl, t0 + delay - 1));
+  polytel__pipeline_pump(pl, t1 + delay);
+  polytel__request_t *r = polytel__pipeline_next(pl, t1 + delay);
+  assert_non_null(r);
+  assert_int_equal(r->n_items, 3);
+  polytel__response_t ok = http(200, -1);
+  assert_int_equal(polytel__pipeline_done(pl, r, &ok, t1 + delay), POLYTEL__DONE_EXPORTED);
+  assert_int_equal(stats().exported - base.exported, 3);
+}
+
+/* The queue bound defers draining (records wait in their blocks, still pending), it never drops. */
+static void test_queue_bound_defers_and_never_drops(void **state) {
+  (void)state;
+  logs(80);
+  polytel__pipeline_pump(pl, polytel__now_ms());
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *r[8];
+  size_t n = ready(now, r, 8);
+  assert_int_equal(n, 4); /* five batches queued (the bound: 50), four in flight at most */
+  for (size_t i = 0; i < n; i++) assert_int_equal(r[i]->n_items, BATCH);
+  polytel_stats_t s = stats();
+  assert_int_equal(s.pending - base.pending, 80); /* 40 in flight, 10 queued, 30 still in blocks */
+  assert_int_equal(s.dropped - base.dropped, 0);
+  polytel__response_t ok = http(200, -1);
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(polytel__pipeline_done(pl, r[i], &ok, now), POLYTEL__DONE_EXPORTED);
+  deliver_all();
+  s = stats();
+  assert_int_equal(s.exported - base.exported, 80);
+  assert_int_equal(s.dropped - base.dropped, 0);
+}
+
+/* At most four requests in flight; one answered lets the next one out. */
+static void test_in_flight_cap(void **state) {
+  (void)state;
+  logs(6 * BATCH);
+  polytel__pipeline_force(pl, polytel__now_ms());
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *r[8];
+  size_t n = ready(now, r, 8);
+  assert_int_equal(n, 4);
+  assert_int_equal(polytel__pipeline_in_flight(pl), 4);
+  assert_null(polytel__pipeline_next(pl, now));
+  polytel__response_t ok = http(200, -1);
+  assert_int_equal(polytel__pipeline_done(pl, r[0], &ok, now), POLYTEL__DONE_EXPORTED);
+  assert_int_equal(polytel__pipeline_in_flight(pl), 3);
+  polytel__request_t *fifth = polytel__pipeline_next(pl, now);
+  assert_non_null(fifth);
+  assert_null(polytel__pipeline_next(pl, now));
+  for (size_t i = 1; i < n; i++)
+    assert_int_equal(polytel__pipeline_done(pl, r[i], &ok, now), POLYTEL__DONE_EXPORTED);
+  assert_int_equal(polytel__pipeline_done(pl, fifth, &ok, now), POLYTEL__DONE_EXPORTED);
+  deliver_all();
+  assert_int_equal(stats().exported - base.exported, 6 * BATCH);
+}
+
+/* --------------------------------------------------- the retry/drop policy, outcome by outcome */
+
+/*
+ * DESIGN.md: 2xx exported; 429, 502, 503, 504 and network errors (connect, timeout, other) retried; every
+ * other status (redirects included: never followed) and TLS failures dropped at once. One record each.
+ */
+static void test_policy_per_outcome(void **state) {
+  (void)state;
+  static const struct {
+    polytel__response_t resp;
+    polytel__done_t want;
+  } cases[] = {
+      {{.status = 200, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1}, POLYTEL__DONE_EXPORTED},
+      {{.status = 202, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1}, POLYTEL__DONE_EXPORTED},
+      {{.status = 204, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1}, POLYTEL__DONE_EXPORTED},
+      {{.status = 429, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1}, POLYTEL__DONE_RETRY},
+      {{.status = 502, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1}, POLYTEL__DONE_RETRY},
+      {{.status = 503, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1}, POLYTEL__DONE_RETRY},
+      {{.status = 504, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1}, POLYTEL__DONE_RETRY},
+      {{.net = POLYTEL__NET_CONNECT, .retry_after_ms = -1, .error = "refused"}, POLYTEL__DONE_RETRY},
+      {{.net = POLYTEL__NET_TIMEOUT, .sent = 1, .retry_after_ms = -1, .error = "slow"}, POLYTEL__DONE_RETRY},
+      {{.net = POLYTEL__NET_OTHER, .sent = 1, .retry_after_ms = -1, .error = "reset"}, POLYTEL__DONE_RETRY},
+      {{.status = 307, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1}, POLYTEL__DONE_DROPPED},
+      {{.status = 400, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1}, POLYTEL__DONE_DROPPED},
+      {{.status = 401, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1}, POLYTEL__DONE_DROPPED},
+      {{.status = 403, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1}, POLYTEL__DONE_DROPPED},
+      {{.status = 404, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1}, POLYTEL__DONE_DROPPED},
+      {{.status = 408, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1}, POLYTEL__DONE_DROPPED},
+      {{.status = 413, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1}, POLYTEL__DONE_DROPPED},
+      {{.status = 500, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1}, POLYTEL__DONE_DROPPED},
+      {{.status = 501, .net = POLYTEL__NET_OK, .sent = 1, .retry_after_ms = -1}, POLYTEL__DONE_DROPPED},
+      {{.net = POLYTEL__NET_TLS, .retry_after_ms = -1, .error = "bad cert"}, POLYTEL__DONE_DROPPED},
+  };
+  const size_t n = sizeof cases / sizeof cases[0];
+  uint64_t now = polytel__now_ms(), exported = 0, dropped = 0, retries = 0;
+  polytel__response_t ok = http(200, -1);
+  cap_begin(); /* the warnings are test_warnings_per_signal_and_cause's */
+  for (size_t i = 0; i < n; i++) {
+    logs(1);
+    polytel__request_t *r = one(now, POLYTEL__SIG_LOGS);
+    polytel__done_t d = polytel__pipeline_done(pl, r, &cases[i].resp, now);
+    if (d != cases[i].want)
+      fail_msg("case %zu (status %d, net %d): done %d, want %d", i, cases[i].resp.status,
+               (int)cases[i].resp.net, (int)d, (int)cases[i].want);
+    if (d == POLYTEL__DONE_RETRY) {
+      assert_true(r->not_before_ms > now); /* never at once: a backoff step at least */
+      assert_int_equal(r->attempt, 1);
+      now = r->not_before_ms;
+      assert_ptr_equal(polytel__pipeline_next(pl, now), r);
+      assert_int_equal(polytel__pipeline_done(pl, r, &ok, now), POLYTEL__DONE_EXPORTED);
+      retries++;
+    }
+    if (d == POLYTEL__DONE_DROPPED)
+      dropped++;
+    else
+      exported++;
+    polytel_stats_t s = stats(); /* the identity holds after every outcome */
+    assert_int_equal(s.exported - base.exported, exported);
+    assert_int_equal(s.dropped_export - base.dropped_export, dropped);
+    assert_int_equal(s.export_retries - base.export_retries, retries);
+    assert_int_equal(s.pending, 0);
+  }
+  free(cap_read_all());
+}
+
 /* ------------------------------------------------------------ zstd refused */
 
 #if POLYTEL_WITH_UV
@@ -763,6 +956,13 @@ int main(void) {
     T(test_warnings_per_signal_and_cause),
     T(test_abandon_and_shutdown_line),
     T(test_identity_at_every_read),
+    cmocka_unit_test_setup_teardown(test_batches_cut_at_the_batch_size, setup_batching, teardown_batching),
+    cmocka_unit_test_setup_teardown(test_partial_batch_waits_for_the_schedule_delay, setup_batching,
+                                    teardown_batching),
+    cmocka_unit_test_setup_teardown(test_queue_bound_defers_and_never_drops, setup_batching,
+                                    teardown_batching),
+    cmocka_unit_test_setup_teardown(test_in_flight_cap, setup_batching, teardown_batching),
+    T(test_policy_per_outcome),
 #if POLYTEL_WITH_UV
     cmocka_unit_test_setup_teardown(test_zstd_refused_falls_back_to_gzip, setup_zstd, teardown_zstd),
     cmocka_unit_test_setup_teardown(test_zstd_other_400_is_a_rejection, setup_zstd, teardown_zstd),

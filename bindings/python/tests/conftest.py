@@ -1,4 +1,4 @@
-"""conftest — worker subprocesses with a controlled environment, and the real test receiver (tests/receiver)."""
+"""conftest — worker subprocesses with a controlled environment, and the real test receiver (tests/support/otlp_receiver.py)."""
 import os
 import subprocess
 import sys
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "tests" / "receiver"))
+sys.path.insert(0, str(REPO / "tests" / "support"))
 
 from pytest_fixtures import receiver, receiver_factory  # noqa: E402,F401
 

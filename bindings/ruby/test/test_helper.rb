@@ -16,7 +16,7 @@ module PolytelTest
 
   def self.monotonic = Process.clock_gettime(Process::CLOCK_MONOTONIC)
 
-  # tests/receiver/otlp_receiver.py, out of process, one for the whole run (each test filters by
+  # tests/support/otlp_receiver.py, out of process, one for the whole run (each test filters by
   # its own service.name), driven through its /_control endpoints.
   class Receiver
     attr_reader :endpoint, :port
@@ -28,7 +28,7 @@ module PolytelTest
     def start
       @dir = Dir.mktmpdir("polytel-rb-receiver")
       port_file = File.join(@dir, "port")
-      @pid = Process.spawn(PYTHON, File.join(REPO, "tests", "receiver", "otlp_receiver.py"), "--port", "0",
+      @pid = Process.spawn(PYTHON, File.join(REPO, "tests", "support", "otlp_receiver.py"), "--port", "0",
                            "--port-file", port_file, out: File::NULL, err: File.join(@dir, "receiver.log"))
       deadline = PolytelTest.monotonic + 60
       until File.exist?(port_file)

@@ -223,7 +223,7 @@ test('the file exporter appends one OTLP/JSON request per line', async () => {
     assert.deepEqual(readdirSync(dir).sort().filter((f) => f.endsWith('.jsonl')), ['logs.jsonl', 'metrics.jsonl', 'traces.jsonl']);
     const py = join(ROOT, '.venv/bin/python');
     const code = 'import sys, json; sys.path.insert(0, sys.argv[1]); import jsonl; print(json.dumps(jsonl.load_dir(sys.argv[2])))';
-    const got = JSON.parse(execFileSync(py, ['-c', code, join(ROOT, 'tests/receiver'), dir], { encoding: 'utf8' }));
+    const got = JSON.parse(execFileSync(py, ['-c', code, join(ROOT, 'tests/support'), dir], { encoding: 'utf8' }));
     assert.equal(bodies(got, 'to a file'), 1);
     assert.equal(got.spans.filter((s) => s.name === 'file-span').length, 1);
     assert.equal(lastPoint(got, 'file.count').value, 4);

@@ -1,4 +1,4 @@
-// helpers.mjs — the real test receiver (tests/receiver/otlp_receiver.py) out of process, and child-process runs.
+// helpers.mjs — the real test receiver (tests/support/otlp_receiver.py) out of process, and child-process runs.
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 export const PKG = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const ROOT = resolve(PKG, '../..');
 const PYTHON = join(ROOT, '.venv/bin/python');
-const RECEIVER = join(ROOT, 'tests/receiver/otlp_receiver.py');
+const RECEIVER = join(ROOT, 'tests/support/otlp_receiver.py');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,4 +1,4 @@
-# count.rb — the counting workload of tests/programs/worker_c.c (one thread) with the Ruby gem: per event a span
+# count.rb — the counting workload of tests/support/programs/worker_c.c (one thread) with the Ruby gem: per event a span
 # "outer" { span "inner" { log "event <i> from thread 0" } } and counter worker.events += 1; then shutdown and one
 # JSON line with the stats. Usage: ruby count.rb EVENTS SHUTDOWN_MS (configuration from the environment).
 require "json"

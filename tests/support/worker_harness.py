@@ -1,4 +1,4 @@
-"""worker_harness — runs tests/programs/worker_c against a receiver and checks exact accounting (shared by the integration suites)."""
+"""worker_harness — runs tests/support/programs/worker_c against a receiver and checks exact accounting (shared by the integration suites)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tests", "receiver"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 
 BUILD = os.environ.get("POLYTEL_BUILD_DIR", os.path.join(ROOT, "build"))
 WORKER = os.path.join(BUILD, "tests", "worker_c")

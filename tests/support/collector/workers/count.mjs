@@ -1,4 +1,4 @@
-// count.mjs — the counting workload of tests/programs/worker_c.c (one thread) with the wasm binding under Node:
+// count.mjs — the counting workload of tests/support/programs/worker_c.c (one thread) with the wasm binding under Node:
 // per event a span "outer" { span "inner" { log "event <i> from thread 0" } } and counter worker.events += 1; then
 // shutdown and one JSON line with the stats (snake_case keys, as in C). Usage: node count.mjs EVENTS SHUTDOWN_MS.
 import { readFileSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// browser.mjs — loads tests/collector/browser/page.html in Debian's chromium (playwright-core from bindings/wasm,
+// browser.mjs — loads tests/support/collector/browser/page.html in Debian's chromium (playwright-core from bindings/wasm,
 // no browser download), served from http://127.0.0.1:<random port>, exporting to ENDPOINT (another origin).
 // Prints one JSON line: {origin, result (the page's), console [{type, text}], pageErrors}.
 // Usage: node browser.mjs ENDPOINT [PROTOCOL] [EVENTS] [WAIT_MS]
@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const WASM = join(ROOT, 'bindings/wasm');
 const { chromium } = createRequire(join(WASM, 'package.json'))('playwright-core');
 const { serve } = await import(pathToFileURL(join(WASM, 'test/browser/serve.mjs')).href);
@@ -28,7 +28,7 @@ try {
   page.on('console', (m) => consoleMsgs.push({ type: m.type(), text: m.text() }));
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   const q = new URLSearchParams({ endpoint, protocol, events, wait_ms: waitMs });
-  await page.goto(`${web.url}/tests/collector/browser/page.html?${q}`);
+  await page.goto(`${web.url}/tests/support/collector/browser/page.html?${q}`);
   await page.waitForFunction(() => globalThis.__polytelResult !== undefined, null, { timeout: 4 * Number(waitMs) + 30000 });
   const result = await page.evaluate(() => globalThis.__polytelResult);
   await page.close();

@@ -1,4 +1,4 @@
-"""otelcol — runs the real OpenTelemetry Collector (build/otelcol-polytel, from tests/collector) for a test: a temp
+"""otelcol — runs the real OpenTelemetry Collector (build/otelcol-polytel, from tests/support/collector) for a test: a temp
 config, 127.0.0.1 and a random free port, readiness, what it wrote (normalized like the test receiver's
 received()), stop, kill and restart on the same port (an outage).
 
@@ -8,7 +8,7 @@ received()), stop, kill and restart on the same port (an outage).
 
 The Collector writes each batch it accepted as one OTLP/JSON line per signal (traces/logs/metrics.jsonl) before it
 answers 200, so after a worker exited, everything the Collector accepted is on disk. Lines are parsed with the test
-receiver's strict OTLP/JSON rules (tests/receiver/jsonl.py). `mark()` + `received(since=mark)` separate the runs of
+receiver's strict OTLP/JSON rules (tests/support/jsonl.py). `mark()` + `received(since=mark)` separate the runs of
 one shared collector.
 """
 from __future__ import annotations
@@ -26,8 +26,9 @@ from typing import Callable, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "receiver"))
+sys.path.insert(0, HERE)
 
+from figures import merge_json, now  # noqa: E402
 from jsonl import parse_line  # noqa: E402
 from otlp_receiver import ITEM_KEYS, empty_received  # noqa: E402
 
@@ -57,7 +58,7 @@ class Collector:
     def __init__(self, port: int = 0, cors_origins: Optional[list] = None,
                  max_request_body_size: Optional[int] = None, debug: bool = True):
         if not os.access(BINARY, os.X_OK):
-            raise CollectorError(f"{BINARY} is not built: run `make collector` (Go; tests/collector)")
+            raise CollectorError(f"{BINARY} is not built: run `make collector` (Go; tests/support/collector)")
         self.port = port
         self._fixed_port = port != 0
         self.cors_origins = cors_origins
@@ -241,16 +242,7 @@ FIGURES_PATH = os.environ.get("POLYTEL_COLLECTOR_FIGURES") or os.path.join(BUILD
 
 
 def record_figures(name: str, fig: dict) -> None:
-    """Merges {name: fig} into $BUILD/collector-figures.json (the figures docs/reliability.md quotes)."""
-    out: dict = {}
-    try:
-        with open(FIGURES_PATH) as f:
-            out = json.load(f)
-    except (OSError, ValueError):
-        pass
-    out[name] = {**fig, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    os.makedirs(os.path.dirname(FIGURES_PATH), exist_ok=True)
-    tmp = FIGURES_PATH + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(out, f, indent=2, sort_keys=True)
-    os.replace(tmp, FIGURES_PATH)
+    """Merges {name: fig} into $BUILD/collector-figures.json (the figures docs/reliability.md quotes), under a lock
+    (the collector suites of tests/integration and tests/smoke may run at once)."""
+    stamp = now()
+    merge_json(FIGURES_PATH, lambda out: out.update({name: {**fig, "measured_at": stamp}}))

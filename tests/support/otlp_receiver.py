@@ -1,11 +1,11 @@
 """otlp_receiver — polytel's test OTLP/HTTP receiver: strict decoding with the official protos, normalization, faults, control API, CLI.
 
 In-process:
-    sys.path.insert(0, "<repo>/tests/receiver"); from otlp_receiver import Receiver
+    sys.path.insert(0, "<repo>/tests/support"); from otlp_receiver import Receiver
     r = Receiver(); r.start(); ... r.endpoint ...; r.wait_for(lambda got: got["spans"]); r.stop()
 
 Out-of-process:
-    .venv/bin/python tests/receiver/otlp_receiver.py --port 0 --port-file FILE [--cors] [--tls]
+    .venv/bin/python tests/support/otlp_receiver.py --port 0 --port-file FILE [--cors] [--tls]
     then GET /_control/received, POST /_control/reset, POST /_control/faults, POST /_control/stop.
 
 Decoding is deliberately stricter than a production collector: it exists to catch

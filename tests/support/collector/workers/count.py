@@ -1,4 +1,4 @@
-"""count.py — the counting workload of tests/programs/worker_c.c (one thread) with the Python binding: per event a
+"""count.py — the counting workload of tests/support/programs/worker_c.c (one thread) with the Python binding: per event a
 span "outer" { span "inner" { log "event <i> from thread 0" } } and counter worker.events += 1; then shutdown and
 one JSON line with the stats. Usage: python count.py EVENTS SHUTDOWN_MS (configuration from the environment)."""
 import json

@@ -1,0 +1,5 @@
+"""conftest — puts tests/support (the receiver, worker_harness, procs) on sys.path for the integration suites."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
