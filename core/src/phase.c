@@ -34,7 +34,6 @@ static polytel_stats_t g_base; /* stats at phase 1: shutdown judges this cycle o
 void polytel__buffers_fork_child(void);
 void polytel__buffers_lock(void);
 void polytel__buffers_unlock(void);
-void polytel__consume_fork_child(void);
 
 const char *polytel_phase_name(polytel_phase_t p) {
   switch (p) {
@@ -161,7 +160,6 @@ static void atfork_child(void) {
   if (phase == POLYTEL_PHASE_FULL && !g_external) polytel__transport_atfork_child();
 #endif
   polytel__buffers_fork_child();
-  polytel__consume_fork_child();
   polytel__metrics_reset();
   if (polytel__memsink_active()) polytel_memory_sink_clear();
   memset(&polytel__acct, 0, sizeof polytel__acct);
