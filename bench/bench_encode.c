@@ -8,7 +8,7 @@
 
 #include <zlib.h>
 
-#include "encode.h"
+#include "export/encode.h"
 
 enum { BATCH = 512, NROWS = 6 };
 

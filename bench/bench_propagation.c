@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "propagation.h"
+#include "common/propagation.h"
 
 #define N 2000000
 #define RUNS 5

@@ -69,16 +69,33 @@ typedef enum {
   POLYTEL_PHASE_FULL = 3      /* phase 2: batched export on a libuv loop */
 } polytel_phase_t;
 
-/* Levels are OpenTelemetry severity numbers, so no mapping is ever needed. */
+/*
+ * Levels are OpenTelemetry severity numbers, so no mapping is ever needed. One table: the enum,
+ * polytel_level_name() and polytel_level_parse() are generated from it, and the bindings take their level
+ * constants from it. XX(NAME, severity number, lowercase name).
+ */
+#define POLYTEL_LEVEL_MAP(XX) \
+  XX(TRACE, 1, "trace")       \
+  XX(DEBUG, 5, "debug")       \
+  XX(INFO, 9, "info")         \
+  XX(WARN, 13, "warn")        \
+  XX(ERROR, 17, "error")      \
+  XX(FATAL, 21, "fatal")
+
 typedef enum {
-  POLYTEL_LEVEL_TRACE = 1,
-  POLYTEL_LEVEL_DEBUG = 5,
-  POLYTEL_LEVEL_INFO = 9,
-  POLYTEL_LEVEL_WARN = 13,
-  POLYTEL_LEVEL_ERROR = 17,
-  POLYTEL_LEVEL_FATAL = 21,
-  POLYTEL_LEVEL_OFF = 255 /* only as a threshold */
+#define POLYTEL__XX(name, value, text) POLYTEL_LEVEL_##name = (value),
+  POLYTEL_LEVEL_MAP(POLYTEL__XX)
+#undef POLYTEL__XX
+      POLYTEL_LEVEL_OFF = 255 /* only as a threshold */
 } polytel_level_t;
+
+/* "trace", "debug", "info", "warn", "error", "fatal", "off"; NULL for any other number. */
+POLYTEL_EXTERN const char *polytel_level_name(int level);
+/*
+ * A level by name: the names above and "warning", any case, blanks around ignored, or its severity number in
+ * decimal (1 to 24, or 255). -1 when it is neither (NULL included).
+ */
+POLYTEL_EXTERN int polytel_level_parse(const char *name);
 
 /* ------------------------------------------------------------------ config */
 
@@ -115,6 +132,9 @@ typedef enum {
   POLYTEL_COMPRESSION_ZSTD = 2 /* a collector that refuses it gets gzip instead (docs/configuration.md) */
 } polytel_compression_t;
 
+/* Options without a polytel_config_t field that one config can carry (polytel_config_set). */
+#define POLYTEL_CONFIG_EXTRA_MAX 24
+
 /*
  * Explicit configuration. Always fill with polytel_config_init() first: the
  * struct may grow, and init sets every field to "unset". An unset field is
@@ -150,9 +170,67 @@ typedef struct polytel_config_s {
   const char
       *client_certificate; /* mTLS: client certificate (PEM) path (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE) */
   const char *client_key;  /* mTLS: its private key (PEM, unencrypted) (OTEL_EXPORTER_OTLP_CLIENT_KEY) */
+  /* Private: options without a field of their own, as set by polytel_config_set() (same lifetime rule as
+   * the strings above). */
+  uint32_t polytel__n_extra;
+  struct {
+    uint32_t option;
+    const char *value;
+  } polytel__extra[POLYTEL_CONFIG_EXTRA_MAX];
 } polytel_config_t;
 
 POLYTEL_EXTERN void polytel_config_init(polytel_config_t *cfg);
+
+/*
+ * Set one option by its name, from text: the way the bindings pass their keyword arguments. `key` is an
+ * option's name (docs/configuration.md lists them: "endpoint", "timeout_ms", "bsp_schedule_delay_ms", ...;
+ * polytel_config_option() enumerates them). The value is read as its environment variable would be
+ * ("true", "2500", "http/json", "16M", "k=v,k2=v2"); numbers, booleans and choices are checked here, the
+ * rest (URLs, lists, paths) when the configuration is resolved, with the usual one-line warning. Strings are
+ * not copied: `value` must stay valid until the init call, like any string field. Returns 0, or
+ * POLYTEL_EINVAL for an unknown key or a bad value; polytel_config_error() then says which, in one line
+ * (a value is echoed by its first 64 bytes, never a header's). A field set directly counts the same.
+ */
+POLYTEL_EXTERN int polytel_config_set(polytel_config_t *cfg, const char *key, const char *value);
+/* The calling thread's last polytel_config_set() error, "" when there was none. */
+POLYTEL_EXTERN const char *polytel_config_error(void);
+
+/* How a setting's text reads (bindings turn it into their own types). */
+typedef enum {
+  POLYTEL_VALUE_BOOL = 1,  /* "true" or "false" */
+  POLYTEL_VALUE_INT = 2,   /* decimal digits */
+  POLYTEL_VALUE_STRING = 3 /* text; NULL when none */
+} polytel_value_type_t;
+
+typedef struct polytel_setting_s {
+  const char *key; /* the option's name (polytel_config_set's key) */
+  const char *env; /* its environment variable, NULL when it has none */
+  polytel_value_type_t type;
+  const char *value; /* the value as text: in force (resolved), or the default (polytel_config_option) */
+} polytel_setting_t;
+
+typedef struct polytel_resolved_s {
+  size_t n;
+  polytel_setting_t *items;
+} polytel_resolved_t;
+
+/*
+ * What is running: "phase", "not_exporting" (why nothing is exported, NULL when it is), "destination"
+ * (where the exporter sends: the collector's base URL, the file exporter's directory, NULL for none), then
+ * every option as resolved after explicit settings, the environment, defaults and corrections (the
+ * configuration of the last init; before any init, or after shutdown, what an init would resolve). Header
+ * values are never included ("key=…"). NULL when out of memory. Free with polytel_config_resolved_free().
+ */
+POLYTEL_EXTERN polytel_resolved_t *polytel_config_resolved(void);
+POLYTEL_EXTERN void polytel_config_resolved_free(polytel_resolved_t *r);
+/* The i-th option of the schema (i from 0), its default as `value`. 0, or POLYTEL_EINVAL past the last. */
+POLYTEL_EXTERN int polytel_config_option(size_t i, polytel_setting_t *out);
+/*
+ * The i-th word polytel_config_set() takes for option `key` (i from 0) and the enum value it stands for
+ * ("http/json" and POLYTEL_PROTOCOL_JSON). 0, or POLYTEL_EINVAL past the last word or when `key` takes no
+ * words.
+ */
+POLYTEL_EXTERN int polytel_config_choice(const char *key, size_t i, const char **word, int *value);
 
 /* ------------------------------------------------------------ init, phases */
 
@@ -198,8 +276,19 @@ typedef enum {
   POLYTEL_ATTR_STRING = 1,
   POLYTEL_ATTR_INT = 2,
   POLYTEL_ATTR_DOUBLE = 3,
-  POLYTEL_ATTR_BOOL = 4
+  POLYTEL_ATTR_BOOL = 4,
+  /* Homogeneous arrays (OTLP ArrayValue): value.arr points at len elements of the type named. */
+  POLYTEL_ATTR_STRING_ARRAY = 5, /* const polytel_str_t[] */
+  POLYTEL_ATTR_INT_ARRAY = 6,    /* const int64_t[] */
+  POLYTEL_ATTR_DOUBLE_ARRAY = 7, /* const double[] */
+  POLYTEL_ATTR_BOOL_ARRAY = 8    /* const int[] (0 false, anything else true) */
 } polytel_attr_type_t;
+
+/* A string with its length (need not be NUL-terminated): an element of a string array. */
+typedef struct polytel_str_s {
+  const char *ptr;
+  size_t len;
+} polytel_str_t;
 
 /* Keys are NUL-terminated; string values carry a length. Everything is copied. */
 typedef struct polytel_attr_s {
@@ -213,8 +302,26 @@ typedef struct polytel_attr_s {
     int64_t i;
     double d;
     int b;
+    struct {
+      const void *ptr; /* the array's first element (see polytel_attr_type_t) */
+      size_t len;      /* elements */
+    } arr;
   } value;
 } polytel_attr_t;
+
+/* Type checks for the array macros: a wrong element type is a compile-time warning, not a misread. */
+static inline const void *polytel__strs(const polytel_str_t *p) {
+  return p;
+}
+static inline const void *polytel__ints(const int64_t *p) {
+  return p;
+}
+static inline const void *polytel__doubles(const double *p) {
+  return p;
+}
+static inline const void *polytel__bools(const int *p) {
+  return p;
+}
 
 #define POLYTEL_ATTR_STR(k, v) \
   ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_STRING, .value = {.str = {(v), strlen(v)}}})
@@ -222,6 +329,16 @@ typedef struct polytel_attr_s {
 #define POLYTEL_ATTR_DOUBLE(k, v) \
   ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_DOUBLE, .value = {.d = (v)}})
 #define POLYTEL_ATTR_BOOL(k, v) ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_BOOL, .value = {.b = (v)}})
+/* Arrays: (key, pointer to the first element, element count). */
+#define POLYTEL_ATTR_STRS(k, v, n) \
+  ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_STRING_ARRAY, .value = {.arr = {polytel__strs(v), (n)}}})
+#define POLYTEL_ATTR_INTS(k, v, n) \
+  ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_INT_ARRAY, .value = {.arr = {polytel__ints(v), (n)}}})
+#define POLYTEL_ATTR_DOUBLES(k, v, n) \
+  ((polytel_attr_t){                  \
+      .key = (k), .type = POLYTEL_ATTR_DOUBLE_ARRAY, .value = {.arr = {polytel__doubles(v), (n)}}})
+#define POLYTEL_ATTR_BOOLS(k, v, n) \
+  ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_BOOL_ARRAY, .value = {.arr = {polytel__bools(v), (n)}}})
 
 /* -------------------------------------------------------------------- logs */
 
@@ -286,6 +403,25 @@ POLYTEL_EXTERN void polytel__span_scope_end(int *unused);
   __attribute__((cleanup(polytel__span_scope_end))) int POLYTEL__CAT(polytel__span_, __LINE__) = \
       (polytel_span_begin(static_name), 0)
 
+/* OTLP SpanKind. Thread spans are INTERNAL. */
+typedef enum {
+  POLYTEL_SPAN_KIND_UNSPECIFIED = 0,
+  POLYTEL_SPAN_KIND_INTERNAL = 1,
+  POLYTEL_SPAN_KIND_SERVER = 2,
+  POLYTEL_SPAN_KIND_CLIENT = 3,
+  POLYTEL_SPAN_KIND_PRODUCER = 4,
+  POLYTEL_SPAN_KIND_CONSUMER = 5
+} polytel_span_kind_t;
+
+/*
+ * The bindings' kind names: "internal", "server", "client", "producer", "consumer" (ASCII case ignored; len
+ * bytes, no NUL needed). Returns the kind, or POLYTEL_EINVAL for anything else ("unspecified" included: a
+ * user names what the span is).
+ */
+POLYTEL_EXTERN int polytel_span_kind_from_name(const char *name, size_t len);
+/* "internal" ... "consumer"; "unspecified" for 0; NULL for a value outside the enum. */
+POLYTEL_EXTERN const char *polytel_span_kind_name(polytel_span_kind_t kind);
+
 /*
  * Async spans carry explicit ids: start() assigns ids and the start time and
  * records nothing; finish() records the whole span at once, from any thread.
@@ -297,16 +433,82 @@ typedef struct polytel_span_ctx_s {
   uint8_t parent_id[8]; /* all zero for a root span */
   uint64_t start_ns;    /* Unix nanoseconds */
   uint8_t trace_flags;  /* W3C trace flags: POLYTEL_TRACE_FLAG_* */
+  /* In what was padding (the size is unchanged): */
+  uint8_t is_remote;     /* 1: this context came from another process (polytel_traceparent_parse) */
+  uint8_t parent_remote; /* 1: the parent was remote (polytel_span_start copies the parent's is_remote) */
 } polytel_span_ctx_t;
 
 /*
- * parent NULL (or all-zero ids) starts a new trace, flagged sampled; a child
- * inherits its parent's trace flags.
+ * A new span's context. parent NULL (or an all-zero span id) starts a new
+ * trace. The configured sampler (OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG;
+ * default parentbased_always_on) decides, and its decision is the
+ * POLYTEL_TRACE_FLAG_SAMPLED bit of out->trace_flags: parentbased_* follow the
+ * parent's bit, traceidratio decides on the trace id alone (the same in every
+ * language). Other parent flags are inherited. An unsampled span still has
+ * ids: its children and its traceparent work; finishing it records nothing.
  */
 POLYTEL_EXTERN int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out);
 POLYTEL_EXTERN int polytel_span_finish(const polytel_span_ctx_t *span, const char *name,
                                        polytel_status_t status, const char *status_msg,
                                        const polytel_attr_t *attrs, size_t n_attrs);
+
+/* A span event. The layout is final (arrays of it are passed): anything new goes into polytel_span_opts_t. */
+typedef struct polytel_span_event_s {
+  const char *name;
+  uint64_t time_ns; /* Unix nanoseconds; 0 = when the span is finished */
+  const polytel_attr_t *attrs;
+  size_t n_attrs;
+} polytel_span_event_t;
+
+/* A link to another span (a batch consumer links the jobs it took). The layout is final, like the event's. */
+typedef struct polytel_span_link_s {
+  polytel_span_ctx_t ctx; /* trace_id, span_id, trace_flags and is_remote are read */
+  const char *tracestate; /* W3C tracestate of the linked span, or NULL */
+  const polytel_attr_t *attrs;
+  size_t n_attrs;
+} polytel_span_link_t;
+
+/* What polytel_span_finish_ex() takes beyond the plain finish. Fill with polytel_span_opts_init() first. */
+typedef struct polytel_span_opts_s {
+  uint32_t struct_size;     /* set by polytel_span_opts_init */
+  polytel_span_kind_t kind; /* default POLYTEL_SPAN_KIND_INTERNAL */
+  const char *scope_name;   /* instrumentation scope; NULL: "polytel" (with the library's version) */
+  const char *scope_version;
+  const char *tracestate; /* the span's W3C tracestate; invalid values are discarded whole (W3C), NULL none */
+  uint64_t end_ns;        /* Unix nanoseconds; 0 = now (never before the start) */
+  const polytel_span_event_t *events;
+  size_t n_events;
+  const polytel_span_link_t *links;
+  size_t n_links;
+} polytel_span_opts_t;
+
+POLYTEL_EXTERN void polytel_span_opts_init(polytel_span_opts_t *opts);
+
+/*
+ * polytel_span_finish() with a kind, a scope, events, links, a tracestate and
+ * an end time (opts may be NULL: the defaults). Everything is copied. Limits
+ * (OTEL_SPAN_EVENT_COUNT_LIMIT, ..._ATTRIBUTE_COUNT_LIMIT, ...) are applied
+ * and what they cut is counted on the wire (dropped_*_count). An unsampled
+ * span (trace_flags without POLYTEL_TRACE_FLAG_SAMPLED) records nothing and is
+ * counted in polytel_stats_t.sampled_out. Returns 0, POLYTEL_EINVAL (NULL span
+ * or name: counted as dropped_invalid), POLYTEL_EDROPPED (the pool was full:
+ * dropped_buffer_full).
+ */
+POLYTEL_EXTERN int polytel_span_finish_ex(const polytel_span_ctx_t *span, const char *name,
+                                          polytel_status_t status, const char *status_msg,
+                                          const polytel_attr_t *attrs, size_t n_attrs,
+                                          const polytel_span_opts_t *opts);
+
+/*
+ * An `exception` event per the semantic conventions, for a span whose work
+ * raised: fills *event (time now) and attrs[0..2] with exception.type,
+ * exception.message and exception.stacktrace, leaving out the NULL ones.
+ * The strings are referenced, not copied: keep them until the finish.
+ * Returns the number of attributes used.
+ */
+POLYTEL_EXTERN size_t polytel_span_exception_event(polytel_span_event_t *event, polytel_attr_t attrs[3],
+                                                   const char *type, const char *message,
+                                                   const char *stacktrace);
 
 /* ----------------------------------------------------------- trace context */
 
@@ -322,7 +524,7 @@ POLYTEL_EXTERN int polytel_span_finish(const polytel_span_ctx_t *span, const cha
  * characters; a later version (not ff) is read by its first 55 characters when
  * they are followed by '-' or the end; lowercase hex only; all-zero ids are
  * invalid. On success `out` holds the trace id, the remote span id in span_id,
- * the known trace flags, a zero parent_id and start_ns 0. Returns 0, or
+ * the known trace flags, is_remote 1, a zero parent_id and start_ns 0. Returns 0, or
  * POLYTEL_EINVAL (then `out`, if not NULL, is all zero: a new trace). Any
  * input is safe, NULL included.
  */
@@ -373,6 +575,12 @@ POLYTEL_EXTERN void polytel_context_detach(void);
  * must be discarded. Empty lists are valid. NULL is not.
  */
 POLYTEL_EXTERN int polytel_tracestate_valid(const char *tracestate);
+
+/* OTEL_PROPAGATORS, read at phase 1: the bindings inject/extract what this says and never parse it. */
+#define POLYTEL_PROPAGATOR_TRACECONTEXT 0x1u /* traceparent, tracestate */
+#define POLYTEL_PROPAGATOR_BAGGAGE 0x2u      /* baggage */
+/* The POLYTEL_PROPAGATOR_* mask in force (0 for "none"); the default before phase 1 and when unset. */
+POLYTEL_EXTERN unsigned polytel_propagators(void);
 
 /* ----------------------------------------------------------------- metrics */
 
@@ -433,30 +641,43 @@ POLYTEL_EXTERN void polytel_histogram_record(const char *name, const char *unit,
  * at every read; dropped = dropped_buffer_full + dropped_invalid + dropped_depth
  * + dropped_export + dropped_rejected. Metric points are aggregated, not counted
  * here (dropped_series and metric_saturated count metric updates).
- * Fields are only ever appended (ABI).
+ *
+ * One table: polytel_stats_t, the bindings' stats dict/Hash/object and polytel's self-metrics come from it.
+ * XX(field, self-metric, its reason attribute, what it counts). The self-metric is COUNTER("name"),
+ * GAUGE("name") or NONE. Rows are only ever appended (ABI: the struct grows at its end).
  */
+#define POLYTEL_STATS_FIELDS(XX)                                                                             \
+  XX(recorded, COUNTER("polytel.recorded"), NULL, "log records and spans recorded")                          \
+  XX(exported, COUNTER("polytel.exported"), NULL, "accepted by the collector")                               \
+  XX(dropped, NONE, NULL, "the sum of the dropped_* causes")                                                 \
+  XX(pending, GAUGE("polytel.pending"), NULL, "recorded, no outcome yet (in blocks, batches or requests)")   \
+  XX(dropped_buffer_full, COUNTER("polytel.dropped"), "buffer_full", "pool exhausted at record time")        \
+  XX(dropped_export, COUNTER("polytel.dropped"), "export",                                                   \
+     "rejected by the collector, retries exhausted, or never sent before shutdown")                          \
+  XX(dropped_invalid, COUNTER("polytel.dropped"), "invalid", "bad calls: unmatched span end, NULL name")     \
+  XX(logs_recorded, NONE, NULL, "log records recorded")                                                      \
+  XX(spans_recorded, NONE, NULL, "spans recorded")                                                           \
+  XX(export_requests, NONE, NULL, "HTTP requests completed (any status)")                                    \
+  XX(export_retries, NONE, NULL, "attempts that were retries")                                               \
+  XX(export_failures, NONE, NULL, "requests whose batch was dropped or left unconfirmed")                    \
+  XX(truncated, NONE, NULL, "records whose strings were cut to fit a block")                                 \
+  XX(buffer_bytes, NONE, NULL, "memory held by event blocks now")                                            \
+  XX(buffer_bytes_max, NONE, NULL, "the cap (POLYTEL_MAX_MEMORY)")                                           \
+  XX(unconfirmed, COUNTER("polytel.unconfirmed"), NULL,                                                      \
+     "sent (the whole body handed to the network) but no answer before a deadline: may have arrived")        \
+  XX(dropped_series, NONE, NULL, "metric updates without a series of their own (POLYTEL_MAX_METRIC_SERIES)") \
+  XX(dropped_depth, COUNTER("polytel.dropped"), "depth",                                                     \
+     "thread spans nested deeper than 64, not recorded (part of dropped)")                                   \
+  XX(metric_saturated, NONE, NULL, "counter increments lost: the counter stands at INT64_MAX")               \
+  XX(dropped_rejected, COUNTER("polytel.dropped"), "rejected",                                               \
+     "refused by the collector in an OTLP partial_success (part of dropped)")                                \
+  XX(sampled_out, NONE, NULL,                                                                                \
+     "async spans the sampler left out: finished, not recorded (not part of recorded or dropped)")
+
 typedef struct polytel_stats_s {
-  uint64_t recorded;
-  uint64_t exported;
-  uint64_t dropped;
-  uint64_t pending;
-  uint64_t dropped_buffer_full; /* pool exhausted at record time */
-  uint64_t dropped_export;  /* rejected by the collector, retries exhausted, or never sent before shutdown */
-  uint64_t dropped_invalid; /* bad calls: unmatched span end, NULL name */
-  uint64_t logs_recorded;
-  uint64_t spans_recorded;
-  uint64_t export_requests; /* HTTP requests completed (any status) */
-  uint64_t export_retries;
-  uint64_t export_failures;  /* requests whose batch was dropped or left unconfirmed */
-  uint64_t truncated;        /* records whose strings were cut to fit a block */
-  uint64_t buffer_bytes;     /* memory held by event blocks now */
-  uint64_t buffer_bytes_max; /* the cap (POLYTEL_MAX_MEMORY) */
-  /* Sent (the whole body handed to the network) but no answer before a deadline: may have arrived. */
-  uint64_t unconfirmed;
-  uint64_t dropped_series;   /* metric updates without a series of their own (POLYTEL_MAX_METRIC_SERIES) */
-  uint64_t dropped_depth;    /* thread spans nested deeper than 64, not recorded (part of dropped) */
-  uint64_t metric_saturated; /* counter increments lost: the counter stands at INT64_MAX */
-  uint64_t dropped_rejected; /* refused by the collector in an OTLP partial_success (part of dropped) */
+#define POLYTEL__XX(field, metric, reason, doc) uint64_t field;
+  POLYTEL_STATS_FIELDS(POLYTEL__XX)
+#undef POLYTEL__XX
 } polytel_stats_t;
 
 POLYTEL_EXTERN int polytel_stats(polytel_stats_t *out);
@@ -495,7 +716,40 @@ typedef struct polytel_record_s {
   const polytel_attr_t *attrs; /* string values NUL-terminated */
   uint32_t thread_id;          /* recording thread (registration order, 1-based) */
   char thread_name[32];        /* its name (OS name, or polytel_thread_set_name()); "" when unknown */
+  /* Appended with the span model: */
+  polytel_span_kind_t span_kind; /* spans */
+  uint32_t flags;                /* OTLP Span.flags / LogRecord.flags as sent: trace flags, span: bits 8-9 */
+  const char *scope_name;        /* spans: instrumentation scope ("polytel" by default); logs: the target */
+  const char *scope_version;     /* "" when none */
+  const char *trace_state;       /* spans: W3C tracestate as sent, "" when none */
+  size_t n_events;
+  const struct polytel_record_event_s *events; /* spans */
+  size_t n_links;
+  const struct polytel_record_link_s *links; /* spans */
+  uint32_t dropped_attrs;                    /* spans, logs: dropped_attributes_count */
+  uint32_t dropped_events;                   /* spans: dropped_events_count */
+  uint32_t dropped_links;                    /* spans: dropped_links_count */
 } polytel_record_t;
+
+/* A span event as exported. */
+typedef struct polytel_record_event_s {
+  const char *name;
+  uint64_t time_ns;
+  size_t n_attrs;
+  const polytel_attr_t *attrs;
+  uint32_t dropped_attrs;
+} polytel_record_event_t;
+
+/* A span link as exported. */
+typedef struct polytel_record_link_s {
+  uint8_t trace_id[16];
+  uint8_t span_id[8];
+  uint32_t flags; /* OTLP Link.flags */
+  const char *trace_state;
+  size_t n_attrs;
+  const polytel_attr_t *attrs;
+  uint32_t dropped_attrs;
+} polytel_record_link_t;
 
 /* Start keeping up to `capacity` records (oldest dropped from the sink first). */
 POLYTEL_EXTERN int polytel_memory_sink_enable(size_t capacity);

@@ -3,9 +3,11 @@
  * never reach the console, and that every warning is one clean line.
  *
  * Input: lines "NAME=VALUE". NAME "cfg.FIELD" sets an explicit field (strings as given, numbers with
- * strtoll). Also checked: every console line stays short (echoed values are cut at 64 bytes), a "SECRET"
- * in a URL's userinfo or query, or in key material pasted into a CLIENT_KEY variable, is never printed;
- * forbidden headers never pass; resource and TLS settings stay within their documented limits.
+ * strtoll); "set.KEY" goes through polytel_config_set (0, or POLYTEL_EINVAL with a one-line error); the
+ * resolved view (polytel__cfg_describe) never shows a header value. Also checked: every console line stays
+ * short (echoed values are cut at 64 bytes), a "SECRET" in a URL's userinfo or query, or in key material
+ * pasted into a CLIENT_KEY variable, is never printed; forbidden headers never pass; resource and TLS
+ * settings stay within their documented limits.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -15,9 +17,9 @@
 #include <unistd.h>
 
 #include "fuzz.h"
-#include "config.h"
-#include "console.h"
-#include "process.h"
+#include "common/config.h"
+#include "common/console.h"
+#include "common/process.h"
 
 #define MAX_VARS 64
 static const char *names[MAX_VARS], *values[MAX_VARS];
@@ -115,6 +117,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (strncmp(line, "cfg.", 4) == 0) {
         set_explicit(&u, line + 4, eq + 1);
         have_user = 1;
+      } else if (strncmp(line, "set.", 4) == 0) {
+        int src = polytel_config_set(&u, line + 4, eq + 1);
+        const char *err = polytel_config_error();
+        CHECK(src == 0 || src == POLYTEL_EINVAL);
+        CHECK((src == 0) == (err[0] == '\0'));
+        CHECK(strlen(err) < 512 && !strchr(err, '\n'));
+        have_user = 1;
       } else if (strcmp(line, "quiet") == 0) {
         quiet = 1;
       } else {
@@ -131,6 +140,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int rc = quiet ? polytel__cfg_resolve_quiet(have_user ? &u : NULL, fake_get, &c)
                  : polytel__cfg_resolve(have_user ? &u : NULL, fake_get, &c);
   CHECK(rc == 0);
+
+  polytel_resolved_t *view = polytel__cfg_describe(&c, NULL, 0);
+  CHECK(view && view->n == POLYTEL__OPT_COUNT);
+  for (size_t i = 0; i < view->n; i++) {
+    CHECK(view->items[i].key);
+    const char *v = view->items[i].value;
+    if (!v || !strstr(view->items[i].key, "headers")) continue;
+    /* "k=…,k2=…": keys (',' and '=' escaped), never a value */
+    for (const char *e = v; *e;) {
+      size_t n = strcspn(e, ",");
+      CHECK(n >= 4 && memcmp(e + n - 4, "=\xe2\x80\xa6", 4) == 0 && memchr(e, '=', n) == e + n - 4);
+      e += n + (e[n] == ',');
+    }
+  }
+  polytel_config_resolved_free(view);
+  (void)headers_line;
 
   CHECK(c.telemetry_enabled == 0 || c.telemetry_enabled == 1);
   CHECK(c.sdk_disabled == 0 || c.sdk_disabled == 1);

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "fuzz.h"
-#include "console.h"
+#include "common/console.h"
 
 #define FIELD_MAX 16384
 #define T0 1795320156123456789ull /* 2026-11-22T04:02:36.123456Z */

@@ -1,4 +1,4 @@
-/* fuzz_fmt.c — libFuzzer target for deferred printf (core/src/fmt.c): a fuzzer-chosen format is parsed
+/* fuzz_fmt.c — libFuzzer target for deferred printf (core/src/record/fmt.c): a fuzzer-chosen format is parsed
  * as polytel_log's capture parses it, an argument area is laid out from fuzz bytes exactly as events.c
  * lays out captured arguments (or left short, or garbage), and rendered at several capacities. Checks: the
  * signature's invariants; output NUL-terminated and within capacity; a smaller capacity gives a prefix of
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "internal.h"
+#include "record/record.h"
 
 #define BIG_CAP ((size_t)64 * 1024) /* the consumer's scratch buffer */
 #define MAX_FMT 512

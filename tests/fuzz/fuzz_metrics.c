@@ -1,4 +1,4 @@
-/* fuzz_metrics.c — libFuzzer target for metric aggregation (core/src/metrics.c): fuzzer-chosen instruments,
+/* fuzz_metrics.c — libFuzzer target for metric aggregation (core/src/record/metrics.c): fuzzer-chosen instruments,
  * names, units, attributes and values (NaN, infinities, -0, subnormals, INT64_MAX and other extremes) fed to
  * polytel__metrics_event, snapshots taken between them and compared with an independent model: counter
  * totals (saturating at INT64_MAX), last gauge values, histogram counts, buckets, min and max; cumulative
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "internal.h"
+#include "record/record.h"
 
 /*
  * Counter saturation and non-finite refusal arrived with issue 12's accounting work

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "propagation.h"
+#include "common/propagation.h"
 
 #define CHECK(c)                                                            \
   do {                                                                      \

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "response.h"
+#include "export/response.h"
 
 #define CHECK(c)                                                            \
   do {                                                                      \

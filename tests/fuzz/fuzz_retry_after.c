@@ -1,4 +1,4 @@
-/* fuzz_retry_after.c — libFuzzer target for Retry-After parsing (core/src/retry_after.c): arbitrary header
+/* fuzz_retry_after.c — libFuzzer target for Retry-After parsing (core/src/common/retry_after.c): arbitrary header
  * values must give -1 or a whole number of seconds within [0, a day]; delay-seconds read exactly; every
  * HTTP-date format (IMF-fixdate, RFC 850, asctime) of a fuzzer-chosen instant, formatted independently
  * here, reads back as that instant; a date mangled by one byte never crashes.
@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "fuzz.h"
-#include "retry_after.h"
+#include "common/retry_after.h"
 
 #define DAY_MS ((int64_t)POLYTEL__RETRY_AFTER_MAX_S * 1000)
 #define T_MIN (-2208988800LL) /* 1900-01-01 */

@@ -10,7 +10,7 @@ from pytest_fixtures import receiver, receiver_factory  # noqa: F401
 POLYTEL_ETIMEDOUT = -5
 POLYTEL_EDROPPED = -9
 
-# The pipeline's schedule (core/src/pipeline.c): step n = min(500 << n, 5000) ms, jittered into [step/2, step].
+# The pipeline's schedule (core/src/export/pipeline.c): step n = min(500 << n, 5000) ms, jittered into [step/2, step].
 BACKOFF_INITIAL_MS, BACKOFF_MAX_MS = 500, 5000
 
 

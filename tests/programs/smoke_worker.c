@@ -237,6 +237,42 @@ static void die(const char *what, const char *detail) {
   exit(2);
 }
 
+/* The core's resolved configuration as a JSON object (what the bindings' bootstrap_worker report). */
+static void config_json(char *out, size_t cap) {
+  polytel_resolved_t *r = polytel_config_resolved();
+  size_t n = 0;
+#define PUT(...)                                                    \
+  do {                                                              \
+    int k_ = snprintf(out + n, n < cap ? cap - n : 0, __VA_ARGS__); \
+    if (k_ > 0) n += (size_t)k_;                                    \
+  } while (0)
+  PUT("{");
+  for (size_t i = 0; r && i < r->n; i++) {
+    const polytel_setting_t *it = &r->items[i];
+    PUT("%s\"%s\": ", i ? ", " : "", it->key);
+    if (!it->value) {
+      PUT("null");
+    } else if (it->type != POLYTEL_VALUE_STRING) {
+      PUT("%s", it->value);
+    } else {
+      PUT("\"");
+      for (const char *c = it->value; *c; c++) {
+        if (*c == '"' || *c == '\\')
+          PUT("\\%c", *c);
+        else if ((unsigned char)*c < 0x20)
+          PUT("\\u%04x", (unsigned char)*c);
+        else
+          PUT("%c", *c);
+      }
+      PUT("\"");
+    }
+  }
+  PUT("}");
+#undef PUT
+  polytel_config_resolved_free(r);
+  if (n >= cap) die("the resolved configuration does not fit the report line", NULL);
+}
+
 static void note(const char *fmt, ...) POLYTEL_PRINTF(1, 2);
 static void note(const char *fmt, ...) {
   const char *path = getenv("SMOKE_REPORT");
@@ -331,8 +367,10 @@ static void run_step(const jval_t *step) {
     polytel_log_attrs(level_of(get_str(step, "level", "info")), g_target, body->s, body->len, attrs, n, NULL);
   } else if (!strcmp(op, "bootstrap")) {
     int rc = polytel_init_full_telemetry(NULL, NULL);
-    note("\"event\": \"bootstrap\", \"phase\": \"%s\", \"rc\": \"%s\"", polytel_phase_name(polytel_phase()),
-         polytel_err_name(rc));
+    static char cfg[16384];
+    config_json(cfg, sizeof cfg);
+    note("\"event\": \"bootstrap\", \"phase\": \"%s\", \"rc\": \"%s\", \"config\": %s",
+         polytel_phase_name(polytel_phase()), polytel_err_name(rc), cfg);
   } else if (!strcmp(op, "span")) {
     if (g_depth >= MAX_DEPTH) die("spans nested too deep", NULL);
     size_t n = to_attrs(get(step, "attributes"), attrs, MAX_ATTRS);

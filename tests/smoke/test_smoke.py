@@ -143,6 +143,7 @@ def run(lang: str, mode: str) -> dict:
             "stderr": err, "got": got, "received": received, "file_error": file_error,
             "report": [json.loads(ln) for ln in lines],
             "target": export_dir if mode == "file" else rcv.endpoint,
+            "endpoint": rcv.endpoint, "export_dir": export_dir,
         }  # fmt: skip
     _runs[key] = result
     return result
@@ -557,3 +558,65 @@ def test_same_telemetry_in_every_language(mode):
             if la != lb:
                 problems.append(f"{lang} vs {base}: console line {key}: {lb!r} != {la!r}")
     assert not problems, f"[{MODE_LABEL[mode]}] the languages disagree:\n" + "\n".join(problems)
+
+
+# Keys whose values are the language's own: the SDK's name and the service the harness names per language.
+OWN_CONFIG = {"sdk_language", "service_name"}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_same_resolved_configuration_in_every_language(mode):
+    """bootstrap_worker in Python, Ruby and wasm (and polytel_config_resolved in C) return the same resolved
+    configuration for the same environment: the core resolved it, once."""
+    configs = {}
+    for lang in LANGS:
+        r = run(lang, mode)
+        check_exit(r, f"[{lang}, {MODE_LABEL[mode]}]")
+        boots = [x for x in r["report"] if x["pid"] == r["pid"] and x["event"] == "bootstrap"]
+        assert len(boots) == 1 and "config" in boots[0], f"[{lang}] no configuration in the report: {boots}"
+        # Each run has a receiver and a directory of its own: the same environment but for those two.
+        text = json.dumps(boots[0]["config"]).replace(r["endpoint"], "<endpoint>").replace(r["export_dir"], "<dir>")
+        cfg = json.loads(text)
+        assert cfg["service_name"] == f"smoke-{lang}", cfg["service_name"]
+        assert cfg["phase"] == ("full" if ENABLED[mode] else "console")
+        assert cfg["endpoint"] == "<endpoint>" and cfg["export_dir"] == "<dir>", cfg
+        configs[lang] = {k: v for k, v in cfg.items() if k not in OWN_CONFIG}
+    base = configs["c"]
+    assert base["endpoint"] and base["exit_timeout_ms"] == 5000 and len(base) > 40, base
+    for lang, cfg in configs.items():
+        diff = {k: (cfg.get(k), base.get(k)) for k in set(cfg) | set(base) if cfg.get(k) != base.get(k)}
+        assert not diff, f"[{MODE_LABEL[mode]}] {lang} resolved differently from c ({lang}, c): {diff}"
+
+
+def test_resolved_configuration_with_corrections_in_every_language(tmp_path):
+    """One environment with values the core corrects, clamps or refuses: every language reports the same."""
+    scenario = tmp_path / "config.json"
+    scenario.write_text(json.dumps({"target": "config", "steps": [{"op": "load"}, {"op": "bootstrap"},
+                                                                   {"op": "exit"}]}))  # fmt: skip
+    env = {"TELEMETRY_ENABLED": "yes", "POLYTEL_EXPORTER": "none", "OTEL_SERVICE_NAME": "smoke-config",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.example:4318//", "OTEL_EXPORTER_OTLP_PROTOCOL": "HTTP/JSON",
+           "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "4096", "OTEL_EXPORTER_OTLP_TIMEOUT": "10s",
+           "POLYTEL_EXIT_TIMEOUT_MS": "1234", "OTEL_LOGS_EXPORTER": "none", "POLYTEL_MAX_MEMORY": "8M",
+           "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20s3cret", "POLYTEL_LOG_LEVEL": "error"}  # fmt: skip
+    configs = {}
+    for lang in LANGS:
+        argv, extra = worker_command(lang)
+        report = tmp_path / f"{lang}.jsonl"
+        p = subprocess.run(argv + [str(scenario)], env={**clean_env(), **extra, **env, "SMOKE_REPORT": str(report)},
+                           capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=str(tmp_path))
+        assert p.returncode == 0, f"[{lang}] exited {p.returncode}\n{p.stderr}"
+        boots = [json.loads(ln) for ln in report.read_text().splitlines() if '"bootstrap"' in ln]
+        assert len(boots) == 1, f"[{lang}] {boots}"
+        configs[lang] = {k: v for k, v in boots[0]["config"].items() if k not in OWN_CONFIG - {"service_name"}}
+    c = configs["c"]
+    want = {"phase": "full", "not_exporting": "the exporter is none: recording and counting only",
+            "destination": None, "endpoint": "http://collector.example:4318", "protocol": "http/json",
+            "logs_endpoint": "http://collector.example:4318/v1/logs", "bsp_max_export_batch_size": 2048,
+            "timeout_ms": 10000, "exit_timeout_ms": 1234, "logs_exporter": "none", "traces_exporter": "otlp",
+            "max_memory_bytes": 8 << 20, "telemetry_enabled": True, "headers": "authorization=\u2026",
+            "service_name": "smoke-config", "console_level": "error"}  # fmt: skip
+    assert {k: c[k] for k in want} == want
+    for lang, cfg in configs.items():
+        assert "s3cret" not in json.dumps(cfg), f"[{lang}] a header value in the resolved configuration"
+        diff = {k: (cfg.get(k), c.get(k)) for k in set(cfg) | set(c) if cfg.get(k) != c.get(k)}
+        assert not diff, f"{lang} resolved differently from c ({lang}, c): {diff}"

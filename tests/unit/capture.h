@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "console.h"
+#include "common/console.h"
 
 static int cap_rd = -1, cap_wr = -1;
 

@@ -11,7 +11,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
-#include "encode.h"
+#include "export/encode.h"
 
 /* Inflate with windowBits 15+32 would accept zlib too; 15+16 insists on a gzip header. */
 static size_t gunzip(const uint8_t *in, size_t len, uint8_t *out, size_t cap) {

@@ -12,9 +12,9 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "console.h"
-#include "record.h"
+#include "common/config.h"
+#include "common/console.h"
+#include "common/types.h"
 
 /* ------------------------------------------------------------ injected environment */
 
@@ -1289,6 +1289,327 @@ static void test_real_getenv(void **state) {
   assert_int_equal(polytel__cfg_resolve(NULL, NULL, NULL), POLYTEL_EINVAL);
 }
 
+static const char *item(const polytel_resolved_t *r, const char *key);
+
+/* The span model: sampler, propagators and limits, each bad value one warning with the value kept. */
+static void test_trace_settings(void **state) {
+  (void)state;
+  polytel__cfg_t c;
+  resolve_quiet((const char *const[]){NULL}, NULL, &c);
+  assert_int_equal(c.sampler.kind, POLYTEL__SAMPLER_PARENTBASED_ALWAYS_ON);
+  assert_int_equal(c.propagators, POLYTEL_PROPAGATOR_TRACECONTEXT | POLYTEL_PROPAGATOR_BAGGAGE);
+  static const uint32_t defaults[POLYTEL__N_LIMITS] = {128, POLYTEL__NO_LIMIT, 128, 128, 128, 128,
+                                                       128, POLYTEL__NO_LIMIT};
+  assert_memory_equal(c.limits, defaults, sizeof defaults);
+  polytel__cfg_free(&c);
+
+  /* The general variables fill every model that has no variable of its own set. */
+  resolve_quiet((const char *const[]){"OTEL_TRACES_SAMPLER", "traceidratio", "OTEL_TRACES_SAMPLER_ARG",
+                                      "0.25", "OTEL_PROPAGATORS", "baggage", "OTEL_ATTRIBUTE_COUNT_LIMIT",
+                                      "5", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "7",
+                                      "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "0", "OTEL_SPAN_EVENT_COUNT_LIMIT",
+                                      "3", "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", "9", NULL},
+                NULL, &c);
+  assert_int_equal(c.sampler.kind, POLYTEL__SAMPLER_TRACEIDRATIO);
+  assert_true(c.sampler.ratio == 0.25);
+  assert_int_equal(c.propagators, POLYTEL_PROPAGATOR_BAGGAGE);
+  static const uint32_t general[POLYTEL__N_LIMITS] = {5, 7, 3, 128, 5, 0, 5, 9};
+  assert_memory_equal(c.limits, general, sizeof general);
+  /* The resolved view names them by the option table's keys. */
+  polytel_resolved_t *r = polytel__cfg_describe(&c, NULL, 0);
+  assert_non_null(r);
+  assert_string_equal(item(r, "traces_sampler"), "traceidratio");
+  assert_string_equal(item(r, "traces_sampler_arg"), "0.25");
+  assert_string_equal(item(r, "propagators"), "baggage");
+  assert_string_equal(item(r, "attribute_count_limit"), "5");
+  assert_string_equal(item(r, "attribute_value_length_limit"), "7");
+  assert_string_equal(item(r, "span_event_count_limit"), "3");
+  assert_string_equal(item(r, "span_link_count_limit"), "128");
+  assert_string_equal(item(r, "link_attribute_count_limit"), "0");
+  assert_string_equal(item(r, "logrecord_attribute_value_length_limit"), "9");
+  polytel_config_resolved_free(r);
+  polytel__cfg_free(&c);
+
+  char *w = resolve(
+      (const char *const[]){"OTEL_TRACES_SAMPLER", "sometimes", "OTEL_PROPAGATORS", "b3,tracecontext",
+                            "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "-1", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                            "4294967295", "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "12abc", NULL},
+      NULL, &c);
+  assert_int_equal(c.sampler.kind, POLYTEL__SAMPLER_PARENTBASED_ALWAYS_ON);
+  assert_int_equal(c.propagators, POLYTEL_PROPAGATOR_TRACECONTEXT);
+  assert_int_equal(c.limits[POLYTEL__LIM_SPAN_ATTRS], 128);
+  assert_int_equal(c.limits[POLYTEL__LIM_SPAN_ATTR_LEN], POLYTEL__NO_LIMIT);
+  assert_int_equal(c.limits[POLYTEL__LIM_LINK_ATTRS], 128);
+  /* One line per bad variable, each naming it and the value kept. */
+  assert_non_null(strstr(w, "OTEL_TRACES_SAMPLER"));
+  assert_non_null(strstr(w, "using parentbased_always_on"));
+  assert_non_null(strstr(w, "b3"));
+  assert_non_null(
+      strstr(w,
+             "WARN polytel: invalid OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=\"-1\" (expected an integer from 0 to "
+             "4294967294); using 128\n"));
+  assert_non_null(strstr(w,
+                         "WARN polytel: invalid OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT=\"4294967295\" "
+                         "(expected an integer from 0 to 4294967294); using no limit\n"));
+  assert_non_null(strstr(w, "WARN polytel: invalid OTEL_LINK_ATTRIBUTE_COUNT_LIMIT=\"12abc\""));
+  size_t lines = 0;
+  for (const char *q = w; *q; q++) lines += *q == '\n';
+  assert_int_equal(lines, 5);
+  free(w);
+  polytel__cfg_free(&c);
+}
+
+/* ------------------------------------------------------------ polytel_config_set, the resolved view */
+
+static const char *item(const polytel_resolved_t *r, const char *key) {
+  for (size_t i = 0; i < r->n; i++)
+    if (strcmp(r->items[i].key, key) == 0) return r->items[i].value;
+  fail_msg("no item %s", key);
+  return NULL;
+}
+
+static void test_setter_typed_fields(void **state) {
+  (void)state;
+  polytel_config_t u;
+  polytel_config_init(&u);
+  assert_int_equal(polytel_config_set(&u, "telemetry_enabled", " Yes "), 0);
+  assert_int_equal(u.telemetry_enabled, 1);
+  assert_int_equal(polytel_config_set(&u, "sdk_disabled", "false"), 0);
+  assert_int_equal(u.sdk_disabled, 0);
+  assert_int_equal(polytel_config_set(&u, "timeout_ms", "2500"), 0);
+  assert_int_equal(u.timeout_ms, 2500);
+  assert_int_equal(polytel_config_set(&u, "protocol", "HTTP/JSON"), 0);
+  assert_int_equal(u.protocol, POLYTEL_PROTOCOL_JSON);
+  assert_int_equal(polytel_config_set(&u, "protocol", "protobuf"), 0); /* a bindings' spelling */
+  assert_int_equal(u.protocol, POLYTEL_PROTOCOL_PROTOBUF);
+  assert_int_equal(polytel_config_set(&u, "compression", "gzip"), 0);
+  assert_int_equal(u.compression_gzip, 1);
+  assert_int_equal(polytel_config_set(&u, "compression", "false"), 0);
+  assert_int_equal(u.compression_gzip, 0);
+  assert_int_equal(polytel_config_set(&u, "console_level", "warning"), 0);
+  assert_int_equal(u.console_level, POLYTEL_LEVEL_WARN);
+  assert_int_equal(polytel_config_set(&u, "console_level", "17"), 0); /* a level's number */
+  assert_int_equal(u.console_level, POLYTEL_LEVEL_ERROR);
+  assert_int_equal(polytel_config_set(&u, "exporter", "file"), 0);
+  assert_int_equal(u.exporter, POLYTEL_EXPORTER_FILE);
+  assert_int_equal(polytel_config_set(&u, "max_memory_bytes", "1M"), 0);
+  assert_int_equal(u.max_memory_bytes, 1 << 20);
+  assert_int_equal(polytel_config_set(&u, "endpoint", "http://c:1"), 0);
+  assert_string_equal(u.endpoint, "http://c:1");
+  assert_int_equal(polytel_config_set(&u, "use_env", "0"), 0);
+  assert_int_equal(u.use_env, 0);
+  assert_string_equal(polytel_config_error(), "");
+  /* NULL unsets */
+  assert_int_equal(polytel_config_set(&u, "timeout_ms", NULL), 0);
+  assert_int_equal(u.timeout_ms, -1);
+  assert_int_equal(polytel_config_set(&u, "endpoint", NULL), 0);
+  assert_null(u.endpoint);
+}
+
+static void test_setter_errors(void **state) {
+  (void)state;
+  polytel_config_t u;
+  polytel_config_init(&u);
+  static const struct {
+    const char *key, *value, *error;
+  } bad[] = {
+      {"timeout_ms", "0", "invalid timeout_ms=\"0\" (expected an integer from 1 to 4294967295)"},
+      {"timeout_ms", "10s", "invalid timeout_ms=\"10s\" (expected an integer from 1 to 4294967295)"},
+      {"telemetry_enabled", "maybe",
+       "invalid telemetry_enabled=\"maybe\" (expected true/false/1/0/yes/no/on/off)"},
+      {"protocol", "grpc",
+       "invalid protocol=\"grpc\" (grpc is not supported, expected http/protobuf or http/json)"},
+      {"exporter", "kafka", "invalid exporter=\"kafka\" (expected otlp, file or none)"},
+      {"console_level", "verbose",
+       "invalid console_level=\"verbose\" (expected trace, debug, info, warn, error, fatal or off)"},
+      {"max_memory_bytes", "0",
+       "invalid max_memory_bytes=\"0\" (expected a byte count with an optional K, M or G suffix)"},
+      {"bsp_max_queue_size", "-1",
+       "invalid bsp_max_queue_size=\"-1\" (expected an integer from 1 to 4294967295)"},
+      {"no_such_option", "x", "no_such_option: unknown option"},
+      {"traces_headers", "a=b",
+       "traces_headers: can only be set by the environment variable "
+       "OTEL_EXPORTER_OTLP_TRACES_HEADERS"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_equal(polytel_config_set(&u, bad[i].key, bad[i].value), POLYTEL_EINVAL);
+    assert_string_equal(polytel_config_error(), bad[i].error);
+  }
+  /* nothing was changed by a refused value */
+  assert_int_equal(u.timeout_ms, -1);
+  assert_int_equal(u.telemetry_enabled, -1);
+  assert_int_equal(u.polytel__n_extra, 0);
+  /* a long or hostile value is echoed by its first 64 bytes, escaped by the console only when printed */
+  char big[300];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  assert_int_equal(polytel_config_set(&u, "timeout_ms", big), POLYTEL_EINVAL);
+  assert_non_null(strstr(polytel_config_error(), "xxxx\xe2\x80\xa6\" (expected"));
+  assert_true(strlen(polytel_config_error()) < 200);
+  assert_int_equal(polytel_config_set(NULL, "timeout_ms", "1"), POLYTEL_EINVAL);
+  assert_int_equal(polytel_config_set(&u, NULL, "1"), POLYTEL_EINVAL);
+  polytel_config_t old = {0};
+  assert_int_equal(polytel_config_set(&old, "timeout_ms", "1"), POLYTEL_EINVAL);
+  assert_non_null(strstr(polytel_config_error(), "polytel_config_init"));
+}
+
+/* Options without a field: the text is kept and resolved like the variable, ahead of it. */
+static void test_setter_extras(void **state) {
+  (void)state;
+  polytel_config_t u;
+  polytel_config_init(&u);
+  assert_int_equal(polytel_config_set(&u, "bsp_schedule_delay_ms", "250"), 0);
+  assert_int_equal(polytel_config_set(&u, "exit_timeout_ms", "0"), 0);
+  assert_int_equal(polytel_config_set(&u, "bsp_schedule_delay_ms", "300"), 0); /* replaces */
+  assert_int_equal(u.polytel__n_extra, 2);
+  const char *env[] = {"OTEL_BSP_SCHEDULE_DELAY", "999", "OTEL_BLRP_SCHEDULE_DELAY", "77", NULL};
+  polytel__cfg_t c;
+  resolve_quiet(env, &u, &c);
+  assert_int_equal(c.bsp.schedule_delay_ms, 300);
+  assert_int_equal(c.exit_timeout_ms, 0);
+  assert_int_equal(c.blrp.schedule_delay_ms, 77);
+  polytel__cfg_free(&c);
+  /* a copy owns its extras */
+  polytel_config_t kept;
+  polytel_config_init(&kept);
+  polytel__cfg_extras_merge(&kept, &u);
+  assert_int_equal(kept.polytel__n_extra, 2);
+  assert_ptr_not_equal(kept.polytel__extra[0].value, u.polytel__extra[0].value);
+  assert_int_equal(polytel_config_set(&u, "bsp_schedule_delay_ms", NULL), 0);
+  assert_int_equal(u.polytel__n_extra, 1);
+  polytel__cfg_extras_free(&kept);
+  assert_int_equal(kept.polytel__n_extra, 0);
+  /* more than the room is refused, by name */
+  polytel_config_t full;
+  polytel_config_init(&full);
+  full.polytel__n_extra = POLYTEL_CONFIG_EXTRA_MAX;
+  for (uint32_t i = 0; i < POLYTEL_CONFIG_EXTRA_MAX; i++) full.polytel__extra[i].option = 0xffff;
+  assert_int_equal(polytel_config_set(&full, "exit_timeout_ms", "1"), POLYTEL_EINVAL);
+  assert_non_null(strstr(polytel_config_error(), "exit_timeout_ms: more than"));
+}
+
+static void test_resolved_view(void **state) {
+  (void)state;
+  const char *env[] = {"OTEL_EXPORTER_OTLP_ENDPOINT",
+                       "http://collector:4318/",
+                       "OTEL_EXPORTER_OTLP_HEADERS",
+                       "authorization=Bearer%20secret,x-tenant=t1",
+                       "OTEL_RESOURCE_ATTRIBUTES",
+                       "deployment.environment=prod,odd=a%2Cb",
+                       "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                       "5000",
+                       "OTEL_LOGS_EXPORTER",
+                       "none",
+                       "POLYTEL_EXIT_TIMEOUT_MS",
+                       "1500",
+                       NULL};
+  polytel_config_t u;
+  polytel_config_init(&u);
+  assert_int_equal(polytel_config_set(&u, "service_name", "svc"), 0);
+  assert_int_equal(polytel_config_set(&u, "protocol", "json"), 0);
+  polytel__cfg_t c;
+  char *w = resolve(env, &u, &c);
+  free(w);
+  const char *lead[] = {"phase", "full", "not_exporting", NULL};
+  polytel_resolved_t *r = polytel__cfg_describe(&c, lead, 2);
+  assert_non_null(r);
+  assert_int_equal(r->n, 2 + POLYTEL__OPT_COUNT);
+  assert_string_equal(r->items[0].key, "phase");
+  assert_string_equal(item(r, "phase"), "full");
+  assert_null(item(r, "not_exporting"));
+  assert_string_equal(item(r, "service_name"), "svc");
+  assert_string_equal(item(r, "endpoint"), "http://collector:4318"); /* corrected: trailing / trimmed */
+  assert_string_equal(item(r, "logs_endpoint"), "http://collector:4318/v1/logs");
+  assert_string_equal(item(r, "protocol"), "http/json");
+  assert_string_equal(item(r, "compression"), "none");
+  assert_string_equal(item(r, "timeout_ms"), "10000");
+  assert_string_equal(item(r, "bsp_max_export_batch_size"), "2048"); /* clamped to the queue */
+  assert_string_equal(item(r, "logs_exporter"), "none");
+  assert_string_equal(item(r, "traces_exporter"), "otlp");
+  assert_string_equal(item(r, "exit_timeout_ms"), "1500");
+  assert_string_equal(item(r, "export_dir"), "./polytel-out");
+  assert_string_equal(item(r, "console_level"), "info");
+  assert_string_equal(item(r, "telemetry_enabled"), "false");
+  assert_string_equal(item(r, "use_env"), "true");
+  assert_string_equal(item(r, "resource_attributes"), "deployment.environment=prod,odd=a%2Cb");
+  /* header values never: only their names */
+  assert_string_equal(item(r, "headers"), "authorization=\xe2\x80\xa6,x-tenant=\xe2\x80\xa6");
+  assert_string_equal(item(r, "traces_headers"), "authorization=\xe2\x80\xa6,x-tenant=\xe2\x80\xa6");
+  for (size_t i = 0; i < r->n; i++) {
+    if (r->items[i].value) assert_null(strstr(r->items[i].value, "secret"));
+  }
+  assert_null(item(r, "certificate"));
+  /* types and variables */
+  for (size_t i = 0; i < r->n; i++) {
+    if (strcmp(r->items[i].key, "timeout_ms") == 0) {
+      assert_int_equal(r->items[i].type, POLYTEL_VALUE_INT);
+      assert_string_equal(r->items[i].env, "OTEL_EXPORTER_OTLP_TIMEOUT");
+    }
+    if (strcmp(r->items[i].key, "sdk_disabled") == 0) assert_int_equal(r->items[i].type, POLYTEL_VALUE_BOOL);
+  }
+  polytel_config_resolved_free(r);
+  polytel__cfg_free(&c);
+}
+
+/* The schema, enumerable: every key settable or named by its variable, defaults as text. */
+static void test_option_introspection(void **state) {
+  (void)state;
+  polytel_setting_t o;
+  size_t n = 0;
+  int saw_timeout = 0, saw_exit = 0;
+  while (polytel_config_option(n, &o) == 0) {
+    assert_non_null(o.key);
+    assert_true(o.env != NULL || strcmp(o.key, "use_env") == 0 || strcmp(o.key, "sdk_language") == 0);
+    if (strcmp(o.key, "timeout_ms") == 0) {
+      saw_timeout = 1;
+      assert_string_equal(o.value, "10000");
+      assert_int_equal(o.type, POLYTEL_VALUE_INT);
+    }
+    if (strcmp(o.key, "exit_timeout_ms") == 0) {
+      saw_exit = 1;
+      assert_string_equal(o.env, "POLYTEL_EXIT_TIMEOUT_MS");
+      assert_string_equal(o.value, "5000");
+    }
+    if (strcmp(o.key, "protocol") == 0) assert_string_equal(o.value, "http/protobuf");
+    if (strcmp(o.key, "export_dir") == 0) assert_string_equal(o.value, "./polytel-out");
+    n++;
+  }
+  assert_int_equal(n, POLYTEL__OPT_COUNT);
+  assert_true(saw_timeout && saw_exit);
+  assert_int_equal(polytel_config_option(n, &o), POLYTEL_EINVAL);
+  /* the words of a choice, as the setter takes them (the refused grpc is not one) */
+  const char *word;
+  int value, json = 0;
+  size_t k = 0;
+  for (; polytel_config_choice("protocol", k, &word, &value) == 0; k++) {
+    assert_string_not_equal(word, "grpc");
+    if (strcmp(word, "json") == 0) json = value;
+  }
+  assert_int_equal(k, 4);
+  assert_int_equal(json, POLYTEL_PROTOCOL_JSON);
+  assert_int_equal(polytel_config_choice("console_level", 4, &word, &value), 0);
+  assert_string_equal(word, "error");
+  assert_int_equal(polytel_config_choice("timeout_ms", 0, &word, &value), POLYTEL_EINVAL);
+  assert_int_equal(polytel_config_choice("nope", 0, &word, &value), POLYTEL_EINVAL);
+}
+
+static void test_levels_table(void **state) {
+  (void)state;
+  assert_string_equal(polytel_level_name(POLYTEL_LEVEL_INFO), "info");
+  assert_string_equal(polytel_level_name(POLYTEL_LEVEL_OFF), "off");
+  assert_null(polytel_level_name(10));
+  assert_int_equal(polytel_level_parse(" WARNING "), POLYTEL_LEVEL_WARN);
+  assert_int_equal(polytel_level_parse("fatal"), POLYTEL_LEVEL_FATAL);
+  assert_int_equal(polytel_level_parse("off"), POLYTEL_LEVEL_OFF);
+  assert_int_equal(polytel_level_parse("3"), 3);
+  assert_int_equal(polytel_level_parse("25"), -1);
+  assert_int_equal(polytel_level_parse("255"), POLYTEL_LEVEL_OFF);
+  assert_int_equal(polytel_level_parse("verbose"), -1);
+  assert_int_equal(polytel_level_parse(""), -1);
+  assert_int_equal(polytel_level_parse(NULL), -1);
+  assert_string_equal(polytel__level_name(POLYTEL_LEVEL_DEBUG + 1), "DEBUG");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_defaults, reset),
@@ -1312,6 +1633,13 @@ int main(void) {
       cmocka_unit_test_setup(test_explicit_invalid, reset),
       cmocka_unit_test_setup(test_quiet_resolve, reset),
       cmocka_unit_test_setup(test_real_getenv, reset),
+      cmocka_unit_test_setup(test_trace_settings, reset),
+      cmocka_unit_test_setup(test_setter_typed_fields, reset),
+      cmocka_unit_test_setup(test_setter_errors, reset),
+      cmocka_unit_test_setup(test_setter_extras, reset),
+      cmocka_unit_test_setup(test_resolved_view, reset),
+      cmocka_unit_test_setup(test_option_introspection, reset),
+      cmocka_unit_test_setup(test_levels_table, reset),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "record/record.h"
 #include "polytel.h"
 
 static const uint8_t zero[16];

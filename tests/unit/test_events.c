@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "capture.h"
-#include "internal.h"
+#include "record/record.h"
 #include "polytel.h"
 
 static int setup(void **state) {

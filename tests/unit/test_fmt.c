@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "internal.h"
+#include "record/record.h"
 
 /* An argument area laid out as events.c's capture does. */
 typedef struct area_s {

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "capture.h"
-#include "internal.h"
+#include "record/record.h"
 #include "polytel.h"
 
 #define MAX_SERIES_FOR_TEST 40

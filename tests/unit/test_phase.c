@@ -10,8 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "console.h"
-#include "internal.h"
+#include "common/console.h"
+#include "record/record.h"
 #include "polytel.h"
 
 #include "capture.h"

@@ -16,11 +16,12 @@
 #endif
 
 #include "capture.h"
-#include "encode.h"
-#include "internal.h"
-#include "pipeline.h"
+#include "export/encode.h"
+#include "record/record.h"
+#include "export/pipeline.h"
 #include "polytel.h"
-#include "response.h"
+#include "export/response.h"
+#include "transport/transport.h"
 
 #define EXPORT_TIMEOUT_MS 30000
 
@@ -36,7 +37,40 @@ static polytel_stats_t stats(void) {
   return s;
 }
 
-/* Phase 2 without a transport: the test is the host that drives the pipeline (as the wasm binding does). */
+/*
+ * The transport is the test: a host transport that hands the pipeline to it (as the wasm binding's does), so
+ * the test drives pump/next/done itself and scripts every answer.
+ */
+static const polytel__pipeline_api_t *fake_api;
+static polytel__pipeline_t *fake_pl;
+static int fake_started, fake_stopped;
+
+static int fake_start(const polytel__transport_t *self, struct uv_loop_s *loop, polytel__pipeline_t *p,
+                      const polytel__pipeline_api_t *api, const polytel__cfg_t *cfg) {
+  (void)self, (void)loop, (void)cfg;
+  fake_api = api, fake_pl = p;
+  fake_started++;
+  return 0;
+}
+
+static int fake_flush(uint32_t timeout_ms) {
+  (void)timeout_ms;
+  return 0;
+}
+
+/* What a transport does at stop: everything left is counted (abandon), the pipeline freed. */
+static int fake_stop(uint32_t timeout_ms) {
+  (void)timeout_ms;
+  fake_api->abandon(fake_pl);
+  fake_api->free(fake_pl);
+  fake_pl = NULL;
+  fake_stopped++;
+  return 0;
+}
+
+static const polytel__transport_t fake_transport = {
+    .name = "fake", .start = fake_start, .flush = fake_flush, .stop = fake_stop};
+
 static int start(int metrics, const char *protocol) {
   unsetenv("POLYTEL_CONSOLE");
   unsetenv("TELEMETRY_ENABLED");
@@ -53,7 +87,12 @@ static int start(int metrics, const char *protocol) {
   polytel_config_init(&c);
   c.telemetry_enabled = 1;
   c.endpoint = "http://127.0.0.1:9";
-  assert_int_equal(polytel__init_full_external(&c, &pl), 0);
+  polytel__transport_set_host(&fake_transport);
+  int started = fake_started;
+  assert_int_equal(polytel_init_full_telemetry(NULL, &c), 0);
+  assert_int_equal(fake_started, started + 1);
+  assert_ptr_equal(fake_api, &polytel__pipeline_api);
+  pl = fake_pl;
   assert_non_null(pl);
   base = stats();
   return 0;
@@ -74,7 +113,9 @@ static int setup_metrics(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  polytel_shutdown(0); /* abandons and frees the pipeline */
+  int stopped = fake_stopped;
+  polytel_shutdown(0); /* the transport's stop abandons and frees the pipeline */
+  assert_int_equal(fake_stopped, stopped + 1);
   pl = NULL;
   return 0;
 }

@@ -11,9 +11,9 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "console.h"
-#include "process.h"
+#include "common/config.h"
+#include "common/console.h"
+#include "common/process.h"
 
 static const char *const *fake_env;
 

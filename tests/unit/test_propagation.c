@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "polytel.h"
-#include "propagation.h"
+#include "common/propagation.h"
 #include "sampling_vectors.h"
 
 #define TP_EXAMPLE "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

@@ -11,31 +11,64 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/console.h"
+#include "common/retry_after.h"
+#include "transport/uv.h"
+
 /*
- * This test compiles its own copy of the transport, bound to the scripted
- * pipeline and diagnostics below, so it can assert on exactly what the
- * transport reports (status, Retry-After) whatever the library's pipeline does.
+ * The libuv transports as the library has them, driven through their function tables with a scripted
+ * pipeline (its own polytel__pipeline_api_t), so the test asserts on exactly what a transport reports
+ * (status, Retry-After) whatever the library's pipeline would do. Diagnostics come back through the
+ * console's writer hook.
  */
-#define polytel__pipeline_new tpt_pipeline_new
-#define polytel__pipeline_free tpt_pipeline_free
-#define polytel__pipeline_pump tpt_pipeline_pump
-#define polytel__pipeline_force tpt_pipeline_force
-#define polytel__pipeline_next tpt_pipeline_next
-#define polytel__pipeline_done tpt_pipeline_done
-#define polytel__pipeline_pending tpt_pipeline_pending
-#define polytel__pipeline_in_flight tpt_pipeline_in_flight
-#define polytel__pipeline_abandon tpt_pipeline_abandon
-#define polytel__now_ms tpt_now_ms
-#define polytel__diag tpt_diag
-#define polytel__transport_start tpt_start
-#define polytel__transport_wake tpt_wake
-#define polytel__transport_flush tpt_flush
-#define polytel__transport_stop tpt_stop
-#define polytel__transport_running tpt_running
-#define polytel__transport_atfork_prepare tpt_atfork_prepare
-#define polytel__transport_atfork_parent tpt_atfork_parent
-#define polytel__transport_atfork_child tpt_atfork_child
-#include "transport_uv.c"
+static const polytel__pipeline_api_t tpt_api;
+/* Waker threads read it while a test starts the next transport. */
+static _Atomic(const polytel__transport_t *) tpt_current = &polytel__transport_none;
+
+static const polytel__transport_t *tpt_for(int exporter) {
+  return exporter == POLYTEL_EXPORTER_FILE   ? &polytel__transport_file
+         : exporter == POLYTEL_EXPORTER_NONE ? &polytel__transport_none
+                                             : &polytel__transport_otlp;
+}
+
+static int tpt_start(uv_loop_t *loop, polytel__pipeline_t *pl, const polytel__cfg_t *cfg) {
+  atomic_store(&tpt_current, tpt_for(cfg->exporter));
+  const polytel__transport_t *t = atomic_load(&tpt_current);
+  return t->start(t, loop, pl, &tpt_api, cfg);
+}
+static void tpt_wake(void) {
+  atomic_load(&tpt_current)->wake();
+}
+static int tpt_flush(uint32_t timeout_ms) {
+  return atomic_load(&tpt_current)->flush(timeout_ms);
+}
+static int tpt_stop(uint32_t timeout_ms) {
+  return atomic_load(&tpt_current)->stop(timeout_ms);
+}
+static void tpt_atfork_prepare(void) {
+  atomic_load(&tpt_current)->atfork_prepare();
+}
+static void tpt_atfork_parent(void) {
+  atomic_load(&tpt_current)->atfork_parent();
+}
+static void tpt_atfork_child(void) {
+  atomic_load(&tpt_current)->atfork_child();
+}
 
 #if defined(__SANITIZE_THREAD__)
 #define TPT_TSAN 1
@@ -51,12 +84,10 @@ static pthread_mutex_t diag_mu = PTHREAD_MUTEX_INITIALIZER;
 static int diag_count;
 static char diag_all[8192];
 
-void tpt_diag(int level, const char *fmt, ...) {
+/* The console's writer hook: every line polytel prints, as printed. */
+static void tpt_diag(int level, const char *text, size_t len) {
   char line[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
+  snprintf(line, sizeof line, "%.*s", (int)len, text);
   (void)level;
   pthread_mutex_lock(&diag_mu);
   diag_count++;
@@ -77,12 +108,6 @@ static int diag_n(void) {
   int n = diag_count;
   pthread_mutex_unlock(&diag_mu);
   return n;
-}
-
-uint64_t tpt_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* ------------------------------------------------------- scripted pipeline */
@@ -139,25 +164,25 @@ static int stub_get(polytel__pipeline_t *pl, int *field) {
   return v;
 }
 
-void tpt_pipeline_free(polytel__pipeline_t *pl) {
+static void stub_free(polytel__pipeline_t *pl) {
   pthread_mutex_lock(&pl->mu);
   pl->freed++; /* the test owns the memory, to inspect it after stop */
   pthread_mutex_unlock(&pl->mu);
 }
 
-uint32_t tpt_pipeline_pump(polytel__pipeline_t *pl, uint64_t now_ms) {
+static uint32_t stub_pump(polytel__pipeline_t *pl, uint64_t now_ms) {
   (void)pl, (void)now_ms;
   return UINT32_MAX;
 }
 
-void tpt_pipeline_force(polytel__pipeline_t *pl, uint64_t now_ms) {
+static void stub_force(polytel__pipeline_t *pl, uint64_t now_ms) {
   (void)now_ms;
   pthread_mutex_lock(&pl->mu);
   pl->forces++;
   pthread_mutex_unlock(&pl->mu);
 }
 
-polytel__request_t *tpt_pipeline_next(polytel__pipeline_t *pl, uint64_t now_ms) {
+static polytel__request_t *stub_next(polytel__pipeline_t *pl, uint64_t now_ms) {
   (void)now_ms;
   treq_t *r = NULL;
   pthread_mutex_lock(&pl->mu);
@@ -171,8 +196,8 @@ polytel__request_t *tpt_pipeline_next(polytel__pipeline_t *pl, uint64_t now_ms) 
   return r ? &r->req : NULL;
 }
 
-polytel__done_t tpt_pipeline_done(polytel__pipeline_t *pl, polytel__request_t *req,
-                                  const polytel__response_t *resp, uint64_t now_ms) {
+static polytel__done_t stub_done(polytel__pipeline_t *pl, polytel__request_t *req,
+                                 const polytel__response_t *resp, uint64_t now_ms) {
   (void)now_ms;
   treq_t *r = (treq_t *)req;
   pthread_mutex_lock(&pl->mu);
@@ -191,7 +216,7 @@ polytel__done_t tpt_pipeline_done(polytel__pipeline_t *pl, polytel__request_t *r
   return POLYTEL__DONE_EXPORTED;
 }
 
-uint64_t tpt_pipeline_pending(const polytel__pipeline_t *cpl) {
+static uint64_t stub_pending(const polytel__pipeline_t *cpl) {
   polytel__pipeline_t *pl = (polytel__pipeline_t *)cpl;
   pthread_mutex_lock(&pl->mu);
   uint64_t v = pl->pending;
@@ -199,7 +224,7 @@ uint64_t tpt_pipeline_pending(const polytel__pipeline_t *cpl) {
   return v;
 }
 
-uint32_t tpt_pipeline_in_flight(const polytel__pipeline_t *cpl) {
+static uint32_t stub_in_flight(const polytel__pipeline_t *cpl) {
   polytel__pipeline_t *pl = (polytel__pipeline_t *)cpl;
   pthread_mutex_lock(&pl->mu);
   uint32_t v = pl->in_flight;
@@ -207,13 +232,16 @@ uint32_t tpt_pipeline_in_flight(const polytel__pipeline_t *cpl) {
   return v;
 }
 
-void tpt_pipeline_abandon(polytel__pipeline_t *pl) {
+static void stub_abandon(polytel__pipeline_t *pl) {
   pthread_mutex_lock(&pl->mu);
   pl->abandoned += (int)pl->q_len;
   for (; pl->q_len; pl->q_len--, pl->q_head = (pl->q_head + 1) % 64)
     pl->pending -= (uint64_t)pl->queue[pl->q_head]->counted;
   pthread_mutex_unlock(&pl->mu);
 }
+
+static const polytel__pipeline_api_t tpt_api = {stub_pump,    stub_force,     stub_next,    stub_done,
+                                                stub_pending, stub_in_flight, stub_abandon, stub_free};
 
 static treq_t *mkreq(const char *base, const char *path, polytel__signal_t sig, const char *body,
                      const char *ctype, int gzip, uint32_t timeout_ms) {
@@ -505,7 +533,7 @@ static void test_owned_loop_posts(void **state) {
   cfg.headers = hdrs;
   cfg.n_headers = 2;
   assert_int_equal(tpt_start(NULL, pl, &cfg), 0);
-  assert_int_equal(tpt_running(), 1);
+  assert_int_equal(polytel__uv_running(), 1);
   assert_int_equal(tpt_start(NULL, pl, &cfg), POLYTEL_EALREADY);
 
   treq_t *r[6];
@@ -544,7 +572,7 @@ static void test_owned_loop_posts(void **state) {
   int n_conn = s->n_conn, n_seen = s->n_seen;
   pthread_mutex_unlock(&s->mu);
   assert_int_equal(n_seen, 6);
-  assert_in_range(n_conn, 1, TP_MAX_HOST_CONNECTIONS); /* six requests, connections reused */
+  assert_in_range(n_conn, 1, POLYTEL__HTTP_MAX_HOST_CONNECTIONS); /* six requests, connections reused */
 
   /* A second round reuses the same connections. */
   treq_t *again = mkreq(s->base, "/v1/again", POLYTEL__SIG_LOGS, "again", "application/x-protobuf", 0, 5000);
@@ -557,7 +585,7 @@ static void test_owned_loop_posts(void **state) {
   assert_int_equal(n_conn2, n_conn);
 
   assert_int_equal(tpt_stop(2000), 0);
-  assert_int_equal(tpt_running(), 0);
+  assert_int_equal(polytel__uv_running(), 0);
   assert_int_equal(stub_get(pl, &pl->freed), 1);
   assert_int_equal(stub_get(pl, &pl->abandoned), 0);
   /* The bad header was reported by name, its value never printed. */
@@ -770,7 +798,7 @@ static void test_stalled_collector(void **state) {
   tpt_wake();
   assert_int_equal(tpt_flush(200), POLYTEL_ETIMEDOUT);
   assert_int_equal(tpt_stop(200), POLYTEL_ETIMEDOUT);
-  assert_int_equal(tpt_running(), 0);
+  assert_int_equal(polytel__uv_running(), 0);
   assert_int_equal(req_status(pl, a, NULL), 0);
   assert_int_equal(a->n_done, 1);
   /* Cancelled at the deadline after its body went out: the pipeline will count it unconfirmed. */
@@ -779,7 +807,7 @@ static void test_stalled_collector(void **state) {
   assert_int_equal(b->n_done, 0);
   assert_int_equal(stub_get(pl, &pl->abandoned), 1);
   assert_int_equal(stub_get(pl, &pl->freed), 1);
-  assert_int_equal(tpt_pipeline_pending(pl), 0);
+  assert_int_equal(stub_pending(pl), 0);
   free(a);
   free(b);
   stub_delete(pl);
@@ -806,7 +834,7 @@ static void test_flush_vs_stop_in_flight(void **state) {
   tpt_wake();
   assert_int_equal(tpt_flush(10000), 0);
   assert_int_equal(req_status(pl, l, NULL), 200);
-  assert_int_equal(tpt_pipeline_in_flight(pl), 1);
+  assert_int_equal(stub_in_flight(pl), 1);
   assert_int_equal(tpt_stop(200), POLYTEL_ETIMEDOUT);
   assert_int_equal(m->n_done, 1);
   assert_int_equal(m->status, 0);
@@ -1055,7 +1083,7 @@ static void test_host_loop_not_running(void **state) {
   pthread_create(&th, NULL, stopper_main, &st);
   pthread_join(th, NULL);
   assert_int_equal(st.rc, POLYTEL_ETIMEDOUT);
-  assert_int_equal(tpt_running(), 0);
+  assert_int_equal(polytel__uv_running(), 0);
   assert_int_equal(stub_get(pl, &pl->freed), 0); /* nothing touched the loop's objects off its thread */
   /* The host resumes with work of its own (polytel's handles alone never keep a loop running). */
   uv_timer_t own;
@@ -1108,7 +1136,7 @@ static void test_wake_during_start_stop(void **state) {
   atomic_store(&wakers_stop, 1);
   for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
   assert_true(atomic_load(&wakes) > 0);
-  assert_int_equal(tpt_running(), 0);
+  assert_int_equal(polytel__uv_running(), 0);
 }
 
 /*
@@ -1126,15 +1154,12 @@ static void test_fork(void **state) {
   stub_push(pl, before);
   assert_int_equal(tpt_flush(10000), 0); /* a live keep-alive connection exists across the fork */
 
-  tp_t *tp = atomic_load(&g_tp);
   tpt_atfork_prepare();
-  pthread_mutex_lock(&tp->mu);
-  int parked = tp->parked;
-  pthread_mutex_unlock(&tp->mu);
+  int parked = polytel__uv_parked();
   pid_t pid = fork();
   if (pid == 0) {
     tpt_atfork_child();
-    int ok = tpt_running() == 0;
+    int ok = polytel__uv_running() == 0;
     polytel__pipeline_t *cpl = stub_new(4);
     treq_t *cr = mkreq(s->base, "/child", POLYTEL__SIG_LOGS, "x", "application/x-protobuf", 0, 5000);
 #ifdef TPT_TSAN
@@ -1184,7 +1209,7 @@ static void test_fork(void **state) {
 /* A failed assertion must not leave a transport running into the next test. */
 static int stop_leftover(void **state) {
   (void)state;
-  if (tpt_running()) tpt_stop(0);
+  if (polytel__uv_running()) tpt_stop(0);
   return 0;
 }
 
@@ -1192,6 +1217,7 @@ static int stop_leftover(void **state) {
 
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
+  polytel__console_set_writer(tpt_diag);
   const struct CMUnitTest tests[] = {
       T(test_retry_after_parsing),    T(test_owned_loop_posts),        T(test_signal_headers),
       T(test_status_and_retry_after), T(test_answer_body_and_timeout), T(test_network_error),

@@ -56,43 +56,19 @@ __version__ = _polytel.core_version
 __all__ = [
     "bootstrap_worker", "phase", "trace", "debug", "info", "warning", "warn", "error", "fatal", "critical", "log",
     "span", "Span", "current_span", "counter_add", "gauge_set", "histogram_record", "flush", "shutdown", "stats",
-    "strerror", "err_name", "now_ns", "LoggingHandler",
+    "strerror", "err_name", "now_ns", "LoggingHandler", "resolved_config",
     "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL",
     "OK", "EINVAL", "ENOMEM", "EALREADY", "ESTATE", "ETIMEDOUT", "ENOSYS", "EIO", "EDISABLED", "EDROPPED",
 ]  # fmt: skip
 
-DEFAULT_EXIT_TIMEOUT_MS = 5000
+DEFAULT_EXIT_TIMEOUT_MS = _polytel.option_defaults["exit_timeout_ms"]  # the core's POLYTEL_EXIT_TIMEOUT_MS default
 
 # Python-side process state; reset in a fork child (the core resets its own side).
 _proc = {"mp_finalizer": False}
 
 # ------------------------------------------------------------------ phase 2
-
-_PROTOCOLS = {"http/protobuf": 1, "protobuf": 1, "http/json": 2, "json": 2}
-_EXPORTERS = {"otlp": 1, "file": 2, "none": 3}
-_CONSOLES = {"stderr": 1, "stdout": 2, "off": 3}
-_CONSOLE_FORMATS = {"text": 1, "json": 2}
-_LEVELS = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "warning": 13, "error": 17, "fatal": 21, "off": 255}
-_STR_KEYS = (
-    "service_name", "service_version", "endpoint", "traces_endpoint", "logs_endpoint", "metrics_endpoint",
-    "certificate", "export_dir",
-)  # fmt: skip
-_KNOWN_KEYS = frozenset(_STR_KEYS) | {
-    "resource_attributes", "headers", "protocol", "exporter", "compression", "timeout_ms", "telemetry_enabled",
-    "sdk_disabled", "console", "console_format", "console_level", "max_memory_bytes", "use_env",
-}  # fmt: skip
-
-
-def _choice(key, value, table):
-    if isinstance(value, str) and value.strip().lower() in table:
-        return table[value.strip().lower()]
-    raise ValueError("bootstrap_worker(%s=%r): expected one of %s" % (key, value, ", ".join(sorted(table))))
-
-
-def _tristate(key, value):
-    if isinstance(value, bool) or value in (0, 1):
-        return int(bool(value))
-    raise TypeError("bootstrap_worker(%s=%r): expected a bool" % (key, value))
+# Names, types, ranges, defaults and the environment are the core's (its option table): keyword arguments
+# go to polytel_config_set() as text, and the status comes from polytel_config_resolved().
 
 
 def _pct(s):
@@ -100,115 +76,80 @@ def _pct(s):
     return str(s).replace("%", "%25").replace(",", "%2C").replace("=", "%3D")
 
 
-def _pairs(key, value, encode):
-    if isinstance(value, str):
-        return value
+def _text(key, value):
+    """A keyword argument as the text its environment variable would hold."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, dict):
+        if key == "resource_attributes":
+            return ",".join("%s=%s" % (_pct(k), _pct(v)) for k, v in value.items())
+        if key != "headers":
+            raise TypeError("bootstrap_worker(%s=...): a dict is only taken by resource_attributes and headers" % key)
         out = []
         for k, v in value.items():
-            if encode:
-                out.append("%s=%s" % (_pct(k), _pct(v)))
-            else:
-                k, v = str(k), str(v)
-                if "," in k or "=" in k or "," in v:
-                    raise ValueError("bootstrap_worker(%s=...): %r cannot hold ',' (or '=' in the name)" % (key, k))
-                out.append("%s=%s" % (k, v))
+            k, v = str(k), str(v)
+            if "," in k or "=" in k or "," in v:
+                raise ValueError("bootstrap_worker(%s=...): %r cannot hold ',' (or '=' in the name)" % (key, k))
+            out.append("%s=%s" % (k, v))
         return ",".join(out)
-    raise TypeError("bootstrap_worker(%s=...): expected a str 'k=v,...' or a dict" % key)
+    if isinstance(value, (str, int)):
+        return str(value)
+    if isinstance(value, _os.PathLike):
+        return _os.fspath(value)
+    raise TypeError("bootstrap_worker(%s=%r): expected a str, int, bool%s" % (
+        key, value, " or dict" if key in ("resource_attributes", "headers") else ""))
 
 
-def _int(key, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ValueError("bootstrap_worker(%s=%r): expected an int from %d to %d" % (key, value, lo, hi))
-    return value
+def resolved_config():
+    """What is running: phase, not_exporting and every option, as the core resolved them (a dict)."""
+    return _polytel.resolved_config()
 
 
-def _normalize(overrides):
-    kw = {}
-    for key, value in overrides.items():
-        if key not in _KNOWN_KEYS:
-            raise TypeError("bootstrap_worker() got an unexpected keyword argument %r" % key)
-        if value is None:
-            continue  # unset: environment, then default
-        if key in _STR_KEYS:
-            kw[key] = _os.fspath(value) if key in ("export_dir", "certificate") else str(value)
-        elif key == "resource_attributes":
-            kw[key] = _pairs(key, value, True)
-        elif key == "headers":
-            kw[key] = _pairs(key, value, False)
-        elif key == "protocol":
-            kw[key] = _choice(key, value, _PROTOCOLS)
-        elif key == "exporter":
-            kw[key] = _choice(key, value, _EXPORTERS)
-        elif key == "console":
-            kw[key] = _choice(key, value, _CONSOLES)
-        elif key == "console_format":
-            kw[key] = _choice(key, value, _CONSOLE_FORMATS)
-        elif key == "console_level":
-            kw[key] = _choice(key, value, _LEVELS) if isinstance(value, str) else _int(key, value, 1, 255)
-        elif key == "compression":
-            if isinstance(value, bool):
-                kw["compression_gzip"] = int(value)
-            else:
-                kw["compression_gzip"] = _choice(key, value, {"gzip": 1, "zstd": 2, "none": 0})
-        elif key == "timeout_ms":
-            kw[key] = _int(key, value, 0, 2**31 - 1)
-        elif key == "max_memory_bytes":
-            kw[key] = _int(key, value, 0, 2**62)
-        else:  # telemetry_enabled, sdk_disabled, use_env
-            kw[key] = _tristate(key, value)
-    return kw
-
-
-def _env(name, use_env):
-    return (_os.environ.get(name) or None) if use_env else None
-
-
-def _display(overrides, kw):
-    """Where the telemetry goes and under which service, for the status dict (the core logs the same)."""
-    use_env = kw.get("use_env", 1)
-    exporter = overrides.get("exporter") or _env("POLYTEL_EXPORTER", use_env) or "otlp"
-    exporter = str(exporter).strip().lower()
-    if exporter == "none":
-        endpoint = None
-    elif exporter == "file":
-        endpoint = kw.get("export_dir") or _env("POLYTEL_EXPORT_DIR", use_env) or "./polytel-out"
-    else:
-        endpoint = kw.get("endpoint") or _env("OTEL_EXPORTER_OTLP_ENDPOINT", use_env) or "http://localhost:4318"
-    service = kw.get("service_name") or _env("OTEL_SERVICE_NAME", use_env)
-    if not service:
-        for pair in (kw.get("resource_attributes") or _env("OTEL_RESOURCE_ATTRIBUTES", use_env) or "").split(","):
-            k, _, v = pair.partition("=")
-            if k.strip() == "service.name" and v.strip():
-                service = v.strip()
-    if not service:
-        service = _exe_name()
-    return endpoint, service
-
-
-def _exe_name():
-    try:
-        return _os.path.basename(_os.readlink("/proc/self/exe"))
-    except OSError:
-        return _os.path.basename(_sys.executable or "python")
+def _status(status, rc):
+    cfg = _polytel.resolved_config()
+    result = {
+        "phase": cfg["phase"],
+        "status": status,
+        "service": cfg["service_name"],
+        "endpoint": cfg["destination"],
+        "exporter": cfg["exporter"],
+        "protocol": cfg["protocol"],
+        "compression": cfg["compression"],
+        "endpoints": {s: cfg[s + "_endpoint"] for s in ("traces", "logs", "metrics")},
+        "export_dir": cfg["export_dir"] if cfg["exporter"] == "file" else None,
+        "not_exporting": cfg["not_exporting"],
+        "pid": _os.getpid(),
+        "config": cfg,
+    }
+    if status == "error":
+        result["error"] = "%s: %s" % (err_name(rc), strerror(rc))
+    return result
 
 
 def bootstrap_worker(**overrides):
-    """Phase 2: start exporting from a polytel-owned loop thread; returns a status dict.
+    """Phase 2: start exporting from a polytel-owned loop thread; returns a status dict (_WorkerStatus in the stubs).
 
-    Keyword overrides take precedence over the environment: service_name, service_version,
-    resource_attributes (str or dict), endpoint, traces_endpoint, logs_endpoint, metrics_endpoint,
-    headers (str or dict), certificate, protocol ("http/protobuf" | "http/json"), compression
-    ("gzip" | "zstd" | "none"), timeout_ms, exporter ("otlp" | "file" | "none"), export_dir,
-    telemetry_enabled, sdk_disabled, console ("stderr" | "stdout" | "off"), console_format,
-    console_level, max_memory_bytes, use_env.
+    Keyword arguments are the core's options (docs/configuration.md; polytel._polytel.option_defaults) and take
+    precedence over the environment: service_name, service_version, resource_attributes (str or dict),
+    endpoint, traces_endpoint, logs_endpoint, metrics_endpoint, headers (str or dict), certificate, protocol
+    ("http/protobuf" | "http/json"), compression ("gzip" | "none" or a bool), timeout_ms, exporter ("otlp" |
+    "file" | "none"), export_dir, telemetry_enabled, sdk_disabled, console ("stderr" | "stdout" | "off"),
+    console_format, console_level, max_memory_bytes, use_env, the batching options, exit_timeout_ms, ...
+    None leaves an option to the environment.
 
-    status is "started", "already running" (a repeated call: nothing changes), "telemetry
-    disabled" (TELEMETRY_ENABLED is not true: console only) or "error" (with "error").
-    Bad arguments raise TypeError or ValueError; a repeated call never raises.
+    The status says what is running, as the core resolved it: phase, status ("started", "already running"
+    (a repeated call: nothing changes), "telemetry disabled" (console only) or "error", with "error"),
+    service, endpoint (the collector, the file exporter's directory, or None), exporter, protocol,
+    compression, endpoints (per signal), export_dir, not_exporting (why nothing is exported, or None), pid
+    and config (every option). Bad arguments raise TypeError or ValueError; a repeated call never raises.
     """
-    kw = _normalize(overrides)
-    rc = _polytel._bootstrap(**kw)
+    pairs = []
+    for key, value in overrides.items():
+        if key not in _polytel.option_defaults:
+            raise TypeError("bootstrap_worker() got an unexpected keyword argument %r" % key)
+        if value is not None:  # unset: environment, then default
+            pairs.append((key, _text(key, value)))
+    rc = _polytel._bootstrap(pairs)
     ph = phase()
     if rc == OK:
         status = "started" if ph == "full" else "telemetry disabled"
@@ -216,37 +157,17 @@ def bootstrap_worker(**overrides):
         status = "already running"
     else:
         status = "error"
-    endpoint, service = _display(overrides, kw)
-    result = {"phase": ph, "status": status, "endpoint": endpoint, "service": service, "pid": _os.getpid()}
-    if status == "error":
-        result["error"] = "%s: %s" % (err_name(rc), strerror(rc))
     if ph == "full":
         _flush_at_multiprocessing_exit()
-    return result
+    return _status(status, rc)
 
 
 # ------------------------------------------------------------- exit, fork
 
 
-def _exit_timeout_ms():
-    raw = _os.environ.get("POLYTEL_EXIT_TIMEOUT_MS")
-    if raw is None or raw.strip() == "":
-        return DEFAULT_EXIT_TIMEOUT_MS
-    try:
-        value = int(raw.strip())
-        if not 0 <= value <= 2**32 - 1:
-            raise ValueError
-        return value
-    except ValueError:
-        # The core's wording for a bad value: the variable, the value, what was expected, what is kept.
-        log(WARN, "polytel", 'invalid POLYTEL_EXIT_TIMEOUT_MS="%s" (expected milliseconds, 0 to 4294967295); using %d'
-            % (raw, DEFAULT_EXIT_TIMEOUT_MS))  # fmt: skip
-        return DEFAULT_EXIT_TIMEOUT_MS
-
-
 def _at_exit():
-    # A process that never calls shutdown() still delivers, within a bounded time.
-    shutdown(timeout_ms=_exit_timeout_ms())
+    # A process that never calls shutdown() still delivers, within a bounded time (POLYTEL_EXIT_TIMEOUT_MS).
+    shutdown(timeout_ms=_polytel.resolved_config()["exit_timeout_ms"])
 
 
 def _flush_at_multiprocessing_exit():

@@ -1,6 +1,7 @@
 # Type stubs for polytel: logs, spans and metrics from the polytel C core (docs/python.md).
 import logging
-from typing import Any, Callable, Literal, Mapping, Optional, TypedDict, TypeVar, Union
+import os
+from typing import Any, Callable, Dict, Literal, Mapping, Optional, TypedDict, TypeVar, Union
 
 from ._polytel import (
     DEBUG as DEBUG,
@@ -52,6 +53,7 @@ __all__ = [
     "err_name",
     "now_ns",
     "LoggingHandler",
+    "resolved_config",
     "TRACE",
     "DEBUG",
     "INFO",
@@ -71,63 +73,29 @@ __all__ = [
 ]
 DEFAULT_EXIT_TIMEOUT_MS: int
 
-class _BootstrapResult(TypedDict, total=False):
+# A resolved setting: bool, int, str, or None when it has no value.
+_Setting = Union[bool, int, str, None]
+
+# What bootstrap_worker() says is running, from the core's resolved configuration.
+class _WorkerStatus(TypedDict, total=False):
     phase: _Phase
     status: Literal["started", "already running", "telemetry disabled", "error"]
-    endpoint: Optional[str]
     service: str
+    endpoint: Optional[str]  # the collector's base URL, the file exporter's directory, None for "none"
+    exporter: str
+    protocol: str
+    compression: str
+    endpoints: Dict[str, str]  # traces, logs, metrics: the URL each signal is sent to
+    export_dir: Optional[str]
+    not_exporting: Optional[str]  # why nothing is exported (TELEMETRY_ENABLED not true, ...), else None
     pid: int
+    config: Dict[str, _Setting]  # every option, as resolved (resolved_config())
     error: str
 
-# polytel_stats_t: recorded = exported + dropped + unconfirmed + pending (logs and spans), and
-# dropped = dropped_buffer_full + dropped_invalid + dropped_depth + dropped_export + dropped_rejected.
-class _Stats(TypedDict):
-    recorded: int
-    exported: int
-    dropped: int
-    pending: int
-    dropped_buffer_full: int
-    dropped_export: int
-    dropped_invalid: int
-    logs_recorded: int
-    spans_recorded: int
-    export_requests: int
-    export_retries: int
-    export_failures: int
-    truncated: int
-    buffer_bytes: int
-    buffer_bytes_max: int
-    unconfirmed: int  # sent, never answered before a deadline: may have arrived
-    dropped_series: int  # metric updates past POLYTEL_MAX_METRIC_SERIES
-    dropped_depth: int  # spans nested deeper than 64
-    metric_saturated: int  # counter increments lost at INT64_MAX
-    dropped_rejected: int  # rejected by the collector in an OTLP partial_success
-
 def phase() -> _Phase: ...
-def bootstrap_worker(
-    *,
-    service_name: Optional[str] = ...,
-    service_version: Optional[str] = ...,
-    resource_attributes: Optional[Union[str, Mapping[str, object]]] = ...,
-    endpoint: Optional[str] = ...,
-    traces_endpoint: Optional[str] = ...,
-    logs_endpoint: Optional[str] = ...,
-    metrics_endpoint: Optional[str] = ...,
-    headers: Optional[Union[str, Mapping[str, object]]] = ...,
-    certificate: Optional[str] = ...,
-    protocol: Optional[Literal["http/protobuf", "http/json"]] = ...,
-    compression: Optional[Union[Literal["gzip", "zstd", "none"], bool]] = ...,
-    timeout_ms: Optional[int] = ...,
-    exporter: Optional[Literal["otlp", "file", "none"]] = ...,
-    export_dir: Optional[str] = ...,
-    telemetry_enabled: Optional[bool] = ...,
-    sdk_disabled: Optional[bool] = ...,
-    console: Optional[Literal["stderr", "stdout", "off"]] = ...,
-    console_format: Optional[Literal["text", "json"]] = ...,
-    console_level: Optional[Union[str, int]] = ...,
-    max_memory_bytes: Optional[int] = ...,
-    use_env: Optional[bool] = ...,
-) -> _BootstrapResult: ...
+# Options are the core's (docs/configuration.md): a str, int, bool, dict (resource_attributes, headers), path or None.
+def bootstrap_worker(**options: Union[str, int, bool, Mapping[str, object], "os.PathLike[str]", None]) -> _WorkerStatus: ...
+def resolved_config() -> Dict[str, _Setting]: ...
 
 # Logs: msg is the body as given, never a format string. Target "app".
 def trace(msg: object, /, **attrs: _AttrValue) -> None: ...
@@ -152,7 +120,9 @@ def histogram_record(name: str, /, value: float, unit: str = "", **attrs: _AttrV
 # Blocking (the GIL is released): 0 when everything was delivered, else a negative polytel error code.
 def flush(timeout_ms: Optional[int] = 5000) -> int: ...
 def shutdown(timeout_ms: Optional[int] = 5000) -> int: ...
-def stats() -> _Stats: ...
+# polytel_stats_t (POLYTEL_STATS_FIELDS): recorded = exported + dropped + unconfirmed + pending (logs and
+# spans), and dropped = dropped_buffer_full + dropped_invalid + dropped_depth + dropped_export + dropped_rejected.
+def stats() -> Dict[str, int]: ...
 def strerror(code: int, /) -> str: ...
 def err_name(code: int, /) -> str: ...
 def now_ns() -> int: ...

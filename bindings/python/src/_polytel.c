@@ -284,21 +284,16 @@ static PyObject *log_impl(PyObject *module, int level, const char *target, PyObj
   Py_RETURN_NONE;
 }
 
-#define LOG_FN(fname, level)                                                             \
-  static PyObject *py_##fname(PyObject *module, PyObject *const *args, Py_ssize_t nargs, \
-                              PyObject *kwnames) {                                       \
-    return log_impl(module, level, "app", args, nargs, kwnames, #fname);                 \
+/* One function per level of the core's table: trace(), debug(), info(), warn(), error(), fatal(). */
+#define LEVEL_FN(name, value, text)                                                                          \
+  static PyObject *py_##name(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) { \
+    return log_impl(module, POLYTEL_LEVEL_##name, "app", args, nargs, kwnames, text);                        \
   }
-LOG_FN(trace, POLYTEL_LEVEL_TRACE)
-LOG_FN(debug, POLYTEL_LEVEL_DEBUG)
-LOG_FN(info, POLYTEL_LEVEL_INFO)
-LOG_FN(warning, POLYTEL_LEVEL_WARN)
-LOG_FN(error, POLYTEL_LEVEL_ERROR)
-LOG_FN(fatal, POLYTEL_LEVEL_FATAL)
+POLYTEL_LEVEL_MAP(LEVEL_FN)
+#undef LEVEL_FN
 
 static int valid_level(long lv) {
-  return lv == POLYTEL_LEVEL_TRACE || lv == POLYTEL_LEVEL_DEBUG || lv == POLYTEL_LEVEL_INFO ||
-         lv == POLYTEL_LEVEL_WARN || lv == POLYTEL_LEVEL_ERROR || lv == POLYTEL_LEVEL_FATAL;
+  return lv != POLYTEL_LEVEL_OFF && polytel_level_name((int)lv) != NULL;
 }
 
 /* log(level, target, msg, **attrs): any level and target (logger name). */
@@ -310,8 +305,10 @@ static PyObject *py_log(PyObject *module, PyObject *const *args, Py_ssize_t narg
   long lv = PyLong_AsLong(args[0]);
   if (lv == -1 && PyErr_Occurred()) return NULL;
   if (!valid_level(lv)) {
-    PyErr_Format(PyExc_ValueError,
-                 "log(): level %ld is not one of polytel.TRACE, DEBUG, INFO, WARN, ERROR, FATAL", lv);
+    PyErr_Format(
+        PyExc_ValueError,
+        "log(): level %ld is not one of polytel.TRACE, DEBUG, INFO, WARN, ERROR, FATAL (the core's levels)",
+        lv);
     return NULL;
   }
   if (!PyUnicode_Check(args[1])) {
@@ -919,55 +916,59 @@ static PyObject *py_phase(PyObject *module, PyObject *Py_UNUSED(ignored)) {
   return PyUnicode_FromString(polytel_phase_name(polytel_phase()));
 }
 
-/* _bootstrap(**normalized): polytel/__init__.py validates and maps names; here they become polytel_config_t.
+/*
+ * _bootstrap(pairs): phase 2. pairs is a sequence of (key, str) that polytel/__init__.py made from the
+ * keyword arguments; each goes through polytel_config_set(), so the core checks every value (ValueError with
+ * its message). The strings live in `pairs`, which the caller keeps alive while the GIL is released.
  */
-static PyObject *py_bootstrap(PyObject *module, PyObject *args, PyObject *kwargs) {
+static PyObject *py_bootstrap(PyObject *module, PyObject *pairs) {
   (void)module;
-  static char *kwlist[] = {"service_name",
-                           "service_version",
-                           "resource_attributes",
-                           "endpoint",
-                           "traces_endpoint",
-                           "logs_endpoint",
-                           "metrics_endpoint",
-                           "headers",
-                           "certificate",
-                           "export_dir",
-                           "protocol",
-                           "exporter",
-                           "compression_gzip",
-                           "telemetry_enabled",
-                           "sdk_disabled",
-                           "console",
-                           "console_format",
-                           "console_level",
-                           "timeout_ms",
-                           "max_memory_bytes",
-                           "use_env",
-                           NULL};
   polytel_config_t cfg;
   polytel_config_init(&cfg);
-  int protocol = 0, exporter = 0, console = 0, console_format = 0;
-  long long timeout_ms = cfg.timeout_ms, max_mem = cfg.max_memory_bytes;
-  if (!PyArg_ParseTupleAndKeywords(
-          args, kwargs, "|$zzzzzzzzzziiiiiiiiLLi:_bootstrap", kwlist, &cfg.service_name, &cfg.service_version,
-          &cfg.resource_attributes, &cfg.endpoint, &cfg.traces_endpoint, &cfg.logs_endpoint,
-          &cfg.metrics_endpoint, &cfg.headers, &cfg.certificate, &cfg.export_dir, &protocol, &exporter,
-          &cfg.compression_gzip, &cfg.telemetry_enabled, &cfg.sdk_disabled, &console, &console_format,
-          &cfg.console_level, &timeout_ms, &max_mem, &cfg.use_env))
-    return NULL;
-  cfg.protocol = (polytel_protocol_t)protocol;
-  cfg.exporter = (polytel_exporter_t)exporter;
-  cfg.console = (polytel_console_t)console;
-  cfg.console_format = (polytel_console_format_t)console_format;
-  cfg.timeout_ms = (int64_t)timeout_ms;
-  cfg.max_memory_bytes = (int64_t)max_mem;
   cfg.sdk_language = "python";
+  PyObject *seq = PySequence_Fast(pairs, "_bootstrap() takes a sequence of (key, value) pairs");
+  if (!seq) return NULL;
+  Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+  for (Py_ssize_t i = 0; i < n; i++) {
+    PyObject *kv = PySequence_Fast_GET_ITEM(seq, i);
+    const char *key, *value;
+    if (!PyTuple_Check(kv) || !PyArg_ParseTuple(kv, "ss:_bootstrap", &key, &value)) {
+      Py_DECREF(seq);
+      if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "_bootstrap() takes (key, value) str tuples");
+      return NULL;
+    }
+    if (polytel_config_set(&cfg, key, value) != 0) {
+      Py_DECREF(seq);
+      return PyErr_Format(PyExc_ValueError, "bootstrap_worker(): %s", polytel_config_error());
+    }
+  }
   int rc;
-  /* The strings point into argument objects, which the argument tuple/dict keep alive while the GIL is
-   * released. */
   Py_BEGIN_ALLOW_THREADS rc = polytel_init_full_telemetry(NULL, &cfg);
-  Py_END_ALLOW_THREADS return PyLong_FromLong(rc);
+  Py_END_ALLOW_THREADS Py_DECREF(seq);
+  return PyLong_FromLong(rc);
+}
+
+/* One value of the resolved view as a Python object: bool, int, str or None. */
+static PyObject *setting_value(const polytel_setting_t *it) {
+  if (!it->value) Py_RETURN_NONE;
+  if (it->type == POLYTEL_VALUE_BOOL) return PyBool_FromLong(strcmp(it->value, "true") == 0);
+  if (it->type == POLYTEL_VALUE_INT) return PyLong_FromString(it->value, NULL, 10);
+  return PyUnicode_DecodeUTF8(it->value, (Py_ssize_t)strlen(it->value), "surrogateescape");
+}
+
+/* resolved_config() -> dict: what is running, as the core resolved it (polytel_config_resolved). */
+static PyObject *py_resolved(PyObject *module, PyObject *Py_UNUSED(ignored)) {
+  (void)module;
+  polytel_resolved_t *r = polytel_config_resolved();
+  if (!r) return PyErr_NoMemory();
+  PyObject *d = PyDict_New();
+  for (size_t i = 0; d && i < r->n; i++) {
+    PyObject *v = setting_value(&r->items[i]);
+    if (!v || PyDict_SetItemString(d, r->items[i].key, v) < 0) Py_CLEAR(d);
+    Py_XDECREF(v);
+  }
+  polytel_config_resolved_free(r);
+  return d;
 }
 
 static int parse_timeout(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, const char *fname,
@@ -1029,28 +1030,9 @@ static PyObject *py_stats(PyObject *module, PyObject *Py_UNUSED(ignored)) {
   if (rc != 0) return PyErr_Format(PyExc_RuntimeError, "polytel_stats: %s", polytel_strerror(rc));
   PyObject *d = PyDict_New();
   if (!d) return NULL;
-#define STAT(f) \
+#define STAT(f, metric, reason, doc) \
   if (dict_set_u64(d, #f, s.f) < 0) goto fail;
-  STAT(recorded)
-  STAT(exported)
-  STAT(dropped)
-  STAT(pending)
-  STAT(dropped_buffer_full)
-  STAT(dropped_export)
-  STAT(dropped_invalid)
-  STAT(logs_recorded)
-  STAT(spans_recorded)
-  STAT(export_requests)
-  STAT(export_retries)
-  STAT(export_failures)
-  STAT(truncated)
-  STAT(buffer_bytes)
-  STAT(buffer_bytes_max)
-  STAT(unconfirmed)
-  STAT(dropped_series)
-  STAT(dropped_depth)
-  STAT(metric_saturated)
-  STAT(dropped_rejected)
+  POLYTEL_STATS_FIELDS(STAT)
 #undef STAT
   return d;
 fail:
@@ -1090,16 +1072,15 @@ static PyObject *py_now_ns(PyObject *module, PyObject *Py_UNUSED(ignored)) {
 
 static PyMethodDef module_methods[] = {
     {"phase", py_phase, METH_NOARGS, "phase() -> 'none' | 'console' | 'deferred' | 'full'"},
-    {"_bootstrap", (PyCFunction)(void (*)(void))py_bootstrap, METH_VARARGS | METH_KEYWORDS,
-     "phase 2 with a normalized config; use polytel.bootstrap_worker()"},
-    {"trace", FASTKW(py_trace), "trace(msg, **attrs): a TRACE log record; msg is never a format string."},
-    {"debug", FASTKW(py_debug), "debug(msg, **attrs)"},
-    {"info", FASTKW(py_info), "info(msg, **attrs)"},
-    {"warning", FASTKW(py_warning), "warning(msg, **attrs)"},
-    {"warn", FASTKW(py_warning), "warn(msg, **attrs): alias of warning()"},
-    {"error", FASTKW(py_error), "error(msg, **attrs)"},
-    {"fatal", FASTKW(py_fatal), "fatal(msg, **attrs)"},
-    {"critical", FASTKW(py_fatal), "critical(msg, **attrs): alias of fatal()"},
+    {"_bootstrap", py_bootstrap, METH_O, "phase 2 with (key, value) pairs; use polytel.bootstrap_worker()"},
+    {"resolved_config", py_resolved, METH_NOARGS,
+     "resolved_config() -> dict: phase, not_exporting and every option as the core resolved it."},
+#define LEVEL_DEF(name, value, text) \
+  {text, FASTKW(py_##name), text "(msg, **attrs): a " #name " log record; msg is never a format string."},
+    POLYTEL_LEVEL_MAP(LEVEL_DEF)
+#undef LEVEL_DEF
+        {"warning", FASTKW(py_WARN), "warning(msg, **attrs): alias of warn()"},
+    {"critical", FASTKW(py_FATAL), "critical(msg, **attrs): alias of fatal()"},
     {"log", FASTKW(py_log), "log(level, target, msg, **attrs): any level, any target (logger name)."},
     {"span", FASTKW(py_span),
      "span(name, **attrs) -> Span: a context manager and a decorator (sync and async)."},
@@ -1149,20 +1130,35 @@ static int module_exec(PyObject *m) {
   struct {
     const char *name;
     long value;
-  } consts[] = {{"TRACE", POLYTEL_LEVEL_TRACE},
-                {"DEBUG", POLYTEL_LEVEL_DEBUG},
-                {"INFO", POLYTEL_LEVEL_INFO},
-                {"WARN", POLYTEL_LEVEL_WARN},
-                {"ERROR", POLYTEL_LEVEL_ERROR},
-                {"FATAL", POLYTEL_LEVEL_FATAL},
-                {"OK", POLYTEL_OK},
+  } consts[] = {
+#define POLYTEL__PYL(name, value, text) {#name, value},
+      POLYTEL_LEVEL_MAP(POLYTEL__PYL)
+#undef POLYTEL__PYL
+          {"OK", POLYTEL_OK},
 #define POLYTEL__PYC(name, value, msg) {#name, value},
-                POLYTEL_ERRNO_MAP(POLYTEL__PYC)
+      POLYTEL_ERRNO_MAP(POLYTEL__PYC)
 #undef POLYTEL__PYC
   };
   for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++)
     if (PyModule_AddIntConstant(m, consts[i].name, consts[i].value) < 0) return -1;
   if (PyModule_AddStringConstant(m, "core_version", polytel_version()) < 0) return -1;
+  /* The core's options and their defaults: bootstrap_worker's TypeError on an unknown keyword, the defaults. */
+  PyObject *defaults = PyDict_New();
+  if (!defaults) return -1;
+  polytel_setting_t opt;
+  for (size_t i = 0; polytel_config_option(i, &opt) == 0; i++) {
+    PyObject *v = setting_value(&opt);
+    if (!v || PyDict_SetItemString(defaults, opt.key, v) < 0) {
+      Py_XDECREF(v);
+      Py_DECREF(defaults);
+      return -1;
+    }
+    Py_DECREF(v);
+  }
+  if (PyModule_AddObject(m, "option_defaults", defaults) < 0) {
+    Py_DECREF(defaults);
+    return -1;
+  }
 
   /* Phase 1: no thread, no loop, no network; with TELEMETRY_ENABLED=true it starts recording for phase 2. */
   polytel_config_t cfg;

@@ -31,7 +31,7 @@ def test_sdist_contains_the_core(sdist):
                      "polytel/view/page.html",
                      "polytel/__init__.pyi", "polytel/py.typed", "_core/core/sources.txt",
                      "_core/core/include/polytel.h", "_core/core/include/polytel/version.h",
-                     "_core/core/src/phase.c", "_core/core/src/events.c"):  # fmt: skip
+                     "_core/core/src/runtime/phase.c", "_core/core/src/record/events.c"):  # fmt: skip
         assert required in names, required
 
 

@@ -45,6 +45,7 @@ def test_telemetry_off_stays_console(receiver, service, value):
     assert r["res"]["status"] == "telemetry disabled"
     assert r["res"]["phase"] == "console"
     assert r["again"]["status"] == "telemetry disabled"
+    assert r["res"]["not_exporting"] == "TELEMETRY_ENABLED is not true: console only"
     assert r["rc"] == 0
     msgs = messages(w)
     assert not [m for m in msgs if "deferring" in m or "full telemetry" in m], msgs
@@ -64,10 +65,19 @@ def test_telemetry_enabled_defers_then_exports_everything_once(receiver, service
     w = run_worker(WORKER, worker_env(receiver, service, TELEMETRY_ENABLED="true")).check()
     r = w.result()
     assert r["phase1"] == "deferred"
-    assert r["res"] == {"phase": "full", "status": "started", "endpoint": receiver.endpoint, "service": service,
-                        "pid": r["res"]["pid"]}  # fmt: skip
+    res = dict(r["res"])
+    cfg = res.pop("config")
+    base = receiver.endpoint
+    assert res == {"phase": "full", "status": "started", "endpoint": base, "service": service,
+                   "exporter": "otlp", "protocol": "http/protobuf", "compression": "none",
+                   "endpoints": {s: base + "/v1/" + s for s in ("traces", "logs", "metrics")},
+                   "export_dir": None, "not_exporting": None, "pid": r["res"]["pid"]}  # fmt: skip
+    # config: what the core resolved, every option (the environment's TELEMETRY_ENABLED, the defaults)
+    assert cfg["telemetry_enabled"] is True and cfg["timeout_ms"] == 10000 and cfg["sdk_language"] == "python"
+    assert cfg["phase"] == "full" and cfg["endpoint"] == base and cfg["exit_timeout_ms"] == 5000
     assert r["again"]["status"] == "already running"
     assert r["again"]["phase"] == "full"
+    assert r["again"]["config"] == cfg  # a repeated call shows what runs
     assert r["rc"] == 0
     assert r["end"] == "none"
     assert messages(w) == [
@@ -162,10 +172,38 @@ def test_bad_arguments_raise_but_repeat_never_does(receiver, service):
     assert r["statuses"] == ["already running"] * 3
 
 
+def test_status_is_what_runs_not_what_was_asked(receiver, service, tmp_path):
+    """The status is the core's resolved configuration: corrected values, the running endpoint on a repeat."""
+    code = """
+    import json, polytel
+    first = polytel.bootstrap_worker(endpoint=%r, timeout_ms="2500", compression=True, bsp_schedule_delay_ms=50)
+    again = polytel.bootstrap_worker(endpoint="http://127.0.0.1:9", protocol="http/json")
+    print("RESULT " + json.dumps({"first": first, "again": again, "rc": polytel.shutdown(timeout_ms=5000)}))
+    """ % receiver.endpoint
+    r = run_worker(code, worker_env(receiver, service, TELEMETRY_ENABLED="true")).check().result()
+    assert r["first"]["status"] == "started" and r["first"]["compression"] == "gzip"
+    assert r["first"]["config"]["timeout_ms"] == 2500 and r["first"]["config"]["bsp_schedule_delay_ms"] == 50
+    assert r["again"]["status"] == "already running"
+    assert r["again"]["endpoint"] == receiver.endpoint and r["again"]["protocol"] == "http/protobuf"
+    # a value the core corrects is shown corrected: no scheme, so the default is used
+    code = """
+    import json, polytel
+    print("RESULT " + json.dumps(polytel.bootstrap_worker(endpoint="localhost:4318", exporter="none")))
+    """
+    res = run_worker(code, worker_env(None, service, TELEMETRY_ENABLED="true")).check().result()
+    assert res["config"]["endpoint"] == "http://localhost:4318" and res["endpoint"] is None
+    assert res["not_exporting"] == "the exporter is none: recording and counting only"
+    # the file exporter's default directory, from the core
+    code = "import json, os, polytel\nos.chdir(%r)\nprint('RESULT ' + json.dumps(polytel.bootstrap_worker(exporter='file')))" % str(
+        tmp_path)
+    res = run_worker(code, worker_env(None, service, TELEMETRY_ENABLED="true", POLYTEL_CONSOLE="off")).check().result()
+    assert res["endpoint"] == "./polytel-out" and res["export_dir"] == "./polytel-out"
+
+
 def test_exit_timeout_bad_value_warns_once(receiver, service):
     w = run_worker("import polytel", worker_env(None, service, POLYTEL_EXIT_TIMEOUT_MS="soon")).check()
     assert messages(w) == [
-        'WARN polytel: invalid POLYTEL_EXIT_TIMEOUT_MS="soon" (expected milliseconds, 0 to 4294967295); using 5000'
+        'WARN polytel: invalid POLYTEL_EXIT_TIMEOUT_MS="soon" (expected an integer from 0 to 4294967295); using 5000'
     ]
 
 

@@ -41,7 +41,7 @@ class TestExit < Minitest::Test
   def test_bad_exit_timeout_warns_once_and_keeps_the_default
     r = run_ok(code: 'require "polytel"; p Polytel.exit_timeout_ms', env: { "POLYTEL_EXIT_TIMEOUT_MS" => "soon" })
     assert_equal "5000", r.stdout.strip
-    assert_equal ['WARN polytel: POLYTEL_EXIT_TIMEOUT_MS="soon" is not a number of milliseconds; using 5000'],
+    assert_equal ['WARN polytel: invalid POLYTEL_EXIT_TIMEOUT_MS="soon" (expected an integer from 0 to 4294967295); using 5000'],
                  r.console.grep(/POLYTEL_EXIT_TIMEOUT_MS/)
     assert_equal "1500", run_ok(code: 'require "polytel"; p Polytel.exit_timeout_ms',
                                 env: { "POLYTEL_EXIT_TIMEOUT_MS" => "1500" }).stdout.strip

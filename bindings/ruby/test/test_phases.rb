@@ -95,4 +95,29 @@ class TestPhases < Minitest::Test
     assert_includes bodies(view["logs"]), "after bootstrap"
     assert_equal 1, bodies(view["logs"]).count("after bootstrap")
   end
+
+  # The status is the core's resolved configuration: what runs, not what the call asked for.
+  def test_status_is_what_runs_not_what_was_asked
+    svc = new_service("status")
+    j = run_ok(code: <<~RUBY, env: export_env(svc)).json
+      require "json"
+      require "polytel"
+      first = Polytel.bootstrap_worker(timeout_ms: "2500", compression: true, bsp_schedule_delay_ms: 50)
+      again = Polytel.bootstrap_worker(endpoint: "http://127.0.0.1:9", protocol: "http/json")
+      puts JSON.dump(first: first, again: again, shutdown: Polytel.shutdown(5000))
+    RUBY
+    first, again = j["first"], j["again"]
+    assert_equal ["started", "full", "gzip", "otlp", nil], first.values_at("status", "phase", "compression", "exporter", "not_exporting")
+    assert_equal [2500, 50, "ruby"], first["config"].values_at("timeout_ms", "bsp_schedule_delay_ms", "sdk_language")
+    assert_equal %w[traces logs metrics].to_h { |s| [s, "#{receiver.endpoint}/v1/#{s}"] }, first["endpoints"]
+    assert_equal ["already running", receiver.endpoint, "http/protobuf"], again.values_at("status", "endpoint", "protocol")
+    # The file exporter's default directory is the core's, as in every binding.
+    j = run_ok(code: 'require "json"; require "tmpdir"; require "polytel"; Dir.chdir(Dir.mktmpdir); ' \
+                     'puts JSON.dump(Polytel.bootstrap_worker(exporter: "file"))',
+               env: export_env(svc, "POLYTEL_CONSOLE" => "off")).json
+    assert_equal ["./polytel-out", "./polytel-out"], j.values_at("endpoint", "export_dir")
+    j = run_ok(code: 'require "json"; require "polytel"; puts JSON.dump(Polytel.bootstrap_worker)',
+               env: export_env(svc, enabled: nil)).json
+    assert_equal ["telemetry disabled", "TELEMETRY_ENABLED is not true: console only"], j.values_at("status", "not_exporting")
+  end
 end

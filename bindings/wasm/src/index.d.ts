@@ -4,8 +4,9 @@
 export type AttributeValue = string | number | boolean | bigint;
 export type Attributes = Record<string, AttributeValue | null | undefined>;
 
-export type Phase = 'none' | 'console' | 'deferred' | 'full';
-export type LevelName = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'off';
+// Levels, phases and the stats fields are the core's tables (generated with the build).
+import type { LevelName, Phase, Stats } from '../dist/polytel_tables.js';
+export type { LevelName, Phase, Stats };
 
 /** Where console lines go; each method gets one finished line (no trailing newline). */
 export interface ConsoleSink {
@@ -76,7 +77,7 @@ export interface BootstrapOptions extends PolytelOptions {
    * 'pageshow' from the back/forward cache resumes.
    */
   flushOnExit?: boolean;
-  /** Node: the bound on the flush at 'beforeExit', ms (default 3000). */
+  /** Node: the bound on the flush at 'beforeExit', ms (POLYTEL_EXIT_TIMEOUT_MS, the core's exit_timeout_ms: 5000). */
   exitTimeoutMs?: number;
   /**
    * Browsers: bytes of keepalive request bodies polytel keeps in flight at most (default 65536, the browser's
@@ -85,6 +86,32 @@ export interface BootstrapOptions extends PolytelOptions {
   keepaliveBudget?: number;
   /** Browsers, at a page exit: "auto" (default: keepalive fetch, else sendBeacon), "fetch" or "beacon". */
   exitTransport?: 'auto' | 'fetch' | 'beacon';
+  /** Any other option of the core, in camelCase (bspScheduleDelayMs, ...: docs/configuration.md). */
+  [option: string]: unknown;
+}
+
+/** A resolved setting: boolean, number, string, or null when it has no value. */
+export type Setting = boolean | number | string | null;
+
+/** What bootstrapWorker() says is running, from the core's resolved configuration. */
+export interface WorkerStatus {
+  phase: Phase;
+  status: 'started' | 'already running' | 'telemetry disabled';
+  service: string;
+  /** The collector's base URL, the file exporter's directory, or null for "none". */
+  endpoint: string | null;
+  exporter: string;
+  protocol: string;
+  compression: string;
+  endpoints: { traces: string; logs: string; metrics: string };
+  exportDir: string | null;
+  /** Why nothing is exported (TELEMETRY_ENABLED not true, ...), or null. */
+  notExporting: string | null;
+  pid: number | null;
+  /** Every option as the core resolved it (snake_case keys, as in docs/configuration.md). */
+  config: Record<string, Setting>;
+  /** The phase: a status compares loosely equal to it (st == 'full'). */
+  toString(): Phase;
 }
 
 /** What a page exit sent and dropped (exitFlush()). Bytes are request bodies as sent (after gzip). */
@@ -136,33 +163,6 @@ export interface Logger {
   fatal(msg: string, attrs?: Attributes): void;
 }
 
-export interface Stats {
-  recorded: number;
-  exported: number;
-  dropped: number;
-  pending: number;
-  droppedBufferFull: number;
-  droppedExport: number;
-  droppedInvalid: number;
-  logsRecorded: number;
-  spansRecorded: number;
-  exportRequests: number;
-  exportRetries: number;
-  exportFailures: number;
-  truncated: number;
-  bufferBytes: number;
-  bufferBytesMax: number;
-  /** Sent (the body handed to the network) but never answered before a deadline: may have arrived. */
-  unconfirmed: number;
-  /** Metric updates without a series of their own (the series cap, POLYTEL_MAX_METRIC_SERIES). */
-  droppedSeries: number;
-  /** Spans nested deeper than 64, not recorded (part of dropped). */
-  droppedDepth: number;
-  /** Counter increments lost because the counter stands at INT64_MAX. */
-  metricSaturated: number;
-  /** Records the collector rejected in an OTLP partial_success (part of dropped). */
-  droppedRejected: number;
-}
 
 export interface Polytel extends Logger {
   /** The core's version (project(VERSION)). */
@@ -181,8 +181,10 @@ export interface Polytel extends Logger {
   counterAdd(name: string, value?: number | bigint, attrs?: Attributes, unit?: string): void;
   gaugeSet(name: string, value: number, attrs?: Attributes, unit?: string): void;
   histogramRecord(name: string, value: number, attrs?: Attributes, unit?: string): void;
-  /** Phase 2 with fetch (or the file exporter) driven by this event loop; resolves to the phase afterwards. */
-  bootstrapWorker(options?: BootstrapOptions): Promise<Phase>;
+  /** Phase 2 with fetch (or the file exporter) driven by this event loop; resolves to what is running. */
+  bootstrapWorker(options?: BootstrapOptions): Promise<WorkerStatus>;
+  /** What is running: phase, not_exporting and every option, as the core resolved them. */
+  resolvedConfig(): Record<string, Setting>;
   /** Resolves to true when everything recorded so far was delivered within timeoutMs (default 10000). */
   flush(timeoutMs?: number): Promise<boolean>;
   /** Flush (bounded), stop, release; phase "none" afterwards. true when everything was delivered. */

@@ -7,29 +7,28 @@
 const IS_NODE =
   typeof process === 'object' && process !== null && typeof process.versions === 'object' && !!process.versions?.node;
 
-const LEVELS = { trace: 1, debug: 5, info: 9, warn: 13, error: 17, fatal: 21, off: 255 };
-const PHASES = ['none', 'console', 'deferred', 'full'];
+// The core's tables (levels, phases, stats fields, error codes, options), read from the module when it was
+// built: JavaScript keeps no copy of them.
+import { ERRORS, LEVELS, OPTIONS, PHASES, STATS_FIELDS as CORE_STATS_FIELDS } from '../dist/polytel_tables.mjs';
+
 const STATUS_UNSET = 0;
 const STATUS_ERROR = 2;
 const ATTR_STRING = 1;
 const ATTR_INT = 2;
 const ATTR_DOUBLE = 3;
 const ATTR_BOOL = 4;
-const EXPORTER_OTLP = 1;
-const EXPORTER_FILE = 2;
-const EXPORTER_NONE = 3;
 const SIGNAL_FILES = ['traces', 'logs', 'metrics'];
 const SIGNAL_METRICS = 2;
 // The fetch standard's (and Chromium's) cap on the bodies of one page's keepalive requests in flight together.
 const KEEPALIVE_BUDGET = 65536;
 const BROWSER_BATCH = 64; // OTEL_BSP/BLRP_MAX_EXPORT_BATCH_SIZE in a page unless set: ~5 KB protobuf requests
-const STATS_FIELDS = [
-  'recorded', 'exported', 'dropped', 'pending', 'droppedBufferFull', 'droppedExport', 'droppedInvalid',
-  'logsRecorded', 'spansRecorded', 'exportRequests', 'exportRetries', 'exportFailures', 'truncated',
-  'bufferBytes', 'bufferBytesMax', 'unconfirmed', 'droppedSeries', 'droppedDepth', 'metricSaturated',
-  'droppedRejected',
-];
-// polytel__net_class_t and polytel__done_t (core/src/pipeline.h).
+// stats() keys: the core's field names in camelCase (dropped_buffer_full -> droppedBufferFull).
+const camel = (k) => k.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+const STATS_FIELDS = CORE_STATS_FIELDS.map(camel);
+// polytel_value_type_t: how a setting's text reads.
+const VALUE_BOOL = 1;
+const VALUE_INT = 2;
+// polytel__net_class_t and polytel__done_t (core/src/export/pipeline.h).
 const NET_OK = 0;
 const NET_CONNECT = 1;
 const NET_TIMEOUT = 2;
@@ -40,7 +39,7 @@ const DONE_RETRY = 1;
 // Environment variables the core understands; in Node they are copied into the wasm environment.
 const ENV_RE = /^(OTEL_|POLYTEL_)|^(TELEMETRY_ENABLED|NO_COLOR|FORCE_COLOR)$/;
 
-const ATTR_STRINGS = 16; // POLYTEL__ATTR_STRINGS (record.h): a resource's string array
+const ATTR_STRINGS = 16; // PTW_RES_STRINGS (shim.c): a resource's string array, NUL-separated
 
 /** What Node knows about this process (the semantic conventions' process.*, host.name). */
 function nodeResource(os) {
@@ -159,37 +158,6 @@ function errorMessage(e) {
   }
 }
 
-function levelNumber(v, what) {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v === 'number') return v;
-  const n = LEVELS[String(v).toLowerCase()];
-  if (n === undefined) throw new RangeError(`polytel: ${what} must be one of ${Object.keys(LEVELS).join(', ')}`);
-  return n;
-}
-
-function protocolNumber(v) {
-  if (v === undefined || v === null) return undefined;
-  const s = String(v).toLowerCase();
-  if (s === 'json' || s === 'http/json') return 2;
-  if (s === 'protobuf' || s === 'http/protobuf') return 1;
-  throw new RangeError(`polytel: protocol must be "http/protobuf" or "http/json", not ${JSON.stringify(v)}`);
-}
-
-function compressionNumber(v) {
-  if (v === undefined || v === null) return undefined;
-  const s = String(v).toLowerCase();
-  if (s === 'gzip') return 1;
-  if (s === 'none' || s === '') return 0;
-  throw new RangeError(`polytel: compression must be "gzip" or "none", not ${JSON.stringify(v)}`);
-}
-
-function exporterNumber(v) {
-  if (v === undefined || v === null) return undefined;
-  const n = { otlp: EXPORTER_OTLP, file: EXPORTER_FILE, none: EXPORTER_NONE }[String(v).toLowerCase()];
-  if (n === undefined) throw new RangeError(`polytel: exporter must be "otlp", "file" or "none", not ${JSON.stringify(v)}`);
-  return n;
-}
-
 function resourceString(v) {
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'string') return v;
@@ -283,6 +251,25 @@ class Core {
     const h = this.heap();
     h.set(bytes, p);
     h[p + bytes.length] = 0;
+  }
+
+  /** What is running: the core's resolved configuration, typed (polytel_config_resolved). */
+  resolved() {
+    const M = this.M;
+    const r = M._ptw_resolved();
+    if (!r) throw new Error('polytel: out of wasm memory');
+    const out = {};
+    try {
+      for (let i = 0, n = M._ptw_resolved_n(r); i < n; i++) {
+        const v = this.readCString(M._ptw_resolved_item(r, i, 1));
+        const t = M._ptw_resolved_type(r, i);
+        out[this.readCString(M._ptw_resolved_item(r, i, 0))] =
+          v === null ? null : t === VALUE_BOOL ? v === 'true' : t === VALUE_INT ? Number(v) : v;
+      }
+    } finally {
+      M._ptw_resolved_free(r);
+    }
+    return out;
   }
 
   readCString(p) {
@@ -442,8 +429,9 @@ class Driver {
     const o = this.options;
     this.running = true;
     this.generation = M._ptw_generation();
-    this.exporter = M._ptw_exporter();
-    this.exportDir = core.readCString(M._ptw_export_dir());
+    const cfg = core.resolved();
+    this.exporter = cfg.exporter; // "otlp", "file" or "none", as the core resolved it
+    this.exportDir = cfg.export_dir;
     const headers = {};
     const n = M._ptw_n_headers();
     for (let i = 0; i < n; i++) headers[core.readCString(M._ptw_header(i, 0))] = core.readCString(M._ptw_header(i, 1));
@@ -453,7 +441,8 @@ class Driver {
     // Runs inside a call into wasm: never throw from here.
     // gzip as configured; unset in a page, for endpoints on the page's own origin (no CORS preflight has to
     // allow Content-Encoding there): far more fits the keepalive budget at a page exit.
-    this.gzipMode = o.compressionSet ? (M._ptw_gzip() === 1 ? 'always' : 'never') : IS_NODE ? 'never' : 'same-origin';
+    this.gzipMode = o.compressionSet ? (cfg.compression === 'gzip' && this.exporter === 'otlp' ? 'always' : 'never') : IS_NODE ? 'never' : 'same-origin';
+    if (cfg.compression === 'zstd') this.pt._warnOnce('zstd compression is not available in wasm (no libzstd, no CompressionStream for it): bodies go out uncompressed');
     if (this.gzipMode !== 'never' && typeof CompressionStream !== 'function') {
       if (this.gzipMode === 'always') this.pt._warnOnce('gzip compression needs CompressionStream, which this runtime lacks: bodies go out uncompressed');
       this.gzipMode = 'never';
@@ -473,7 +462,7 @@ class Driver {
     const beacon = typeof globalThis.navigator?.sendBeacon === 'function';
     this.exitTransport = how === 'beacon' ? (beacon ? 'beacon' : 'none') : how === 'fetch' || this.keepalive ? 'fetch' : beacon ? 'beacon' : 'none';
     // A file exporter that cannot write sees its requests fail, and the core retries, then drops and counts them.
-    if (this.exporter === EXPORTER_FILE) {
+    if (this.exporter === 'file') {
       if (!this.fs) this.pt._warnOnce('the file exporter needs node:fs (Node only): nothing will be written');
       else {
         try {
@@ -571,11 +560,11 @@ class Driver {
 
   send(req) {
     const r = this.describe(req);
-    if (this.exporter === EXPORTER_NONE) {
+    if (this.exporter === 'none') {
       this.finish(r, { status: 200, net: NET_OK, sent: 1 });
       return;
     }
-    if (this.exporter === EXPORTER_FILE) {
+    if (this.exporter === 'file') {
       try {
         if (!this.fs) throw new Error('no node:fs');
         const file = `${this.exportDir}/${SIGNAL_FILES[r.signal] ?? 'unknown'}.jsonl`;
@@ -816,7 +805,7 @@ class Driver {
    * reserved). Not final (hidden, the page may live on): what does not fit waits for room.
    */
   exitFlush(final) {
-    if (!this.running || this.exporter !== EXPORTER_OTLP) return Promise.resolve(null);
+    if (!this.running || this.exporter !== 'otlp') return Promise.resolve(null);
     if (this.exited) return this.exitRun ?? Promise.resolve(this.lastExit);
     if (this.exitRun) return this.exitRun.then(() => this.exitFlush(final));
     const M = this.M;
@@ -1043,27 +1032,27 @@ class Logger {
   }
 
   trace(msg, attrs) {
-    this._pt._log(1, this._targetPtr, msg, attrs);
+    this._pt._log(LEVELS.trace, this._targetPtr, msg, attrs);
   }
 
   debug(msg, attrs) {
-    this._pt._log(5, this._targetPtr, msg, attrs);
+    this._pt._log(LEVELS.debug, this._targetPtr, msg, attrs);
   }
 
   info(msg, attrs) {
-    this._pt._log(9, this._targetPtr, msg, attrs);
+    this._pt._log(LEVELS.info, this._targetPtr, msg, attrs);
   }
 
   warn(msg, attrs) {
-    this._pt._log(13, this._targetPtr, msg, attrs);
+    this._pt._log(LEVELS.warn, this._targetPtr, msg, attrs);
   }
 
   error(msg, attrs) {
-    this._pt._log(17, this._targetPtr, msg, attrs);
+    this._pt._log(LEVELS.error, this._targetPtr, msg, attrs);
   }
 
   fatal(msg, attrs) {
-    this._pt._log(21, this._targetPtr, msg, attrs);
+    this._pt._log(LEVELS.fatal, this._targetPtr, msg, attrs);
   }
 }
 
@@ -1268,18 +1257,51 @@ class Polytel extends Logger {
   async bootstrapWorker(options = {}) {
     const merged = { ...this._options, ...options };
     if (options.headers) merged.headers = { ...(this._options.headers || {}), ...options.headers };
-    const exporter = exporterNumber(merged.exporter);
-    if (exporter === EXPORTER_FILE && !IS_NODE) throw new Error('polytel: the file exporter is only available in Node');
+    if (String(merged.exporter ?? '').trim().toLowerCase() === 'file' && !IS_NODE)
+      throw new Error('polytel: the file exporter is only available in Node');
     merged.compressionSet =
       merged.compression != null || this._core.envKeys.has('OTEL_EXPORTER_OTLP_COMPRESSION') || this._core.pageGlobal('OTEL_EXPORTER_OTLP_COMPRESSION') != null;
     this._driver.configure(merged, this._fs);
-    applyConfig(this._core, merged, 2);
+    applyConfig(this._core, merged);
     const rc = this._core.M._ptw_init_full();
-    if (rc !== 0 && rc !== -3) {
+    if (rc !== 0 && rc !== ERRORS.EALREADY) {
       throw new Error(`polytel: phase 2 failed: ${this._core.readCString(this._core.M._polytel_strerror(rc))}`);
     }
-    if (this._driver.running && !this._exitHooks && merged.flushOnExit !== false) this._hookExit(merged);
-    return this.phase();
+    const st = this._status(rc === ERRORS.EALREADY ? 'already running' : this.phase() === 'full' ? 'started' : 'telemetry disabled');
+    if (this._driver.running && !this._exitHooks && merged.flushOnExit !== false) this._hookExit(merged, st.config);
+    return st;
+  }
+
+  /** What is running: the core's resolved configuration (phase, not_exporting, every option). */
+  resolvedConfig() {
+    return this._core.resolved();
+  }
+
+  /**
+   * bootstrapWorker's answer, from the core's resolved configuration (the same fields as Python's and
+   * Ruby's). It compares loosely equal to the phase (`st == 'full'`, `${st}`), as the phase string it
+   * replaced did.
+   */
+  _status(status) {
+    const cfg = this._core.resolved();
+    const st = {
+      phase: cfg.phase,
+      status,
+      service: cfg.service_name,
+      endpoint: cfg.destination,
+      exporter: cfg.exporter,
+      protocol: cfg.protocol,
+      compression: cfg.compression,
+      endpoints: { traces: cfg.traces_endpoint, logs: cfg.logs_endpoint, metrics: cfg.metrics_endpoint },
+      exportDir: cfg.exporter === 'file' ? cfg.export_dir : null,
+      notExporting: cfg.not_exporting,
+      pid: IS_NODE ? process.pid : null,
+      config: cfg,
+    };
+    const phase = () => st.phase;
+    Object.defineProperty(st, 'toString', { value: phase });
+    Object.defineProperty(st, 'valueOf', { value: phase });
+    return st;
   }
 
   /**
@@ -1289,14 +1311,14 @@ class Polytel extends Logger {
    * what fits the keepalive budget and counts the rest (exitFlush); 'visibilitychange' to hidden sends what
    * fits and keeps the rest (the page may live on); 'pageshow' from the back/forward cache resumes.
    */
-  _hookExit(o) {
+  _hookExit(o, cfg) {
     const hooks = [];
     const on = (target, event, fn) => {
       target.addEventListener ? target.addEventListener(event, fn) : target.on(event, fn);
       hooks.push([target, event, fn]);
     };
     if (IS_NODE) {
-      const ms = o.exitTimeoutMs ?? 3000;
+      const ms = cfg.exit_timeout_ms; // exitTimeoutMs or POLYTEL_EXIT_TIMEOUT_MS: the core's exit_timeout_ms
       let flushing = false;
       on(process, 'beforeExit', () => {
         if (flushing || !this._driver.running) return;
@@ -1387,52 +1409,45 @@ class Polytel extends Logger {
 
 // ----------------------------------------------------------- configuration
 
-/** Fills the core's polytel_config_t from options (+ page globals); phase 1 or 2. */
-function applyConfig(core, o, phase) {
+// Options the core has under another name or with a JavaScript spelling; the rest are its options in
+// camelCase (serviceName, endpoint, bspScheduleDelayMs, exitTimeoutMs, ...).
+const SPECIAL = new Set(['use_env', 'telemetry_enabled', 'console_level', 'console', 'service_name',
+  'resource_attributes', 'headers', 'sdk_language']);
+
+/**
+ * Passes options (+ page globals) to the core's polytel_config_set, as text: the core checks every value
+ * and its message is the RangeError's. Unknown options are ignored.
+ */
+function applyConfig(core, o) {
   const M = core.M;
   const tmp = [];
-  const str = (k, v) => {
+  const set = (key, v) => {
     if (v === undefined || v === null) return;
-    const kp = core.tmpString(k);
+    const kp = core.tmpString(key);
     const vp = core.tmpString(String(v));
     tmp.push(kp, vp);
-    M._ptw_cfg_str(kp, vp);
-  };
-  const int = (k, v) => {
-    if (v === undefined || v === null) return;
-    const kp = core.tmpString(k);
-    tmp.push(kp);
-    M._ptw_cfg_int(kp, Number(v));
+    if (M._ptw_cfg_set(kp, vp) !== 0) throw new RangeError(`polytel: ${core.readCString(M._ptw_cfg_error())}`);
   };
   try {
     M._ptw_cfg_reset();
-    int('use_env', core.useEnv ? 1 : 0);
-    const te = parseBool(o.telemetryEnabled ?? o.TELEMETRY_ENABLED ?? core.pageGlobal('TELEMETRY_ENABLED'));
-    if (te !== undefined) int('telemetry_enabled', te ? 1 : 0);
-    const sd = parseBool(o.sdkDisabled);
-    if (sd !== undefined) int('sdk_disabled', sd ? 1 : 0);
-    str('service_name', o.serviceName ?? core.defaultServiceName);
-    str('service_version', o.serviceVersion);
-    str('sdk_language', IS_NODE ? 'nodejs' : 'webjs');
+    set('use_env', core.useEnv);
+    set('telemetry_enabled', o.telemetryEnabled ?? o.TELEMETRY_ENABLED ?? core.pageGlobal('TELEMETRY_ENABLED'));
+    set('console_level', o.consoleLevel ?? o.logLevel);
+    // The wasm build compresses with CompressionStream, which has no zstd: refused here, as a bad value.
+    if (String(o.compression ?? '').trim().toLowerCase() === 'zstd')
+      throw new RangeError('polytel: invalid compression="zstd" (zstd is not available in wasm, expected gzip or none)');
+    if (o.console === false) set('console', 'off');
+    set('service_name', o.serviceName ?? core.defaultServiceName);
+    set('sdk_language', IS_NODE ? 'nodejs' : 'webjs');
     // OTEL_RESOURCE_ATTRIBUTES, then options: later pairs win; both override what was detected (ptw_res_add).
     const res = [core.useEnv ? core.envResource : undefined, resourceString(o.resourceAttributes)]
       .filter((x) => x)
       .join(',');
-    str('resource_attributes', res || undefined);
-    int('console_level', levelNumber(o.consoleLevel ?? o.logLevel, 'consoleLevel'));
-    if (o.console === false) int('console', 3);
-    if (o.consoleFormat) int('console_format', String(o.consoleFormat).toLowerCase() === 'json' ? 2 : 1);
-    int('max_memory_bytes', o.maxMemoryBytes);
-    if (phase === 2) {
-      str('endpoint', o.endpoint ?? core.pageGlobal('OTEL_EXPORTER_OTLP_ENDPOINT'));
-      str('traces_endpoint', o.tracesEndpoint);
-      str('logs_endpoint', o.logsEndpoint);
-      str('metrics_endpoint', o.metricsEndpoint);
-      int('protocol', protocolNumber(o.protocol ?? core.pageGlobal('OTEL_EXPORTER_OTLP_PROTOCOL')));
-      int('compression_gzip', compressionNumber(o.compression ?? core.pageGlobal('OTEL_EXPORTER_OTLP_COMPRESSION')));
-      int('timeout_ms', o.timeoutMs);
-      int('exporter', exporterNumber(o.exporter));
-      str('export_dir', o.exportDir);
+    set('resource_attributes', res || undefined);
+    for (const [key, spec] of Object.entries(OPTIONS)) {
+      if (SPECIAL.has(key)) continue;
+      const v = o[camel(key)];
+      set(key, v ?? (spec.env ? core.pageGlobal(spec.env) : undefined));
     }
   } finally {
     for (const p of tmp) M._free(p);
@@ -1451,15 +1466,15 @@ export async function createPolytel(options = {}) {
   let pt = null;
   const route = (level, text) => {
     const sink = core ? core.sink : globalThis.console;
-    if (level >= 17) sink.error(text);
-    else if (level >= 13) sink.warn(text);
-    else if (level >= 9) sink.info(text);
+    if (level >= LEVELS.error) sink.error(text);
+    else if (level >= LEVELS.warn) sink.warn(text);
+    else if (level >= LEVELS.info) sink.info(text);
     else sink.debug(text);
   };
   // Lines that reach fd 1/2 instead of the writer hook (a core without it): routed by the level they name.
   const routeFd = (text) => {
-    const m = /^\S+\s+(TRACE|DEBUG|INFO|WARN|ERROR|FATAL)\b/.exec(text) || /"(?:level|severity_text|severity)"\s*:\s*"(TRACE|DEBUG|INFO|WARN|ERROR|FATAL)"/.exec(text);
-    route(m ? LEVELS[m[1].toLowerCase()] : 9, text);
+    const m = LEVEL_LINE.exec(text) || LEVEL_JSON.exec(text);
+    route(m ? LEVELS[m[1].toLowerCase()] : LEVELS.info, text);
   };
   const M = await factory({
     ptwConsole(level, ptr, len) {
@@ -1534,9 +1549,9 @@ export async function createPolytel(options = {}) {
   }
 
   pt = new Polytel(core, options, als, fsModule);
-  applyConfig(core, options, 1);
+  applyConfig(core, options);
   const rc = M._ptw_init_console();
-  if (rc !== 0 && rc !== -3) throw new Error(`polytel: phase 1 failed: ${core.readCString(M._polytel_strerror(rc))}`);
+  if (rc !== 0 && rc !== ERRORS.EALREADY) throw new Error(`polytel: phase 1 failed: ${core.readCString(M._polytel_strerror(rc))}`);
   return pt;
 }
 

@@ -1,4 +1,5 @@
-/* shim.c — the wasm binding's C side: config from JS, console lines to JS, the JS transport (transport.h). */
+/* shim.c — the wasm binding's C side: config from JS, console lines to JS, the host transport (transport.h).
+ */
 #include <emscripten.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -6,13 +7,14 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "console.h"
-#include "encode.h"
-#include "pipeline.h"
+#include "common/config.h"
+#include "common/console.h"
+#include "export/encode.h"
+#include "export/pipeline.h"
 #include "polytel.h"
-#include "process.h"
-#include "record.h"
+#include "transport/transport.h"
+#include "common/process.h"
+#include "common/types.h"
 
 #define PTW_EXPORT EMSCRIPTEN_KEEPALIVE
 
@@ -84,13 +86,15 @@ static size_t g_n_host, g_cap_host;
 PTW_EXPORT void ptw_res_reset(void) {
   for (size_t i = 0; i < g_n_host; i++) {
     free((char *)g_host_kv[i].key);
-    if (g_host_kv[i].type == POLYTEL_ATTR_STRING || g_host_kv[i].type == POLYTEL__ATTR_STRINGS)
-      free((char *)g_host_kv[i].v.str.ptr);
+    if (polytel__kv_has_bytes(g_host_kv[i].type)) free((char *)g_host_kv[i].v.str.ptr);
   }
   g_n_host = 0;
 }
 
-/* type: POLYTEL_ATTR_STRING / _INT / _BOOL, or POLYTEL__ATTR_STRINGS (str holds NUL-separated strings). */
+/* What index.js passes for a list of strings (browser.brands): the strings separated by NUL bytes. */
+#define PTW_RES_STRINGS 16
+
+/* type: POLYTEL_ATTR_STRING / _INT / _BOOL, or PTW_RES_STRINGS, kept as a string array (record.h). */
 PTW_EXPORT int ptw_res_add(const char *key, int type, const char *str, size_t len, double num) {
   if (g_n_host == g_cap_host) {
     size_t cap = g_cap_host ? 2 * g_cap_host : 16;
@@ -106,7 +110,7 @@ PTW_EXPORT int ptw_res_add(const char *key, int type, const char *str, size_t le
   a.key = k;
   a.key_len = (uint32_t)strlen(k);
   a.type = (uint8_t)type;
-  if (type == POLYTEL_ATTR_STRING || type == POLYTEL__ATTR_STRINGS) {
+  if (type == POLYTEL_ATTR_STRING) {
     char *v = malloc(len + 1);
     if (!v) {
       free(k);
@@ -116,6 +120,26 @@ PTW_EXPORT int ptw_res_add(const char *key, int type, const char *str, size_t le
     v[len] = '\0';
     a.v.str.ptr = v;
     a.v.str.len = (uint32_t)len;
+  } else if (type == PTW_RES_STRINGS) {
+    /* "a\0b" (n strings, n - 1 NULs) becomes [4-byte length][bytes] per string; "" is the empty list. */
+    size_t n = len ? 1 : 0;
+    for (size_t i = 0; i < len; i++) n += str[i] == '\0';
+    char *v = malloc(len + 4 * n + 1), *w = v;
+    if (!v) {
+      free(k);
+      return POLYTEL_ENOMEM;
+    }
+    for (size_t i = 0, start = 0; n && i <= len; i++) {
+      if (i < len && str[i] != '\0') continue;
+      uint32_t l = (uint32_t)(i - start);
+      memcpy(w, &l, 4);
+      memcpy(w + 4, str + start, l);
+      w += 4 + l;
+      start = i + 1;
+    }
+    a.type = POLYTEL_ATTR_STRING_ARRAY;
+    a.v.str.ptr = v;
+    a.v.str.len = (uint32_t)(w - v);
   } else if (type == POLYTEL_ATTR_BOOL) {
     a.v.b = num != 0;
   } else if (type == POLYTEL_ATTR_INT) {
@@ -153,67 +177,99 @@ PTW_EXPORT void ptw_cfg_reset(void) {
   g_cfg.use_env = 0;
   /*
    * No zlib in the wasm build: the core's gzip step fails (polytel__gzip below) and leaves bodies as they
-   * are; index.js reads the resolved setting (ptw_gzip) and compresses with CompressionStream instead.
+   * are; index.js reads the resolved compression (the resolved view) and compresses with CompressionStream.
    */
 }
 
-PTW_EXPORT int ptw_cfg_str(const char *key, const char *value) {
-  const char **slot = NULL;
-  if (!strcmp(key, "service_name"))
-    slot = &g_cfg.service_name;
-  else if (!strcmp(key, "service_version"))
-    slot = &g_cfg.service_version;
-  else if (!strcmp(key, "resource_attributes"))
-    slot = &g_cfg.resource_attributes;
-  else if (!strcmp(key, "endpoint"))
-    slot = &g_cfg.endpoint;
-  else if (!strcmp(key, "traces_endpoint"))
-    slot = &g_cfg.traces_endpoint;
-  else if (!strcmp(key, "logs_endpoint"))
-    slot = &g_cfg.logs_endpoint;
-  else if (!strcmp(key, "metrics_endpoint"))
-    slot = &g_cfg.metrics_endpoint;
-  else if (!strcmp(key, "headers"))
-    slot = &g_cfg.headers;
-  else if (!strcmp(key, "export_dir"))
-    slot = &g_cfg.export_dir;
-  else if (!strcmp(key, "sdk_language"))
-    slot = &g_cfg.sdk_language;
-  if (!slot || g_n_owned == PTW_MAX_OWNED) return POLYTEL_EINVAL;
+/* One option by name, as text (polytel_config_set: the core checks it). The value is copied, owned here
+ * until the next reset. 0, or POLYTEL_EINVAL with ptw_cfg_error() saying why. */
+PTW_EXPORT int ptw_cfg_set(const char *key, const char *value) {
+  if (g_n_owned == PTW_MAX_OWNED) return POLYTEL_ENOMEM;
   char *copy = strdup(value);
   if (!copy) return POLYTEL_ENOMEM;
+  int rc = polytel_config_set(&g_cfg, key, copy);
+  if (rc != 0) {
+    free(copy);
+    return rc;
+  }
   g_owned[g_n_owned++] = copy;
-  *slot = copy;
   return 0;
 }
 
-PTW_EXPORT int ptw_cfg_int(const char *key, double value) {
-  int v = (int)value;
-  if (!strcmp(key, "use_env"))
-    g_cfg.use_env = v;
-  else if (!strcmp(key, "telemetry_enabled"))
-    g_cfg.telemetry_enabled = v;
-  else if (!strcmp(key, "sdk_disabled"))
-    g_cfg.sdk_disabled = v;
-  else if (!strcmp(key, "protocol"))
-    g_cfg.protocol = (polytel_protocol_t)v;
-  else if (!strcmp(key, "timeout_ms"))
-    g_cfg.timeout_ms = (int64_t)value;
-  else if (!strcmp(key, "console"))
-    g_cfg.console = (polytel_console_t)v;
-  else if (!strcmp(key, "console_format"))
-    g_cfg.console_format = (polytel_console_format_t)v;
-  else if (!strcmp(key, "console_level"))
-    g_cfg.console_level = v;
-  else if (!strcmp(key, "exporter"))
-    g_cfg.exporter = (polytel_exporter_t)v;
-  else if (!strcmp(key, "max_memory_bytes"))
-    g_cfg.max_memory_bytes = (int64_t)value;
-  else if (!strcmp(key, "compression_gzip"))
-    g_cfg.compression_gzip = v;
-  else
-    return POLYTEL_EINVAL;
-  return 0;
+PTW_EXPORT const char *ptw_cfg_error(void) {
+  return polytel_config_error();
+}
+
+/* ------------------------------------------------------- the core's tables */
+
+/* index.js's constants come from here (scripts/build.mjs writes them to dist/polytel_tables.mjs). */
+
+/* Level i of POLYTEL_LEVEL_MAP, then "off": what 0 its name, what 1 its number (as text). NULL past them. */
+PTW_EXPORT const char *ptw_level(int i, int what) {
+  static const struct {
+    const char *text, *num;
+  } levels[] = {
+#define PTW_LEVEL(name, value, text) {text, #value},
+      POLYTEL_LEVEL_MAP(PTW_LEVEL)
+#undef PTW_LEVEL
+  };
+  size_t n = sizeof levels / sizeof levels[0];
+  if (i >= 0 && (size_t)i == n) return what ? "255" : polytel_level_name(POLYTEL_LEVEL_OFF); /* a threshold */
+  if (i < 0 || (size_t)i > n) return NULL;
+  return what ? levels[i].num : levels[i].text;
+}
+
+/* Field i of polytel_stats_t (POLYTEL_STATS_FIELDS), NULL past the last. */
+PTW_EXPORT const char *ptw_stats_field(int i) {
+  static const char *const fields[] = {
+#define PTW_STAT(f, metric, reason, doc) #f,
+      POLYTEL_STATS_FIELDS(PTW_STAT)
+#undef PTW_STAT
+  };
+  return i >= 0 && (size_t)i < sizeof fields / sizeof fields[0] ? fields[i] : NULL;
+}
+
+/* Error code i of POLYTEL_ERRNO_MAP, 0 past the last (its name: polytel_err_name). */
+PTW_EXPORT int ptw_err_code(int i) {
+  static const int codes[] = {
+#define PTW_ERR(name, value, msg) value,
+      POLYTEL_ERRNO_MAP(PTW_ERR)
+#undef PTW_ERR
+  };
+  return i >= 0 && (size_t)i < sizeof codes / sizeof codes[0] ? codes[i] : 0;
+}
+
+/* Option i of the schema: what 0 key, 1 environment variable, 2 type (as text), 3 default. NULL past it. */
+PTW_EXPORT const char *ptw_option(int i, int what) {
+  static char type[4];
+  polytel_setting_t o;
+  if (i < 0 || polytel_config_option((size_t)i, &o) != 0) return NULL;
+  if (what == 2) {
+    type[0] = (char)('0' + o.type);
+    type[1] = '\0';
+    return type;
+  }
+  return what == 0 ? o.key : what == 1 ? o.env : o.value;
+}
+
+/* ------------------------------------------------------ the resolved view */
+
+PTW_EXPORT polytel_resolved_t *ptw_resolved(void) {
+  return polytel_config_resolved();
+}
+PTW_EXPORT void ptw_resolved_free(polytel_resolved_t *r) {
+  polytel_config_resolved_free(r);
+}
+PTW_EXPORT int ptw_resolved_n(const polytel_resolved_t *r) {
+  return r ? (int)r->n : 0;
+}
+/* Item i: what 0 key, 1 value (NULL for none); ptw_resolved_type for how to read it. */
+PTW_EXPORT const char *ptw_resolved_item(const polytel_resolved_t *r, int i, int what) {
+  if (!r || i < 0 || (size_t)i >= r->n) return NULL;
+  return what == 0 ? r->items[i].key : r->items[i].value;
+}
+PTW_EXPORT int ptw_resolved_type(const polytel_resolved_t *r, int i) {
+  return r && i >= 0 && (size_t)i < r->n ? (int)r->items[i].type : 0;
 }
 
 /* Node: index.js copies the OTEL_* / POLYTEL_* / TELEMETRY_ENABLED variables in, so the core reads them as
@@ -268,25 +324,15 @@ PTW_EXPORT void ptw_counter_add(const char *name, const char *unit, double delta
 
 /* ----------------------------------------------------------- JS transport */
 
-/*
- * Phase 2 without libuv (phase.c): the core builds the pipeline from the resolved config and
- * hands it to the host, which drives it. Declared here until a header carries them.
- */
-int polytel__init_full_external(const polytel_config_t *cfg, polytel__pipeline_t **out);
-const polytel__cfg_t *polytel__current_cfg(void);
-
 static struct {
   polytel__pipeline_t *pl;
-  int exporter;
-  char *export_dir;
+  const polytel__pipeline_api_t *api;
   char **header_kv; /* key, value, key, value... */
   size_t n_headers;
   uint32_t generation; /* bumped at each start and stop, so late fetch results are ignored */
 } T;
 
 static void transport_forget(void) {
-  free(T.export_dir);
-  T.export_dir = NULL;
   for (size_t i = 0; i < 2 * T.n_headers; i++) free(T.header_kv[i]);
   free(T.header_kv);
   T.header_kv = NULL;
@@ -294,12 +340,10 @@ static void transport_forget(void) {
 }
 
 /* Copies what the JS side needs from the resolved config (it outlives no shutdown). */
-static int transport_adopt(polytel__pipeline_t *pl) {
-  const polytel__cfg_t *cfg = polytel__current_cfg();
+static int transport_adopt(polytel__pipeline_t *pl, const polytel__pipeline_api_t *api,
+                           const polytel__cfg_t *cfg) {
   transport_forget();
-  T.exporter = cfg ? cfg->exporter : POLYTEL_EXPORTER_OTLP;
-  T.export_dir = cfg && cfg->export_dir ? strdup(cfg->export_dir) : NULL;
-  if (cfg && cfg->n_headers) {
+  if (cfg->n_headers) {
     T.header_kv = calloc(2 * cfg->n_headers, sizeof(char *));
     if (!T.header_kv) return POLYTEL_ENOMEM;
     T.n_headers = cfg->n_headers;
@@ -310,9 +354,51 @@ static int transport_adopt(polytel__pipeline_t *pl) {
     }
   }
   T.pl = pl;
+  T.api = api;
   T.generation++;
   return 0;
 }
+
+/*
+ * The host transport (transport.h): phase 2 hands the pipeline to JS (index.js is told: 1), which drives it
+ * from its event loop with the ptw_* calls below; stop tells JS first (3), then the core counts what is
+ * left (requests still in flight as unconfirmed: their fetch may have delivered them) and frees it.
+ */
+static int host_start(const polytel__transport_t *self, struct uv_loop_s *loop, polytel__pipeline_t *pl,
+                      const polytel__pipeline_api_t *api, const polytel__cfg_t *cfg) {
+  (void)self, (void)loop;
+  int rc = transport_adopt(pl, api, cfg);
+  if (rc != 0) {
+    transport_forget();
+    T.pl = NULL;
+    return rc;
+  }
+  ptw_js_transport(1);
+  return 0;
+}
+
+/* index.js flushes asynchronously (Polytel.flush); a C-level flush has nothing to wait on. */
+static int host_flush(uint32_t timeout_ms) {
+  (void)timeout_ms;
+  return 0;
+}
+
+/* Shutdown: index.js has already spent the caller's timeout in an async flush. */
+static int host_stop(uint32_t timeout_ms) {
+  (void)timeout_ms;
+  polytel__pipeline_t *pl = T.pl;
+  if (!pl) return 0;
+  T.pl = NULL;
+  T.generation++;
+  ptw_js_transport(3);
+  transport_forget();
+  T.api->abandon(pl);
+  T.api->free(pl);
+  return 0;
+}
+
+static const polytel__transport_t g_host = {
+    .name = "host", .start = host_start, .flush = host_flush, .stop = host_stop};
 
 /*
  * Phase 2. 0 with the transport started (index.js is told: 1), 0 with telemetry still off
@@ -320,27 +406,11 @@ static int transport_adopt(polytel__pipeline_t *pl) {
  */
 PTW_EXPORT int ptw_init_full(void) {
   polytel__console_set_writer(console_writer);
-  polytel__pipeline_t *pl = NULL;
-  int rc = polytel__init_full_external(&g_cfg, &pl);
-  if (rc != 0 || !pl) return rc;
-  rc = transport_adopt(pl);
-  if (rc != 0) return rc;
-  ptw_js_transport(1);
-  return 0;
+  polytel__transport_set_host(&g_host);
+  return polytel_init_full_telemetry(NULL, &g_cfg);
 }
 
-/*
- * Shutdown: index.js has already spent the caller's timeout in an async flush. The core counts
- * what is left (requests still in flight as unconfirmed: their fetch may have delivered them) and
- * frees the pipeline, so JS forgets its requests first.
- */
 PTW_EXPORT int ptw_shutdown(uint32_t timeout_ms) {
-  if (T.pl) {
-    T.pl = NULL;
-    T.generation++;
-    ptw_js_transport(3);
-    transport_forget();
-  }
   return polytel_shutdown(timeout_ms);
 }
 
@@ -360,17 +430,6 @@ PTW_EXPORT double ptw_now_ms(void) {
 PTW_EXPORT uint32_t ptw_generation(void) {
   return T.generation;
 }
-PTW_EXPORT int ptw_exporter(void) {
-  return T.exporter;
-}
-PTW_EXPORT const char *ptw_export_dir(void) {
-  return T.export_dir;
-}
-/* OTEL_EXPORTER_OTLP_COMPRESSION (or the option) as resolved: 1 when bodies should go out gzip'd. */
-PTW_EXPORT int ptw_gzip(void) {
-  const polytel__cfg_t *cfg = polytel__current_cfg();
-  return cfg && cfg->exporter == POLYTEL_EXPORTER_OTLP ? cfg->gzip : 0;
-}
 PTW_EXPORT int ptw_n_headers(void) {
   return (int)T.n_headers;
 }
@@ -381,16 +440,16 @@ PTW_EXPORT const char *ptw_header(int i, int value) {
 /* Milliseconds until the pipeline wants to run again; -1: only when woken; -2: not running. */
 PTW_EXPORT double ptw_pump(void) {
   if (!T.pl) return -2;
-  uint32_t ms = polytel__pipeline_pump(T.pl, polytel__now_ms());
+  uint32_t ms = T.api->pump(T.pl, polytel__now_ms());
   return ms == UINT32_MAX ? -1 : (double)ms;
 }
 
 PTW_EXPORT void ptw_force(void) {
-  if (T.pl) polytel__pipeline_force(T.pl, polytel__now_ms());
+  if (T.pl) T.api->force(T.pl, polytel__now_ms());
 }
 
 PTW_EXPORT polytel__request_t *ptw_next(void) {
-  return T.pl ? polytel__pipeline_next(T.pl, polytel__now_ms()) : NULL;
+  return T.pl ? T.api->next(T.pl, polytel__now_ms()) : NULL;
 }
 
 /*
@@ -430,7 +489,7 @@ PTW_EXPORT int ptw_done(polytel__request_t *req, int status, int net, int sent, 
       .content_type = g_resp_ctype[0] ? g_resp_ctype : NULL,
       .error = g_resp_error[0] ? g_resp_error : NULL,
   };
-  int rc = T.pl ? (int)polytel__pipeline_done(T.pl, req, &r, polytel__now_ms()) : -1;
+  int rc = T.pl ? (int)T.api->done(T.pl, req, &r, polytel__now_ms()) : -1;
   g_resp_ctype[0] = g_resp_error[0] = '\0';
   return rc;
 }
@@ -453,10 +512,10 @@ PTW_EXPORT polytel__request_t *ptw_exit_metrics(int final) {
 }
 
 PTW_EXPORT double ptw_pending(void) {
-  return T.pl ? (double)polytel__pipeline_pending(T.pl) : 0;
+  return T.pl ? (double)T.api->pending(T.pl) : 0;
 }
 PTW_EXPORT int ptw_in_flight(void) {
-  return T.pl ? (int)polytel__pipeline_in_flight(T.pl) : 0;
+  return T.pl ? (int)T.api->in_flight(T.pl) : 0;
 }
 
 PTW_EXPORT int ptw_req_signal(const polytel__request_t *r) {

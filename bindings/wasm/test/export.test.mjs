@@ -37,8 +37,16 @@ for (const protocol of ['http/protobuf', 'http/json']) {
       await sleep(100);
       assert.equal((await rx.received()).logs.length, 0, 'nothing leaves before phase 2');
 
-      assert.equal(await pt.bootstrapWorker({ endpoint: rx.endpoint, protocol }), 'full');
-      assert.equal(await pt.bootstrapWorker({ endpoint: rx.endpoint, protocol }), 'full', 'phase 2 again: no change');
+      const st = await pt.bootstrapWorker({ endpoint: rx.endpoint, protocol });
+      assert.equal(st.phase, 'full');
+      assert.equal(st.status, 'started');
+      assert.equal(st.endpoint, rx.endpoint);
+      assert.equal(st.protocol, protocol);
+      assert.equal(st.config.sdk_language, 'nodejs');
+      const again = await pt.bootstrapWorker({ endpoint: 'http://127.0.0.1:9', protocol });
+      assert.equal(again.phase, 'full', 'phase 2 again: no change');
+      assert.equal(again.status, 'already running');
+      assert.equal(again.endpoint, rx.endpoint, 'a repeated call shows what runs');
       pt.info('after bootstrap');
       assert.equal(await pt.flush(10000), true);
       assert.equal(await pt.flush(10000), true, 'a second flush sends nothing twice');

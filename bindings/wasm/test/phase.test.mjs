@@ -98,8 +98,13 @@ test('spans return fn\'s value and pass throws/rejections through in phase 1', a
 test('phase 2 with telemetryEnabled upgrades a console instance without a restart', async () => {
   const pt = await createPolytel({ useEnv: false, console: false });
   assert.equal(pt.phase(), 'console');
-  assert.equal(await pt.bootstrapWorker({ exporter: 'none' }), 'console', 'still off: phase 1 was complete');
-  assert.equal(await pt.bootstrapWorker({ telemetryEnabled: true, exporter: 'none' }), 'full');
+  const off = await pt.bootstrapWorker({ exporter: 'none' });
+  assert.equal(off.phase, 'console', 'still off: phase 1 was complete');
+  assert.equal(off.notExporting, 'TELEMETRY_ENABLED is not true: console only');
+  const on = await pt.bootstrapWorker({ telemetryEnabled: true, exporter: 'none' });
+  assert.equal(on.phase, 'full');
+  assert.equal(on.endpoint, null);
+  assert.equal(`${on}`, 'full', 'a status reads as its phase');
   pt.info('now recorded');
   assert.equal(await pt.flush(5000), true);
   const s = pt.stats();
@@ -132,4 +137,21 @@ test('JSON console lines are routed by level too', async () => {
   const rec = JSON.parse(warn[1]);
   assert.equal(rec.level, 'WARN');
   assert.equal(seen.find(([, t]) => t.includes('json info'))[0], 'info');
+});
+
+test('options go through the core: its checks, its messages, its resolved values', async () => {
+  const pt = await createPolytel({ useEnv: false, console: false });
+  await assert.rejects(pt.bootstrapWorker({ protocol: 'grpc' }), {
+    name: 'RangeError',
+    message: 'polytel: invalid protocol="grpc" (grpc is not supported, expected http/protobuf or http/json)',
+  });
+  await assert.rejects(pt.bootstrapWorker({ timeoutMs: 0 }), /invalid timeout_ms="0" \(expected an integer from 1/);
+  assert.equal(pt.phase(), 'console', 'a refused option starts nothing');
+  const st = await pt.bootstrapWorker({ telemetryEnabled: 'yes', exporter: 'none', bspScheduleDelayMs: 250,
+    endpoint: 'localhost:4318' });
+  assert.equal(st.config.bsp_schedule_delay_ms, 250, 'any core option, in camelCase');
+  assert.equal(st.config.endpoint, 'http://localhost:4318', 'what the core corrected, not what was asked');
+  assert.equal(st.config.exit_timeout_ms, 5000, "the core's POLYTEL_EXIT_TIMEOUT_MS default");
+  assert.deepEqual(pt.resolvedConfig(), st.config);
+  assert.equal(await pt.shutdown(1000), true);
 });

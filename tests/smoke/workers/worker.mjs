@@ -51,8 +51,8 @@ class Worker {
   }
 
   async op_bootstrap() {
-    const phase = await this.pt.bootstrapWorker();
-    this.note({ event: 'bootstrap', phase: this.pt.phase(), status: phase });
+    const st = await this.pt.bootstrapWorker();
+    this.note({ event: 'bootstrap', phase: this.pt.phase(), status: st.status, config: st.config });
   }
 
   async op_span(step) {

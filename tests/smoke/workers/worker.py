@@ -48,7 +48,7 @@ class Worker:
 
     def op_bootstrap(self, step):
         st = self.pt.bootstrap_worker()
-        self.note(event="bootstrap", phase=self.pt.phase(), status=st["status"])
+        self.note(event="bootstrap", phase=self.pt.phase(), status=st["status"], config=st["config"])
 
     def op_span(self, step):
         with self.pt.span(step["name"], **step.get("attributes", {})) as sp:

@@ -32,7 +32,7 @@ class SmokeWorker
 
   def op_bootstrap(_step)
     st = Polytel.bootstrap_worker
-    note(event: "bootstrap", phase: Polytel.phase.to_s, status: st[:status])
+    note(event: "bootstrap", phase: Polytel.phase.to_s, status: st[:status], config: st[:config])
   end
 
   def op_span(step)

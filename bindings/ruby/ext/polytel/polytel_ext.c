@@ -476,17 +476,10 @@ static polytel_level_t pt_level_arg(VALUE v) {
     return (polytel_level_t)l;
   }
   VALUE s = RB_TYPE_P(v, T_SYMBOL) ? rb_sym2str(v) : StringValue(v);
-  static const struct {
-    const char *name;
-    polytel_level_t level;
-  } names[] = {{"trace", POLYTEL_LEVEL_TRACE},  {"debug", POLYTEL_LEVEL_DEBUG},
-               {"info", POLYTEL_LEVEL_INFO},    {"warn", POLYTEL_LEVEL_WARN},
-               {"warning", POLYTEL_LEVEL_WARN}, {"error", POLYTEL_LEVEL_ERROR},
-               {"fatal", POLYTEL_LEVEL_FATAL}};
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if ((size_t)RSTRING_LEN(s) == strlen(names[i].name) &&
-        !strncasecmp(RSTRING_PTR(s), names[i].name, strlen(names[i].name)))
-      return names[i].level;
+  /* The core's level names (and "warning"); "off" is a threshold, not a level to log at. */
+  int l = polytel_level_parse(StringValueCStr(s));
+  if (l > 0 && l != POLYTEL_LEVEL_OFF && !(RSTRING_PTR(s)[0] >= '0' && RSTRING_PTR(s)[0] <= '9'))
+    return (polytel_level_t)l;
   rb_raise(rb_eArgError, "polytel: unknown level %" PRIsVALUE, v);
   return POLYTEL_LEVEL_OFF;
 }
@@ -934,77 +927,52 @@ static VALUE pt_shutdown(VALUE self, VALUE timeout_ms) {
   return INT2NUM(pt_job(PT_JOB_SHUTDOWN, pt_timeout_arg(timeout_ms)));
 }
 
-/* String fields of polytel_config_t that bootstrap_worker may override. */
-static const struct {
-  const char *key;
-  size_t offset;
-} pt_cfg_strings[] = {
-    {"service_name", offsetof(polytel_config_t, service_name)},
-    {"service_version", offsetof(polytel_config_t, service_version)},
-    {"resource_attributes", offsetof(polytel_config_t, resource_attributes)},
-    {"endpoint", offsetof(polytel_config_t, endpoint)},
-    {"traces_endpoint", offsetof(polytel_config_t, traces_endpoint)},
-    {"logs_endpoint", offsetof(polytel_config_t, logs_endpoint)},
-    {"metrics_endpoint", offsetof(polytel_config_t, metrics_endpoint)},
-    {"headers", offsetof(polytel_config_t, headers)},
-    {"certificate", offsetof(polytel_config_t, certificate)},
-    {"export_dir", offsetof(polytel_config_t, export_dir)},
-};
-#define PT_N_CFG_STRINGS (sizeof pt_cfg_strings / sizeof pt_cfg_strings[0])
-
-static VALUE pt_hash_get(VALUE h, const char *key) {
-  return rb_hash_lookup2(h, ID2SYM(rb_intern(key)), Qnil);
-}
-
-static int pt_hash_int(VALUE h, const char *key, int dflt) {
-  VALUE v = pt_hash_get(h, key);
-  return NIL_P(v) ? dflt : NUM2INT(v);
-}
-
 /*
- * Polytel._bootstrap(hash) → return code. The Ruby layer has validated and normalized the hash
- * (symbols to enum numbers). Strings are copied into one GC-owned buffer first: the call runs
+ * Polytel._bootstrap(pairs) → return code. pairs is an Array of [key, value] Strings that the Ruby layer made
+ * from the keyword arguments; each goes through polytel_config_set(), so the core checks every value
+ * (ArgumentError with its message). The strings are copied into one GC-owned buffer first: the call runs
  * without the GVL, when Ruby strings may move or change.
  */
-PT_LONGJMP_FRAME static VALUE pt_bootstrap(VALUE self, VALUE opts) {
+PT_LONGJMP_FRAME static VALUE pt_bootstrap(VALUE self, VALUE pairs) {
   (void)self;
-  Check_Type(opts, T_HASH);
-  VALUE strs[PT_N_CFG_STRINGS];
+  Check_Type(pairs, T_ARRAY);
+  long n = RARRAY_LEN(pairs);
   size_t total = 0;
-  for (size_t i = 0; i < PT_N_CFG_STRINGS; i++) {
-    VALUE v = pt_hash_get(opts, pt_cfg_strings[i].key);
-    strs[i] = NIL_P(v) ? Qnil : pt_cstr_value(rb_obj_as_string(v));
-    if (!NIL_P(strs[i])) total += (size_t)RSTRING_LEN(strs[i]) + 1;
+  for (long i = 0; i < n; i++) {
+    VALUE kv = rb_ary_entry(pairs, i);
+    Check_Type(kv, T_ARRAY);
+    if (RARRAY_LEN(kv) != 2) rb_raise(rb_eArgError, "polytel: _bootstrap takes [key, value] pairs");
+    for (int j = 0; j < 2; j++) {
+      VALUE str = pt_cstr_value(rb_ary_entry(kv, j)); /* raises on a NUL byte: before anything is held */
+      rb_ary_store(kv, j, str);
+      total += (size_t)RSTRING_LEN(str) + 1;
+    }
   }
   polytel_config_t cfg;
   polytel_config_init(&cfg);
   cfg.sdk_language = "ruby";
-  cfg.telemetry_enabled = pt_hash_int(opts, "telemetry_enabled", -1);
-  cfg.sdk_disabled = pt_hash_int(opts, "sdk_disabled", -1);
-  cfg.compression_gzip = pt_hash_int(opts, "compression_gzip", -1);
-  cfg.protocol = (polytel_protocol_t)pt_hash_int(opts, "protocol", POLYTEL_PROTOCOL_DEFAULT);
-  cfg.exporter = (polytel_exporter_t)pt_hash_int(opts, "exporter", POLYTEL_EXPORTER_DEFAULT);
-  cfg.console = (polytel_console_t)pt_hash_int(opts, "console", POLYTEL_CONSOLE_DEFAULT);
-  cfg.console_format =
-      (polytel_console_format_t)pt_hash_int(opts, "console_format", POLYTEL_CONSOLE_FORMAT_DEFAULT);
-  cfg.console_level = pt_hash_int(opts, "console_level", -1);
-  cfg.use_env = pt_hash_int(opts, "use_env", 1);
-  VALUE t = pt_hash_get(opts, "timeout_ms");
-  if (!NIL_P(t)) cfg.timeout_ms = NUM2LL(t);
-  VALUE mm = pt_hash_get(opts, "max_memory_bytes");
-  if (!NIL_P(mm)) cfg.max_memory_bytes = NUM2LL(mm);
-
-  /* Everything that can raise is done; from here on, nothing does until the buffer is released. */
   VALUE holder = 0;
-  char *buf = total ? ALLOCV(holder, total) : NULL;
-  char *w = buf;
-  for (size_t i = 0; i < PT_N_CFG_STRINGS; i++) {
-    if (NIL_P(strs[i])) continue;
-    size_t len = (size_t)RSTRING_LEN(strs[i]);
-    memcpy(w, RSTRING_PTR(strs[i]), len);
-    w[len] = '\0';
-    *(const char **)((char *)&cfg + pt_cfg_strings[i].offset) = w;
-    w += len + 1;
+  char *buf = total ? ALLOCV(holder, total) : NULL, *w = buf;
+  char err[512] = "";
+  for (long i = 0; i < n; i++) {
+    VALUE kv = rb_ary_entry(pairs, i);
+    const char *kp[2];
+    for (int j = 0; j < 2; j++) {
+      VALUE str = rb_ary_entry(kv, j);
+      size_t len = (size_t)RSTRING_LEN(str);
+      memcpy(w, RSTRING_PTR(str), len);
+      w[len] = '\0';
+      kp[j] = w;
+      w += len + 1;
+    }
+    if (polytel_config_set(&cfg, kp[0], kp[1]) != 0) {
+      snprintf(err, sizeof err, "%s", polytel_config_error());
+      break;
+    }
+  }
+  if (err[0]) {
+    if (holder) ALLOCV_END(holder);
+    rb_raise(rb_eArgError, "polytel: bootstrap_worker: %s", err);
   }
   /* The unblock function cannot cut phase 2's start short (it is brief); a non-raising interrupt
    * that made Ruby skip the call gets it run again. */
@@ -1014,6 +982,53 @@ PT_LONGJMP_FRAME static VALUE pt_bootstrap(VALUE self, VALUE opts) {
   } while (!b.finished);
   if (holder) ALLOCV_END(holder);
   return INT2NUM(b.rc);
+}
+
+/* A setting's text as a Ruby value: true/false, Integer, String or nil. */
+static VALUE pt_setting_value(const polytel_setting_t *it) {
+  if (!it->value) return Qnil;
+  if (it->type == POLYTEL_VALUE_BOOL) return strcmp(it->value, "true") == 0 ? Qtrue : Qfalse;
+  if (it->type == POLYTEL_VALUE_INT) return rb_cstr2inum(it->value, 10);
+  return rb_utf8_str_new_cstr(it->value);
+}
+
+/* Polytel.resolved_config → Hash: what is running, as the core resolved it (polytel_config_resolved). */
+static VALUE pt_resolved(VALUE self) {
+  (void)self;
+  polytel_resolved_t *r = polytel_config_resolved();
+  if (!r) rb_raise(rb_eNoMemError, "polytel: out of memory");
+  /* Built from copies, so nothing raises while the snapshot is held. */
+  VALUE keys = rb_ary_new_capa((long)r->n), vals = rb_ary_new_capa((long)r->n);
+  for (size_t i = 0; i < r->n; i++) {
+    rb_ary_push(keys, ID2SYM(rb_intern(r->items[i].key)));
+    rb_ary_push(vals, pt_setting_value(&r->items[i]));
+  }
+  polytel_config_resolved_free(r);
+  VALUE h = rb_hash_new();
+  for (long i = 0; i < RARRAY_LEN(keys); i++) rb_hash_aset(h, rb_ary_entry(keys, i), rb_ary_entry(vals, i));
+  return h;
+}
+
+/* Polytel._options → [[key, env, default], ...]: the core's option table. */
+static VALUE pt_options(VALUE self) {
+  (void)self;
+  VALUE out = rb_ary_new();
+  polytel_setting_t o;
+  for (size_t i = 0; polytel_config_option(i, &o) == 0; i++)
+    rb_ary_push(out, rb_ary_new_from_args(3, ID2SYM(rb_intern(o.key)), o.env ? rb_str_new_cstr(o.env) : Qnil,
+                                          pt_setting_value(&o)));
+  return out;
+}
+
+/* Polytel._choices(key) → { word => value } the core takes for an option ({} when it takes no words). */
+static VALUE pt_choices(VALUE self, VALUE key) {
+  (void)self;
+  VALUE h = rb_hash_new();
+  const char *k = StringValueCStr(key), *word;
+  int value;
+  for (size_t i = 0; polytel_config_choice(k, i, &word, &value) == 0; i++)
+    rb_hash_aset(h, rb_str_new_cstr(word), INT2NUM(value));
+  return h;
 }
 
 /* ------------------------------------------------------------ state */
@@ -1031,27 +1046,8 @@ static VALUE pt_stats(VALUE self) {
   int rc = polytel_stats(&s);
   if (rc != 0) rb_raise(rb_eRuntimeError, "polytel_stats: %s", polytel_strerror(rc));
   VALUE h = rb_hash_new();
-#define PT_STAT(f) rb_hash_aset(h, ID2SYM(rb_intern(#f)), ULL2NUM(s.f))
-  PT_STAT(recorded);
-  PT_STAT(exported);
-  PT_STAT(dropped);
-  PT_STAT(pending);
-  PT_STAT(dropped_buffer_full);
-  PT_STAT(dropped_export);
-  PT_STAT(dropped_invalid);
-  PT_STAT(logs_recorded);
-  PT_STAT(spans_recorded);
-  PT_STAT(export_requests);
-  PT_STAT(export_retries);
-  PT_STAT(export_failures);
-  PT_STAT(truncated);
-  PT_STAT(buffer_bytes);
-  PT_STAT(buffer_bytes_max);
-  PT_STAT(unconfirmed);
-  PT_STAT(dropped_series);
-  PT_STAT(dropped_depth);
-  PT_STAT(metric_saturated);
-  PT_STAT(dropped_rejected);
+#define PT_STAT(f, metric, reason, doc) rb_hash_aset(h, ID2SYM(rb_intern(#f)), ULL2NUM(s.f));
+  POLYTEL_STATS_FIELDS(PT_STAT)
 #undef PT_STAT
   return h;
 }
@@ -1089,11 +1085,11 @@ void Init_polytel_ext(void) {
 
   rb_define_const(pt_mPolytel, "VERSION", rb_obj_freeze(rb_str_new_cstr(POLYTEL_VERSION_STRING)));
   rb_define_const(pt_mPolytel, "CORE_VERSION", rb_obj_freeze(rb_str_new_cstr(polytel_version())));
-  rb_define_const(
-      pt_mPolytel, "LEVELS",
-      rb_obj_freeze(rb_ary_new_from_args(6, INT2FIX(POLYTEL_LEVEL_TRACE), INT2FIX(POLYTEL_LEVEL_DEBUG),
-                                         INT2FIX(POLYTEL_LEVEL_INFO), INT2FIX(POLYTEL_LEVEL_WARN),
-                                         INT2FIX(POLYTEL_LEVEL_ERROR), INT2FIX(POLYTEL_LEVEL_FATAL))));
+  VALUE levels = rb_ary_new();
+#define PT_LEVEL(name, value, text) rb_ary_push(levels, INT2FIX(value));
+  POLYTEL_LEVEL_MAP(PT_LEVEL)
+#undef PT_LEVEL
+  rb_define_const(pt_mPolytel, "LEVELS", rb_obj_freeze(levels));
 
   rb_define_module_function(pt_mPolytel, "trace", pt_trace, -1);
   rb_define_module_function(pt_mPolytel, "debug", pt_debug, -1);
@@ -1115,6 +1111,9 @@ void Init_polytel_ext(void) {
   /* Private plumbing for lib/polytel.rb, which adds keyword handling and the return values. */
   rb_define_singleton_method(pt_mPolytel, "_log", pt_log_raw, 4);
   rb_define_singleton_method(pt_mPolytel, "_bootstrap", pt_bootstrap, 1);
+  rb_define_module_function(pt_mPolytel, "resolved_config", pt_resolved, 0);
+  rb_define_singleton_method(pt_mPolytel, "_options", pt_options, 0);
+  rb_define_singleton_method(pt_mPolytel, "_choices", pt_choices, 1);
   rb_define_singleton_method(pt_mPolytel, "_flush", pt_flush, 1);
   rb_define_singleton_method(pt_mPolytel, "_shutdown", pt_shutdown, 1);
   rb_define_singleton_method(pt_mPolytel, "_err_name", pt_err_name, 1);
@@ -1122,8 +1121,8 @@ void Init_polytel_ext(void) {
   rb_define_singleton_method(pt_mPolytel, "_fork_generation", pt_fork_generation, 0);
   VALUE sc = rb_singleton_class(pt_mPolytel);
   /* _log stays public: Polytel::Logger calls it on every record. */
-  const char *private_names[] = {"_bootstrap", "_flush",    "_shutdown",
-                                 "_err_name",  "_strerror", "_fork_generation"};
+  const char *private_names[] = {"_bootstrap", "_flush",           "_shutdown", "_err_name",
+                                 "_strerror",  "_fork_generation", "_options",  "_choices"};
   for (size_t i = 0; i < sizeof private_names / sizeof private_names[0]; i++)
     rb_funcall(sc, rb_intern("private"), 1, ID2SYM(rb_intern(private_names[i])));
 
