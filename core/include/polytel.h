@@ -36,16 +36,17 @@ extern "C" {
 /* ------------------------------------------------------------------ errors */
 
 /* One table; polytel_strerror() and polytel_err_name() are generated from it. */
-#define POLYTEL_ERRNO_MAP(XX)                                    \
-  XX(EINVAL, -1, "invalid argument")                             \
-  XX(ENOMEM, -2, "out of memory")                                \
-  XX(EALREADY, -3, "already initialized")                        \
-  XX(ESTATE, -4, "not valid in the current phase")               \
-  XX(ETIMEDOUT, -5, "timed out before everything was delivered") \
-  XX(ENOSYS, -6, "not supported by this build")                  \
-  XX(EIO, -7, "input/output error")                              \
-  XX(EDISABLED, -8, "telemetry export is disabled")              \
-  XX(EDROPPED, -9, "some telemetry was dropped and cannot be delivered")
+#define POLYTEL_ERRNO_MAP(XX)                                            \
+  XX(EINVAL, -1, "invalid argument")                                     \
+  XX(ENOMEM, -2, "out of memory")                                        \
+  XX(EALREADY, -3, "already initialized")                                \
+  XX(ESTATE, -4, "not valid in the current phase")                       \
+  XX(ETIMEDOUT, -5, "timed out before everything was delivered")         \
+  XX(ENOSYS, -6, "not supported by this build")                          \
+  XX(EIO, -7, "input/output error")                                      \
+  XX(EDISABLED, -8, "telemetry export is disabled")                      \
+  XX(EDROPPED, -9, "some telemetry was dropped and cannot be delivered") \
+  XX(ENOCTX, -10, "no current span and no attached context")
 
 typedef enum {
   POLYTEL_OK = 0,
@@ -378,8 +379,12 @@ typedef enum { POLYTEL_STATUS_UNSET = 0, POLYTEL_STATUS_OK = 1, POLYTEL_STATUS_E
 
 /*
  * Thread spans: nest on the calling thread; the parent is the enclosing span
- * on the same thread, a top-level span starts a new trace. Ids are assigned
- * off the calling thread. `name` is static (by pointer).
+ * on the same thread, or the remote context attached with
+ * polytel_context_attach() when the span begins at the attach's depth; a
+ * top-level span starts a new trace. The configured sampler decides a new
+ * trace (OTEL_TRACES_SAMPLER); an unsampled span costs the same, exports
+ * nothing, and still has ids (polytel_span_ctx_current). `name` is static (by
+ * pointer).
  */
 POLYTEL_EXTERN void polytel_span_begin(const char *static_name);
 POLYTEL_EXTERN void polytel_span_end(void);
@@ -530,6 +535,40 @@ POLYTEL_EXTERN int polytel_traceparent_parse(const char *header, polytel_span_ct
  * an all-zero trace or span id (buf is then "" when len > 0).
  */
 POLYTEL_EXTERN int polytel_traceparent_format(const polytel_span_ctx_t *ctx, char *buf, size_t len);
+/*
+ * The calling thread's current context, for a traceparent to send on: its
+ * innermost open thread span, or, when no thread span was begun since the last
+ * polytel_context_attach(), the remote context attached. The ids are computed
+ * here, on request, and are the ones the span is exported with; trace_flags
+ * carries the sampler's decision (an unsampled span has ids too). parent_id is
+ * the span's parent (zero for a root); start_ns is 0. Returns 0,
+ * POLYTEL_ENOCTX when there is neither (out all zero; also after an attach of
+ * no context), or POLYTEL_EINVAL when out is NULL.
+ */
+POLYTEL_EXTERN int polytel_span_ctx_current(polytel_span_ctx_t *out);
+/*
+ * Make `remote` (a parsed traceparent) the parent of the thread spans begun
+ * from now on at the current depth, until polytel_context_detach(): they join
+ * its trace, and the sampler's parentbased_* kinds follow its sampled flag.
+ * Spans begun inside those are their children as usual. Attaches nest, up to 8
+ * per thread. Every attach is matched by one detach, whatever it returned:
+ * 0; POLYTEL_EINVAL for NULL (and, like a remote with all-zero ids, a failed
+ * extract, it attaches "no context": spans begun at its depth start new
+ * traces); POLYTEL_ENOMEM past 8 (a level that changes nothing; warned once).
+ * Cheap: no allocation after a thread's first attach, no lock, no syscall
+ * unless a block is full.
+ */
+POLYTEL_EXTERN int polytel_context_attach(const polytel_span_ctx_t *remote);
+/*
+ * The same, with the remote's W3C tracestate (NULL: none), exported as the
+ * trace_state of the spans of that trace begun on this thread. A tracestate
+ * that breaks the spec is discarded whole; a long one is cut by whole members
+ * to 512 characters (docs/c-api.md).
+ */
+POLYTEL_EXTERN int polytel_context_attach_ex(const polytel_span_ctx_t *remote, const char *tracestate);
+/* Undo the innermost polytel_context_attach() of the calling thread. Unmatched: ignored, warned once. */
+POLYTEL_EXTERN void polytel_context_detach(void);
+
 /*
  * 1 when a tracestate header value is valid W3C Trace Context (level 1: at most
  * 32 list-members, keys simple or tenant@system, no duplicate key), 0 when it

@@ -34,6 +34,15 @@ static uint32_t g_free_n;      /* blocks on the free list (pool_mu) */
 static uint32_t g_reserve;     /* free blocks the refiller keeps ready (pool_mu) */
 static _Atomic int g_pool_low; /* the free list is below the reserve: the refiller has work */
 static uint32_t g_next_thread_id;
+/*
+ * Blocks sealed since the exporter was last woken or last drained. A hand-off wakes it only every
+ * wake_every() blocks (or when the pool runs short): a wake-up costs the calling thread a syscall (and, on a
+ * VM, an inter-processor interrupt), and the woken exporter competes with it for a core; one every ~36 us
+ * of spans was a fifth of a span pair's cost. Partial blocks are read on the exporter's own timers, as
+ * before.
+ */
+static _Atomic uint32_t g_unwoken;
+static _Atomic int g_pool_short; /* the pool's headroom (free + growable) is below wake_every() blocks */
 static pthread_key_t g_exit_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
@@ -54,6 +63,16 @@ void polytel__buffers_set_cap(uint64_t max_bytes) {
 void polytel__buffers_init(uint64_t max_bytes) {
   pthread_once(&g_key_once, make_key);
   polytel__buffers_set_cap(max_bytes);
+}
+
+uint32_t polytel__wake_every(void) {
+  uint64_t blocks =
+      atomic_load_explicit(&polytel__acct.pool_cap, POLYTEL__RELAXED) / POLYTEL__BLOCK_SIZE / 16;
+  return blocks < 1 ? 1 : blocks > 16 ? 16 : (uint32_t)blocks;
+}
+
+void polytel__handoffs_drained(void) {
+  atomic_store_explicit(&g_unwoken, 0, POLYTEL__RELAXED);
 }
 
 uint64_t polytel__pool_bytes(void) {
@@ -83,6 +102,9 @@ polytel__block_t *polytel__pool_get(void) {
   }
   if (!b) atomic_store_explicit(&g_pool_exhausted, 1, POLYTEL__RELAXED);
   if (g_free_n < g_reserve) atomic_store_explicit(&g_pool_low, 1, POLYTEL__RELAXED);
+  uint64_t cap_blocks = atomic_load(&polytel__acct.pool_cap) / POLYTEL__BLOCK_SIZE;
+  uint64_t headroom = g_free_n + (cap_blocks > g_pool_allocated ? cap_blocks - g_pool_allocated : 0);
+  atomic_store_explicit(&g_pool_short, headroom < polytel__wake_every(), POLYTEL__RELAXED);
   pthread_mutex_unlock(&g_pool_mu);
   if (b) {
     b->next = NULL;
@@ -203,8 +225,10 @@ polytel__thread_t *polytel__thread_register(void (*on_exit)(polytel__thread_t *t
   t->counters = counters;
   t->fmt_cache = cache;
   polytel__rng_seed(t->rng);
+  polytel__clock_init(); /* the fast paths' TSC choice is part of the thread's state */
   set_block(t, b);
   t->head = b;
+  polytel__ctx_thread_init(t);
 #ifdef __GLIBC__
   pthread_getname_np(pthread_self(), t->name, sizeof t->name); /* thread.name; once, off the hot path */
 #endif
@@ -226,7 +250,11 @@ int polytel__handoff(polytel__thread_t *t) {
   /* `next` must be visible before `sealed`: the consumer follows it after seeing the seal. */
   atomic_store_explicit(&old->sealed, 1, memory_order_release);
   set_block(t, nb);
-  polytel__wake();
+  if (atomic_fetch_add_explicit(&g_unwoken, 1, POLYTEL__RELAXED) + 1 >= polytel__wake_every() ||
+      atomic_load_explicit(&g_pool_short, POLYTEL__RELAXED)) {
+    atomic_store_explicit(&g_unwoken, 0, POLYTEL__RELAXED);
+    polytel__wake();
+  }
   return 1;
 }
 
@@ -261,6 +289,8 @@ void polytel__buffers_fork_child(void) {
       free((void *)t->counters);
       free(t->fmt_cache);
       free(t->stack);
+      free(t->cframes);
+      free(t->frames);
       free(t);
     }
     t = next;
@@ -285,16 +315,28 @@ void polytel__buffers_fork_child(void) {
       free((void *)self->counters);
       free(self->fmt_cache);
       free(self->stack);
+      free(self->cframes);
+      free(self->frames);
       free(self);
       return;
     }
     polytel__fmt_sig_t *cache = self->fmt_cache;
     _Atomic int64_t *counters = self->counters;
     free(self->stack); /* the consumer's replay stack: the parent's spans are not the child's */
+    free(self->cframes);
+    /* Attached contexts stay (the child runs the same code, detaches included); its spans do not. */
+    polytel__frame_t *frames = self->frames;
+    uint8_t n_frames = self->n_frames;
+    uint32_t frames_over = self->frames_over;
     char name[sizeof self->name];
     memcpy(name, self->name, sizeof name);
     memset(self, 0, sizeof *self);
     memcpy(self->name, name, sizeof name);
+    self->frames = frames;
+    self->n_frames = n_frames;
+    self->frames_over = frames_over;
+    for (uint32_t i = 0; i < n_frames; i++)
+      frames[i].base = 0; /* pending: the child's first begin writes them */
     memset(cache, 0, POLYTEL__FMT_CACHE * sizeof *cache);
     memset((void *)counters, 0, POLYTEL__MAX_STATIC_METRICS * sizeof *counters);
     self->fmt_cache = cache;
@@ -302,6 +344,7 @@ void polytel__buffers_fork_child(void) {
     polytel__rng_seed(self->rng); /* never the parent's ids */
     set_block(self, b);
     self->head = b;
+    polytel__ctx_thread_init(self); /* a new key, numbering from 1: never the parent's thread-span ids */
     self->id = ++g_next_thread_id;
     polytel__registry = self;
   }

@@ -1,5 +1,5 @@
-/* consumer.c — drain every thread's block chain in order: replay spans, render logs, apply the span model's
- * limits, feed a sink. */
+/* consumer.c — drain every thread's block chain in order: replay spans and attached contexts, render logs,
+ * apply the span model's limits, feed a sink. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,12 +7,36 @@
 
 pthread_mutex_t polytel__consume_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* Consumer-owned copy of an open thread span (its begin's block may be recycled before its end). */
+/* A remote context attached on a thread (EV_CTX_ATTACH), shared by the spans of its trace. */
+typedef struct polytel__cons_frame_s {
+  uint8_t trace_id[16];
+  uint8_t span_id[8];
+  uint8_t flags;      /* the remote's trace flags */
+  uint8_t has_remote; /* 0: "no context" attached: spans begun at its base are roots */
+  uint8_t unsampled;  /* the calling thread's decision for its children (for logs directly inside it) */
+  uint32_t base;      /* stack depth at attach; follows the depth down (as on the calling thread) */
+  uint32_t refs;      /* the frame stack's, and one per span of its trace still open */
+  uint32_t ts_len;
+  char ts[]; /* tracestate, NUL-terminated */
+} cons_frame_t;
+
+enum { PARENT_NONE = 0, PARENT_LOCAL = 1, PARENT_REMOTE = 2 };
+
+/*
+ * Consumer-owned copy of an open thread span (its begin's block may be recycled before its end). Ids are
+ * derived from seq when first needed (context.c explains the numbering): a drain that only counts never
+ * computes them.
+ */
 typedef struct polytel__cons_span_s {
+  uint64_t seq;
   uint8_t trace_id[16];
   uint8_t span_id[8];
   uint8_t parent_id[8];
-  int has_parent;
+  uint8_t ids;         /* span_id, trace_id and parent_id are derived */
+  uint8_t parent;      /* PARENT_*: the entry below, or the frame's remote span (ids copied at begin) */
+  uint8_t unsampled;   /* the calling thread's sampling decision, from the begin's header */
+  uint8_t kind;        /* polytel_span_kind_t; 0 = internal */
+  cons_frame_t *frame; /* the remote context whose trace this is (a reference), or NULL */
   uint64_t start_ticks;
   const char *name;
   uint32_t name_len;
@@ -22,8 +46,6 @@ typedef struct polytel__cons_span_s {
   void *owned;            /* name + attrs copy for dynamic begins */
 } cons_span_t;
 
-static uint64_t g_rng[2];
-static int g_rng_seeded;
 static char *g_scratch;     /* rendered log bodies */
 static polytel__kv_t *g_kv; /* decoded attributes */
 static uint32_t g_kv_cap;
@@ -204,41 +226,224 @@ static void *copy_span_data(const char *name, uint32_t name_len, const polytel__
   return mem;
 }
 
-static cons_span_t *push(polytel__thread_t *t) {
-  if (t->stack_depth == t->stack_cap) {
-    uint32_t cap = t->stack_cap ? t->stack_cap * 2 : 8;
-    cons_span_t *s = realloc(t->stack, cap * sizeof *s);
-    if (!s) return NULL;
-    t->stack = s;
-    t->stack_cap = cap;
+static void frame_release(cons_frame_t *f) {
+  if (f && --f->refs == 0) free(f);
+}
+
+/* A recorded begin: its number, its parent. NULL when the stack could not be allocated (counted at its end).
+ */
+static inline cons_span_t *push(polytel__thread_t *t, uint16_t flags) {
+  uint64_t seq = ++t->cons_seq; /* numbered even if it cannot be kept: the calling thread numbered it */
+  /* The calling thread records at most 64 nested spans: one allocation, never grown. */
+  if (POLYTEL__UNLIKELY(!t->stack)) {
+    t->stack = malloc(POLYTEL__MAX_DEPTH * sizeof *t->stack);
+    if (!t->stack) return NULL;
+    t->stack_cap = POLYTEL__MAX_DEPTH;
   }
-  cons_span_t *e = &t->stack[t->stack_depth++];
-  memset(e, 0, sizeof *e);
-  if (t->stack_depth > 1) {
-    cons_span_t *parent = &t->stack[t->stack_depth - 2];
-    memcpy(e->trace_id, parent->trace_id, 16);
-    memcpy(e->parent_id, parent->span_id, 8);
-    e->has_parent = 1;
-    polytel__gen_ids(g_rng, NULL, e->span_id);
-  } else {
-    polytel__gen_ids(g_rng, e->trace_id, e->span_id); /* a top-level span starts a trace */
+  if (POLYTEL__UNLIKELY(t->stack_depth == t->stack_cap)) return NULL;
+  uint32_t i = t->stack_depth++;
+  cons_span_t *e = &t->stack[i];
+  e->seq = seq;
+  e->ids = 0;
+  e->unsampled = (flags & POLYTEL__BEGIN_UNSAMPLED) != 0;
+  e->kind = (uint8_t)((flags >> POLYTEL__BEGIN_KIND_SHIFT) & 7);
+  e->attrs = NULL;
+  e->n_attrs = 0;
+  e->dropped_attrs = 0;
+  e->owned = NULL;
+  e->parent = PARENT_NONE;
+  e->frame = NULL;
+  cons_frame_t *f = t->n_cframes ? t->cframes[t->n_cframes - 1] : NULL;
+  if (POLYTEL__UNLIKELY(f && i == f->base)) {
+    if (f->has_remote) { /* the first span in an attached context: the remote span's child */
+      e->parent = PARENT_REMOTE;
+      memcpy(e->trace_id, f->trace_id, 16);
+      memcpy(e->parent_id, f->span_id, 8);
+      e->frame = f;
+      f->refs++;
+    }
+  } else if (i > 0) {
+    e->parent = PARENT_LOCAL;
+    e->frame = t->stack[i - 1].frame;
+    if (e->frame) e->frame->refs++;
   }
   return e;
 }
 
-void polytel__consume_reset_thread(polytel__thread_t *t) {
-  for (uint32_t i = 0; i < t->stack_depth; i++) free(t->stack[i].owned);
-  t->stack_depth = 0;
+/* Derive the ids of stack[i] (and of the entries below it they come from). */
+static void ensure_ids(polytel__thread_t *t, uint32_t i) {
+  uint32_t j = i;
+  while (!t->stack[j].ids && t->stack[j].parent == PARENT_LOCAL) j--;
+  for (; j <= i; j++) {
+    cons_span_t *e = &t->stack[j];
+    if (e->ids) continue;
+    polytel__tspan_span_id(t->key, e->seq, e->span_id);
+    if (e->parent == PARENT_LOCAL) {
+      memcpy(e->trace_id, t->stack[j - 1].trace_id, 16);
+      memcpy(e->parent_id, t->stack[j - 1].span_id, 8);
+    } else if (e->parent == PARENT_NONE) {
+      polytel__tspan_trace_id(t->key, e->seq, e->trace_id); /* a root starts a trace */
+    }
+    e->ids = 1;
+  }
 }
 
-/* A log inside the thread's innermost open span carries it (thread spans are always sampled). */
-static void log_in_thread_span(polytel__thread_t *t, polytel__log_rec_t *r) {
-  if (!t->stack_depth) return;
-  cons_span_t *top = &t->stack[t->stack_depth - 1];
-  r->has_span = 1;
-  r->flags = POLYTEL_TRACE_FLAG_SAMPLED;
-  memcpy(r->trace_id, top->trace_id, 16);
-  memcpy(r->span_id, top->span_id, 8);
+/* The span on top ends: frame bases follow the depth down, as polytel__ctx_lower_frames does. */
+static inline void pop(polytel__thread_t *t) {
+  cons_span_t *e = &t->stack[--t->stack_depth];
+  if (e->frame) frame_release(e->frame);
+  if (e->owned) free(e->owned);
+  for (uint32_t i = 0; i < t->n_cframes; i++)
+    if (t->cframes[i]->base > t->stack_depth) t->cframes[i]->base = t->stack_depth;
+}
+
+void polytel__consume_reset_thread(polytel__thread_t *t) {
+  while (t->stack_depth) pop(t);
+  while (t->n_cframes) frame_release(t->cframes[--t->n_cframes]);
+  t->cons_seq = 0;
+}
+
+/* What a log inside the thread's current context carries: its innermost span, or the attached remote. */
+static void log_context(polytel__thread_t *t, polytel__log_rec_t *r) {
+  cons_frame_t *f = t->n_cframes ? t->cframes[t->n_cframes - 1] : NULL;
+  if (t->stack_depth && (!f || t->stack_depth - 1 >= f->base)) {
+    ensure_ids(t, t->stack_depth - 1);
+    cons_span_t *top = &t->stack[t->stack_depth - 1];
+    r->has_span = 1;
+    memcpy(r->trace_id, top->trace_id, 16);
+    memcpy(r->span_id, top->span_id, 8);
+    r->flags = (uint8_t)((top->frame ? top->frame->flags & ~1u : 0u) | (top->unsampled ? 0u : 1u));
+  } else if (f && f->has_remote) {
+    r->has_span = 1;
+    memcpy(r->trace_id, f->trace_id, 16);
+    memcpy(r->span_id, f->span_id, 8);
+    r->flags = (uint8_t)((f->flags & ~1u) | (f->unsampled ? 0u : 1u));
+  }
+}
+
+/*
+ * Thread-span and context events, in full or (sink without callbacks) only counted. Returns 1 for an item:
+ * the end of a span the sampler kept.
+ */
+static int replay(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t *sink,
+                  const polytel__clock_conv_t *cc, int count_only) {
+  const polytel__ev_t *ev = (const polytel__ev_t *)p;
+  switch (ev->type) {
+    case POLYTEL__EV_SPAN_BEGIN: {
+      cons_span_t *e = push(t, ev->flags);
+      if (!e) return 0;
+      e->name = polytel__get_ptr(p + 16);
+      e->name_len = count_only ? 0 : (uint32_t)strlen(e->name);
+      e->start_ticks = ev->ts;
+      return 0;
+    }
+    case POLYTEL__EV_SPAN_BEGIN_DYN: {
+      cons_span_t *e = push(t, ev->flags);
+      if (!e) return 0;
+      e->start_ticks = ev->ts;
+      e->name = "";
+      if (count_only) return 0; /* nobody will read its name (a sink enabled before its end sees "") */
+      uint32_t h[2];
+      memcpy(h, p + 16, 8);
+      const char *name;
+      uint32_t nl;
+      const uint8_t *q = get_str(p + 24, &name, &nl);
+      polytel__kv_t *kv = kv_room(h[0]);
+      e->dropped_attrs = h[1] + (kv ? 0 : h[0]);
+      if (kv) get_attrs(q, h[0], kv);
+      e->owned = copy_span_data(name, nl, kv, kv ? h[0] : 0, &e->name, &e->attrs);
+      if (e->owned) {
+        e->name_len = nl;
+        e->n_attrs = kv ? h[0] : 0;
+      } else {
+        e->name = "(out of memory)";
+        e->name_len = 15;
+      }
+      return 0;
+    }
+    case POLYTEL__EV_SPAN_END:
+    case POLYTEL__EV_SPAN_END_DYN: {
+      if (t->stack_depth == 0) {
+        /* Its begin could not be kept (no memory for the stack): recorded, never sent. */
+        atomic_fetch_add(&polytel__acct.dropped_export, 1);
+        return 0;
+      }
+      uint32_t i = t->stack_depth - 1;
+      cons_span_t *e = &t->stack[i];
+      int item = !e->unsampled; /* an unsampled span was counted apart by the calling thread */
+      if (item && !count_only && sink->span) {
+        ensure_ids(t, i);
+        polytel__span_rec_t r = {0};
+        memcpy(r.trace_id, e->trace_id, 16);
+        memcpy(r.span_id, e->span_id, 8);
+        memcpy(r.parent_id, e->parent_id, 8);
+        r.has_parent = e->parent != PARENT_NONE;
+        r.kind = e->kind ? e->kind : POLYTEL_SPAN_KIND_INTERNAL;
+        r.flags = (uint32_t)((e->frame ? e->frame->flags & ~1u : 0u) | POLYTEL_TRACE_FLAG_SAMPLED) |
+                  POLYTEL__SPAN_FLAG_HAS_IS_REMOTE |
+                  (e->parent == PARENT_REMOTE ? POLYTEL__SPAN_FLAG_IS_REMOTE : 0u);
+        if (e->frame) tracestate_out(e->frame->ts, e->frame->ts_len, &r.trace_state, &r.trace_state_len);
+        r.dropped_attrs = e->dropped_attrs;
+        r.name = e->name;
+        r.name_len = e->name_len;
+        r.start_ns = polytel__ticks_to_unix(cc, e->start_ticks);
+        r.end_ns = polytel__ticks_to_unix(cc, ev->ts);
+        if (r.end_ns < r.start_ns) r.end_ns = r.start_ns;
+        r.status = ev->flags & 0xff;
+        r.thread_id = t->id;
+        memcpy(r.thread_name, t->name, sizeof r.thread_name);
+        uint32_t n_end = 0;
+        const uint8_t *q = NULL;
+        if (ev->type == POLYTEL__EV_SPAN_END_DYN) {
+          uint32_t h[2];
+          memcpy(h, p + 16, 8);
+          q = get_str(p + 24, &r.status_msg, &r.status_msg_len);
+          n_end = h[0];
+          r.dropped_attrs += h[1];
+        }
+        /* The limits may rewrite the list: always a scratch copy, never the begin's own. */
+        polytel__kv_t *kv = kv_room(e->n_attrs + n_end);
+        if (kv) {
+          if (e->n_attrs) memcpy(kv, e->attrs, e->n_attrs * sizeof *kv);
+          if (n_end) get_attrs(q, n_end, kv + e->n_attrs);
+          r.attrs = kv;
+          r.n_attrs = e->n_attrs + n_end;
+          apply_limits(kv, &r.n_attrs, LIMIT(span_attrs), LIMIT(span_attr_len), &r.dropped_attrs);
+        } else {
+          r.dropped_attrs += e->n_attrs + n_end;
+        }
+        sink->span(sink->ctx, &r);
+      }
+      pop(t);
+      return item;
+    }
+    case POLYTEL__EV_CTX_ATTACH: {
+      uint8_t h[4];
+      uint32_t tl;
+      memcpy(h, p + 40, 4);
+      memcpy(&tl, p + 44, 4);
+      if (!t->cframes) t->cframes = calloc(POLYTEL__MAX_ATTACH, sizeof *t->cframes);
+      cons_frame_t *f = t->cframes && t->n_cframes < POLYTEL__MAX_ATTACH ? malloc(sizeof *f + tl + 1) : NULL;
+      if (!f) return 0; /* out of memory: its spans join the enclosing trace */
+      memcpy(f->trace_id, p + 16, 16);
+      memcpy(f->span_id, p + 32, 8);
+      f->has_remote = h[0];
+      f->flags = h[1];
+      f->unsampled = h[2];
+      f->base = t->stack_depth;
+      f->refs = 1;
+      f->ts_len = tl;
+      memcpy(f->ts, p + 48, tl);
+      f->ts[tl] = '\0';
+      t->cframes[t->n_cframes++] = f;
+      return 0;
+    }
+    case POLYTEL__EV_CTX_DETACH:
+      if (t->n_cframes) frame_release(t->cframes[--t->n_cframes]);
+      return 0;
+    default:
+      return 0;
+  }
 }
 
 /* ------------------------------------------------------------- async spans */
@@ -342,7 +547,7 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
       r.body_len = (uint32_t)n;
       r.thread_id = t->id;
       memcpy(r.thread_name, t->name, sizeof r.thread_name);
-      log_in_thread_span(t, &r);
+      log_context(t, &r);
       if (sink->log) sink->log(sink->ctx, &r);
       return 1;
     }
@@ -358,7 +563,7 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
         memcpy(r.span_id, q + 16, 8);
         q += 24;
       } else {
-        log_in_thread_span(t, &r);
+        log_context(t, &r);
       }
       q = get_str(q, &r.target, &r.target_len);
       q = get_str(q, &r.body, &r.body_len);
@@ -380,81 +585,13 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
       if (sink->log) sink->log(sink->ctx, &r);
       return 1;
     }
-    case POLYTEL__EV_SPAN_BEGIN: {
-      cons_span_t *e = push(t);
-      if (!e) return 0;
-      e->name = polytel__get_ptr(p + 16);
-      e->name_len = (uint32_t)strlen(e->name);
-      e->start_ticks = ev->ts;
-      return 0;
-    }
-    case POLYTEL__EV_SPAN_BEGIN_DYN: {
-      uint32_t h[2];
-      memcpy(h, p + 16, 8);
-      const char *name;
-      uint32_t nl;
-      const uint8_t *q = get_str(p + 24, &name, &nl);
-      polytel__kv_t *kv = kv_room(h[0]);
-      cons_span_t *e = push(t);
-      if (!e) return 0;
-      e->start_ticks = ev->ts;
-      e->dropped_attrs = h[1] + (kv ? 0 : h[0]);
-      if (kv) get_attrs(q, h[0], kv);
-      e->owned = copy_span_data(name, nl, kv, kv ? h[0] : 0, &e->name, &e->attrs);
-      if (e->owned) {
-        e->name_len = nl;
-        e->n_attrs = kv ? h[0] : 0;
-      } else {
-        e->name = "(out of memory)";
-        e->name_len = 15;
-      }
-      return 0;
-    }
+    case POLYTEL__EV_SPAN_BEGIN:
+    case POLYTEL__EV_SPAN_BEGIN_DYN:
     case POLYTEL__EV_SPAN_END:
-    case POLYTEL__EV_SPAN_END_DYN: {
-      if (t->stack_depth == 0) return 0; /* its begin belonged to a parent process */
-      cons_span_t *e = &t->stack[t->stack_depth - 1];
-      polytel__span_rec_t r = {0};
-      memcpy(r.trace_id, e->trace_id, 16);
-      memcpy(r.span_id, e->span_id, 8);
-      memcpy(r.parent_id, e->parent_id, 8);
-      r.has_parent = e->has_parent;
-      r.name = e->name;
-      r.name_len = e->name_len;
-      r.start_ns = polytel__ticks_to_unix(cc, e->start_ticks);
-      r.end_ns = polytel__ticks_to_unix(cc, ev->ts);
-      if (r.end_ns < r.start_ns) r.end_ns = r.start_ns;
-      r.status = ev->flags & 0xff;
-      r.thread_id = t->id;
-      memcpy(r.thread_name, t->name, sizeof r.thread_name);
-      r.kind = POLYTEL_SPAN_KIND_INTERNAL;
-      r.flags = POLYTEL_TRACE_FLAG_SAMPLED | POLYTEL__SPAN_FLAG_HAS_IS_REMOTE; /* a local parent, or none */
-      r.dropped_attrs = e->dropped_attrs;
-      uint32_t n_end = 0;
-      const uint8_t *q = NULL;
-      if (ev->type == POLYTEL__EV_SPAN_END_DYN) {
-        uint32_t h[2];
-        memcpy(h, p + 16, 8);
-        q = get_str(p + 24, &r.status_msg, &r.status_msg_len);
-        n_end = h[0];
-        r.dropped_attrs += h[1];
-      }
-      /* The limits may rewrite the list: always a scratch copy, never the begin's own. */
-      polytel__kv_t *kv = kv_room(e->n_attrs + n_end);
-      if (kv) {
-        if (e->n_attrs) memcpy(kv, e->attrs, e->n_attrs * sizeof *kv);
-        if (n_end) get_attrs(q, n_end, kv + e->n_attrs);
-        r.attrs = kv;
-        r.n_attrs = e->n_attrs + n_end;
-        apply_limits(kv, &r.n_attrs, LIMIT(span_attrs), LIMIT(span_attr_len), &r.dropped_attrs);
-      } else {
-        r.dropped_attrs += e->n_attrs + n_end;
-      }
-      if (sink->span) sink->span(sink->ctx, &r);
-      free(e->owned);
-      t->stack_depth--;
-      return 1;
-    }
+    case POLYTEL__EV_SPAN_END_DYN:
+    case POLYTEL__EV_CTX_ATTACH:
+    case POLYTEL__EV_CTX_DETACH:
+      return replay(t, p, sink, cc, 0);
     case POLYTEL__EV_SPAN_FULL: {
       polytel__span_rec_t r = {0};
       /* Every serialized attribute takes at least 16 bytes: the event's size bounds the count. */
@@ -536,6 +673,8 @@ static void retire(polytel__thread_t *t) {
   free((void *)t->counters);
   free(t->fmt_cache);
   free(t->stack);
+  free(t->cframes);
+  free(t->frames);
   free(t);
 }
 
@@ -548,12 +687,9 @@ uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
     g_out = malloc(OUT_CAP);
     if (!g_out) return 0;
   }
-  if (!g_rng_seeded) {
-    polytel__rng_seed(g_rng);
-    g_rng_seeded = 1;
-  }
   polytel__clock_conv_t cc;
   polytel__clock_conv(&cc);
+  polytel__handoffs_drained();
 
   /* Snapshot the registry: entries are only freed here, by the consumer. */
   pthread_mutex_lock(&polytel__registry_mu);
@@ -579,25 +715,38 @@ uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
     while (b && items < max_items) {
       uint32_t committed = atomic_load_explicit(&b->committed, memory_order_acquire);
       const uint8_t *base = (const uint8_t *)b->data;
+      /* A local cursor, stored once: the header line is the writer's, which stores `committed` per event. */
+      uint32_t cur = b->consumed;
       if (count_only) {
-        /* Nobody reads logs or spans (no exporter): count them, aggregate metrics only. */
-        while (b->consumed < committed && items < max_items) {
-          const polytel__ev_t *ev = (const polytel__ev_t *)(base + b->consumed);
-          uint8_t ty = ev->type;
-          if (ty == POLYTEL__EV_METRIC || ty == POLYTEL__EV_HIST_STATIC)
-            decode(t, (const uint8_t *)ev, sink, &cc);
+        /* Nobody reads logs or spans (no exporter): count them, replay spans, aggregate metrics only. */
+        while (cur < committed && items < max_items) {
+          const uint8_t *ev = base + cur;
+          uint8_t ty = ((const polytel__ev_t *)ev)->type;
+          if (ty == POLYTEL__EV_LOG_FMT || ty == POLYTEL__EV_LOG_STR || ty == POLYTEL__EV_SPAN_FULL) {
+            items++;
+          } else if (ty == POLYTEL__EV_SPAN_BEGIN) { /* the common two, inline */
+            cons_span_t *e = push(t, ((const polytel__ev_t *)ev)->flags);
+            if (e) {
+              e->name = "";
+              e->name_len = 0;
+            }
+          } else if (ty == POLYTEL__EV_SPAN_END && t->stack_depth) {
+            items += !t->stack[t->stack_depth - 1].unsampled;
+            pop(t);
+          } else if (ty == POLYTEL__EV_METRIC || ty == POLYTEL__EV_HIST_STATIC)
+            decode(t, ev, sink, &cc);
           else
-            items += ty == POLYTEL__EV_LOG_FMT || ty == POLYTEL__EV_LOG_STR || ty == POLYTEL__EV_SPAN_END ||
-                     ty == POLYTEL__EV_SPAN_END_DYN || ty == POLYTEL__EV_SPAN_FULL;
-          b->consumed += ev->size;
+            items += (uint64_t)replay(t, ev, sink, &cc, 1);
+          cur += ((const polytel__ev_t *)ev)->size;
         }
       } else {
-        while (b->consumed < committed && items < max_items) {
-          const polytel__ev_t *ev = (const polytel__ev_t *)(base + b->consumed);
-          items += (uint64_t)decode(t, (const uint8_t *)ev, sink, &cc);
-          b->consumed += ev->size;
+        while (cur < committed && items < max_items) {
+          const uint8_t *ev = base + cur;
+          items += (uint64_t)decode(t, ev, sink, &cc);
+          cur += ((const polytel__ev_t *)ev)->size;
         }
       }
+      b->consumed = cur;
       if (b->consumed < committed) break;
       if (!atomic_load_explicit(&b->sealed, memory_order_acquire)) break;
       /* Sealed: committed is final once the seal is seen. */
@@ -646,10 +795,8 @@ void polytel_thread_set_name(const char *name) {
   pthread_mutex_unlock(&polytel__consume_mu);
 }
 
-/* Fork child: ids must never repeat the parent's. */
+/* Fork child: the thread-span ids come from per-thread keys, which buffers.c reseeds. */
 void polytel__consume_fork_child(void) {
   /* Before buffers.c frees the parent's threads: their replay stacks hold copies the child owns now. */
   for (polytel__thread_t *t = polytel__registry; t; t = t->next) polytel__consume_reset_thread(t);
-  polytel__rng_seed(g_rng);
-  g_rng_seeded = 1;
 }

@@ -574,7 +574,7 @@ static inline int recording(void) {
   return 0;
 }
 
-/* A begin that records nothing still opens a level, so its end pairs with it. */
+/* A begin that records nothing still opens a level, so its end pairs with it. It takes no id number. */
 static void begin_dropped(polytel__thread_t *t, int invalid) {
   uint32_t d = t->depth;
   if (d < POLYTEL__MAX_DEPTH) {
@@ -585,6 +585,7 @@ static void begin_dropped(polytel__thread_t *t, int invalid) {
       t->drop_mask |= bit;
   }
   t->depth = d + 1;
+  polytel__ctx_region_update(t);
   polytel__adjust_reserve(t);
 }
 
@@ -598,89 +599,122 @@ static void begin_refused(polytel__thread_t *t, const char *name) {
   begin_dropped(t, 1);
 }
 
-/* Everything but the common case, out of line so the fast path needs no stack frame. */
-__attribute__((noinline, cold)) static void span_begin_slow(const char *name) {
-  if (!recording()) return;
+/*
+ * The checks every begin makes before it writes: NULL when nothing is to be written (the begin was counted
+ * as refused or dropped). `need` is the event's size; the 16 bytes its end needs are reserved with it.
+ */
+static polytel__thread_t *begin_prologue(const char *name, size_t need, uint8_t **p) {
+  if (!recording()) return NULL;
   polytel__thread_t *t = polytel__thread();
   if (POLYTEL__UNLIKELY(!t)) {
     orphan_drop();
-    return;
+    return NULL;
   }
   if (POLYTEL__UNLIKELY(t->depth >= POLYTEL__MAX_DEPTH || !name)) {
     begin_refused(t, name);
-    return;
+    return NULL;
   }
-  /* 24 bytes now, and the 16 its end will need stay reserved below lim. */
-  uint8_t *p = polytel__reserve(t, 24 + POLYTEL__END_RESERVE);
-  if (POLYTEL__UNLIKELY(!p)) {
+  /* A context attached while its event could not be written: the consumer must know it before its spans. */
+  if (POLYTEL__UNLIKELY(t->n_emitted < t->n_frames) && !polytel__ctx_emit_frames(t)) {
     begin_dropped(t, 0);
-    return;
+    return NULL;
   }
-  /* One compound store for the header: the compiler merges it into two 8-byte writes. */
-  *(polytel__ev_t *)p = (polytel__ev_t){POLYTEL__EV_SPAN_BEGIN, 0, 0, 24, polytel__ticks()};
+  polytel__ctx_region_update(t);
+  *p = polytel__reserve(t, need + POLYTEL__END_RESERVE);
+  if (POLYTEL__UNLIKELY(!*p)) {
+    begin_dropped(t, 0);
+    return NULL;
+  }
+  return t;
+}
+
+/* A recorded begin takes the thread's next id number (context.c). */
+static inline void begin_number(polytel__thread_t *t) {
+  uint64_t seq = t->seq + 1;
+  t->seq = seq;
+  t->open_seq[t->depth] = seq;
+}
+
+/* Everything but the common case, out of line so the fast path needs no stack frame. */
+__attribute__((noinline, cold)) static void span_begin_slow(const char *name, uint64_t kind_bits) {
+  uint8_t *p;
+  polytel__thread_t *t = begin_prologue(name, 24, &p);
+  if (!t) return;
+  uint64_t hdr = t->begin_hdr | kind_bits, ts = polytel__ticks();
+  memcpy(p, &hdr, 8);
+  memcpy(p + 8, &ts, 8);
   polytel__put_ptr(p + 16, name);
+  begin_number(t);
   t->depth++;
-  t->lim -= POLYTEL__END_RESERVE; /* == adjust_reserve() below the depth limit */
+  polytel__adjust_reserve(t);
   polytel__commit(t, 24);
 }
 
-void polytel_span_begin(const char *name) {
+/*
+ * The fast path: a thread with room, below the depth limit, nothing pending. A sampled and an unsampled begin
+ * run the same instructions: the region's decision is in begin_hdr (see context.c).
+ */
+static inline __attribute__((always_inline)) void span_begin(const char *name, uint64_t kind_bits) {
   polytel__thread_t *t = polytel__tls;
   /* 24 bytes now, and the 16 its end will need stay reserved below lim. */
   if (POLYTEL__LIKELY(t != NULL && atomic_load_explicit(&polytel__g_recording, POLYTEL__RELAXED) &&
-                      t->depth < POLYTEL__MAX_DEPTH && name != NULL &&
+                      t->depth < t->fast_depth && name != NULL &&
                       t->pos + 24 + POLYTEL__END_RESERVE <= t->lim && POLYTEL__TICKS_FAST())) {
-    uint8_t *p = t->pos;
-    *(polytel__ev_t *)p = (polytel__ev_t){POLYTEL__EV_SPAN_BEGIN, 0, 0, 24, polytel__ticks_fast()};
+    /* Every field read before the event is written: the stores through p could alias t's. */
+    uint8_t *p = t->pos, *lim = t->lim;
+    polytel__block_t *cur = t->cur;
+    uint32_t d = t->depth;
+    uint64_t seq = t->seq + 1, hdr = t->begin_hdr | kind_bits, ts = polytel__ticks_fast();
+    memcpy(p, &hdr, 8);
+    memcpy(p + 8, &ts, 8);
     polytel__put_ptr(p + 16, name);
-    t->depth++;
-    t->lim -= POLYTEL__END_RESERVE;
-    polytel__commit(t, 24);
+    t->seq = seq; /* the span's id number (context.c) */
+    t->open_seq[d] = seq;
+    t->depth = d + 1;
+    t->lim = lim - POLYTEL__END_RESERVE; /* == adjust_reserve() below the depth limit */
+    t->pos = p + 24;
+    atomic_store_explicit(&cur->committed, (uint32_t)(p + 24 - (uint8_t *)cur->data), memory_order_release);
     return;
   }
-  span_begin_slow(name);
+  span_begin_slow(name, kind_bits);
 }
 
-/* EV_SPAN_BEGIN_DYN: hdr | u32 n_attrs, u32 attrs dropped | str name | attrs */
+void polytel_span_begin(const char *name) {
+  span_begin(name, 0);
+}
+
+/* EV_SPAN_BEGIN_DYN: hdr(flags: decision, kind) | u32 n_attrs, u32 attrs dropped | str name | attrs */
 void polytel_span_begin_dyn(const char *name, const polytel_attr_t *attrs, size_t n_attrs) {
-  if (!recording()) return;
-  polytel__thread_t *t = polytel__thread();
-  if (!t) {
-    orphan_drop();
-    return;
-  }
-  if (t->depth >= POLYTEL__MAX_DEPTH || !name) {
-    begin_refused(t, name);
-    return;
-  }
   plan_t pl = {.size = 24, .trunc = 0, .budget = POLYTEL__MAX_EVENT - 64};
-  size_t nl = str_fit(strlen(name), &pl.budget, &pl.trunc);
+  size_t nl = str_fit(name ? strlen(name) : 0, &pl.budget, &pl.trunc);
   pl.size += 8 + POLYTEL__ALIGN8(nl);
   uint32_t n_ok, n_dropped;
   size_t budget0 = pl.budget;
   attrs_plan(attrs, n_attrs, &pl, &n_ok, &n_dropped);
-  uint8_t *p = polytel__reserve(t, pl.size + POLYTEL__END_RESERVE);
-  if (!p) {
-    begin_dropped(t, 0);
-    return;
-  }
+  uint8_t *p;
+  polytel__thread_t *t = begin_prologue(name, pl.size, &p);
+  if (!t) return;
   polytel__ev_t *ev = (polytel__ev_t *)p;
+  uint64_t hdr = t->begin_hdr;
+  memcpy(ev, &hdr, 8);
   ev->type = POLYTEL__EV_SPAN_BEGIN_DYN;
-  ev->level = 0;
-  ev->flags = pl.trunc;
   ev->size = (uint32_t)pl.size;
   ev->ts = polytel__ticks();
   uint32_t h[2] = {n_ok, n_dropped};
   memcpy(p + 16, h, 8);
   uint8_t *q = put_str(p + 24, name, nl);
   attrs_write(q, attrs, n_attrs, n_ok, budget0);
+  begin_number(t);
   t->depth++;
   polytel__adjust_reserve(t);
   polytel__commit(t, pl.size);
   if (pl.trunc) polytel__inc(&t->n_truncated, 1);
 }
 
-/* Returns 1 when an end event must be written for the span being closed. */
+/*
+ * Returns 1 when an end event must be written for the span being closed. Counts it: as recorded (and its
+ * drop), or, when the sampler left it out, as sampled_out.
+ */
 static int end_prologue(polytel__thread_t *t) {
   if (POLYTEL__UNLIKELY(t->depth == 0)) {
     if (atomic_load_explicit(&polytel__g_recording, POLYTEL__RELAXED)) {
@@ -691,23 +725,32 @@ static int end_prologue(polytel__thread_t *t) {
     return 0;
   }
   uint32_t d = --t->depth;
-  polytel__inc(&t->n_spans, 1);
+  polytel__ctx_lower_frames(t);
+  int write = 0;
   if (d >= POLYTEL__MAX_DEPTH) {
+    polytel__inc(&t->n_spans, 1);
     polytel__inc(&t->n_drop_depth, 1);
-    return 0;
+  } else {
+    uint64_t bit = 1ull << d;
+    if (POLYTEL__UNLIKELY((t->drop_mask | t->drop_inv_mask) & bit)) {
+      polytel__inc(&t->n_spans, 1);
+      if (t->drop_inv_mask & bit)
+        polytel__inc(&t->n_drop_invalid, 1);
+      else
+        polytel__inc(&t->n_drop_full, 1);
+      t->drop_mask &= ~bit;
+      t->drop_inv_mask &= ~bit;
+    } else {
+      int unsampled = (t->frozen_mask & bit) ? (t->frozen_unsampled & bit) != 0 : t->region_unsampled;
+      t->frozen_mask &= ~bit;
+      t->frozen_unsampled &= ~bit;
+      polytel__inc(unsampled ? &t->n_sampled_out : &t->n_spans, 1);
+      write = 1;
+    }
   }
-  uint64_t bit = 1ull << d;
-  if (POLYTEL__UNLIKELY((t->drop_mask | t->drop_inv_mask) & bit)) {
-    if (t->drop_inv_mask & bit)
-      polytel__inc(&t->n_drop_invalid, 1);
-    else
-      polytel__inc(&t->n_drop_full, 1);
-    t->drop_mask &= ~bit;
-    t->drop_inv_mask &= ~bit;
-    polytel__adjust_reserve(t);
-    return 0;
-  }
-  return 1;
+  polytel__ctx_region_update(t);
+  polytel__adjust_reserve(t);
+  return write;
 }
 
 static void end_simple(polytel__thread_t *t, uint16_t status) {
@@ -719,7 +762,6 @@ static void end_simple(polytel__thread_t *t, uint16_t status) {
   ev->flags = status;
   ev->size = 16;
   ev->ts = polytel__ticks();
-  polytel__adjust_reserve(t);
   polytel__commit(t, 16);
 }
 
@@ -732,15 +774,17 @@ __attribute__((noinline, cold)) static void span_end_slow(polytel__thread_t *t) 
   if (end_prologue(t)) end_simple(t, 0);
 }
 
-/* The common case: a recorded span within the depth limit ends. Everything else takes end_prologue. */
+/*
+ * The common case: a recorded span within the depth limit ends, in the region it was begun in (sampled or
+ * not: the same instructions, span_ctr says where it counts). Everything else takes end_prologue.
+ */
 static inline void span_end(void) {
   polytel__thread_t *t = polytel__tls;
   if (POLYTEL__LIKELY(t != NULL)) {
     uint32_t d = t->depth - 1; /* wraps to UINT32_MAX at depth 0: the slow path */
-    if (POLYTEL__LIKELY(d < POLYTEL__MAX_DEPTH && !(((t->drop_mask | t->drop_inv_mask) >> d) & 1) &&
-                        POLYTEL__TICKS_FAST())) {
+    if (POLYTEL__LIKELY(d < POLYTEL__MAX_DEPTH && !((t->slow_mask >> d) & 1) && POLYTEL__TICKS_FAST())) {
       t->depth = d;
-      polytel__inc(&t->n_spans, 1);
+      polytel__inc(t->span_ctr, 1);
       *(polytel__ev_t *)t->pos = (polytel__ev_t){POLYTEL__EV_SPAN_END, 0, 0, 16, polytel__ticks_fast()};
       t->lim += POLYTEL__END_RESERVE; /* == adjust_reserve() below the depth limit */
       polytel__commit(t, 16);
@@ -781,7 +825,6 @@ void polytel_span_end_status(polytel_status_t status, const char *msg, const pol
   size_t budget0 = pl.budget;
   attrs_plan(attrs, n_attrs, &pl, &n_ok, &n_dropped);
   /* The 16 reserved bytes are ours now (depth was decremented); the rest must fit like any event. */
-  polytel__adjust_reserve(t);
   uint8_t *p = polytel__reserve(t, pl.size);
   if (!p) {
     /* No room for the details: end it plainly, in the 16 bytes that were kept for it. */

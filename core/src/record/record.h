@@ -25,8 +25,13 @@ enum {
   POLYTEL__EV_SPAN_FULL = 7,      /* async span, whole */
   POLYTEL__EV_METRIC = 8,         /* dynamic metric: level = kind */
   POLYTEL__EV_HIST_STATIC = 9,    /* static histogram sample */
-  POLYTEL__EV_SPAN_DROPPED = 10   /* a thread span whose begin did not fit: end pairs with nothing */
+  POLYTEL__EV_CTX_ATTACH = 11,    /* a remote context attached: ids, flags, tracestate */
+  POLYTEL__EV_CTX_DETACH = 12     /* the innermost attached context is detached */
 };
+
+/* EV_SPAN_BEGIN(_DYN) header flags: the sampler's decision (taken on the calling thread) and the kind. */
+#define POLYTEL__BEGIN_UNSAMPLED 0x1u
+#define POLYTEL__BEGIN_KIND_SHIFT 1 /* 3 bits: polytel_span_kind_t, 0 = internal */
 
 /* Every event starts with this header; size is a multiple of 8. */
 typedef struct polytel__ev_s {
@@ -78,7 +83,7 @@ typedef struct polytel__block_s {
   struct polytel__block_s *next; /* the thread's next block (valid once sealed); free-list link */
   _Atomic uint32_t committed;    /* bytes of data published by the writer */
   _Atomic uint32_t sealed;       /* writer moved to `next` */
-  uint32_t consumed;             /* consumer cursor */
+  uint32_t consumed;             /* consumer cursor (written once per pass: this line is the writer's) */
   uint32_t cap;                  /* usable data bytes */
   uint64_t data[];               /* events, 8-aligned */
 } polytel__block_t;
@@ -92,18 +97,61 @@ typedef struct polytel__block_s {
 #define POLYTEL__FMT_CACHE 64
 #define POLYTEL__END_RESERVE 16 /* bytes one EV_SPAN_END needs */
 
-struct polytel__cons_span_s; /* consumer's replay stack entry (consumer.c) */
+struct polytel__cons_span_s;  /* consumer's replay stack entry (consumer.c) */
+struct polytel__cons_frame_s; /* consumer's copy of an attached remote context (consumer.c) */
 
+/* Attached remote contexts a thread may nest (polytel_context_attach); deeper attaches are counted levels. */
+#define POLYTEL__MAX_ATTACH 8
+/* The tracestate a frame keeps: what polytel propagates (propagation.h's POLYTEL__TRACESTATE_MAX_LEN). */
+#define POLYTEL__FRAME_TS_CAP 513
+
+/* An attached remote context, on the calling thread (context.c). */
+typedef struct polytel__frame_s {
+  uint8_t trace_id[16];
+  uint8_t span_id[8];
+  uint8_t flags;      /* the remote's trace flags */
+  uint8_t has_remote; /* 0: attached "no span" (a failed extract): spans begun at its base start traces */
+  uint8_t unsampled;  /* the sampler's decision for spans begun at its base (has_remote only) */
+  uint8_t emitted;    /* its attach event is in a block: the consumer will know it (and room for its detach
+                         event is kept below lim) */
+  uint32_t base;      /* t->depth at attach; lowered when spans begun before it end first */
+  uint16_t ts_len;
+  char tracestate[POLYTEL__FRAME_TS_CAP];
+} polytel__frame_t;
+
+/*
+ * The calling thread's state. The first cache line is all the span and log fast paths read or write.
+ *
+ * Thread-span ids are never stored: span_id = f(key, seq) and a root's trace_id = g(key, seq), where seq
+ * numbers the thread's recorded begins (polytel__tspan_ids). The consumer counts begins in the same order,
+ * so both sides derive the same ids, and polytel_span_ctx_current() computes them only when asked.
+ */
 typedef struct polytel__thread_s {
-  /* --- writer (owning thread) --- */
+  /* --- writer (owning thread), hot --- */
   uint8_t *pos; /* next free byte in cur->data */
-  uint8_t *lim; /* end of cur->data minus the reserve for open spans' ends */
+  uint8_t *lim; /* end of cur->data minus the reserve for open spans' ends (and emitted frames' detaches) */
   polytel__block_t *cur;
-  uint32_t depth; /* open thread spans */
-  uint32_t pad0;
-  uint64_t drop_mask;            /* bit d: span at depth d was not recorded at begin (pool full) */
-  uint64_t drop_inv_mask;        /* bit d: ... because the call was invalid (NULL name, too deep) */
-  uint64_t rng[2];               /* xorshift128+ for async span ids */
+  uint32_t depth;      /* open thread spans */
+  uint32_t fast_depth; /* begins below this depth may take the fast path: 64, or 0 (every begin is slow) */
+  uint64_t slow_mask;  /* bit d: the end of the span at depth d takes the slow path (see context.c) */
+  uint64_t seq;        /* recorded thread-span begins so far: the last one's id number */
+  uint64_t begin_hdr;  /* first word of an EV_SPAN_BEGIN in the current sampling region (its flags) */
+  _Atomic uint64_t *span_ctr; /* where an end in the current region counts: &n_spans or &n_sampled_out */
+  /* --- writer, cold (slow paths, context.c) --- */
+  uint64_t drop_mask;        /* bit d: span at depth d was not recorded at begin (pool full) */
+  uint64_t drop_inv_mask;    /* bit d: ... because the call was invalid (NULL name, too deep) */
+  uint64_t frozen_mask;      /* bit d: the span at depth d keeps the decision in frozen_unsampled */
+  uint64_t frozen_unsampled; /* ... bit set: it was begun unsampled */
+  uint64_t guard_mask;       /* ends that must re-decide: a traceidratio root, the slot below a frame */
+  uint64_t key[2];           /* per-thread random key of the thread-span ids (reseeded in a fork child) */
+  uint64_t rng[2];           /* xorshift128+ for async span ids */
+  uint8_t region_unsampled;  /* the decision new begins take at the current depth */
+  uint8_t samp_kind;         /* the sampler the region was decided with (a change is picked up) */
+  uint8_t n_frames;          /* attached remote contexts (frames[0..n_frames)) */
+  uint8_t n_emitted;         /* frames[0..n_emitted) have their attach event written (always a prefix) */
+  uint32_t frames_over;      /* attaches past POLYTEL__MAX_ATTACH: levels that change nothing */
+  uint64_t samp_bound;
+  polytel__frame_t *frames;      /* POLYTEL__MAX_ATTACH, allocated by the first attach */
   polytel__fmt_sig_t *fmt_cache; /* POLYTEL__FMT_CACHE entries */
   /* --- counters: written by the owner (relaxed), read by stats/consumer --- */
   _Atomic uint64_t n_logs;
@@ -112,13 +160,17 @@ typedef struct polytel__thread_s {
   _Atomic uint64_t n_drop_invalid;
   _Atomic uint64_t n_drop_depth; /* thread spans past POLYTEL__MAX_DEPTH */
   _Atomic uint64_t n_truncated;
-  _Atomic uint64_t n_sampled_out; /* async spans finished unsampled: not records */
-  _Atomic int64_t *counters;      /* POLYTEL__MAX_STATIC_METRICS static counter slots */
+  _Atomic uint64_t n_sampled_out;        /* spans the sampler left out, ended: not records */
+  _Atomic int64_t *counters;             /* POLYTEL__MAX_STATIC_METRICS static counter slots */
+  uint64_t open_seq[POLYTEL__MAX_DEPTH]; /* writer: the seq of the span begun at each depth */
   /* --- consumer --- */
   polytel__block_t *head;             /* oldest block not fully consumed */
   struct polytel__cons_span_s *stack; /* replay of open thread spans */
   uint32_t stack_depth;
   uint32_t stack_cap;
+  uint64_t cons_seq;                      /* begins replayed: the consumer's side of seq */
+  struct polytel__cons_frame_s **cframes; /* replay of attached contexts (POLYTEL__MAX_ATTACH) */
+  uint32_t n_cframes;
   uint32_t id;                    /* 1-based registration order */
   _Atomic int dead;               /* the thread exited: no more writes */
   struct polytel__thread_s *next; /* registry */
@@ -137,7 +189,9 @@ void polytel__close_open_spans(polytel__thread_t *t);
 int polytel__handoff(polytel__thread_t *t);
 polytel__block_t *polytel__pool_get(void);
 void polytel__pool_put(polytel__block_t *b);
-void polytel__pool_refill(void); /* exporter side: keeps free blocks ready ahead of demand */
+void polytel__pool_refill(void);      /* exporter side: keeps free blocks ready ahead of demand */
+uint32_t polytel__wake_every(void);   /* hand-offs per exporter wake-up (1..16, from the pool's cap) */
+void polytel__handoffs_drained(void); /* the consumer is draining: the hand-off count starts again */
 uint64_t polytel__pool_bytes(void);
 uint64_t polytel__pool_cap(void);
 
@@ -162,10 +216,10 @@ static inline uint8_t *polytel__reserve(polytel__thread_t *t, size_t n) {
 
 /*
  * lim keeps room for the end of every open span (up to the depth limit; deeper
- * spans are never recorded): an end always fits in the current block.
+ * spans are never recorded) and the detach of every emitted frame: they always fit in the current block.
  */
 static inline void polytel__adjust_reserve(polytel__thread_t *t) {
-  uint32_t d = t->depth < 64 ? t->depth : 64;
+  uint32_t d = (t->depth < 64 ? t->depth : 64) + t->n_emitted;
   t->lim = (uint8_t *)t->cur->data + t->cur->cap - (size_t)(d + 1) * 16;
 }
 /* Publish the event written at t->pos (n bytes). */
@@ -222,10 +276,23 @@ typedef struct polytel__limits_s {
   _Atomic uint32_t span_attrs, span_attr_len, events, links, event_attrs, link_attrs, log_attrs, log_attr_len;
 } polytel__limits_t;
 extern polytel__limits_t polytel__limits;
+/* The sampler in force (polytel__trace_settings_apply): a polytel__sampler_kind_t and its traceidratio bound.
+ */
+extern _Atomic int polytel__g_sampler_kind;
+extern _Atomic uint64_t polytel__g_sampler_bound;
 /* OTEL_TRACES_SAMPLER(_ARG), OTEL_PROPAGATORS and the limits in force from now on (phase 1 and 2). */
 struct polytel__sampler_s;
 void polytel__trace_settings_apply(const struct polytel__sampler_s *s, unsigned propagators,
                                    const uint32_t limits[POLYTEL__N_LIMITS]);
+
+/* ------------------------------------------------------- thread context */
+
+/* context.c: the calling thread's thread-span ids, sampling region and attached contexts. */
+void polytel__ctx_thread_init(polytel__thread_t *t);   /* registration, and the forking thread in a child */
+void polytel__ctx_refresh(polytel__thread_t *t);       /* the fast paths' fields from the slow state */
+void polytel__ctx_region_update(polytel__thread_t *t); /* after a slow begin/end, attach, detach */
+void polytel__ctx_lower_frames(polytel__thread_t *t);  /* after an end: frame bases follow the depth down */
+int polytel__ctx_emit_frames(polytel__thread_t *t);    /* write pending attach events; 0: no room */
 
 /* ------------------------------------------------------------- consumer */
 
@@ -289,6 +356,34 @@ void polytel__metrics_snap_free(polytel__metrics_snap_t *s);
 void polytel__metrics_reset(void);
 
 /* ------------------------------------------------------------- misc */
+
+/* A bijection of 64-bit words (the splitmix64 / murmur3 finalizer). */
+static inline uint64_t polytel__fmix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+static inline void polytel__put_be64(uint8_t *p, uint64_t v) {
+  for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+}
+/*
+ * Thread-span ids from the thread's key and a begin's number: for a fixed key each function is a bijection
+ * of seq (an odd multiple, a keyed finalizer twice), so ids never repeat within a thread. Both the calling
+ * thread (polytel_span_ctx_current) and the consumer use these. Big-endian bytes, so the trace id's low 8
+ * bytes (what traceidratio reads) are the word `lo`. An all-zero id (one seq in 2^64) is replaced by a
+ * fixed nonzero one, deterministically.
+ */
+#define POLYTEL__ID_MUL 0x9e3779b97f4a7c15ull
+static inline void polytel__tspan_span_id(const uint64_t k[2], uint64_t seq, uint8_t out[8]) {
+  uint64_t v = polytel__fmix64(polytel__fmix64(k[0] + seq * POLYTEL__ID_MUL) ^ k[1]);
+  polytel__put_be64(out, v ? v : 0x5bd1e9955bd1e995ull);
+}
+static inline void polytel__tspan_trace_id(const uint64_t k[2], uint64_t seq, uint8_t out[16]) {
+  uint64_t hi = polytel__fmix64(polytel__fmix64(k[1] + seq * POLYTEL__ID_MUL) ^ k[0]);
+  uint64_t lo = polytel__fmix64(polytel__fmix64(k[0] - seq * POLYTEL__ID_MUL) + k[1]);
+  polytel__put_be64(out, hi);
+  polytel__put_be64(out + 8, (hi | lo) ? lo : 1);
+}
 
 /* memsink.c */
 int polytel__memsink_active(void);
