@@ -539,6 +539,10 @@ static void retire(polytel__thread_t *t) {
   free(t);
 }
 
+/* The first 8 bytes (type, level, flags, size) of a span begin and a plain end, as events.c writes them. */
+static const polytel__ev_t k_plain_begin = {POLYTEL__EV_SPAN_BEGIN, 0, 0, 24, 0};
+static const polytel__ev_t k_plain_end = {POLYTEL__EV_SPAN_END, 0, 0, 16, 0};
+
 uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
   if (!g_scratch) {
     g_scratch = malloc(SCRATCH_CAP);
@@ -580,17 +584,34 @@ uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
       uint32_t committed = atomic_load_explicit(&b->committed, memory_order_acquire);
       const uint8_t *base = (const uint8_t *)b->data;
       if (count_only) {
-        /* Nobody reads logs or spans (no exporter): count them, aggregate metrics only. */
-        while (b->consumed < committed && items < max_items) {
-          const polytel__ev_t *ev = (const polytel__ev_t *)(base + b->consumed);
+        /*
+         * Nobody reads logs or spans (no exporter): count them, aggregate metrics only. A plain span begin or
+         * end is known by its whole first 8 bytes and stepped over by a constant: the next event's address
+         * is then predicted (a branch), not loaded, and the walk is no longer a chain of dependent loads
+         * (about 3x faster; it is the consumer's whole cost here, paid on the emitting thread's core when the
+         * other one is busy).
+         */
+        uint32_t c = b->consumed;
+        while (c < committed && items < max_items) {
+          const polytel__ev_t *ev = (const polytel__ev_t *)(base + c);
+          if (memcmp(ev, &k_plain_end, 8) == 0) {
+            items++;
+            c += 16;
+            continue;
+          }
+          if (memcmp(ev, &k_plain_begin, 8) == 0) {
+            c += 24;
+            continue;
+          }
           uint8_t ty = ev->type;
           if (ty == POLYTEL__EV_METRIC || ty == POLYTEL__EV_HIST_STATIC)
             decode(t, (const uint8_t *)ev, sink, &cc);
           else
             items += ty == POLYTEL__EV_LOG_FMT || ty == POLYTEL__EV_LOG_STR || ty == POLYTEL__EV_SPAN_END ||
                      ty == POLYTEL__EV_SPAN_END_DYN || ty == POLYTEL__EV_SPAN_FULL;
-          b->consumed += ev->size;
+          c += ev->size;
         }
+        b->consumed = c;
       } else {
         while (b->consumed < committed && items < max_items) {
           const polytel__ev_t *ev = (const polytel__ev_t *)(base + b->consumed);
