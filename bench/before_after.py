@@ -29,6 +29,9 @@ def log(msg: str) -> None:
 
 
 def baseline_commit() -> str:
+    # BENCH_BASELINE: another commit to compare with (bench/run.sh: main before the speed work of issue 17).
+    if os.environ.get("BENCH_BASELINE"):
+        return os.environ["BENCH_BASELINE"]
     with open(os.path.join(HERE, "baseline.txt")) as f:
         for line in f:
             line = line.strip()
@@ -80,6 +83,7 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TELEMETRY_", "POLYTEL_"))}
     best: dict = {"before": {}, "after": {}}
     anchor = {"before": 1e30, "after": 1e30}
+    wall: dict = {"before": {}, "after": {}}
     for r in range(ROUNDS):
         for side, exe in exes.items():
             log(f"round {r + 1}/{ROUNDS}: {side}")
@@ -90,23 +94,31 @@ def main() -> int:
             res = json.loads(p.stdout.strip().splitlines()[-1])
             anchor[side] = min(anchor[side], res["anchor_cpu_ns"])
             for key, row in res["ops"].items():
+                wall[side][key] = min(wall[side].get(key, 1e30), row["ns"])
                 prev = best[side].get(key)
                 if prev is None or row["cpu_ns"] < prev["cpu_ns"]:
                     best[side][key] = row
     b, a = best["before"], best["after"]
-    print(f"## C hot path before and after the span model, {ROUNDS} alternating rounds\n")
+    what = os.environ.get("BENCH_BASELINE_WHAT", "the span model")
+    print(f"## C hot path before and after {what}, {ROUNDS} alternating rounds\n")
     print(f"`bench/bench_hotpath.c --rows`, one source compiled with the same flags against the library of {commit[:12]}\n"
-          f"(before: bench/baseline.txt) and of {head} (after); one thread, best run of 5 x 4,000,000 calls per round,\n"
-          "the best round kept, the calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID). Phase 2 with\n"
-          "POLYTEL_EXPORTER=none, POLYTEL_CONSOLE=off. Anchor, same clock: one rdtsc = "
+          f"(before: {'BENCH_BASELINE' if os.environ.get('BENCH_BASELINE') else 'bench/baseline.txt'}) and of {head} "
+          "(after); one thread, best run of 5 x 4,000,000 calls per round,\n"
+          "the best round kept, the calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), and the wall time of the best\n"
+          "wall-time run beside it. Phase 2 with POLYTEL_EXPORTER=none, POLYTEL_CONSOLE=off. Anchor, same clock: one rdtsc = "
           f"{anchor['before']:.2f} ns (before run), {anchor['after']:.2f} ns (after run).\n")
-    print("| operation | before ns/op | after ns/op | after / before | recorded per call (before, after) |")
-    print("|---|---:|---:|---:|---|")
+    print("| operation | before ns/op | after ns/op | after / before | before wall ns/op | after wall ns/op | "
+          "recorded per call (before, after) |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     for key, row in a.items():
         calls = 5 * 4001000
         if key in b:
             print(f"| {row['name']} | {b[key]['cpu_ns']:.2f} | {row['cpu_ns']:.2f} | "
-                  f"{row['cpu_ns'] / b[key]['cpu_ns']:.2f}x | {b[key]['recorded'] / calls:.0f}, {row['recorded'] / calls:.0f} |")
+                  f"{row['cpu_ns'] / b[key]['cpu_ns']:.2f}x | {wall['before'][key]:.2f} | {wall['after'][key]:.2f} | "
+                  f"{b[key]['recorded'] / calls:.0f}, {row['recorded'] / calls:.0f} |")
+    if os.environ.get("BENCH_BASELINE"):
+        print()
+        return write_json(out_json, commit, head, b, a, anchor, None)
     print("\nBefore the span model there was no sampler: the unsampled pair was recorded like the sampled one.\n")
     ratio = a["async_unsampled"]["cpu_ns"] / a["async_sampled"]["cpu_ns"]
     print("## Async spans: an unsampled pair against a sampled one (after)\n")
@@ -115,6 +127,10 @@ def main() -> int:
     print(f"| {a['async_sampled']['name']} | {a['async_sampled']['cpu_ns']:.2f} | 1.00x | | |")
     print(f"| {a['async_unsampled']['name']} | {a['async_unsampled']['cpu_ns']:.2f} | {ratio:.2f}x | <= 1.0x | "
           f"{'yes' if ratio <= 1.0 else 'no'} |")
+    return write_json(out_json, commit, head, b, a, anchor, ratio)
+
+
+def write_json(out_json, commit, head, b, a, anchor, ratio) -> int:
     if out_json:
         with open(out_json, "w") as f:
             json.dump({"baseline": commit, "head": head, "rounds": ROUNDS, "before": b, "after": a,

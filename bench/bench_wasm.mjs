@@ -1,7 +1,9 @@
 // bench_wasm.mjs — the wasm binding's cost in Node: pt.info and pt.span(name, fn) beside console.log (output
 // discarded) and a plain call of fn; pt.inject/pt.extract beside an object copy of the same header; an unsampled
 // span beside a sampled one; an @opentelemetry/api span on polytel beside the API's own no-op tracer.
-// One run, one table, side by side. Target: pt.info <= 0.2x console.log.
+// `await pt.span(name, asyncFn)` beside `await asyncFn()` (an empty async function).
+// One run, one table, side by side. Targets: pt.info <= 0.2x console.log; pt.span of an async function <= 3x the
+// empty async call (issue 17).
 // No assertions: numbers depend on the machine. Run: node bench/bench_wasm.mjs (after npm run build).
 import { Console } from 'node:console';
 import { Writable } from 'node:stream';
@@ -84,6 +86,26 @@ async function measureBody(body, drain) {
   return Number(total) / N;
 }
 
+// The async rows: each call awaited before the next, as a request handler would (one promise and one
+// microtask turn per call in both; pt.span's adds the span's then-callbacks on top).
+async function emptyAsync() {
+  sink = (sink + 1) | 0;
+}
+
+/** ns per awaited call of body(i), measured like measure() (chunks, a flush between chunks not counted). */
+async function measureAsync(body) {
+  for (let i = 0; i < CHUNK; i++) await body(i);
+  await pt.flush(10000);
+  let total = 0n;
+  for (let done = 0; done < N; done += CHUNK) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < CHUNK; i++) await body(done + i);
+    total += process.hrtime.bigint() - t0;
+    await pt.flush(10000);
+  }
+  return Number(total) / N;
+}
+
 const ops = [
   ['plain call fn()', () => work()],
   ['console.log(msg) (output discarded)', (i) => quiet.log('request handled', i)],
@@ -103,13 +125,15 @@ const ops = [
   ['pt.extract(headers) (traceparent)', () => pt.extract(headers)],
   ['OTel API no-op tracer startActiveSpan', () => noopTracer.startActiveSpan('x', (s) => s.end()), { setup: otelOff }],
   ['OTel API on polytel startActiveSpan', () => tracer.startActiveSpan('x', (s) => s.end()), { setup: otelOn, teardown: otelOff }],
+  ['await emptyAsync() (empty async function)', () => emptyAsync(), { awaited: true }],
+  ['await pt.span(name, emptyAsync) (recorded)', () => pt.span('work', emptyAsync), { awaited: true }],
 ];
 // Three rounds, round-robin, best of each: one op's garbage (console.log makes plenty) should not be
 // billed to the next one.
 const best = new Map();
 for (let round = 0; round < 3; round++) {
   for (const [name, body, opts] of ops) {
-    const ns = await measure(body, opts);
+    const ns = opts?.awaited ? await measureAsync(body) : await measure(body, opts);
     best.set(name, Math.min(best.get(name) ?? Infinity, ns));
   }
 }
@@ -143,6 +167,11 @@ console.log(
 );
 const ratio = byName['pt.info(msg) (recorded)'] / logNs;
 console.log(`\npt.info / console.log = ${ratio.toFixed(3)} (target <= 0.2: ${ratio <= 0.2 ? 'met' : 'NOT met'})`);
+const asyncRatio =
+  byName['await pt.span(name, emptyAsync) (recorded)'] / byName['await emptyAsync() (empty async function)'];
+console.log(
+  `pt.span / empty async function call = ${asyncRatio.toFixed(2)} (target <= 3: ${asyncRatio <= 3 ? 'met' : 'NOT met'})`,
+);
 console.log(`core stats: recorded=${stats.recorded} exported=${stats.exported} dropped=${stats.dropped}`);
 console.log(
   `import + createPolytel() (compile, instantiate, phase 1), cold: ${instantiateMs.toFixed(2)} ms ` +

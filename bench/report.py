@@ -17,6 +17,7 @@ TITLES = {
     "1b-c-threads": "C hot path: 2 threads against 1",
     "1b-c-propagation": "C trace context (traceparent, tracestate, baggage)",
     "1c-c-before-after": "C hot path and async spans before and after the span model",
+    "1d-c-speed": "C hot path before and after the wake and drain changes (issue 17)",
     "2-encode": "OTLP encoding",
     "3-export": "Export throughput and exporter CPU",
     "4-python": "Python beside stdlib logging and the OpenTelemetry SDK",

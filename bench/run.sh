@@ -28,6 +28,8 @@ section 1-c-hotpath .venv/bin/python bench/peers/run.py "$build" "$out/peers.jso
 section 1b-c-threads "$build/bench/bench_hotpath"
 section 1b-c-propagation "$build/bench/bench_propagation"
 section 1c-c-before-after .venv/bin/python bench/before_after.py "$build" "$out/before_after.json"
+section 1d-c-speed env BENCH_BASELINE=5b0586eebd9383c6e67b0c01134193f05e64485a BENCH_BASELINE_WHAT="the wake and drain changes (issue 17)" \
+  .venv/bin/python bench/before_after.py "$build" "$out/before_after_speed.json"
 section 2-encode "$build/bench/bench_encode"
 section 3-export .venv/bin/python bench/bench_export.py "$build"
 section 4-python make -s --no-print-directory bench-python
