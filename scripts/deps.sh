@@ -50,6 +50,18 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# `deps.sh --fleet VENV` (make test-fleet): the worker systems tests/fleet runs for real (Celery, RQ, gunicorn,
+# uWSGI, redis-py), into the venv that holds the built binding, only when tests/fleet/requirements.txt changed.
+if [ "${1:-}" = "--fleet" ]; then
+  fleet_venv=${2:?deps.sh --fleet VENV}
+  fleet_stamp=$fleet_venv/.polytel-fleet-$(sha1sum tests/fleet/requirements.txt | cut -c1-12)
+  if [ ! -f "$fleet_stamp" ]; then
+    echo "deps: pip install into $fleet_venv (celery, rq, gunicorn, uwsgi, redis)"
+    "$fleet_venv/bin/pip" install -q -r tests/fleet/requirements.txt
+    touch "$fleet_stamp"
+  fi
+fi
+
 # Node packages for the wasm binding (playwright-core drives Debian's chromium; no browser download).
 if [ -f bindings/wasm/package.json ] && [ ! -d bindings/wasm/node_modules ]; then
   echo "deps: npm install in bindings/wasm"
