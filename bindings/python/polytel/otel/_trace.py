@@ -23,6 +23,7 @@ _KINDS = {
     SpanKind.PRODUCER: "producer",
     SpanKind.CONSUMER: "consumer",
 }
+_KIND_OF = {v: k for k, v in _KINDS.items()}
 _STATUS = {StatusCode.UNSET: "unset", StatusCode.OK: "ok", StatusCode.ERROR: "error"}
 _pt_get = PT_VAR.get
 _span_new = polytel.span
@@ -116,15 +117,31 @@ def _enter_in(pt, root):
 class Span(_t.Span):
     """An OTel API span over a polytel.Span (the OTel SDK's ReadableSpan is not part of the API)."""
 
-    __slots__ = ("_pt", "_ctx", "_sc", "_record_exception", "_set_status_on_exception", "_status_set")
+    __slots__ = ("_pt", "_ctx", "_sc", "_record_exception", "_set_status_on_exception", "_status_set", "_kind")
 
-    def __init__(self, pt, ctx=None, record_exception=True, set_status_on_exception=True):
+    def __init__(self, pt, ctx=None, record_exception=True, set_status_on_exception=True, kind=None):
         self._pt = pt
+        self._kind = kind
         self._ctx = ctx  # the throwaway Context a non-current span was entered in (its exit runs there)
         self._sc = None
         self._record_exception = record_exception
         self._set_status_on_exception = set_status_on_exception
         self._status_set = False
+
+    # What instrumentations read of the SDK's span beyond the API (wsgi reads kind, several read name).
+    @property
+    def kind(self):
+        if self._kind is None:
+            self._kind = _KIND_OF.get(getattr(self._pt, "kind", None), SpanKind.INTERNAL)
+        return self._kind
+
+    @property
+    def name(self):
+        return self._pt.name
+
+    @property
+    def attributes(self):
+        return self._pt.attributes
 
     def get_span_context(self):
         sc = self._sc
@@ -246,7 +263,7 @@ class _CurrentSpan:
                 self._token = PT_VAR.set(None)
             pt.__enter__()
             self._fast = True
-            sp = self._span = Span(pt)
+            sp = self._span = Span(pt, None, True, True, kind)
             return sp
         self._fast = False
         sp = self._span = self._tracer.start_span(name, context, kind, attributes, links, start_time, rec, sset)
@@ -308,7 +325,7 @@ class Tracer(_t.Tracer):
             pt.start_time = start_time
         ctx = _copy_context()  # entered there, so the caller's current span stays what it was
         ctx.run(_enter_in, pt, parent is ROOT)
-        return Span(pt, ctx, record_exception, set_status_on_exception)
+        return Span(pt, ctx, record_exception, set_status_on_exception, kind)
 
     def start_as_current_span(self, name, context=None, kind=SpanKind.INTERNAL, attributes=None, links=None,
                               start_time=None, record_exception=True, set_status_on_exception=True,
