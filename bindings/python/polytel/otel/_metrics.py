@@ -171,11 +171,12 @@ class _Collector:
         self._lock = threading.Lock()
         self._thread = None
         self._wake = threading.Event()
+        self._stopped = False
 
     def register(self, inst):
         with self._lock:
             self._instruments.add(inst)
-            if self._thread is None:
+            if self._thread is None and not self._stopped:
                 self._thread = threading.Thread(target=self._run, name="polytel-otel-metrics", daemon=True)
                 self._thread.start()
 
@@ -199,13 +200,27 @@ class _Collector:
         while True:
             self._wake.wait(self.interval_s())
             self._wake.clear()
+            if self._stopped:
+                return
             self.collect()
+
+    def stop(self):
+        """A last collection, then no more callbacks (MeterProvider.shutdown)."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)  # hang guard: a callback that never returns
+        self.collect()
 
     def _after_fork_in_child(self):
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread = None
-        if len(self._instruments):
+        if len(self._instruments) and not self._stopped:
             self._thread = threading.Thread(target=self._run, name="polytel-otel-metrics", daemon=True)
             self._thread.start()
 
@@ -273,5 +288,5 @@ class MeterProvider(_m.MeterProvider):
         return polytel.flush(timeout_ms=timeout_millis) == polytel.OK
 
     def shutdown(self, timeout_millis=30000):
-        _collector.collect()
+        _collector.stop()
         polytel.flush(timeout_ms=timeout_millis)
