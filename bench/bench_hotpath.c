@@ -27,6 +27,37 @@ static void op_log_2ints(int n) {
   for (int i = 0; i < n; i++) polytel_log(POLYTEL_LEVEL_INFO, "bench", "request %d took %d us", i, n - i);
 }
 
+/*
+ * Async spans, as the bindings record them: a child of a parent context, started and finished. Only API that
+ * polytel had before the sampler, so bench/before_after.py builds this same file against the library of
+ * before and of now. The unsampled parent's flag is 0: the default sampler (parentbased_always_on) leaves
+ * its child out; a library without a sampler records it like the sampled one.
+ */
+static polytel_span_ctx_t g_parent_on, g_parent_off;
+
+static void op_async(const polytel_span_ctx_t *parent, int n) {
+  for (int i = 0; i < n; i++) {
+    polytel_span_ctx_t c;
+    polytel_span_start(parent, &c);
+    polytel_span_finish(&c, "bench.async", POLYTEL_STATUS_OK, NULL, NULL, 0);
+  }
+}
+/* The bindings' log: copied target, message and attributes (polytel_log_attrs). */
+static void op_log_attrs(int n) {
+  polytel_attr_t a[2] = {POLYTEL_ATTR_STR("user", "alice"), POLYTEL_ATTR_INT("n", 0)};
+  for (int i = 0; i < n; i++) {
+    a[1].value.i = i;
+    polytel_log_attrs(POLYTEL_LEVEL_INFO, "bench", "a dynamic message", 17, a, 2, NULL);
+  }
+}
+
+static void op_async_sampled(int n) {
+  op_async(&g_parent_on, n);
+}
+static void op_async_unsampled(int n) {
+  op_async(&g_parent_off, n);
+}
+
 static void flush(void) {
   polytel_flush(5000); /* let the consumer catch up between runs */
 }
@@ -102,6 +133,39 @@ static int peer_mode(void) {
   return 0;
 }
 
+/*
+ * --rows: one JSON line, every row on one thread (the four hot-path rows and the two async pairs), CPU time
+ * of the calling thread and wall time, with what each recorded. bench/before_after.py runs it from two
+ * builds, alternately, for its before/after table.
+ */
+static int rows_mode(void) {
+  static const op_t rows[] = {
+      {"span", "span begin+end pair", op_span, 1},
+      {"log_static", "log, static message", op_log_static, 1},
+      {"log_2ints", "log, two int args", op_log_2ints, 1},
+      {"counter", "counter add", op_counter, 0},
+      {"log_attrs", "log_attrs, copied message + 2 attributes", op_log_attrs, 1},
+      {"async_sampled", "async span start+finish, sampled", op_async_sampled, 1},
+      {"async_unsampled", "async span start+finish, unsampled", op_async_unsampled, 1},
+  };
+  bench_result_t tsc = bench_measure2(bench_op_rdtsc, NULL);
+  printf("{\"ops\": {");
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    polytel_stats_t s0, s1;
+    polytel_stats(&s0);
+    bench_result_t ns = bench_measure2(rows[i].fn, flush);
+    polytel_stats(&s1);
+    printf(
+        "%s\"%s\": {\"name\": \"%s\", \"ns\": %.3f, \"cpu_ns\": %.3f, \"recorded\": %llu, \"dropped\": %llu}",
+        i ? ", " : "", rows[i].key, rows[i].name, ns.wall, ns.cpu,
+        (unsigned long long)(s1.recorded - s0.recorded), (unsigned long long)(s1.dropped - s0.dropped));
+  }
+  tsc = bench_anchor_min(tsc, bench_measure2(bench_op_rdtsc, NULL));
+  printf("}, \"anchor\": \"%s\", \"anchor_ns\": %.3f, \"anchor_cpu_ns\": %.3f}\n", BENCH_ANCHOR, tsc.wall,
+         tsc.cpu);
+  return 0;
+}
+
 /* Per-thread cost at 2 threads against 1: each thread's own CPU time, so a thread waiting for a core (three
  * runnable threads on a 2-core machine: two emitters and the consumer) is not counted as recording cost. */
 static int threads_mode(void) {
@@ -154,7 +218,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench: phase 2 failed\n");
     return 1;
   }
-  int rc = argc > 1 && !strcmp(argv[1], "--peer") ? peer_mode() : threads_mode();
+  for (int i = 0; i < 16; i++) g_parent_on.trace_id[i] = g_parent_off.trace_id[i] = (uint8_t)(i + 1);
+  for (int i = 0; i < 8; i++) g_parent_on.span_id[i] = g_parent_off.span_id[i] = (uint8_t)(0x10 + i);
+  g_parent_on.trace_flags = 1; /* POLYTEL_TRACE_FLAG_SAMPLED, spelled so that older headers compile this */
+  int rc = argc > 1 && !strcmp(argv[1], "--peer")   ? peer_mode()
+           : argc > 1 && !strcmp(argv[1], "--rows") ? rows_mode()
+                                                    : threads_mode();
   polytel_shutdown(5000);
   return rc;
 }

@@ -16,6 +16,7 @@ TITLES = {
     "1-c-hotpath": "C hot path beside rdtsc, micromegas and LTTng",
     "1b-c-threads": "C hot path: 2 threads against 1",
     "1b-c-propagation": "C trace context (traceparent, tracestate, baggage)",
+    "1c-c-before-after": "C hot path and async spans before and after the span model",
     "2-encode": "OTLP encoding",
     "3-export": "Export throughput and exporter CPU",
     "4-python": "Python beside stdlib logging and the OpenTelemetry SDK",
@@ -136,6 +137,18 @@ def targets(out: str, texts: dict):
         if m:
             node = float(m.group(1))
     add("Node span <= 3x an empty async function call", node, node is not None and node <= 3)
+
+    ba = load_json(os.path.join(out, "before_after.json"))
+    if ba:
+        r = ba["unsampled_vs_sampled"]
+        add("unsampled async span pair <= 1.0x a sampled one", r, r <= 1.0)
+        worst = max(("span", "log_static", "log_2ints", "counter"),
+                    key=lambda k: ba["after"][k]["cpu_ns"] / ba["before"][k]["cpu_ns"])
+        w = ba["after"][worst]["cpu_ns"] / ba["before"][worst]["cpu_ns"]
+        add("hot-path rows not slower after the span model (worst row, after / before, same run)",
+            f"{w:.2f}x ({ba['after'][worst]['name']})", w <= 1.05)
+    else:
+        add("unsampled async span pair <= 1.0x a sampled one", None, False)
 
     enc = texts.get("2-encode", "")
     for codec in ("gzip", "zstd"):

@@ -27,6 +27,7 @@ cat /proc/loadavg > "$out/load-start.txt" 2>/dev/null
 section 1-c-hotpath .venv/bin/python bench/peers/run.py "$build" "$out/peers.json"
 section 1b-c-threads "$build/bench/bench_hotpath"
 section 1b-c-propagation "$build/bench/bench_propagation"
+section 1c-c-before-after .venv/bin/python bench/before_after.py "$build" "$out/before_after.json"
 section 2-encode "$build/bench/bench_encode"
 section 3-export .venv/bin/python bench/bench_export.py "$build"
 section 4-python make -s --no-print-directory bench-python

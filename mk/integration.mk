@@ -1,6 +1,6 @@
 # integration.mk — the C library end to end against the test OTLP receiver (tests/integration), faults injected; also under ASan+UBSan and TSan.
 TEST_TARGETS += test-integration test-integration-asan test-integration-tsan
-INTEGRATION_SUITES := tests/integration/test_export.py tests/integration/test_faults.py tests/integration/test_accounting.py
+INTEGRATION_SUITES := tests/integration/test_export.py tests/integration/test_faults.py tests/integration/test_accounting.py tests/integration/test_span_model.py
 .PHONY: test-integration test-integration-asan test-integration-tsan
 test-integration: build collector
 	POLYTEL_BUILD_DIR=$(CURDIR)/$(BUILD) $(VENV)/bin/python -m pytest -q tests/integration

@@ -275,8 +275,19 @@ typedef enum {
   POLYTEL_ATTR_STRING = 1,
   POLYTEL_ATTR_INT = 2,
   POLYTEL_ATTR_DOUBLE = 3,
-  POLYTEL_ATTR_BOOL = 4
+  POLYTEL_ATTR_BOOL = 4,
+  /* Homogeneous arrays (OTLP ArrayValue): value.arr points at len elements of the type named. */
+  POLYTEL_ATTR_STRING_ARRAY = 5, /* const polytel_str_t[] */
+  POLYTEL_ATTR_INT_ARRAY = 6,    /* const int64_t[] */
+  POLYTEL_ATTR_DOUBLE_ARRAY = 7, /* const double[] */
+  POLYTEL_ATTR_BOOL_ARRAY = 8    /* const int[] (0 false, anything else true) */
 } polytel_attr_type_t;
+
+/* A string with its length (need not be NUL-terminated): an element of a string array. */
+typedef struct polytel_str_s {
+  const char *ptr;
+  size_t len;
+} polytel_str_t;
 
 /* Keys are NUL-terminated; string values carry a length. Everything is copied. */
 typedef struct polytel_attr_s {
@@ -290,8 +301,26 @@ typedef struct polytel_attr_s {
     int64_t i;
     double d;
     int b;
+    struct {
+      const void *ptr; /* the array's first element (see polytel_attr_type_t) */
+      size_t len;      /* elements */
+    } arr;
   } value;
 } polytel_attr_t;
+
+/* Type checks for the array macros: a wrong element type is a compile-time warning, not a misread. */
+static inline const void *polytel__strs(const polytel_str_t *p) {
+  return p;
+}
+static inline const void *polytel__ints(const int64_t *p) {
+  return p;
+}
+static inline const void *polytel__doubles(const double *p) {
+  return p;
+}
+static inline const void *polytel__bools(const int *p) {
+  return p;
+}
 
 #define POLYTEL_ATTR_STR(k, v) \
   ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_STRING, .value = {.str = {(v), strlen(v)}}})
@@ -299,6 +328,16 @@ typedef struct polytel_attr_s {
 #define POLYTEL_ATTR_DOUBLE(k, v) \
   ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_DOUBLE, .value = {.d = (v)}})
 #define POLYTEL_ATTR_BOOL(k, v) ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_BOOL, .value = {.b = (v)}})
+/* Arrays: (key, pointer to the first element, element count). */
+#define POLYTEL_ATTR_STRS(k, v, n) \
+  ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_STRING_ARRAY, .value = {.arr = {polytel__strs(v), (n)}}})
+#define POLYTEL_ATTR_INTS(k, v, n) \
+  ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_INT_ARRAY, .value = {.arr = {polytel__ints(v), (n)}}})
+#define POLYTEL_ATTR_DOUBLES(k, v, n) \
+  ((polytel_attr_t){                  \
+      .key = (k), .type = POLYTEL_ATTR_DOUBLE_ARRAY, .value = {.arr = {polytel__doubles(v), (n)}}})
+#define POLYTEL_ATTR_BOOLS(k, v, n) \
+  ((polytel_attr_t){.key = (k), .type = POLYTEL_ATTR_BOOL_ARRAY, .value = {.arr = {polytel__bools(v), (n)}}})
 
 /* -------------------------------------------------------------------- logs */
 
@@ -359,6 +398,25 @@ POLYTEL_EXTERN void polytel__span_scope_end(int *unused);
   __attribute__((cleanup(polytel__span_scope_end))) int POLYTEL__CAT(polytel__span_, __LINE__) = \
       (polytel_span_begin(static_name), 0)
 
+/* OTLP SpanKind. Thread spans are INTERNAL. */
+typedef enum {
+  POLYTEL_SPAN_KIND_UNSPECIFIED = 0,
+  POLYTEL_SPAN_KIND_INTERNAL = 1,
+  POLYTEL_SPAN_KIND_SERVER = 2,
+  POLYTEL_SPAN_KIND_CLIENT = 3,
+  POLYTEL_SPAN_KIND_PRODUCER = 4,
+  POLYTEL_SPAN_KIND_CONSUMER = 5
+} polytel_span_kind_t;
+
+/*
+ * The bindings' kind names: "internal", "server", "client", "producer", "consumer" (ASCII case ignored; len
+ * bytes, no NUL needed). Returns the kind, or POLYTEL_EINVAL for anything else ("unspecified" included: a
+ * user names what the span is).
+ */
+POLYTEL_EXTERN int polytel_span_kind_from_name(const char *name, size_t len);
+/* "internal" ... "consumer"; "unspecified" for 0; NULL for a value outside the enum. */
+POLYTEL_EXTERN const char *polytel_span_kind_name(polytel_span_kind_t kind);
+
 /*
  * Async spans carry explicit ids: start() assigns ids and the start time and
  * records nothing; finish() records the whole span at once, from any thread.
@@ -370,16 +428,82 @@ typedef struct polytel_span_ctx_s {
   uint8_t parent_id[8]; /* all zero for a root span */
   uint64_t start_ns;    /* Unix nanoseconds */
   uint8_t trace_flags;  /* W3C trace flags: POLYTEL_TRACE_FLAG_* */
+  /* In what was padding (the size is unchanged): */
+  uint8_t is_remote;     /* 1: this context came from another process (polytel_traceparent_parse) */
+  uint8_t parent_remote; /* 1: the parent was remote (polytel_span_start copies the parent's is_remote) */
 } polytel_span_ctx_t;
 
 /*
- * parent NULL (or all-zero ids) starts a new trace, flagged sampled; a child
- * inherits its parent's trace flags.
+ * A new span's context. parent NULL (or an all-zero span id) starts a new
+ * trace. The configured sampler (OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG;
+ * default parentbased_always_on) decides, and its decision is the
+ * POLYTEL_TRACE_FLAG_SAMPLED bit of out->trace_flags: parentbased_* follow the
+ * parent's bit, traceidratio decides on the trace id alone (the same in every
+ * language). Other parent flags are inherited. An unsampled span still has
+ * ids: its children and its traceparent work; finishing it records nothing.
  */
 POLYTEL_EXTERN int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out);
 POLYTEL_EXTERN int polytel_span_finish(const polytel_span_ctx_t *span, const char *name,
                                        polytel_status_t status, const char *status_msg,
                                        const polytel_attr_t *attrs, size_t n_attrs);
+
+/* A span event. The layout is final (arrays of it are passed): anything new goes into polytel_span_opts_t. */
+typedef struct polytel_span_event_s {
+  const char *name;
+  uint64_t time_ns; /* Unix nanoseconds; 0 = when the span is finished */
+  const polytel_attr_t *attrs;
+  size_t n_attrs;
+} polytel_span_event_t;
+
+/* A link to another span (a batch consumer links the jobs it took). The layout is final, like the event's. */
+typedef struct polytel_span_link_s {
+  polytel_span_ctx_t ctx; /* trace_id, span_id, trace_flags and is_remote are read */
+  const char *tracestate; /* W3C tracestate of the linked span, or NULL */
+  const polytel_attr_t *attrs;
+  size_t n_attrs;
+} polytel_span_link_t;
+
+/* What polytel_span_finish_ex() takes beyond the plain finish. Fill with polytel_span_opts_init() first. */
+typedef struct polytel_span_opts_s {
+  uint32_t struct_size;     /* set by polytel_span_opts_init */
+  polytel_span_kind_t kind; /* default POLYTEL_SPAN_KIND_INTERNAL */
+  const char *scope_name;   /* instrumentation scope; NULL: "polytel" (with the library's version) */
+  const char *scope_version;
+  const char *tracestate; /* the span's W3C tracestate; invalid values are discarded whole (W3C), NULL none */
+  uint64_t end_ns;        /* Unix nanoseconds; 0 = now (never before the start) */
+  const polytel_span_event_t *events;
+  size_t n_events;
+  const polytel_span_link_t *links;
+  size_t n_links;
+} polytel_span_opts_t;
+
+POLYTEL_EXTERN void polytel_span_opts_init(polytel_span_opts_t *opts);
+
+/*
+ * polytel_span_finish() with a kind, a scope, events, links, a tracestate and
+ * an end time (opts may be NULL: the defaults). Everything is copied. Limits
+ * (OTEL_SPAN_EVENT_COUNT_LIMIT, ..._ATTRIBUTE_COUNT_LIMIT, ...) are applied
+ * and what they cut is counted on the wire (dropped_*_count). An unsampled
+ * span (trace_flags without POLYTEL_TRACE_FLAG_SAMPLED) records nothing and is
+ * counted in polytel_stats_t.sampled_out. Returns 0, POLYTEL_EINVAL (NULL span
+ * or name: counted as dropped_invalid), POLYTEL_EDROPPED (the pool was full:
+ * dropped_buffer_full).
+ */
+POLYTEL_EXTERN int polytel_span_finish_ex(const polytel_span_ctx_t *span, const char *name,
+                                          polytel_status_t status, const char *status_msg,
+                                          const polytel_attr_t *attrs, size_t n_attrs,
+                                          const polytel_span_opts_t *opts);
+
+/*
+ * An `exception` event per the semantic conventions, for a span whose work
+ * raised: fills *event (time now) and attrs[0..2] with exception.type,
+ * exception.message and exception.stacktrace, leaving out the NULL ones.
+ * The strings are referenced, not copied: keep them until the finish.
+ * Returns the number of attributes used.
+ */
+POLYTEL_EXTERN size_t polytel_span_exception_event(polytel_span_event_t *event, polytel_attr_t attrs[3],
+                                                   const char *type, const char *message,
+                                                   const char *stacktrace);
 
 /* ----------------------------------------------------------- trace context */
 
@@ -395,7 +519,7 @@ POLYTEL_EXTERN int polytel_span_finish(const polytel_span_ctx_t *span, const cha
  * characters; a later version (not ff) is read by its first 55 characters when
  * they are followed by '-' or the end; lowercase hex only; all-zero ids are
  * invalid. On success `out` holds the trace id, the remote span id in span_id,
- * the known trace flags, a zero parent_id and start_ns 0. Returns 0, or
+ * the known trace flags, is_remote 1, a zero parent_id and start_ns 0. Returns 0, or
  * POLYTEL_EINVAL (then `out`, if not NULL, is all zero: a new trace). Any
  * input is safe, NULL included.
  */
@@ -412,6 +536,12 @@ POLYTEL_EXTERN int polytel_traceparent_format(const polytel_span_ctx_t *ctx, cha
  * must be discarded. Empty lists are valid. NULL is not.
  */
 POLYTEL_EXTERN int polytel_tracestate_valid(const char *tracestate);
+
+/* OTEL_PROPAGATORS, read at phase 1: the bindings inject/extract what this says and never parse it. */
+#define POLYTEL_PROPAGATOR_TRACECONTEXT 0x1u /* traceparent, tracestate */
+#define POLYTEL_PROPAGATOR_BAGGAGE 0x2u      /* baggage */
+/* The POLYTEL_PROPAGATOR_* mask in force (0 for "none"); the default before phase 1 and when unset. */
+POLYTEL_EXTERN unsigned polytel_propagators(void);
 
 /* ----------------------------------------------------------------- metrics */
 
@@ -501,7 +631,9 @@ POLYTEL_EXTERN void polytel_histogram_record(const char *name, const char *unit,
      "thread spans nested deeper than 64, not recorded (part of dropped)")                                   \
   XX(metric_saturated, NONE, NULL, "counter increments lost: the counter stands at INT64_MAX")               \
   XX(dropped_rejected, COUNTER("polytel.dropped"), "rejected",                                               \
-     "refused by the collector in an OTLP partial_success (part of dropped)")
+     "refused by the collector in an OTLP partial_success (part of dropped)")                                \
+  XX(sampled_out, NONE, NULL,                                                                                \
+     "async spans the sampler left out: finished, not recorded (not part of recorded or dropped)")
 
 typedef struct polytel_stats_s {
 #define POLYTEL__XX(field, metric, reason, doc) uint64_t field;
@@ -545,7 +677,40 @@ typedef struct polytel_record_s {
   const polytel_attr_t *attrs; /* string values NUL-terminated */
   uint32_t thread_id;          /* recording thread (registration order, 1-based) */
   char thread_name[32];        /* its name (OS name, or polytel_thread_set_name()); "" when unknown */
+  /* Appended with the span model: */
+  polytel_span_kind_t span_kind; /* spans */
+  uint32_t flags;                /* OTLP Span.flags / LogRecord.flags as sent: trace flags, span: bits 8-9 */
+  const char *scope_name;        /* spans: instrumentation scope ("polytel" by default); logs: the target */
+  const char *scope_version;     /* "" when none */
+  const char *trace_state;       /* spans: W3C tracestate as sent, "" when none */
+  size_t n_events;
+  const struct polytel_record_event_s *events; /* spans */
+  size_t n_links;
+  const struct polytel_record_link_s *links; /* spans */
+  uint32_t dropped_attrs;                    /* spans, logs: dropped_attributes_count */
+  uint32_t dropped_events;                   /* spans: dropped_events_count */
+  uint32_t dropped_links;                    /* spans: dropped_links_count */
 } polytel_record_t;
+
+/* A span event as exported. */
+typedef struct polytel_record_event_s {
+  const char *name;
+  uint64_t time_ns;
+  size_t n_attrs;
+  const polytel_attr_t *attrs;
+  uint32_t dropped_attrs;
+} polytel_record_event_t;
+
+/* A span link as exported. */
+typedef struct polytel_record_link_s {
+  uint8_t trace_id[16];
+  uint8_t span_id[8];
+  uint32_t flags; /* OTLP Link.flags */
+  const char *trace_state;
+  size_t n_attrs;
+  const polytel_attr_t *attrs;
+  uint32_t dropped_attrs;
+} polytel_record_link_t;
 
 /* Start keeping up to `capacity` records (oldest dropped from the sink first). */
 POLYTEL_EXTERN int polytel_memory_sink_enable(size_t capacity);

@@ -16,7 +16,8 @@ for (const debug of [false, true]) {
   const pt = await createPolytel({ debug, serviceName: debug ? 'dist-npm-debug' : 'dist-npm' });
   const phase1 = pt.phase();
   pt.span('dist.npm.job', () => pt.info('hello from the npm package', { debug }));
-  const phase2 = await pt.bootstrapWorker();
+  const st = await pt.bootstrapWorker();
+  const phase2 = st.phase + '/' + st.status + '/' + st.service;
   const shutdown = await pt.shutdown(10000);
   results[debug ? 'debug' : 'release'] = { version: pt.version, phase1, phase2, shutdown };
 }
@@ -39,7 +40,8 @@ PAGE = """<!doctype html>
     r.version = pt.version;
     r.phase1 = pt.phase();
     pt.span('dist.browser.job', () => pt.info('hello from the page'));
-    r.phase2 = await pt.bootstrapWorker();
+    const st = await pt.bootstrapWorker();
+    r.phase2 = st.phase + '/' + st.status + '/' + st.service;
     r.shutdown = await pt.shutdown(10000);
   } catch (e) { r.error = String(e && e.stack || e); }
   globalThis.__result = r;
@@ -76,7 +78,8 @@ def test_node_imports_the_installed_package_and_exports(project, toolless_bin, r
     w = run(["node", "worker.mjs"], cwd=project, env=env, timeout=120)
     r = result_line(w.stdout)
     for mode in ("release", "debug"):
-        assert r[mode] == {"version": VERSION, "phase1": "deferred", "phase2": "full", "shutdown": True}, r
+        svc = "dist-npm-debug" if mode == "debug" else "dist-npm"
+        assert r[mode] == {"version": VERSION, "phase1": "deferred", "phase2": "full/started/" + svc, "shutdown": True}, r
     assert_arrived(receiver, "dist-npm", ["dist.npm.job"], ["hello from the npm package"], "nodejs")
     assert_arrived(receiver, "dist-npm-debug", ["dist.npm.job"], ["hello from the npm package"], "nodejs")
 
@@ -88,5 +91,5 @@ def test_browser_imports_it_without_a_bundler(project, toolless_bin, receiver_fa
     w = run(["node", REPO / "tests" / "dist" / "npm_browser.mjs", project, q], env=user_env([toolless_bin]),
             cwd=project, timeout=180)
     r = result_line(w.stdout)
-    assert r == {"version": VERSION, "phase1": "deferred", "phase2": "full", "shutdown": True, "errors": []}, r
+    assert r == {"version": VERSION, "phase1": "deferred", "phase2": "full/started/dist-npm-browser", "shutdown": True, "errors": []}, r
     assert_arrived(rx, "dist-npm-browser", ["dist.browser.job"], ["hello from the page"], "webjs")

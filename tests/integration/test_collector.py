@@ -1,6 +1,7 @@
 """test_collector — the C library against the real OpenTelemetry Collector (tests/collector, otelcol v0.165.0): an
 outage (the Collector killed mid-run and restarted on the same port) with the accounting identity and cumulative
-snapshots arriving in time order, and the Collector's request-size limit (its 400 and message in polytel's warning)."""
+snapshots arriving in time order, the Collector's request-size limit (its 400 and message in polytel's warning), and
+the span model read back from the Collector's output."""
 from __future__ import annotations
 
 import json
@@ -18,6 +19,7 @@ from worker_harness import BUILD, ROOT, check_spans, expected_log_bodies, run_wo
 sys.path.insert(0, os.path.join(ROOT, "tests", "collector"))
 from otelcol import record_figures  # noqa: E402
 from otelcol_fixtures import collector_factory  # noqa: E402,F401
+from test_span_model import LIMITS, check_model, run as run_span_model  # noqa: E402
 
 OUTAGE = os.path.join(BUILD, "tests", "outage")
 SEQ = re.compile(r"seq (\d+)$")
@@ -165,3 +167,17 @@ def test_request_size_limit_is_reported_with_its_message(collector_factory, prot
         "recorded": out["recorded"], "received": received, "exported": out["exported"],
         "dropped_export": out["dropped_export"], "unconfirmed": out["unconfirmed"],
         "warnings": [ln for ln in err.splitlines() if "request body too large" in ln][:4]})
+
+
+# ------------------------------------------------------------------ the span model
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "http/json"])
+def test_span_model_through_the_real_collector(collector_factory, protocol):
+    """test_span_model's spans (kinds, events, links, arrays, scopes, flags, dropped counts) read back from the
+    Collector's own JSON output: the real Collector accepts and keeps every field as polytel sent it."""
+    col = collector_factory()
+    printed, st = run_span_model({"OTEL_EXPORTER_OTLP_ENDPOINT": col.endpoint,
+                                  "OTEL_EXPORTER_OTLP_PROTOCOL": protocol, **LIMITS})
+    got = col.wait_for(lambda g: len(g["spans"]) >= 5 and len(g["logs"]) >= 3)
+    check_model(got, printed, st)

@@ -146,7 +146,8 @@ def test_pb_logs_values(bodies):
     assert attrs(r0.attributes) == {"path": '/a"b\\c', "status": 200, "dur": 1.5, "ok": True}
     assert r0.trace_id.hex() == "0102030405060708090a0b0c0d0e0f10"
     assert r0.span_id.hex() == "aabbccddeeff0011"
-    assert r0.flags == 0
+    assert r0.flags == 1  # the span's trace flags: sampled
+    assert r0.dropped_attributes_count == 2
 
     r1 = db.log_records[0]
     assert (r1.severity_number, r1.severity_text) == (13, "WARN")
@@ -180,7 +181,8 @@ def test_pb_logs_values(bodies):
 def test_pb_traces_values(bodies):
     m = decode("traces", bodies["traces"]["pb"])
     rs = m.resource_spans[0]
-    assert len(m.resource_spans) == 1 and len(rs.scope_spans) == 1
+    # One ScopeSpans per scope, in order of first appearance: polytel's own, then "billing" 2.1.
+    assert len(m.resource_spans) == 1 and len(rs.scope_spans) == 2
     ss = rs.scope_spans[0]
     assert (ss.scope.name, ss.scope.version) == ("polytel", project_version())
     spans = {s.name: s for s in ss.spans}
@@ -188,7 +190,10 @@ def test_pb_traces_values(bodies):
     root, db, cache, tick = spans["GET /users"], spans["db.query"], spans["cache.get"], spans["tick"]
     for s in ss.spans:
         assert s.kind == 1  # SPAN_KIND_INTERNAL
+        assert s.flags == 0x101  # sampled; the parent is known to be local (SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE)
         assert len(s.trace_id) == 16 and len(s.span_id) == 8
+        assert (s.dropped_attributes_count, s.dropped_events_count, s.dropped_links_count) == (0, 0, 0)
+        assert s.trace_state == "" and list(s.events) == [] and list(s.links) == []
     assert root.trace_id.hex() == db.trace_id.hex() == cache.trace_id.hex() == "0102030405060708090a0b0c0d0e0f10"
     assert tick.trace_id.hex() == "f0e1d2c3b4a5968778695a4b3c2d1e0f"
     assert root.span_id.hex() == "aabbccddeeff0011" and root.parent_span_id == b""
@@ -204,6 +209,31 @@ def test_pb_traces_values(bodies):
     assert attrs(root.attributes) == {"http.method": "GET", "http.status_code": 200}
     assert attrs(cache.attributes) == {"key": "user:✓", "size": 9007199254740993, "hit_ratio": 0.875, "hit": True}
     assert list(tick.attributes) == []
+
+    billing = rs.scope_spans[1]
+    assert (billing.scope.name, billing.scope.version) == ("billing", "2.1")
+    assert [s.name for s in billing.spans] == ["batch"]
+    b = billing.spans[0]
+    assert b.kind == 5  # SPAN_KIND_CONSUMER
+    assert b.flags == 0x301  # sampled, the parent remote
+    assert b.trace_state == "congo=t61rcWkgMzE"
+    assert (b.dropped_attributes_count, b.dropped_events_count, b.dropped_links_count) == (4, 5, 6)
+    arrays = {kv.key: [getattr(v, v.WhichOneof("value")) for v in kv.value.array_value.values]
+              for kv in b.attributes}
+    assert all(kv.value.WhichOneof("value") == "array_value" for kv in b.attributes)
+    assert arrays == {"tags": ["a", "", "\u00e9\ufffd"], "ids": [1, -2, 2**63 - 1], "ratios": [0.5, -1e300],
+                      "flags": [True, False, True], "none": []}
+    assert [e.name for e in b.events] == ["checkpoint", "exception"]
+    assert [e.time_unix_nano for e in b.events] == [1700000003000000100, 1700000003000000200]
+    assert list(b.events[0].attributes) == [] and b.events[0].dropped_attributes_count == 0
+    assert attrs(b.events[1].attributes) == {"exception.type": "ValueError", "exception.message": "bad",
+                                             "exception.stacktrace": "Traceback:\n  line 1"}
+    assert b.events[1].dropped_attributes_count == 1
+    l0, l1 = b.links
+    assert (l0.trace_id.hex(), l0.span_id.hex()) == ("f0e1d2c3b4a5968778695a4b3c2d1e0f", "8000000000000001")
+    assert (l0.flags, l0.trace_state, l0.dropped_attributes_count) == (0x301, "rojo=00f067aa0ba902b7", 3)
+    assert attrs(l0.attributes) == {"job": "7"}
+    assert (l1.span_id.hex(), l1.flags, l1.trace_state, list(l1.attributes)) == ("123456789abcdef0", 0x100, "", [])
 
 
 def test_pb_metrics_values(bodies):

@@ -17,6 +17,11 @@
   { .key = k, .key_len = sizeof(k) - 1, .type = POLYTEL_ATTR_DOUBLE, .v.d = (x) }
 #define BOOL(k, x) \
   { .key = k, .key_len = sizeof(k) - 1, .type = POLYTEL_ATTR_BOOL, .v.b = (x) }
+/* An array attribute: its elements' bytes as the records hold them (record.h). */
+#define ARR(k, t, p, n)                                                                 \
+  {                                                                                     \
+    .key = k, .key_len = sizeof(k) - 1, .type = (t), .v.str = {(const char *)(p), (n) } \
+  }
 #define N(a) ((uint32_t)(sizeof(a) / sizeof((a)[0])))
 #define S(s) s, sizeof(s) - 1
 
@@ -121,11 +126,45 @@ int main(int argc, char **argv) {
   };
   memcpy(logs[0].trace_id, T1, 16);
   memcpy(logs[0].span_id, S1, 8);
+  logs[0].flags = 1;
+  logs[0].dropped_attrs = 2;
 
   /* ---- spans: a trace of three nested spans, and a second root */
   static const polytel__kv_t sa_root[] = {STR("http.method", "GET"), INT("http.status_code", 200)};
   static const polytel__kv_t sa_cache[] = {STR("key", "user:\xe2\x9c\x93"), INT("size", 9007199254740993LL),
                                            DBL("hit_ratio", 0.875), BOOL("hit", 1)};
+  /* The span model: a consumer span of its own scope, with arrays, events, links, tracestate, dropped counts.
+   */
+  static const int64_t ints[] = {1, -2, INT64_MAX};
+  static const double dbls[] = {0.5, -1e300};
+  static const polytel__kv_t sa_batch[] = {ARR("tags", POLYTEL_ATTR_STRING_ARRAY,
+                                               "\x01\x00\x00\x00"
+                                               "a"
+                                               "\x00\x00\x00\x00"
+                                               "\x04\x00\x00\x00"
+                                               "\xc3\xa9\xe2\x9c",
+                                               17),
+                                           ARR("ids", POLYTEL_ATTR_INT_ARRAY, ints, 24),
+                                           ARR("ratios", POLYTEL_ATTR_DOUBLE_ARRAY, dbls, 16),
+                                           ARR("flags", POLYTEL_ATTR_BOOL_ARRAY, "\x01\x00\x01", 3),
+                                           ARR("none", POLYTEL_ATTR_STRING_ARRAY, "", 0)};
+  static const polytel__kv_t ea[] = {STR("exception.type", "ValueError"), STR("exception.message", "bad"),
+                                     STR("exception.stacktrace", "Traceback:\n  line 1")};
+  static const polytel__event_rec_t events[] = {{.time_ns = 1700000003000000100ULL, .name = S("checkpoint")},
+                                                {.time_ns = 1700000003000000200ULL,
+                                                 .name = S("exception"),
+                                                 .attrs = ea,
+                                                 .n_attrs = N(ea),
+                                                 .dropped_attrs = 1}};
+  static const polytel__kv_t lna[] = {STR("job", "7")};
+  polytel__link_rec_t links[] = {{.flags = 0x301,
+                                  .trace_state = S("rojo=00f067aa0ba902b7"),
+                                  .attrs = lna,
+                                  .n_attrs = N(lna),
+                                  .dropped_attrs = 3},
+                                 {.flags = 0x100}};
+  memcpy(links[0].trace_id, T2, 16), memcpy(links[0].span_id, S4, 8);
+  memcpy(links[1].trace_id, T1, 16), memcpy(links[1].span_id, S3, 8);
   polytel__span_rec_t spans[] = {
       {.has_parent = 1,
        .name = S("db.query"),
@@ -150,11 +189,31 @@ int main(int argc, char **argv) {
        .name = S("tick"),
        .start_ns = 1700000002000000000ULL,
        .end_ns = 1700000002000000000ULL},
+      {.has_parent = 1,
+       .name = S("batch"),
+       .kind = POLYTEL_SPAN_KIND_CONSUMER,
+       .flags = 0x301,
+       .scope_name = S("billing"),
+       .scope_version = S("2.1"),
+       .trace_state = S("congo=t61rcWkgMzE"),
+       .start_ns = 1700000003000000000ULL,
+       .end_ns = 1700000003000001000ULL,
+       .attrs = sa_batch,
+       .n_attrs = N(sa_batch),
+       .events = events,
+       .n_events = N(events),
+       .links = links,
+       .n_links = N(links),
+       .dropped_attrs = 4,
+       .dropped_events = 5,
+       .dropped_links = 6},
   };
+  for (uint32_t i = 0; i < 4; i++) spans[i].kind = POLYTEL_SPAN_KIND_INTERNAL, spans[i].flags = 0x101;
   memcpy(spans[0].trace_id, T1, 16), memcpy(spans[0].span_id, S2, 8), memcpy(spans[0].parent_id, S1, 8);
   memcpy(spans[1].trace_id, T1, 16), memcpy(spans[1].span_id, S3, 8), memcpy(spans[1].parent_id, S2, 8);
   memcpy(spans[2].trace_id, T1, 16), memcpy(spans[2].span_id, S1, 8);
   memcpy(spans[3].trace_id, T2, 16), memcpy(spans[3].span_id, S4, 8);
+  memcpy(spans[4].trace_id, T2, 16), memcpy(spans[4].span_id, S3, 8), memcpy(spans[4].parent_id, S4, 8);
 
   /* ---- metrics: a counter with two series, a gauge, a histogram, an empty histogram */
   static const polytel__kv_t ma_get[] = {STR("method", "GET")};

@@ -346,10 +346,15 @@ def normalize(signal: str, msg) -> list[dict]:
                         "kind": sp.kind, "flags": sp.flags,
                         "trace_state": sp.trace_state,
                         "events": [{"name": ev.name, "time_ns": ev.time_unix_nano,
-                                    "attributes": attributes(ev.attributes)} for ev in sp.events],
+                                    "attributes": attributes(ev.attributes),
+                                    "dropped_attributes_count": ev.dropped_attributes_count} for ev in sp.events],
                         "links": [{"trace_id": ln.trace_id.hex(), "span_id": ln.span_id.hex(),
-                                   "attributes": attributes(ln.attributes)} for ln in sp.links],
+                                   "trace_state": ln.trace_state, "flags": ln.flags,
+                                   "attributes": attributes(ln.attributes),
+                                   "dropped_attributes_count": ln.dropped_attributes_count} for ln in sp.links],
                         "dropped_attributes_count": sp.dropped_attributes_count,
+                        "dropped_events_count": sp.dropped_events_count,
+                        "dropped_links_count": sp.dropped_links_count,
                     })
     elif signal == "logs":
         for rl in msg.resource_logs:

@@ -1289,6 +1289,76 @@ static void test_real_getenv(void **state) {
   assert_int_equal(polytel__cfg_resolve(NULL, NULL, NULL), POLYTEL_EINVAL);
 }
 
+static const char *item(const polytel_resolved_t *r, const char *key);
+
+/* The span model: sampler, propagators and limits, each bad value one warning with the value kept. */
+static void test_trace_settings(void **state) {
+  (void)state;
+  polytel__cfg_t c;
+  resolve_quiet((const char *const[]){NULL}, NULL, &c);
+  assert_int_equal(c.sampler.kind, POLYTEL__SAMPLER_PARENTBASED_ALWAYS_ON);
+  assert_int_equal(c.propagators, POLYTEL_PROPAGATOR_TRACECONTEXT | POLYTEL_PROPAGATOR_BAGGAGE);
+  static const uint32_t defaults[POLYTEL__N_LIMITS] = {128, POLYTEL__NO_LIMIT, 128, 128, 128, 128,
+                                                       128, POLYTEL__NO_LIMIT};
+  assert_memory_equal(c.limits, defaults, sizeof defaults);
+  polytel__cfg_free(&c);
+
+  /* The general variables fill every model that has no variable of its own set. */
+  resolve_quiet((const char *const[]){"OTEL_TRACES_SAMPLER", "traceidratio", "OTEL_TRACES_SAMPLER_ARG",
+                                      "0.25", "OTEL_PROPAGATORS", "baggage", "OTEL_ATTRIBUTE_COUNT_LIMIT",
+                                      "5", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "7",
+                                      "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "0", "OTEL_SPAN_EVENT_COUNT_LIMIT",
+                                      "3", "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", "9", NULL},
+                NULL, &c);
+  assert_int_equal(c.sampler.kind, POLYTEL__SAMPLER_TRACEIDRATIO);
+  assert_true(c.sampler.ratio == 0.25);
+  assert_int_equal(c.propagators, POLYTEL_PROPAGATOR_BAGGAGE);
+  static const uint32_t general[POLYTEL__N_LIMITS] = {5, 7, 3, 128, 5, 0, 5, 9};
+  assert_memory_equal(c.limits, general, sizeof general);
+  /* The resolved view names them by the option table's keys. */
+  polytel_resolved_t *r = polytel__cfg_describe(&c, NULL, 0);
+  assert_non_null(r);
+  assert_string_equal(item(r, "traces_sampler"), "traceidratio");
+  assert_string_equal(item(r, "traces_sampler_arg"), "0.25");
+  assert_string_equal(item(r, "propagators"), "baggage");
+  assert_string_equal(item(r, "attribute_count_limit"), "5");
+  assert_string_equal(item(r, "attribute_value_length_limit"), "7");
+  assert_string_equal(item(r, "span_event_count_limit"), "3");
+  assert_string_equal(item(r, "span_link_count_limit"), "128");
+  assert_string_equal(item(r, "link_attribute_count_limit"), "0");
+  assert_string_equal(item(r, "logrecord_attribute_value_length_limit"), "9");
+  polytel_config_resolved_free(r);
+  polytel__cfg_free(&c);
+
+  char *w = resolve(
+      (const char *const[]){"OTEL_TRACES_SAMPLER", "sometimes", "OTEL_PROPAGATORS", "b3,tracecontext",
+                            "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "-1", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                            "4294967295", "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "12abc", NULL},
+      NULL, &c);
+  assert_int_equal(c.sampler.kind, POLYTEL__SAMPLER_PARENTBASED_ALWAYS_ON);
+  assert_int_equal(c.propagators, POLYTEL_PROPAGATOR_TRACECONTEXT);
+  assert_int_equal(c.limits[POLYTEL__LIM_SPAN_ATTRS], 128);
+  assert_int_equal(c.limits[POLYTEL__LIM_SPAN_ATTR_LEN], POLYTEL__NO_LIMIT);
+  assert_int_equal(c.limits[POLYTEL__LIM_LINK_ATTRS], 128);
+  /* One line per bad variable, each naming it and the value kept. */
+  assert_non_null(strstr(w, "OTEL_TRACES_SAMPLER"));
+  assert_non_null(strstr(w, "using parentbased_always_on"));
+  assert_non_null(strstr(w, "b3"));
+  assert_non_null(
+      strstr(w,
+             "WARN polytel: invalid OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=\"-1\" (expected an integer from 0 to "
+             "4294967294); using 128\n"));
+  assert_non_null(strstr(w,
+                         "WARN polytel: invalid OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT=\"4294967295\" "
+                         "(expected an integer from 0 to 4294967294); using no limit\n"));
+  assert_non_null(strstr(w, "WARN polytel: invalid OTEL_LINK_ATTRIBUTE_COUNT_LIMIT=\"12abc\""));
+  size_t lines = 0;
+  for (const char *q = w; *q; q++) lines += *q == '\n';
+  assert_int_equal(lines, 5);
+  free(w);
+  polytel__cfg_free(&c);
+}
+
 /* ------------------------------------------------------------ polytel_config_set, the resolved view */
 
 static const char *item(const polytel_resolved_t *r, const char *key) {
@@ -1563,6 +1633,7 @@ int main(void) {
       cmocka_unit_test_setup(test_explicit_invalid, reset),
       cmocka_unit_test_setup(test_quiet_resolve, reset),
       cmocka_unit_test_setup(test_real_getenv, reset),
+      cmocka_unit_test_setup(test_trace_settings, reset),
       cmocka_unit_test_setup(test_setter_typed_fields, reset),
       cmocka_unit_test_setup(test_setter_errors, reset),
       cmocka_unit_test_setup(test_setter_extras, reset),

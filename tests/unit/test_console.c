@@ -572,6 +572,35 @@ static void test_concurrent_configure(void **state) {
   free(got);
 }
 
+/* Array attributes print as arrays, strings quoted; long arrays show their first 64 elements and a count. */
+static void test_array_attributes(void **state) {
+  (void)state;
+  polytel_str_t strs[] = {{"a b", 3}, {"q\"", 2}};
+  int64_t ints[70];
+  for (int i = 0; i < 70; i++) ints[i] = i;
+  double dbls[] = {0.5, -2};
+  int bools[] = {1, 0};
+  polytel_attr_t attrs[] = {POLYTEL_ATTR_STRS("s", strs, 2), POLYTEL_ATTR_INTS("i", ints, 3),
+                            POLYTEL_ATTR_DOUBLES("d", dbls, 2), POLYTEL_ATTR_BOOLS("b", bools, 2),
+                            POLYTEL_ATTR_INTS("none", ints, 0)};
+  char *got = line_of("t", "m", 1, attrs, 5);
+  assert_string_equal(got,
+                      TS " INFO t: m s=[\"a b\",\"q\\\"\"] i=[0,1,2] d=[0.5,-2] b=[true,false] none=[]\n");
+  free(got);
+  polytel_attr_t many = POLYTEL_ATTR_INTS("n", ints, 70);
+  got = line_of("t", "m", 1, &many, 1);
+  assert_non_null(strstr(got,
+                         ",62,63,\xe2\x80\xa6"
+                         "6 more]\n"));
+  free(got);
+  polytel__console_configure(POLYTEL_CONSOLE_STDERR, POLYTEL_CONSOLE_FORMAT_JSON, POLYTEL_LEVEL_INFO, 0);
+  got = line_of("t", "m", 1, attrs, 5);
+  assert_non_null(strstr(got,
+                         "\"attributes\":{\"s\":[\"a b\",\"q\\\"\"],\"i\":[0,1,2],\"d\":[0.5,-2],"
+                         "\"b\":[true,false],\"none\":[]}}\n"));
+  free(got);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults_before_configure),
@@ -593,6 +622,7 @@ int main(void) {
       cmocka_unit_test_setup(test_one_write_per_line, reset),
       cmocka_unit_test_setup(test_configure_clamps, reset),
       cmocka_unit_test_setup(test_concurrent_configure, reset),
+      cmocka_unit_test_setup(test_array_attributes, reset),
   };
   return cmocka_run_group_tests_name("console", tests, NULL, NULL);
 }

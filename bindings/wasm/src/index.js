@@ -39,7 +39,7 @@ const DONE_RETRY = 1;
 // Environment variables the core understands; in Node they are copied into the wasm environment.
 const ENV_RE = /^(OTEL_|POLYTEL_)|^(TELEMETRY_ENABLED|NO_COLOR|FORCE_COLOR)$/;
 
-const ATTR_STRINGS = 16; // POLYTEL__ATTR_STRINGS (record.h): a resource's string array
+const ATTR_STRINGS = 16; // PTW_RES_STRINGS (shim.c): a resource's string array, NUL-separated
 
 /** What Node knows about this process (the semantic conventions' process.*, host.name). */
 function nodeResource(os) {

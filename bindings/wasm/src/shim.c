@@ -86,13 +86,15 @@ static size_t g_n_host, g_cap_host;
 PTW_EXPORT void ptw_res_reset(void) {
   for (size_t i = 0; i < g_n_host; i++) {
     free((char *)g_host_kv[i].key);
-    if (g_host_kv[i].type == POLYTEL_ATTR_STRING || g_host_kv[i].type == POLYTEL__ATTR_STRINGS)
-      free((char *)g_host_kv[i].v.str.ptr);
+    if (polytel__kv_has_bytes(g_host_kv[i].type)) free((char *)g_host_kv[i].v.str.ptr);
   }
   g_n_host = 0;
 }
 
-/* type: POLYTEL_ATTR_STRING / _INT / _BOOL, or POLYTEL__ATTR_STRINGS (str holds NUL-separated strings). */
+/* What index.js passes for a list of strings (browser.brands): the strings separated by NUL bytes. */
+#define PTW_RES_STRINGS 16
+
+/* type: POLYTEL_ATTR_STRING / _INT / _BOOL, or PTW_RES_STRINGS, kept as a string array (record.h). */
 PTW_EXPORT int ptw_res_add(const char *key, int type, const char *str, size_t len, double num) {
   if (g_n_host == g_cap_host) {
     size_t cap = g_cap_host ? 2 * g_cap_host : 16;
@@ -108,7 +110,7 @@ PTW_EXPORT int ptw_res_add(const char *key, int type, const char *str, size_t le
   a.key = k;
   a.key_len = (uint32_t)strlen(k);
   a.type = (uint8_t)type;
-  if (type == POLYTEL_ATTR_STRING || type == POLYTEL__ATTR_STRINGS) {
+  if (type == POLYTEL_ATTR_STRING) {
     char *v = malloc(len + 1);
     if (!v) {
       free(k);
@@ -118,6 +120,26 @@ PTW_EXPORT int ptw_res_add(const char *key, int type, const char *str, size_t le
     v[len] = '\0';
     a.v.str.ptr = v;
     a.v.str.len = (uint32_t)len;
+  } else if (type == PTW_RES_STRINGS) {
+    /* "a\0b" (n strings, n - 1 NULs) becomes [4-byte length][bytes] per string; "" is the empty list. */
+    size_t n = len ? 1 : 0;
+    for (size_t i = 0; i < len; i++) n += str[i] == '\0';
+    char *v = malloc(len + 4 * n + 1), *w = v;
+    if (!v) {
+      free(k);
+      return POLYTEL_ENOMEM;
+    }
+    for (size_t i = 0, start = 0; n && i <= len; i++) {
+      if (i < len && str[i] != '\0') continue;
+      uint32_t l = (uint32_t)(i - start);
+      memcpy(w, &l, 4);
+      memcpy(w + 4, str + start, l);
+      w += 4 + l;
+      start = i + 1;
+    }
+    a.type = POLYTEL_ATTR_STRING_ARRAY;
+    a.v.str.ptr = v;
+    a.v.str.len = (uint32_t)(w - v);
   } else if (type == POLYTEL_ATTR_BOOL) {
     a.v.b = num != 0;
   } else if (type == POLYTEL_ATTR_INT) {

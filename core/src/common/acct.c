@@ -33,7 +33,7 @@ int polytel_stats(polytel_stats_t *out) {
   out->dropped_rejected = atomic_load(&polytel__acct.dropped_rejected);
   out->unconfirmed = atomic_load(&polytel__acct.unconfirmed);
   uint64_t orphan = atomic_load(&polytel__acct.orphan_drop);
-  polytel__thread_sums_t ts = {0, 0, 0, 0, 0, 0};
+  polytel__thread_sums_t ts = {0, 0, 0, 0, 0, 0, 0};
   polytel__thread_sums_fn sum = atomic_load(&g_sums);
   if (sum) sum(&ts);
   out->logs_recorded = ts.logs;
@@ -43,6 +43,7 @@ int polytel_stats(polytel_stats_t *out) {
   out->dropped_invalid = ts.inv;
   out->dropped_depth = ts.depth;
   out->truncated = ts.trunc;
+  out->sampled_out = ts.sampled_out;
   out->dropped = out->dropped_buffer_full + out->dropped_invalid + out->dropped_depth + out->dropped_export +
                  out->dropped_rejected;
   uint64_t done = out->exported + out->dropped + out->unconfirmed;

@@ -100,7 +100,7 @@ typedef struct polytel__acct_s {
   _Atomic uint64_t export_failures;
   /* folded in from exited threads */
   _Atomic uint64_t retired_logs, retired_spans, retired_drop_full, retired_drop_invalid, retired_drop_depth,
-      retired_truncated;
+      retired_truncated, retired_sampled_out;
   _Atomic uint64_t orphan_drop; /* events dropped with no thread state (registration failed) */
   /* the block pool (the record layer keeps them current) */
   _Atomic uint64_t pool_bytes, pool_cap;
@@ -109,7 +109,7 @@ extern polytel__acct_t polytel__acct;
 
 /* What the live threads recorded, summed (the record layer owns the threads: it registers the function). */
 typedef struct polytel__thread_sums_s {
-  uint64_t logs, spans, full, inv, depth, trunc;
+  uint64_t logs, spans, full, inv, depth, trunc, sampled_out;
 } polytel__thread_sums_t;
 typedef void (*polytel__thread_sums_fn)(polytel__thread_sums_t *out);
 /* Set once, when the first thread registers; before that there is nothing to sum. */

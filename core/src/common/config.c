@@ -1201,6 +1201,61 @@ static void resolve_color(ctx_t *c, polytel__cfg_t *o) {
   o->color = isatty(o->console == POLYTEL_CONSOLE_STDOUT ? STDOUT_FILENO : STDERR_FILENO) ? 1 : 0;
 }
 
+/* ------------------------------------------------------------ span model: sampler, propagators, limits */
+
+/* A raw environment value for the parsers in propagation.c (they trim and take NULL as unset). */
+static const char *env_raw(ctx_t *c, const char *name) {
+  return c->get ? c->get(name) : NULL;
+}
+
+/* One limit variable: a count or a length in [0, UINT32_MAX - 1]; unset or bad keeps def. */
+static uint32_t resolve_limit(ctx_t *c, const char *var, uint32_t def) {
+  sv_t v;
+  uint64_t x = 0;
+  if (!env(c, var, &v)) return def;
+  if (parse_u64(v, &x) == 1 && x < POLYTEL__NO_LIMIT) return (uint32_t)x;
+  char kept[24];
+  if (def == POLYTEL__NO_LIMIT)
+    snprintf(kept, sizeof kept, "no limit");
+  else
+    snprintf(kept, sizeof kept, "%u", def);
+  warn_invalid(var, v, "an integer from 0 to 4294967294", kept);
+  return def;
+}
+
+static void resolve_trace(ctx_t *c, polytel__cfg_t *o) {
+  char w[POLYTEL__PROP_WARN_CAP];
+  polytel__sampler_parse(env_raw(c, "OTEL_TRACES_SAMPLER"), env_raw(c, "OTEL_TRACES_SAMPLER_ARG"),
+                         &o->sampler, w, sizeof w);
+  if (w[0]) DIAG(POLYTEL_LEVEL_WARN, "%s", w);
+  o->propagators = polytel__propagators_parse(env_raw(c, "OTEL_PROPAGATORS"), w, sizeof w);
+  if (w[0]) DIAG(POLYTEL_LEVEL_WARN, "%s", w);
+  /* A model's own variable wins over the general one, which wins over the spec's default. */
+  uint32_t count = resolve_limit(c, "OTEL_ATTRIBUTE_COUNT_LIMIT", 128);
+  uint32_t len = resolve_limit(c, "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", POLYTEL__NO_LIMIT);
+  o->general_limits[0] = count;
+  o->general_limits[1] = len;
+  static const struct {
+    const char *var;
+    int general; /* 0: none, 1: the general count, 2: the general length */
+    uint32_t def;
+  } lim[POLYTEL__N_LIMITS] = {
+      [POLYTEL__LIM_SPAN_ATTRS] = {"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", 1, 128},
+      [POLYTEL__LIM_SPAN_ATTR_LEN] = {"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", 2, POLYTEL__NO_LIMIT},
+      [POLYTEL__LIM_EVENTS] = {"OTEL_SPAN_EVENT_COUNT_LIMIT", 0, 128},
+      [POLYTEL__LIM_LINKS] = {"OTEL_SPAN_LINK_COUNT_LIMIT", 0, 128},
+      [POLYTEL__LIM_EVENT_ATTRS] = {"OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", 1, 128},
+      [POLYTEL__LIM_LINK_ATTRS] = {"OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", 1, 128},
+      [POLYTEL__LIM_LOG_ATTRS] = {"OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", 1, 128},
+      [POLYTEL__LIM_LOG_ATTR_LEN] = {"OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", 2, POLYTEL__NO_LIMIT},
+  };
+  for (int i = 0; i < POLYTEL__N_LIMITS; i++)
+    o->limits[i] = resolve_limit(c, lim[i].var,
+                                 lim[i].general == 1   ? count
+                                 : lim[i].general == 2 ? len
+                                                       : lim[i].def);
+}
+
 static void resolve_service(ctx_t *c, polytel__cfg_t *out) {
   int has;
   const char *ex = user_string(c, &g_opts[POLYTEL__OPT_service_name], &has);
@@ -1251,6 +1306,9 @@ static void resolve_custom(ctx_t *c, int id, polytel__cfg_t *out) {
       break;
     case POLYTEL__OPT_traces_exporter: /* with logs and metrics */
       resolve_signal_exporters(c, out);
+      break;
+    case POLYTEL__OPT_traces_sampler: /* with its arg, the propagators and every limit */
+      resolve_trace(c, out);
       break;
     default:
       break;
@@ -1641,6 +1699,42 @@ static int describe_value(const polytel__cfg_t *cfg, int id, text_t *t, polytel_
     case POLYTEL__OPT_metrics_exporter:
       s = cfg->signal_enabled[id - POLYTEL__OPT_traces_exporter] ? "otlp" : "none";
       break;
+    case POLYTEL__OPT_traces_sampler:
+      s = polytel__sampler_name(cfg->sampler.kind);
+      break;
+    case POLYTEL__OPT_traces_sampler_arg:
+      if (cfg->sampler.kind != POLYTEL__SAMPLER_TRACEIDRATIO &&
+          cfg->sampler.kind != POLYTEL__SAMPLER_PARENTBASED_TRACEIDRATIO)
+        return 0;
+      snprintf(num, sizeof num, "%.17g", cfg->sampler.ratio);
+      s = num;
+      break;
+    case POLYTEL__OPT_propagators:
+      s = cfg->propagators == POLYTEL__PROPAGATORS_DEFAULT       ? "tracecontext,baggage"
+          : cfg->propagators == POLYTEL__PROPAGATOR_TRACECONTEXT ? "tracecontext"
+          : cfg->propagators == POLYTEL__PROPAGATOR_BAGGAGE      ? "baggage"
+                                                                 : "none";
+      break;
+#define LIMIT_OF(cfg, lim) ((lim) < 0 ? (cfg)->general_limits[-1 - (lim)] : (cfg)->limits[lim])
+#define POLYTEL__LIMIT_CASE(key, lim)                              \
+  case POLYTEL__OPT_##key:                                         \
+    if (LIMIT_OF(cfg, lim) == POLYTEL__NO_LIMIT) return 0;         \
+    *type = POLYTEL_VALUE_INT;                                     \
+    snprintf(num, sizeof num, "%u", (unsigned)LIMIT_OF(cfg, lim)); \
+    s = num;                                                       \
+    break;
+      POLYTEL__LIMIT_CASE(attribute_count_limit, -1)
+      POLYTEL__LIMIT_CASE(attribute_value_length_limit, -2)
+      POLYTEL__LIMIT_CASE(span_attribute_count_limit, POLYTEL__LIM_SPAN_ATTRS)
+      POLYTEL__LIMIT_CASE(span_attribute_value_length_limit, POLYTEL__LIM_SPAN_ATTR_LEN)
+      POLYTEL__LIMIT_CASE(span_event_count_limit, POLYTEL__LIM_EVENTS)
+      POLYTEL__LIMIT_CASE(span_link_count_limit, POLYTEL__LIM_LINKS)
+      POLYTEL__LIMIT_CASE(event_attribute_count_limit, POLYTEL__LIM_EVENT_ATTRS)
+      POLYTEL__LIMIT_CASE(link_attribute_count_limit, POLYTEL__LIM_LINK_ATTRS)
+      POLYTEL__LIMIT_CASE(logrecord_attribute_count_limit, POLYTEL__LIM_LOG_ATTRS)
+      POLYTEL__LIMIT_CASE(logrecord_attribute_value_length_limit, POLYTEL__LIM_LOG_ATTR_LEN)
+#undef POLYTEL__LIMIT_CASE
+#undef LIMIT_OF
     default:
       break;
   }

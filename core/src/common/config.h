@@ -7,8 +7,24 @@
 
 #include "common/options.h"
 #include "polytel.h"
+#include "common/propagation.h"
 
 typedef const char *(*polytel__getenv_fn)(const char *name);
+
+/* The span model's limits (OTEL_*_LIMIT), indexes of polytel__cfg_t.limits. */
+#define POLYTEL__NO_LIMIT UINT32_MAX /* the spec's default for value lengths */
+enum {
+  POLYTEL__LIM_SPAN_ATTRS,    /* OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, else OTEL_ATTRIBUTE_COUNT_LIMIT, 128 */
+  POLYTEL__LIM_SPAN_ATTR_LEN, /* OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT, else OTEL_ATTRIBUTE_VALUE_..., none
+                               */
+  POLYTEL__LIM_EVENTS,        /* OTEL_SPAN_EVENT_COUNT_LIMIT, 128 */
+  POLYTEL__LIM_LINKS,         /* OTEL_SPAN_LINK_COUNT_LIMIT, 128 */
+  POLYTEL__LIM_EVENT_ATTRS,   /* OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT, else OTEL_ATTRIBUTE_COUNT_LIMIT, 128 */
+  POLYTEL__LIM_LINK_ATTRS,    /* OTEL_LINK_ATTRIBUTE_COUNT_LIMIT, else OTEL_ATTRIBUTE_COUNT_LIMIT, 128 */
+  POLYTEL__LIM_LOG_ATTRS,     /* OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT, else OTEL_ATTRIBUTE_COUNT_LIMIT, 128 */
+  POLYTEL__LIM_LOG_ATTR_LEN,  /* OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT, else the general one, none */
+  POLYTEL__N_LIMITS
+};
 
 typedef struct polytel__strpair_s {
   char *key;
@@ -63,6 +79,10 @@ typedef struct polytel__cfg_s {
   uint32_t metric_export_interval_ms;
   uint32_t metric_export_timeout_ms;
   uint32_t max_metric_series; /* POLYTEL_MAX_METRIC_SERIES: the cardinality cap over all instruments */
+  polytel__sampler_t sampler; /* OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG */
+  unsigned propagators;       /* OTEL_PROPAGATORS: POLYTEL_PROPAGATOR_* mask */
+  uint32_t limits[POLYTEL__N_LIMITS];
+  uint32_t general_limits[2]; /* OTEL_ATTRIBUTE_COUNT_LIMIT, OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT (shown only) */
   int use_env;                /* the environment was consulted */
   char *client_certificate;   /* the general mTLS files in force (tls_cert/tls_key hold each signal's) */
   char *client_key;

@@ -287,6 +287,40 @@ static void put_double(line_t *L, double d, int json) {
   puts_(L, b);
 }
 
+/* An array value: [a,b,...] (strings quoted, JSON-escaped in JSON), at most ARRAY_SHOWN elements shown. */
+#define ARRAY_SHOWN 64
+static void put_array(line_t *L, const polytel_attr_t *a, int json) {
+  size_t n = a->value.arr.ptr ? a->value.arr.len : 0, shown = n < ARRAY_SHOWN ? n : ARRAY_SHOWN;
+  char b[32];
+  put(L, "[", 1);
+  for (size_t i = 0; i < shown; i++) {
+    if (i) put(L, ",", 1);
+    switch (a->type) {
+      case POLYTEL_ATTR_STRING_ARRAY: {
+        const polytel_str_t *e = (const polytel_str_t *)a->value.arr.ptr + i;
+        put(L, "\"", 1);
+        put_field(L, e->ptr, e->ptr ? e->len : 0, json ? ESC_JSON : ESC_QUOTE);
+        put(L, "\"", 1);
+        break;
+      }
+      case POLYTEL_ATTR_INT_ARRAY:
+        put(L, b, (size_t)snprintf(b, sizeof b, "%lld", (long long)((const int64_t *)a->value.arr.ptr)[i]));
+        break;
+      case POLYTEL_ATTR_DOUBLE_ARRAY:
+        put_double(L, ((const double *)a->value.arr.ptr)[i], json);
+        break;
+      default:
+        puts_(L, ((const int *)a->value.arr.ptr)[i] ? "true" : "false");
+    }
+  }
+  if (shown < n) {
+    int k = json ? snprintf(b, sizeof b, ",\"\xe2\x80\xa6%zu more\"", n - shown)
+                 : snprintf(b, sizeof b, ",\xe2\x80\xa6%zu more", n - shown);
+    put(L, b, (size_t)k);
+  }
+  put(L, "]", 1);
+}
+
 static void put_time(line_t *L, uint64_t time_ns) {
   char b[48];
   time_t secs = (time_t)(time_ns / 1000000000u);
@@ -345,6 +379,12 @@ static void build_text(line_t *L, unsigned st, int level, uint64_t time_ns, cons
       case POLYTEL_ATTR_BOOL:
         puts_(L, a->value.b ? "true" : "false");
         break;
+      case POLYTEL_ATTR_STRING_ARRAY:
+      case POLYTEL_ATTR_INT_ARRAY:
+      case POLYTEL_ATTR_DOUBLE_ARRAY:
+      case POLYTEL_ATTR_BOOL_ARRAY:
+        put_array(L, a, 0);
+        break;
       default:
         puts_(L, "?");
         break;
@@ -388,6 +428,12 @@ static void build_json(line_t *L, int level, uint64_t time_ns, const char *targe
         break;
       case POLYTEL_ATTR_BOOL:
         puts_(L, a->value.b ? "true" : "false");
+        break;
+      case POLYTEL_ATTR_STRING_ARRAY:
+      case POLYTEL_ATTR_INT_ARRAY:
+      case POLYTEL_ATTR_DOUBLE_ARRAY:
+      case POLYTEL_ATTR_BOOL_ARRAY:
+        put_array(L, a, 1);
         break;
       default:
         puts_(L, "null");

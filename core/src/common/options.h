@@ -115,7 +115,30 @@
      AT(metric_export_timeout_ms))                                                                           \
   XX(max_metric_series, UINT, "POLYTEL_MAX_METRIC_SERIES", 2000, 1, 1000000, NONE, NOUF,                     \
      AT(max_metric_series))                                                                                  \
-  XX(exit_timeout_ms, UINT, "POLYTEL_EXIT_TIMEOUT_MS", 5000, 0, UINT32_MAX, NONE, NOUF, GEN)
+  XX(exit_timeout_ms, UINT, "POLYTEL_EXIT_TIMEOUT_MS", 5000, 0, UINT32_MAX, NONE, NOUF, GEN)                 \
+  XX(traces_sampler, CUSTOM, "OTEL_TRACES_SAMPLER", "parentbased_always_on", 0, 0, NONE, NOUF, AT(sampler))  \
+  XX(traces_sampler_arg, CUSTOM, "OTEL_TRACES_SAMPLER_ARG", "1.0", 0, 0, NONE, NOUF, AT(sampler))            \
+  XX(propagators, CUSTOM, "OTEL_PROPAGATORS", "tracecontext,baggage", 0, 0, NONE, NOUF, AT(propagators))     \
+  XX(attribute_count_limit, CUSTOM, "OTEL_ATTRIBUTE_COUNT_LIMIT", "128", 0, 0, NONE, NOUF,                   \
+     AT(general_limits[0]))                                                                                  \
+  XX(attribute_value_length_limit, CUSTOM, "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", NULL, 0, 0, NONE, NOUF,      \
+     AT(general_limits[1]))                                                                                  \
+  XX(span_attribute_count_limit, CUSTOM, "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "<attribute_count_limit>", 0, 0, \
+     NONE, NOUF, AT(limits[POLYTEL__LIM_SPAN_ATTRS]))                                                        \
+  XX(span_attribute_value_length_limit, CUSTOM, "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",                    \
+     "<attribute_value_length_limit>", 0, 0, NONE, NOUF, AT(limits[POLYTEL__LIM_SPAN_ATTR_LEN]))             \
+  XX(span_event_count_limit, CUSTOM, "OTEL_SPAN_EVENT_COUNT_LIMIT", "128", 0, 0, NONE, NOUF,                 \
+     AT(limits[POLYTEL__LIM_EVENTS]))                                                                        \
+  XX(span_link_count_limit, CUSTOM, "OTEL_SPAN_LINK_COUNT_LIMIT", "128", 0, 0, NONE, NOUF,                   \
+     AT(limits[POLYTEL__LIM_LINKS]))                                                                         \
+  XX(event_attribute_count_limit, CUSTOM, "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "<attribute_count_limit>", 0,  \
+     0, NONE, NOUF, AT(limits[POLYTEL__LIM_EVENT_ATTRS]))                                                    \
+  XX(link_attribute_count_limit, CUSTOM, "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "<attribute_count_limit>", 0, 0, \
+     NONE, NOUF, AT(limits[POLYTEL__LIM_LINK_ATTRS]))                                                        \
+  XX(logrecord_attribute_count_limit, CUSTOM, "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",                        \
+     "<attribute_count_limit>", 0, 0, NONE, NOUF, AT(limits[POLYTEL__LIM_LOG_ATTRS]))                        \
+  XX(logrecord_attribute_value_length_limit, CUSTOM, "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",          \
+     "<attribute_value_length_limit>", 0, 0, NONE, NOUF, AT(limits[POLYTEL__LIM_LOG_ATTR_LEN]))
 
 /*
  * Choices: XX(word, value, how). how: LISTED (named in the warning), ALIAS (accepted, not named),

@@ -34,7 +34,7 @@ size_t polytel__exe_name(char *buf, size_t cap) {
 
 typedef struct item_s {
   const char *key;
-  uint8_t type; /* POLYTEL_ATTR_STRING, _INT, _BOOL or POLYTEL__ATTR_STRINGS */
+  uint8_t type; /* POLYTEL_ATTR_STRING, _INT, _BOOL or an array (its bytes in str, record.h) */
   const char *str;
   uint32_t len; /* of str */
   int64_t i;
@@ -86,7 +86,7 @@ int polytel__resource_build(const polytel__cfg_t *cfg, polytel__resource_t *out)
   for (size_t h = 0; h < n_host; h++) {
     const polytel__kv_t *kv = &host_kv[h];
     item_t it = {kv->key, kv->type, NULL, 0, 0};
-    if (kv->type == POLYTEL_ATTR_STRING || kv->type == POLYTEL__ATTR_STRINGS) {
+    if (polytel__kv_has_bytes(kv->type)) {
       it.str = kv->v.str.ptr;
       it.len = kv->v.str.len;
     } else if (kv->type == POLYTEL_ATTR_BOOL) {

@@ -99,6 +99,7 @@ int polytel__traceparent_parse_n(const char *s, size_t n, polytel_span_ctx_t *ou
   memcpy(out->trace_id, trace_id, 16);
   memcpy(out->span_id, span_id, 8);
   out->trace_flags = flags & KNOWN_TRACE_FLAGS; /* unknown flags are not ours to pass on */
+  out->is_remote = 1;
   return 0;
 }
 

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "polytel.h"
 
@@ -27,10 +28,72 @@ typedef struct polytel__kv_s {
 } polytel__kv_t;
 
 /*
- * Resource attributes only: an OTLP array of strings (browser.brands), held in v.str as the strings separated
- * by NUL bytes ("a\0b" is ["a", "b"]; length 0 is the empty array). Never a record attribute.
+ * Arrays (POLYTEL_ATTR_*_ARRAY), resource and record attributes alike, hold their elements in v.str as one
+ * byte string (ptr, len = bytes), so everything that copies a string copies an array the same way:
+ * strings as [u32 length][bytes] each, unpadded; ints and doubles 8 bytes each; bools one byte (0/1)
+ * each. Bytes may be unaligned: read them with memcpy (polytel__arr_* below).
  */
-#define POLYTEL__ATTR_STRINGS 16
+static inline int polytel__kv_has_bytes(uint8_t type) {
+  return type == POLYTEL_ATTR_STRING ||
+         (type >= POLYTEL_ATTR_STRING_ARRAY && type <= POLYTEL_ATTR_BOOL_ARRAY);
+}
+static inline int polytel__is_array(uint8_t type) {
+  return type >= POLYTEL_ATTR_STRING_ARRAY && type <= POLYTEL_ATTR_BOOL_ARRAY;
+}
+/* The element count of an array's bytes. */
+static inline uint32_t polytel__arr_count(uint8_t type, const char *p, uint32_t len) {
+  if (type == POLYTEL_ATTR_BOOL_ARRAY) return len;
+  if (type != POLYTEL_ATTR_STRING_ARRAY) return len / 8;
+  uint32_t n = 0, off = 0, l;
+  while (off + 4 <= len) {
+    memcpy(&l, p + off, 4);
+    off += 4 + l;
+    n++;
+  }
+  return n;
+}
+/* The string at *off of a string array's bytes; advances *off. */
+static inline const char *polytel__arr_str(const char *p, uint32_t *off, uint32_t *len) {
+  memcpy(len, p + *off, 4);
+  const char *s = p + *off + 4;
+  *off += 4 + *len;
+  return s;
+}
+static inline uint64_t polytel__arr_u64(const char *p, uint32_t i) {
+  uint64_t v;
+  memcpy(&v, p + 8 * (size_t)i, 8);
+  return v;
+}
+
+/* Default instrumentation scope of spans and metrics. */
+#define POLYTEL__SCOPE_NAME "polytel"
+
+/* A span event as decoded. */
+typedef struct polytel__event_rec_s {
+  uint64_t time_ns;
+  const char *name;
+  uint32_t name_len;
+  const polytel__kv_t *attrs;
+  uint32_t n_attrs;
+  uint32_t dropped_attrs;
+} polytel__event_rec_t;
+
+/* A span link as decoded. */
+typedef struct polytel__link_rec_s {
+  uint8_t trace_id[16];
+  uint8_t span_id[8];
+  uint32_t flags; /* OTLP Link.flags: trace flags, bits 8-9 remote */
+  const char *trace_state;
+  uint32_t trace_state_len;
+  const polytel__kv_t *attrs;
+  uint32_t n_attrs;
+  uint32_t dropped_attrs;
+} polytel__link_rec_t;
+
+/* OTLP SpanFlags bits 8 and 9: whether the parent (of a span) or the linked span is remote is known / true.
+ */
+#define POLYTEL__SPAN_FLAG_HAS_IS_REMOTE 0x100u
+#define POLYTEL__SPAN_FLAG_IS_REMOTE 0x200u
 
 typedef struct polytel__log_rec_s {
   uint64_t time_ns;
@@ -47,6 +110,8 @@ typedef struct polytel__log_rec_s {
   uint32_t n_attrs;
   uint32_t thread_id;                         /* 0: no thread (then no thread.* attributes) */
   char thread_name[POLYTEL__THREAD_NAME_CAP]; /* "" when unknown */
+  uint32_t flags; /* OTLP LogRecord.flags: the span's trace flags (0 without a span) */
+  uint32_t dropped_attrs;
 } polytel__log_rec_t;
 
 typedef struct polytel__span_rec_s {
@@ -65,6 +130,21 @@ typedef struct polytel__span_rec_s {
   uint32_t n_attrs;
   uint32_t thread_id;
   char thread_name[POLYTEL__THREAD_NAME_CAP];
+  int kind;       /* polytel_span_kind_t */
+  uint32_t flags; /* OTLP Span.flags: trace flags, bits 8-9 parent remote */
+  /* Instrumentation scope; an empty name means the default, POLYTEL__SCOPE_NAME with the library's version.
+   */
+  const char *scope_name;
+  uint32_t scope_name_len;
+  const char *scope_version;
+  uint32_t scope_version_len;
+  const char *trace_state;
+  uint32_t trace_state_len;
+  const polytel__event_rec_t *events;
+  uint32_t n_events;
+  const polytel__link_rec_t *links;
+  uint32_t n_links;
+  uint32_t dropped_attrs, dropped_events, dropped_links;
 } polytel__span_rec_t;
 
 /* One data point. Sum and gauge use is_double + v; histograms the rest. */

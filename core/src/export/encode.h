@@ -30,11 +30,43 @@ int polytel__buf_reserve(polytel__buf_t *b, size_t n);
 size_t polytel__utf8_step(const uint8_t *s, size_t n, size_t *bad);
 
 /*
+ * Records grouped by a key (logs: target; spans: scope), groups in order of first appearance, records in
+ * order within a group (encode_pb.c; both encoders use it). One allocation; free with polytel__groups_free.
+ */
+typedef struct polytel__groups_s {
+  uint32_t n_groups;
+  uint32_t *first, *last; /* per group */
+  uint32_t *next, *prev;  /* per record, UINT32_MAX ends */
+} polytel__groups_t;
+typedef int (*polytel__same_fn)(const void *recs, uint32_t a, uint32_t b);
+int polytel__groups_build(polytel__groups_t *g, const void *recs, size_t n, polytel__same_fn same);
+void polytel__groups_free(polytel__groups_t *g);
+int polytel__same_log_scope(const void *recs, uint32_t a, uint32_t b);
+int polytel__same_span_scope(const void *recs, uint32_t a, uint32_t b);
+
+/* A span's scope as exported: its own, or POLYTEL__SCOPE_NAME with the library's version. */
+static inline void polytel__span_scope(const polytel__span_rec_t *s, const char **name, size_t *name_len,
+                                       const char **version, size_t *version_len) {
+  if (s->scope_name_len) {
+    *name = s->scope_name;
+    *name_len = s->scope_name_len;
+    *version = s->scope_version ? s->scope_version : "";
+    *version_len = s->scope_version ? s->scope_version_len : 0;
+  } else {
+    *name = POLYTEL__SCOPE_NAME;
+    *name_len = sizeof POLYTEL__SCOPE_NAME - 1;
+    *version = POLYTEL_VERSION_STRING;
+    *version_len = sizeof POLYTEL_VERSION_STRING - 1;
+  }
+}
+
+/*
  * Each encoder appends one Export{Logs,Trace,Metrics}ServiceRequest to `out`:
- * one ResourceLogs/ResourceSpans/ResourceMetrics with `res`. Spans and metrics
- * get one scope "polytel" (version POLYTEL_VERSION_STRING); logs get one scope
- * per distinct target (name = target, no version), in order of first
- * appearance, records in order within it. Strings are made valid UTF-8
+ * one ResourceLogs/ResourceSpans/ResourceMetrics with `res`. Metrics get one
+ * scope "polytel" (version POLYTEL_VERSION_STRING); spans one per distinct
+ * scope (name + version; a span without one is in "polytel"), logs one per
+ * distinct target (name = target, no version), in order of first appearance,
+ * records in order within it. Strings are made valid UTF-8
  * (invalid sequences become U+FFFD). Protobuf fields are in field-number order
  * with proto3 defaults omitted, so the output is the canonical serialization. JSON follows the OTLP/JSON
  * rules: hex ids, 64-bit integers as decimal strings, integer enums, lowerCamelCase keys, no trailing

@@ -160,7 +160,8 @@ static void j_hex(jb_t *b, const uint8_t *id, size_t n) {
 static size_t kv_bound(const polytel__kv_t *kv) {
   size_t n = 64 + JSTR_BOUND(kv->key_len) + JNUM_BOUND;
   if (kv->type == POLYTEL_ATTR_STRING) n += JSTR_BOUND(kv->v.str.len);
-  if (kv->type == POLYTEL__ATTR_STRINGS) n += JSTR_BOUND(kv->v.str.len) + 20 * ((size_t)kv->v.str.len + 1);
+  /* An array: per element (at most one per byte) its wrapper, a number of JNUM_BOUND at most per 8 bytes. */
+  if (polytel__is_array(kv->type)) n += JSTR_BOUND(kv->v.str.len) + 24 * ((size_t)kv->v.str.len + 1);
   return n;
 }
 
@@ -168,6 +169,44 @@ static size_t kvs_bound(const polytel__kv_t *kv, size_t n) {
   size_t b = 32;
   for (size_t i = 0; i < n; i++) b += kv_bound(&kv[i]);
   return b;
+}
+
+static void j_array(jb_t *b, const polytel__kv_t *kv) {
+  const char *p = kv->v.str.ptr;
+  uint32_t len = kv->v.str.len, n = polytel__arr_count(kv->type, p, len), off = 0, l;
+  J(b, "{\"arrayValue\":{");
+  if (n) J(b, "\"values\":[");
+  for (uint32_t i = 0; i < n; i++) {
+    if (i) j_ch(b, ',');
+    switch (kv->type) {
+      case POLYTEL_ATTR_STRING_ARRAY: {
+        const char *s = polytel__arr_str(p, &off, &l);
+        J(b, "{\"stringValue\":");
+        j_str(b, s, l);
+        break;
+      }
+      case POLYTEL_ATTR_INT_ARRAY:
+        J(b, "{\"intValue\":");
+        j_i64(b, (int64_t)polytel__arr_u64(p, i));
+        break;
+      case POLYTEL_ATTR_DOUBLE_ARRAY: {
+        uint64_t u = polytel__arr_u64(p, i);
+        double d;
+        memcpy(&d, &u, 8);
+        J(b, "{\"doubleValue\":");
+        j_double(b, d);
+        break;
+      }
+      default:
+        if (p[i])
+          J(b, "{\"boolValue\":true");
+        else
+          J(b, "{\"boolValue\":false");
+    }
+    j_ch(b, '}');
+  }
+  if (n) j_ch(b, ']');
+  j_ch(b, '}');
 }
 
 static void j_anyvalue_kv(jb_t *b, const polytel__kv_t *kv) {
@@ -190,20 +229,12 @@ static void j_anyvalue_kv(jb_t *b, const polytel__kv_t *kv) {
       else
         J(b, "{\"boolValue\":false");
       break;
-    case POLYTEL__ATTR_STRINGS: {
-      J(b, "{\"arrayValue\":{\"values\":[");
-      const char *s = kv->v.str.ptr;
-      for (size_t i = 0, start = 0; kv->v.str.len && i <= kv->v.str.len; i++) {
-        if (i < kv->v.str.len && s[i] != '\0') continue;
-        if (start) j_ch(b, ',');
-        J(b, "{\"stringValue\":");
-        j_str(b, s + start, i - start);
-        j_ch(b, '}');
-        start = i + 1;
-      }
-      J(b, "]}");
+    case POLYTEL_ATTR_STRING_ARRAY:
+    case POLYTEL_ATTR_INT_ARRAY:
+    case POLYTEL_ATTR_DOUBLE_ARRAY:
+    case POLYTEL_ATTR_BOOL_ARRAY:
+      j_array(b, kv);
       break;
-    }
     default:
       j_ch(b, '{');
       break;
@@ -264,8 +295,8 @@ static int j_close(jb_t *b) {
   return 0;
 }
 
-static int j_scope(jb_t *b, const char *name, size_t name_len, const char *version, const char *items) {
-  size_t vlen = version ? strlen(version) : 0;
+static int j_scope(jb_t *b, const char *name, size_t name_len, const char *version, size_t vlen,
+                   const char *items) {
   if (polytel__buf_reserve(b, 64 + JSTR_BOUND(name_len) + JSTR_BOUND(vlen) + strlen(items))) return -1;
   J(b, "{\"scope\":{");
   int comma = 0;
@@ -287,23 +318,43 @@ static int j_scope(jb_t *b, const char *name, size_t name_len, const char *versi
 
 /* --------------------------------------------------------------------- spans */
 
+/* `,"<key>":N` for a non-zero count (proto3 leaves zero out). */
+static void j_count(jb_t *b, const char *key, uint32_t v) {
+  if (!v) return;
+  j_ch(b, ',');
+  j_ch(b, '"');
+  j_raw(b, key, strlen(key));
+  J(b, "\":");
+  j_u64_bare(b, v);
+}
+
 static int j_span(jb_t *b, const polytel__span_rec_t *s) {
   polytel__kv_t tk[2];
   uint32_t nt = polytel__thread_attrs(tk, s->attrs, s->n_attrs, s->thread_id, s->thread_name);
-  size_t bound = 320 + JSTR_BOUND(s->name_len) + JSTR_BOUND(s->status_msg_len) +
-                 kvs_bound(s->attrs, s->n_attrs) + kvs_bound(tk, nt);
+  size_t bound = 400 + JSTR_BOUND(s->name_len) + JSTR_BOUND(s->status_msg_len) +
+                 JSTR_BOUND(s->trace_state_len) + kvs_bound(s->attrs, s->n_attrs) + kvs_bound(tk, nt);
+  for (uint32_t i = 0; i < s->n_events; i++)
+    bound += 128 + JSTR_BOUND(s->events[i].name_len) + kvs_bound(s->events[i].attrs, s->events[i].n_attrs);
+  for (uint32_t i = 0; i < s->n_links; i++)
+    bound +=
+        192 + JSTR_BOUND(s->links[i].trace_state_len) + kvs_bound(s->links[i].attrs, s->links[i].n_attrs);
   if (polytel__buf_reserve(b, bound)) return -1;
   J(b, "{\"traceId\":");
   j_hex(b, s->trace_id, 16);
   J(b, ",\"spanId\":");
   j_hex(b, s->span_id, 8);
+  if (s->trace_state_len) {
+    J(b, ",\"traceState\":");
+    j_str(b, s->trace_state, s->trace_state_len);
+  }
   if (s->has_parent) {
     J(b, ",\"parentSpanId\":");
     j_hex(b, s->parent_id, 8);
   }
+  j_count(b, "flags", s->flags);
   J(b, ",\"name\":");
   j_str(b, s->name, s->name_len);
-  J(b, ",\"kind\":1");
+  j_count(b, "kind", (uint32_t)s->kind);
   if (s->start_ns) {
     J(b, ",\"startTimeUnixNano\":");
     j_u64(b, s->start_ns);
@@ -313,6 +364,44 @@ static int j_span(jb_t *b, const polytel__span_rec_t *s) {
     j_u64(b, s->end_ns);
   }
   j_attrs_thread(b, s->attrs, s->n_attrs, tk, nt);
+  j_count(b, "droppedAttributesCount", s->dropped_attrs);
+  if (s->n_events) {
+    J(b, ",\"events\":[");
+    for (uint32_t i = 0; i < s->n_events; i++) {
+      const polytel__event_rec_t *e = &s->events[i];
+      if (i) j_ch(b, ',');
+      J(b, "{\"timeUnixNano\":");
+      j_u64(b, e->time_ns);
+      J(b, ",\"name\":");
+      j_str(b, e->name, e->name_len);
+      j_attrs(b, e->attrs, e->n_attrs);
+      j_count(b, "droppedAttributesCount", e->dropped_attrs);
+      j_ch(b, '}');
+    }
+    j_ch(b, ']');
+  }
+  j_count(b, "droppedEventsCount", s->dropped_events);
+  if (s->n_links) {
+    J(b, ",\"links\":[");
+    for (uint32_t i = 0; i < s->n_links; i++) {
+      const polytel__link_rec_t *l = &s->links[i];
+      if (i) j_ch(b, ',');
+      J(b, "{\"traceId\":");
+      j_hex(b, l->trace_id, 16);
+      J(b, ",\"spanId\":");
+      j_hex(b, l->span_id, 8);
+      if (l->trace_state_len) {
+        J(b, ",\"traceState\":");
+        j_str(b, l->trace_state, l->trace_state_len);
+      }
+      j_attrs(b, l->attrs, l->n_attrs);
+      j_count(b, "droppedAttributesCount", l->dropped_attrs);
+      j_count(b, "flags", l->flags);
+      j_ch(b, '}');
+    }
+    j_ch(b, ']');
+  }
+  j_count(b, "droppedLinksCount", s->dropped_links);
   if (s->status != POLYTEL_STATUS_UNSET || s->status_msg_len) {
     J(b, ",\"status\":{");
     if (s->status_msg_len) {
@@ -332,16 +421,28 @@ static int j_span(jb_t *b, const polytel__span_rec_t *s) {
 
 int polytel__json_spans(polytel__buf_t *out, const polytel__resource_t *res, const polytel__span_rec_t *recs,
                         size_t n) {
-  if (polytel__buf_reserve(out, 128 + n * 256)) return POLYTEL_ENOMEM;
-  if (j_open(out, "resourceSpans", "scopeSpans", res)) return POLYTEL_ENOMEM;
-  if (j_scope(out, "polytel", 7, POLYTEL_VERSION_STRING, "spans")) return POLYTEL_ENOMEM;
-  for (size_t i = 0; i < n; i++) {
-    if (i && polytel__buf_reserve(out, 1) == 0) j_ch(out, ',');
-    if (j_span(out, &recs[i])) return POLYTEL_ENOMEM;
+  polytel__groups_t g;
+  if (polytel__groups_build(&g, recs, n, polytel__same_span_scope)) return POLYTEL_ENOMEM;
+  int rc = POLYTEL_ENOMEM;
+  if (polytel__buf_reserve(out, 128 + n * 256)) goto done;
+  if (j_open(out, "resourceSpans", "scopeSpans", res)) goto done;
+  for (uint32_t k = 0; k < g.n_groups; k++) {
+    const char *name, *version;
+    size_t nl, vl;
+    polytel__span_scope(&recs[g.first[k]], &name, &nl, &version, &vl);
+    if (k && polytel__buf_reserve(out, 1) == 0) j_ch(out, ',');
+    if (j_scope(out, name, nl, version, vl, "spans")) goto done;
+    for (uint32_t i = g.first[k]; i != UINT32_MAX; i = g.next[i]) {
+      if (i != g.first[k] && polytel__buf_reserve(out, 1) == 0) j_ch(out, ',');
+      if (j_span(out, &recs[i])) goto done;
+    }
+    if (polytel__buf_reserve(out, 2)) goto done;
+    J(out, "]}");
   }
-  if (polytel__buf_reserve(out, 4)) return POLYTEL_ENOMEM;
-  J(out, "]}");
-  return j_close(out) ? POLYTEL_ENOMEM : 0;
+  rc = j_close(out) ? POLYTEL_ENOMEM : 0;
+done:
+  polytel__groups_free(&g);
+  return rc;
 }
 
 /* ---------------------------------------------------------------------- logs */
@@ -356,7 +457,7 @@ static int j_log(jb_t *b, const polytel__log_rec_t *r) {
   polytel__kv_t tk[2];
   uint32_t nt = polytel__thread_attrs(tk, r->attrs, r->n_attrs, r->thread_id, r->thread_name);
   if (polytel__buf_reserve(
-          b, 320 + JSTR_BOUND(r->body_len) + kvs_bound(r->attrs, r->n_attrs) + kvs_bound(tk, nt)))
+          b, 360 + JSTR_BOUND(r->body_len) + kvs_bound(r->attrs, r->n_attrs) + kvs_bound(tk, nt)))
     return -1;
   /* Every field is optional; a leading comma is dropped by starting at "{" + field. */
   size_t start = b->len;
@@ -384,7 +485,9 @@ static int j_log(jb_t *b, const polytel__log_rec_t *r) {
     j_ch(b, '}');
   }
   j_attrs_thread(b, r->attrs, r->n_attrs, tk, nt);
+  j_count(b, "droppedAttributesCount", r->dropped_attrs);
   if (r->has_span) {
+    j_count(b, "flags", r->flags & 0xff);
     J(b, ",\"traceId\":");
     j_hex(b, r->trace_id, 16);
     J(b, ",\"spanId\":");
@@ -398,50 +501,20 @@ static int j_log(jb_t *b, const polytel__log_rec_t *r) {
   return 0;
 }
 
-static int same_target(const polytel__log_rec_t *a, const polytel__log_rec_t *b) {
-  if (a->target_len != b->target_len) return 0;
-  return a->target == b->target || !a->target_len || memcmp(a->target, b->target, a->target_len) == 0;
-}
-
 int polytel__json_logs(polytel__buf_t *out, const polytel__resource_t *res, const polytel__log_rec_t *recs,
                        size_t n) {
-  /* Group by target as the protobuf encoder does: scopes by first appearance, records in order. */
-  uint32_t *gid = NULL;
-  if (n) {
-    if (n >= UINT32_MAX || n > SIZE_MAX / (2 * sizeof(uint32_t))) return POLYTEL_ENOMEM;
-    gid = malloc(2 * n * sizeof(uint32_t));
-    if (!gid) return POLYTEL_ENOMEM;
-  }
-  uint32_t *firsts = gid ? gid + n : NULL, n_groups = 0, hit = 0;
-  for (uint32_t i = 0; i < (uint32_t)n; i++) {
-    uint32_t k = UINT32_MAX;
-    if (n_groups && same_target(&recs[firsts[hit]], &recs[i])) {
-      k = hit;
-    } else {
-      for (uint32_t j = 0; j < n_groups; j++)
-        if (same_target(&recs[firsts[j]], &recs[i])) {
-          k = j;
-          break;
-        }
-    }
-    if (k == UINT32_MAX) {
-      k = n_groups++;
-      firsts[k] = i;
-    }
-    gid[i] = hit = k;
-  }
+  /* Grouped by target as the protobuf encoder does: scopes by first appearance, records in order. */
+  polytel__groups_t g;
+  if (polytel__groups_build(&g, recs, n, polytel__same_log_scope)) return POLYTEL_ENOMEM;
   int rc = POLYTEL_ENOMEM;
   if (polytel__buf_reserve(out, 128 + n * 256)) goto done;
   if (j_open(out, "resourceLogs", "scopeLogs", res)) goto done;
-  for (uint32_t k = 0; k < n_groups; k++) {
-    const polytel__log_rec_t *first = &recs[firsts[k]];
+  for (uint32_t k = 0; k < g.n_groups; k++) {
+    const polytel__log_rec_t *first = &recs[g.first[k]];
     if (k && polytel__buf_reserve(out, 1) == 0) j_ch(out, ',');
-    if (j_scope(out, first->target, first->target_len, NULL, "logRecords")) goto done;
-    int any = 0;
-    for (uint32_t i = firsts[k]; i < (uint32_t)n; i++) {
-      if (gid[i] != k) continue;
-      if (any && polytel__buf_reserve(out, 1) == 0) j_ch(out, ',');
-      any = 1;
+    if (j_scope(out, first->target, first->target_len, NULL, 0, "logRecords")) goto done;
+    for (uint32_t i = g.first[k]; i != UINT32_MAX; i = g.next[i]) {
+      if (i != g.first[k] && polytel__buf_reserve(out, 1) == 0) j_ch(out, ',');
       if (j_log(out, &recs[i])) goto done;
     }
     if (polytel__buf_reserve(out, 2)) goto done;
@@ -449,7 +522,7 @@ int polytel__json_logs(polytel__buf_t *out, const polytel__resource_t *res, cons
   }
   rc = j_close(out) ? POLYTEL_ENOMEM : 0;
 done:
-  free(gid);
+  polytel__groups_free(&g);
   return rc;
 }
 
@@ -559,7 +632,9 @@ int polytel__json_metrics(polytel__buf_t *out, const polytel__resource_t *res,
                           const polytel__metric_rec_t *recs, size_t n) {
   if (polytel__buf_reserve(out, 128 + n * 256)) return POLYTEL_ENOMEM;
   if (j_open(out, "resourceMetrics", "scopeMetrics", res)) return POLYTEL_ENOMEM;
-  if (j_scope(out, "polytel", 7, POLYTEL_VERSION_STRING, "metrics")) return POLYTEL_ENOMEM;
+  if (j_scope(out, POLYTEL__SCOPE_NAME, sizeof POLYTEL__SCOPE_NAME - 1, POLYTEL_VERSION_STRING,
+              sizeof POLYTEL_VERSION_STRING - 1, "metrics"))
+    return POLYTEL_ENOMEM;
   int any = 0;
   for (size_t i = 0; i < n; i++) {
     int k = recs[i].kind;

@@ -203,8 +203,8 @@ static inline void w_fixed64_field(rw_t *w, unsigned field, uint64_t v) {
 static size_t kv_bound(const polytel__kv_t *kv) {
   size_t b = 40 + STR_BOUND(kv->key_len);
   if (kv->type == POLYTEL_ATTR_STRING) b += STR_BOUND(kv->v.str.len);
-  /* Each of at most len + 1 strings adds two tags and two lengths. */
-  if (kv->type == POLYTEL__ATTR_STRINGS) b += STR_BOUND(kv->v.str.len) + 24 * ((size_t)kv->v.str.len + 1);
+  /* An array: its bytes, and per element (at most one per byte) two tags and two lengths. */
+  if (polytel__is_array(kv->type)) b += STR_BOUND(kv->v.str.len) + 24 * ((size_t)kv->v.str.len + 1);
   return b;
 }
 
@@ -212,6 +212,49 @@ static size_t kvs_bound(const polytel__kv_t *kv, size_t n) {
   size_t b = 0;
   for (size_t i = 0; i < n; i++) b += kv_bound(&kv[i]);
   return b;
+}
+
+/* AnyValue.array_value (5) = ArrayValue {values = 1: AnyValue}, the last element first. */
+static void w_array(rw_t *w, const polytel__kv_t *kv) {
+  const char *p = kv->v.str.ptr;
+  uint32_t len = kv->v.str.len, n = polytel__arr_count(kv->type, p, len);
+  size_t mv = rw_pos(w);
+  if (kv->type == POLYTEL_ATTR_STRING_ARRAY) {
+    /* Length-prefixed: the offsets, found forwards, are written backwards. */
+    uint32_t stack[64], *offs = n <= 64 ? stack : malloc(n * sizeof *offs), off = 0, l;
+    if (!offs) {
+      w->b->oom = 1;
+      return;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+      offs[i] = off;
+      polytel__arr_str(p, &off, &l);
+    }
+    for (uint32_t i = n; i-- > 0;) {
+      off = offs[i];
+      const char *s = polytel__arr_str(p, &off, &l);
+      size_t me = rw_pos(w);
+      w_str(w, 1, s, l, 1);
+      w_close(w, me, 1);
+    }
+    if (offs != stack) free(offs);
+  } else {
+    for (uint32_t i = n; i-- > 0;) {
+      size_t me = rw_pos(w);
+      if (kv->type == POLYTEL_ATTR_BOOL_ARRAY) {
+        w_byte(w, p[i] ? 1 : 0);
+        w_byte(w, 2 << 3 | 0);
+      } else if (kv->type == POLYTEL_ATTR_INT_ARRAY) {
+        w_varint(w, polytel__arr_u64(p, i));
+        w_byte(w, 3 << 3 | 0);
+      } else {
+        w_fixed64(w, polytel__arr_u64(p, i));
+        w_byte(w, 4 << 3 | 1);
+      }
+      w_close(w, me, 1);
+    }
+  }
+  w_close(w, mv, 5);
 }
 
 /* One KeyValue {key=1, value=2: AnyValue}. */
@@ -234,23 +277,12 @@ static void w_kv(rw_t *w, unsigned field, const polytel__kv_t *kv) {
       w_double(w, kv->v.d);
       w_byte(w, 4 << 3 | 1);
       break;
-    case POLYTEL__ATTR_STRINGS: {
-      /* AnyValue.array_value (5) = ArrayValue {values = 1: AnyValue {string_value = 1}}, the last string
-       * first. */
-      const char *s = kv->v.str.ptr;
-      size_t end = kv->v.str.len;
-      while (kv->v.str.len) {
-        size_t start = end;
-        while (start > 0 && s[start - 1] != '\0') start--;
-        size_t me = rw_pos(w);
-        w_str(w, 1, s + start, end - start, 1);
-        w_close(w, me, 1);
-        if (start == 0) break;
-        end = start - 1;
-      }
-      w_close(w, mv, 5);
+    case POLYTEL_ATTR_STRING_ARRAY:
+    case POLYTEL_ATTR_INT_ARRAY:
+    case POLYTEL_ATTR_DOUBLE_ARRAY:
+    case POLYTEL_ATTR_BOOL_ARRAY:
+      w_array(w, kv);
       break;
-    }
     default: /* unknown type: an empty AnyValue, as OTLP allows */
       break;
   }
@@ -276,8 +308,7 @@ static int w_resource(rw_t *w, const polytel__resource_t *res) {
 }
 
 /* InstrumentationScope {name=1, version=2} as field 1 of Scope{Logs,Spans,Metrics}. */
-static int w_scope(rw_t *w, const char *name, size_t name_len, const char *version) {
-  size_t vlen = version ? strlen(version) : 0;
+static int w_scope(rw_t *w, const char *name, size_t name_len, const char *version, size_t vlen) {
   if (rw_need(w, STR_BOUND(name_len) + STR_BOUND(vlen) + 16)) return -1;
   size_t m = rw_pos(w);
   w_str(w, 2, version, vlen, 0);
@@ -288,12 +319,54 @@ static int w_scope(rw_t *w, const char *name, size_t name_len, const char *versi
 
 /* --------------------------------------------------------------------- spans */
 
+static inline void w_varint_field(rw_t *w, unsigned field, uint64_t v) {
+  if (!v) return;
+  w_varint(w, v);
+  w_varint(w, (uint64_t)field << 3 | 0);
+}
+
+static inline void w_fixed32_field(rw_t *w, unsigned field, uint32_t v) {
+  if (!v) return;
+  uint8_t *q = w->p -= 4;
+  for (int i = 0; i < 4; i++) q[i] = (uint8_t)(v >> (8 * i));
+  w_varint(w, (uint64_t)field << 3 | 5);
+}
+
 static size_t span_bound(const polytel__span_rec_t *s) {
-  return 128 + STR_BOUND(s->name_len) + STR_BOUND(s->status_msg_len) + kvs_bound(s->attrs, s->n_attrs);
+  size_t b = 160 + STR_BOUND(s->name_len) + STR_BOUND(s->status_msg_len) + STR_BOUND(s->trace_state_len) +
+             kvs_bound(s->attrs, s->n_attrs);
+  for (uint32_t i = 0; i < s->n_events; i++)
+    b += 48 + STR_BOUND(s->events[i].name_len) + kvs_bound(s->events[i].attrs, s->events[i].n_attrs);
+  for (uint32_t i = 0; i < s->n_links; i++)
+    b += 72 + STR_BOUND(s->links[i].trace_state_len) + kvs_bound(s->links[i].attrs, s->links[i].n_attrs);
+  return b;
+}
+
+/* Span.Event {time=1, name=2, attributes=3, dropped_attributes_count=4} as Span field 11. */
+static void w_event(rw_t *w, const polytel__event_rec_t *e) {
+  size_t m = rw_pos(w);
+  w_varint_field(w, 4, e->dropped_attrs);
+  w_kvs(w, 3, e->attrs, e->n_attrs);
+  w_str(w, 2, e->name, e->name_len, 0);
+  w_fixed64_field(w, 1, e->time_ns);
+  w_close(w, m, 11);
+}
+
+/* Span.Link {trace_id=1, span_id=2, trace_state=3, attributes=4, dropped_attributes_count=5, flags=6}. */
+static void w_link(rw_t *w, const polytel__link_rec_t *l) {
+  size_t m = rw_pos(w);
+  w_fixed32_field(w, 6, l->flags);
+  w_varint_field(w, 5, l->dropped_attrs);
+  w_kvs(w, 4, l->attrs, l->n_attrs);
+  w_str(w, 3, l->trace_state, l->trace_state_len, 0);
+  w_bytes(w, 2, l->span_id, 8);
+  w_bytes(w, 1, l->trace_id, 16);
+  w_close(w, m, 13);
 }
 
 static void w_span(rw_t *w, const polytel__span_rec_t *s, const polytel__kv_t *tk, uint32_t nt) {
   size_t m = rw_pos(w);
+  w_fixed32_field(w, 16, s->flags);
   if (s->status != POLYTEL_STATUS_UNSET || s->status_msg_len) {
     size_t ms = rw_pos(w);
     if (s->status != POLYTEL_STATUS_UNSET) {
@@ -303,63 +376,50 @@ static void w_span(rw_t *w, const polytel__span_rec_t *s, const polytel__kv_t *t
     w_str(w, 2, s->status_msg, s->status_msg_len, 0);
     w_close(w, ms, 15);
   }
+  w_varint_field(w, 14, s->dropped_links);
+  for (uint32_t i = s->n_links; i-- > 0;) w_link(w, &s->links[i]);
+  w_varint_field(w, 12, s->dropped_events);
+  for (uint32_t i = s->n_events; i-- > 0;) w_event(w, &s->events[i]);
+  w_varint_field(w, 10, s->dropped_attrs);
   w_kvs(w, 9, tk, nt); /* back to front: after the span's own on the wire */
   w_kvs(w, 9, s->attrs, s->n_attrs);
   w_fixed64_field(w, 8, s->end_ns);
   w_fixed64_field(w, 7, s->start_ns);
-  w_byte(w, 1); /* SPAN_KIND_INTERNAL */
-  w_byte(w, 6 << 3 | 0);
+  w_varint_field(w, 6, (uint64_t)(uint32_t)s->kind);
   w_str(w, 5, s->name, s->name_len, 0);
   if (s->has_parent) w_bytes(w, 4, s->parent_id, 8);
+  w_str(w, 3, s->trace_state, s->trace_state_len, 0);
   w_bytes(w, 2, s->span_id, 8);
   w_bytes(w, 1, s->trace_id, 16);
   w_close(w, m, 2); /* ScopeSpans.spans */
 }
 
-int polytel__pb_spans(polytel__buf_t *out, const polytel__resource_t *res, const polytel__span_rec_t *recs,
-                      size_t n) {
-  rw_t w;
-  if (rw_init(&w, out, 256 + n * 160)) return POLYTEL_ENOMEM;
-  size_t m_rs = rw_pos(&w);
-  size_t m_ss = rw_pos(&w);
-  for (size_t i = n; i-- > 0;) {
-    const polytel__span_rec_t *s = &recs[i];
-    polytel__kv_t tk[2];
-    uint32_t nt = polytel__thread_attrs(tk, s->attrs, s->n_attrs, s->thread_id, s->thread_name);
-    if (rw_need(&w, span_bound(s) + kvs_bound(tk, nt))) return POLYTEL_ENOMEM;
-    w_span(&w, s, tk, nt);
-  }
-  if (w_scope(&w, "polytel", 7, POLYTEL_VERSION_STRING)) return POLYTEL_ENOMEM;
-  w_close(&w, m_ss, 2); /* ResourceSpans.scope_spans */
-  if (w_resource(&w, res) || rw_need(&w, 16)) return POLYTEL_ENOMEM;
-  w_close(&w, m_rs, 1); /* ExportTraceServiceRequest.resource_spans */
-  return rw_finish(&w);
-}
+/* ---------------------------------------------------------------- grouping */
 
-/* ---------------------------------------------------------------------- logs */
-
-static const char *severity_text(int sev) {
-  static const char *const names[] = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"};
-  if (sev < 1 || sev > 24) return NULL;
-  return names[(sev - 1) / 4];
-}
-
-/*
- * Records grouped by target, scopes in order of first appearance, records in
- * order within a scope. One allocation per batch for the links.
- */
-typedef struct {
-  uint32_t n_groups;
-  uint32_t *first, *last; /* per group */
-  uint32_t *next, *prev;  /* per record, UINT32_MAX ends */
-} log_groups_t;
-
-static int same_target(const polytel__log_rec_t *a, const polytel__log_rec_t *b) {
+int polytel__same_log_scope(const void *recs, uint32_t i, uint32_t j) {
+  const polytel__log_rec_t *a = (const polytel__log_rec_t *)recs + i,
+                           *b = (const polytel__log_rec_t *)recs + j;
   if (a->target_len != b->target_len) return 0;
   return a->target == b->target || !a->target_len || memcmp(a->target, b->target, a->target_len) == 0;
 }
 
-static int log_groups_build(log_groups_t *g, const polytel__log_rec_t *recs, size_t n) {
+int polytel__same_span_scope(const void *recs, uint32_t i, uint32_t j) {
+  const polytel__span_rec_t *a = (const polytel__span_rec_t *)recs + i,
+                            *b = (const polytel__span_rec_t *)recs + j;
+  const char *an, *av, *bn, *bv;
+  size_t anl, avl, bnl, bvl;
+  polytel__span_scope(a, &an, &anl, &av, &avl);
+  polytel__span_scope(b, &bn, &bnl, &bv, &bvl);
+  return anl == bnl && avl == bvl && memcmp(an, bn, anl) == 0 && memcmp(av, bv, avl) == 0;
+}
+
+void polytel__groups_free(polytel__groups_t *g) {
+  free(g->first);
+  g->first = NULL;
+  g->n_groups = 0;
+}
+
+int polytel__groups_build(polytel__groups_t *g, const void *recs, size_t n, polytel__same_fn same) {
   g->n_groups = 0;
   g->first = g->last = g->next = g->prev = NULL; /* n == 0: no group, and gcc sees every field set */
   if (n == 0) return 0;
@@ -373,12 +433,12 @@ static int log_groups_build(log_groups_t *g, const polytel__log_rec_t *recs, siz
   uint32_t hit = 0;
   for (uint32_t i = 0; i < (uint32_t)n; i++) {
     uint32_t k = UINT32_MAX;
-    /* Consecutive records usually share a target: try the last hit first. */
-    if (g->n_groups && same_target(&recs[g->first[hit]], &recs[i])) {
+    /* Consecutive records usually share a group: try the last hit first. */
+    if (g->n_groups && same(recs, g->first[hit], i)) {
       k = hit;
     } else {
       for (uint32_t j = 0; j < g->n_groups; j++) {
-        if (same_target(&recs[g->first[j]], &recs[i])) {
+        if (same(recs, g->first[j], i)) {
           k = j;
           break;
         }
@@ -399,8 +459,50 @@ static int log_groups_build(log_groups_t *g, const polytel__log_rec_t *recs, siz
   return 0;
 }
 
+int polytel__pb_spans(polytel__buf_t *out, const polytel__resource_t *res, const polytel__span_rec_t *recs,
+                      size_t n) {
+  polytel__groups_t g;
+  if (polytel__groups_build(&g, recs, n, polytel__same_span_scope)) {
+    out->oom = 1;
+    return POLYTEL_ENOMEM;
+  }
+  rw_t w;
+  int rc = POLYTEL_ENOMEM;
+  if (rw_init(&w, out, 256 + n * 160)) goto done;
+  size_t m_rs = rw_pos(&w);
+  for (uint32_t k = g.n_groups; k-- > 0;) {
+    size_t m_ss = rw_pos(&w);
+    for (uint32_t i = g.last[k]; i != UINT32_MAX; i = g.prev[i]) {
+      const polytel__span_rec_t *s = &recs[i];
+      polytel__kv_t tk[2];
+      uint32_t nt = polytel__thread_attrs(tk, s->attrs, s->n_attrs, s->thread_id, s->thread_name);
+      if (rw_need(&w, span_bound(s) + kvs_bound(tk, nt))) goto done;
+      w_span(&w, s, tk, nt);
+    }
+    const char *name, *version;
+    size_t nl, vl;
+    polytel__span_scope(&recs[g.first[k]], &name, &nl, &version, &vl);
+    if (w_scope(&w, name, nl, version, vl)) goto done;
+    w_close(&w, m_ss, 2); /* ResourceSpans.scope_spans */
+  }
+  if (w_resource(&w, res) || rw_need(&w, 16)) goto done;
+  w_close(&w, m_rs, 1); /* ExportTraceServiceRequest.resource_spans */
+  rc = rw_finish(&w);
+done:
+  polytel__groups_free(&g);
+  return rc;
+}
+
+/* ---------------------------------------------------------------------- logs */
+
+static const char *severity_text(int sev) {
+  static const char *const names[] = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"};
+  if (sev < 1 || sev > 24) return NULL;
+  return names[(sev - 1) / 4];
+}
+
 static size_t log_bound(const polytel__log_rec_t *r) {
-  return 128 + STR_BOUND(r->body_len) + kvs_bound(r->attrs, r->n_attrs);
+  return 144 + STR_BOUND(r->body_len) + kvs_bound(r->attrs, r->n_attrs);
 }
 
 static void w_log(rw_t *w, const polytel__log_rec_t *r, const polytel__kv_t *tk, uint32_t nt) {
@@ -409,7 +511,9 @@ static void w_log(rw_t *w, const polytel__log_rec_t *r, const polytel__kv_t *tk,
   if (r->has_span) {
     w_bytes(w, 10, r->span_id, 8);
     w_bytes(w, 9, r->trace_id, 16);
+    w_fixed32_field(w, 8, r->flags & 0xff); /* LogRecordFlags: the trace flags */
   }
+  w_varint_field(w, 7, r->dropped_attrs);
   w_kvs(w, 6, tk, nt);
   w_kvs(w, 6, r->attrs, r->n_attrs);
   if (r->body) {
@@ -429,8 +533,8 @@ static void w_log(rw_t *w, const polytel__log_rec_t *r, const polytel__kv_t *tk,
 
 int polytel__pb_logs(polytel__buf_t *out, const polytel__resource_t *res, const polytel__log_rec_t *recs,
                      size_t n) {
-  log_groups_t g;
-  if (log_groups_build(&g, recs, n)) {
+  polytel__groups_t g;
+  if (polytel__groups_build(&g, recs, n, polytel__same_log_scope)) {
     out->oom = 1;
     return POLYTEL_ENOMEM;
   }
@@ -448,14 +552,14 @@ int polytel__pb_logs(polytel__buf_t *out, const polytel__resource_t *res, const 
       w_log(&w, r, tk, nt);
     }
     const polytel__log_rec_t *first = &recs[g.first[k]];
-    if (w_scope(&w, first->target, first->target_len, NULL)) goto done;
+    if (w_scope(&w, first->target, first->target_len, NULL, 0)) goto done;
     w_close(&w, m_sl, 2); /* ResourceLogs.scope_logs */
   }
   if (w_resource(&w, res) || rw_need(&w, 16)) goto done;
   w_close(&w, m_rl, 1); /* ExportLogsServiceRequest.resource_logs */
   rc = rw_finish(&w);
 done:
-  free(g.first);
+  polytel__groups_free(&g);
   return rc;
 }
 
@@ -562,7 +666,9 @@ int polytel__pb_metrics(polytel__buf_t *out, const polytel__resource_t *res,
   size_t m_sm = rw_pos(&w);
   for (size_t i = n; i-- > 0;)
     if (w_metric(&w, &recs[i])) return POLYTEL_ENOMEM;
-  if (w_scope(&w, "polytel", 7, POLYTEL_VERSION_STRING)) return POLYTEL_ENOMEM;
+  if (w_scope(&w, POLYTEL__SCOPE_NAME, sizeof POLYTEL__SCOPE_NAME - 1, POLYTEL_VERSION_STRING,
+              sizeof POLYTEL_VERSION_STRING - 1))
+    return POLYTEL_ENOMEM;
   w_close(&w, m_sm, 2); /* ResourceMetrics.scope_metrics */
   if (w_resource(&w, res) || rw_need(&w, 16)) return POLYTEL_ENOMEM;
   w_close(&w, m_rm, 1); /* ExportMetricsServiceRequest.resource_metrics */

@@ -110,10 +110,46 @@ static const polytel__kv_t *arena_kv(chunk_t **a, const polytel__kv_t *kv, uint3
   for (uint32_t i = 0; i < n; i++) {
     out[i] = kv[i];
     out[i].key = arena_str(a, kv[i].key, kv[i].key_len);
-    if (kv[i].type == POLYTEL_ATTR_STRING) out[i].v.str.ptr = arena_str(a, kv[i].v.str.ptr, kv[i].v.str.len);
-    if (!out[i].key || (kv[i].type == POLYTEL_ATTR_STRING && !out[i].v.str.ptr)) return NULL;
+    int bytes = polytel__kv_has_bytes(kv[i].type);
+    if (bytes) out[i].v.str.ptr = arena_str(a, kv[i].v.str.ptr, kv[i].v.str.len);
+    if (!out[i].key || (bytes && !out[i].v.str.ptr)) return NULL;
   }
   return out;
+}
+
+/* A span's parts beyond name, status and attributes: scope, tracestate, events, links. 0, or -1 (no memory).
+ */
+static int arena_span_parts(chunk_t **a, polytel__span_rec_t *d, const polytel__span_rec_t *r) {
+  d->scope_name = arena_str(a, r->scope_name ? r->scope_name : "", r->scope_name_len);
+  d->scope_version = arena_str(a, r->scope_version ? r->scope_version : "", r->scope_version_len);
+  d->trace_state = arena_str(a, r->trace_state ? r->trace_state : "", r->trace_state_len);
+  if (!d->scope_name || !d->scope_version || !d->trace_state) return -1;
+  d->events = NULL;
+  d->links = NULL;
+  if (r->n_events) {
+    polytel__event_rec_t *e = arena_alloc(a, r->n_events * sizeof *e);
+    if (!e) return -1;
+    for (uint32_t i = 0; i < r->n_events; i++) {
+      e[i] = r->events[i];
+      e[i].name = arena_str(a, r->events[i].name, r->events[i].name_len);
+      e[i].attrs = arena_kv(a, r->events[i].attrs, r->events[i].n_attrs);
+      if (!e[i].name || (e[i].n_attrs && !e[i].attrs)) return -1;
+    }
+    d->events = e;
+  }
+  if (r->n_links) {
+    polytel__link_rec_t *l = arena_alloc(a, r->n_links * sizeof *l);
+    if (!l) return -1;
+    for (uint32_t i = 0; i < r->n_links; i++) {
+      l[i] = r->links[i];
+      l[i].trace_state =
+          arena_str(a, r->links[i].trace_state ? r->links[i].trace_state : "", r->links[i].trace_state_len);
+      l[i].attrs = arena_kv(a, r->links[i].attrs, r->links[i].n_attrs);
+      if (!l[i].trace_state || (l[i].n_attrs && !l[i].attrs)) return -1;
+    }
+    d->links = l;
+  }
+  return 0;
 }
 
 /* --------------------------------------------------------------- warnings */
@@ -443,7 +479,7 @@ static void sink_span(void *ctx, const polytel__span_rec_t *r) {
   d->name = arena_str(&b->arena, r->name, r->name_len);
   d->status_msg = arena_str(&b->arena, r->status_msg ? r->status_msg : "", r->status_msg_len);
   d->attrs = arena_kv(&b->arena, r->attrs, r->n_attrs);
-  if (!d->name || !d->status_msg || (r->n_attrs && !d->attrs)) {
+  if (!d->name || !d->status_msg || (r->n_attrs && !d->attrs) || arena_span_parts(&b->arena, d, r) != 0) {
     atomic_fetch_add(&polytel__acct.dropped_export, 1);
     return;
   }

@@ -153,6 +153,7 @@ static void sum_threads(polytel__thread_sums_t *s) {
   s->inv = atomic_load(&polytel__acct.retired_drop_invalid);
   s->depth = atomic_load(&polytel__acct.retired_drop_depth);
   s->trunc = atomic_load(&polytel__acct.retired_truncated);
+  s->sampled_out = atomic_load(&polytel__acct.retired_sampled_out);
   for (polytel__thread_t *t = polytel__registry; t; t = t->next) {
     s->logs += atomic_load_explicit(&t->n_logs, POLYTEL__RELAXED);
     s->spans += atomic_load_explicit(&t->n_spans, POLYTEL__RELAXED);
@@ -160,6 +161,7 @@ static void sum_threads(polytel__thread_sums_t *s) {
     s->inv += atomic_load_explicit(&t->n_drop_invalid, POLYTEL__RELAXED);
     s->depth += atomic_load_explicit(&t->n_drop_depth, POLYTEL__RELAXED);
     s->trunc += atomic_load_explicit(&t->n_truncated, POLYTEL__RELAXED);
+    s->sampled_out += atomic_load_explicit(&t->n_sampled_out, POLYTEL__RELAXED);
   }
   pthread_mutex_unlock(&polytel__registry_mu);
 }

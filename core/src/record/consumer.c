@@ -1,4 +1,5 @@
-/* consumer.c — drain every thread's block chain in order: replay spans, render logs, feed a sink. */
+/* consumer.c — drain every thread's block chain in order: replay spans, render logs, apply the span model's
+ * limits, feed a sink. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +18,8 @@ typedef struct polytel__cons_span_s {
   uint32_t name_len;
   polytel__kv_t *attrs;
   uint32_t n_attrs;
-  void *owned; /* name + attrs copy for dynamic begins */
+  uint32_t dropped_attrs; /* left out by the begin on the calling thread */
+  void *owned;            /* name + attrs copy for dynamic begins */
 } cons_span_t;
 
 static uint64_t g_rng[2];
@@ -25,19 +27,32 @@ static int g_rng_seeded;
 static char *g_scratch;     /* rendered log bodies */
 static polytel__kv_t *g_kv; /* decoded attributes */
 static uint32_t g_kv_cap;
+static polytel__event_rec_t *g_evs; /* decoded span events */
+static uint32_t g_evs_cap;
+static polytel__link_rec_t *g_lns; /* decoded span links */
+static uint32_t g_lns_cap;
+/* Bytes one record's limits rewrote (cut string arrays, normalized tracestates); reset per record. */
+static char *g_out;
+static size_t g_out_used;
 
 #define SCRATCH_CAP (POLYTEL__BLOCK_SIZE)
+/* What one record may need from g_out: never more than the event's own bytes, plus its tracestates. */
+#define OUT_CAP (2 * POLYTEL__BLOCK_SIZE)
+
+static void *room(void *arr, uint32_t *cap, uint32_t n, size_t elem) {
+  if (n <= *cap) return arr;
+  uint32_t c = *cap ? *cap : 64;
+  while (c < n) c *= 2;
+  void *a = realloc(arr, (size_t)c * elem);
+  if (!a) return NULL;
+  *cap = c;
+  return a;
+}
 
 static polytel__kv_t *kv_room(uint32_t n) {
-  if (n > g_kv_cap) {
-    uint32_t cap = g_kv_cap ? g_kv_cap : 64;
-    while (cap < n) cap *= 2;
-    polytel__kv_t *k = realloc(g_kv, cap * sizeof *k);
-    if (!k) return NULL;
-    g_kv = k;
-    g_kv_cap = cap;
-  }
-  return g_kv;
+  polytel__kv_t *k = room(g_kv, &g_kv_cap, n, sizeof *k);
+  if (k) g_kv = k;
+  return k;
 }
 
 static const uint8_t *get_str(const uint8_t *p, const char **s, uint32_t *len) {
@@ -55,7 +70,7 @@ static const uint8_t *get_attrs(const uint8_t *p, uint32_t n, polytel__kv_t *kv)
     kv[i].key_len = h.key_len;
     kv[i].type = h.type;
     p += 8 + POLYTEL__ALIGN8(h.key_len);
-    if (h.type == POLYTEL_ATTR_STRING) {
+    if (polytel__kv_has_bytes(h.type)) {
       kv[i].v.str.ptr = (const char *)p;
       kv[i].v.str.len = h.val_len;
       p += POLYTEL__ALIGN8(h.val_len);
@@ -74,12 +89,98 @@ static const uint8_t *get_attrs(const uint8_t *p, uint32_t n, polytel__kv_t *kv)
   return p;
 }
 
+/* ------------------------------------------------------------------ limits */
+
+/* The byte length of s[0..n)'s first max characters (code points; a stray byte counts as one). */
+static uint32_t utf8_cut_chars(const char *s, uint32_t n, uint32_t max) {
+  uint32_t chars = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    if (((unsigned char)s[i] & 0xC0) != 0x80 && chars++ == max) return i;
+  }
+  return n;
+}
+
+static int same_key(const polytel__kv_t *a, const polytel__kv_t *b) {
+  return a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0;
+}
+
+/* A string array with every element cut to max characters, in g_out. */
+static void cut_string_array(polytel__kv_t *kv, uint32_t max) {
+  const char *p = kv->v.str.ptr;
+  uint32_t len = kv->v.str.len, off = 0, l;
+  int any = 0;
+  while (off + 4 <= len) {
+    const char *s = polytel__arr_str(p, &off, &l);
+    if (utf8_cut_chars(s, l, max) < l) any = 1;
+  }
+  if (!any || g_out_used + len > OUT_CAP) return;
+  char *w = g_out + g_out_used, *w0 = w;
+  off = 0;
+  while (off + 4 <= len) {
+    const char *s = polytel__arr_str(p, &off, &l);
+    uint32_t c = utf8_cut_chars(s, l, max);
+    memcpy(w, &c, 4);
+    memcpy(w + 4, s, c);
+    w += 4 + c;
+  }
+  kv->v.str.ptr = w0;
+  kv->v.str.len = (uint32_t)(w - w0);
+  g_out_used += kv->v.str.len;
+}
+
+/*
+ * The attribute rules of the spec, off the calling thread: a repeated key keeps its first place and its last
+ * value; past max_count the rest are dropped (counted); strings and the strings of arrays are cut to
+ * max_len characters.
+ */
+static void apply_limits(polytel__kv_t *kv, uint32_t *n, uint32_t max_count, uint32_t max_len,
+                         uint32_t *dropped) {
+  uint32_t w = 0;
+  for (uint32_t i = 0; i < *n; i++) {
+    uint32_t j = 0;
+    while (j < w && !same_key(&kv[j], &kv[i])) j++;
+    kv[j] = kv[i];
+    if (j == w) w++;
+  }
+  if (w > max_count) {
+    *dropped += w - max_count;
+    w = max_count;
+  }
+  *n = w;
+  if (max_len == POLYTEL__NO_LIMIT) return;
+  for (uint32_t i = 0; i < w; i++) {
+    if (kv[i].type == POLYTEL_ATTR_STRING)
+      kv[i].v.str.len = utf8_cut_chars(kv[i].v.str.ptr, kv[i].v.str.len, max_len);
+    else if (kv[i].type == POLYTEL_ATTR_STRING_ARRAY)
+      cut_string_array(&kv[i], max_len);
+  }
+}
+
+#define LIMIT(f) atomic_load_explicit(&polytel__limits.f, POLYTEL__RELAXED)
+
+/* A tracestate as it goes out: normalized (W3C), or nothing when it must be discarded. */
+static void tracestate_out(const char *in, uint32_t n, const char **out, uint32_t *out_len) {
+  *out = "";
+  *out_len = 0;
+  /* The normal form is never longer than the input (it only removes). */
+  size_t cap = n < POLYTEL__TRACESTATE_MAX_LEN ? (size_t)n + 1 : POLYTEL__TRACESTATE_MAX_LEN + 1;
+  if (!n || g_out_used + cap > OUT_CAP) return;
+  char *w = g_out + g_out_used;
+  int r = polytel__tracestate_normalize_n(in, n, w, cap);
+  if (r <= 0) return;
+  *out = w;
+  *out_len = (uint32_t)r;
+  g_out_used += (size_t)r + 1;
+}
+
+/* ------------------------------------------------------------ thread spans */
+
 /* Deep copy of a name + attributes into one allocation. */
 static void *copy_span_data(const char *name, uint32_t name_len, const polytel__kv_t *kv, uint32_t n,
                             const char **name_out, polytel__kv_t **kv_out) {
   size_t sz = n * sizeof(polytel__kv_t) + name_len + 1;
   for (uint32_t i = 0; i < n; i++)
-    sz += kv[i].key_len + 1 + (kv[i].type == POLYTEL_ATTR_STRING ? kv[i].v.str.len + 1 : 0);
+    sz += kv[i].key_len + 1 + (polytel__kv_has_bytes(kv[i].type) ? kv[i].v.str.len + 1 : 0);
   uint8_t *mem = malloc(sz);
   if (!mem) return NULL;
   polytel__kv_t *out = (polytel__kv_t *)mem;
@@ -93,7 +194,7 @@ static void *copy_span_data(const char *name, uint32_t name_len, const polytel__
     memcpy(s, kv[i].key, kv[i].key_len);
     out[i].key = s;
     s += kv[i].key_len + 1;
-    if (kv[i].type == POLYTEL_ATTR_STRING) {
+    if (polytel__kv_has_bytes(kv[i].type)) {
       memcpy(s, kv[i].v.str.ptr, kv[i].v.str.len);
       out[i].v.str.ptr = s;
       s += kv[i].v.str.len + 1;
@@ -130,11 +231,101 @@ void polytel__consume_reset_thread(polytel__thread_t *t) {
   t->stack_depth = 0;
 }
 
+/* A log inside the thread's innermost open span carries it (thread spans are always sampled). */
+static void log_in_thread_span(polytel__thread_t *t, polytel__log_rec_t *r) {
+  if (!t->stack_depth) return;
+  cons_span_t *top = &t->stack[t->stack_depth - 1];
+  r->has_span = 1;
+  r->flags = POLYTEL_TRACE_FLAG_SAMPLED;
+  memcpy(r->trace_id, top->trace_id, 16);
+  memcpy(r->span_id, top->span_id, 8);
+}
+
+/* ------------------------------------------------------------- async spans */
+
+/* Decodes an EV_SPAN_FULL (layout: events.c, full_layout) into r; events and links go to g_evs/g_lns,
+ * attributes to kv. */
+static int decode_full(const uint8_t *p, const polytel__ev_t *ev, polytel__span_rec_t *r, polytel__kv_t *kv) {
+  memcpy(&r->start_ns, p + 16, 8);
+  memcpy(r->trace_id, p + 24, 16);
+  memcpy(r->span_id, p + 40, 8);
+  memcpy(r->parent_id, p + 48, 8);
+  static const uint8_t zero[8];
+  r->has_parent = memcmp(r->parent_id, zero, 8) != 0;
+  r->end_ns = ev->ts;
+  r->status = ev->flags & 0xff;
+  uint32_t h[2], x[4] = {0, 0, 0, 0}; /* n_events, n_links, events dropped, links dropped */
+  memcpy(h, p + 56, 8);
+  r->kind = p[64];
+  r->flags = p[65] | POLYTEL__SPAN_FLAG_HAS_IS_REMOTE | (p[66] ? POLYTEL__SPAN_FLAG_IS_REMOTE : 0u);
+  const uint8_t *q = get_str(p + 72, &r->name, &r->name_len);
+  q = get_str(q, &r->status_msg, &r->status_msg_len);
+  if (p[67]) { /* the scope, tracestate, events and links are there */
+    memcpy(x, q, 16);
+    q = get_str(q + 16, &r->scope_name, &r->scope_name_len);
+    q = get_str(q, &r->scope_version, &r->scope_version_len);
+    const char *ts;
+    uint32_t tl;
+    q = get_str(q, &ts, &tl);
+    tracestate_out(ts, tl, &r->trace_state, &r->trace_state_len);
+  }
+  r->dropped_events = x[2];
+  r->dropped_links = x[3];
+  uint32_t used = h[0];
+  q = get_attrs(q, h[0], kv);
+  r->attrs = kv;
+  r->n_attrs = h[0];
+  r->dropped_attrs = h[1];
+  apply_limits(kv, &r->n_attrs, LIMIT(span_attrs), LIMIT(span_attr_len), &r->dropped_attrs);
+
+  polytel__event_rec_t *evs = room(g_evs, &g_evs_cap, x[0], sizeof *evs);
+  polytel__link_rec_t *lns = room(g_lns, &g_lns_cap, x[1], sizeof *lns);
+  if ((x[0] && !evs) || (x[1] && !lns)) return -1;
+  g_evs = evs;
+  g_lns = lns;
+  for (uint32_t i = 0; i < x[0]; i++) {
+    polytel__event_rec_t *e = &evs[i];
+    memcpy(&e->time_ns, q, 8);
+    memcpy(h, q + 8, 8);
+    q = get_str(q + 16, &e->name, &e->name_len);
+    q = get_attrs(q, h[0], kv + used);
+    e->attrs = kv + used;
+    e->n_attrs = h[0];
+    e->dropped_attrs = h[1];
+    used += h[0];
+    apply_limits(kv + used - h[0], &e->n_attrs, LIMIT(event_attrs), LIMIT(span_attr_len), &e->dropped_attrs);
+  }
+  for (uint32_t i = 0; i < x[1]; i++) {
+    polytel__link_rec_t *l = &lns[i];
+    memcpy(l->trace_id, q, 16);
+    memcpy(l->span_id, q + 16, 8);
+    l->flags = q[24] | POLYTEL__SPAN_FLAG_HAS_IS_REMOTE | (q[25] ? POLYTEL__SPAN_FLAG_IS_REMOTE : 0u);
+    memcpy(&h[0], q + 28, 4);
+    memcpy(&h[1], q + 32, 4);
+    const char *ts;
+    uint32_t tl;
+    q = get_str(q + 40, &ts, &tl);
+    tracestate_out(ts, tl, &l->trace_state, &l->trace_state_len);
+    q = get_attrs(q, h[0], kv + used);
+    l->attrs = kv + used;
+    l->n_attrs = h[0];
+    l->dropped_attrs = h[1];
+    used += h[0];
+    apply_limits(kv + used - h[0], &l->n_attrs, LIMIT(link_attrs), LIMIT(span_attr_len), &l->dropped_attrs);
+  }
+  r->events = evs;
+  r->n_events = x[0];
+  r->links = lns;
+  r->n_links = x[1];
+  return 0;
+}
+
 /* Returns 1 if the event was an item (log or span). */
 static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t *sink,
                   const polytel__clock_conv_t *cc) {
   const polytel__ev_t *ev = (const polytel__ev_t *)p;
   const uint8_t *end = p + ev->size;
+  g_out_used = 0;
   switch (ev->type) {
     case POLYTEL__EV_LOG_FMT: {
       const char *target, *fmt;
@@ -151,38 +342,35 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
       r.body_len = (uint32_t)n;
       r.thread_id = t->id;
       memcpy(r.thread_name, t->name, sizeof r.thread_name);
-      if (t->stack_depth) {
-        cons_span_t *top = &t->stack[t->stack_depth - 1];
-        r.has_span = 1;
-        memcpy(r.trace_id, top->trace_id, 16);
-        memcpy(r.span_id, top->span_id, 8);
-      }
+      log_in_thread_span(t, &r);
       if (sink->log) sink->log(sink->ctx, &r);
       return 1;
     }
     case POLYTEL__EV_LOG_STR: {
-      uint32_t h[2];
-      memcpy(h, p + 16, 8);
-      const uint8_t *q = p + 24;
+      uint32_t h[4]; /* n_attrs, has_span, trace flags, attrs dropped */
+      memcpy(h, p + 16, 16);
+      const uint8_t *q = p + 32;
       polytel__log_rec_t r = {0};
       if (h[1]) {
         r.has_span = 1;
+        r.flags = h[2];
         memcpy(r.trace_id, q, 16);
         memcpy(r.span_id, q + 16, 8);
         q += 24;
-      } else if (t->stack_depth) {
-        cons_span_t *top = &t->stack[t->stack_depth - 1];
-        r.has_span = 1;
-        memcpy(r.trace_id, top->trace_id, 16);
-        memcpy(r.span_id, top->span_id, 8);
+      } else {
+        log_in_thread_span(t, &r);
       }
       q = get_str(q, &r.target, &r.target_len);
       q = get_str(q, &r.body, &r.body_len);
+      r.dropped_attrs = h[3];
       polytel__kv_t *kv = kv_room(h[0]);
       if (kv) {
         get_attrs(q, h[0], kv);
         r.attrs = kv;
         r.n_attrs = h[0];
+        apply_limits(kv, &r.n_attrs, LIMIT(log_attrs), LIMIT(log_attr_len), &r.dropped_attrs);
+      } else {
+        r.dropped_attrs += h[0];
       }
       r.time_ns = polytel__ticks_to_unix(cc, ev->ts);
       r.observed_ns = r.time_ns;
@@ -210,6 +398,7 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
       cons_span_t *e = push(t);
       if (!e) return 0;
       e->start_ticks = ev->ts;
+      e->dropped_attrs = h[1] + (kv ? 0 : h[0]);
       if (kv) get_attrs(q, h[0], kv);
       e->owned = copy_span_data(name, nl, kv, kv ? h[0] : 0, &e->name, &e->attrs);
       if (e->owned) {
@@ -238,19 +427,28 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
       r.status = ev->flags & 0xff;
       r.thread_id = t->id;
       memcpy(r.thread_name, t->name, sizeof r.thread_name);
-      r.attrs = e->attrs;
-      r.n_attrs = e->n_attrs;
+      r.kind = POLYTEL_SPAN_KIND_INTERNAL;
+      r.flags = POLYTEL_TRACE_FLAG_SAMPLED | POLYTEL__SPAN_FLAG_HAS_IS_REMOTE; /* a local parent, or none */
+      r.dropped_attrs = e->dropped_attrs;
+      uint32_t n_end = 0;
+      const uint8_t *q = NULL;
       if (ev->type == POLYTEL__EV_SPAN_END_DYN) {
         uint32_t h[2];
         memcpy(h, p + 16, 8);
-        const uint8_t *q = get_str(p + 24, &r.status_msg, &r.status_msg_len);
-        polytel__kv_t *kv = kv_room(e->n_attrs + h[0]);
-        if (kv) {
-          if (e->n_attrs) memcpy(kv, e->attrs, e->n_attrs * sizeof *kv);
-          get_attrs(q, h[0], kv + e->n_attrs);
-          r.attrs = kv;
-          r.n_attrs = e->n_attrs + h[0];
-        }
+        q = get_str(p + 24, &r.status_msg, &r.status_msg_len);
+        n_end = h[0];
+        r.dropped_attrs += h[1];
+      }
+      /* The limits may rewrite the list: always a scratch copy, never the begin's own. */
+      polytel__kv_t *kv = kv_room(e->n_attrs + n_end);
+      if (kv) {
+        if (e->n_attrs) memcpy(kv, e->attrs, e->n_attrs * sizeof *kv);
+        if (n_end) get_attrs(q, n_end, kv + e->n_attrs);
+        r.attrs = kv;
+        r.n_attrs = e->n_attrs + n_end;
+        apply_limits(kv, &r.n_attrs, LIMIT(span_attrs), LIMIT(span_attr_len), &r.dropped_attrs);
+      } else {
+        r.dropped_attrs += e->n_attrs + n_end;
       }
       if (sink->span) sink->span(sink->ctx, &r);
       free(e->owned);
@@ -259,27 +457,29 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
     }
     case POLYTEL__EV_SPAN_FULL: {
       polytel__span_rec_t r = {0};
-      memcpy(&r.start_ns, p + 16, 8);
-      memcpy(r.trace_id, p + 24, 16);
-      memcpy(r.span_id, p + 40, 8);
-      memcpy(r.parent_id, p + 48, 8);
-      static const uint8_t zero[8];
-      r.has_parent = memcmp(r.parent_id, zero, 8) != 0;
-      r.end_ns = ev->ts;
-      r.status = ev->flags & 0xff;
-      uint32_t h[2];
-      memcpy(h, p + 56, 8);
-      const uint8_t *q = get_str(p + 64, &r.name, &r.name_len);
-      q = get_str(q, &r.status_msg, &r.status_msg_len);
-      polytel__kv_t *kv = kv_room(h[0]);
-      if (kv) {
-        get_attrs(q, h[0], kv);
-        r.attrs = kv;
-        r.n_attrs = h[0];
+      /* Every serialized attribute takes at least 16 bytes: the event's size bounds the count. */
+      polytel__kv_t *kv = kv_room(ev->size / 16 + 1);
+      if (kv && decode_full(p, ev, &r, kv) == 0) {
+        r.thread_id = t->id;
+        memcpy(r.thread_name, t->name, sizeof r.thread_name);
+        if (sink->span) sink->span(sink->ctx, &r);
+      } else if (sink->span) {
+        /* No memory for its parts: the span goes out bare rather than not at all. */
+        polytel__span_rec_t bare = {0};
+        memcpy(&bare.start_ns, p + 16, 8);
+        memcpy(bare.trace_id, p + 24, 16);
+        memcpy(bare.span_id, p + 40, 8);
+        memcpy(bare.parent_id, p + 48, 8);
+        static const uint8_t zero[8];
+        bare.has_parent = memcmp(bare.parent_id, zero, 8) != 0;
+        bare.end_ns = ev->ts;
+        bare.status = ev->flags & 0xff;
+        get_str(p + 72, &bare.name, &bare.name_len);
+        bare.kind = p[64];
+        bare.thread_id = t->id;
+        memcpy(bare.thread_name, t->name, sizeof bare.thread_name);
+        sink->span(sink->ctx, &bare);
       }
-      r.thread_id = t->id;
-      memcpy(r.thread_name, t->name, sizeof r.thread_name);
-      if (sink->span) sink->span(sink->ctx, &r);
       return 1;
     }
     case POLYTEL__EV_METRIC: {
@@ -319,6 +519,7 @@ static void retire(polytel__thread_t *t) {
   atomic_fetch_add(&polytel__acct.retired_drop_invalid, atomic_load(&t->n_drop_invalid));
   atomic_fetch_add(&polytel__acct.retired_drop_depth, atomic_load(&t->n_drop_depth));
   atomic_fetch_add(&polytel__acct.retired_truncated, atomic_load(&t->n_truncated));
+  atomic_fetch_add(&polytel__acct.retired_sampled_out, atomic_load(&t->n_sampled_out));
   for (int i = 0; i < POLYTEL__MAX_STATIC_METRICS; i++) {
     int64_t v = atomic_load_explicit(&t->counters[i], POLYTEL__RELAXED);
     if (!v) continue;
@@ -342,6 +543,10 @@ uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
   if (!g_scratch) {
     g_scratch = malloc(SCRATCH_CAP);
     if (!g_scratch) return 0;
+  }
+  if (!g_out) {
+    g_out = malloc(OUT_CAP);
+    if (!g_out) return 0;
   }
   if (!g_rng_seeded) {
     polytel__rng_seed(g_rng);

@@ -338,78 +338,156 @@ typedef struct plan_s {
 } plan_t;
 
 static size_t attr_key_len(const polytel_attr_t *a) {
-  size_t k = a->key ? strlen(a->key) : 0;
+  size_t k = strlen(a->key);
   return k > 255 ? 255 : k;
 }
 
-static size_t attrs_plan(const polytel_attr_t *attrs, size_t n, plan_t *pl, uint32_t *n_ok) {
-  size_t total = 0;
-  *n_ok = 0;
-  for (size_t i = 0; i < n && attrs; i++) {
-    const polytel_attr_t *a = &attrs[i];
-    if (!a->key || a->type < POLYTEL_ATTR_STRING || a->type > POLYTEL_ATTR_BOOL) continue;
-    size_t kl = attr_key_len(a);
-    size_t need = 8 + POLYTEL__ALIGN8(kl);
-    if (need + 8 > pl->budget) {
-      pl->trunc = 1;
-      break;
-    }
-    pl->budget -= need;
-    size_t vsz = 8;
-    if (a->type == POLYTEL_ATTR_STRING) {
-      size_t vl = a->value.str.ptr ? a->value.str.len : 0;
-      if (vl > pl->budget) {
-        pl->trunc = 1;
-        vl = pl->budget;
-      }
-      vsz = POLYTEL__ALIGN8(vl);
-    }
-    pl->budget = pl->budget > vsz ? pl->budget - vsz : 0;
-    total += need + vsz;
-    (*n_ok)++;
-  }
-  pl->size += total;
-  return total;
+/* Recorded at all: a key (empty keys are dropped and counted, as the spec says), a known type, elements. */
+static int attr_valid(const polytel_attr_t *a) {
+  if (!a->key || !a->key[0] || a->type < POLYTEL_ATTR_STRING || a->type > POLYTEL_ATTR_BOOL_ARRAY) return 0;
+  return a->type < POLYTEL_ATTR_STRING_ARRAY || a->value.arr.ptr || !a->value.arr.len;
 }
 
-static uint8_t *attrs_write(uint8_t *p, const polytel_attr_t *attrs, size_t n, uint32_t n_ok,
-                            size_t *budget) {
+/* An attribute as laid out: its value's bytes (arrays: the elements that fit) and its whole size. */
+typedef struct fit_s {
+  size_t key_len, val_len, n_elems, size;
+} fit_t;
+
+/* attr_fit() for arrays: the elements that fit whole. */
+__attribute__((noinline)) static int attr_fit_array(const polytel_attr_t *a, size_t head, size_t room,
+                                                    fit_t *f, int *trunc) {
+  size_t vl = 0, k = 0, n = a->value.arr.len;
+  switch (a->type) {
+    case POLYTEL_ATTR_STRING_ARRAY: {
+      const polytel_str_t *e = a->value.arr.ptr;
+      for (; k < n; k++) {
+        size_t l = e[k].ptr ? e[k].len : 0;
+        if (l > room || vl + 4 + l > room) break;
+        vl += 4 + l;
+      }
+      break;
+    }
+    case POLYTEL_ATTR_BOOL_ARRAY:
+      k = n < room ? n : room;
+      vl = k;
+      break;
+    default: /* ints, doubles: 8 bytes each */
+      k = n < room / 8 ? n : room / 8;
+      vl = 8 * k;
+      break;
+  }
+  if (k < n) *trunc = 1;
+  f->val_len = vl;
+  f->n_elems = k;
+  f->size = head + POLYTEL__ALIGN8(vl);
+  return 1;
+}
+
+/*
+ * Fit a valid attribute into budget: 0 when not even its key and an 8-byte value fit (it and the rest are
+ * left out). A string is cut to what fits, an array to its elements that fit whole (*trunc set). Inlined:
+ * the bindings' logs and spans pass a few scalars and strings, and this runs twice for each.
+ */
+static inline __attribute__((always_inline)) int attr_fit(const polytel_attr_t *a, size_t budget, fit_t *f,
+                                                          int *trunc) {
+  f->key_len = attr_key_len(a);
+  size_t head = 8 + POLYTEL__ALIGN8(f->key_len);
+  if (head + 8 > budget) return 0;
+  size_t room = (budget - head) & ~(size_t)7;
+  if (POLYTEL__UNLIKELY(a->type >= POLYTEL_ATTR_STRING_ARRAY)) return attr_fit_array(a, head, room, f, trunc);
+  size_t vl = 8;
+  if (a->type == POLYTEL_ATTR_STRING) {
+    vl = a->value.str.ptr ? a->value.str.len : 0;
+    if (vl > room) vl = room, *trunc = 1;
+    f->size = head + POLYTEL__ALIGN8(vl);
+  } else {
+    f->size = head + 8;
+  }
+  f->val_len = vl;
+  f->n_elems = 0;
+  return 1;
+}
+
+/* Plans attrs into pl: *n_ok laid out, *n_dropped left out (invalid, or no room: counted on the wire). */
+static void attrs_plan(const polytel_attr_t *attrs, size_t n, plan_t *pl, uint32_t *n_ok,
+                       uint32_t *n_dropped) {
+  *n_ok = 0;
+  *n_dropped = 0;
+  if (!attrs) return;
+  for (size_t i = 0; i < n; i++) {
+    fit_t f;
+    if (!attr_valid(&attrs[i])) {
+      (*n_dropped)++;
+      continue;
+    }
+    if (!attr_fit(&attrs[i], pl->budget, &f, &pl->trunc)) {
+      pl->trunc = 1;
+      *n_dropped += (uint32_t)(n - i);
+      break;
+    }
+    pl->budget -= f.size;
+    pl->size += f.size;
+    (*n_ok)++;
+  }
+}
+
+static uint8_t *pad8(uint8_t *p, size_t len) {
+  size_t padded = POLYTEL__ALIGN8(len);
+  if (padded > len) memset(p + len, 0, padded - len);
+  return p + padded;
+}
+
+/* Lays out the n_ok attributes attrs_plan() kept, from the budget it started with. */
+static uint8_t *attrs_write(uint8_t *p, const polytel_attr_t *attrs, size_t n, uint32_t n_ok, size_t budget) {
   uint32_t done = 0;
   for (size_t i = 0; i < n && done < n_ok; i++) {
     const polytel_attr_t *a = &attrs[i];
-    if (!a->key || a->type < POLYTEL_ATTR_STRING || a->type > POLYTEL_ATTR_BOOL) continue;
-    size_t kl = attr_key_len(a);
-    size_t need = 8 + POLYTEL__ALIGN8(kl);
-    *budget -= need;
-    polytel__ev_attr_t h = {.type = (uint8_t)a->type, .key_len = (uint16_t)kl};
-    size_t vl = 8;
-    if (a->type == POLYTEL_ATTR_STRING) {
-      vl = a->value.str.ptr ? a->value.str.len : 0;
-      if (vl > *budget) vl = *budget;
-      h.val_len = (uint32_t)vl;
-    }
+    fit_t f;
+    int trunc = 0;
+    if (!attr_valid(a) || !attr_fit(a, budget, &f, &trunc)) continue;
+    budget -= f.size;
+    polytel__ev_attr_t h = {.type = (uint8_t)a->type, .key_len = (uint16_t)f.key_len};
+    if (polytel__kv_has_bytes(h.type)) h.val_len = (uint32_t)f.val_len;
     memcpy(p, &h, 8);
-    memcpy(p + 8, a->key, kl);
-    if (POLYTEL__ALIGN8(kl) > kl) memset(p + 8 + kl, 0, POLYTEL__ALIGN8(kl) - kl);
-    p += need;
-    if (a->type == POLYTEL_ATTR_STRING) {
-      if (vl) memcpy(p, a->value.str.ptr, vl);
-      size_t padded = POLYTEL__ALIGN8(vl);
-      if (padded > vl) memset(p + vl, 0, padded - vl);
-      p += padded;
-      *budget = *budget > padded ? *budget - padded : 0;
-    } else {
-      int64_t v = 0;
-      if (a->type == POLYTEL_ATTR_INT)
-        v = a->value.i;
-      else if (a->type == POLYTEL_ATTR_DOUBLE)
-        memcpy(&v, &a->value.d, 8);
-      else
-        v = a->value.b ? 1 : 0;
-      memcpy(p, &v, 8);
-      p += 8;
-      *budget = *budget > 8 ? *budget - 8 : 0;
+    memcpy(p + 8, a->key, f.key_len);
+    p = pad8(p + 8, f.key_len);
+    uint8_t *v = p;
+    switch (a->type) {
+      case POLYTEL_ATTR_STRING:
+        if (f.val_len) memcpy(v, a->value.str.ptr, f.val_len);
+        break;
+      case POLYTEL_ATTR_STRING_ARRAY: {
+        const polytel_str_t *e = a->value.arr.ptr;
+        for (size_t k = 0; k < f.n_elems; k++) {
+          uint32_t l = e[k].ptr ? (uint32_t)e[k].len : 0;
+          memcpy(v, &l, 4);
+          if (l) memcpy(v + 4, e[k].ptr, l);
+          v += 4 + l;
+        }
+        break;
+      }
+      case POLYTEL_ATTR_INT_ARRAY:
+      case POLYTEL_ATTR_DOUBLE_ARRAY:
+        if (f.val_len) memcpy(v, a->value.arr.ptr, f.val_len);
+        break;
+      case POLYTEL_ATTR_BOOL_ARRAY: {
+        const int *e = a->value.arr.ptr;
+        for (size_t k = 0; k < f.n_elems; k++) v[k] = e[k] != 0;
+        break;
+      }
+      default: {
+        int64_t x = 0;
+        if (a->type == POLYTEL_ATTR_INT)
+          x = a->value.i;
+        else if (a->type == POLYTEL_ATTR_DOUBLE)
+          memcpy(&x, &a->value.d, 8);
+        else
+          x = a->value.b ? 1 : 0;
+        memcpy(v, &x, 8);
+        f.val_len = 8;
+      }
     }
+    p = pad8(p, f.val_len);
     done++;
   }
   return p;
@@ -418,8 +496,8 @@ static uint8_t *attrs_write(uint8_t *p, const polytel_attr_t *attrs, size_t n, u
 /* ------------------------------------------------------ dynamic logs */
 
 /*
- * EV_LOG_STR: hdr | u32 n_attrs, u32 has_span | trace_id[16] span_id[8] (if has_span) |
- * str target | str msg | attrs
+ * EV_LOG_STR: hdr | u32 n_attrs, u32 has_span | u32 trace flags, u32 attrs dropped |
+ * trace_id[16] span_id[8] (if has_span) | str target | str msg | attrs
  */
 void polytel_log_attrs_ts(polytel_level_t level, const char *target, const char *msg, size_t msg_len,
                           const polytel_attr_t *attrs, size_t n_attrs, const polytel_span_ctx_t *span,
@@ -434,15 +512,15 @@ void polytel_log_attrs_ts(polytel_level_t level, const char *target, const char 
     if (!t) {
       orphan_drop();
     } else {
-      plan_t pl = {.size = 24, .trunc = 0, .budget = POLYTEL__MAX_EVENT - 64};
+      plan_t pl = {.size = 32, .trunc = 0, .budget = POLYTEL__MAX_EVENT - 64};
       int has_span = span != NULL;
       if (has_span) pl.size += 24;
       size_t tl = str_fit(strlen(target), &pl.budget, &pl.trunc);
       size_t ml = str_fit(msg_len, &pl.budget, &pl.trunc);
       pl.size += 16 + POLYTEL__ALIGN8(tl) + POLYTEL__ALIGN8(ml);
-      uint32_t n_ok;
+      uint32_t n_ok, n_dropped;
       size_t budget0 = pl.budget;
-      attrs_plan(attrs, n_attrs, &pl, &n_ok);
+      attrs_plan(attrs, n_attrs, &pl, &n_ok, &n_dropped);
       uint8_t *p = polytel__reserve(t, pl.size);
       if (p) {
         polytel__ev_t *ev = (polytel__ev_t *)p;
@@ -451,9 +529,9 @@ void polytel_log_attrs_ts(polytel_level_t level, const char *target, const char 
         ev->flags = 0;
         ev->size = (uint32_t)pl.size;
         ev->ts = polytel__ticks();
-        uint32_t hdr2[2] = {n_ok, (uint32_t)has_span};
-        memcpy(p + 16, hdr2, 8);
-        uint8_t *q = p + 24;
+        uint32_t hdr2[4] = {n_ok, (uint32_t)has_span, has_span ? span->trace_flags : 0u, n_dropped};
+        memcpy(p + 16, hdr2, 16);
+        uint8_t *q = p + 32;
         if (has_span) {
           memcpy(q, span->trace_id, 16);
           memcpy(q + 16, span->span_id, 8);
@@ -461,7 +539,7 @@ void polytel_log_attrs_ts(polytel_level_t level, const char *target, const char 
         }
         q = put_str(q, target, tl);
         q = put_str(q, msg, ml);
-        attrs_write(q, attrs, n_attrs, n_ok, &budget0);
+        attrs_write(q, attrs, n_attrs, n_ok, budget0);
         polytel__commit(t, pl.size);
         if (pl.trunc) polytel__inc(&t->n_truncated, 1);
       } else {
@@ -563,7 +641,7 @@ void polytel_span_begin(const char *name) {
   span_begin_slow(name);
 }
 
-/* EV_SPAN_BEGIN_DYN: hdr | u32 n_attrs, pad | str name | attrs */
+/* EV_SPAN_BEGIN_DYN: hdr | u32 n_attrs, u32 attrs dropped | str name | attrs */
 void polytel_span_begin_dyn(const char *name, const polytel_attr_t *attrs, size_t n_attrs) {
   if (!recording()) return;
   polytel__thread_t *t = polytel__thread();
@@ -578,9 +656,9 @@ void polytel_span_begin_dyn(const char *name, const polytel_attr_t *attrs, size_
   plan_t pl = {.size = 24, .trunc = 0, .budget = POLYTEL__MAX_EVENT - 64};
   size_t nl = str_fit(strlen(name), &pl.budget, &pl.trunc);
   pl.size += 8 + POLYTEL__ALIGN8(nl);
-  uint32_t n_ok;
+  uint32_t n_ok, n_dropped;
   size_t budget0 = pl.budget;
-  attrs_plan(attrs, n_attrs, &pl, &n_ok);
+  attrs_plan(attrs, n_attrs, &pl, &n_ok, &n_dropped);
   uint8_t *p = polytel__reserve(t, pl.size + POLYTEL__END_RESERVE);
   if (!p) {
     begin_dropped(t, 0);
@@ -592,10 +670,10 @@ void polytel_span_begin_dyn(const char *name, const polytel_attr_t *attrs, size_
   ev->flags = pl.trunc;
   ev->size = (uint32_t)pl.size;
   ev->ts = polytel__ticks();
-  uint32_t h[2] = {n_ok, 0};
+  uint32_t h[2] = {n_ok, n_dropped};
   memcpy(p + 16, h, 8);
   uint8_t *q = put_str(p + 24, name, nl);
-  attrs_write(q, attrs, n_attrs, n_ok, &budget0);
+  attrs_write(q, attrs, n_attrs, n_ok, budget0);
   t->depth++;
   polytel__adjust_reserve(t);
   polytel__commit(t, pl.size);
@@ -681,7 +759,7 @@ void polytel__span_scope_end(int *unused) {
   span_end();
 }
 
-/* EV_SPAN_END_DYN: hdr(flags = status) | u32 n_attrs, pad | str msg | attrs */
+/* EV_SPAN_END_DYN: hdr(flags = status) | u32 n_attrs, u32 attrs dropped | str msg | attrs */
 void polytel_span_end_status(polytel_status_t status, const char *msg, const polytel_attr_t *attrs,
                              size_t n_attrs) {
   polytel__thread_t *t = polytel__tls;
@@ -699,9 +777,9 @@ void polytel_span_end_status(polytel_status_t status, const char *msg, const pol
   plan_t pl = {.size = 24, .trunc = 0, .budget = POLYTEL__MAX_EVENT - 64};
   size_t ml = str_fit(msg ? strlen(msg) : 0, &pl.budget, &pl.trunc);
   pl.size += 8 + POLYTEL__ALIGN8(ml);
-  uint32_t n_ok;
+  uint32_t n_ok, n_dropped;
   size_t budget0 = pl.budget;
-  attrs_plan(attrs, n_attrs, &pl, &n_ok);
+  attrs_plan(attrs, n_attrs, &pl, &n_ok, &n_dropped);
   /* The 16 reserved bytes are ours now (depth was decremented); the rest must fit like any event. */
   polytel__adjust_reserve(t);
   uint8_t *p = polytel__reserve(t, pl.size);
@@ -717,10 +795,10 @@ void polytel_span_end_status(polytel_status_t status, const char *msg, const pol
   ev->flags = (uint16_t)status;
   ev->size = (uint32_t)pl.size;
   ev->ts = polytel__ticks();
-  uint32_t h[2] = {n_ok, 0};
+  uint32_t h[2] = {n_ok, n_dropped};
   memcpy(p + 16, h, 8);
   uint8_t *q = put_str(p + 24, msg ? msg : "", ml);
-  attrs_write(q, attrs, n_attrs, n_ok, &budget0);
+  attrs_write(q, attrs, n_attrs, n_ok, budget0);
   polytel__commit(t, pl.size);
   if (pl.trunc) polytel__inc(&t->n_truncated, 1);
 }
@@ -734,8 +812,50 @@ void polytel__close_open_spans(polytel__thread_t *t) {
 
 /* ------------------------------------------------------------ async spans */
 
+/* Settings read on every span start/finish: set at phase 1 (and 2) from the configuration. */
+_Atomic int polytel__g_sampler_kind = POLYTEL__SAMPLER_PARENTBASED_ALWAYS_ON;
+_Atomic uint64_t polytel__g_sampler_bound = UINT64_MAX;
+_Atomic unsigned polytel__g_propagators = POLYTEL__PROPAGATORS_DEFAULT;
+polytel__limits_t polytel__limits = {128, POLYTEL__NO_LIMIT, 128, 128, 128, 128, 128, POLYTEL__NO_LIMIT};
+
+void polytel__trace_settings_apply(const polytel__sampler_t *s, unsigned propagators,
+                                   const uint32_t limits[POLYTEL__N_LIMITS]) {
+  atomic_store(&polytel__g_sampler_kind, (int)s->kind);
+  atomic_store(&polytel__g_sampler_bound, s->bound);
+  atomic_store(&polytel__g_propagators, propagators);
+  _Atomic uint32_t *dst[POLYTEL__N_LIMITS] = {&polytel__limits.span_attrs,  &polytel__limits.span_attr_len,
+                                              &polytel__limits.events,      &polytel__limits.links,
+                                              &polytel__limits.event_attrs, &polytel__limits.link_attrs,
+                                              &polytel__limits.log_attrs,   &polytel__limits.log_attr_len};
+  for (int i = 0; i < POLYTEL__N_LIMITS; i++) atomic_store(dst[i], limits[i]);
+}
+
+unsigned polytel_propagators(void) {
+  if (POLYTEL__UNLIKELY(MIN_LEVEL() == 0)) polytel__first_use();
+  return atomic_load_explicit(&polytel__g_propagators, POLYTEL__RELAXED);
+}
+
+static const char *const k_kind_names[] = {"unspecified", "internal", "server",
+                                           "client",      "producer", "consumer"};
+
+int polytel_span_kind_from_name(const char *name, size_t len) {
+  if (!name) return POLYTEL_EINVAL;
+  for (int k = POLYTEL_SPAN_KIND_INTERNAL; k <= POLYTEL_SPAN_KIND_CONSUMER; k++) {
+    const char *w = k_kind_names[k];
+    size_t i = 0;
+    while (i < len && w[i] && (name[i] | 0x20) == w[i]) i++;
+    if (i == len && !w[i]) return k;
+  }
+  return POLYTEL_EINVAL;
+}
+
+const char *polytel_span_kind_name(polytel_span_kind_t kind) {
+  return (unsigned)kind <= POLYTEL_SPAN_KIND_CONSUMER ? k_kind_names[kind] : NULL;
+}
+
 int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out) {
   if (!out) return POLYTEL_EINVAL;
+  if (POLYTEL__UNLIKELY(MIN_LEVEL() == 0)) polytel__first_use(); /* the sampler comes from the config */
   polytel__thread_t *t = polytel__thread();
   static const uint8_t zero[8];
   memset(out, 0, sizeof *out);
@@ -747,19 +867,243 @@ int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out
     polytel__rng_seed(rng);
     polytel__gen_ids(rng, has_parent ? NULL : out->trace_id, out->span_id);
   }
+  int parent_sampled = -1;
+  uint8_t flags = 0;
   if (has_parent) {
     memcpy(out->trace_id, parent->trace_id, 16);
     memcpy(out->parent_id, parent->span_id, 8);
+    out->parent_remote = parent->is_remote != 0;
+    flags = parent->trace_flags;
+    parent_sampled = (flags & POLYTEL_TRACE_FLAG_SAMPLED) != 0;
   }
-  out->trace_flags = has_parent ? parent->trace_flags : POLYTEL_TRACE_FLAG_SAMPLED; /* no sampler yet */
+  int kind = atomic_load_explicit(&polytel__g_sampler_kind, POLYTEL__RELAXED), sampled;
+  if (POLYTEL__LIKELY(kind == POLYTEL__SAMPLER_PARENTBASED_ALWAYS_ON)) {
+    sampled = parent_sampled != 0; /* the default, decided here: a root (-1) or a sampled parent */
+  } else {
+    polytel__sampler_t s = {(polytel__sampler_kind_t)kind, 1.0,
+                            atomic_load_explicit(&polytel__g_sampler_bound, POLYTEL__RELAXED)};
+    sampled = polytel__sampler_should_sample(&s, out->trace_id, parent_sampled);
+  }
+  out->trace_flags =
+      (uint8_t)((flags & ~POLYTEL_TRACE_FLAG_SAMPLED) | (sampled ? POLYTEL_TRACE_FLAG_SAMPLED : 0));
   out->start_ns = polytel_now_ns();
   return 0;
 }
 
-/* EV_SPAN_FULL: hdr(ts = end Unix ns, flags = status) | u64 start | trace[16] span[8] parent[8] |
- * u32 n_attrs, pad | str name | str msg | attrs */
-int polytel_span_finish(const polytel_span_ctx_t *span, const char *name, polytel_status_t status,
-                        const char *status_msg, const polytel_attr_t *attrs, size_t n_attrs) {
+void polytel_span_opts_init(polytel_span_opts_t *opts) {
+  if (!opts) return;
+  memset(opts, 0, sizeof *opts);
+  opts->struct_size = sizeof *opts;
+  opts->kind = POLYTEL_SPAN_KIND_INTERNAL;
+}
+
+size_t polytel_span_exception_event(polytel_span_event_t *event, polytel_attr_t attrs[3], const char *type,
+                                    const char *message, const char *stacktrace) {
+  if (!event || !attrs) return 0;
+  size_t n = 0;
+  if (type) attrs[n++] = POLYTEL_ATTR_STR("exception.type", type);
+  if (message) attrs[n++] = POLYTEL_ATTR_STR("exception.message", message);
+  if (stacktrace) attrs[n++] = POLYTEL_ATTR_STR("exception.stacktrace", stacktrace);
+  event->name = "exception";
+  event->time_ns = polytel_now_ns();
+  event->attrs = attrs;
+  event->n_attrs = n;
+  return n;
+}
+
+static _Atomic int g_warned_opts, g_warned_kind;
+
+/* The caller's options over the defaults, as far as their struct_size reaches (older callers). */
+static void opts_resolve(const polytel_span_opts_t *in, polytel_span_opts_t *o) {
+  polytel_span_opts_init(o);
+  if (!in) return;
+  if (in->struct_size < offsetof(polytel_span_opts_t, kind) + sizeof in->kind) {
+    warn_once(
+        &g_warned_opts,
+        "polytel_span_opts_t was not filled by polytel_span_opts_init() (struct_size too small); the span "
+        "is recorded with the default options",
+        NULL);
+    return;
+  }
+  memcpy(o, in, in->struct_size < sizeof *o ? in->struct_size : sizeof *o);
+  o->struct_size = sizeof *o;
+  if ((unsigned)o->kind > POLYTEL_SPAN_KIND_CONSUMER) {
+    warn_once(&g_warned_kind, "a span was finished with an unknown kind; recorded as internal", NULL);
+    o->kind = POLYTEL_SPAN_KIND_INTERNAL;
+  }
+}
+
+/* A link worth recording: a span context, or (as the spec asks) a tracestate or attributes beside a zero one.
+ */
+static int link_valid(const polytel_span_link_t *l) {
+  static const uint8_t zero[16];
+  if (memcmp(l->ctx.trace_id, zero, 16) != 0 && memcmp(l->ctx.span_id, zero, 8) != 0) return 1;
+  return (l->tracestate && *l->tracestate) || (l->attrs && l->n_attrs);
+}
+
+typedef struct full_s {
+  const polytel_span_ctx_t *span;
+  const char *strs[5]; /* name, status message, scope name, scope version, tracestate */
+  size_t lens[5];
+  const polytel_attr_t *attrs;
+  size_t n_attrs;
+  const polytel_span_opts_t *o;
+  size_t ev_first, ln_first; /* the first event and link kept by the count limits (the newest are kept) */
+  uint64_t end_ns;
+  uint16_t status;
+  uint8_t ext; /* the scope, tracestate, events and links are laid out (a plain finish leaves them out) */
+} full_t;
+
+/* A string laid out whole or not at all: a cut tracestate could still parse, and mean something else. */
+static size_t str_whole(size_t len, size_t *budget, int *trunc) {
+  size_t sz = 8 + POLYTEL__ALIGN8(len);
+  if (sz > *budget) {
+    *trunc = 1;
+    len = 0;
+    sz = 8;
+  }
+  *budget = *budget > sz ? *budget - sz : 0;
+  return len;
+}
+
+/*
+ * EV_SPAN_FULL: hdr(ts = end Unix ns, flags = status) | u64 start | trace[16] span[8] parent[8] |
+ * u32 n_attrs, u32 attrs dropped | u8 kind, u8 trace flags, u8 parent remote, u8 ext, pad | str name |
+ * str msg | and when ext: u32 n_events, u32 n_links, u32 events dropped, u32 links dropped |
+ * str scope name | str scope version | str tracestate | then attrs | and when ext: events | links, where an
+ * event is u64 time | u32 n_attrs, u32 attrs dropped | str name | attrs, and a link is trace[16] span[8] |
+ * u8 trace flags, u8 remote, pad, u32 n_attrs | u32 attrs dropped, pad | str tracestate | attrs.
+ * Sized (p == NULL) and laid out (p) by the same code, so both passes make the same cuts.
+ */
+/* The fixed part of an EV_SPAN_FULL, but for the attribute counts at p + 56. */
+static void full_header(const full_t *f, uint8_t *p, size_t size) {
+  const polytel_span_ctx_t *s = f->span;
+  polytel__ev_t *ev = (polytel__ev_t *)p;
+  ev->type = POLYTEL__EV_SPAN_FULL;
+  ev->level = 0;
+  ev->flags = f->status;
+  ev->size = (uint32_t)size;
+  ev->ts = f->end_ns;
+  memcpy(p + 16, &s->start_ns, 8);
+  memcpy(p + 24, s->trace_id, 16);
+  memcpy(p + 40, s->span_id, 8);
+  memcpy(p + 48, s->parent_id, 8);
+  uint8_t b[8] = {(uint8_t)f->o->kind, s->trace_flags, s->parent_remote != 0, f->ext, 0, 0, 0, 0};
+  memcpy(p + 64, b, 8);
+}
+
+#define FULL_FIXED 72
+#define FULL_EXT 16
+static size_t full_layout(const full_t *f, uint8_t *p, int *trunc) {
+  const polytel_span_opts_t *o = f->o;
+  size_t budget = POLYTEL__MAX_EVENT - 256, size = FULL_FIXED;
+  int tr = 0;
+  uint8_t *q = p ? p + FULL_FIXED : NULL, *ext = NULL;
+  for (int k = 0; k < 5; k++) {
+    if (k == 2) {
+      if (!f->ext) break;
+      ext = q;
+      if (q) q += FULL_EXT;
+      size += FULL_EXT;
+    }
+    size_t l = k == 4 ? str_whole(f->lens[k], &budget, &tr) : str_fit(f->lens[k], &budget, &tr);
+    size += 8 + POLYTEL__ALIGN8(l);
+    if (q) q = put_str(q, f->strs[k], l);
+  }
+
+  plan_t pl = {0, 0, budget};
+  uint32_t n_ok, n_drop;
+  attrs_plan(f->attrs, f->n_attrs, &pl, &n_ok, &n_drop);
+  if (q) q = attrs_write(q, f->attrs, f->n_attrs, n_ok, budget);
+  size += pl.size;
+  budget = pl.budget;
+  tr |= pl.trunc;
+  if (p) {
+    uint32_t h[2] = {n_ok, n_drop};
+    memcpy(p + 56, h, 8);
+  }
+
+  uint32_t n_ev = 0, ev_dropped = (uint32_t)f->ev_first;
+  for (size_t i = f->ev_first; f->ext && i < o->n_events; i++) {
+    const polytel_span_event_t *e = &o->events[i];
+    if (!e->name) {
+      ev_dropped++;
+      continue;
+    }
+    if (budget < 24 + 8) {
+      tr = 1;
+      ev_dropped += (uint32_t)(o->n_events - i);
+      break;
+    }
+    budget -= 16;
+    size_t nl = str_fit(strlen(e->name), &budget, &tr);
+    pl = (plan_t){0, 0, budget};
+    attrs_plan(e->attrs, e->n_attrs, &pl, &n_ok, &n_drop);
+    if (q) {
+      uint64_t when = e->time_ns ? e->time_ns : f->end_ns;
+      uint32_t h[2] = {n_ok, n_drop};
+      memcpy(q, &when, 8);
+      memcpy(q + 8, h, 8);
+      q = put_str(q + 16, e->name, nl);
+      q = attrs_write(q, e->attrs, e->n_attrs, n_ok, budget);
+    }
+    size += 16 + 8 + POLYTEL__ALIGN8(nl) + pl.size;
+    budget = pl.budget;
+    tr |= pl.trunc;
+    n_ev++;
+  }
+
+  uint32_t n_ln = 0, ln_dropped = (uint32_t)f->ln_first;
+  for (size_t i = f->ln_first; f->ext && i < o->n_links; i++) {
+    const polytel_span_link_t *l = &o->links[i];
+    if (!link_valid(l)) {
+      ln_dropped++;
+      continue;
+    }
+    if (budget < 40 + 8 + 8) {
+      tr = 1;
+      ln_dropped += (uint32_t)(o->n_links - i);
+      break;
+    }
+    budget -= 40;
+    const char *lts = l->tracestate ? l->tracestate : "";
+    size_t ll = str_whole(strlen(lts), &budget, &tr);
+    pl = (plan_t){0, 0, budget};
+    attrs_plan(l->attrs, l->n_attrs, &pl, &n_ok, &n_drop);
+    if (q) {
+      memcpy(q, l->ctx.trace_id, 16);
+      memcpy(q + 16, l->ctx.span_id, 8);
+      uint8_t b[4] = {l->ctx.trace_flags, l->ctx.is_remote != 0, 0, 0};
+      memcpy(q + 24, b, 4);
+      memcpy(q + 28, &n_ok, 4);
+      uint32_t h[2] = {n_drop, 0};
+      memcpy(q + 32, h, 8);
+      q = put_str(q + 40, lts, ll);
+      q = attrs_write(q, l->attrs, l->n_attrs, n_ok, budget);
+    }
+    size += 40 + 8 + POLYTEL__ALIGN8(ll) + pl.size;
+    budget = pl.budget;
+    tr |= pl.trunc;
+    n_ln++;
+  }
+
+  if (p) {
+    full_header(f, p, size);
+    if (ext) {
+      uint32_t h[4] = {n_ev, n_ln, ev_dropped, ln_dropped};
+      memcpy(ext, h, 16);
+    }
+  }
+  *trunc = tr;
+  return size;
+}
+
+static const polytel_span_opts_t k_default_opts = {.struct_size = sizeof(polytel_span_opts_t),
+                                                   .kind = POLYTEL_SPAN_KIND_INTERNAL};
+
+int polytel_span_finish_ex(const polytel_span_ctx_t *span, const char *name, polytel_status_t status,
+                           const char *status_msg, const polytel_attr_t *attrs, size_t n_attrs,
+                           const polytel_span_opts_t *opts) {
   if (!span) return POLYTEL_EINVAL;
   if (!recording()) return 0;
   polytel__thread_t *t = polytel__thread();
@@ -767,43 +1111,83 @@ int polytel_span_finish(const polytel_span_ctx_t *span, const char *name, polyte
     orphan_drop();
     return POLYTEL_ENOMEM;
   }
+  /* Left out by the sampler: nothing recorded, nothing to export, counted apart (never a drop). */
+  if (!(span->trace_flags & POLYTEL_TRACE_FLAG_SAMPLED)) {
+    polytel__inc(&t->n_sampled_out, 1);
+    return 0;
+  }
   polytel__inc(&t->n_spans, 1);
   if (!name) {
     polytel__inc(&t->n_drop_invalid, 1);
     return POLYTEL_EINVAL;
   }
   if (status > POLYTEL_STATUS_ERROR) status = POLYTEL_STATUS_UNSET;
-  plan_t pl = {.size = 16 + 8 + 32 + 8, .trunc = 0, .budget = POLYTEL__MAX_EVENT - 128};
-  size_t nl = str_fit(strlen(name), &pl.budget, &pl.trunc);
-  size_t ml = str_fit(status_msg ? strlen(status_msg) : 0, &pl.budget, &pl.trunc);
-  pl.size += 16 + POLYTEL__ALIGN8(nl) + POLYTEL__ALIGN8(ml);
-  uint32_t n_ok;
-  size_t budget0 = pl.budget;
-  attrs_plan(attrs, n_attrs, &pl, &n_ok);
-  uint8_t *p = polytel__reserve(t, pl.size);
+  polytel_span_opts_t o;
+  const polytel_span_opts_t *op = &k_default_opts;
+  if (opts) {
+    opts_resolve(opts, &o);
+    if (!o.events) o.n_events = 0;
+    if (!o.links) o.n_links = 0;
+    op = &o;
+  }
+  full_t f;
+  memset(&f, 0, sizeof f);
+  f.span = span;
+  f.strs[0] = name;
+  f.strs[1] = status_msg ? status_msg : "";
+  f.strs[2] = op->scope_name ? op->scope_name : "";
+  f.strs[3] = op->scope_version ? op->scope_version : "";
+  f.strs[4] = op->tracestate ? op->tracestate : "";
+  for (int k = 0; k < 5; k++) f.lens[k] = k < 2 || f.strs[k][0] ? strlen(f.strs[k]) : 0;
+  f.attrs = attrs;
+  f.n_attrs = attrs ? n_attrs : 0;
+  f.o = op;
+  f.status = (uint16_t)status;
+  f.ext = f.lens[2] || f.lens[3] || f.lens[4] || op->n_events || op->n_links;
+  /* The count limits cut here, before anything is copied; the newest are kept (as the OTel SDKs keep them).
+   */
+  uint32_t max_ev = atomic_load_explicit(&polytel__limits.events, POLYTEL__RELAXED);
+  uint32_t max_ln = atomic_load_explicit(&polytel__limits.links, POLYTEL__RELAXED);
+  if (op->n_events > max_ev) f.ev_first = op->n_events - max_ev;
+  if (op->n_links > max_ln) f.ln_first = op->n_links - max_ln;
+  uint64_t end = op->end_ns ? op->end_ns : polytel_now_ns();
+  f.end_ns = end < span->start_ns ? span->start_ns : end;
+  int trunc = 0;
+  size_t size;
+  uint8_t *p;
+  if (!f.ext) {
+    /* The bindings' plain finish (name, status, attributes): sized and laid out in one go. */
+    size_t budget = POLYTEL__MAX_EVENT - 256;
+    size_t nl = str_fit(f.lens[0], &budget, &trunc), ml = str_fit(f.lens[1], &budget, &trunc);
+    plan_t pl = {0, 0, budget};
+    uint32_t h[2];
+    attrs_plan(f.attrs, f.n_attrs, &pl, &h[0], &h[1]);
+    size = FULL_FIXED + 16 + POLYTEL__ALIGN8(nl) + POLYTEL__ALIGN8(ml) + pl.size;
+    trunc |= pl.trunc;
+    p = polytel__reserve(t, size);
+    if (p) {
+      full_header(&f, p, size);
+      memcpy(p + 56, h, 8);
+      uint8_t *q = put_str(put_str(p + FULL_FIXED, name, nl), f.strs[1], ml);
+      if (h[0]) attrs_write(q, f.attrs, f.n_attrs, h[0], budget);
+    }
+  } else {
+    size = full_layout(&f, NULL, &trunc);
+    p = polytel__reserve(t, size);
+    if (p) full_layout(&f, p, &trunc);
+  }
   if (!p) {
     polytel__inc(&t->n_drop_full, 1);
     return POLYTEL_EDROPPED;
   }
-  polytel__ev_t *ev = (polytel__ev_t *)p;
-  ev->type = POLYTEL__EV_SPAN_FULL;
-  ev->level = 0;
-  ev->flags = (uint16_t)status;
-  ev->size = (uint32_t)pl.size;
-  uint64_t end = polytel_now_ns();
-  ev->ts = end < span->start_ns ? span->start_ns : end;
-  memcpy(p + 16, &span->start_ns, 8);
-  memcpy(p + 24, span->trace_id, 16);
-  memcpy(p + 40, span->span_id, 8);
-  memcpy(p + 48, span->parent_id, 8);
-  uint32_t h[2] = {n_ok, 0};
-  memcpy(p + 56, h, 8);
-  uint8_t *q = put_str(p + 64, name, nl);
-  q = put_str(q, status_msg ? status_msg : "", ml);
-  attrs_write(q, attrs, n_attrs, n_ok, &budget0);
-  polytel__commit(t, pl.size);
-  if (pl.trunc) polytel__inc(&t->n_truncated, 1);
+  polytel__commit(t, size);
+  if (trunc) polytel__inc(&t->n_truncated, 1);
   return 0;
+}
+
+int polytel_span_finish(const polytel_span_ctx_t *span, const char *name, polytel_status_t status,
+                        const char *status_msg, const polytel_attr_t *attrs, size_t n_attrs) {
+  return polytel_span_finish_ex(span, name, status, status_msg, attrs, n_attrs, NULL);
 }
 
 /* ---------------------------------------------------------------- metrics */
@@ -899,9 +1283,9 @@ static void metric_event(int kind, const char *name, const char *unit, int64_t i
   size_t nl = str_fit(strlen(name), &pl.budget, &pl.trunc);
   size_t ul = str_fit(strlen(unit), &pl.budget, &pl.trunc);
   pl.size += 16 + POLYTEL__ALIGN8(nl) + POLYTEL__ALIGN8(ul);
-  uint32_t n_ok;
+  uint32_t n_ok, n_dropped;
   size_t budget0 = pl.budget;
-  attrs_plan(attrs, n_attrs, &pl, &n_ok);
+  attrs_plan(attrs, n_attrs, &pl, &n_ok, &n_dropped);
   uint8_t *p = polytel__reserve(t, pl.size);
   if (!p) return;
   polytel__ev_t *ev = (polytel__ev_t *)p;
@@ -914,11 +1298,11 @@ static void metric_event(int kind, const char *name, const char *unit, int64_t i
     memcpy(p + 16, &ival, 8);
   else
     memcpy(p + 16, &dval, 8);
-  uint32_t h[2] = {n_ok, 0};
+  uint32_t h[2] = {n_ok, n_dropped};
   memcpy(p + 24, h, 8);
   uint8_t *q = put_str(p + 32, name, nl);
   q = put_str(q, unit, ul);
-  attrs_write(q, attrs, n_attrs, n_ok, &budget0);
+  attrs_write(q, attrs, n_attrs, n_ok, budget0);
   polytel__commit(t, pl.size);
 }
 

@@ -15,61 +15,171 @@ int polytel__memsink_active(void) {
 }
 
 static void rec_free(polytel_record_t *r) {
-  free((void *)r->name); /* name, body, unit and attrs share this allocation */
+  free((void *)r->name); /* everything the record points to shares this allocation */
   memset(r, 0, sizeof *r);
 }
 
-/* One allocation per record: attrs array, then NUL-terminated strings. */
-static int rec_fill(polytel_record_t *r, const char *name, size_t nl, const char *body, size_t bl,
-                    const char *unit, const polytel__kv_t *kv, uint32_t n) {
-  size_t sz = nl + 1 + bl + 1 + (unit ? strlen(unit) : 0) + 1 + n * sizeof(polytel_attr_t) + 8;
-  for (uint32_t i = 0; i < n; i++)
-    sz += kv[i].key_len + 1 + (kv[i].type == POLYTEL_ATTR_STRING ? kv[i].v.str.len + 1 : 0);
-  char *mem = malloc(sz);
-  if (!mem) return POLYTEL_ENOMEM;
-  char *p = mem;
-  r->name = p;
-  memcpy(p, name, nl);
-  p[nl] = '\0';
-  p += nl + 1;
-  r->body = p;
-  if (bl) memcpy(p, body, bl);
-  p[bl] = '\0';
-  p += bl + 1;
-  size_t ul = unit ? strlen(unit) : 0;
-  r->unit = p;
-  if (ul) memcpy(p, unit, ul);
-  p[ul] = '\0';
-  p += ul + 1;
-  p = (char *)(((uintptr_t)p + 7) & ~(uintptr_t)7);
-  polytel_attr_t *attrs = (polytel_attr_t *)p;
-  p += n * sizeof(polytel_attr_t);
+/*
+ * One allocation per record, laid out by a bump allocator that first only measures (base NULL), then
+ * writes: the name first (rec_free frees it), then every string, attribute and array of the record.
+ */
+typedef struct bump_s {
+  char *base;
+  size_t off;
+} bump_t;
+
+static void *bump(bump_t *b, size_t n, size_t align) {
+  b->off = (b->off + align - 1) & ~(align - 1);
+  void *p = b->base ? b->base + b->off : NULL;
+  b->off += n;
+  return p;
+}
+
+static const char *bump_str(bump_t *b, const char *s, size_t n) {
+  char *p = bump(b, n + 1, 1);
+  if (p) {
+    if (n) memcpy(p, s, n);
+    p[n] = '\0';
+  }
+  return p;
+}
+
+/* Public attributes (arrays as arrays of their element type) from decoded ones. */
+static const polytel_attr_t *bump_attrs(bump_t *b, const polytel__kv_t *kv, uint32_t n) {
+  polytel_attr_t *attrs = bump(b, n * sizeof(polytel_attr_t), 8);
   for (uint32_t i = 0; i < n; i++) {
-    memcpy(p, kv[i].key, kv[i].key_len);
-    p[kv[i].key_len] = '\0';
-    attrs[i].key = p;
-    p += kv[i].key_len + 1;
-    attrs[i].type = (polytel_attr_type_t)kv[i].type;
+    polytel_attr_t a;
+    memset(&a, 0, sizeof a);
+    a.key = bump_str(b, kv[i].key, kv[i].key_len);
+    a.type = (polytel_attr_type_t)kv[i].type;
+    const char *p = kv[i].v.str.ptr;
+    uint32_t len = kv[i].v.str.len,
+             cnt = polytel__is_array(kv[i].type) ? polytel__arr_count(kv[i].type, p, len) : 0;
     switch (kv[i].type) {
       case POLYTEL_ATTR_STRING:
-        memcpy(p, kv[i].v.str.ptr, kv[i].v.str.len);
-        p[kv[i].v.str.len] = '\0';
-        attrs[i].value.str.ptr = p;
-        attrs[i].value.str.len = kv[i].v.str.len;
-        p += kv[i].v.str.len + 1;
+        a.value.str.ptr = bump_str(b, p, len);
+        a.value.str.len = len;
         break;
       case POLYTEL_ATTR_INT:
-        attrs[i].value.i = kv[i].v.i;
+        a.value.i = kv[i].v.i;
         break;
       case POLYTEL_ATTR_DOUBLE:
-        attrs[i].value.d = kv[i].v.d;
+        a.value.d = kv[i].v.d;
         break;
+      case POLYTEL_ATTR_BOOL:
+        a.value.b = kv[i].v.b;
+        break;
+      case POLYTEL_ATTR_STRING_ARRAY: {
+        polytel_str_t *e = bump(b, cnt * sizeof *e, 8);
+        uint32_t off = 0, l;
+        for (uint32_t k = 0; k < cnt; k++) {
+          const char *s = polytel__arr_str(p, &off, &l);
+          const char *c = bump_str(b, s, l);
+          if (e) e[k] = (polytel_str_t){c, l};
+        }
+        a.value.arr.ptr = e;
+        break;
+      }
+      case POLYTEL_ATTR_INT_ARRAY:
+      case POLYTEL_ATTR_DOUBLE_ARRAY: {
+        void *e = bump(b, 8 * (size_t)cnt, 8);
+        if (e && cnt) memcpy(e, p, 8 * (size_t)cnt);
+        a.value.arr.ptr = e;
+        break;
+      }
+      case POLYTEL_ATTR_BOOL_ARRAY: {
+        int *e = bump(b, cnt * sizeof *e, sizeof(int));
+        for (uint32_t k = 0; e && k < cnt; k++) e[k] = p[k] != 0;
+        a.value.arr.ptr = e;
+        break;
+      }
       default:
-        attrs[i].value.b = kv[i].v.b;
+        break;
     }
+    a.value.arr.len = polytel__is_array(kv[i].type) ? cnt : a.value.arr.len;
+    if (attrs) attrs[i] = a;
   }
-  r->attrs = attrs;
-  r->n_attrs = n;
+  return attrs;
+}
+
+typedef struct fill_s {
+  const char *name, *body, *unit;
+  size_t nl, bl;
+  const polytel__kv_t *kv;
+  uint32_t n;
+  const polytel__span_rec_t *span; /* spans: scope, tracestate, events, links */
+  const char *scope;               /* logs: the target */
+  size_t scope_len;
+} fill_t;
+
+static void fill_layout(bump_t *b, polytel_record_t *r, const fill_t *f) {
+  polytel_record_t w;
+  memset(&w, 0, sizeof w);
+  w.name = bump_str(b, f->name, f->nl);
+  w.body = bump_str(b, f->body, f->bl);
+  w.unit = bump_str(b, f->unit ? f->unit : "", f->unit ? strlen(f->unit) : 0);
+  w.attrs = bump_attrs(b, f->kv, f->n);
+  const polytel__span_rec_t *s = f->span;
+  if (s) {
+    const char *sn = s->scope_name_len ? s->scope_name : POLYTEL__SCOPE_NAME;
+    size_t snl = s->scope_name_len ? s->scope_name_len : strlen(POLYTEL__SCOPE_NAME);
+    const char *sv = s->scope_name_len ? (s->scope_version ? s->scope_version : "") : POLYTEL_VERSION_STRING;
+    size_t svl = s->scope_name_len ? s->scope_version_len : strlen(POLYTEL_VERSION_STRING);
+    w.scope_name = bump_str(b, sn, snl);
+    w.scope_version = bump_str(b, sv, svl);
+    w.trace_state = bump_str(b, s->trace_state ? s->trace_state : "", s->trace_state_len);
+    polytel_record_event_t *ev = bump(b, s->n_events * sizeof *ev, 8);
+    for (uint32_t i = 0; i < s->n_events; i++) {
+      const polytel__event_rec_t *e = &s->events[i];
+      polytel_record_event_t x = {bump_str(b, e->name, e->name_len), e->time_ns, e->n_attrs,
+                                  bump_attrs(b, e->attrs, e->n_attrs), e->dropped_attrs};
+      if (ev) ev[i] = x;
+    }
+    polytel_record_link_t *ln = bump(b, s->n_links * sizeof *ln, 8);
+    for (uint32_t i = 0; i < s->n_links; i++) {
+      const polytel__link_rec_t *l = &s->links[i];
+      polytel_record_link_t x;
+      memset(&x, 0, sizeof x);
+      memcpy(x.trace_id, l->trace_id, 16);
+      memcpy(x.span_id, l->span_id, 8);
+      x.flags = l->flags;
+      x.trace_state = bump_str(b, l->trace_state ? l->trace_state : "", l->trace_state_len);
+      x.n_attrs = l->n_attrs;
+      x.attrs = bump_attrs(b, l->attrs, l->n_attrs);
+      x.dropped_attrs = l->dropped_attrs;
+      if (ln) ln[i] = x;
+    }
+    w.events = ev;
+    w.n_events = s->n_events;
+    w.links = ln;
+    w.n_links = s->n_links;
+  } else {
+    w.scope_name = bump_str(b, f->scope ? f->scope : "", f->scope_len);
+    w.scope_version = bump_str(b, "", 0);
+    w.trace_state = w.scope_version;
+  }
+  if (!b->base) return;
+  r->name = w.name;
+  r->body = w.body;
+  r->unit = w.unit;
+  r->attrs = w.attrs;
+  r->n_attrs = f->n;
+  r->scope_name = w.scope_name;
+  r->scope_version = w.scope_version;
+  r->trace_state = w.trace_state;
+  r->events = w.events;
+  r->n_events = w.n_events;
+  r->links = w.links;
+  r->n_links = w.n_links;
+}
+
+static int rec_fill(polytel_record_t *r, const fill_t *f) {
+  bump_t b = {NULL, 0};
+  fill_layout(&b, r, f);
+  b.base = malloc(b.off ? b.off : 1);
+  if (!b.base) return POLYTEL_ENOMEM;
+  b.off = 0;
+  fill_layout(&b, r, f);
   return 0;
 }
 
@@ -102,7 +212,11 @@ static void sink_log(void *ctx, const polytel__log_rec_t *l) {
       memcpy(r->trace_id, l->trace_id, 16);
       memcpy(r->span_id, l->span_id, 8);
     }
-    if (rec_fill(r, l->target, l->target_len, l->body, l->body_len, NULL, l->attrs, l->n_attrs)) g_count--;
+    r->flags = l->flags;
+    r->dropped_attrs = l->dropped_attrs;
+    fill_t f = {l->target, l->body,    NULL, l->target_len, l->body_len,
+                l->attrs,  l->n_attrs, NULL, l->target,     l->target_len};
+    if (rec_fill(r, &f)) g_count--;
   }
   pthread_mutex_unlock(&polytel__memsink_mu);
   atomic_fetch_add(&polytel__acct.exported, 1);
@@ -122,8 +236,22 @@ static void sink_span(void *ctx, const polytel__span_rec_t *s) {
     memcpy(r->trace_id, s->trace_id, 16);
     memcpy(r->span_id, s->span_id, 8);
     if (s->has_parent) memcpy(r->parent_id, s->parent_id, 8);
-    if (rec_fill(r, s->name, s->name_len, s->status_msg, s->status_msg_len, NULL, s->attrs, s->n_attrs))
-      g_count--;
+    r->span_kind = (polytel_span_kind_t)s->kind;
+    r->flags = s->flags;
+    r->dropped_attrs = s->dropped_attrs;
+    r->dropped_events = s->dropped_events;
+    r->dropped_links = s->dropped_links;
+    fill_t f = {s->name,
+                s->status_msg ? s->status_msg : "",
+                NULL,
+                s->name_len,
+                s->status_msg_len,
+                s->attrs,
+                s->n_attrs,
+                s,
+                NULL,
+                0};
+    if (rec_fill(r, &f)) g_count--;
   }
   pthread_mutex_unlock(&polytel__memsink_mu);
   atomic_fetch_add(&polytel__acct.exported, 1);
@@ -206,7 +334,9 @@ static void add_metrics(void) {
         r->double_value = pt->sum;
         r->count = pt->count;
       }
-      if (rec_fill(r, m->name, strlen(m->name), "", 0, m->unit, pt->attrs, pt->n_attrs)) g_count--;
+      fill_t f = {m->name,   "",          m->unit, strlen(m->name),     0,
+                  pt->attrs, pt->n_attrs, NULL,    POLYTEL__SCOPE_NAME, strlen(POLYTEL__SCOPE_NAME)};
+      if (rec_fill(r, &f)) g_count--;
     }
   }
   pthread_mutex_unlock(&polytel__memsink_mu);

@@ -182,7 +182,7 @@ static char *make_key(int kind, const char *name, uint32_t nl, const char *unit,
                       const polytel__kv_t *sorted, uint32_t n, size_t *len) {
   size_t sz = 16 + nl + ul;
   for (uint32_t i = 0; i < n; i++)
-    sz += 16 + sorted[i].key_len + (sorted[i].type == POLYTEL_ATTR_STRING ? sorted[i].v.str.len : 8);
+    sz += 16 + sorted[i].key_len + (polytel__kv_has_bytes(sorted[i].type) ? sorted[i].v.str.len : 8);
   char *k = malloc(sz), *p = k;
   if (!k) return NULL;
   *p++ = (char)kind;
@@ -194,7 +194,7 @@ static char *make_key(int kind, const char *name, uint32_t nl, const char *unit,
     *p++ = (char)sorted[i].type;
     memcpy(p, &sorted[i].key_len, 4), p += 4;
     memcpy(p, sorted[i].key, sorted[i].key_len), p += sorted[i].key_len;
-    if (sorted[i].type == POLYTEL_ATTR_STRING) {
+    if (polytel__kv_has_bytes(sorted[i].type)) {
       memcpy(p, &sorted[i].v.str.len, 4), p += 4;
       memcpy(p, sorted[i].v.str.ptr, sorted[i].v.str.len), p += sorted[i].v.str.len;
     } else {
@@ -281,7 +281,7 @@ static series_t *find_or_add(int kind, const char *name, uint32_t nl, const char
   /* Own copies of the attributes; strings point into one block. */
   size_t sz = n * sizeof(polytel__kv_t);
   for (uint32_t i = 0; i < n; i++)
-    sz += sorted[i].key_len + 1 + (sorted[i].type == POLYTEL_ATTR_STRING ? sorted[i].v.str.len + 1 : 0);
+    sz += sorted[i].key_len + 1 + (polytel__kv_has_bytes(sorted[i].type) ? sorted[i].v.str.len + 1 : 0);
   s->attrs = malloc(sz ? sz : 1);
   if (s->attrs) {
     char *str = (char *)(s->attrs + n);
@@ -291,7 +291,7 @@ static series_t *find_or_add(int kind, const char *name, uint32_t nl, const char
       str[sorted[i].key_len] = '\0'; /* lengths rule, but a NUL costs nothing and helps every reader */
       s->attrs[i].key = str;
       str += sorted[i].key_len + 1;
-      if (sorted[i].type == POLYTEL_ATTR_STRING) {
+      if (polytel__kv_has_bytes(sorted[i].type)) {
         memcpy(str, sorted[i].v.str.ptr, sorted[i].v.str.len);
         str[sorted[i].v.str.len] = '\0';
         s->attrs[i].v.str.ptr = str;

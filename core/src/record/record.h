@@ -112,7 +112,8 @@ typedef struct polytel__thread_s {
   _Atomic uint64_t n_drop_invalid;
   _Atomic uint64_t n_drop_depth; /* thread spans past POLYTEL__MAX_DEPTH */
   _Atomic uint64_t n_truncated;
-  _Atomic int64_t *counters; /* POLYTEL__MAX_STATIC_METRICS static counter slots */
+  _Atomic uint64_t n_sampled_out; /* async spans finished unsampled: not records */
+  _Atomic int64_t *counters;      /* POLYTEL__MAX_STATIC_METRICS static counter slots */
   /* --- consumer --- */
   polytel__block_t *head;             /* oldest block not fully consumed */
   struct polytel__cons_span_s *stack; /* replay of open thread spans */
@@ -211,6 +212,20 @@ void polytel__levels_update(void);
 static inline void polytel__first_use(void) {
   if (polytel__hooks.first_use) polytel__hooks.first_use();
 }
+
+/*
+ * The span model's limits (OTEL_*_LIMIT), in the order of polytel__cfg_t.limits. Counts are applied where
+ * that saves the calling thread work (events and links, at finish), attribute counts and lengths by the
+ * consumer. Indexes and defaults: config.h.
+ */
+typedef struct polytel__limits_s {
+  _Atomic uint32_t span_attrs, span_attr_len, events, links, event_attrs, link_attrs, log_attrs, log_attr_len;
+} polytel__limits_t;
+extern polytel__limits_t polytel__limits;
+/* OTEL_TRACES_SAMPLER(_ARG), OTEL_PROPAGATORS and the limits in force from now on (phase 1 and 2). */
+struct polytel__sampler_s;
+void polytel__trace_settings_apply(const struct polytel__sampler_s *s, unsigned propagators,
+                                   const uint32_t limits[POLYTEL__N_LIMITS]);
 
 /* ------------------------------------------------------------- consumer */
 

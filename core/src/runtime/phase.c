@@ -173,6 +173,7 @@ static int phase1_locked(const polytel_config_t *cfg) {
   polytel__console_configure(c.console, c.console_format, c.console_level, c.color);
   polytel__buffers_init(c.max_memory_bytes);
   polytel__metrics_set_max_series(c.max_metric_series);
+  polytel__trace_settings_apply(&c.sampler, c.propagators, c.limits);
   pthread_once(&g_atfork_once, register_atfork);
   g_phase1_active = c.telemetry_enabled && !c.sdk_disabled;
   atomic_store(&g_phase, g_phase1_active ? POLYTEL_PHASE_DEFERRED : POLYTEL_PHASE_CONSOLE);
@@ -284,6 +285,7 @@ static void phase2_commit(polytel__cfg_t *c) {
   polytel__console_configure(g_cfg.console, g_cfg.console_format, g_cfg.console_level, g_cfg.color);
   polytel__buffers_set_cap(g_cfg.max_memory_bytes);
   polytel__metrics_set_max_series(g_cfg.max_metric_series);
+  polytel__trace_settings_apply(&g_cfg.sampler, g_cfg.propagators, g_cfg.limits);
   atomic_store(&g_phase, POLYTEL_PHASE_FULL);
   update_levels();
 }
