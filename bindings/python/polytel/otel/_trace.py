@@ -43,14 +43,13 @@ def _attrs(attributes):
     return {k: (list(v) if type(v) is tuple else v) for k, v in attributes.items()}
 
 
-def _pt_context(sc, remote=True):
-    """A polytel.SpanContext for an OTel SpanContext (through the W3C header: one parser for both)."""
+def _pt_context(sc):
+    """A polytel.SpanContext for an OTel SpanContext (a remote parent, a link)."""
     if not MODEL:
         return None
-    carrier = {"traceparent": "00-%032x-%016x-%02x" % (sc.trace_id, sc.span_id, sc.trace_flags & 0xFF)}
-    if sc.trace_state:
-        carrier["tracestate"] = sc.trace_state.to_header()
-    return polytel.extract(carrier)
+    ts = sc.trace_state.to_header() if sc.trace_state else None
+    return polytel.SpanContext("%032x" % sc.trace_id, "%016x" % sc.span_id, sampled=bool(sc.trace_flags & 1),
+                               tracestate=ts or None, is_remote=bool(sc.is_remote))  # fmt: skip
 
 
 class _Root:
@@ -171,11 +170,11 @@ class Span(_t.Span):
 
     def add_event(self, name, attributes=None, timestamp=None):
         if self._pt.active and MODEL:
-            self._pt.add_event(name, **(_attrs(attributes) or {}))
+            self._pt.add_event(name, attributes=_attrs(attributes), timestamp_ns=timestamp)
 
     def add_link(self, context, attributes=None):
-        # polytel records a span's links at its start (polytel_span_finish_ex takes them; the binding, at start).
-        pass
+        if self._pt.active and MODEL and context is not None and context.is_valid:
+            self._pt.add_link(_pt_context(context), **(_attrs(attributes) or {}))
 
     def update_name(self, name):
         if self._pt.active:
@@ -200,7 +199,7 @@ class Span(_t.Span):
 
     def record_exception(self, exception, attributes=None, timestamp=None, escaped=False):
         if self._pt.active and MODEL:
-            self._pt.record_exception(exception)
+            self._pt.record_exception(exception, **(_attrs(attributes) or {}))
 
     def end(self, end_time=None):
         pt = self._pt
@@ -314,8 +313,9 @@ class Tracer(_t.Tracer):
     """A tracer per instrumentation scope (name, version): its spans carry that scope."""
 
     def __init__(self, name, version=None, schema_url=None, attributes=None):
-        self._scope = name or "polytel"
-        self._version = version or ""
+        name = name or "polytel"
+        # polytel.tracer(name, version) holds the scope once, so a span does not carry it per call.
+        self._scope = polytel.tracer(name, version) if hasattr(polytel, "tracer") else (name, version)
 
     def start_span(self, name, context=None, kind=SpanKind.INTERNAL, attributes=None, links=None, start_time=None,
                    record_exception=True, set_status_on_exception=True):  # fmt: skip
