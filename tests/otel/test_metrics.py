@@ -12,6 +12,7 @@ m = metrics.get_meter("lib.metrics", "2.0")
 c = m.create_counter("jobs.done", unit="1", description="jobs finished")
 c.add(2, {"queue": "a"}); c.add(3, {"queue": "a"}); c.add(1, {"queue": "b"})
 c.add(-5, {"queue": "a"})                       # refused with a warning: a counter only goes up
+c.add(1, {"unit": "x"})                         # a key polytel's metric calls cannot take: a warning, no raise
 f = m.create_counter("bytes.sent", unit="By")
 for _ in range(10):
     f.add(0.25)                                 # 2.5 in total: 2 whole units reach polytel's int64 counter
@@ -55,6 +56,7 @@ def test_instruments_and_callbacks(receiver, service):
     calls = w.result()["calls"]
     assert calls >= 3
     assert "Counter 'jobs.done': add(-5) ignored" in w.stderr
+    assert "metric 'jobs.done': points with an attribute named 'value' or 'unit' are dropped" in w.stderr
     assert "observable 'broken.gauge': callback" in w.stderr and "ValueError: sensor gone" in w.stderr
     assert w.stderr.count("sensor gone") == 1  # once, not once per interval
 

@@ -22,6 +22,18 @@ def _warn_once(key, msg):
         sys.stderr.write("polytel.otel: %s\n" % msg)
 
 
+def _record(fn, name, amount, unit, attributes):
+    if not attributes:
+        fn(name, amount, unit)
+    elif "value" in attributes or "unit" in attributes:
+        # polytel's metric calls take attributes as keywords beside value= and unit=: those two names would be
+        # taken as the call's own arguments.
+        _warn_once(("attr", name), "metric %r: points with an attribute named 'value' or 'unit' are dropped "
+                   "(polytel's metric calls cannot carry those two keys)" % (name,))  # fmt: skip
+    else:
+        fn(name, amount, unit, **attributes)
+
+
 def _key(attributes):
     return tuple(sorted(attributes.items())) if attributes else ()
 
@@ -52,10 +64,7 @@ class Counter(_m.Counter):
 
     def add(self, amount, attributes=None, context=None):
         if type(amount) is int and amount >= 0:
-            if attributes:
-                _counter_add(self._name, amount, self._unit, **attributes)
-            else:
-                _counter_add(self._name, amount, self._unit)
+            _record(_counter_add, self._name, amount, self._unit, attributes)
             return
         if not amount >= 0:
             _warn_once(("neg", self._name), "Counter %r: add(%r) ignored (a counter only goes up; use an "
@@ -67,7 +76,7 @@ class Counter(_m.Counter):
             whole = int(total)
             self._frac.values[k] = total - whole
         if whole:
-            _counter_add(self._name, whole, self._unit, **_clean(attributes))
+            _record(_counter_add, self._name, whole, self._unit, _clean(attributes))
 
 
 class UpDownCounter(_m.UpDownCounter):
@@ -81,7 +90,7 @@ class UpDownCounter(_m.UpDownCounter):
         k = _key(attributes)
         with self._totals.lock:
             total = self._totals.values[k] = self._totals.values.get(k, 0) + amount
-        _gauge_set(self._name, float(total), self._unit, **_clean(attributes))
+        _record(_gauge_set, self._name, float(total), self._unit, _clean(attributes))
 
 
 class Histogram(_m.Histogram):
@@ -92,10 +101,7 @@ class Histogram(_m.Histogram):
         self.explicit_bucket_boundaries_advisory = explicit_bucket_boundaries_advisory
 
     def record(self, amount, attributes=None, context=None):
-        if attributes:
-            _histogram_record(self._name, float(amount), self._unit, **attributes)
-        else:
-            _histogram_record(self._name, float(amount), self._unit)
+        _record(_histogram_record, self._name, float(amount), self._unit, attributes)
 
 
 class Gauge(_m._Gauge if hasattr(_m, "_Gauge") else _m.Gauge):
@@ -105,10 +111,7 @@ class Gauge(_m._Gauge if hasattr(_m, "_Gauge") else _m.Gauge):
         self._name, self._unit, self.description = name, unit or "", description
 
     def set(self, amount, attributes=None, context=None):
-        if attributes:
-            _gauge_set(self._name, float(amount), self._unit, **attributes)
-        else:
-            _gauge_set(self._name, float(amount), self._unit)
+        _record(_gauge_set, self._name, float(amount), self._unit, attributes)
 
 
 class _Observable:
@@ -150,17 +153,17 @@ class ObservableCounter(_Observable, _m.ObservableCounter):
             delta = value
         whole = int(delta)
         if whole > 0:
-            _counter_add(self._name, whole, self._unit, **_clean(attributes))
+            _record(_counter_add, self._name, whole, self._unit, _clean(attributes))
 
 
 class ObservableUpDownCounter(_Observable, _m.ObservableUpDownCounter):
     def _record(self, value, attributes):
-        _gauge_set(self._name, float(value), self._unit, **_clean(attributes))
+        _record(_gauge_set, self._name, float(value), self._unit, _clean(attributes))
 
 
 class ObservableGauge(_Observable, _m.ObservableGauge):
     def _record(self, value, attributes):
-        _gauge_set(self._name, float(value), self._unit, **_clean(attributes))
+        _record(_gauge_set, self._name, float(value), self._unit, _clean(attributes))
 
 
 class _Collector:
