@@ -28,6 +28,7 @@ from ._polytel import (
     TRACE,
     WARN,
     Span,
+    SpanContext,
     counter_add,
     critical,
     current_span,
@@ -37,8 +38,10 @@ from ._polytel import (
     fatal,
     flush,
     gauge_set,
+    extract,
     histogram_record,
     info,
+    inject,
     log,
     now_ns,
     phase,
@@ -55,7 +58,8 @@ __version__ = _polytel.core_version
 
 __all__ = [
     "bootstrap_worker", "phase", "trace", "debug", "info", "warning", "warn", "error", "fatal", "critical", "log",
-    "span", "Span", "current_span", "counter_add", "gauge_set", "histogram_record", "flush", "shutdown", "stats",
+    "span", "Span", "current_span", "inject", "extract", "SpanContext", "Tracer", "tracer", "get_baggage",
+    "set_baggage", "remove_baggage", "counter_add", "gauge_set", "histogram_record", "flush", "shutdown", "stats",
     "strerror", "err_name", "now_ns", "LoggingHandler", "resolved_config",
     "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL",
     "OK", "EINVAL", "ENOMEM", "EALREADY", "ESTATE", "ETIMEDOUT", "ENOSYS", "EIO", "EDISABLED", "EDROPPED",
@@ -220,28 +224,27 @@ def _decorate(sp, func):
     """@polytel.span(name, **attrs): one new span per call, around the whole call (or iteration)."""
     import functools
 
-    name, attrs = sp.name, sp.attributes or None
-    span_from = _polytel._span_from
+    span_from = _polytel._span_from  # a fresh span with sp's name, attributes, kind, scope, parent, links
     kind = _kind(func)
     if kind == "async":
 
         @functools.wraps(func)
         async def wrapper(*args, **kwargs):
-            with span_from(name, attrs):
+            with span_from(sp):
                 return await func(*args, **kwargs)
 
     elif kind == "gen":
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            with span_from(name, attrs):
+            with span_from(sp):
                 return (yield from func(*args, **kwargs))
 
     elif kind == "asyncgen":
 
         @functools.wraps(func)
         async def wrapper(*args, **kwargs):
-            with span_from(name, attrs):
+            with span_from(sp):
                 async for item in func(*args, **kwargs):
                     yield item
 
@@ -249,13 +252,83 @@ def _decorate(sp, func):
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            with span_from(name, attrs):
+            with span_from(sp):
                 return func(*args, **kwargs)
 
     return wrapper
 
 
 _polytel._set_decorate(_decorate)
+
+# --------------------------------------------------------- tracers, baggage
+
+
+class Tracer:
+    """Spans of one instrumentation scope: ``polytel.tracer("billing", "1.2").span(name, ...)``.
+
+    The same as ``polytel.span(name, scope=("billing", "1.2"), ...)``; a Tracer is also accepted as ``scope=``.
+    """
+
+    __slots__ = ("name", "version", "_scope")
+
+    def __init__(self, name, version=None):
+        if not isinstance(name, str) or not name:
+            raise ValueError("Tracer(): name must be a non-empty str")
+        if version is not None and not isinstance(version, str):
+            raise TypeError("Tracer(): version must be a str or None")
+        self.name, self.version, self._scope = name, version, (name, version)
+
+    def span(self, name, /, **options):
+        options.setdefault("scope", self._scope)
+        return span(name, **options)
+
+    def __repr__(self):
+        return "<polytel.Tracer %r%s>" % (self.name, " " + self.version if self.version else "")
+
+
+def tracer(name, version=None):
+    """A Tracer for instrumentation scope `name` (and `version`): its spans carry that scope."""
+    return Tracer(name, version)
+
+
+# W3C Baggage: key = token (RFC 9110), value any str (percent-encoded by inject()). The current baggage is a
+# dict held by a ContextVar and replaced, never changed, so a copy of the context (a task) keeps its own.
+_baggage_var = _polytel._baggage_var
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def get_baggage(key=None):
+    """The current baggage value for `key` (None when absent), or a copy of all entries when key is None."""
+    bg = _baggage_var.get(None)
+    if key is None:
+        return dict(bg) if bg else {}
+    return bg.get(key) if bg else None
+
+
+def set_baggage(key, value):
+    """Set baggage entry `key` in the current context (the rest of this block, task or thread, and what it
+    calls), so inject() sends it on. A span entered with parent=extract(...) has the extracted baggage."""
+    if not isinstance(key, str) or not key or not _TCHAR.issuperset(key):
+        raise ValueError("set_baggage(): key %r is not a W3C baggage key (an RFC 9110 token: letters, digits, "
+                         "!#$%%&'*+-.^_`|~)" % (key,))
+    if not isinstance(value, str):
+        raise TypeError("set_baggage(): value must be a str, not %s" % type(value).__name__)
+    bg = dict(_baggage_var.get(None) or ())
+    bg[key] = value
+    _baggage_var.set(bg)
+
+
+def remove_baggage(key=None):
+    """Remove baggage entry `key` from the current context (every entry when key is None)."""
+    bg = _baggage_var.get(None)
+    if not bg:
+        return
+    if key is None:
+        _baggage_var.set({})
+    elif key in bg:
+        bg = dict(bg)
+        del bg[key]
+        _baggage_var.set(bg)
 
 # --------------------------------------------------------------- logging
 

@@ -1,7 +1,7 @@
 # Type stubs for polytel: logs, spans and metrics from the polytel C core (docs/python.md).
 import logging
 import os
-from typing import Any, Callable, Dict, Literal, Mapping, Optional, TypedDict, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Literal, Mapping, MutableMapping, Optional, Tuple, TypedDict, TypeVar, Union
 
 from ._polytel import (
     DEBUG as DEBUG,
@@ -21,6 +21,7 @@ from ._polytel import (
     TRACE as TRACE,
     WARN as WARN,
     Span as Span,
+    SpanContext as SpanContext,
 )
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -43,6 +44,14 @@ __all__ = [
     "span",
     "Span",
     "current_span",
+    "inject",
+    "extract",
+    "SpanContext",
+    "Tracer",
+    "tracer",
+    "get_baggage",
+    "set_baggage",
+    "remove_baggage",
     "counter_add",
     "gauge_set",
     "histogram_record",
@@ -108,9 +117,34 @@ def fatal(msg: object, /, **attrs: _AttrValue) -> None: ...
 def critical(msg: object, /, **attrs: _AttrValue) -> None: ...
 def log(level: int, target: str, msg: object, /, **attrs: _AttrValue) -> None: ...
 
-# Spans: a context manager and a decorator (sync, async, generators). Parents follow contextvars.
-def span(name: str, /, **attrs: _AttrValue) -> Span: ...
+# Spans: a context manager and a decorator (sync, async, generators). Parents follow contextvars, or parent=.
+_Parent = Union[SpanContext, Span]
+_Link = Union[SpanContext, Span, Tuple[Union[SpanContext, Span], Dict[str, _AttrValue]]]
+_Kind = Literal["internal", "server", "client", "producer", "consumer"]
+
+class Tracer:
+    name: str
+    version: Optional[str]
+    def __init__(self, name: str, version: Optional[str] = ...) -> None: ...
+    def span(self, name: str, /, *, parent: Optional[_Parent] = ..., kind: Optional[_Kind] = ...,
+             links: Optional[Iterable[_Link]] = ..., attributes: Optional[Mapping[str, _AttrValue]] = ...,
+             **attrs: _AttrValue) -> Span: ...
+
+_Scope = Union[str, Tuple[str, Optional[str]], Tracer]
+
+def span(name: str, /, *, parent: Optional[_Parent] = ..., kind: Optional[_Kind] = ...,
+         links: Optional[Iterable[_Link]] = ..., attributes: Optional[Mapping[str, _AttrValue]] = ...,
+         scope: Optional[_Scope] = ..., **attrs: _AttrValue) -> Span: ...
 def current_span() -> Optional[Span]: ...
+def tracer(name: str, version: Optional[str] = ...) -> Tracer: ...
+
+# W3C Trace Context and Baggage (OTEL_PROPAGATORS decides which headers).
+_C = TypeVar("_C", bound=MutableMapping[str, str])
+def inject(carrier: Optional[_C] = ..., *, context: Optional[_Parent] = ...) -> _C: ...
+def extract(carrier: Optional[Mapping[Any, Any]], /) -> Optional[SpanContext]: ...
+def get_baggage(key: Optional[str] = ...) -> Any: ...  # str | None for a key, Dict[str, str] for None
+def set_baggage(key: str, value: str) -> None: ...
+def remove_baggage(key: Optional[str] = ...) -> None: ...
 
 # Metrics. Series are keyed by name + attributes.
 def counter_add(name: str, /, value: int = 1, unit: str = "", **attrs: _AttrValue) -> None: ...

@@ -96,7 +96,7 @@ def test_extra_and_code_attributes(bridge):
     assert a["left"] == 2
     assert a["ratio"] == 0.5
     assert a["urgent"] is True
-    assert a["tags"] == "['a', 'b']"
+    assert a["tags"] == ["a", "b"]  # a list of str is an OTLP array
     assert a["code.filepath"] == "<string>"
     assert a["code.function"] == "<module>"
     assert a["code.lineno"] == 14

@@ -8,7 +8,7 @@ import asyncio, json, polytel
 polytel.bootstrap_worker()
 out = {}
 
-with polytel.span("outer", kind="test", n=1, ratio=0.25, ok=True, obj=[1, 2]) as outer:
+with polytel.span("outer", attributes={"kind": "test"}, n=1, ratio=0.25, ok=True, obj={"a": [1, 2]}) as outer:
     with polytel.span("middle") as middle:
         with polytel.span("inner") as inner:
             out["current_is_inner"] = polytel.current_span() is inner
@@ -119,7 +119,8 @@ def test_logs_link_to_the_current_span(spans):
 
 def test_attributes_typed(spans):
     _, got = spans
-    assert named(got, "outer")["attributes"] == {"kind": "test", "n": 1, "ratio": 0.25, "ok": True, "obj": "[1, 2]"}
+    # attributes= names what would be a keyword of span() (kind); other objects keep their str().
+    assert named(got, "outer")["attributes"] == {"kind": "test", "n": 1, "ratio": 0.25, "ok": True, "obj": "{'a': [1, 2]}"}
     assert named(got, "middle")["attributes"] == {"late": "yes"}
     assert named(got, "inner")["attributes"] == {}
 
@@ -152,11 +153,19 @@ def test_exception_sets_error_and_still_ends(spans):
     fails = named(got, "fails")
     assert fails["status_code"] == 2
     assert fails["status_message"] == "bad input"
-    assert fails["attributes"] == {"step": "parse", "exception.type": "ValueError", "exception.message": "bad input"}
+    # The exception is an event (semantic conventions), not attributes of the span.
+    assert fails["attributes"] == {"step": "parse"}
+    (ev,) = fails["events"]
+    assert ev["name"] == "exception"
+    assert (ev["attributes"]["exception.type"], ev["attributes"]["exception.message"]) == ("ValueError", "bad input")
+    assert ev["attributes"]["exception.stacktrace"].startswith("Traceback (most recent call last):\n")
+    assert ev["attributes"]["exception.stacktrace"].endswith("ValueError: bad input\n")
+    assert fails["start_ns"] <= ev["time_ns"] <= fails["end_ns"]
     assert fails["end_ns"] >= fails["start_ns"] > 0
     afail = named(got, "fails.async")
     assert afail["status_code"] == 2
-    assert afail["attributes"]["exception.type"] == "__main__.CustomError"
+    assert afail["events"][0]["attributes"]["exception.type"] == "__main__.CustomError"
+    assert "in afail\n" in afail["events"][0]["attributes"]["exception.stacktrace"]
     assert afail["status_message"] == "__main__.CustomError"  # empty message: the type says it
 
 

@@ -150,11 +150,12 @@ def test_jobs_threads_async_and_exceptions(jobs_dir):
         assert len(dl) == 3 and {name(i) for i in dl} == {"download"}
         assert len({m["spans"]["lane"][i] for i in dl}) == 1
         assert max(m["spans"]["start"][i] for i in dl) < min(m["spans"]["end"][i] for i in dl)
-    # The failed job: validate has the error status and the exception attributes; the log carries them too.
+    # The failed job: validate has the error status and the exception event; the log carries it as attributes.
     bad = [i for i in range(n) if name(i) == "validate" and m["spans"]["status"][i] == 2]
     assert len(bad) == 1
-    attrs = {strs(m, k): v for k, v in m["attrsets"][m["spans"]["attrs"][bad[0]]]}
-    assert attrs["exception.type"] == "ValueError"
+    ((_, ev_name, ev_attrs),) = m["spans"]["events"][str(bad[0])]
+    attrs = {strs(m, k): v for k, v in m["attrsets"][ev_attrs]}
+    assert ev_name == "exception" and attrs["exception.type"] == "ValueError"
     rejected = [j for j, b in enumerate(m["logs"]["body"]) if b == "job 1 rejected"]
     assert len(rejected) == 1 and m["logs"]["sev"][rejected[0]] == 17
     assert "exception.stacktrace" in {strs(m, k) for k, _ in m["attrsets"][m["logs"]["attrs"][rejected[0]]]}
