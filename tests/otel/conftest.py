@@ -26,18 +26,6 @@ def worker_env(receiver=None, service=None, **extra):
     return _py.worker_env(receiver, service, **extra)
 
 
-def _has_model():
-    import polytel
-
-    return hasattr(polytel, "SpanContext")
-
-
-# Kinds, explicit and remote parents, events, links, scopes and exception events need the binding's span model
-# (issue 14). strict: when it is there these tests must pass, and the marker must go.
-MODEL = _has_model()
-needs_model = pytest.mark.xfail(not MODEL, strict=True, reason="needs polytel's span model (issue 14, binding py)")
-
-
 @pytest.fixture
 def service(request):
     """A service.name unique to the test."""

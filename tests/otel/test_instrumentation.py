@@ -1,6 +1,8 @@
 """Real, unmodified instrumentation packages from PyPI on polytel's providers: urllib against a local HTTP server,
 wsgi (its middleware in a wsgiref server), redis against a real redis-server; spans as the receiver decoded them."""
-from conftest import by_name, needs_model, run_worker, spans_of, worker_env
+import pytest
+from conftest import by_name, run_worker, spans_of, worker_env
+from otlp_receiver import Receiver
 
 HTTP = r"""
 import json, threading, urllib.request
@@ -55,14 +57,19 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def _http(receiver, service):
-    out = run_worker(HTTP, worker_env(receiver, service)).check().result()
-    spans = spans_of(receiver, service, 8)
-    return out, spans
+@pytest.fixture(scope="module")
+def http_run():
+    """One worker run (urllib client, plain and wsgi servers) that the tests below read; its own receiver."""
+    service = "otel-instrumentation-http"
+    with Receiver() as rcv:
+        out = run_worker(HTTP, worker_env(rcv, service)).check().result()
+        spans = spans_of(rcv, service, 8)
+        logs = [lg for lg in rcv.received()["logs"] if lg["service"] == service]
+    return out, spans, logs
 
 
-def test_urllib_client_spans(receiver, service):
-    out, spans = _http(receiver, service)
+def test_urllib_client_spans(http_run):
+    out, spans, _ = http_run
     root = [s for s in spans if s["name"] == "client-root"][0]
     clients = [s for s in spans if s["attributes"].get("http.url") in (out["plain"], out["wsgi"], out["missing"])]
     clients = [s for s in clients if s["name"] == "GET"]
@@ -79,9 +86,8 @@ def test_urllib_client_spans(receiver, service):
     assert missing["attributes"]["http.status_code"] == 404 and out["missing_status"] == 404
 
 
-@needs_model
-def test_urllib_client_kind_and_scope(receiver, service):
-    out, spans = _http(receiver, service)
+def test_urllib_client_kind_and_scope(http_run):
+    out, spans, _ = http_run
     clients = [s for s in spans if s["name"] == "GET" and s["attributes"].get("http.url") == out["plain"]]
     assert [(s["kind"], s["scope"]) for s in clients] == [(3, "opentelemetry.instrumentation.urllib")]
 
@@ -92,8 +98,8 @@ def _server(spans, path):
     return servers[0]
 
 
-def test_wsgi_server_spans(receiver, service):
-    out, spans = _http(receiver, service)
+def test_wsgi_server_spans(http_run):
+    out, spans, logs = http_run
     server = _server(spans, "/hello")
     a = server["attributes"]
     assert (a["http.method"], a["http.scheme"], a["http.status_code"]) == ("GET", "http", 200)
@@ -102,15 +108,13 @@ def test_wsgi_server_spans(receiver, service):
     # The application's own polytel.span is the server span's child, and its log is linked to it.
     handler = [s for s in by_name(spans)["handler"] if s["attributes"]["path"] == "/hello"][0]
     assert handler["parent_span_id"] == server["span_id"] and handler["trace_id"] == server["trace_id"]
-    logs = [lg for lg in receiver.received()["logs"] if lg["body"] == "in handler" and lg["service"] == service]
-    assert handler["span_id"] in [lg["span_id"] for lg in logs]
+    assert handler["span_id"] in [lg["span_id"] for lg in logs if lg["body"] == "in handler"]
     assert _server(spans, "/missing")["attributes"]["http.status_code"] == 404
     assert out["wsgi_body"] == "wsgi"
 
 
-@needs_model
-def test_wsgi_server_kind_one_trace(receiver, service):
-    out, spans = _http(receiver, service)
+def test_wsgi_server_kind_one_trace(http_run):
+    out, spans, _ = http_run
     root = by_name(spans)["client-root"][0]
     client = [s for s in spans if s["name"] == "GET" and s["attributes"].get("http.url") == out["wsgi"]][0]
     server = _server(spans, "/hello")
@@ -156,10 +160,4 @@ def test_redis_client_spans(receiver, service, redis_server):
         assert sp["attributes"]["db.redis.database_index"] == 0
     pipe = [s for s in spans if s["attributes"].get("db.redis.pipeline_length") == 2]
     assert len(pipe) == 1 and pipe[0]["parent_span_id"] == job["span_id"]
-
-
-@needs_model
-def test_redis_client_kind(receiver, service, redis_server):
-    run_worker(REDIS, worker_env(receiver, service, REDIS_URL=redis_server.url)).check()
-    spans = by_name(spans_of(receiver, service, 4))
-    assert [(s["kind"], s["scope"]) for s in spans["GET"]] == [(3, "opentelemetry.instrumentation.redis")]
+    assert {(s["kind"], s["scope"]) for s in sets + gets + pipe} == {(3, "opentelemetry.instrumentation.redis")}

@@ -1,6 +1,6 @@
 """Logs: the OTel logs API and opentelemetry-instrumentation-logging (its trace-id injection and its bridge
 handler) on polytel; and everything before bootstrap follows polytel's phase rules."""
-from conftest import MODEL, of_service, run_worker, spans_of, worker_env
+from conftest import of_service, run_worker, spans_of, worker_env
 
 BRIDGE = r"""
 import json, logging
@@ -69,8 +69,7 @@ def test_logging_instrumentation_and_logs_api(receiver, service):
 
     direct = logs["direct"]
     assert direct["scope"] == "lib.direct" and direct["severity_number"] == 17
-    # Arrays are typed by the binding's span model (issue 14); before it, their string form.
-    assert direct["attributes"]["tags"] == (["a", "b"] if MODEL else "['a', 'b']")
+    assert direct["attributes"]["tags"] == ["a", "b"]
     assert direct["attributes"]["exception.type"] == "RuntimeError"
     assert direct["attributes"]["exception.message"] == "boom"
     assert direct["attributes"]["exception.stacktrace"].startswith("Traceback (most recent call last):")

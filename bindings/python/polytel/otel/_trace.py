@@ -5,16 +5,11 @@ import sys
 
 from opentelemetry import trace as _t
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
-from opentelemetry.trace.span import INVALID_SPAN_CONTEXT
 
 import polytel
 
 from . import _context
 from ._context import PT_VAR, SPAN_KEY, otel_current
-
-# polytel.span(name, *, parent, kind, links, attributes, scope) is issue 14's model; a polytel without it
-# (before that binding) still nests and exports, as internal spans of the current parent with no links.
-MODEL = hasattr(polytel, "SpanContext")
 
 _KINDS = {
     SpanKind.INTERNAL: "internal",
@@ -45,8 +40,6 @@ def _attrs(attributes):
 
 def _pt_context(sc):
     """A polytel.SpanContext for an OTel SpanContext (a remote parent, a link)."""
-    if not MODEL:
-        return None
     ts = sc.trace_state.to_header() if sc.trace_state else None
     return polytel.SpanContext("%032x" % sc.trace_id, "%016x" % sc.span_id, sampled=bool(sc.trace_flags & 1),
                                tracestate=ts or None, is_remote=bool(sc.is_remote))  # fmt: skip
@@ -93,8 +86,6 @@ def _links(links):
 
 def _start(scope, name, parent, kind, attributes, links):
     """A polytel.Span, not yet entered."""
-    if not MODEL:
-        return _span_new(name, **(_attrs(attributes) or {}))
     kw = {"kind": _KINDS.get(kind, "internal"), "scope": scope}
     if parent is not None and parent is not ROOT:
         kw["parent"] = parent
@@ -146,18 +137,18 @@ class Span(_t.Span):
         sc = self._sc
         if sc is None:
             pt = self._pt
-            c = pt.context if MODEL else None
-            ts = getattr(c, "tracestate", None)
+            c = pt.context
+            ts = c.tracestate
             sc = self._sc = SpanContext(
                 int(pt.trace_id, 16), int(pt.span_id, 16), is_remote=False,
-                trace_flags=_UNSAMPLED if c is not None and not c.sampled else _SAMPLED,
+                trace_flags=_SAMPLED if c.sampled else _UNSAMPLED,
                 trace_state=TraceState.from_header([ts]) if ts else TraceState(),
             )  # fmt: skip
         return sc
 
     def is_recording(self):
         pt = self._pt
-        return pt.active and (not MODEL or pt.context.sampled)
+        return pt.active and pt.context.sampled
 
     def set_attribute(self, key, value):
         if self._pt.active:
@@ -169,11 +160,11 @@ class Span(_t.Span):
                 self._pt.set_attribute(k, list(v) if type(v) is tuple else v)
 
     def add_event(self, name, attributes=None, timestamp=None):
-        if self._pt.active and MODEL:
+        if self._pt.active:
             self._pt.add_event(name, attributes=_attrs(attributes), timestamp_ns=timestamp)
 
     def add_link(self, context, attributes=None):
-        if self._pt.active and MODEL and context is not None and context.is_valid:
+        if self._pt.active and context is not None and context.is_valid:
             self._pt.add_link(_pt_context(context), **(_attrs(attributes) or {}))
 
     def update_name(self, name):
@@ -198,7 +189,7 @@ class Span(_t.Span):
             self._pt.set_status(_STATUS[code])
 
     def record_exception(self, exception, attributes=None, timestamp=None, escaped=False):
-        if self._pt.active and MODEL:
+        if self._pt.active:
             self._pt.record_exception(exception, **(_attrs(attributes) or {}))
 
     def end(self, end_time=None):
@@ -315,7 +306,7 @@ class Tracer(_t.Tracer):
     def __init__(self, name, version=None, schema_url=None, attributes=None):
         name = name or "polytel"
         # polytel.tracer(name, version) holds the scope once, so a span does not carry it per call.
-        self._scope = polytel.tracer(name, version) if hasattr(polytel, "tracer") else (name, version)
+        self._scope = polytel.tracer(name, version)
 
     def start_span(self, name, context=None, kind=SpanKind.INTERNAL, attributes=None, links=None, start_time=None,
                    record_exception=True, set_status_on_exception=True):  # fmt: skip
