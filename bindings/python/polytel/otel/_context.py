@@ -38,12 +38,19 @@ _wrap = None  # polytel.otel._trace.wrap(polytel.Span) -> OTel span; set by _tra
 _is_ours = None  # polytel.otel._trace.polytel_span_of(span) -> polytel.Span or None
 
 
+# The API's Context variable: the default runtime's own when it is the default (tokens it handed out stay valid).
+_default_var = getattr(_otel_context._RUNTIME_CONTEXT, "_current_context", None)
+if not isinstance(_default_var, contextvars.ContextVar):
+    _default_var = contextvars.ContextVar("current_context", default=Context())
+OTEL_GET = _default_var.get  # the attached Context, once ensure_runtime() ran
+
+
 class PolytelRuntimeContext(_RuntimeContext):
     """The OTel runtime context that keeps polytel's current span in step (OTEL_PYTHON_CONTEXT=polytel)."""
 
     def __init__(self, var=None):
         # Reusing the default runtime's ContextVar keeps tokens handed out before the switch valid.
-        self._var = var if var is not None else contextvars.ContextVar("current_context", default=Context())
+        self._var = var if var is not None else _default_var
         self._get = self._var.get
 
     def attach(self, context):
@@ -80,9 +87,8 @@ def ensure_runtime():
     rt = _otel_context._RUNTIME_CONTEXT
     if isinstance(rt, PolytelRuntimeContext):
         return rt
-    var = getattr(rt, "_current_context", None)
-    new = PolytelRuntimeContext(var if isinstance(var, contextvars.ContextVar) else None)
-    if var is None:
+    new = PolytelRuntimeContext()
+    if getattr(rt, "_current_context", None) is not _default_var:
         # A foreign runtime context: start from its current Context.
         new._var.set(rt.get_current())
     _otel_context._RUNTIME_CONTEXT = new

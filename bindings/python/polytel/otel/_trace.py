@@ -9,6 +9,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 import polytel
 
 from . import _context
+from ._context import OTEL_GET as _otel_get
 from ._context import PT_VAR, SPAN_KEY, otel_current
 
 _KINDS = {
@@ -18,6 +19,7 @@ _KINDS = {
     SpanKind.PRODUCER: "producer",
     SpanKind.CONSUMER: "consumer",
 }
+_INTERNAL = SpanKind.INTERNAL
 _KIND_OF = {v: k for k, v in _KINDS.items()}
 _STATUS = {StatusCode.UNSET: "unset", StatusCode.OK: "ok", StatusCode.ERROR: "error"}
 _pt_get = PT_VAR.get
@@ -107,16 +109,24 @@ def _enter_in(pt, root):
 class Span(_t.Span):
     """An OTel API span over a polytel.Span (the OTel SDK's ReadableSpan is not part of the API)."""
 
-    __slots__ = ("_pt", "_ctx", "_sc", "_record_exception", "_set_status_on_exception", "_status_set", "_kind")
+    # Defaults on the class: a wrapper made per start (or per get_current_span()) sets only what differs.
+    _ctx = None  # the throwaway Context a non-current span was entered in (its exit runs there)
+    _sc = None
+    _kind = None
+    _record_exception = True
+    _set_status_on_exception = True
+    _status_set = False
 
     def __init__(self, pt, ctx=None, record_exception=True, set_status_on_exception=True, kind=None):
         self._pt = pt
-        self._kind = kind
-        self._ctx = ctx  # the throwaway Context a non-current span was entered in (its exit runs there)
-        self._sc = None
-        self._record_exception = record_exception
-        self._set_status_on_exception = set_status_on_exception
-        self._status_set = False
+        if kind is not None:
+            self._kind = kind
+        if ctx is not None:
+            self._ctx = ctx
+        if not record_exception:
+            self._record_exception = False
+        if not set_status_on_exception:
+            self._set_status_on_exception = False
 
     # What instrumentations read of the SDK's span beyond the API (wsgi reads kind, several read name).
     @property
@@ -232,44 +242,63 @@ _context._wrap = wrap
 _context._is_ours = polytel_span_of
 
 
-class _CurrentSpan:
-    """start_as_current_span(): a context manager and a decorator (sync and async functions)."""
+class _CurrentSpan(Span):
+    """start_as_current_span() in the common case (no explicit context or start time, the default exception
+    handling, ended on exit): one object that is the context manager, the decorator and the span; the polytel
+    span it enters is polytel's current span, so no OTel Context is built for it."""
 
-    __slots__ = ("_tracer", "_args", "_span", "_token", "_fast")
+    def __init__(self, tracer, name, kind, attributes, links):
+        self._tracer = tracer
+        self._name = name
+        if kind is not _INTERNAL:
+            self._kind = kind
+        self._attributes = attributes
+        self._links = links
+
+    def __enter__(self):
+        if self._attributes or self._links or self._kind is not None:
+            pt = _start(self._tracer._scope, self._name, parent_for(None), self._kind, self._attributes, self._links)
+        elif _pt_get(None) is not None or _otel_get().get(SPAN_KEY) is None:
+            # A child of polytel's current span, or a root: polytel.span decides alone.
+            pt = _span_new(self._name, scope=self._tracer._scope)
+        else:  # a span from elsewhere (a remote parent) is attached: it is the parent
+            pt = _start(self._tracer._scope, self._name, parent_for(None), None, None, None)
+        pt.__enter__()
+        self._pt = pt
+        return self
+
+    def __exit__(self, exc_type, exc_val, exc_tb):
+        # BaseExceptions that are not errors (GeneratorExit, KeyboardInterrupt) end the span unfailed.
+        if exc_val is not None and not isinstance(exc_val, Exception):
+            exc_type = exc_val = exc_tb = None
+        if self._pt.active:  # not when span.end() was called inside the block
+            self._pt.__exit__(exc_type, exc_val, exc_tb)
+        return False
+
+    def __call__(self, func):
+        tracer, name, kind, attributes, links = self._tracer, self._name, self._kind, self._attributes, self._links
+        return _decorate(func, lambda: _CurrentSpan(tracer, name, kind or _INTERNAL, attributes, links))
+
+
+class _UseSpan:
+    """start_as_current_span() with an explicit context, a start time or non-default flags: start_span(), then
+    the span attached as the current one (as trace.use_span does)."""
+
+    __slots__ = ("_tracer", "_args", "_span", "_token")
 
     def __init__(self, tracer, args):
         self._tracer = tracer
         self._args = args  # (name, context, kind, attributes, links, start_time, rec_exc, set_status, end_on_exit)
-        self._span = None
-        self._token = None
+        self._span = self._token = None
 
     def __enter__(self):
-        name, context, kind, attributes, links, start_time, rec, sset, end_on_exit = self._args
-        if context is None and start_time is None and end_on_exit and rec and sset:
-            # The common case: the polytel span itself is the current span (polytel's ContextVar is the truth).
-            parent = parent_for(None)
-            pt = _start(self._tracer._scope, name, parent, kind, attributes, links)
-            if parent is ROOT and _pt_get(None) is not None:
-                self._token = PT_VAR.set(None)
-            pt.__enter__()
-            self._fast = True
-            sp = self._span = Span(pt, None, True, True, kind)
-            return sp
-        self._fast = False
+        name, context, kind, attributes, links, start_time, rec, sset, _ = self._args
         sp = self._span = self._tracer.start_span(name, context, kind, attributes, links, start_time, rec, sset)
         self._token = _context.ensure_runtime().attach(_t.set_span_in_context(sp, context or otel_current()))
         return sp
 
     def __exit__(self, exc_type, exc_val, exc_tb):
         sp = self._span
-        if self._fast:
-            # BaseExceptions that are not errors (GeneratorExit, KeyboardInterrupt) end the span unfailed.
-            if exc_val is not None and not isinstance(exc_val, Exception):
-                exc_type = exc_val = exc_tb = None
-            sp._pt.__exit__(exc_type, exc_val, exc_tb)
-            if self._token is not None:
-                PT_VAR.reset(self._token)
-            return False
         _context.ensure_runtime().detach(self._token)
         if exc_val is not None and sp._pt.active and isinstance(exc_val, Exception):
             if sp._record_exception:
@@ -282,22 +311,27 @@ class _CurrentSpan:
 
     def __call__(self, func):
         tracer, args = self._tracer, self._args
-        inspect = sys.modules.get("inspect") or __import__("inspect")
-        if inspect.iscoroutinefunction(func):
+        return _decorate(func, lambda: _UseSpan(tracer, args))
 
-            @functools.wraps(func)
-            async def async_wrapper(*a, **kw):
-                with _CurrentSpan(tracer, args):
-                    return await func(*a, **kw)
 
-            return async_wrapper
+def _decorate(func, make):
+    """@tracer.start_as_current_span(...): a new span per call, sync or async."""
+    inspect = sys.modules.get("inspect") or __import__("inspect")
+    if inspect.iscoroutinefunction(func):
 
         @functools.wraps(func)
-        def wrapper(*a, **kw):
-            with _CurrentSpan(tracer, args):
-                return func(*a, **kw)
+        async def async_wrapper(*a, **kw):
+            with make():
+                return await func(*a, **kw)
 
-        return wrapper
+        return async_wrapper
+
+    @functools.wraps(func)
+    def wrapper(*a, **kw):
+        with make():
+            return func(*a, **kw)
+
+    return wrapper
 
 
 class Tracer(_t.Tracer):
@@ -321,8 +355,10 @@ class Tracer(_t.Tracer):
     def start_as_current_span(self, name, context=None, kind=SpanKind.INTERNAL, attributes=None, links=None,
                               start_time=None, record_exception=True, set_status_on_exception=True,
                               end_on_exit=True):  # fmt: skip
-        return _CurrentSpan(self, (name, context, kind, attributes, links, start_time, record_exception,
-                                   set_status_on_exception, end_on_exit))  # fmt: skip
+        if context is None and start_time is None and end_on_exit and record_exception and set_status_on_exception:
+            return _CurrentSpan(self, name, kind, attributes, links)
+        return _UseSpan(self, (name, context, kind, attributes, links, start_time, record_exception,
+                               set_status_on_exception, end_on_exit))  # fmt: skip
 
 
 class TracerProvider(_t.TracerProvider):
