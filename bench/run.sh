@@ -33,6 +33,7 @@ section 1d-c-speed env BENCH_BASELINE=5b0586eebd9383c6e67b0c01134193f05e64485a B
 section 2-encode "$build/bench/bench_encode"
 section 3-export .venv/bin/python bench/bench_export.py "$build"
 section 4-python make -s --no-print-directory bench-python
+section 4b-otel make -s --no-print-directory bench-otel
 section 5-ruby make -s --no-print-directory bench-ruby
 make -s --no-print-directory wasm-build > "$out/wasm-build.log" 2>&1 || status=1
 section 6-node node bench/bench_wasm.mjs
