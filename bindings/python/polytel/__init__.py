@@ -17,6 +17,7 @@ from ._polytel import (
     EDROPPED,
     EINVAL,
     EIO,
+    ENOCTX,
     ENOMEM,
     ENOSYS,
     ESTATE,
@@ -63,6 +64,7 @@ __all__ = [
     "strerror", "err_name", "now_ns", "LoggingHandler", "resolved_config",
     "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL",
     "OK", "EINVAL", "ENOMEM", "EALREADY", "ESTATE", "ETIMEDOUT", "ENOSYS", "EIO", "EDISABLED", "EDROPPED",
+    "ENOCTX",
 ]  # fmt: skip
 
 DEFAULT_EXIT_TIMEOUT_MS = _polytel.option_defaults["exit_timeout_ms"]  # the core's POLYTEL_EXIT_TIMEOUT_MS default

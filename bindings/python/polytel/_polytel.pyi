@@ -21,6 +21,7 @@ ENOSYS: int
 EIO: int
 EDISABLED: int
 EDROPPED: int
+ENOCTX: int
 core_version: str
 option_defaults: Dict[str, Union[bool, int, str, None]]
 
