@@ -704,7 +704,7 @@ POLYTEL_EXTERN void polytel_histogram_record(const char *name, const char *unit,
   XX(dropped_rejected, COUNTER("polytel.dropped"), "rejected",                                               \
      "refused by the collector in an OTLP partial_success (part of dropped)")                                \
   XX(sampled_out, NONE, NULL,                                                                                \
-     "async spans the sampler left out: finished, not recorded (not part of recorded or dropped)")
+     "spans the sampler left out: ended, not recorded (not part of recorded or dropped)")
 
 typedef struct polytel_stats_s {
 #define POLYTEL__XX(field, metric, reason, doc) uint64_t field;
