@@ -51,6 +51,7 @@ class TestContext < Minitest::Test
     assert_equal({}, @j["inject_outside"], "no current span: nothing to inject")
     assert_equal "00-#{REMOTE_TRACE}-#{REMOTE_SPAN}-01", @j["with_span_inject"]
     assert_equal [REMOTE_TRACE, REMOTE_SPAN], span("attached").values_at("trace_id", "parent_span_id")
+    assert_equal [{ "k" => "v" }, { "k" => "v", "k2" => "2" }, { "k" => "v", "k2" => "2" }, true], @j["baggage"]
   end
 
   def test_kinds
