@@ -582,6 +582,38 @@ POLYTEL_EXTERN int polytel_tracestate_valid(const char *tracestate);
 /* The POLYTEL_PROPAGATOR_* mask in force (0 for "none"); the default before phase 1 and when unset. */
 POLYTEL_EXTERN unsigned polytel_propagators(void);
 
+/*
+ * W3C Baggage for C programs (and bindings without a baggage store of their own): the core's codec, the one
+ * every binding uses. Keys are RFC 9110 tokens; values are any bytes, percent-encoded in the header.
+ */
+typedef struct polytel_baggage_entry_s {
+  const char *key; /* need not be NUL-terminated */
+  size_t key_len;
+  const char *value; /* parse: percent-decoded, NUL-terminated (value_len bytes; %00 decodes to a NUL) */
+  size_t value_len;
+} polytel_baggage_entry_t;
+/* 1 when key[0..len) can be a baggage key (a non-empty RFC 9110 token), else 0 (NULL included). */
+POLYTEL_EXTERN int polytel_baggage_key_valid(const char *key, size_t len);
+/*
+ * The `baggage` header value of entries[0..n) into buf (NUL-terminated): a repeated key keeps its first
+ * place and its last value. An entry that cannot travel (over 4096 bytes encoded, past 8192 bytes in all,
+ * or past len - 1) is left out whole, later ones may still fit. Returns the length (0: nothing to send), or
+ * POLYTEL_EINVAL (buf "" when len > 0): NULL buf, len 0, NULL entries with n > 0, more than 180 entries, a
+ * key that is not a token, a NULL value with value_len > 0.
+ */
+POLYTEL_EXTERN int polytel_baggage_format(const polytel_baggage_entry_t *entries, size_t n, char *buf,
+                                          size_t len);
+/*
+ * Reads a received `baggage` header value header[0..len) (several header fields joined with ',') and calls
+ * fn(arg, entry) for each entry kept, in order; the entry's strings are valid during the call only. A
+ * malformed member is skipped, as are members past the limits (180 members, 4096 bytes each, 8192 in all);
+ * a repeated key keeps the last value; properties are not passed. fn returning nonzero stops the walk.
+ * Returns the number of entries passed to fn, or POLYTEL_EINVAL for a NULL fn (POLYTEL_ENOMEM when out of
+ * memory). NULL header: 0. Silent: headers come from outside.
+ */
+typedef int (*polytel_baggage_fn)(void *arg, const polytel_baggage_entry_t *entry);
+POLYTEL_EXTERN int polytel_baggage_parse(const char *header, size_t len, polytel_baggage_fn fn, void *arg);
+
 /* ----------------------------------------------------------------- metrics */
 
 typedef enum {
@@ -672,7 +704,7 @@ POLYTEL_EXTERN void polytel_histogram_record(const char *name, const char *unit,
   XX(dropped_rejected, COUNTER("polytel.dropped"), "rejected",                                               \
      "refused by the collector in an OTLP partial_success (part of dropped)")                                \
   XX(sampled_out, NONE, NULL,                                                                                \
-     "async spans the sampler left out: finished, not recorded (not part of recorded or dropped)")
+     "spans the sampler left out: ended, not recorded (not part of recorded or dropped)")
 
 typedef struct polytel_stats_s {
 #define POLYTEL__XX(field, metric, reason, doc) uint64_t field;

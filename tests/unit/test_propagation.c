@@ -656,6 +656,68 @@ static void test_baggage_set_get_remove(void **state) {
   assert_int_equal(polytel__baggage_set(b, "k0", 2, "w", 1), 0); /* replacing needs no new entry */
 }
 
+/* The public codec (polytel_baggage_*): what a C program and the Ruby binding call. */
+typedef struct {
+  char got[8][64];
+  int n, stop_after;
+} bag_seen_t;
+
+static int bag_collect(void *arg, const polytel_baggage_entry_t *e) {
+  bag_seen_t *s = arg;
+  assert_int_equal(e->value[e->value_len], '\0');
+  snprintf(s->got[s->n++], sizeof s->got[0], "%.*s=%.*s", (int)e->key_len, e->key, (int)e->value_len,
+           e->value);
+  return s->stop_after && s->n == s->stop_after;
+}
+
+static void test_baggage_public_api(void **state) {
+  (void)state;
+  char out[128];
+  polytel_baggage_entry_t in[] = {
+      {"tenant", 6, "acme", 4}, {"user.name", 9, "Zoë Ü", strlen("Zoë Ü")}, {"tenant", 6, "acme 2", 6}};
+  int len = polytel_baggage_format(in, 3, out, sizeof out);
+  assert_int_equal(len, (int)strlen(out));
+  assert_string_equal(out, "tenant=acme%202,user.name=Zo%C3%AB%20%C3%9C"); /* first place, last value */
+  assert_int_equal(polytel_baggage_format(in, 0, out, sizeof out), 0);
+  assert_string_equal(out, "");
+  polytel_baggage_entry_t bad[] = {{"tenant", 6, "acme", 4}, {"bad key", 7, "x", 1}};
+  strcpy(out, "junk");
+  assert_int_equal(polytel_baggage_format(bad, 2, out, sizeof out), POLYTEL_EINVAL);
+  assert_string_equal(out, "");
+  polytel_baggage_entry_t nullv = {"k", 1, NULL, 1};
+  assert_int_equal(polytel_baggage_format(&nullv, 1, out, sizeof out), POLYTEL_EINVAL);
+  assert_int_equal(polytel_baggage_format(NULL, 1, out, sizeof out), POLYTEL_EINVAL);
+  assert_int_equal(polytel_baggage_format(in, 1, NULL, 8), POLYTEL_EINVAL);
+  assert_int_equal(polytel_baggage_format(in, 1, out, 0), POLYTEL_EINVAL);
+  assert_int_equal(polytel_baggage_format(in, 181, out, sizeof out), POLYTEL_EINVAL);
+  /* too small a buffer leaves the member out whole */
+  assert_int_equal(polytel_baggage_format(in, 1, out, 8), 0);
+  assert_string_equal(out, "");
+
+  assert_int_equal(polytel_baggage_key_valid("user.id", 7), 1);
+  assert_int_equal(polytel_baggage_key_valid("a b", 3), 0);
+  assert_int_equal(polytel_baggage_key_valid("", 0), 0);
+  assert_int_equal(polytel_baggage_key_valid(NULL, 3), 0);
+
+  const char *hdr = "tenant=acme%202, bad member ,user.name=Zo%C3%AB;prop=1,tenant=last,=x";
+  bag_seen_t seen = {0};
+  assert_int_equal(polytel_baggage_parse(hdr, strlen(hdr), bag_collect, &seen), 2);
+  assert_int_equal(seen.n, 2);
+  assert_string_equal(seen.got[0], "tenant=last");
+  assert_string_equal(seen.got[1], "user.name=Zoë");
+  bag_seen_t first = {.stop_after = 1};
+  assert_int_equal(polytel_baggage_parse(hdr, strlen(hdr), bag_collect, &first), 1);
+  assert_int_equal(polytel_baggage_parse(NULL, 5, bag_collect, &seen), 0);
+  assert_int_equal(polytel_baggage_parse(hdr, strlen(hdr), NULL, NULL), POLYTEL_EINVAL);
+  /* format then parse is the identity on the entries */
+  bag_seen_t round = {0};
+  int n = polytel_baggage_format(in, 2, out, sizeof out);
+  assert_true(n > 0);
+  assert_int_equal(polytel_baggage_parse(out, (size_t)n, bag_collect, &round), 2);
+  assert_string_equal(round.got[0], "tenant=acme");
+  assert_string_equal(round.got[1], "user.name=Zoë Ü");
+}
+
 static void test_baggage_format_limits(void **state) {
   (void)state;
   polytel__baggage_t *b = bag_new();
@@ -925,6 +987,7 @@ int main(void) {
       cmocka_unit_test(test_baggage_limits),
       cmocka_unit_test(test_baggage_set_get_remove),
       cmocka_unit_test(test_baggage_format_limits),
+      cmocka_unit_test(test_baggage_public_api),
       cmocka_unit_test(test_propagators),
       cmocka_unit_test(test_sampler_settings),
       cmocka_unit_test(test_ratio_bound),

@@ -1,4 +1,4 @@
-# test_context.rb — Polytel.extract/inject (W3C Trace Context), parents, kinds, events, exceptions, links, arrays, scopes, sampling.
+# test_context.rb — Polytel.extract/inject (W3C Trace Context and Baggage), parents, kinds, events, exceptions, links, arrays, scopes, sampling.
 require_relative "test_helper"
 
 class TestContext < Minitest::Test
@@ -51,6 +51,7 @@ class TestContext < Minitest::Test
     assert_equal({}, @j["inject_outside"], "no current span: nothing to inject")
     assert_equal "00-#{REMOTE_TRACE}-#{REMOTE_SPAN}-01", @j["with_span_inject"]
     assert_equal [REMOTE_TRACE, REMOTE_SPAN], span("attached").values_at("trace_id", "parent_span_id")
+    assert_equal [{ "k" => "v" }, { "k" => "v", "k2" => "2" }, { "k" => "v", "k2" => "2" }, true], @j["baggage"]
   end
 
   def test_kinds
@@ -140,5 +141,74 @@ class TestContext < Minitest::Test
     RUBY
     j = run_ok(code: code, env: export_env(svc, enabled: nil, "OTEL_PROPAGATORS" => "none")).json
     assert_equal({ "inject" => {}, "extract" => true }, j)
+  end
+
+  # W3C baggage through the core's codec: extract, inheritance by children, with_baggage, inject, on the wire.
+  def test_baggage
+    svc = new_service("baggage")
+    code = <<~RUBY
+      require "json"
+      require "polytel"
+      Polytel.bootstrap_worker
+      tp = "00-#{REMOTE_TRACE}-#{REMOTE_SPAN}-01"
+      ctx = Polytel.extract({ "Traceparent" => tp, "BAGGAGE" => "tenant=acme%20co, bad member ,user.id=7;p=1" })
+      out = { "extracted" => ctx.baggage, "frozen" => ctx.baggage.frozen? }
+      Polytel.span("consume", parent: ctx, kind: :consumer) do |sp|
+        out["span"] = sp.baggage
+        out["current"] = Polytel.baggage
+        Polytel.with_baggage(region: :eu, "user.id" => nil) do
+          out["inner"] = Polytel.baggage
+          out["inject_inner"] = Polytel.inject
+          Polytel.span("child") { |c| out["child"] = [c.baggage, c.parent_span_id == sp.span_id] }
+        end
+        out["inject"] = Polytel.inject
+      end
+      only = Polytel.extract({ "baggage" => "k=v" })
+      out["only"] = [only.valid?, only.baggage]
+      Polytel.span("fresh", parent: only) { |s| out["fresh"] = [s.baggage, s.trace_id != REMOTE_TRACE] }
+      out["outside"] = [Polytel.baggage, Polytel.inject]
+      out["none"] = Polytel.extract({ "baggage" => "no equals sign" }).nil?
+      Polytel.with_baggage("x" => "y") { out["no_span"] = Polytel.inject }
+      begin
+        Polytel.with_baggage("bad key" => "1") { out["ran"] = true }
+      rescue ArgumentError => e
+        out["error"] = e.message
+      end
+      puts JSON.dump(out)
+    RUBY
+    code = code.sub("REMOTE_TRACE", REMOTE_TRACE.inspect)
+    j = run_ok(code: code, env: export_env(svc)).json
+    assert_equal({ "tenant" => "acme co", "user.id" => "7" }, j["extracted"])
+    assert j["frozen"]
+    assert_equal j["extracted"], j["span"], "a span under the extracted context has its baggage"
+    assert_equal j["extracted"], j["current"]
+    assert_equal({ "tenant" => "acme co", "region" => "eu" }, j["inner"], "with_baggage adds, nil removes")
+    assert_equal [{ "tenant" => "acme co", "region" => "eu" }, true], j["child"],
+                 "spans inside with_baggage carry it and keep the current span as parent"
+    assert_equal "tenant=acme%20co,region=eu", j["inject_inner"]["baggage"]
+    assert_equal j["inject_inner"]["traceparent"], j["inject"]["traceparent"]
+    assert_equal "tenant=acme%20co,user.id=7", j["inject"]["baggage"]
+    assert_equal [false, { "k" => "v" }], j["only"]
+    assert_equal [{ "k" => "v" }, true], j["fresh"], "baggage alone: a new trace that carries it"
+    assert_equal [{}, {}], j["outside"]
+    assert j["none"], "no well-formed member and no traceparent: nil"
+    assert_equal({ "baggage" => "x=y" }, j["no_span"])
+    assert_nil j["ran"]
+    assert_match(/with_baggage: key "bad key" is not a W3C baggage key/, j["error"])
+    view = receiver.for_service(svc) { |v| v["spans"].any? { |s| s["name"] == "fresh" } }
+    consume = view["spans"].find { |s| s["name"] == "consume" }
+    assert_equal [REMOTE_TRACE, REMOTE_SPAN, 5], consume.values_at("trace_id", "parent_span_id", "kind")
+  end
+
+  def test_baggage_propagator_off
+    code = <<~RUBY
+      require "json"
+      require "polytel"
+      ctx = Polytel.extract({ "traceparent" => "00-#{REMOTE_TRACE}-#{REMOTE_SPAN}-01", "baggage" => "a=1" })
+      out = Polytel.span("s", parent: ctx) { Polytel.with_baggage(b: 2) { Polytel.inject } }
+      puts JSON.dump({ "baggage" => ctx.baggage, "inject" => out.keys })
+    RUBY
+    j = run_ok(code: code, env: export_env(new_service("nobag"), enabled: nil, "OTEL_PROPAGATORS" => "tracecontext")).json
+    assert_equal({ "baggage" => {}, "inject" => ["traceparent"] }, j)
   end
 end

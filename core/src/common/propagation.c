@@ -541,6 +541,56 @@ int polytel__baggage_format(const polytel__baggage_t *b, char *out, size_t cap) 
   return (int)len;
 }
 
+/* The public codec: one parsed header (or the entries to format) in a heap block (16 KiB: too big for
+ * small stacks such as Ruby fibers'). */
+typedef struct {
+  polytel__baggage_t b;
+  char store[POLYTEL__BAGGAGE_STORE_MIN];
+} bg_work_t;
+
+int polytel_baggage_key_valid(const char *key, size_t len) {
+  return key && is_token(key, len);
+}
+
+int polytel_baggage_format(const polytel_baggage_entry_t *entries, size_t n, char *buf, size_t len) {
+  if (buf && len) buf[0] = '\0';
+  if (!buf || !len || (!entries && n) || n > POLYTEL__BAGGAGE_MAX_MEMBERS) return POLYTEL_EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    if (!polytel_baggage_key_valid(entries[i].key, entries[i].key_len) ||
+        (!entries[i].value && entries[i].value_len))
+      return POLYTEL_EINVAL;
+  }
+  if (n == 0) return 0;
+  bg_work_t *w = malloc(sizeof *w);
+  if (!w) return POLYTEL_ENOMEM;
+  polytel__baggage_init(&w->b, w->store, sizeof w->store);
+  for (size_t i = 0; i < n; i++) {
+    /* EINVAL here: a value over 4096 bytes, which could never travel: left out like any member too big. */
+    polytel__baggage_set(&w->b, entries[i].key, entries[i].key_len, entries[i].value, entries[i].value_len);
+  }
+  int rc = polytel__baggage_format(&w->b, buf, len);
+  free(w);
+  return rc;
+}
+
+int polytel_baggage_parse(const char *header, size_t len, polytel_baggage_fn fn, void *arg) {
+  if (!fn) return POLYTEL_EINVAL;
+  if (!header || !len) return 0;
+  bg_work_t *w = malloc(sizeof *w);
+  if (!w) return POLYTEL_ENOMEM;
+  polytel__baggage_init(&w->b, w->store, sizeof w->store);
+  polytel__baggage_parse(&w->b, header, len);
+  int passed = 0;
+  for (uint32_t i = 0; i < w->b.n; i++) {
+    const polytel__baggage_entry_t *e = &w->b.e[i];
+    polytel_baggage_entry_t out = {e->key, e->key_len, e->value, e->value_len};
+    passed++;
+    if (fn(arg, &out)) break;
+  }
+  free(w);
+  return passed;
+}
+
 /* --------------------------------------------------------------- settings */
 
 typedef struct {

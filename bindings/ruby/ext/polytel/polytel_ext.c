@@ -41,7 +41,8 @@ static VALUE pt_sym_unit;
 /* Polytel.span's own keywords: never attributes. */
 static VALUE pt_sym_parent, pt_sym_kind, pt_sym_links, pt_sym_attributes, pt_sym_scope;
 static VALUE pt_sym_timestamp;
-static VALUE pt_str_traceparent, pt_str_tracestate; /* frozen carrier keys */
+static VALUE pt_str_traceparent, pt_str_tracestate, pt_str_baggage; /* frozen carrier keys */
+static VALUE pt_empty_hash;                                         /* Polytel.baggage with none */
 static ID pt_id_backtrace, pt_id_aset;
 static VALUE pt_sym_phase[4];
 
@@ -297,6 +298,7 @@ typedef struct pt_span_s {
   int status;       /* set_status: a polytel_status_t, or -1 (unset by the user) */
   VALUE status_msg; /* set_status message (String) or nil */
   VALUE tracestate; /* frozen String (W3C tracestate, valid), or nil: inherited by children */
+  VALUE baggage;    /* frozen Hash (String => String, W3C baggage), or nil: inherited by children */
   VALUE scope;      /* instrumentation scope name (frozen String) or nil ("polytel") */
   VALUE scope_version;
   VALUE links; /* the links: keyword (an Array, checked at the start) or nil */
@@ -310,6 +312,7 @@ static void pt_span_mark(void *p) {
   rb_gc_mark(sp->extra);
   rb_gc_mark(sp->status_msg);
   rb_gc_mark(sp->tracestate);
+  rb_gc_mark(sp->baggage);
   rb_gc_mark(sp->scope);
   rb_gc_mark(sp->scope_version);
   rb_gc_mark(sp->links);
@@ -377,6 +380,7 @@ static VALUE pt_span_new(VALUE klass, int state, pt_span_t **out) {
   sp->status = -1;
   sp->status_msg = Qnil;
   sp->tracestate = Qnil;
+  sp->baggage = Qnil;
   sp->scope = Qnil;
   sp->scope_version = Qnil;
   sp->links = Qnil;
@@ -527,6 +531,7 @@ static VALUE pt_context_new(const pt_span_t *from) {
   VALUE obj = pt_span_new(pt_cSpanContext, PT_SPAN_ENDED, &c);
   c->ctx = from->ctx;
   c->tracestate = from->tracestate;
+  c->baggage = from->baggage;
   return obj;
 }
 
@@ -1138,7 +1143,10 @@ PT_LONGJMP_FRAME static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   pt_span_t *sp;
   VALUE obj = pt_span_new(pt_cSpan, PT_SPAN_OPEN, &sp);
   polytel_span_start(parent ? &parent->ctx : NULL, &sp->ctx);
-  if (parent) sp->tracestate = parent->tracestate; /* W3C: a child carries its parent's tracestate */
+  if (parent) { /* W3C: a child carries its parent's tracestate, and its baggage */
+    sp->tracestate = parent->tracestate;
+    sp->baggage = parent->baggage;
+  }
   if (args.any) {
     sp->kind = args.kind;
     pt_span_set_scope(sp, args.scope);
@@ -1226,10 +1234,38 @@ static void pt_carrier_set(VALUE carrier, VALUE key, VALUE value) {
     rb_funcall(carrier, pt_id_aset, 2, key, value);
 }
 
+typedef struct {
+  polytel_baggage_entry_t *e;
+  size_t n;
+} pt_bag_fill_t;
+
+static int pt_bag_fill_i(VALUE key, VALUE val, VALUE arg) {
+  pt_bag_fill_t *f = (pt_bag_fill_t *)arg;
+  f->e[f->n++] = (polytel_baggage_entry_t){RSTRING_PTR(key), (size_t)RSTRING_LEN(key), RSTRING_PTR(val),
+                                           (size_t)RSTRING_LEN(val)};
+  return ST_CONTINUE;
+}
+
+/* A baggage Hash (frozen, checked by with_baggage or made by extract) as its header value; nil when empty. */
+static VALUE pt_baggage_header(VALUE bag) {
+  long n = RHASH_SIZE(bag);
+  if (n == 0 || n > 180) return Qnil; /* with_baggage refuses more than the 180 members that can travel */
+  VALUE holder = 0;
+  polytel_baggage_entry_t *e = rb_alloc_tmp_buffer(&holder, n * (long)sizeof *e);
+  pt_bag_fill_t f = {e, 0};
+  rb_hash_foreach(bag, pt_bag_fill_i, (VALUE)&f);
+  VALUE out = rb_usascii_str_new(NULL, 8193); /* 8192 bytes of header (the W3C limit) and the NUL */
+  int len = polytel_baggage_format(e, f.n, RSTRING_PTR(out), 8193);
+  rb_free_tmp_buffer(&holder);
+  if (len <= 0) return Qnil;
+  rb_str_set_len(out, len);
+  return out;
+}
+
 /*
- * Polytel.inject(carrier = {}) → carrier: the current span's (or with_span context's) traceparent, and its
- * tracestate when it has one, as OTEL_PROPAGATORS says (the core read it). Nothing when there is no current
- * span. Any object with []= is a carrier.
+ * Polytel.inject(carrier = {}) → carrier: the current span's (or with_span context's) traceparent, its
+ * tracestate when it has one, and its baggage when it has entries, as OTEL_PROPAGATORS says (the core read
+ * it). Nothing when there is no current span. Any object with []= is a carrier.
  */
 static VALUE pt_inject(int argc, VALUE *argv, VALUE self) {
   (void)self;
@@ -1238,13 +1274,18 @@ static VALUE pt_inject(int argc, VALUE *argv, VALUE self) {
   if (NIL_P(carrier)) carrier = rb_hash_new();
   VALUE holder = Qnil;
   pt_span_t *sp = pt_span_of(pt_stack_top(pt_stack(&holder, 0)));
-  if (sp && (polytel_propagators() & POLYTEL_PROPAGATOR_TRACECONTEXT)) {
+  unsigned prop = sp ? polytel_propagators() : 0;
+  if (prop & POLYTEL_PROPAGATOR_TRACECONTEXT) {
     char buf[POLYTEL_TRACEPARENT_LEN + 1];
     if (polytel_traceparent_format(&sp->ctx, buf, sizeof buf) == 0) {
       VALUE ts = sp->tracestate;
       pt_carrier_set(carrier, pt_str_traceparent, rb_usascii_str_new(buf, POLYTEL_TRACEPARENT_LEN));
       if (!NIL_P(ts)) pt_carrier_set(carrier, pt_str_tracestate, rb_str_dup(ts));
     }
+  }
+  if ((prop & POLYTEL_PROPAGATOR_BAGGAGE) && !NIL_P(sp->baggage)) {
+    VALUE hdr = pt_baggage_header(sp->baggage);
+    if (!NIL_P(hdr)) pt_carrier_set(carrier, pt_str_baggage, hdr);
   }
   RB_GC_GUARD(holder);
   return carrier;
@@ -1286,15 +1327,25 @@ static VALUE pt_carrier_get(VALUE carrier, VALUE name) {
   return RB_TYPE_P(v, T_STRING) ? pt_cstr_value(v) : Qnil;
 }
 
+static int pt_bag_parse_i(void *arg, const polytel_baggage_entry_t *e) {
+  VALUE h = (VALUE)arg; /* only NoMemoryError can leave here: the core's walk holds nothing but a malloc */
+  rb_hash_aset(h, rb_obj_freeze(rb_usascii_str_new(e->key, (long)e->key_len)),
+               rb_obj_freeze(rb_utf8_str_new(e->value, (long)e->value_len)));
+  return 0;
+}
+
 /*
  * Polytel.extract(carrier) → a remote Polytel::SpanContext, or nil when the carrier holds no valid
- * traceparent (malformed headers are ignored as W3C Trace Context says, silently: the core parses them).
- * A tracestate that is not valid is dropped, the traceparent kept. The carrier is a Hash (header names in
- * any case) or anything with to_hash / to_h.
+ * traceparent and no baggage (malformed headers are ignored as W3C Trace Context and Baggage say, silently:
+ * the core parses them). A tracestate that is not valid is dropped, the traceparent kept; malformed baggage
+ * members are dropped, the others kept. Baggage without a valid traceparent gives a context with all-zero
+ * ids (valid? false): as a parent it starts a new trace that carries the baggage. The carrier is a Hash
+ * (header names in any case) or anything with to_hash / to_h.
  */
 static VALUE pt_extract(VALUE self, VALUE carrier) {
   (void)self;
-  if (!(polytel_propagators() & POLYTEL_PROPAGATOR_TRACECONTEXT)) return Qnil;
+  unsigned prop = polytel_propagators();
+  if (!prop) return Qnil;
   if (NIL_P(carrier)) return Qnil;
   if (!RB_TYPE_P(carrier, T_HASH)) {
     VALUE h = rb_check_hash_type(carrier);
@@ -1305,19 +1356,105 @@ static VALUE pt_extract(VALUE self, VALUE carrier) {
                rb_obj_class(carrier));
     carrier = h;
   }
-  VALUE tp = pt_carrier_get(carrier, pt_str_traceparent);
-  if (NIL_P(tp)) return Qnil;
   polytel_span_ctx_t ctx;
-  if (polytel_traceparent_parse(RSTRING_PTR(tp), &ctx) != 0) return Qnil;
-  VALUE ts = pt_carrier_get(carrier, pt_str_tracestate);
-  if (!NIL_P(ts))
-    ts = polytel_tracestate_valid(RSTRING_PTR(ts)) && RSTRING_LEN(ts) ? rb_str_new_frozen(ts) : Qnil;
+  memset(&ctx, 0, sizeof ctx);
+  VALUE tp = Qnil, ts = Qnil, bag = Qnil;
+  int valid = 0;
+  if (prop & POLYTEL_PROPAGATOR_TRACECONTEXT) {
+    tp = pt_carrier_get(carrier, pt_str_traceparent);
+    valid = !NIL_P(tp) && polytel_traceparent_parse(RSTRING_PTR(tp), &ctx) == 0;
+    if (valid) {
+      ts = pt_carrier_get(carrier, pt_str_tracestate);
+      if (!NIL_P(ts))
+        ts = polytel_tracestate_valid(RSTRING_PTR(ts)) && RSTRING_LEN(ts) ? rb_str_new_frozen(ts) : Qnil;
+    }
+  }
+  if (prop & POLYTEL_PROPAGATOR_BAGGAGE) {
+    VALUE hdr = pt_carrier_get(carrier, pt_str_baggage);
+    if (!NIL_P(hdr)) {
+      bag = rb_hash_new();
+      polytel_baggage_parse(RSTRING_PTR(hdr), (size_t)RSTRING_LEN(hdr), pt_bag_parse_i, (void *)bag);
+      bag = RHASH_SIZE(bag) ? rb_hash_freeze(bag) : Qnil;
+    }
+    RB_GC_GUARD(hdr);
+  }
+  if (!valid && NIL_P(bag)) return Qnil;
   pt_span_t *sp;
   VALUE obj = pt_span_new(pt_cSpanContext, PT_SPAN_ENDED, &sp);
   sp->ctx = ctx;
   sp->tracestate = ts;
+  sp->baggage = bag;
   RB_GC_GUARD(tp);
   return rb_obj_freeze(obj);
+}
+
+/* span.baggage / context.baggage: its W3C baggage (a frozen Hash, String => String; empty when none). */
+static VALUE pt_span_baggage(VALUE self) {
+  VALUE b = pt_span_get(self)->baggage;
+  return NIL_P(b) ? pt_empty_hash : b;
+}
+
+/* context.valid?: it has a trace id and a span id (extract of baggage alone gives one that has not). */
+static VALUE pt_ctx_valid_p(VALUE self) {
+  const pt_span_t *sp = pt_span_get(self);
+  return pt_all_zero(sp->ctx.trace_id, 16) || pt_all_zero(sp->ctx.span_id, 8) ? Qfalse : Qtrue;
+}
+
+/* Polytel.baggage: the current span's (or with_span context's) baggage; an empty frozen Hash when none. */
+static VALUE pt_baggage(VALUE self) {
+  (void)self;
+  VALUE holder = Qnil;
+  pt_span_t *sp = pt_span_of(pt_stack_top(pt_stack(&holder, 0)));
+  RB_GC_GUARD(holder);
+  return sp && !NIL_P(sp->baggage) ? sp->baggage : pt_empty_hash;
+}
+
+static int pt_bag_merge_i(VALUE key, VALUE val, VALUE into) {
+  VALUE k = RB_TYPE_P(key, T_SYMBOL) ? rb_sym2str(key) : key;
+  if (!RB_TYPE_P(k, T_STRING) || !polytel_baggage_key_valid(RSTRING_PTR(k), (size_t)RSTRING_LEN(k)))
+    rb_raise(rb_eArgError,
+             "polytel: with_baggage: key %+" PRIsVALUE
+             " is not a W3C baggage key (an RFC 9110 token: letters, "
+             "digits, !#$%%&'*+-.^_`|~)",
+             key);
+  k = rb_str_new_frozen(k);
+  if (NIL_P(val)) {
+    rb_hash_delete(into, k);
+    return ST_CONTINUE;
+  }
+  VALUE v = RB_TYPE_P(val, T_STRING) ? val : rb_obj_as_string(val);
+  if (RSTRING_LEN(v) > 4096)
+    rb_raise(rb_eArgError,
+             "polytel: with_baggage: the value of %" PRIsVALUE " is over 4096 bytes and cannot travel", k);
+  rb_hash_aset(into, k, rb_str_new_frozen(v));
+  return ST_CONTINUE;
+}
+
+/*
+ * Polytel.with_baggage(entries) { ... }: the current baggage plus `entries` (a Hash; String or Symbol keys,
+ * W3C tokens; values to_s; a nil value removes the key) for the block: spans begun inside carry it, and
+ * inject sends it. The current span stays the parent of those spans (the block runs under a context with its
+ * ids). Bad keys raise ArgumentError before the block runs.
+ */
+PT_LONGJMP_FRAME static VALUE pt_with_baggage(VALUE self, VALUE entries) {
+  rb_need_block();
+  Check_Type(entries, T_HASH);
+  VALUE holder = Qnil;
+  pt_span_t *cur = pt_span_of(pt_stack_top(pt_stack(&holder, 0)));
+  VALUE bag = cur && !NIL_P(cur->baggage) ? rb_hash_dup(cur->baggage) : rb_hash_new();
+  rb_hash_foreach(entries, pt_bag_merge_i, bag);
+  if (RHASH_SIZE(bag) > 180)
+    rb_raise(rb_eArgError, "polytel: with_baggage: more than 180 entries (the W3C limit of what can travel)");
+  pt_span_t *c;
+  VALUE ctx = pt_span_new(pt_cSpanContext, PT_SPAN_ENDED, &c);
+  if (cur) {
+    c->ctx = cur->ctx;
+    c->tracestate = cur->tracestate;
+  }
+  c->baggage = RHASH_SIZE(bag) ? rb_hash_freeze(bag) : Qnil;
+  rb_obj_freeze(ctx);
+  RB_GC_GUARD(holder);
+  return pt_with_span(self, ctx);
 }
 
 /* ------------------------------------------------------------ metrics */
@@ -1729,6 +1866,10 @@ void Init_polytel_ext(void) {
   pt_id_aset = rb_intern("[]=");
   pt_str_traceparent = rb_obj_freeze(rb_usascii_str_new_cstr("traceparent"));
   pt_str_tracestate = rb_obj_freeze(rb_usascii_str_new_cstr("tracestate"));
+  pt_str_baggage = rb_obj_freeze(rb_usascii_str_new_cstr("baggage"));
+  pt_empty_hash = rb_hash_freeze(rb_hash_new());
+  rb_gc_register_mark_object(pt_str_baggage);
+  rb_gc_register_mark_object(pt_empty_hash);
   rb_gc_register_mark_object(pt_str_traceparent);
   rb_gc_register_mark_object(pt_str_tracestate);
   const char *phase_names[4] = {"none", "console", "deferred", "full"};
@@ -1757,6 +1898,8 @@ void Init_polytel_ext(void) {
   rb_define_module_function(pt_mPolytel, "with_span", pt_with_span, 1);
   rb_define_module_function(pt_mPolytel, "inject", pt_inject, -1);
   rb_define_module_function(pt_mPolytel, "extract", pt_extract, 1);
+  rb_define_module_function(pt_mPolytel, "baggage", pt_baggage, 0);
+  rb_define_module_function(pt_mPolytel, "with_baggage", pt_with_baggage, 1);
   rb_define_module_function(pt_mPolytel, "counter_add", pt_counter_add, -1);
   rb_define_module_function(pt_mPolytel, "gauge_set", pt_gauge_set, -1);
   rb_define_module_function(pt_mPolytel, "histogram_record", pt_histogram_record, -1);
@@ -1797,11 +1940,13 @@ void Init_polytel_ext(void) {
     rb_define_method(both[i], "sampled?", pt_span_sampled_p, 0);
     rb_define_method(both[i], "traceparent", pt_span_traceparent, 0);
     rb_define_method(both[i], "tracestate", pt_span_tracestate, 0);
+    rb_define_method(both[i], "baggage", pt_span_baggage, 0);
     rb_define_method(both[i], "context", pt_span_context, 0);
     rb_define_method(both[i], "inspect", pt_ctx_inspect, 0);
   }
   rb_define_method(pt_cSpanContext, "sampled", pt_span_sampled_p, 0);
   rb_define_method(pt_cSpanContext, "remote?", pt_span_remote_p, 0);
+  rb_define_method(pt_cSpanContext, "valid?", pt_ctx_valid_p, 0);
   rb_define_method(pt_cSpanContext, "==", pt_ctx_eq, 1);
   rb_define_method(pt_cSpanContext, "eql?", pt_ctx_eq, 1);
   rb_define_method(pt_cSpanContext, "hash", pt_ctx_hash, 0);

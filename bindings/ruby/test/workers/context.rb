@@ -100,5 +100,11 @@ rescue ArgumentError, TypeError => e
 end
 out["current_after_errors"] = Polytel.current_span
 
+# Baggage (checked in detail by test_baggage; here its calls go through rbs/test too).
+bag_ctx = Polytel.extract({ "traceparent" => REMOTE, "baggage" => "k=v" })
+out["baggage"] = Polytel.span("bag", parent: bag_ctx) do |s|
+  Polytel.with_baggage(k2: 2) { |c| [s.baggage, c.baggage, Polytel.baggage, bag_ctx.valid?] }
+end
+
 Polytel.flush(10_000)
 puts JSON.dump(out)
