@@ -126,6 +126,13 @@ export interface ExitReport {
   budget: number;
   /** polytel's keepalive bodies already in flight when the exit began. */
   inFlightBytes: number;
+  /**
+   * Bodies of requests in flight that were answered during the exit (their room came back and the exit may
+   * use it): in flight now = inFlightBytes + sentBytes - releasedBytes = budget - leftBytes.
+   */
+  releasedBytes: number;
+  /** The most keepalive body bytes polytel had in flight at once during the exit (at most budget). */
+  peakBytes: number;
   sentRequests: number;
   sentBytes: number;
   /** Log records and spans in the requests sent. */
@@ -139,7 +146,7 @@ export interface ExitReport {
   droppedItems: number;
   /** Room kept for the last metrics snapshot (which counts the drops). */
   reserve: number;
-  /** Room left unused. */
+  /** Room left unused (budget minus what is in flight now). */
   leftBytes: number;
   smallestDroppedBytes: number;
   /** Why requests were dropped, with counts. */

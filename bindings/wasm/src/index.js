@@ -529,6 +529,7 @@ class Driver {
     this.beaconed = [];
     this.orphans = [];
     this.exitRun = null; // the page-exit flush under way (a promise of its report)
+    this.exitReport = null; // its report, kept up to date while the exit's run is under way or the page is exited
     this.exited = false; // the final page exit ran (until the page is shown again)
     this.lastExit = null;
     this.plainFailing = false; // a plain request failed at the network level since the last answer
@@ -605,6 +606,7 @@ class Driver {
     this.beaconed = [];
     this.orphans = [];
     this.exitRun = null;
+    this.exitReport = null;
     this.exited = false;
     this.notify();
   }
@@ -751,7 +753,12 @@ class Driver {
 
   releaseBudget(n) {
     this.keepaliveBytes -= n;
-    while (this.held.length && !this.exited && this.fits(this.held[0])) this.post(this.held.shift(), true);
+    if (this.exitReport) {
+      this.exitReport.releasedBytes += n;
+      this.exitReport.leftBytes = this.budget - this.keepaliveBytes;
+    }
+    // While an exit runs, it alone places what waits (and its report counts all of it).
+    while (this.held.length && !this.exitReport && this.fits(this.held[0])) this.post(this.held.shift(), true);
   }
 
   /** One fetch. Its outcome goes to the pipeline (finish), which alone decides about retries and drops. */
@@ -948,6 +955,12 @@ class Driver {
       transport,
       budget: this.budget,
       inFlightBytes: this.keepaliveBytes,
+      // Answers to requests in flight can land while the exit runs (under load, the browser settles the
+      // document's fetches in the very task that fires pagehide): their bytes go back to the budget and the
+      // exit may use them. The bytes in flight are then inFlightBytes + sentBytes - releasedBytes
+      // (= budget - leftBytes), and never more than peakBytes, which the budget bounds.
+      releasedBytes: 0,
+      peakBytes: this.keepaliveBytes,
       sentRequests: 0,
       sentBytes: 0,
       sentItems: 0,
@@ -956,10 +969,11 @@ class Driver {
       droppedRequests: 0,
       droppedItems: 0,
       reserve,
-      leftBytes: 0, // room the exit did not use
+      leftBytes: this.budget - this.keepaliveBytes, // room the exit did not use (so far)
       smallestDroppedBytes: 0,
       reasons: {},
     };
+    this.exitReport = report;
     if (final) {
       this.exited = true;
       this.lastExitReport = report;
@@ -980,7 +994,6 @@ class Driver {
         if (transport === 'fetch') await this.compress(r);
         this.exitPlace(r, report, true);
       }
-      report.leftBytes = this.budget - this.keepaliveBytes;
       if (final && report.droppedRequests) {
         const why = Object.entries(report.reasons).map(([k, v]) => `${v} ${k}`).join(', ');
         this.pt._core.warn(
@@ -994,6 +1007,10 @@ class Driver {
     };
     const p = run().finally(() => {
       if (this.exitRun === p) this.exitRun = null;
+      if (!final && this.exitReport === report) {
+        this.exitReport = null;
+        this.releaseBudget(0); // room that came back during the run, for what the run kept waiting
+      }
     });
     this.exitRun = p;
     return p;
@@ -1046,17 +1063,21 @@ class Driver {
     report.reasons[reason] = (report.reasons[reason] ?? 0) + 1;
   }
 
+  /** After r was posted or beaconed (its bytes already count in keepaliveBytes). */
   countSent(report, r) {
     report.sentRequests++;
     if (r.gzip) report.gzipped++;
     report.sentBytes += r.body.length;
     report.sentItems += r.items;
+    report.leftBytes = this.budget - this.keepaliveBytes;
+    if (this.keepaliveBytes > report.peakBytes) report.peakBytes = this.keepaliveBytes;
   }
 
   /** The page is shown again (back/forward cache, or visible after an exit flush): export as usual. */
   resumed() {
     if (!this.running || !this.exited) return;
     this.exited = false;
+    this.exitReport = null; // the exit is over: its report stays as it was
     // Requests sent at the exit whose answer never came: by now the browser has finished them one way or
     // the other, and they no longer hold its budget. Whether they arrived nobody can tell.
     for (const r of [...this.beaconed.splice(0), ...this.orphans.splice(0)]) {

@@ -6,6 +6,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
+import { createPolytel } from '../src/index.js';
 import { PKG, runNode, sleep, startReceiver } from './helpers.mjs';
 
 let rx;
@@ -130,5 +131,55 @@ describe('worker_threads', () => {
     const logs = got.logs.filter((l) => l.body === 'job ran');
     assert.equal(logs.length, 2);
     assert.ok(logs.every((l) => l.trace_id === m[1]));
+  });
+});
+
+describe('pt.httpHandler', () => {
+  test('a 5xx answer is an ERROR span; a malformed traceparent starts a new trace; spans inside follow the request', { timeout: 60000 }, async () => {
+    await rx.reset();
+    const pt = await createPolytel({ useEnv: false, telemetryEnabled: true, console: false, serviceName: 'http-helper' });
+    await pt.bootstrapWorker({ endpoint: rx.endpoint });
+    const server = http.createServer(pt.httpHandler(async (req, res) => {
+      await sleep(2);
+      await pt.span('db', () => sleep(1));
+      res.statusCode = req.url === '/fail' ? 503 : 201;
+      res.end();
+    }));
+    let got;
+    const TID = `a${hex(31)}`; // a letter in it: its uppercase form differs (and is invalid)
+    const parentId = `b${hex(15)}`;
+    try {
+      await new Promise((r) => server.listen(0, '127.0.0.1', r));
+      const { port } = server.address();
+      assert.equal((await get(port, '/fail', { traceparent: `00-${TID}-${parentId}-01` })).status, 503);
+      assert.equal((await get(port, '/ok', { traceparent: `00-${TID.toUpperCase()}-${hex(16)}-01` })).status, 201);
+      await new Promise((r) => server.close(r));
+      assert.equal(await pt.flush(20000), true);
+      got = await rx.received();
+    } finally {
+      server.close();
+      await pt.shutdown(5000);
+    }
+    assert.deepEqual(got.errors, []);
+    assert.equal(got.spans.length, 4, JSON.stringify(got.spans.map((s) => s.name)));
+    const servers = got.spans.filter((s) => s.kind === 2);
+    assert.equal(servers.length, 2);
+    const fail = servers.find((s) => s.attributes['url.path'] === '/fail');
+    const ok = servers.find((s) => s.attributes['url.path'] === '/ok');
+    assert.equal(fail.status_code, 2);
+    assert.equal(fail.attributes['error.type'], '503');
+    assert.equal(fail.attributes['http.response.status_code'], 503);
+    assert.equal(fail.trace_id, TID);
+    assert.equal(fail.parent_span_id, parentId);
+    assert.equal(ok.status_code, 0);
+    assert.equal(ok.attributes['http.response.status_code'], 201);
+    assert.equal(ok.attributes['error.type'], undefined);
+    assert.notEqual(ok.trace_id, TID, 'an uppercase traceparent is invalid: a new trace');
+    assert.equal(ok.parent_span_id, '');
+    for (const s of [fail, ok]) {
+      const db = got.spans.filter((x) => x.name === 'db' && x.trace_id === s.trace_id);
+      assert.equal(db.length, 1);
+      assert.equal(db[0].parent_span_id, s.span_id, "a span in the handler, after awaits, is the request span's child");
+    }
   });
 });
