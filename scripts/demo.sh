@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # demo.sh — runs the smoke scenario's four workers (C, Python, Ruby, wasm/Node) in both phases; summarizes the export;
-# then a Python job worker whose jobs cross threads and a C process, and writes demo-out/trace.html (polytel.view).
+# then a Python job worker whose jobs cross threads and a C process, then the fleet (a Python producer, a Celery worker
+# and a Sidekiq worker on one Redis: one trace across them), and writes demo-out/trace.html (polytel.view).
 #
 # Run by `make demo`, which first installs what is missing and builds everything. Each worker runs
 # tests/smoke/scenario.json with TELEMETRY_ENABLED=true: logs at load (phase 1, deferred), bootstrap
@@ -183,6 +184,15 @@ if [ -z "$ENDPOINT" ]; then
     exit 1
   fi
   echo "ok"
+  # The fleet: a Python producer, a Celery worker and a Sidekiq (Ruby) worker on one redis-server that the scene
+  # starts on 127.0.0.1 and stops (examples/fleet/run.py); it prints the one trace they share.
+  echo
+  echo "demo: running the fleet (examples/fleet: a Python producer, a Celery worker, a Sidekiq worker, one Redis)"
+  if ! "$PY" "$ROOT/examples/fleet/run.py" "$OUT/fleet" --gem-home "$RUBY_GEMS"; then
+    echo "demo: the fleet scene FAILED (consoles: $OUT/fleet/*.console.log)" >&2
+    exit 1
+  fi
+  echo
   "$PY" -m polytel.view "$OUT" -o "$OUT/trace.html" --title "polytel demo"
   echo "demo: open $OUT/trace.html in a browser (one file, no network): traces, threads, processes, logs, metrics"
 fi
