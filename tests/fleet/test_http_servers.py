@@ -135,6 +135,7 @@ def wait_listening(port, proc):
     raise AssertionError(f"{proc.name}: not listening on {port}:\n{proc.output()}")
 
 
+@needs_context
 @pytest.mark.parametrize("system", systems())
 def test_20_requests_20_server_spans_through_recycled_workers(system, procs, receiver, tmp_path):
     port = free_port()
@@ -160,6 +161,8 @@ def test_20_requests_20_server_spans_through_recycled_workers(system, procs, rec
         assert a.get("http.request.method") == "GET" and a.get("http.response.status_code") == 200 \
             and a.get("url.scheme") == "http" and a.get("user_agent.original") == "fleet-test" \
             and a.get("server.port") == port, f"{system}: server span attributes {a}"
+        assert (s["trace_id"], s["parent_span_id"], s["kind"]) == (r["trace_id"], r["parent"], SPAN_KIND["server"]), \
+            f"{system}: request n={r['n']}: span not the server-kind child of its caller's traceparent"
         assert s["resource"].get("process.pid") == int(r["body"].split()[1]), \
             f"{system}: request n={r['n']}: span from pid {s['resource'].get('process.pid')}, answered by {r['body']}"
     assert server.pid not in {s["resource"].get("process.pid") for s in spans}, f"{system}: spans from the master"
