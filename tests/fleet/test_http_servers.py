@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import socket
+import threading
 import time
 import urllib.request
 
@@ -46,8 +47,8 @@ def start_gunicorn(procs, receiver, port, tmp_path):
     return p
 
 
-def start_uwsgi(procs, receiver, port, tmp_path):
-    env = fleet_env(receiver, "uwsgi-app")
+def start_uwsgi(procs, receiver, port, tmp_path, **extra_env):
+    env = fleet_env(receiver, "uwsgi-app", **extra_env)
     run = str(tmp_path)
     # docs/uwsgi.md says why each line is there:
     # --min-worker-lifetime 0: uWSGI otherwise keeps a worker at least 10 s whatever --max-requests says.
@@ -198,3 +199,37 @@ def test_server_spans_continue_the_callers_trace(system, procs, receiver, tmp_pa
         f"{system}: raising app: HTTP {sent[-1]['status']}, span status {boom['status_code']}"
     assert exception_of(boom) == ("RuntimeError", "boom 99"), f"{system}: exception recorded {exception_of(boom)}"
     assert boom["attributes"].get("error.type") == "RuntimeError", f"{system}: error.type {boom['attributes']}"
+
+
+def test_uwsgi_graceful_stop_lets_the_request_in_flight_finish_and_deliver(procs, receiver, tmp_path):
+    """uWSGI's graceful shutdown (the master FIFO's q) while a request is in flight: the worker finishes it (the
+    client gets its 200) and delivers its span and log before it leaves (docs/uwsgi.md, "Stopping")."""
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    port = free_port()
+    server = start_uwsgi(procs, receiver, port, tmp_path, FLEET_HOLD_DIR=hold)
+    wait_listening(port, server)
+    uwsgi_settled(server)
+    result = {}
+    client = threading.Thread(target=lambda: result.update(request(port, 7, "/hold")))
+    client.start()
+    deadline = time.monotonic() + GUARD_S
+    while not (hold / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (hold / "started").exists(), f"uwsgi: the held request never started:\n{server.output()}"
+    with open(server.fifo_path, "w") as f:
+        f.write("q")
+    busy = int((hold / "started").read_text())
+    # The busy worker logs this line in its own SIGHUP handler: from here on its stop is under way mid-request.
+    server.wait_for_output(f"(pid: {busy})...", "the busy worker's graceful stop")
+    (hold / "release").touch()
+    client.join(GUARD_S)
+    assert server.wait("the master FIFO's q") == 0, f"uwsgi: exit status after q:\n{server.output()}"
+    assert result.get("status") == 200, f"uwsgi: the request in flight at the stop got {result.get('status')}"
+    got = receiver.received()
+    spans = [s for s in got["spans"] if s["service"] == "uwsgi-app" and s["attributes"].get("url.path") == "/hold"]
+    logs = [lg for lg in got["logs"] if lg["service"] == "uwsgi-app" and lg["attributes"].get("n") == 7]
+    assert len(spans) == 1 and len(logs) == 1, \
+        f"uwsgi: the request in flight at a graceful stop delivered {len(spans)} spans and {len(logs)} logs, expected 1 and 1"
+    assert spans[0]["trace_id"] == result["trace_id"] and spans[0]["parent_span_id"] == result["parent"], \
+        "uwsgi: the held request's span is not in its caller's trace"
