@@ -21,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 
-from jsonl import load_dir  # noqa: E402  (strict: a malformed line fails the demo)
+from jsonl import load_dir, span_tree  # noqa: E402  (strict: a malformed line fails the demo)
 from redis_server import RedisServer  # noqa: E402
 
 GUARD_S = 120.0  # hang guard only
@@ -132,14 +132,9 @@ def summarize(out, trace_id, reports, redis_port):
         spans += got["spans"]
         logs += got["logs"]
     mine = [s for s in spans if s["trace_id"] == trace_id]
-    logs_of = {}
-    for lg in logs:
-        if lg["trace_id"] == trace_id:
-            logs_of.setdefault(lg["span_id"], []).append(lg)
+    in_trace = [lg for lg in logs if lg["trace_id"] == trace_id]
     by_id = {s["span_id"]: s for s in mine}
-    children = {}
-    for s in mine:
-        children.setdefault(s["parent_span_id"] if s["parent_span_id"] in by_id else "", []).append(s)
+    roots = [s for s in mine if s["parent_span_id"] not in by_id]
     procs = sorted({(s["service"], s["resource"].get("telemetry.sdk.language"), s["resource"].get("process.pid"))
                     for s in mine}, key=str)
     langs = sorted({p[1] for p in procs})
@@ -150,18 +145,13 @@ def summarize(out, trace_id, reports, redis_port):
         n = sum(1 for s in mine if s["resource"].get("process.pid") == pid)
         print(f"    {svc:<20} {lang:<7} pid {pid:<8} {n} spans")
 
-    def show(s, depth):
-        parent = s["parent_span_id"] or "-"
-        who = f"{s['service']}/{s['resource'].get('telemetry.sdk.language')} pid {s['resource'].get('process.pid')}"
-        print(f"    {'  ' * depth}{KINDS.get(s['kind'], s['kind']):<9} {s['name']:<24} span {s['span_id']} "
-              f"parent {parent:<16}  [{who}]")
-        for lg in sorted(logs_of.get(s["span_id"], []), key=lambda x: x["time_ns"]):
-            print(f"    {'  ' * (depth + 1)}- log {lg['severity_text']} {lg['body']}{fmt(lg['attributes'])}")
-        for c in sorted(children.get(s["span_id"], []), key=lambda x: x["start_ns"]):
-            show(c, depth + 1)
-
-    for root in sorted(children.get("", []), key=lambda x: x["start_ns"]):
-        show(root, 0)
+    for depth, what, x in span_tree(mine, in_trace):
+        if what == "log":
+            print(f"    {'  ' * depth}- log {x['severity_text']} {x['body']}{fmt(x['attributes'])}")
+            continue
+        who = f"{x['service']}/{x['resource'].get('telemetry.sdk.language')} pid {x['resource'].get('process.pid')}"
+        print(f"    {'  ' * depth}{KINDS.get(x['kind'], x['kind']):<9} {x['name']:<24} span {x['span_id']} "
+              f"parent {x['parent_span_id'] or '-':<16}  [{who}]")
 
     # The shape the scene must have: one root; N Celery consumers under the producer's send spans; under each, a
     # publish span whose child is the Ruby worker's consumer span.
@@ -170,8 +160,8 @@ def summarize(out, trace_id, reports, redis_port):
 
     ruby = [s for s in mine if s["service"] == "demo-fleet-sidekiq" and s["kind"] == 5]
     wrong = []
-    if len(children.get("", [])) != 1:
-        wrong.append(f"{len(children.get('', []))} root spans (expected 1)")
+    if len(roots) != 1:
+        wrong.append(f"{len(roots)} root spans (expected 1)")
     for what, got in (("producer send spans", count("producer", 4)), ("Celery consumer spans", count("celery", 5)),
                       ("Celery publish spans", count("celery", 4)), ("Sidekiq consumer spans", len(ruby))):
         if got != reports:
@@ -180,7 +170,7 @@ def summarize(out, trace_id, reports, redis_port):
         parent = by_id.get(s["parent_span_id"])
         if parent is None or parent["service"] != "demo-fleet-celery" or parent["kind"] != 4:
             wrong.append(f"Sidekiq span {s['span_id']} is not the child of a Celery publish span")
-    in_spans = sum(len(v) for k, v in logs_of.items() if k in by_id)
+    in_spans = sum(1 for lg in in_trace if lg["span_id"] in by_id)
     if in_spans != 1 + 2 * reports:  # the producer's, and one per Celery task and per Sidekiq job
         wrong.append(f"{in_spans} log lines inside the trace's spans (expected {1 + 2 * reports})")
     if "ruby" not in langs or "python" not in langs:
