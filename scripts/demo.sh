@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # demo.sh — runs the smoke scenario's four workers (C, Python, Ruby, wasm/Node) in both phases; summarizes the export;
-# then a Python job worker whose jobs cross threads and a C process, and writes demo-out/trace.html (polytel.view).
+# then a Python job worker whose jobs cross threads and a C process, then the fleet (a Python producer, a Celery worker
+# and a Sidekiq worker on one Redis: one trace across them), and writes demo-out/trace.html (polytel.view).
 #
 # Run by `make demo`, which first installs what is missing and builds everything. Each worker runs
 # tests/smoke/scenario.json with TELEMETRY_ENABLED=true: logs at load (phase 1, deferred), bootstrap
@@ -84,7 +85,7 @@ import sys
 
 out, endpoint, langs = sys.argv[1], sys.argv[2], sys.argv[3:]
 sys.path.insert(0, os.path.join(os.getcwd(), "tests", "support"))
-from jsonl import load_dir  # noqa: E402  (strict: a malformed line fails the demo)
+from jsonl import load_dir, span_tree  # noqa: E402  (strict: a malformed line fails the demo)
 
 TITLES = {"c": "C", "python": "Python", "ruby": "Ruby", "wasm": "WebAssembly (Node)"}
 
@@ -136,23 +137,12 @@ for lang in langs:
     for (name, pid), m in sorted(last.items(), key=lambda kv: str(kv[0])):
         print(f"    metric {name} = {m['value']} (pid {pid}){fmt_attrs(m['attributes'])}")
     # The span tree, with each span's logs under it.
-    children = {}
-    for s in spans:
-        children.setdefault(s["parent_span_id"], []).append(s)
-    logs_of = {}
-    for lg in logs:
-        logs_of.setdefault(lg["span_id"], []).append(lg)
-
-    def show(s, depth):
-        ms = (s["end_ns"] - s["start_ns"]) / 1e6
-        print(f"    {'  ' * depth}{s['name']} ({ms:.2f} ms){fmt_attrs(s['attributes'])}")
-        for lg in sorted(logs_of.get(s["span_id"], []), key=lambda x: x["time_ns"]):
-            print(f"    {'  ' * (depth + 1)}- {lg['severity_text']} {lg['body']}")
-        for c in sorted(children.get(s["span_id"], []), key=lambda x: x["start_ns"]):
-            show(c, depth + 1)
-
-    for root in sorted(children.get("", []), key=lambda x: x["start_ns"]):
-        show(root, 0)
+    for depth, what, x in span_tree(spans, logs):
+        if what == "log":
+            print(f"    {'  ' * depth}- {x['severity_text']} {x['body']}")
+        else:
+            ms = (x["end_ns"] - x["start_ns"]) / 1e6
+            print(f"    {'  ' * depth}{x['name']} ({ms:.2f} ms){fmt_attrs(x['attributes'])}")
     outside = sum(1 for lg in logs if not lg["span_id"])
     print(f"    ({outside} logs outside any span)")
     for ln in phase_lines(lang):
@@ -183,6 +173,15 @@ if [ -z "$ENDPOINT" ]; then
     exit 1
   fi
   echo "ok"
+  # The fleet: a Python producer, a Celery worker and a Sidekiq (Ruby) worker on one redis-server that the scene
+  # starts on 127.0.0.1 and stops (examples/fleet/run.py); it prints the one trace they share.
+  echo
+  echo "demo: running the fleet (examples/fleet: a Python producer, a Celery worker, a Sidekiq worker, one Redis)"
+  if ! "$PY" "$ROOT/examples/fleet/run.py" "$OUT/fleet" --gem-home "$RUBY_GEMS"; then
+    echo "demo: the fleet scene FAILED (consoles: $OUT/fleet/*.console.log)" >&2
+    exit 1
+  fi
+  echo
   "$PY" -m polytel.view "$OUT" -o "$OUT/trace.html" --title "polytel demo"
   echo "demo: open $OUT/trace.html in a browser (one file, no network): traces, threads, processes, logs, metrics"
 fi

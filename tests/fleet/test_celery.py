@@ -16,8 +16,11 @@ def start_worker(procs, receiver, redis_server, tmp_path, name="celery-worker", 
                         "-n", "fleet@%h"], env)
 
 
+@needs_context
 def test_celery_50_tasks_recycled_children_deliver_everything_once(procs, receiver, redis_server, tmp_path):
-    worker = start_worker(procs, receiver, redis_server, tmp_path, FLEET_MAX_TASKS_PER_CHILD=5)
+    started = tmp_path / "started"  # "n pid ppid" per task, written by the task in the process that ran it
+    worker = start_worker(procs, receiver, redis_server, tmp_path, FLEET_MAX_TASKS_PER_CHILD=5,
+                          FLEET_STARTED_FILE=started)
     prod = run_producer(SYSTEM, N, fleet_env(receiver, "celery-producer", redis_server))
     ids = prod["ids"]
     assert len(set(ids)) == N, f"celery: the producer enqueued {len(set(ids))} distinct tasks, not {N}"
@@ -51,6 +54,28 @@ def test_celery_50_tasks_recycled_children_deliver_everything_once(procs, receiv
     over = {p: len(v) for p, v in per_pid.items() if len(v) > 5}
     assert not over, f"celery: children ran more than worker_max_tasks_per_child=5 tasks: {over}"
     assert len(per_pid) >= N // 5, f"celery: {len(per_pid)} child pids for {N} tasks, expected at least {N // 5}"
+    lines = [ln.split() for ln in started.read_text().splitlines()]
+    ran = {int(n): (int(pid), int(ppid)) for n, pid, ppid in lines}
+    not_child = sorted(n for n, (pid, ppid) in ran.items() if ppid != worker.pid)
+    assert len(lines) == N and len(ran) == N and not not_child, \
+        f"celery: {len(lines)} task runs for {len(ran)} of {N} tasks; {len(not_child)} ran outside a child of the " \
+        f"worker (pid {worker.pid}): n={not_child[:5]}"
+    span_pids = {s["attributes"].get("messaging.message.id"): s["resource"].get("process.pid") for s in consumers}
+    moved = [i for i in range(N) if span_pids.get(ids[i]) != ran[i][0]]
+    assert not moved, f"celery: {len(moved)} of {N} consumer spans carry another pid than the child that ran them"
+
+    # Each consumer span is the child (kind consumer) of its `send` producer span, itself the child of the
+    # producer's span, all in the producer's trace.
+    send = {s["attributes"].get("messaging.message.id"): s for s in by_name(got["spans"], "send fleet.record")}
+    wrong = []
+    for c in consumers:
+        p = send.get(c["attributes"].get("messaging.message.id"))
+        if p is None or c["parent_span_id"] != p["span_id"] or c["trace_id"] != prod["trace_id"] \
+                or p["parent_span_id"] != prod["span_id"] or c["kind"] != SPAN_KIND["consumer"] \
+                or p["kind"] != SPAN_KIND["producer"]:
+            wrong.append(c["attributes"].get("messaging.message.id"))
+    assert not wrong, f"celery: {len(wrong)} of {N} consumer spans are not the child (kind consumer) of their " \
+                      f"producer span in the producer's trace: {wrong[:3]}"
 
     logs = [lg for lg in got["logs"] if lg["body"] == "celery task ran"]
     ns = [lg["attributes"].get("n") for lg in logs]
@@ -65,30 +90,6 @@ def test_celery_50_tasks_recycled_children_deliver_everything_once(procs, receiv
 
     producers = by_name(got["spans"], "send fleet.record", "celery-producer")
     assert len(producers) == N, f"celery: {len(producers)} producer spans arrived, expected {N}"
-
-
-@needs_context
-def test_celery_consumer_spans_are_children_of_the_producer_spans(procs, receiver, redis_server, tmp_path):
-    worker = start_worker(procs, receiver, redis_server, tmp_path, FLEET_MAX_TASKS_PER_CHILD=5)
-    n = 10
-    prod = run_producer(SYSTEM, n, fleet_env(receiver, "celery-producer", redis_server))
-    wait_received(receiver, lambda g: len(by_name(g["spans"], "process fleet.record")) >= n, SYSTEM,
-                  f"{n} consumer spans")
-    worker.signal(signal.SIGTERM)
-    worker.wait("SIGTERM")
-    got = receiver.received()
-    send = {s["attributes"].get("messaging.message.id"): s for s in by_name(got["spans"], "send fleet.record")}
-    consumers = by_name(got["spans"], "process fleet.record")
-    assert len(send) == n and len(consumers) == n, f"celery: {len(send)} producer / {len(consumers)} consumer spans"
-    wrong = []
-    for c in consumers:
-        p = send.get(c["attributes"].get("messaging.message.id"))
-        if p is None or c["parent_span_id"] != p["span_id"] or c["trace_id"] != prod["trace_id"] \
-                or p["parent_span_id"] != prod["span_id"] or c["kind"] != SPAN_KIND["consumer"] \
-                or p["kind"] != SPAN_KIND["producer"]:
-            wrong.append(c["attributes"].get("messaging.message.id"))
-    assert not wrong, f"celery: {len(wrong)} of {n} consumer spans are not the child (kind consumer) of their " \
-                      f"producer span in the producer's trace: {wrong[:3]}"
 
 
 def test_celery_sigterm_during_work_delivers_what_started(procs, receiver, redis_server, tmp_path):

@@ -61,6 +61,28 @@ def load_dir(path: str) -> dict:
     return got
 
 
+def span_tree(spans: list[dict], logs: list[dict] = ()):
+    """Yields (depth, "span" | "log", item) depth-first: roots (spans whose parent is not among `spans`) by start,
+    each span's logs (by time) then its children (by start). What the demo's summaries print."""
+    ids = {s["span_id"] for s in spans}
+    children: dict = {}
+    for s in spans:
+        children.setdefault(s["parent_span_id"] if s["parent_span_id"] in ids else "", []).append(s)
+    logs_of: dict = {}
+    for lg in logs:
+        logs_of.setdefault(lg["span_id"], []).append(lg)
+
+    def walk(s, depth):
+        yield depth, "span", s
+        for lg in sorted(logs_of.get(s["span_id"], []), key=lambda x: x["time_ns"]):
+            yield depth + 1, "log", lg
+        for c in sorted(children.get(s["span_id"], []), key=lambda x: x["start_ns"]):
+            yield from walk(c, depth + 1)
+
+    for root in sorted(children.get("", []), key=lambda x: x["start_ns"]):
+        yield from walk(root, 0)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: jsonl.py DIR   (prints what the file exporter wrote, by signal)", file=sys.stderr)

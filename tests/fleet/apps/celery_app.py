@@ -24,7 +24,7 @@ def _started(n):
     if path:  # one O_APPEND write per line: whole lines from concurrent children
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, b"%d %d\n" % (n, os.getpid()))
+            os.write(fd, b"%d %d %d\n" % (n, os.getpid(), os.getppid()))
         finally:
             os.close(fd)
 
