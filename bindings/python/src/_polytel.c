@@ -2151,6 +2151,36 @@ static PyObject *py_histogram_record(PyObject *module, PyObject *const *args, Py
   return double_metric("histogram_record", POLYTEL_METRIC_HISTOGRAM, args, nargs, kwnames);
 }
 
+/* histogram_set_bounds(name, bounds) -> int: the core's polytel_histogram_set_bounds (bucket advice). */
+static PyObject *py_histogram_set_bounds(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+  (void)module;
+  if (nargs != 2 || !PyUnicode_Check(args[0])) {
+    PyErr_SetString(PyExc_TypeError, "histogram_set_bounds(name: str, bounds: sequence of float)");
+    return NULL;
+  }
+  const char *name = PyUnicode_AsUTF8(args[0]);
+  PyObject *seq = name ? PySequence_Fast(args[1], "histogram_set_bounds(): bounds must be a sequence") : NULL;
+  if (!seq) return NULL;
+  Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+  double *b = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *b);
+  if (!b) {
+    Py_DECREF(seq);
+    return PyErr_NoMemory();
+  }
+  for (Py_ssize_t i = 0; i < n; i++) {
+    b[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+    if (b[i] == -1.0 && PyErr_Occurred()) {
+      PyMem_Free(b);
+      Py_DECREF(seq);
+      return NULL;
+    }
+  }
+  int rc = polytel_histogram_set_bounds(name, b, (size_t)n);
+  PyMem_Free(b);
+  Py_DECREF(seq);
+  return PyLong_FromLong(rc);
+}
+
 /* ------------------------------------------------------ phases, lifecycle */
 
 static PyObject *py_phase(PyObject *module, PyObject *Py_UNUSED(ignored)) {
@@ -2338,6 +2368,9 @@ static PyMethodDef module_methods[] = {
      "counter_add(name, value=1, unit='', **attrs): int64 monotonic counter."},
     {"gauge_set", FASTKW(py_gauge_set), "gauge_set(name, value, unit='', **attrs)"},
     {"histogram_record", FASTKW(py_histogram_record), "histogram_record(name, value, unit='', **attrs)"},
+    {"histogram_set_bounds", (PyCFunction)(void (*)(void))py_histogram_set_bounds, METH_FASTCALL,
+     "histogram_set_bounds(name, bounds) -> int: explicit bucket bounds for the histogram `name`, set before "
+     "its first record (polytel_histogram_set_bounds)."},
     {"flush", FASTKW(py_flush), "flush(timeout_ms=5000) -> int: 0 when everything pending was delivered."},
     {"shutdown", FASTKW(py_shutdown), "shutdown(timeout_ms=5000) -> int: 0 when everything was delivered."},
     {"stats", py_stats, METH_NOARGS, "stats() -> dict of every polytel_stats_t field."},
