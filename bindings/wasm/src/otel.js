@@ -4,7 +4,7 @@
 // Nothing here samples, parses or encodes: tracers start and finish polytel spans (the core's sampler decides,
 // its limits apply), the propagator is pt.inject/pt.extract (the core's codecs), instruments are pt's metrics.
 
-import { RemoteSpan, Span, SpanContext } from './trace.js';
+import { ROOT_CONTEXT, RemoteSpan, SPAN_KEY, Span, SpanContext } from './trace.js';
 
 const FIELDS = ['traceparent', 'tracestate', 'baggage'];
 const ADDERS = ['addListener', 'on', 'once', 'prependListener', 'prependOnceListener'];
@@ -23,16 +23,27 @@ function loadApi(pt, options) {
 }
 
 class Tracer {
-  constructor(pt, api, name, version) {
+  constructor(pt, api, name, version, state) {
     this._pt = pt;
     this._api = api;
+    this._state = state; // { on, root }: on while this registration's context manager is the API's
     this._scope = { name: name || 'unknown', version: version || '' };
+    // What _startSpan takes for the plain span (kind INTERNAL, no links, no start time): one object per tracer.
+    this._plain = { kind: 1, scope: this._scope };
   }
 
-  startSpan(name, options = {}, context = this._api.context.active()) {
+  /** The active context: pt's own (AsyncLocalStorage) while registered, else whatever the API's manager says. */
+  _active() {
+    return this._state.on ? (this._pt._context() ?? this._state.root) : this._api.context.active();
+  }
+
+  startSpan(name, options, context) {
     const pt = this._pt;
-    const parent = options.root ? undefined : this._api.trace.getSpan(context);
+    context ??= this._active();
+    const parent = options && options.root ? undefined : context.getValue(SPAN_KEY);
     const info = pt._parentInfo(parent ?? null);
+    if (!options || (options.kind === undefined && !options.links && options.startTime === undefined))
+      return pt._startSpan(String(name), info, options && options.attributes, this._plain);
     // The API's SpanKind counts from INTERNAL = 0; OTLP's (the core's) from UNSPECIFIED = 0.
     const kind = Number.isInteger(options.kind) && options.kind >= 0 && options.kind <= 4 ? options.kind + 1 : 1;
     return pt._startSpan(String(name), info, options.attributes, {
@@ -50,24 +61,29 @@ class Tracer {
     if (typeof a === 'function') fn = a;
     else if (typeof b === 'function') [options, fn] = [a, b];
     else [options, context, fn] = [a, b, c];
-    const api = this._api;
-    context ??= api.context.active();
+    context ??= this._active();
     const span = this.startSpan(name, options, context);
-    return api.context.with(api.trace.setSpan(context, span), fn, undefined, span);
+    const ctx = context.setValue(SPAN_KEY, span);
+    // While registered, the API's context.with() would only come back to pt's AsyncLocalStorage: go there
+    // directly, and let run() pass the span (no closure, no arguments array).
+    const als = this._state.on && this._pt._als;
+    if (als) return als.run(ctx, fn, span);
+    return this._api.context.with(ctx, fn, undefined, span);
   }
 }
 
 class TracerProvider {
-  constructor(pt, api) {
+  constructor(pt, api, state) {
     this._pt = pt;
     this._api = api;
+    this._state = state;
     this._tracers = new Map();
   }
 
   getTracer(name, version, _options) {
     const key = `${name}@${version ?? ''}`;
     let t = this._tracers.get(key);
-    if (!t) this._tracers.set(key, (t = new Tracer(this._pt, this._api, name, version)));
+    if (!t) this._tracers.set(key, (t = new Tracer(this._pt, this._api, name, version, this._state)));
     return t;
   }
 
@@ -348,9 +364,12 @@ class MeterProvider {
 /** pt.registerOpenTelemetry(): see index.js. */
 export function registerOpenTelemetry(pt, options = {}) {
   const api = loadApi(pt, options);
-  const tracerProvider = new TracerProvider(pt, api);
+  // The root is pt's own empty Context (what pt.span starts from): setting a span on it is one small object,
+  // where the API's ROOT_CONTEXT copies a Map. Both implement the API's Context; either is taken as a parent.
+  const state = { on: false, root: ROOT_CONTEXT };
+  const tracerProvider = new TracerProvider(pt, api, state);
   const meterProvider = new MeterProvider(pt);
-  const contextManager = new ContextManager(pt, api.ROOT_CONTEXT);
+  const contextManager = new ContextManager(pt, ROOT_CONTEXT);
   const propagator = new Propagator(pt, api);
   pt._makeTraceState = typeof api.createTraceState === 'function' ? (s) => api.createTraceState(s) : null;
   // The API keeps the first registration of each global and refuses the next: polytel replaces what was there.
@@ -359,7 +378,7 @@ export function registerOpenTelemetry(pt, options = {}) {
   api.context.disable();
   api.propagation.disable();
   api.metrics.disable();
-  api.context.setGlobalContextManager(contextManager);
+  state.on = api.context.setGlobalContextManager(contextManager);
   if (!api.trace.setGlobalTracerProvider(tracerProvider)) {
     pt._core.warn('registerOpenTelemetry: another TracerProvider was registered; replaced (tracers taken from it before keep it)');
     api.trace.disable();
@@ -376,6 +395,7 @@ export function registerOpenTelemetry(pt, options = {}) {
     propagator,
     /** Unregisters all four (the API falls back to its no-op defaults). */
     disable() {
+      state.on = false;
       api.context.disable();
       api.trace.disable();
       api.propagation.disable();

@@ -110,4 +110,59 @@ describe('@opentelemetry/instrumentation-http on polytel', () => {
     assert.ok(by['otel.child'].start_ns < by['otel.child'].end_ns - 4e6, 'startTime honoured');
     assert.equal(by['root.option'].parent_span_id, '');
   });
+
+  test('startActiveSpan: the active span for pt.span and the API, across await, in its callbacks; after disable() the API decides', async () => {
+    await rx.reset();
+    const pt = await createPolytel({ useEnv: false, telemetryEnabled: true, console: false, serviceName: 'otel-active' });
+    await pt.bootstrapWorker({ endpoint: rx.endpoint });
+    const api = createRequire(import.meta.url)('@opentelemetry/api');
+    const reg = pt.registerOpenTelemetry();
+    const tracer = api.trace.getTracer('lib.active', '1.0.0');
+    const seen = {};
+    const ret = await tracer.startActiveSpan('otel.outer', async (outer) => {
+      seen.active = api.trace.getActiveSpan() === outer;
+      seen.current = pt.currentSpan() === outer;
+      await new Promise((r) => setTimeout(r, 1));
+      await pt.span('pt.middle', async () => {
+        await new Promise((r) => setImmediate(r));
+        tracer.startActiveSpan('otel.inner', { kind: api.SpanKind.CLIENT, attributes: { n: 1 } }, (inner) => {
+          seen.innerActive = api.trace.getActiveSpan() === inner;
+          inner.end();
+        });
+      });
+      seen.afterAwait = api.trace.getActiveSpan() === outer;
+      outer.end();
+      return 'value';
+    });
+    seen.outside = api.trace.getActiveSpan() === undefined;
+    // An explicit context: its span is the parent, whatever is active.
+    const explicit = api.trace.setSpan(api.ROOT_CONTEXT, tracer.startSpan('explicit.parent'));
+    pt.span('pt.elsewhere', () => {
+      tracer.startActiveSpan('otel.explicit', {}, explicit, (s) => s.end());
+    });
+    api.trace.getSpan(explicit).end();
+    // Unregistered: a tracer held from before is ours still (the API's proxy keeps its delegate), but the
+    // context is the API's (its no-op manager): no active span is seen, nothing is parented through it.
+    reg.disable();
+    tracer.startActiveSpan('after.disable', (s) => {
+      seen.afterDisableActive = api.trace.getActiveSpan();
+      s.end();
+    });
+    await pt.flush(10000);
+    const got = await rx.waitFor((g) => g.spans.length >= 7, 10000);
+    await pt.shutdown(5000);
+    assert.equal(ret, 'value');
+    assert.deepEqual(seen, { active: true, current: true, innerActive: true, afterAwait: true, outside: true, afterDisableActive: undefined });
+    const by = Object.fromEntries(got.spans.map((s) => [s.name, s]));
+    assert.equal(got.spans.length, 7);
+    assert.equal(by['pt.middle'].parent_span_id, by['otel.outer'].span_id);
+    assert.equal(by['otel.inner'].parent_span_id, by['pt.middle'].span_id);
+    assert.equal(by['otel.inner'].trace_id, by['otel.outer'].trace_id);
+    assert.equal(by['otel.inner'].kind, 3);
+    assert.deepEqual(by['otel.inner'].attributes, { n: 1 });
+    assert.equal(by['otel.outer'].parent_span_id, '');
+    assert.equal(by['otel.explicit'].parent_span_id, by['explicit.parent'].span_id);
+    assert.equal(by['after.disable'].parent_span_id, '');
+    for (const n of ['otel.outer', 'otel.inner', 'otel.explicit']) assert.deepEqual([by[n].scope, by[n].scope_version], ['lib.active', '1.0.0'], n);
+  });
 });
