@@ -259,6 +259,28 @@ class Observable {
   }
 }
 
+/**
+ * The core keeps the first bounds set for a name and refuses bad ones, each with one warning line naming the
+ * histogram; what is not an array of numbers is refused here, also with one line. Either way the default
+ * buckets stay.
+ */
+function adviseBounds(pt, name, bounds) {
+  if (!Array.isArray(bounds) || !bounds.every((b) => typeof b === 'number')) {
+    pt._warnOnce(`histogram ${JSON.stringify(name)}: advice.explicitBucketBoundaries is not an array of numbers; it keeps the default buckets`);
+    return;
+  }
+  const core = pt._core;
+  const M = core.M;
+  if (typeof M._polytel_histogram_set_bounds !== 'function') return; // a core built without it: the defaults
+  const np = core.tmpString(name);
+  const bp = M._malloc(8 * bounds.length + 8);
+  const dv = core.dv();
+  for (let i = 0; i < bounds.length; i++) dv.setFloat64(bp + 8 * i, bounds[i], true);
+  M._polytel_histogram_set_bounds(np, bp, bounds.length);
+  M._free(bp);
+  M._free(np);
+}
+
 class Meter {
   constructor(pt) {
     this._pt = pt;
@@ -289,8 +311,11 @@ class Meter {
     };
   }
 
+  /** advice.explicitBucketBoundaries become the name's bounds in the core (polytel_histogram_set_bounds). */
   createHistogram(name, o = {}) {
     const pt = this._pt;
+    const bounds = o.advice && o.advice.explicitBucketBoundaries;
+    if (bounds !== undefined) adviseBounds(pt, String(name), bounds);
     return { record: (v, attrs) => pt.histogramRecord(name, v, attrs, o.unit) };
   }
 

@@ -165,4 +165,29 @@ describe('@opentelemetry/instrumentation-http on polytel', () => {
     assert.equal(by['after.disable'].parent_span_id, '');
     for (const n of ['otel.outer', 'otel.inner', 'otel.explicit']) assert.deepEqual([by[n].scope, by[n].scope_version], ['lib.active', '1.0.0'], n);
   });
+
+  test('Histogram: advice.explicitBucketBoundaries are the bounds on the wire; bad advice keeps the defaults, with a warning', async () => {
+    await rx.reset();
+    const warnings = [];
+    const pt = await createPolytel({ useEnv: false, telemetryEnabled: true, console: false, serviceName: 'otel-hist' });
+    await pt.bootstrapWorker({ endpoint: rx.endpoint });
+    pt._core.warn = (t) => warnings.push(t);
+    const api = createRequire(import.meta.url)('@opentelemetry/api');
+    const reg = pt.registerOpenTelemetry();
+    const meter = api.metrics.getMeter('lib.hist');
+    const h = meter.createHistogram('req.latency', { unit: 'ms', advice: { explicitBucketBoundaries: [1, 10, 100] } });
+    for (const v of [0.5, 7, 7, 300]) h.record(v, { route: '/' });
+    meter.createHistogram('odd.hist', { advice: { explicitBucketBoundaries: ['ten'] } }).record(6);
+    meter.createHistogram('plain.hist').record(6);
+    await pt.flush(10000);
+    const got = await rx.waitFor((g) => ['req.latency', 'odd.hist', 'plain.hist'].every((n) => g.metrics.some((m) => m.name === n)), 10000);
+    reg.disable();
+    await pt.shutdown(5000);
+    const last = (n) => got.metrics.filter((m) => m.name === n).pop();
+    const lat = last('req.latency');
+    assert.deepEqual([lat.type, lat.count, lat.sum, lat.explicit_bounds, lat.bucket_counts], ['histogram', 4, 314.5, [1, 10, 100], [1, 2, 0, 1]]);
+    const defaults = [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000];
+    for (const n of ['odd.hist', 'plain.hist']) assert.deepEqual([last(n).explicit_bounds, last(n).bucket_counts.slice(0, 3)], [defaults, [0, 0, 1]], n);
+    assert.ok(warnings.some((w) => w.includes('histogram "odd.hist": advice.explicitBucketBoundaries is not an array of numbers')), warnings.join('\n'));
+  });
 });
