@@ -2,6 +2,7 @@
 baggage in polytel's, moved together by attach/detach; get_current() sees a polytel.span entered and baggage set
 through polytel since the last attach."""
 import contextvars
+from typing import Any
 
 from opentelemetry import context as _otel_context
 from opentelemetry.baggage import _BAGGAGE_KEY as BAGGAGE_KEY
@@ -36,7 +37,7 @@ def _find_polytel_var():
 
 PT_VAR = _find_polytel_var()
 _pt_get = PT_VAR.get
-BG_VAR = polytel._baggage_var  # polytel's baggage: a dict of str, replaced and never changed once set
+BG_VAR = _polytel._baggage_var  # polytel's baggage: a dict of str, replaced and never changed once set
 _bg_get = BG_VAR.get
 
 
@@ -63,8 +64,8 @@ def _in_step(pbg, cbg):
     """polytel's baggage (pbg) says the same as the OTel Context's (cbg). None (polytel never set any here)
     follows the Context."""
     return pbg is cbg or pbg is None or (not pbg and not cbg) or (type(pbg) is _FromOtel and pbg.src is cbg)
-_wrap = None  # polytel.otel._trace.wrap(polytel.Span) -> OTel span; set by _trace (it imports this module)
-_is_ours = None  # polytel.otel._trace.polytel_span_of(span) -> polytel.Span or None
+_wrap: Any = None  # polytel.otel._trace.wrap(polytel.Span) -> OTel span; set by _trace (it imports this module)
+_is_ours: Any = None  # polytel.otel._trace.polytel_span_of(span) -> polytel.Span or None
 
 
 # The API's Context variable: the default runtime's own when it is the default (tokens it handed out stay valid).

@@ -4,6 +4,7 @@ import os
 import sys
 import threading
 import weakref
+from typing import Any
 
 from opentelemetry import metrics as _m
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -14,7 +15,7 @@ _counter_add = polytel.counter_add
 _gauge_set = polytel.gauge_set
 _histogram_record = polytel.histogram_record
 _histogram_set_bounds = polytel._polytel.histogram_set_bounds
-_warned = set()
+_warned: set = set()
 
 
 def _warn_once(key, msg):
@@ -116,7 +117,10 @@ class Histogram(_m.Histogram):
         _record(_histogram_record, self._name, float(amount), self._unit, attributes)
 
 
-class Gauge(_m._Gauge if hasattr(_m, "_Gauge") else _m.Gauge):
+_GaugeBase: Any = getattr(_m, "_Gauge", None) or getattr(_m, "Gauge")  # the API's synchronous gauge (once _Gauge)
+
+
+class Gauge(_GaugeBase):
     """The last value set, per series."""
 
     def __init__(self, name, unit="", description=""):
