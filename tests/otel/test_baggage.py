@@ -46,6 +46,12 @@ out["api_extract"] = [polytel.get_baggage(), polytel.inject().get("baggage")]
 context.detach(tok)
 polytel.remove_baggage()
 
+# Something that is not baggage under the API's key (the API ignores it): attach copes, polytel has none.
+from opentelemetry.baggage import _BAGGAGE_KEY
+tok = context.attach(context.set_value(_BAGGAGE_KEY, "not a dict"))
+out["junk"] = [polytel.get_baggage(), "baggage" in polytel.inject(), dict(baggage.get_all())]
+context.detach(tok)
+
 # Tasks: each its own copy, either API.
 async def task(n):
     if n == 1:
@@ -98,6 +104,7 @@ def test_baggage_in_step_both_ways(receiver, service):
     assert out["after_span"] == [{}, {}]
     assert out["pt_extract"] == [{"job": "7", "queue": "high"}, "job=7,queue=high"]
     assert out["api_extract"] == [{"job": "7", "queue": "high"}, "job=7,queue=high"]
+    assert out["junk"] == [{}, False, {}]
     assert out["tasks"] == [["one", "one", "task=one", "task=one"], ["two", "two", "task=two", "task=two"]]
     assert out["after_tasks"] == [{}, {}]
     assert out["wire"] == ["tenant=acme", {"tenant": "acme"}, "tenant=acme"]

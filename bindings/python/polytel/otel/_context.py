@@ -50,6 +50,8 @@ class _FromOtel(dict):
 def _pt_baggage(bg):
     """polytel's baggage for the OTel Context's baggage dict: the same dict when every key and value is a str
     (the common case: nothing is copied, and identity says they are in step), else a str() copy."""
+    if not isinstance(bg, dict):  # absent, or not baggage the API would read (it takes dicts only)
+        return None
     if not bg:
         return bg
     for k, v in bg.items():
