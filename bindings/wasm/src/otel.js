@@ -7,6 +7,7 @@
 import { ROOT_CONTEXT, RemoteSpan, SPAN_KEY, Span, SpanContext } from './trace.js';
 
 const FIELDS = ['traceparent', 'tracestate', 'baggage'];
+const BAGGAGE_KEY = Symbol.for('OpenTelemetry Baggage Key'); // the API's createContextKey(...) is Symbol.for
 const ADDERS = ['addListener', 'on', 'once', 'prependListener', 'prependOnceListener'];
 const PATCHED = Symbol('polytel.bound');
 const MAX_SERIES = 2000; // an UpDownCounter's running sums kept here (the core caps its own series too)
@@ -102,13 +103,37 @@ class TracerProvider {
  * API's active context, so either kind of span is the other's parent.
  */
 class ContextManager {
-  constructor(pt, root) {
+  constructor(pt, root, api) {
     this._pt = pt;
     this._root = root;
+    this._api = api;
+    this._empty = null; // the (frozen, shared) empty baggage of pt's spans, once seen
+    this._withBaggage = new WeakMap(); // pt context -> the same with its span's baggage as the API's
   }
 
+  /**
+   * pt's current context; inside a pt.span with baggage (its `baggage` option, or a remote parent's) and no
+   * API baggage set, the same context with that baggage as the API's, so propagation.getActiveBaggage() sees it.
+   */
   active() {
-    return this._pt._context() ?? this._root;
+    const c = this._pt._context();
+    if (!c) return this._root;
+    const span = c.getValue(SPAN_KEY);
+    const b = span instanceof Span ? span._baggage : undefined;
+    if (!b || b === this._empty) return c;
+    const keys = Object.keys(b);
+    if (!keys.length) {
+      this._empty = b;
+      return c;
+    }
+    if (c.getValue(BAGGAGE_KEY) !== undefined) return c;
+    let d = this._withBaggage.get(c);
+    if (!d) {
+      const entries = {};
+      for (const k of keys) entries[k] = { value: b[k] };
+      this._withBaggage.set(c, (d = c.setValue(BAGGAGE_KEY, this._api.propagation.createBaggage(entries))));
+    }
+    return d;
   }
 
   with(context, fn, thisArg, ...args) {
@@ -394,7 +419,7 @@ export function registerOpenTelemetry(pt, options = {}) {
   const state = { on: false, root: ROOT_CONTEXT };
   const tracerProvider = new TracerProvider(pt, api, state);
   const meterProvider = new MeterProvider(pt);
-  const contextManager = new ContextManager(pt, ROOT_CONTEXT);
+  const contextManager = new ContextManager(pt, ROOT_CONTEXT, api);
   const propagator = new Propagator(pt, api);
   pt._makeTraceState = typeof api.createTraceState === 'function' ? (s) => api.createTraceState(s) : null;
   // The API keeps the first registration of each global and refuses the next: polytel replaces what was there.
@@ -412,6 +437,19 @@ export function registerOpenTelemetry(pt, options = {}) {
   api.propagation.setGlobalPropagator(propagator);
   api.metrics.setGlobalMeterProvider(meterProvider);
   pt._otel = { api };
+  // pt.inject() of the current context sends the API's baggage too (propagation.setBaggage + context.with), as
+  // the API's propagator sends pt.span's: both merge the two the same way (_injectFrom; the span's entries win).
+  const protoInject = Object.getPrototypeOf(pt).inject;
+  pt.inject = function inject(carrier = {}, from = undefined) {
+    const bag = from === undefined ? api.propagation.getBaggage(pt._context() ?? ROOT_CONTEXT) : undefined;
+    if (!bag) return protoInject.call(this, carrier, from);
+    const extra = {};
+    for (const [k, e] of bag.getAllEntries()) extra[k] = e.value;
+    const out = this._injectFrom(undefined, extra);
+    if (typeof carrier.set === 'function') for (const k in out) carrier.set(k, out[k]);
+    else Object.assign(carrier, out);
+    return carrier;
+  };
   return {
     api,
     tracerProvider,
@@ -421,6 +459,7 @@ export function registerOpenTelemetry(pt, options = {}) {
     /** Unregisters all four (the API falls back to its no-op defaults). */
     disable() {
       state.on = false;
+      delete pt.inject; // the prototype's again
       api.context.disable();
       api.trace.disable();
       api.propagation.disable();

@@ -166,6 +166,45 @@ describe('@opentelemetry/instrumentation-http on polytel', () => {
     for (const n of ['otel.outer', 'otel.inner', 'otel.explicit']) assert.deepEqual([by[n].scope, by[n].scope_version], ['lib.active', '1.0.0'], n);
   });
 
+  test('baggage in step: the API\'s baggage in pt.inject(), pt.span\'s in the API and its propagator; disable() undoes it', async () => {
+    const pt = await createPolytel({ useEnv: false, telemetryEnabled: true, console: false, serviceName: 'otel-bag' });
+    await pt.bootstrapWorker({ exporter: 'none' });
+    const api = createRequire(import.meta.url)('@opentelemetry/api');
+    const reg = pt.registerOpenTelemetry();
+    const apiInject = () => {
+      const c = {};
+      api.propagation.inject(api.context.active(), c);
+      return c.baggage;
+    };
+    const bag = (o) => api.propagation.createBaggage(Object.fromEntries(Object.entries(o).map(([k, v]) => [k, { value: v }])));
+    const seen = {};
+    api.context.with(api.propagation.setBaggage(api.context.active(), bag({ tenant: 'acme' })), () => {
+      seen.apiToPt = [pt.inject({}).baggage, apiInject()];
+      pt.span('under.api.baggage', () => {
+        seen.inSpan = [pt.inject({}).baggage, apiInject()];
+      });
+    });
+    pt.span('with.baggage', () => {
+      seen.ptToApi = [Object.fromEntries(api.propagation.getActiveBaggage().getAllEntries().map(([k, e]) => [k, e.value])), apiInject(), pt.inject({}).baggage];
+      // The API's baggage set on top: both send both (the span's entries win a clash).
+      api.context.with(api.propagation.setBaggage(api.context.active(), bag({ job: '8', extra: 'x' })), () => {
+        seen.stacked = [pt.inject({}).baggage, apiInject()];
+      });
+    }, undefined, { baggage: { job: '7' } });
+    seen.outside = [pt.inject({}).baggage, apiInject(), api.propagation.getActiveBaggage()];
+    reg.disable();
+    seen.afterDisable = Object.hasOwn(pt, 'inject'); // pt.inject is the prototype's again
+    await pt.shutdown(5000);
+    assert.deepEqual(seen, {
+      apiToPt: ['tenant=acme', 'tenant=acme'],
+      inSpan: ['tenant=acme', 'tenant=acme'],
+      ptToApi: [{ job: '7' }, 'job=7', 'job=7'],
+      stacked: ['job=7,extra=x', 'job=7,extra=x'],
+      outside: [undefined, undefined, undefined],
+      afterDisable: false,
+    });
+  });
+
   test('Histogram: advice.explicitBucketBoundaries are the bounds on the wire; bad advice keeps the defaults, with a warning', async () => {
     await rx.reset();
     const warnings = [];
