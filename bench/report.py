@@ -23,6 +23,8 @@ TITLES = {
     "4-python": "Python beside stdlib logging and the OpenTelemetry SDK",
     "5-ruby": "Ruby beside the stdlib Logger",
     "6-node": "Node (wasm) beside console.log",
+    "4b-otel": "The OpenTelemetry API on polytel (Python): the SDK, polytel, the API's no-op",
+    "6b-node-otel": "The OpenTelemetry API on polytel (Node): the SDK, polytel, the API's no-op",
 }
 
 
@@ -163,6 +165,28 @@ def targets(out: str, texts: dict):
     return rows
 
 
+def otel_targets(texts: dict):
+    """Issue 16's targets from the OTel benches' span rows (bench/otel_bench.py, bench/otel_bench.mjs): polytel's
+    span >= 10x cheaper than the SDK's, and no costlier than the API's no-op; (target, measured, within)."""
+    rows = []
+    for lang, name, code in (("Python", "4b-otel", "| `with tracer.start_as_current_span"),
+                             ("Node", "6b-node-otel", "| `tracer.startActiveSpan")):
+        cells = next((r for r in table_rows(texts.get(name, "")) if ("| " + r[0]).startswith(code)), None)
+        # | code | SDK | polytel | no-op | floor | "N.Nx cheaper" | "N.NNx" |: the ratios as the bench printed them.
+        sdk, pt, noop, _, cheaper, vs_noop = ((first_float(c) for c in cells[1:7]) if cells and len(cells) >= 7
+                                              else (None,) * 6)  # fmt: skip
+        for what, value, ok, measured in (
+                (f"{lang} OTel API span on polytel >= 10x cheaper than the OTel SDK's (issue 16)", cheaper,
+                 lambda: cheaper >= 10, lambda: f"{cheaper:.1f}x ({pt:.0f} ns against {sdk:.0f} ns)"),
+                (f"{lang} OTel API span on polytel <= 1.0x the API's no-op tracer (issue 16)", vs_noop,
+                 lambda: vs_noop <= 1.0, lambda: f"{vs_noop:.2f}x ({pt:.0f} ns against {noop:.0f} ns)")):
+            if value is not None and pt and sdk and noop:
+                rows.append((what, measured(), "yes" if ok() else "no"))
+            else:
+                rows.append((what, "not measured in this run", "n/a"))
+    return rows
+
+
 def load_line(out: str) -> str:
     def read(name):
         try:
@@ -224,7 +248,7 @@ def main() -> int:
         for label, ratio, target in ratio_rows(text):
             chart.append((f"{name.split('-', 1)[1]}: {label}", ratio, target))
     peers = load_json(os.path.join(out, "peers.json"))
-    goals = targets(out, texts)
+    goals = targets(out, texts) + otel_targets(texts)
     load = load_line(out)
     keep = preserved_sections(md_path, [TITLES.get(n, n) for n, _ in sections])
 
@@ -277,7 +301,7 @@ def main() -> int:
         f.write("\n")
         for name, text in sections:
             f.write(f"## {TITLES.get(name, name)}\n\n")
-            body = re.sub(r"^## .*\n+", "", text, count=1) if text.startswith("## ") else text
+            body = re.sub(r"^##+ .*\n+", "", text, count=1) if text.startswith("## ") or text.startswith("### ") else text
             f.write(body + "\n\n")
         for title, body in keep:
             f.write(f"## {title}\n\n{body}\n\n")

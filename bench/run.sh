@@ -37,6 +37,7 @@ section 4b-otel make -s --no-print-directory bench-otel
 section 5-ruby make -s --no-print-directory bench-ruby
 make -s --no-print-directory wasm-build > "$out/wasm-build.log" 2>&1 || status=1
 section 6-node node bench/bench_wasm.mjs
+section 6b-node-otel node bench/otel_bench.mjs
 section 7-view make -s --no-print-directory bench-view
 
 cat /proc/loadavg > "$out/load-end.txt" 2>/dev/null

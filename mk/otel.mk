@@ -1,9 +1,9 @@
 # otel.mk — polytel.otel (polytel behind the OpenTelemetry API): tests with real instrumentation packages, its bench.
 TEST_TARGETS += test-otel
-BENCH_TARGETS += bench-otel
+BENCH_TARGETS += bench-otel bench-otel-node
 OTEL_VENV := $(CURDIR)/$(BUILD)/otel-venv
 
-.PHONY: test-otel bench-otel otel-venv
+.PHONY: test-otel bench-otel bench-otel-node otel-venv
 
 $(OTEL_VENV)/bin/python:
 	@mkdir -p $(BUILD)
@@ -24,3 +24,8 @@ test-otel: otel-venv
 bench-otel: py-venv
 	$(PY_VENV)/bin/pip install -q opentelemetry-sdk opentelemetry-exporter-otlp-proto-http
 	$(PY_VENV)/bin/python bench/otel_bench.py
+
+# The same for Node: @opentelemetry/sdk-trace (batch + OTLP/HTTP), pt.registerOpenTelemetry(), the API's no-op;
+# the receiver is tests/support/otlp_receiver.py in the project's venv. The SDK packages are devDependencies.
+bench-otel-node: deps wasm-build
+	BENCH_PYTHON=$(VENV)/bin/python node bench/otel_bench.mjs

@@ -666,6 +666,21 @@ POLYTEL_EXTERN void polytel_gauge_set(const char *name, const char *unit, double
 POLYTEL_EXTERN void polytel_histogram_record(const char *name, const char *unit, double value,
                                              const polytel_attr_t *attrs, size_t n_attrs);
 
+/*
+ * Explicit bucket bounds for the histogram `name` in place of the default (0, 5, 10, 25, ... 10000): the
+ * OpenTelemetry API's bucket advice. n_bounds finite, strictly increasing bounds (0: one bucket, count and
+ * sum only), at most POLYTEL_HISTOGRAM_MAX_BOUNDS. Bucket i holds (bounds[i-1], bounds[i]]. Set before the
+ * first record: the series made from then on (every attribute set, every unit) take them; series that exist
+ * keep theirs. The first setting of a name stays; at most POLYTEL_HISTOGRAM_MAX_ADVISED names. Copied.
+ * Returns 0 (also for the same bounds again), POLYTEL_EINVAL (NULL name, NULL bounds with n_bounds > 0,
+ * bounds not finite and strictly increasing, too many: a warning names it), POLYTEL_EALREADY (other bounds
+ * were set for the name: they stay), POLYTEL_ENOMEM (no memory, or POLYTEL_HISTOGRAM_MAX_ADVISED names
+ * already).
+ */
+#define POLYTEL_HISTOGRAM_MAX_BOUNDS 256
+#define POLYTEL_HISTOGRAM_MAX_ADVISED 1024
+POLYTEL_EXTERN int polytel_histogram_set_bounds(const char *name, const double *bounds, size_t n_bounds);
+
 /* ------------------------------------------------------------------- stats */
 
 /*

@@ -21,6 +21,16 @@ ud.add(5, {"q": "x"}); ud.add(-2, {"q": "x"})
 h = m.create_histogram("latency", unit="ms", explicit_bucket_boundaries_advisory=[1.0, 10.0, 100.0])
 for v in (0.5, 7, 7, 300):
     h.record(v, {"route": "/"})
+h.record(10, {"route": "/b"})                     # another series of the instrument: the same advice
+# Advice set first stays (another meter asking for other bounds gets a warning); bad advice keeps the defaults.
+metrics.get_meter("lib.other").create_histogram("latency", unit="ms",
+                                                explicit_bucket_boundaries_advisory=[2.0, 3.0]).record(2.5)
+plain = m.create_histogram("plain.hist")
+bad = m.create_histogram("bad.hist", explicit_bucket_boundaries_advisory=[10.0, 5.0])
+odd = m.create_histogram("odd.hist", explicit_bucket_boundaries_advisory=["ten"])
+one = m.create_histogram("one.bucket", explicit_bucket_boundaries_advisory=[])
+for x in (plain, bad, odd, one):
+    x.record(6)
 g = m.create_gauge("temperature", unit="Cel")
 g.set(20.5); g.set(21.5)
 
@@ -76,7 +86,22 @@ def test_instruments_and_callbacks(receiver, service):
     assert (depth["type"], depth["value"]) == ("gauge", 3.0)
     lat = last_points(pts, "latency")[(("route", "/"),)]
     assert (lat["type"], lat["count"], lat["sum"], lat["min"], lat["max"]) == ("histogram", 4, 314.5, 0.5, 300)
-    assert sum(lat["bucket_counts"]) == 4
+    assert (lat["explicit_bounds"], lat["bucket_counts"]) == ([1.0, 10.0, 100.0], [1, 2, 0, 1])
+    lat_b = last_points(pts, "latency")[(("route", "/b"),)]
+    assert (lat_b["explicit_bounds"], lat_b["bucket_counts"]) == ([1.0, 10.0, 100.0], [0, 1, 0, 0])
+    lat_other = last_points(pts, "latency")[()]
+    assert (lat_other["explicit_bounds"], lat_other["bucket_counts"]) == ([1.0, 10.0, 100.0], [0, 1, 0, 0])
+    assert 'histogram "latency": other bucket bounds were set for it first; those stay' in w.stderr
+    default = [0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0,
+               10000.0]
+    for name in ("plain.hist", "bad.hist", "odd.hist"):
+        (p,) = last_points(pts, name).values()
+        assert (p["explicit_bounds"], p["bucket_counts"][:3], p["count"]) == (default, [0, 0, 1], 1), name
+    assert ('histogram "bad.hist": bucket bounds refused (bound 1 is not above the one before); they must be '
+            'finite and strictly increasing; it keeps its bounds') in w.stderr
+    assert "histogram 'odd.hist': explicit_bucket_boundaries_advisory ['ten'] ignored" in w.stderr
+    (p,) = last_points(pts, "one.bucket").values()
+    assert (p["explicit_bounds"], p["bucket_counts"], p["sum"]) == ([], [1], 6.0)
     assert [p["value"] for p in last_points(pts, "temperature").values()] == [21.5]
     # The cumulative callback value (10 * calls) arrives as a cumulative sum: its latest is the last observation.
     cpu = last_points(pts, "cpu.time")[(("cpu", "0"),)]

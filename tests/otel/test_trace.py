@@ -167,19 +167,44 @@ import polytel, polytel.otel
 from opentelemetry import trace
 polytel.bootstrap_worker()
 polytel.otel.install()
-s = trace.get_tracer("lib.time").start_span("explicit-end")
-end = time.time_ns() + 5_000_000
-s.end(end_time=end)
+tr = trace.get_tracer("lib.time")
+out = {}
+s = tr.start_span("explicit-end")
+out["end"] = time.time_ns() + 5_000_000
+s.end(end_time=out["end"])
+s.end(end_time=out["end"] + 1)  # a second end is a no-op (the API's rule)
+with tr.start_as_current_span("ended-in-block") as b:
+    out["block_end"] = time.time_ns() + 3_000_000
+    b.end(out["block_end"])
+# polytel's own Span.end(end_ns) (in place of __exit__): a clear error for what is not Unix nanoseconds, and
+# the span stays open.
+p = polytel.span("pt-end").__enter__()
+for bad in ("soon", -1, 1.5):
+    try:
+        p.end(bad)
+    except ValueError as e:
+        out.setdefault("errors", []).append(str(e).split(",")[0])
+out["pt_active_after_bad"] = p.active
+out["pt_end"] = time.time_ns() + 7_000_000
+p.end(out["pt_end"])
+try:
+    p.end()
+except RuntimeError as e:
+    out["twice"] = str(e)
 polytel.shutdown()
-print("RESULT " + json.dumps({"end": end}))
+print("RESULT " + json.dumps(out))
 """
 
 
-@pytest.mark.xfail(not hasattr(polytel.Span, "end"), strict=True,
-                   reason="needs an explicit end time on polytel.Span (binding py: Span.end(end_ns))")
 def test_explicit_end_time(receiver, service):
     out = run_worker(END_TIME, worker_env(receiver, service)).check().result()
-    assert spans_of(receiver, service, 1)[0]["end_ns"] == out["end"]
+    spans = by_name(spans_of(receiver, service, 3))
+    assert [s["end_ns"] for s in spans["explicit-end"]] == [out["end"]]
+    assert [s["end_ns"] for s in spans["ended-in-block"]] == [out["block_end"]]
+    assert [s["end_ns"] for s in spans["pt-end"]] == [out["pt_end"]]
+    assert out["errors"] == ["end(): end_ns is Unix nanoseconds (a non-negative int)"] * 3
+    assert out["pt_active_after_bad"] is True
+    assert out["twice"] == "polytel: end() on a span that is not active (not entered, or ended)"
 
 
 SAMPLING = r"""

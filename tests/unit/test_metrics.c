@@ -1,5 +1,5 @@
 /* test_metrics.c — aggregation limits: counter saturation on both paths, non-finite values, the series cap,
- * series start times, self-metrics against the stats they were taken from. */
+ * series start times, self-metrics against the stats they were taken from, histogram bucket bounds. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -275,8 +275,51 @@ static void test_negative_delta_words(void **state) {
   free(out);
 }
 
+/* polytel_histogram_set_bounds: what it accepts and refuses, each refusal one line naming the histogram. The
+ * buckets themselves are checked on the wire (tests/otel/test_metrics.py: the memory sink has no buckets). */
+static void test_histogram_bounds_refusals(void **state) {
+  (void)state;
+  const double ok[] = {1, 10, 100}, other[] = {2, 3}, unsorted[] = {5, 5}, inf[] = {1, INFINITY};
+  static double many[POLYTEL_HISTOGRAM_MAX_BOUNDS + 1];
+  for (size_t i = 0; i < sizeof many / sizeof many[0]; i++) many[i] = (double)i;
+  cap_begin();
+  assert_int_equal(polytel_histogram_set_bounds("hb.lat", ok, 3), 0);
+  assert_int_equal(polytel_histogram_set_bounds("hb.lat", ok, 3), 0); /* the same again */
+  assert_int_equal(polytel_histogram_set_bounds("hb.lat", other, 2), POLYTEL_EALREADY);
+  assert_int_equal(polytel_histogram_set_bounds("hb.unsorted", unsorted, 2), POLYTEL_EINVAL);
+  assert_int_equal(polytel_histogram_set_bounds("hb.inf", inf, 2), POLYTEL_EINVAL);
+  assert_int_equal(polytel_histogram_set_bounds("hb.many", many, POLYTEL_HISTOGRAM_MAX_BOUNDS + 1),
+                   POLYTEL_EINVAL);
+  assert_int_equal(polytel_histogram_set_bounds("hb.max", many, POLYTEL_HISTOGRAM_MAX_BOUNDS), 0);
+  assert_int_equal(polytel_histogram_set_bounds(NULL, ok, 3), POLYTEL_EINVAL);
+  assert_int_equal(polytel_histogram_set_bounds("hb.null", NULL, 1), POLYTEL_EINVAL);
+  assert_int_equal(polytel_histogram_set_bounds("hb.none", NULL, 0), 0); /* one bucket */
+  polytel_histogram_record("hb.lat", "ms", 7, NULL, 0);
+  polytel_histogram_record("hb.max", "", 300, NULL, 0);
+  polytel_histogram_record("hb.none", "", 4, NULL, 0);
+  assert_int_equal(polytel_memory_sink_collect(), 0);
+  char *out = cap_read_all();
+  assert_int_equal(
+      count_str(out, "histogram \"hb.lat\": other bucket bounds were set for it first; those stay"), 1);
+  assert_int_equal(count_str(out, "histogram \"hb.unsorted\": bucket bounds refused (bound 1 is not above"),
+                   1);
+  assert_int_equal(count_str(out, "histogram \"hb.inf\": bucket bounds refused (bound 1 is not finite)"), 1);
+  assert_int_equal(count_str(out, "histogram \"hb.many\": 257 bucket bounds refused (at most 256)"), 1);
+  free(out);
+  const polytel_record_t *r = point("hb.lat", NULL, NULL);
+  assert_non_null(r);
+  assert_true(r->count == 1 && r->double_value == 7);
+  r = point("hb.max", NULL, NULL);
+  assert_non_null(r);
+  assert_true(r->count == 1 && r->double_value == 300);
+  r = point("hb.none", NULL, NULL);
+  assert_non_null(r);
+  assert_true(r->count == 1 && r->double_value == 4);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_histogram_bounds_refusals), /* first: test_series_cap_counted fills the cap */
       cmocka_unit_test(test_static_counter_saturates),
       cmocka_unit_test(test_dynamic_counter_saturates),
       cmocka_unit_test(test_counter_sum_saturates_across_threads),

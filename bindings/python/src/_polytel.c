@@ -62,6 +62,7 @@ typedef struct {
   PyObject *scope_version;
   PyObject *tracestate; /* str or NULL: the parent's, from enter on */
   PyObject *bg_token;   /* baggage ContextVar token while entered under a parent context with baggage */
+  uint64_t end_ns;      /* Span.end(end_ns): an explicit end time (Unix ns); 0: the time of the exit */
 } SpanObject;
 
 enum { SPAN_NEW = 0, SPAN_ACTIVE = 1, SPAN_DONE = 2 };
@@ -766,6 +767,7 @@ static PyObject *span_new_obj(module_state *st, PyObject *module, PyObject *name
   sp->ev_dropped = 0;
   sp->status_msg = sp->parent = sp->links = sp->events = sp->scope_name = sp->scope_version = NULL;
   sp->tracestate = sp->bg_token = NULL;
+  sp->end_ns = 0;
   return (PyObject *)sp;
 }
 
@@ -1081,7 +1083,7 @@ static void span_record(SpanObject *sp, int status, const char *smsg_in, PyObjec
   const char *smsg = smsg_obj ? utf8_of(&b, smsg_obj, &len) : smsg_in;
   const char *name = utf8_of(&b, sp->name, &len);
   if (sp->kind == POLYTEL_SPAN_KIND_INTERNAL && !sp->scope_name && !sp->tracestate && !n_ev && !n_ln &&
-      !sp->ev_dropped) { /* the plain span: no options to fill */
+      !sp->ev_dropped && !sp->end_ns) { /* the plain span: no options to fill */
     polytel_span_finish(&sp->ctx, name, (polytel_status_t)status, smsg, b.attrs, n_span_attrs);
     Py_XDECREF(events);
     Py_XDECREF(links);
@@ -1094,6 +1096,7 @@ static void span_record(SpanObject *sp, int status, const char *smsg_in, PyObjec
   o.scope_name = sp->scope_name ? utf8_of(&b, sp->scope_name, &len) : NULL;
   o.scope_version = sp->scope_version ? utf8_of(&b, sp->scope_version, &len) : NULL;
   o.tracestate = sp->tracestate ? utf8_of(&b, sp->tracestate, &len) : NULL;
+  o.end_ns = sp->end_ns;
   /* Events dropped here sit before the kept ones, nameless: the core counts them in dropped_events_count. */
   size_t ev_total = (size_t)n_ev + sp->ev_dropped;
   polytel_span_event_t *evs = ev_total ? PyMem_Calloc(ev_total, sizeof *evs) : NULL;
@@ -1202,6 +1205,34 @@ static PyObject *span_exit(SpanObject *sp, PyObject *const *args, Py_ssize_t nar
     Py_CLEAR(sp->token);
   }
   Py_RETURN_FALSE;
+}
+
+/* end(end_ns=None): exit (no exception) at an explicit end time (Unix ns; the OpenTelemetry API's end_time).
+ */
+static PyObject *span_end(SpanObject *sp, PyObject *const *args, Py_ssize_t nargs) {
+  if (nargs > 1) {
+    PyErr_SetString(PyExc_TypeError, "end() takes at most one argument: end_ns (Unix nanoseconds, int)");
+    return NULL;
+  }
+  if (sp->state != SPAN_ACTIVE) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "polytel: end() on a span that is not active (not entered, or ended)");
+    return NULL;
+  }
+  if (nargs == 1 && args[0] != Py_None) {
+    uint64_t t = PyLong_Check(args[0]) ? PyLong_AsUnsignedLongLong(args[0]) : (uint64_t)-1;
+    if (t == (uint64_t)-1) {
+      PyErr_Clear();
+      PyErr_Format(PyExc_ValueError, "end(): end_ns is Unix nanoseconds (a non-negative int), not %R",
+                   args[0]);
+      return NULL;
+    }
+    sp->end_ns = t;
+  }
+  PyObject *r = span_exit(sp, NULL, 0);
+  if (!r) return NULL;
+  Py_DECREF(r);
+  Py_RETURN_NONE;
 }
 
 static PyObject *span_call(SpanObject *sp, PyObject *args, PyObject *kwargs) {
@@ -1394,6 +1425,8 @@ static PyObject *span_repr(SpanObject *sp) {
 static PyMethodDef span_methods[] = {
     {"__enter__", (PyCFunction)span_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))span_exit, METH_FASTCALL, NULL},
+    {"end", (PyCFunction)(void (*)(void))span_end, METH_FASTCALL,
+     "end(end_ns=None): end the span (as a `with` block's exit without an exception), at end_ns if given."},
     {"set_attribute", (PyCFunction)(void (*)(void))span_set_attribute, METH_FASTCALL,
      "set_attribute(key, value): add an attribute before the span ends."},
     {"set_status", (PyCFunction)(void (*)(void))span_set_status, METH_VARARGS | METH_KEYWORDS,
@@ -2118,6 +2151,36 @@ static PyObject *py_histogram_record(PyObject *module, PyObject *const *args, Py
   return double_metric("histogram_record", POLYTEL_METRIC_HISTOGRAM, args, nargs, kwnames);
 }
 
+/* histogram_set_bounds(name, bounds) -> int: the core's polytel_histogram_set_bounds (bucket advice). */
+static PyObject *py_histogram_set_bounds(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+  (void)module;
+  if (nargs != 2 || !PyUnicode_Check(args[0])) {
+    PyErr_SetString(PyExc_TypeError, "histogram_set_bounds(name: str, bounds: sequence of float)");
+    return NULL;
+  }
+  const char *name = PyUnicode_AsUTF8(args[0]);
+  PyObject *seq = name ? PySequence_Fast(args[1], "histogram_set_bounds(): bounds must be a sequence") : NULL;
+  if (!seq) return NULL;
+  Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+  double *b = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *b);
+  if (!b) {
+    Py_DECREF(seq);
+    return PyErr_NoMemory();
+  }
+  for (Py_ssize_t i = 0; i < n; i++) {
+    b[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+    if (b[i] == -1.0 && PyErr_Occurred()) {
+      PyMem_Free(b);
+      Py_DECREF(seq);
+      return NULL;
+    }
+  }
+  int rc = polytel_histogram_set_bounds(name, b, (size_t)n);
+  PyMem_Free(b);
+  Py_DECREF(seq);
+  return PyLong_FromLong(rc);
+}
+
 /* ------------------------------------------------------ phases, lifecycle */
 
 static PyObject *py_phase(PyObject *module, PyObject *Py_UNUSED(ignored)) {
@@ -2305,6 +2368,9 @@ static PyMethodDef module_methods[] = {
      "counter_add(name, value=1, unit='', **attrs): int64 monotonic counter."},
     {"gauge_set", FASTKW(py_gauge_set), "gauge_set(name, value, unit='', **attrs)"},
     {"histogram_record", FASTKW(py_histogram_record), "histogram_record(name, value, unit='', **attrs)"},
+    {"histogram_set_bounds", (PyCFunction)(void (*)(void))py_histogram_set_bounds, METH_FASTCALL,
+     "histogram_set_bounds(name, bounds) -> int: explicit bucket bounds for the histogram `name`, set before "
+     "its first record (polytel_histogram_set_bounds)."},
     {"flush", FASTKW(py_flush), "flush(timeout_ms=5000) -> int: 0 when everything pending was delivered."},
     {"shutdown", FASTKW(py_shutdown), "shutdown(timeout_ms=5000) -> int: 0 when everything was delivered."},
     {"stats", py_stats, METH_NOARGS, "stats() -> dict of every polytel_stats_t field."},

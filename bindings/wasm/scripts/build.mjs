@@ -87,6 +87,7 @@ const exported = [
   // the span model and trace context (issue 14): index.js never re-implements them
   '_polytel_traceparent_parse', '_polytel_traceparent_format', '_polytel_propagators', '_polytel_span_kind_from_name',
   '_polytel_span_exception_event',
+  '_polytel_histogram_set_bounds', // the OpenTelemetry API's bucket advice (otel.js)
 ];
 const outName = debug ? 'polytel_wasm.debug.mjs' : 'polytel_wasm.mjs';
 const raw = join(objDir, outName);

@@ -4,9 +4,10 @@
 // Nothing here samples, parses or encodes: tracers start and finish polytel spans (the core's sampler decides,
 // its limits apply), the propagator is pt.inject/pt.extract (the core's codecs), instruments are pt's metrics.
 
-import { RemoteSpan, Span, SpanContext } from './trace.js';
+import { ROOT_CONTEXT, RemoteSpan, SPAN_KEY, Span, SpanContext } from './trace.js';
 
 const FIELDS = ['traceparent', 'tracestate', 'baggage'];
+const BAGGAGE_KEY = Symbol.for('OpenTelemetry Baggage Key'); // the API's createContextKey(...) is Symbol.for
 const ADDERS = ['addListener', 'on', 'once', 'prependListener', 'prependOnceListener'];
 const PATCHED = Symbol('polytel.bound');
 const MAX_SERIES = 2000; // an UpDownCounter's running sums kept here (the core caps its own series too)
@@ -23,16 +24,27 @@ function loadApi(pt, options) {
 }
 
 class Tracer {
-  constructor(pt, api, name, version) {
+  constructor(pt, api, name, version, state) {
     this._pt = pt;
     this._api = api;
+    this._state = state; // { on, root }: on while this registration's context manager is the API's
     this._scope = { name: name || 'unknown', version: version || '' };
+    // What _startSpan takes for the plain span (kind INTERNAL, no links, no start time): one object per tracer.
+    this._plain = { kind: 1, scope: this._scope };
   }
 
-  startSpan(name, options = {}, context = this._api.context.active()) {
+  /** The active context: pt's own (AsyncLocalStorage) while registered, else whatever the API's manager says. */
+  _active() {
+    return this._state.on ? (this._pt._context() ?? this._state.root) : this._api.context.active();
+  }
+
+  startSpan(name, options, context) {
     const pt = this._pt;
-    const parent = options.root ? undefined : this._api.trace.getSpan(context);
+    context ??= this._active();
+    const parent = options && options.root ? undefined : context.getValue(SPAN_KEY);
     const info = pt._parentInfo(parent ?? null);
+    if (!options || (options.kind === undefined && !options.links && options.startTime === undefined))
+      return pt._startSpan(String(name), info, options && options.attributes, this._plain);
     // The API's SpanKind counts from INTERNAL = 0; OTLP's (the core's) from UNSPECIFIED = 0.
     const kind = Number.isInteger(options.kind) && options.kind >= 0 && options.kind <= 4 ? options.kind + 1 : 1;
     return pt._startSpan(String(name), info, options.attributes, {
@@ -50,24 +62,29 @@ class Tracer {
     if (typeof a === 'function') fn = a;
     else if (typeof b === 'function') [options, fn] = [a, b];
     else [options, context, fn] = [a, b, c];
-    const api = this._api;
-    context ??= api.context.active();
+    context ??= this._active();
     const span = this.startSpan(name, options, context);
-    return api.context.with(api.trace.setSpan(context, span), fn, undefined, span);
+    const ctx = context.setValue(SPAN_KEY, span);
+    // While registered, the API's context.with() would only come back to pt's AsyncLocalStorage: go there
+    // directly, and let run() pass the span (no closure, no arguments array).
+    const als = this._state.on && this._pt._als;
+    if (als) return als.run(ctx, fn, span);
+    return this._api.context.with(ctx, fn, undefined, span);
   }
 }
 
 class TracerProvider {
-  constructor(pt, api) {
+  constructor(pt, api, state) {
     this._pt = pt;
     this._api = api;
+    this._state = state;
     this._tracers = new Map();
   }
 
   getTracer(name, version, _options) {
     const key = `${name}@${version ?? ''}`;
     let t = this._tracers.get(key);
-    if (!t) this._tracers.set(key, (t = new Tracer(this._pt, this._api, name, version)));
+    if (!t) this._tracers.set(key, (t = new Tracer(this._pt, this._api, name, version, this._state)));
     return t;
   }
 
@@ -86,13 +103,37 @@ class TracerProvider {
  * API's active context, so either kind of span is the other's parent.
  */
 class ContextManager {
-  constructor(pt, root) {
+  constructor(pt, root, api) {
     this._pt = pt;
     this._root = root;
+    this._api = api;
+    this._empty = null; // the (frozen, shared) empty baggage of pt's spans, once seen
+    this._withBaggage = new WeakMap(); // pt context -> the same with its span's baggage as the API's
   }
 
+  /**
+   * pt's current context; inside a pt.span with baggage (its `baggage` option, or a remote parent's) and no
+   * API baggage set, the same context with that baggage as the API's, so propagation.getActiveBaggage() sees it.
+   */
   active() {
-    return this._pt._context() ?? this._root;
+    const c = this._pt._context();
+    if (!c) return this._root;
+    const span = c.getValue(SPAN_KEY);
+    const b = span instanceof Span ? span._baggage : undefined;
+    if (!b || b === this._empty) return c;
+    const keys = Object.keys(b);
+    if (!keys.length) {
+      this._empty = b;
+      return c;
+    }
+    if (c.getValue(BAGGAGE_KEY) !== undefined) return c;
+    let d = this._withBaggage.get(c);
+    if (!d) {
+      const entries = {};
+      for (const k of keys) entries[k] = { value: b[k] };
+      this._withBaggage.set(c, (d = c.setValue(BAGGAGE_KEY, this._api.propagation.createBaggage(entries))));
+    }
+    return d;
   }
 
   with(context, fn, thisArg, ...args) {
@@ -243,6 +284,28 @@ class Observable {
   }
 }
 
+/**
+ * The core keeps the first bounds set for a name and refuses bad ones, each with one warning line naming the
+ * histogram; what is not an array of numbers is refused here, also with one line. Either way the default
+ * buckets stay.
+ */
+function adviseBounds(pt, name, bounds) {
+  if (!Array.isArray(bounds) || !bounds.every((b) => typeof b === 'number')) {
+    pt._warnOnce(`histogram ${JSON.stringify(name)}: advice.explicitBucketBoundaries is not an array of numbers; it keeps the default buckets`);
+    return;
+  }
+  const core = pt._core;
+  const M = core.M;
+  if (typeof M._polytel_histogram_set_bounds !== 'function') return; // a core built without it: the defaults
+  const np = core.tmpString(name);
+  const bp = M._malloc(8 * bounds.length + 8);
+  const dv = core.dv();
+  for (let i = 0; i < bounds.length; i++) dv.setFloat64(bp + 8 * i, bounds[i], true);
+  M._polytel_histogram_set_bounds(np, bp, bounds.length);
+  M._free(bp);
+  M._free(np);
+}
+
 class Meter {
   constructor(pt) {
     this._pt = pt;
@@ -273,8 +336,11 @@ class Meter {
     };
   }
 
+  /** advice.explicitBucketBoundaries become the name's bounds in the core (polytel_histogram_set_bounds). */
   createHistogram(name, o = {}) {
     const pt = this._pt;
+    const bounds = o.advice && o.advice.explicitBucketBoundaries;
+    if (bounds !== undefined) adviseBounds(pt, String(name), bounds);
     return { record: (v, attrs) => pt.histogramRecord(name, v, attrs, o.unit) };
   }
 
@@ -348,9 +414,12 @@ class MeterProvider {
 /** pt.registerOpenTelemetry(): see index.js. */
 export function registerOpenTelemetry(pt, options = {}) {
   const api = loadApi(pt, options);
-  const tracerProvider = new TracerProvider(pt, api);
+  // The root is pt's own empty Context (what pt.span starts from): setting a span on it is one small object,
+  // where the API's ROOT_CONTEXT copies a Map. Both implement the API's Context; either is taken as a parent.
+  const state = { on: false, root: ROOT_CONTEXT };
+  const tracerProvider = new TracerProvider(pt, api, state);
   const meterProvider = new MeterProvider(pt);
-  const contextManager = new ContextManager(pt, api.ROOT_CONTEXT);
+  const contextManager = new ContextManager(pt, ROOT_CONTEXT, api);
   const propagator = new Propagator(pt, api);
   pt._makeTraceState = typeof api.createTraceState === 'function' ? (s) => api.createTraceState(s) : null;
   // The API keeps the first registration of each global and refuses the next: polytel replaces what was there.
@@ -359,7 +428,7 @@ export function registerOpenTelemetry(pt, options = {}) {
   api.context.disable();
   api.propagation.disable();
   api.metrics.disable();
-  api.context.setGlobalContextManager(contextManager);
+  state.on = api.context.setGlobalContextManager(contextManager);
   if (!api.trace.setGlobalTracerProvider(tracerProvider)) {
     pt._core.warn('registerOpenTelemetry: another TracerProvider was registered; replaced (tracers taken from it before keep it)');
     api.trace.disable();
@@ -368,6 +437,19 @@ export function registerOpenTelemetry(pt, options = {}) {
   api.propagation.setGlobalPropagator(propagator);
   api.metrics.setGlobalMeterProvider(meterProvider);
   pt._otel = { api };
+  // pt.inject() of the current context sends the API's baggage too (propagation.setBaggage + context.with), as
+  // the API's propagator sends pt.span's: both merge the two the same way (_injectFrom; the span's entries win).
+  const protoInject = Object.getPrototypeOf(pt).inject;
+  pt.inject = function inject(carrier = {}, from = undefined) {
+    const bag = from === undefined ? api.propagation.getBaggage(pt._context() ?? ROOT_CONTEXT) : undefined;
+    if (!bag) return protoInject.call(this, carrier, from);
+    const extra = {};
+    for (const [k, e] of bag.getAllEntries()) extra[k] = e.value;
+    const out = this._injectFrom(undefined, extra);
+    if (typeof carrier.set === 'function') for (const k in out) carrier.set(k, out[k]);
+    else Object.assign(carrier, out);
+    return carrier;
+  };
   return {
     api,
     tracerProvider,
@@ -376,6 +458,8 @@ export function registerOpenTelemetry(pt, options = {}) {
     propagator,
     /** Unregisters all four (the API falls back to its no-op defaults). */
     disable() {
+      state.on = false;
+      delete pt.inject; // the prototype's again
       api.context.disable();
       api.trace.disable();
       api.propagation.disable();

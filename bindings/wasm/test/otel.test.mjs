@@ -110,4 +110,123 @@ describe('@opentelemetry/instrumentation-http on polytel', () => {
     assert.ok(by['otel.child'].start_ns < by['otel.child'].end_ns - 4e6, 'startTime honoured');
     assert.equal(by['root.option'].parent_span_id, '');
   });
+
+  test('startActiveSpan: the active span for pt.span and the API, across await, in its callbacks; after disable() the API decides', async () => {
+    await rx.reset();
+    const pt = await createPolytel({ useEnv: false, telemetryEnabled: true, console: false, serviceName: 'otel-active' });
+    await pt.bootstrapWorker({ endpoint: rx.endpoint });
+    const api = createRequire(import.meta.url)('@opentelemetry/api');
+    const reg = pt.registerOpenTelemetry();
+    const tracer = api.trace.getTracer('lib.active', '1.0.0');
+    const seen = {};
+    const ret = await tracer.startActiveSpan('otel.outer', async (outer) => {
+      seen.active = api.trace.getActiveSpan() === outer;
+      seen.current = pt.currentSpan() === outer;
+      await new Promise((r) => setTimeout(r, 1));
+      await pt.span('pt.middle', async () => {
+        await new Promise((r) => setImmediate(r));
+        tracer.startActiveSpan('otel.inner', { kind: api.SpanKind.CLIENT, attributes: { n: 1 } }, (inner) => {
+          seen.innerActive = api.trace.getActiveSpan() === inner;
+          inner.end();
+        });
+      });
+      seen.afterAwait = api.trace.getActiveSpan() === outer;
+      outer.end();
+      return 'value';
+    });
+    seen.outside = api.trace.getActiveSpan() === undefined;
+    // An explicit context: its span is the parent, whatever is active.
+    const explicit = api.trace.setSpan(api.ROOT_CONTEXT, tracer.startSpan('explicit.parent'));
+    pt.span('pt.elsewhere', () => {
+      tracer.startActiveSpan('otel.explicit', {}, explicit, (s) => s.end());
+    });
+    api.trace.getSpan(explicit).end();
+    // Unregistered: a tracer held from before is ours still (the API's proxy keeps its delegate), but the
+    // context is the API's (its no-op manager): no active span is seen, nothing is parented through it.
+    reg.disable();
+    tracer.startActiveSpan('after.disable', (s) => {
+      seen.afterDisableActive = api.trace.getActiveSpan();
+      s.end();
+    });
+    await pt.flush(10000);
+    const got = await rx.waitFor((g) => g.spans.length >= 7, 10000);
+    await pt.shutdown(5000);
+    assert.equal(ret, 'value');
+    assert.deepEqual(seen, { active: true, current: true, innerActive: true, afterAwait: true, outside: true, afterDisableActive: undefined });
+    const by = Object.fromEntries(got.spans.map((s) => [s.name, s]));
+    assert.equal(got.spans.length, 7);
+    assert.equal(by['pt.middle'].parent_span_id, by['otel.outer'].span_id);
+    assert.equal(by['otel.inner'].parent_span_id, by['pt.middle'].span_id);
+    assert.equal(by['otel.inner'].trace_id, by['otel.outer'].trace_id);
+    assert.equal(by['otel.inner'].kind, 3);
+    assert.deepEqual(by['otel.inner'].attributes, { n: 1 });
+    assert.equal(by['otel.outer'].parent_span_id, '');
+    assert.equal(by['otel.explicit'].parent_span_id, by['explicit.parent'].span_id);
+    assert.equal(by['after.disable'].parent_span_id, '');
+    for (const n of ['otel.outer', 'otel.inner', 'otel.explicit']) assert.deepEqual([by[n].scope, by[n].scope_version], ['lib.active', '1.0.0'], n);
+  });
+
+  test('baggage in step: the API\'s baggage in pt.inject(), pt.span\'s in the API and its propagator; disable() undoes it', async () => {
+    const pt = await createPolytel({ useEnv: false, telemetryEnabled: true, console: false, serviceName: 'otel-bag' });
+    await pt.bootstrapWorker({ exporter: 'none' });
+    const api = createRequire(import.meta.url)('@opentelemetry/api');
+    const reg = pt.registerOpenTelemetry();
+    const apiInject = () => {
+      const c = {};
+      api.propagation.inject(api.context.active(), c);
+      return c.baggage;
+    };
+    const bag = (o) => api.propagation.createBaggage(Object.fromEntries(Object.entries(o).map(([k, v]) => [k, { value: v }])));
+    const seen = {};
+    api.context.with(api.propagation.setBaggage(api.context.active(), bag({ tenant: 'acme' })), () => {
+      seen.apiToPt = [pt.inject({}).baggage, apiInject()];
+      pt.span('under.api.baggage', () => {
+        seen.inSpan = [pt.inject({}).baggage, apiInject()];
+      });
+    });
+    pt.span('with.baggage', () => {
+      seen.ptToApi = [Object.fromEntries(api.propagation.getActiveBaggage().getAllEntries().map(([k, e]) => [k, e.value])), apiInject(), pt.inject({}).baggage];
+      // The API's baggage set on top: both send both (the span's entries win a clash).
+      api.context.with(api.propagation.setBaggage(api.context.active(), bag({ job: '8', extra: 'x' })), () => {
+        seen.stacked = [pt.inject({}).baggage, apiInject()];
+      });
+    }, undefined, { baggage: { job: '7' } });
+    seen.outside = [pt.inject({}).baggage, apiInject(), api.propagation.getActiveBaggage()];
+    reg.disable();
+    seen.afterDisable = Object.hasOwn(pt, 'inject'); // pt.inject is the prototype's again
+    await pt.shutdown(5000);
+    assert.deepEqual(seen, {
+      apiToPt: ['tenant=acme', 'tenant=acme'],
+      inSpan: ['tenant=acme', 'tenant=acme'],
+      ptToApi: [{ job: '7' }, 'job=7', 'job=7'],
+      stacked: ['job=7,extra=x', 'job=7,extra=x'],
+      outside: [undefined, undefined, undefined],
+      afterDisable: false,
+    });
+  });
+
+  test('Histogram: advice.explicitBucketBoundaries are the bounds on the wire; bad advice keeps the defaults, with a warning', async () => {
+    await rx.reset();
+    const warnings = [];
+    const pt = await createPolytel({ useEnv: false, telemetryEnabled: true, console: false, serviceName: 'otel-hist' });
+    await pt.bootstrapWorker({ endpoint: rx.endpoint });
+    pt._core.warn = (t) => warnings.push(t);
+    const api = createRequire(import.meta.url)('@opentelemetry/api');
+    const reg = pt.registerOpenTelemetry();
+    const meter = api.metrics.getMeter('lib.hist');
+    const h = meter.createHistogram('req.latency', { unit: 'ms', advice: { explicitBucketBoundaries: [1, 10, 100] } });
+    for (const v of [0.5, 7, 7, 300]) h.record(v, { route: '/' });
+    meter.createHistogram('odd.hist', { advice: { explicitBucketBoundaries: ['ten'] } }).record(6);
+    meter.createHistogram('plain.hist').record(6);
+    await pt.flush(10000);
+    const got = await rx.waitFor((g) => ['req.latency', 'odd.hist', 'plain.hist'].every((n) => g.metrics.some((m) => m.name === n)), 10000);
+    reg.disable();
+    await pt.shutdown(5000);
+    const last = (n) => got.metrics.filter((m) => m.name === n).pop();
+    const lat = last('req.latency');
+    assert.deepEqual([lat.type, lat.count, lat.sum, lat.explicit_bounds, lat.bucket_counts], ['histogram', 4, 314.5, [1, 10, 100], [1, 2, 0, 1]]);
+    const defaults = [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000];
+    for (const n of ['odd.hist', 'plain.hist']) assert.deepEqual([last(n).explicit_bounds, last(n).bucket_counts.slice(0, 3)], [defaults, [0, 0, 1]], n);
+    assert.ok(warnings.some((w) => w.includes('histogram "odd.hist": advice.explicitBucketBoundaries is not an array of numbers')), warnings.join('\n'));
+  });
 });

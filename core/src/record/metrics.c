@@ -155,8 +155,88 @@ typedef struct series_s {
   int has_value;
   uint64_t count;
   double sum, min, max;
-  uint64_t buckets[N_BOUNDS + 1];
+  const double *bounds; /* histogram: k_bounds, or the name's advised bounds (never freed) */
+  uint32_t n_bounds;
+  uint64_t *buckets; /* histogram: n_bounds + 1 counts (owned) */
 } series_t;
+
+/*
+ * Advised bucket bounds per histogram name (polytel_histogram_set_bounds), from calling threads; read by the
+ * consumer when it makes a series. Entries are never removed or changed (a fork child keeps its instruments'
+ * advice), so a series points at its bounds for good.
+ */
+typedef struct {
+  char *name;
+  size_t nl;
+  double *bounds;
+  uint32_t n;
+} advice_t;
+static pthread_mutex_t g_advice_mu = PTHREAD_MUTEX_INITIALIZER;
+static advice_t g_advice[POLYTEL_HISTOGRAM_MAX_ADVISED];
+static _Atomic uint32_t g_n_advice;
+
+static char *dupn(const char *s, size_t n);
+
+static const advice_t *advice_find(const char *name, size_t nl) {
+  uint32_t n = atomic_load(&g_n_advice);
+  for (uint32_t i = 0; i < n; i++)
+    if (g_advice[i].nl == nl && memcmp(g_advice[i].name, name, nl) == 0) return &g_advice[i];
+  return NULL;
+}
+
+int polytel_histogram_set_bounds(const char *name, const double *bounds, size_t n_bounds) {
+  if (!name || (!bounds && n_bounds)) return POLYTEL_EINVAL;
+  size_t nl = strlen(name);
+  int nl_shown = (int)(nl > 64 ? 64 : nl);
+  if (n_bounds > POLYTEL_HISTOGRAM_MAX_BOUNDS) {
+    polytel__diag(POLYTEL_LEVEL_WARN,
+                  "histogram \"%.*s\": %zu bucket bounds refused (at most %d); it keeps its "
+                  "bounds",
+                  nl_shown, name, n_bounds, POLYTEL_HISTOGRAM_MAX_BOUNDS);
+    return POLYTEL_EINVAL;
+  }
+  for (size_t i = 0; i < n_bounds; i++)
+    if (!isfinite(bounds[i]) || (i && !(bounds[i] > bounds[i - 1]))) {
+      polytel__diag(POLYTEL_LEVEL_WARN,
+                    "histogram \"%.*s\": bucket bounds refused (bound %zu is %s); they must be "
+                    "finite and strictly increasing; it keeps its bounds",
+                    nl_shown, name, i, isfinite(bounds[i]) ? "not above the one before" : "not finite");
+      return POLYTEL_EINVAL;
+    }
+  int rc = 0;
+  pthread_mutex_lock(&g_advice_mu);
+  const advice_t *a = advice_find(name, nl);
+  uint32_t n = atomic_load(&g_n_advice);
+  if (a) {
+    rc = a->n == n_bounds && (!n_bounds || memcmp(a->bounds, bounds, n_bounds * sizeof *bounds) == 0)
+             ? 0
+             : POLYTEL_EALREADY;
+  } else if (n == POLYTEL_HISTOGRAM_MAX_ADVISED) {
+    rc = POLYTEL_ENOMEM;
+  } else {
+    advice_t *e = &g_advice[n];
+    e->name = dupn(name, nl);
+    e->bounds = malloc((n_bounds ? n_bounds : 1) * sizeof *bounds);
+    if (!e->name || !e->bounds) {
+      free(e->name);
+      free(e->bounds);
+      e->name = NULL;
+      e->bounds = NULL;
+      rc = POLYTEL_ENOMEM;
+    } else {
+      if (n_bounds) memcpy(e->bounds, bounds, n_bounds * sizeof *bounds);
+      e->nl = nl;
+      e->n = (uint32_t)n_bounds;
+      atomic_store(&g_n_advice, n + 1); /* published whole: readers see the entry only from here */
+    }
+  }
+  pthread_mutex_unlock(&g_advice_mu);
+  if (rc == POLYTEL_EALREADY)
+    polytel__diag(POLYTEL_LEVEL_WARN,
+                  "histogram \"%.*s\": other bucket bounds were set for it first; those stay", nl_shown,
+                  name);
+  return rc;
+}
 
 #define NBUCKETS 1024
 static series_t *g_table[NBUCKETS];
@@ -278,6 +358,20 @@ static series_t *find_or_add(int kind, const char *name, uint32_t nl, const char
   s->overflow = mode == SERIES_OVERFLOW;
   s->min = INFINITY;
   s->max = -INFINITY;
+  if (kind == POLYTEL_METRIC_HISTOGRAM) {
+    const advice_t *a = advice_find(name, nl);
+    s->bounds = a ? a->bounds : k_bounds;
+    s->n_bounds = a ? a->n : (uint32_t)N_BOUNDS;
+    s->buckets = calloc(s->n_bounds + 1, sizeof *s->buckets);
+    if (!s->buckets) {
+      free(key);
+      free(s->name);
+      free(s->unit);
+      free(s);
+      s = NULL;
+      goto out;
+    }
+  }
   /* Own copies of the attributes; strings point into one block. */
   size_t sz = n * sizeof(polytel__kv_t);
   for (uint32_t i = 0; i < n; i++)
@@ -312,7 +406,7 @@ out:
 
 static void hist_add(series_t *s, double v) {
   size_t i = 0;
-  while (i < N_BOUNDS && v > k_bounds[i]) i++; /* bucket i holds (bounds[i-1], bounds[i]] */
+  while (i < s->n_bounds && v > s->bounds[i]) i++; /* bucket i holds (bounds[i-1], bounds[i]] */
   s->buckets[i]++;
   s->count++;
   s->sum += v;
@@ -455,9 +549,10 @@ int polytel__metrics_snapshot(polytel__metrics_snap_t *out, uint64_t now_ns) {
       if (s->has_value) all[n++] = s;
   qsort(all, n, sizeof *all, cmp_series);
 
-  size_t n_hist = 0;
-  for (size_t i = 0; i < n; i++) n_hist += all[i]->kind == POLYTEL_METRIC_HISTOGRAM;
-  size_t sz = n * (sizeof(polytel__metric_rec_t) + sizeof(polytel__point_t)) + n_hist * (N_BOUNDS + 1) * 8;
+  size_t n_buckets = 0;
+  for (size_t i = 0; i < n; i++)
+    if (all[i]->kind == POLYTEL_METRIC_HISTOGRAM) n_buckets += all[i]->n_bounds + 1;
+  size_t sz = n * (sizeof(polytel__metric_rec_t) + sizeof(polytel__point_t)) + n_buckets * 8;
   uint8_t *mem = malloc(sz ? sz : 1);
   if (!mem) {
     free(all);
@@ -490,11 +585,11 @@ int polytel__metrics_snapshot(polytel__metrics_snap_t *out, uint64_t now_ns) {
       pt->sum = s->sum;
       pt->min = s->count ? s->min : 0;
       pt->max = s->count ? s->max : 0;
-      pt->bounds = k_bounds;
-      pt->n_bounds = N_BOUNDS;
-      memcpy(bk, s->buckets, sizeof s->buckets);
+      pt->bounds = s->bounds;
+      pt->n_bounds = s->n_bounds;
+      memcpy(bk, s->buckets, (s->n_bounds + 1) * sizeof *bk);
       pt->buckets = bk;
-      bk += N_BOUNDS + 1;
+      bk += s->n_bounds + 1;
     }
     /* Consecutive series of one instrument share a metric record. */
     if (nr && recs[nr - 1].kind == s->kind && strcmp(recs[nr - 1].name, s->name) == 0 &&
@@ -531,6 +626,7 @@ void polytel__metrics_reset(void) {
       free(s->unit);
       free(s->attrs);
       free(s->key);
+      free(s->buckets);
       free(s);
       s = n;
     }
@@ -547,8 +643,10 @@ void polytel__metrics_reset(void) {
 void polytel__metrics_lock(void) {
   pthread_mutex_lock(&g_reg_mu);
   pthread_mutex_lock(&g_warn_mu);
+  pthread_mutex_lock(&g_advice_mu);
 }
 void polytel__metrics_unlock(void) {
+  pthread_mutex_unlock(&g_advice_mu);
   pthread_mutex_unlock(&g_warn_mu);
   pthread_mutex_unlock(&g_reg_mu);
 }

@@ -18,7 +18,7 @@ __all__ = [
     "Tracer", "Span", "Meter", "Logger", "PolytelRuntimeContext",
 ]  # fmt: skip
 
-_installed = {}
+_installed: dict = {}
 
 
 def install():

@@ -4,6 +4,7 @@ import os
 import sys
 import threading
 import weakref
+from typing import Any
 
 from opentelemetry import metrics as _m
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -13,7 +14,8 @@ import polytel
 _counter_add = polytel.counter_add
 _gauge_set = polytel.gauge_set
 _histogram_record = polytel.histogram_record
-_warned = set()
+_histogram_set_bounds = polytel._polytel.histogram_set_bounds
+_warned: set = set()
 
 
 def _warn_once(key, msg):
@@ -93,8 +95,19 @@ class UpDownCounter(_m.UpDownCounter):
         _record(_gauge_set, self._name, float(total), self._unit, _clean(attributes))
 
 
+def _advise(name, bounds):
+    """The API's bucket advice as the core's bounds for the name (before its first record: series made from
+    then on take them). The core refuses bounds that are not finite and increasing, or others set first, with
+    a warning naming the histogram; what is not a sequence of numbers is refused here, also with one line."""
+    try:
+        _histogram_set_bounds(name, [float(b) for b in bounds])
+    except (TypeError, ValueError) as e:
+        _warn_once(("advice", name), "histogram %r: explicit_bucket_boundaries_advisory %r ignored (%s); it "
+                   "keeps the default buckets" % (name, bounds, e))  # fmt: skip
+
+
 class Histogram(_m.Histogram):
-    """An explicit-bucket histogram (the core's buckets; see docs/opentelemetry.md on bucket advice)."""
+    """An explicit-bucket histogram: the API's bucket advice, else the core's default bounds."""
 
     def __init__(self, name, unit="", description="", explicit_bucket_boundaries_advisory=None):
         self._name, self._unit, self.description = name, unit or "", description
@@ -104,7 +117,10 @@ class Histogram(_m.Histogram):
         _record(_histogram_record, self._name, float(amount), self._unit, attributes)
 
 
-class Gauge(_m._Gauge if hasattr(_m, "_Gauge") else _m.Gauge):
+_GaugeBase: Any = getattr(_m, "_Gauge", None) or getattr(_m, "Gauge")  # the API's synchronous gauge (once _Gauge)
+
+
+class Gauge(_GaugeBase):
     """The last value set, per series."""
 
     def __init__(self, name, unit="", description=""):
@@ -256,7 +272,8 @@ class Meter(_m.Meter):
 
     def create_histogram(self, name, unit="", description="", *, explicit_bucket_boundaries_advisory=None):
         h = self._get(Histogram, name, unit, description)
-        if explicit_bucket_boundaries_advisory is not None:
+        if explicit_bucket_boundaries_advisory is not None and h.explicit_bucket_boundaries_advisory is None:
+            _advise(name, explicit_bucket_boundaries_advisory)
             h.explicit_bucket_boundaries_advisory = list(explicit_bucket_boundaries_advisory)
         return h
 

@@ -294,7 +294,9 @@ class _UseSpan:
     def __enter__(self):
         name, context, kind, attributes, links, start_time, rec, sset, _ = self._args
         sp = self._span = self._tracer.start_span(name, context, kind, attributes, links, start_time, rec, sset)
-        self._token = _context.ensure_runtime().attach(_t.set_span_in_context(sp, context or otel_current()))
+        rt = _context.ensure_runtime()
+        # get_current(), not the bare attached Context: baggage set through polytel since then stays current.
+        self._token = rt.attach(_t.set_span_in_context(sp, context or rt.get_current()))
         return sp
 
     def __exit__(self, exc_type, exc_val, exc_tb):
