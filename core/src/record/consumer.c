@@ -678,6 +678,27 @@ static void retire(polytel__thread_t *t) {
   free(t);
 }
 
+/*
+ * A leaf span at ev: an EV_SPAN_BEGIN (any decision, any kind) directly followed by an EV_SPAN_END (any
+ * status), told by their first 8 bytes with the flags masked, on a thread whose replay stack has room (so
+ * push() would have kept it: the same counts either way). Its push and pop leave no trace on the stack or
+ * the frames: a frame's reference taken at the push is let go at the pop, and bases only follow the depth
+ * down below where it was.
+ */
+static const polytel__ev_t k_hdr_mask = {0xff, 0xff, 0, 0xffffffffu, 0};
+static const polytel__ev_t k_begin = {POLYTEL__EV_SPAN_BEGIN, 0, 0, 24, 0};
+static const polytel__ev_t k_end = {POLYTEL__EV_SPAN_END, 0, 0, 16, 0};
+
+static inline int leaf_pair(const polytel__thread_t *t, const uint8_t *ev) {
+  uint64_t m, b, e, w0, w1;
+  memcpy(&m, &k_hdr_mask, 8);
+  memcpy(&b, &k_begin, 8);
+  memcpy(&e, &k_end, 8);
+  memcpy(&w0, ev, 8);
+  memcpy(&w1, ev + 24, 8);
+  return ((w0 & m) == b) & ((w1 & m) == e) && t->stack && t->stack_depth < t->stack_cap;
+}
+
 uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
   if (!g_scratch) {
     g_scratch = malloc(SCRATCH_CAP);
@@ -721,6 +742,17 @@ uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
         /* Nobody reads logs or spans (no exporter): count them, replay spans, aggregate metrics only. */
         while (cur < committed && items < max_items) {
           const uint8_t *ev = base + cur;
+          if (cur + 40 <= committed && leaf_pair(t, ev)) {
+            /*
+             * A plain begin and its end right after it: the span was numbered and ended within this walk, so
+             * what push() and pop() would leave behind is the number (cons_seq) and the count. The next
+             * event's address is a constant step, not a loaded size: the walk is no chain of dependent loads.
+             */
+            t->cons_seq++;
+            items += !(((const polytel__ev_t *)ev)->flags & POLYTEL__BEGIN_UNSAMPLED);
+            cur += 40;
+            continue;
+          }
           uint8_t ty = ((const polytel__ev_t *)ev)->type;
           if (ty == POLYTEL__EV_LOG_FMT || ty == POLYTEL__EV_LOG_STR || ty == POLYTEL__EV_SPAN_FULL) {
             items++;
