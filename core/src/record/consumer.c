@@ -679,24 +679,41 @@ static void retire(polytel__thread_t *t) {
 }
 
 /*
- * A leaf span at ev: an EV_SPAN_BEGIN (any decision, any kind) directly followed by an EV_SPAN_END (any
- * status), told by their first 8 bytes with the flags masked, on a thread whose replay stack has room (so
- * push() would have kept it: the same counts either way). Its push and pop leave no trace on the stack or
- * the frames: a frame's reference taken at the push is let go at the pop, and bases only follow the depth
- * down below where it was.
+ * Leaf spans from data[cur]: an EV_SPAN_BEGIN (any decision, any kind) directly followed by an EV_SPAN_END
+ * (any status), told by their first 8 bytes with the flags masked. Their push and pop would leave no trace
+ * on the replay stack or the frames (a frame's reference taken at the push is let go at the pop, bases only
+ * follow the depth down below where it was): what remains is the number each begin takes (cons_seq) and the
+ * count of the sampled ones. Only on a stack with room, so push() would have kept each: the same counts
+ * either way. The next event's address is a constant step, not a loaded size, so the walk is no chain of
+ * dependent loads. Steps over at most `max` pairs; returns the bytes stepped over, adds the items.
  */
 static const polytel__ev_t k_hdr_mask = {0xff, 0xff, 0, 0xffffffffu, 0};
 static const polytel__ev_t k_begin = {POLYTEL__EV_SPAN_BEGIN, 0, 0, 24, 0};
 static const polytel__ev_t k_end = {POLYTEL__EV_SPAN_END, 0, 0, 16, 0};
+static const polytel__ev_t k_unsampled = {0, 0, POLYTEL__BEGIN_UNSAMPLED, 0, 0};
 
-static inline int leaf_pair(const polytel__thread_t *t, const uint8_t *ev) {
-  uint64_t m, b, e, w0, w1;
+static uint32_t leaf_run(polytel__thread_t *t, const uint8_t *data, uint32_t cur, uint32_t committed,
+                         uint64_t max, uint64_t *items) {
+  if (committed < cur + 40 || !t->stack || t->stack_depth >= t->stack_cap) return 0;
+  uint64_t m, b, e, u;
   memcpy(&m, &k_hdr_mask, 8);
   memcpy(&b, &k_begin, 8);
   memcpy(&e, &k_end, 8);
-  memcpy(&w0, ev, 8);
-  memcpy(&w1, ev + 24, 8);
-  return ((w0 & m) == b) & ((w1 & m) == e) && t->stack && t->stack_depth < t->stack_cap;
+  memcpy(&u, &k_unsampled, 8);
+  uint32_t c = cur, last = committed - 40;
+  uint64_t n = 0, unsampled = 0;
+  while (c <= last && n < max) {
+    uint64_t w0, w1;
+    memcpy(&w0, data + c, 8);
+    memcpy(&w1, data + c + 24, 8);
+    if (((w0 & m) != b) | ((w1 & m) != e)) break;
+    unsampled += (w0 & u) != 0;
+    n++;
+    c += 40;
+  }
+  t->cons_seq += n;
+  *items += n - unsampled;
+  return c - cur;
 }
 
 uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
@@ -742,15 +759,9 @@ uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
         /* Nobody reads logs or spans (no exporter): count them, replay spans, aggregate metrics only. */
         while (cur < committed && items < max_items) {
           const uint8_t *ev = base + cur;
-          if (cur + 40 <= committed && leaf_pair(t, ev)) {
-            /*
-             * A plain begin and its end right after it: the span was numbered and ended within this walk, so
-             * what push() and pop() would leave behind is the number (cons_seq) and the count. The next
-             * event's address is a constant step, not a loaded size: the walk is no chain of dependent loads.
-             */
-            t->cons_seq++;
-            items += !(((const polytel__ev_t *)ev)->flags & POLYTEL__BEGIN_UNSAMPLED);
-            cur += 40;
+          uint32_t leaves = leaf_run(t, base, cur, committed, max_items - items, &items);
+          if (leaves) {
+            cur += leaves;
             continue;
           }
           uint8_t ty = ((const polytel__ev_t *)ev)->type;
