@@ -657,9 +657,10 @@ __attribute__((noinline, cold)) static void span_begin_slow(const char *name, ui
 static inline __attribute__((always_inline)) void span_begin(const char *name, uint64_t kind_bits) {
   polytel__thread_t *t = polytel__tls;
   /* 24 bytes now, and the 16 its end will need stay reserved below lim. */
+  /* fast_depth is 0 without a TSC to read (polytel__ctx_refresh): no clock check of its own here. */
   if (POLYTEL__LIKELY(t != NULL && atomic_load_explicit(&polytel__g_recording, POLYTEL__RELAXED) &&
                       t->depth < t->fast_depth && name != NULL &&
-                      t->pos + 24 + POLYTEL__END_RESERVE <= t->lim && POLYTEL__TICKS_FAST())) {
+                      t->pos + 24 + POLYTEL__END_RESERVE <= t->lim)) {
     /* Every field read before the event is written: the stores through p could alias t's. */
     uint8_t *p = t->pos, *lim = t->lim;
     polytel__block_t *cur = t->cur;
@@ -778,16 +779,30 @@ __attribute__((noinline, cold)) static void span_end_slow(polytel__thread_t *t) 
  * The common case: a recorded span within the depth limit ends, in the region it was begun in (sampled or
  * not: the same instructions, span_ctr says where it counts). Everything else takes end_prologue.
  */
+/* The first word of a plain EV_SPAN_END (status unset), as end_simple writes it. */
+static const polytel__ev_t k_end_hdr = {POLYTEL__EV_SPAN_END, 0, 0, 16, 0};
 static inline void span_end(void) {
   polytel__thread_t *t = polytel__tls;
   if (POLYTEL__LIKELY(t != NULL)) {
     uint32_t d = t->depth - 1; /* wraps to UINT32_MAX at depth 0: the slow path */
-    if (POLYTEL__LIKELY(d < POLYTEL__MAX_DEPTH && !((t->slow_mask >> d) & 1) && POLYTEL__TICKS_FAST())) {
+    /* slow_mask is all ones without a TSC to read (polytel__ctx_refresh): no clock check of its own here. */
+    if (POLYTEL__LIKELY(d < POLYTEL__MAX_DEPTH && !((t->slow_mask >> d) & 1))) {
+      /*
+       * Every field read before the stores, which could alias t's. pos and lim are stored apart (the event's
+       * stores between them): stored together the compiler pairs them into one 16-byte load and store, and
+       * the next end's 16-byte load of the begin's two 8-byte stores cannot be forwarded from them.
+       */
+      uint8_t *p = t->pos, *lim = t->lim;
+      polytel__block_t *cur = t->cur;
+      _Atomic uint64_t *ctr = t->span_ctr;
       t->depth = d;
-      polytel__inc(t->span_ctr, 1);
-      *(polytel__ev_t *)t->pos = (polytel__ev_t){POLYTEL__EV_SPAN_END, 0, 0, 16, polytel__ticks_fast()};
-      t->lim += POLYTEL__END_RESERVE; /* == adjust_reserve() below the depth limit */
-      polytel__commit(t, 16);
+      t->pos = p + 16;
+      polytel__inc(ctr, 1);
+      uint64_t ev[2] = {0, polytel__ticks_fast()};
+      memcpy(ev, &k_end_hdr, 8);
+      memcpy(p, ev, 16);
+      t->lim = lim + POLYTEL__END_RESERVE; /* == adjust_reserve() below the depth limit */
+      atomic_store_explicit(&cur->committed, (uint32_t)(p + 16 - (uint8_t *)cur->data), memory_order_release);
       return;
     }
   }
