@@ -558,16 +558,46 @@ static void test_count_only_drain_keeps_numbering(void **state) {
   /* The four spans that ended after it are exported with the ids the calling thread computed. */
   polytel_memory_sink_collect();
   assert_int_equal(count(POLYTEL_RECORD_SPAN, NULL), 4);
-  same_span("child", 0, &child);
+  const polytel_record_t *ch = same_span("child", 0, &child);
   /* A span begun before a counting drain has no name to export (nobody read it): "" (consumer.c). */
   const polytel_record_t *j = same_span("", 0, &job);
+  /* Its start was kept by the counting drain, its end (packed: the low 56 bits) restored from it. */
+  assert_true(j->start_ns <= ch->start_ns);
+  assert_true(ch->start_ns <= ch->time_ns);
+  assert_true(ch->time_ns <= j->time_ns);
   assert_memory_equal(j->trace_id, sampled.trace_id, 16);
   assert_memory_equal(child.parent_id, job.span_id, 8);
   same_span("root_after", 0, &root_after);
-  same_span("", 1, &outer);
+  const polytel_record_t *o = same_span("", 1, &outer);
+  assert_true(o->start_ns <= j->start_ns);
+  assert_true(j->time_ns <= o->time_ns);
   polytel_stats(&s1);
   assert_int_equal(s1.recorded, s1.exported + s1.dropped + s1.unconfirmed + s1.pending);
   assert_int_equal(s1.pending, 0);
+}
+
+/* A packed end keeps its timestamp's low 56 bits: the consumer restores the rest from its begin's. */
+static void test_packed_end_timestamp(void **state) {
+  (void)state;
+  const uint64_t top = (uint64_t)1 << 56;
+  uint64_t cases[][2] = {{1000, 1000},
+                         {1000, 5000},
+                         {top - 10, top + 5},
+                         {3 * top + 7, 3 * top + 7 + top - 1},
+                         {UINT64_MAX - 100, UINT64_MAX},
+                         {0, top - 1}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    uint64_t w = POLYTEL__EV_SPAN_END_PACKED | cases[i][1] << 8;
+    assert_int_equal(polytel__packed_end_ts(cases[i][0], w), cases[i][1]);
+  }
+  /* A span across a 2 ms sleep lasts more than 1 ms once exported (the tick rate is an estimate). */
+  polytel_span_begin("slept");
+  usleep(2000);
+  polytel_span_end();
+  polytel_memory_sink_collect();
+  const polytel_record_t *r = find(POLYTEL_RECORD_SPAN, "slept", 0);
+  assert_non_null(r);
+  assert_true(r->time_ns >= r->start_ns + 1000000u);
 }
 
 /* A real fork: the child's ids are its own (never the parent's), agree with its export, attaches survive. */
@@ -646,6 +676,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_dropped_begins_keep_numbering, setup, teardown),
       cmocka_unit_test_setup_teardown(test_threads_and_traceparent, setup, teardown),
       cmocka_unit_test_setup_teardown(test_count_only_drain_keeps_numbering, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_packed_end_timestamp, setup, teardown),
       cmocka_unit_test_setup_teardown(test_fork, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
