@@ -711,7 +711,6 @@ static void retire(polytel__thread_t *t) {
 #define LEAF_END_AT 16u
 static const uint64_t k_hdr_mask = 0xffu, k_begin = POLYTEL__EV_SPAN_BEGIN_PACKED,
                       k_end = POLYTEL__EV_SPAN_END_PACKED, k_unsampled = POLYTEL__BEGIN_UNSAMPLED << 8;
-#define LEAF_WORD(x) (x)
 #else
 #define LEAF_SIZE 40u
 #define LEAF_END_AT 24u
@@ -801,10 +800,10 @@ uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
             cons_span_t *e =
                 push(t, ty == POLYTEL__EV_SPAN_BEGIN ? ((const polytel__ev_t *)ev)->flags : ev[1]);
             if (e) {
+              /* The start at ev + 8 in both layouts: a later export times it, a packed end reads it. */
+              memcpy(&e->start_ticks, ev + 8, 8);
               e->name = "";
               e->name_len = 0;
-              memcpy(&e->start_ticks, ev + 8,
-                     8); /* both layouts: a later export times it, a packed end reads it */
             }
           } else if ((ty == POLYTEL__EV_SPAN_END || ty == POLYTEL__EV_SPAN_END_PACKED) && t->stack_depth) {
             items += !t->stack[t->stack_depth - 1].unsampled;
