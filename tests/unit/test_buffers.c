@@ -169,7 +169,7 @@ static void test_handoff_keeps_order_and_wakes_the_exporter(void **state) {
   atomic_store(&wakes, 0);
   polytel__buffers_set_wake(count_wake);
   polytel_stats_t s0 = stats();
-  const size_t N = 10000; /* several blocks of deferred-format logs */
+  const size_t N = 20000; /* several blocks of deferred-format logs */
   for (size_t i = 0; i < N; i++) polytel_log(POLYTEL_LEVEL_INFO, "handoff", "h %zu", i);
   polytel__buffers_set_wake(NULL);
   /* The first block was sealed and linked to its successor before the writer moved on. */

@@ -479,6 +479,127 @@ static void test_threads_and_traceparent(void **state) {
   }
 }
 
+/* A drain with no exporter (POLYTEL_EXPORTER=none): it only counts. Returns the items, as the pipeline does.
+ */
+static uint64_t drain_counting(void) {
+  polytel__sink_t counter = {NULL, NULL, NULL, NULL};
+  pthread_mutex_lock(&polytel__consume_mu);
+  uint64_t got = polytel__consume(&counter, UINT64_MAX);
+  pthread_mutex_unlock(&polytel__consume_mu);
+  atomic_fetch_add(&polytel__acct.exported, got);
+  return got;
+}
+
+/*
+ * The count-only drain steps over leaf spans (a begin with its end right after it) without replaying them:
+ * it must count exactly the sampled ones and number every begin, so that spans open across it, and spans
+ * begun after it, keep the ids the calling thread gave them (a later drain that exports derives them).
+ */
+static void test_count_only_drain_keeps_numbering(void **state) {
+  (void)state;
+  polytel_span_ctx_t sampled = remote_ctx("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+  polytel_span_ctx_t unsampled = remote_ctx("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
+  polytel_stats_t s0, s1;
+  polytel_stats(&s0);
+  drain_counting(); /* whatever the tests before left */
+  uint64_t items = 0;
+  polytel_span_begin("outer");
+  polytel_span_ctx_t outer = current();
+  const int N = 5000; /* leaf pairs over several blocks */
+  for (int i = 0; i < N; i++) {
+    if (i % 7 == 0) {
+      POLYTEL_SPAN_SCOPE("mid"); /* not a leaf: replayed */
+      { POLYTEL_SPAN_SCOPE("leaf"); }
+      polytel_span_begin("leaf2");
+      polytel_span_end_status(POLYTEL_STATUS_ERROR, "x", NULL, 0); /* an EV_SPAN_END_DYN */
+      polytel_span_begin("leaf3");
+      polytel_span_end_status(POLYTEL_STATUS_OK, NULL, NULL, 0);
+    } else if (i % 11 == 0) {
+      polytel_span_begin("logged");
+      polytel_log(POLYTEL_LEVEL_INFO, "ctx", "between a begin and its end %d", i);
+      polytel_span_end();
+    } else {
+      POLYTEL_SPAN_SCOPE("leaf");
+    }
+  }
+  assert_int_equal(polytel_context_attach(&unsampled), 0);
+  for (int i = 0; i < 300; i++) {
+    POLYTEL_SPAN_SCOPE("unsampled_leaf"); /* the sampler left them out: no items */
+  }
+  polytel_context_detach();
+  assert_int_equal(polytel_context_attach(&sampled), 0);
+  for (int i = 0; i < 300; i++) {
+    POLYTEL_SPAN_SCOPE("remote_leaf");
+  }
+  polytel_span_begin("job"); /* open across the counting drain */
+  polytel_span_ctx_t job = current();
+  for (int i = 0; i < 100; i++) {
+    POLYTEL_SPAN_SCOPE("job_leaf");
+  }
+  items += drain_counting();
+  polytel_span_begin("child");
+  polytel_span_ctx_t child = current();
+  polytel_span_end();
+  polytel_span_end(); /* job */
+  polytel_context_detach();
+  polytel_span_begin("root_after");
+  polytel_span_ctx_t root_after = current();
+  polytel_span_end();
+  polytel_span_end(); /* outer */
+  polytel_stats(&s1);
+  /* Every span ended before the drain that the sampler kept, and every log: counted once, nothing else. */
+  uint64_t n7 = (uint64_t)(N + 6) / 7, n11 = 0;
+  for (int i = 0; i < N; i++) n11 += i % 7 != 0 && i % 11 == 0;
+  uint64_t leaves = (uint64_t)N - n7; /* the plain leaves, "logged" included */
+  assert_int_equal(items, leaves + 4 * n7 + n11 + 300 + 100);
+  assert_int_equal(s1.spans_recorded - s0.spans_recorded, leaves + 4 * n7 + 300 + 100 + 4);
+  assert_int_equal(s1.logs_recorded - s0.logs_recorded, n11);
+  assert_int_equal(s1.sampled_out - s0.sampled_out, 300);
+  /* The four spans that ended after it are exported with the ids the calling thread computed. */
+  polytel_memory_sink_collect();
+  assert_int_equal(count(POLYTEL_RECORD_SPAN, NULL), 4);
+  const polytel_record_t *ch = same_span("child", 0, &child);
+  /* A span begun before a counting drain has no name to export (nobody read it): "" (consumer.c). */
+  const polytel_record_t *j = same_span("", 0, &job);
+  /* Its start was kept by the counting drain, its end (packed: the low 56 bits) restored from it. */
+  assert_true(j->start_ns <= ch->start_ns);
+  assert_true(ch->start_ns <= ch->time_ns);
+  assert_true(ch->time_ns <= j->time_ns);
+  assert_memory_equal(j->trace_id, sampled.trace_id, 16);
+  assert_memory_equal(child.parent_id, job.span_id, 8);
+  same_span("root_after", 0, &root_after);
+  const polytel_record_t *o = same_span("", 1, &outer);
+  assert_true(o->start_ns <= j->start_ns);
+  assert_true(j->time_ns <= o->time_ns);
+  polytel_stats(&s1);
+  assert_int_equal(s1.recorded, s1.exported + s1.dropped + s1.unconfirmed + s1.pending);
+  assert_int_equal(s1.pending, 0);
+}
+
+/* A packed end keeps its timestamp's low 56 bits: the consumer restores the rest from its begin's. */
+static void test_packed_end_timestamp(void **state) {
+  (void)state;
+  const uint64_t top = (uint64_t)1 << 56;
+  uint64_t cases[][2] = {{1000, 1000},
+                         {1000, 5000},
+                         {top - 10, top + 5},
+                         {3 * top + 7, 3 * top + 7 + top - 1},
+                         {UINT64_MAX - 100, UINT64_MAX},
+                         {0, top - 1}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    uint64_t w = POLYTEL__EV_SPAN_END_PACKED | cases[i][1] << 8;
+    assert_int_equal(polytel__packed_end_ts(cases[i][0], w), cases[i][1]);
+  }
+  /* A span across a 2 ms sleep lasts more than 1 ms once exported (the tick rate is an estimate). */
+  polytel_span_begin("slept");
+  usleep(2000);
+  polytel_span_end();
+  polytel_memory_sink_collect();
+  const polytel_record_t *r = find(POLYTEL_RECORD_SPAN, "slept", 0);
+  assert_non_null(r);
+  assert_true(r->time_ns >= r->start_ns + 1000000u);
+}
+
 /* A real fork: the child's ids are its own (never the parent's), agree with its export, attaches survive. */
 static void test_fork(void **state) {
   (void)state;
@@ -554,6 +675,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_refused_begins_keep_numbering, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dropped_begins_keep_numbering, setup, teardown),
       cmocka_unit_test_setup_teardown(test_threads_and_traceparent, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_count_only_drain_keeps_numbering, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_packed_end_timestamp, setup, teardown),
       cmocka_unit_test_setup_teardown(test_fork, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -329,6 +329,22 @@ static int replay(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
                   const polytel__clock_conv_t *cc, int count_only) {
   const polytel__ev_t *ev = (const polytel__ev_t *)p;
   switch (ev->type) {
+    case POLYTEL__EV_SPAN_BEGIN_PACKED: { /* replayed as the EV_SPAN_BEGIN it stands for */
+      uint64_t w0, c[3];
+      memcpy(&w0, p, 8);
+      polytel__ev_t h = {POLYTEL__EV_SPAN_BEGIN, 0, p[1], 24, 0};
+      memcpy(c, &h, 8);
+      memcpy(&c[1], p + 8, 8);
+      polytel__put_ptr((uint8_t *)&c[2], (const void *)(uintptr_t)(w0 >> 16));
+      return replay(t, (const uint8_t *)c, sink, cc, count_only);
+    }
+    case POLYTEL__EV_SPAN_END_PACKED: { /* as an EV_SPAN_END, its timestamp's top bits from its begin's */
+      uint64_t w;
+      memcpy(&w, p, 8);
+      uint64_t start = t->stack_depth ? t->stack[t->stack_depth - 1].start_ticks : 0;
+      polytel__ev_t h = {POLYTEL__EV_SPAN_END, 0, 0, 16, polytel__packed_end_ts(start, w)};
+      return replay(t, (const uint8_t *)&h, sink, cc, count_only);
+    }
     case POLYTEL__EV_SPAN_BEGIN: {
       cons_span_t *e = push(t, ev->flags);
       if (!e) return 0;
@@ -586,8 +602,10 @@ static int decode(polytel__thread_t *t, const uint8_t *p, const polytel__sink_t 
       return 1;
     }
     case POLYTEL__EV_SPAN_BEGIN:
+    case POLYTEL__EV_SPAN_BEGIN_PACKED:
     case POLYTEL__EV_SPAN_BEGIN_DYN:
     case POLYTEL__EV_SPAN_END:
+    case POLYTEL__EV_SPAN_END_PACKED:
     case POLYTEL__EV_SPAN_END_DYN:
     case POLYTEL__EV_CTX_ATTACH:
     case POLYTEL__EV_CTX_DETACH:
@@ -678,6 +696,54 @@ static void retire(polytel__thread_t *t) {
   free(t);
 }
 
+/*
+ * Leaf spans from data[cur]: a span begin (any decision, any kind) directly followed by its plain end, as the
+ * fast paths write them (packed: 24 bytes; 40 on a big-endian host), told by their first bytes. Their push
+ * and pop would leave no trace on the replay stack or the frames (a frame's reference taken at the push is
+ * let go at the pop, bases only follow the depth down below where it was): what remains is the number each
+ * begin takes (cons_seq) and the count of the sampled ones. Only on a stack with room, so push() would have
+ * kept each: the same counts either way. The next event's address is a constant step, not a loaded size, so
+ * the walk is no chain of dependent loads. Steps over at most `max` pairs; returns the bytes stepped over,
+ * adds the items.
+ */
+#if POLYTEL__PACKED_SPANS
+#define LEAF_SIZE 24u
+#define LEAF_END_AT 16u
+static const uint64_t k_hdr_mask = 0xffu, k_begin = POLYTEL__EV_SPAN_BEGIN_PACKED,
+                      k_end = POLYTEL__EV_SPAN_END_PACKED, k_unsampled = POLYTEL__BEGIN_UNSAMPLED << 8;
+#else
+#define LEAF_SIZE 40u
+#define LEAF_END_AT 24u
+static const polytel__ev_t k_hdr_mask = {0xff, 0xff, 0, 0xffffffffu, 0};
+static const polytel__ev_t k_begin = {POLYTEL__EV_SPAN_BEGIN, 0, 0, 24, 0};
+static const polytel__ev_t k_end = {POLYTEL__EV_SPAN_END, 0, 0, 16, 0};
+static const polytel__ev_t k_unsampled = {0, 0, POLYTEL__BEGIN_UNSAMPLED, 0, 0};
+#endif
+
+static inline uint64_t word_of(const void *p) {
+  uint64_t w;
+  memcpy(&w, p, 8);
+  return w;
+}
+
+static uint32_t leaf_run(polytel__thread_t *t, const uint8_t *data, uint32_t cur, uint32_t committed,
+                         uint64_t max, uint64_t *items) {
+  if (committed < cur + LEAF_SIZE || !t->stack || t->stack_depth >= t->stack_cap) return 0;
+  uint64_t m = word_of(&k_hdr_mask), b = word_of(&k_begin), e = word_of(&k_end), u = word_of(&k_unsampled);
+  uint32_t c = cur, last = committed - LEAF_SIZE;
+  uint64_t n = 0, unsampled = 0;
+  while (c <= last && n < max) {
+    uint64_t w0 = word_of(data + c), w1 = word_of(data + c + LEAF_END_AT);
+    if (((w0 & m) != b) | ((w1 & m) != e)) break;
+    unsampled += (w0 & u) != 0;
+    n++;
+    c += LEAF_SIZE;
+  }
+  t->cons_seq += n;
+  *items += n - unsampled;
+  return c - cur;
+}
+
 uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
   if (!g_scratch) {
     g_scratch = malloc(SCRATCH_CAP);
@@ -721,29 +787,38 @@ uint64_t polytel__consume(const polytel__sink_t *sink, uint64_t max_items) {
         /* Nobody reads logs or spans (no exporter): count them, replay spans, aggregate metrics only. */
         while (cur < committed && items < max_items) {
           const uint8_t *ev = base + cur;
+          uint32_t leaves = leaf_run(t, base, cur, committed, max_items - items, &items);
+          if (leaves) {
+            cur += leaves;
+            continue;
+          }
           uint8_t ty = ((const polytel__ev_t *)ev)->type;
           if (ty == POLYTEL__EV_LOG_FMT || ty == POLYTEL__EV_LOG_STR || ty == POLYTEL__EV_SPAN_FULL) {
             items++;
-          } else if (ty == POLYTEL__EV_SPAN_BEGIN) { /* the common two, inline */
-            cons_span_t *e = push(t, ((const polytel__ev_t *)ev)->flags);
+          } else if (ty == POLYTEL__EV_SPAN_BEGIN ||
+                     ty == POLYTEL__EV_SPAN_BEGIN_PACKED) { /* the common ones */
+            cons_span_t *e =
+                push(t, ty == POLYTEL__EV_SPAN_BEGIN ? ((const polytel__ev_t *)ev)->flags : ev[1]);
             if (e) {
+              /* The start at ev + 8 in both layouts: a later export times it, a packed end reads it. */
+              memcpy(&e->start_ticks, ev + 8, 8);
               e->name = "";
               e->name_len = 0;
             }
-          } else if (ty == POLYTEL__EV_SPAN_END && t->stack_depth) {
+          } else if ((ty == POLYTEL__EV_SPAN_END || ty == POLYTEL__EV_SPAN_END_PACKED) && t->stack_depth) {
             items += !t->stack[t->stack_depth - 1].unsampled;
             pop(t);
           } else if (ty == POLYTEL__EV_METRIC || ty == POLYTEL__EV_HIST_STATIC)
             decode(t, ev, sink, &cc);
           else
             items += (uint64_t)replay(t, ev, sink, &cc, 1);
-          cur += ((const polytel__ev_t *)ev)->size;
+          cur += polytel__ev_size(ev);
         }
       } else {
         while (cur < committed && items < max_items) {
           const uint8_t *ev = base + cur;
           items += (uint64_t)decode(t, ev, sink, &cc);
-          cur += ((const polytel__ev_t *)ev)->size;
+          cur += polytel__ev_size(ev);
         }
       }
       b->consumed = cur;

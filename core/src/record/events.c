@@ -652,28 +652,42 @@ __attribute__((noinline, cold)) static void span_begin_slow(const char *name, ui
 
 /*
  * The fast path: a thread with room, below the depth limit, nothing pending. A sampled and an unsampled begin
- * run the same instructions: the region's decision is in begin_hdr (see context.c).
+ * run the same instructions: the region's decision is in begin_hdr (see context.c). It writes the packed
+ * begin (16 bytes, record.h), whose end is packed too: a leaf span is 24 bytes, three words.
  */
+#define BEGIN_FAST_SIZE (POLYTEL__PACKED_SPANS ? 16 : 24)
 static inline __attribute__((always_inline)) void span_begin(const char *name, uint64_t kind_bits) {
   polytel__thread_t *t = polytel__tls;
-  /* 24 bytes now, and the 16 its end will need stay reserved below lim. */
+  /*
+   * The name is not NULL and fits the packed begin's 48 bits (user-space addresses do; one compare for both).
+   * fast_depth is 0 without a TSC to read (polytel__ctx_refresh): no clock check of its own here. The bytes
+   * now, and the 16 its end may need stay reserved below lim.
+   */
   if (POLYTEL__LIKELY(t != NULL && atomic_load_explicit(&polytel__g_recording, POLYTEL__RELAXED) &&
-                      t->depth < t->fast_depth && name != NULL &&
-                      t->pos + 24 + POLYTEL__END_RESERVE <= t->lim && POLYTEL__TICKS_FAST())) {
+                      t->depth < t->fast_depth && (uint64_t)(uintptr_t)name - 1 < ((uint64_t)1 << 48) - 1 &&
+                      t->pos + BEGIN_FAST_SIZE + POLYTEL__END_RESERVE <= t->lim)) {
     /* Every field read before the event is written: the stores through p could alias t's. */
     uint8_t *p = t->pos, *lim = t->lim;
     polytel__block_t *cur = t->cur;
     uint32_t d = t->depth;
     uint64_t seq = t->seq + 1, hdr = t->begin_hdr | kind_bits, ts = polytel__ticks_fast();
+#if POLYTEL__PACKED_SPANS
+    /* The begin's flags (its header's bits 16..23) go to bits 8..15. */
+    uint64_t w[2] = {POLYTEL__EV_SPAN_BEGIN_PACKED | ((hdr >> 8) & 0xff00u) | (uint64_t)(uintptr_t)name << 16,
+                     ts};
+    memcpy(p, w, 16);
+#else
     memcpy(p, &hdr, 8);
     memcpy(p + 8, &ts, 8);
     polytel__put_ptr(p + 16, name);
+#endif
     t->seq = seq; /* the span's id number (context.c) */
     t->open_seq[d] = seq;
     t->depth = d + 1;
     t->lim = lim - POLYTEL__END_RESERVE; /* == adjust_reserve() below the depth limit */
-    t->pos = p + 24;
-    atomic_store_explicit(&cur->committed, (uint32_t)(p + 24 - (uint8_t *)cur->data), memory_order_release);
+    t->pos = p + BEGIN_FAST_SIZE;
+    atomic_store_explicit(&cur->committed, (uint32_t)(p + BEGIN_FAST_SIZE - (uint8_t *)cur->data),
+                          memory_order_release);
     return;
   }
   span_begin_slow(name, kind_bits);
@@ -774,20 +788,45 @@ __attribute__((noinline, cold)) static void span_end_slow(polytel__thread_t *t) 
   if (end_prologue(t)) end_simple(t, 0);
 }
 
+#if !POLYTEL__PACKED_SPANS
+/* The first word of a plain EV_SPAN_END (status unset), as end_simple writes it. */
+static const polytel__ev_t k_end_hdr = {POLYTEL__EV_SPAN_END, 0, 0, 16, 0};
+#endif
+#define END_FAST_SIZE (POLYTEL__PACKED_SPANS ? 8 : 16)
 /*
  * The common case: a recorded span within the depth limit ends, in the region it was begun in (sampled or
- * not: the same instructions, span_ctr says where it counts). Everything else takes end_prologue.
+ * not: the same instructions, span_ctr says where it counts). Everything else takes end_prologue. The packed
+ * end keeps the low 56 bits of its timestamp: the consumer restores the rest from its begin's (a span is
+ * shorter than 2^56 ticks, centuries).
  */
 static inline void span_end(void) {
   polytel__thread_t *t = polytel__tls;
   if (POLYTEL__LIKELY(t != NULL)) {
     uint32_t d = t->depth - 1; /* wraps to UINT32_MAX at depth 0: the slow path */
-    if (POLYTEL__LIKELY(d < POLYTEL__MAX_DEPTH && !((t->slow_mask >> d) & 1) && POLYTEL__TICKS_FAST())) {
+    /* slow_mask is all ones without a TSC to read (polytel__ctx_refresh): no clock check of its own here. */
+    if (POLYTEL__LIKELY(d < POLYTEL__MAX_DEPTH && !((t->slow_mask >> d) & 1))) {
+      /*
+       * Every field read before the stores, which could alias t's. pos and lim are stored apart (the event's
+       * stores between them): stored together the compiler pairs them into one 16-byte load and store, and
+       * the next end's 16-byte load of the begin's two 8-byte stores cannot be forwarded from them.
+       */
+      uint8_t *p = t->pos, *lim = t->lim;
+      polytel__block_t *cur = t->cur;
+      _Atomic uint64_t *ctr = t->span_ctr;
       t->depth = d;
-      polytel__inc(t->span_ctr, 1);
-      *(polytel__ev_t *)t->pos = (polytel__ev_t){POLYTEL__EV_SPAN_END, 0, 0, 16, polytel__ticks_fast()};
-      t->lim += POLYTEL__END_RESERVE; /* == adjust_reserve() below the depth limit */
-      polytel__commit(t, 16);
+      t->pos = p + END_FAST_SIZE;
+      polytel__inc(ctr, 1);
+#if POLYTEL__PACKED_SPANS
+      uint64_t w = POLYTEL__EV_SPAN_END_PACKED | polytel__ticks_fast() << 8;
+      memcpy(p, &w, 8);
+#else
+      uint64_t ev[2] = {0, polytel__ticks_fast()};
+      memcpy(ev, &k_end_hdr, 8);
+      memcpy(p, ev, 16);
+#endif
+      t->lim = lim + POLYTEL__END_RESERVE; /* == adjust_reserve() below the depth limit */
+      atomic_store_explicit(&cur->committed, (uint32_t)(p + END_FAST_SIZE - (uint8_t *)cur->data),
+                            memory_order_release);
       return;
     }
   }

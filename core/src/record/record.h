@@ -26,8 +26,18 @@ enum {
   POLYTEL__EV_METRIC = 8,         /* dynamic metric: level = kind */
   POLYTEL__EV_HIST_STATIC = 9,    /* static histogram sample */
   POLYTEL__EV_CTX_ATTACH = 11,    /* a remote context attached: ids, flags, tracestate */
-  POLYTEL__EV_CTX_DETACH = 12     /* the innermost attached context is detached */
+  POLYTEL__EV_CTX_DETACH = 12,    /* the innermost attached context is detached */
+  /* The fast paths' span pair, 24 bytes in all (little-endian hosts; the layout is in words): */
+  POLYTEL__EV_SPAN_BEGIN_PACKED = 13, /* 16 bytes: type | begin flags << 8 | static name << 16 (a pointer
+                                         below 2^48), then ts */
+  POLYTEL__EV_SPAN_END_PACKED = 14    /* 8 bytes: type | ts << 8 (a ts below 2^56); status unset */
 };
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define POLYTEL__PACKED_SPANS 1 /* the fast paths write the packed pair */
+#else
+#define POLYTEL__PACKED_SPANS 0
+#endif
 
 /* EV_SPAN_BEGIN(_DYN) header flags: the sampler's decision (taken on the calling thread) and the kind. */
 #define POLYTEL__BEGIN_UNSAMPLED 0x1u
@@ -41,6 +51,20 @@ typedef struct polytel__ev_s {
   uint32_t size;  /* whole event, bytes */
   uint64_t ts;    /* polytel__ticks(), or Unix ns for SPAN_FULL */
 } polytel__ev_t;
+
+/* An event's size in bytes: the packed span events have theirs by type (no size field). */
+static inline uint32_t polytel__ev_size(const uint8_t *p) {
+  if (p[0] == POLYTEL__EV_SPAN_BEGIN_PACKED) return 16;
+  if (p[0] == POLYTEL__EV_SPAN_END_PACKED) return 8;
+  uint32_t size;
+  memcpy(&size, p + 4, 4);
+  return size;
+}
+
+/* A packed end's timestamp: its low 56 bits (w >> 8) above its begin's `start`, within 2^56 ticks. */
+static inline uint64_t polytel__packed_end_ts(uint64_t start, uint64_t w) {
+  return start + (((w >> 8) - start) & (((uint64_t)1 << 56) - 1));
+}
 
 /* Serialized attribute header; key bytes, then value (8 bytes or string bytes), padded to 8. */
 typedef struct polytel__ev_attr_s {
