@@ -15,7 +15,9 @@
 /* CLOCK_REALTIME is Date.now() there: whole milliseconds, while CLOCK_MONOTONIC (performance.now()) has
  * microseconds. Span times (polytel_now_ns) and converted log ticks must come from one clock, or a log
  * lands outside its span. */
-EM_JS(double, polytel__js_wall_ms, (void), { return performance.timeOrigin + performance.now(); })
+/* timeOrigin is fixed for the page or process, and its getter is a native call in Node: read once. */
+EM_JS(double, polytel__js_wall_ms, (void),
+      { return (Module.ptTimeOrigin || (Module.ptTimeOrigin = performance.timeOrigin)) + performance.now(); })
 static uint64_t wall_ns(void) {
   return (uint64_t)(polytel__js_wall_ms() * 1e6);
 }

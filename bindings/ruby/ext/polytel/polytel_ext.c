@@ -323,9 +323,11 @@ static size_t pt_span_memsize(const void *p) {
 /*
  * A span's struct is recycled through a per-thread free list, so a span costs no malloc/free pair. Per
  * thread, so no lock (dfree runs in whichever Ruby thread sweeps, and Ractors run in parallel); bounded, and
- * emptied when the thread exits.
+ * emptied when the thread exits. The bound is a GC cycle's worth: a lazy sweep frees thousands of spans at
+ * once, and with room for 256 most of them went back to malloc (a sixth of a span's cost); 4096 structs are
+ * at most 512 KiB per thread that records spans.
  */
-#define PT_FREE_SPANS_MAX 256
+#define PT_FREE_SPANS_MAX 4096
 static __thread pt_span_t *pt_free_spans;
 static __thread unsigned pt_n_free_spans;
 static pthread_key_t pt_free_spans_key;
@@ -352,11 +354,15 @@ static void pt_span_free(void *p) {
   pt_n_free_spans++;
 }
 
-/* Nothing here frees a VALUE or raises: safe to free immediately, during sweep. */
+/*
+ * Nothing here frees a VALUE or raises: safe to free immediately, during sweep. Write-barrier protected
+ * (every VALUE stored into a pt_span_t after its allocation goes through RB_OBJ_WRITE): Ruby 3.1 allocates an
+ * unprotected object on its slow path, under the VM lock, which was a fifth of a span's cost.
+ */
 static const rb_data_type_t pt_span_type = {
     .wrap_struct_name = "Polytel::Span",
     .function = {.dmark = pt_span_mark, .dfree = pt_span_free, .dsize = pt_span_memsize},
-    .flags = RUBY_TYPED_FREE_IMMEDIATELY,
+    .flags = RUBY_TYPED_FREE_IMMEDIATELY | RUBY_TYPED_WB_PROTECTED,
 };
 
 /*
@@ -526,7 +532,7 @@ static VALUE pt_context_new(const pt_span_t *from) {
   pt_span_t *c;
   VALUE obj = pt_span_new(pt_cSpanContext, PT_SPAN_ENDED, &c);
   c->ctx = from->ctx;
-  c->tracestate = from->tracestate;
+  RB_OBJ_WRITE(obj, &c->tracestate, from->tracestate);
   return obj;
 }
 
@@ -727,8 +733,8 @@ static VALUE pt_stacktrace(VALUE err, VALUE type, VALUE msg) {
   return pt_cstr_value(out);
 }
 
-static void pt_push_event(pt_span_t *sp, VALUE ev) {
-  if (NIL_P(sp->events)) sp->events = rb_ary_new();
+static void pt_push_event(VALUE self, pt_span_t *sp, VALUE ev) {
+  if (NIL_P(sp->events)) RB_OBJ_WRITE(self, &sp->events, rb_ary_new());
   rb_ary_push(sp->events, ev);
 }
 
@@ -786,7 +792,7 @@ PT_LONGJMP_FRAME static VALUE pt_span_add_event(int argc, VALUE *argv, VALUE sel
   VALUE attrs = pt_event_attrs(opts, &t);
   VALUE ev = rb_ary_new_from_args(6, rb_str_new_frozen(name), ULL2NUM(t ? t : polytel_now_ns()), attrs, Qnil,
                                   Qnil, Qnil);
-  pt_push_event(sp, ev);
+  pt_push_event(self, sp, ev);
   return self;
 }
 
@@ -809,7 +815,7 @@ PT_LONGJMP_FRAME static VALUE pt_span_record_exception(int argc, VALUE *argv, VA
   VALUE msg = pt_cstr_value(pt_safe_to_s(rb_funcall(err, pt_id_message, 0)));
   VALUE trace = pt_stacktrace(err, type, msg);
   VALUE ev = rb_ary_new_from_args(6, Qnil, ULL2NUM(t ? t : polytel_now_ns()), attrs, type, msg, trace);
-  pt_push_event(sp, ev);
+  pt_push_event(self, sp, ev);
   return self;
 }
 
@@ -897,15 +903,15 @@ static void pt_span_args(VALUE opts, pt_span_args_t *a) {
 }
 
 /* The scope keyword as the span keeps it (frozen, NUL-free Strings). */
-static void pt_span_set_scope(pt_span_t *sp, VALUE sc) {
+static void pt_span_set_scope(VALUE obj, pt_span_t *sp, VALUE sc) {
   if (sc == Qundef || NIL_P(sc)) return;
   VALUE name = sc, version = Qnil;
   if (RB_TYPE_P(sc, T_ARRAY)) {
     name = RARRAY_AREF(sc, 0);
     version = RARRAY_AREF(sc, 1);
   }
-  sp->scope = rb_str_new_frozen(pt_name_value(name));
-  if (!NIL_P(version)) sp->scope_version = rb_str_new_frozen(pt_cstr_value(version));
+  RB_OBJ_WRITE(obj, &sp->scope, rb_str_new_frozen(pt_name_value(name)));
+  if (!NIL_P(version)) RB_OBJ_WRITE(obj, &sp->scope_version, rb_str_new_frozen(pt_cstr_value(version)));
 }
 
 typedef struct {
@@ -1119,7 +1125,10 @@ static VALUE pt_span_yield(VALUE obj) {
 PT_LONGJMP_FRAME static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   (void)self;
   VALUE name, opts = Qnil;
-  rb_scan_args(argc, argv, "1:", &name, &opts);
+  if (argc == 1 && !rb_keyword_given_p()) /* Polytel.span(name) { }: nothing to scan */
+    name = argv[0];
+  else
+    rb_scan_args(argc, argv, "1:", &name, &opts);
   rb_need_block();
   name = pt_name_value(name);
   pt_span_args_t args;
@@ -1138,11 +1147,11 @@ PT_LONGJMP_FRAME static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   pt_span_t *sp;
   VALUE obj = pt_span_new(pt_cSpan, PT_SPAN_OPEN, &sp);
   polytel_span_start(parent ? &parent->ctx : NULL, &sp->ctx);
-  if (parent) sp->tracestate = parent->tracestate; /* W3C: a child carries its parent's tracestate */
+  if (parent) RB_OBJ_WRITE(obj, &sp->tracestate, parent->tracestate); /* W3C: a child carries its parent's */
   if (args.any) {
     sp->kind = args.kind;
-    pt_span_set_scope(sp, args.scope);
-    if (args.links != Qundef) sp->links = args.links;
+    pt_span_set_scope(obj, sp, args.scope);
+    if (args.links != Qundef) RB_OBJ_WRITE(obj, &sp->links, args.links);
   }
 
   long depth = st->depth;
@@ -1315,7 +1324,7 @@ static VALUE pt_extract(VALUE self, VALUE carrier) {
   pt_span_t *sp;
   VALUE obj = pt_span_new(pt_cSpanContext, PT_SPAN_ENDED, &sp);
   sp->ctx = ctx;
-  sp->tracestate = ts;
+  RB_OBJ_WRITE(obj, &sp->tracestate, ts);
   RB_GC_GUARD(tp);
   return rb_obj_freeze(obj);
 }
