@@ -15,6 +15,7 @@
 /* Python spans are async spans (explicit ids): the parent comes from a ContextVar, not the thread. */
 
 #define ATTR_STACK 16
+#define SPAN_FREE_MAX 16
 
 /* Bumped in the fork child, so a span entered before fork is never recorded (again) by the child. */
 static uint64_t fork_generation;
@@ -37,13 +38,16 @@ typedef struct {
   /* Header names and the keyword arguments polytel.span() takes for itself (the rest are attributes). */
   PyObject *s_traceparent, *s_tracestate, *s_baggage, *s_get, *s_parent, *s_kind, *s_links, *s_attributes,
       *s_scope, *s_timestamp_ns, *s_carrier, *s_context, *s__scope, *s_empty;
+  /* Span objects' memory, recycled (under the GIL): a `with polytel.span()` costs no malloc/free pair. */
+  struct SpanObject *free_spans[SPAN_FREE_MAX];
+  int n_free_spans;
 } module_state;
 
 static inline module_state *get_state(PyObject *module) {
   return (module_state *)PyModule_GetState(module);
 }
 
-typedef struct {
+typedef struct SpanObject {
   PyObject_HEAD PyObject *name; /* str */
   PyObject *attrs;              /* dict or NULL */
   PyObject *token;              /* ContextVar token while entered */
@@ -751,8 +755,13 @@ static int kind_of(PyObject *v) {
 }
 
 static PyObject *span_new_obj(module_state *st, PyObject *module, PyObject *name, PyObject *attrs) {
-  SpanObject *sp = PyObject_New(SpanObject, st->span_type);
-  if (!sp) return NULL;
+  SpanObject *sp;
+  if (st->n_free_spans) {
+    sp = st->free_spans[--st->n_free_spans];
+    (void)PyObject_Init((PyObject *)sp, st->span_type);
+  } else if (!(sp = PyObject_New(SpanObject, st->span_type))) {
+    return NULL;
+  }
   Py_INCREF(name);
   sp->name = name;
   sp->attrs = attrs; /* stolen */
@@ -898,8 +907,13 @@ static void span_dealloc(SpanObject *sp) {
   Py_XDECREF(sp->scope_version);
   Py_XDECREF(sp->tracestate);
   Py_XDECREF(sp->bg_token);
-  Py_XDECREF(sp->module);
-  PyObject_Free(sp);
+  PyObject *module = sp->module;
+  module_state *st = module ? get_state(module) : NULL;
+  if (st && tp == st->span_type && st->n_free_spans < SPAN_FREE_MAX)
+    st->free_spans[st->n_free_spans++] = sp; /* freed by module_clear if never reused */
+  else
+    PyObject_Free(sp);
+  Py_XDECREF(module);
   Py_DECREF(tp);
 }
 
@@ -2488,6 +2502,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
 
 static int module_clear(PyObject *m) {
   module_state *st = get_state(m);
+  while (st->n_free_spans) PyObject_Free(st->free_spans[--st->n_free_spans]);
   Py_CLEAR(st->span_type);
   Py_CLEAR(st->ctx_type);
   Py_CLEAR(st->current);

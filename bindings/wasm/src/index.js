@@ -1352,6 +1352,28 @@ class Polytel extends Logger {
   /** Records the whole span at once: ptw_span_finish (polytel_span_finish_ex) with kind, scope, events, links. */
   _finishSpan(span, status, message, endNs) {
     const core = this._core;
+    if (!span._events && !span._links && !span._scope && !span._tracestate) {
+      // The plain span (name, status, attributes): no event, link, scope or tracestate arrays to lay out.
+      const entries = Core.attrEntries(span._attrs);
+      core.reserve(core.layout.ctx + 64 + (span.name.length + (message ? message.length : 0)) * 3 + core.attrBytes(entries));
+      const cp = (core.arenaPtr + 7) & ~7;
+      core.heap().set(span._ctx, cp);
+      const np = cp + core.layout.ctx;
+      let off = np + core.putString(np, span.name) + 1;
+      let mp = 0;
+      if (message) {
+        mp = off;
+        off += core.putString(off, message) + 1;
+      }
+      let ap = 0;
+      let n = 0;
+      if (entries) {
+        [ap, off] = core.putAttrs(off, entries);
+        n = entries.length / 2;
+      }
+      core.M._ptw_span_finish(cp, np, status, mp, ap, n, span._kind, 0, 0, 0, 0, 0, 0, 0, endNs || 0);
+      return;
+    }
     const L = core.span;
     const S = core.layout.size;
     const entries = Core.attrEntries(span._attrs);
@@ -1477,6 +1499,8 @@ class Polytel extends Logger {
       throw e;
     }
     if (result !== null && (typeof result === 'object' || typeof result === 'function') && typeof result.then === 'function') {
+      // A .then pair, not an async function: with AsyncLocalStorage on (Node 20's promise hooks), an await
+      // adds a throwaway promise, every promise running the hooks' JavaScript.
       return result.then(
         (v) => {
           span._end(STATUS_UNSET);

@@ -326,9 +326,11 @@ static size_t pt_span_memsize(const void *p) {
 /*
  * A span's struct is recycled through a per-thread free list, so a span costs no malloc/free pair. Per
  * thread, so no lock (dfree runs in whichever Ruby thread sweeps, and Ractors run in parallel); bounded, and
- * emptied when the thread exits.
+ * emptied when the thread exits. The bound is a GC cycle's worth: a lazy sweep frees thousands of spans at
+ * once, and with room for 256 most of them went back to malloc (a sixth of a span's cost); 4096 structs are
+ * at most 512 KiB per thread that records spans.
  */
-#define PT_FREE_SPANS_MAX 256
+#define PT_FREE_SPANS_MAX 4096
 static __thread pt_span_t *pt_free_spans;
 static __thread unsigned pt_n_free_spans;
 static pthread_key_t pt_free_spans_key;
@@ -355,11 +357,15 @@ static void pt_span_free(void *p) {
   pt_n_free_spans++;
 }
 
-/* Nothing here frees a VALUE or raises: safe to free immediately, during sweep. */
+/*
+ * Nothing here frees a VALUE or raises: safe to free immediately, during sweep. Write-barrier protected
+ * (every VALUE stored into a pt_span_t after its allocation goes through RB_OBJ_WRITE): Ruby 3.1 allocates an
+ * unprotected object on its slow path, under the VM lock, which was a fifth of a span's cost.
+ */
 static const rb_data_type_t pt_span_type = {
     .wrap_struct_name = "Polytel::Span",
     .function = {.dmark = pt_span_mark, .dfree = pt_span_free, .dsize = pt_span_memsize},
-    .flags = RUBY_TYPED_FREE_IMMEDIATELY,
+    .flags = RUBY_TYPED_FREE_IMMEDIATELY | RUBY_TYPED_WB_PROTECTED,
 };
 
 /*
@@ -530,8 +536,8 @@ static VALUE pt_context_new(const pt_span_t *from) {
   pt_span_t *c;
   VALUE obj = pt_span_new(pt_cSpanContext, PT_SPAN_ENDED, &c);
   c->ctx = from->ctx;
-  c->tracestate = from->tracestate;
-  c->baggage = from->baggage;
+  RB_OBJ_WRITE(obj, &c->tracestate, from->tracestate);
+  RB_OBJ_WRITE(obj, &c->baggage, from->baggage);
   return obj;
 }
 
@@ -628,30 +634,14 @@ PT_LONGJMP_FRAME static VALUE pt_log_level(int argc, VALUE *argv, polytel_level_
   return Qnil;
 }
 
-static VALUE pt_trace(int argc, VALUE *argv, VALUE self) {
-  (void)self;
-  return pt_log_level(argc, argv, POLYTEL_LEVEL_TRACE);
-}
-static VALUE pt_debug(int argc, VALUE *argv, VALUE self) {
-  (void)self;
-  return pt_log_level(argc, argv, POLYTEL_LEVEL_DEBUG);
-}
-static VALUE pt_info(int argc, VALUE *argv, VALUE self) {
-  (void)self;
-  return pt_log_level(argc, argv, POLYTEL_LEVEL_INFO);
-}
-static VALUE pt_warn(int argc, VALUE *argv, VALUE self) {
-  (void)self;
-  return pt_log_level(argc, argv, POLYTEL_LEVEL_WARN);
-}
-static VALUE pt_error(int argc, VALUE *argv, VALUE self) {
-  (void)self;
-  return pt_log_level(argc, argv, POLYTEL_LEVEL_ERROR);
-}
-static VALUE pt_fatal(int argc, VALUE *argv, VALUE self) {
-  (void)self;
-  return pt_log_level(argc, argv, POLYTEL_LEVEL_FATAL);
-}
+/* One function per level of the core's table: Polytel.trace, debug, info, warn, error, fatal. */
+#define PT_LEVEL_FN(name, value, text)                              \
+  static VALUE pt_level_##name(int argc, VALUE *argv, VALUE self) { \
+    (void)self;                                                     \
+    return pt_log_level(argc, argv, POLYTEL_LEVEL_##name);          \
+  }
+POLYTEL_LEVEL_MAP(PT_LEVEL_FN)
+#undef PT_LEVEL_FN
 
 /* An Integer (an OTel severity number, 1..24) or :trace/:debug/:info/:warn/:warning/:error/:fatal. */
 static polytel_level_t pt_level_arg(VALUE v) {
@@ -669,28 +659,29 @@ static polytel_level_t pt_level_arg(VALUE v) {
   return POLYTEL_LEVEL_OFF;
 }
 
+/* Logs msg with attrs at `level` (pt_level_arg) under `target` when that level is on; whether it was. */
+PT_LONGJMP_FRAME static int pt_log_at(VALUE level, VALUE target, VALUE msg, VALUE attrs) {
+  polytel_level_t lvl = pt_level_arg(level);
+  if (!polytel_level_enabled(lvl)) return 0;
+  VALUE t = pt_name_value(target);
+  pt_emit_log(lvl, RSTRING_PTR(t), msg, attrs);
+  RB_GC_GUARD(t);
+  return 1;
+}
+
 /* Polytel.log(level, target, msg, **attrs): any level, any target (the OTLP scope name). */
 PT_LONGJMP_FRAME static VALUE pt_log(int argc, VALUE *argv, VALUE self) {
   (void)self;
   VALUE level, target, msg, opts = Qnil;
   rb_scan_args(argc, argv, "3:", &level, &target, &msg, &opts);
-  polytel_level_t lvl = pt_level_arg(level);
-  if (!polytel_level_enabled(lvl)) return Qnil;
-  VALUE t = pt_name_value(target);
-  pt_emit_log(lvl, RSTRING_PTR(t), msg, opts);
-  RB_GC_GUARD(t);
+  pt_log_at(level, target, msg, opts);
   return Qnil;
 }
 
 /* Polytel._log(level, target, msg, attrs_or_nil): Polytel::Logger's bridge, positional (no kwargs hash). */
 static VALUE pt_log_raw(VALUE self, VALUE level, VALUE target, VALUE msg, VALUE attrs) {
   (void)self;
-  polytel_level_t lvl = pt_level_arg(level);
-  if (!polytel_level_enabled(lvl)) return Qfalse;
-  VALUE t = pt_name_value(target);
-  pt_emit_log(lvl, RSTRING_PTR(t), msg, attrs);
-  RB_GC_GUARD(t);
-  return Qtrue;
+  return pt_log_at(level, target, msg, attrs) ? Qtrue : Qfalse;
 }
 
 static VALUE pt_level_enabled_p(VALUE self, VALUE level) {
@@ -732,8 +723,8 @@ static VALUE pt_stacktrace(VALUE err, VALUE type, VALUE msg) {
   return pt_cstr_value(out);
 }
 
-static void pt_push_event(pt_span_t *sp, VALUE ev) {
-  if (NIL_P(sp->events)) sp->events = rb_ary_new();
+static void pt_push_event(VALUE self, pt_span_t *sp, VALUE ev) {
+  if (NIL_P(sp->events)) RB_OBJ_WRITE(self, &sp->events, rb_ary_new());
   rb_ary_push(sp->events, ev);
 }
 
@@ -791,7 +782,7 @@ PT_LONGJMP_FRAME static VALUE pt_span_add_event(int argc, VALUE *argv, VALUE sel
   VALUE attrs = pt_event_attrs(opts, &t);
   VALUE ev = rb_ary_new_from_args(6, rb_str_new_frozen(name), ULL2NUM(t ? t : polytel_now_ns()), attrs, Qnil,
                                   Qnil, Qnil);
-  pt_push_event(sp, ev);
+  pt_push_event(self, sp, ev);
   return self;
 }
 
@@ -814,7 +805,7 @@ PT_LONGJMP_FRAME static VALUE pt_span_record_exception(int argc, VALUE *argv, VA
   VALUE msg = pt_cstr_value(pt_safe_to_s(rb_funcall(err, pt_id_message, 0)));
   VALUE trace = pt_stacktrace(err, type, msg);
   VALUE ev = rb_ary_new_from_args(6, Qnil, ULL2NUM(t ? t : polytel_now_ns()), attrs, type, msg, trace);
-  pt_push_event(sp, ev);
+  pt_push_event(self, sp, ev);
   return self;
 }
 
@@ -902,15 +893,15 @@ static void pt_span_args(VALUE opts, pt_span_args_t *a) {
 }
 
 /* The scope keyword as the span keeps it (frozen, NUL-free Strings). */
-static void pt_span_set_scope(pt_span_t *sp, VALUE sc) {
+static void pt_span_set_scope(VALUE obj, pt_span_t *sp, VALUE sc) {
   if (sc == Qundef || NIL_P(sc)) return;
   VALUE name = sc, version = Qnil;
   if (RB_TYPE_P(sc, T_ARRAY)) {
     name = RARRAY_AREF(sc, 0);
     version = RARRAY_AREF(sc, 1);
   }
-  sp->scope = rb_str_new_frozen(pt_name_value(name));
-  if (!NIL_P(version)) sp->scope_version = rb_str_new_frozen(pt_cstr_value(version));
+  RB_OBJ_WRITE(obj, &sp->scope, rb_str_new_frozen(pt_name_value(name)));
+  if (!NIL_P(version)) RB_OBJ_WRITE(obj, &sp->scope_version, rb_str_new_frozen(pt_cstr_value(version)));
 }
 
 typedef struct {
@@ -1124,7 +1115,10 @@ static VALUE pt_span_yield(VALUE obj) {
 PT_LONGJMP_FRAME static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   (void)self;
   VALUE name, opts = Qnil;
-  rb_scan_args(argc, argv, "1:", &name, &opts);
+  if (argc == 1 && !rb_keyword_given_p()) /* Polytel.span(name) { }: nothing to scan */
+    name = argv[0];
+  else
+    rb_scan_args(argc, argv, "1:", &name, &opts);
   rb_need_block();
   name = pt_name_value(name);
   pt_span_args_t args;
@@ -1144,13 +1138,13 @@ PT_LONGJMP_FRAME static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   VALUE obj = pt_span_new(pt_cSpan, PT_SPAN_OPEN, &sp);
   polytel_span_start(parent ? &parent->ctx : NULL, &sp->ctx);
   if (parent) { /* W3C: a child carries its parent's tracestate, and its baggage */
-    sp->tracestate = parent->tracestate;
-    sp->baggage = parent->baggage;
+    RB_OBJ_WRITE(obj, &sp->tracestate, parent->tracestate);
+    RB_OBJ_WRITE(obj, &sp->baggage, parent->baggage);
   }
   if (args.any) {
     sp->kind = args.kind;
-    pt_span_set_scope(sp, args.scope);
-    if (args.links != Qundef) sp->links = args.links;
+    pt_span_set_scope(obj, sp, args.scope);
+    if (args.links != Qundef) RB_OBJ_WRITE(obj, &sp->links, args.links);
   }
 
   long depth = st->depth;
@@ -1382,8 +1376,8 @@ static VALUE pt_extract(VALUE self, VALUE carrier) {
   pt_span_t *sp;
   VALUE obj = pt_span_new(pt_cSpanContext, PT_SPAN_ENDED, &sp);
   sp->ctx = ctx;
-  sp->tracestate = ts;
-  sp->baggage = bag;
+  RB_OBJ_WRITE(obj, &sp->tracestate, ts);
+  RB_OBJ_WRITE(obj, &sp->baggage, bag);
   RB_GC_GUARD(tp);
   return rb_obj_freeze(obj);
 }
@@ -1449,9 +1443,9 @@ PT_LONGJMP_FRAME static VALUE pt_with_baggage(VALUE self, VALUE entries) {
   VALUE ctx = pt_span_new(pt_cSpanContext, PT_SPAN_ENDED, &c);
   if (cur) {
     c->ctx = cur->ctx;
-    c->tracestate = cur->tracestate;
+    RB_OBJ_WRITE(ctx, &c->tracestate, cur->tracestate);
   }
-  c->baggage = RHASH_SIZE(bag) ? rb_hash_freeze(bag) : Qnil;
+  RB_OBJ_WRITE(ctx, &c->baggage, RHASH_SIZE(bag) ? rb_hash_freeze(bag) : Qnil);
   rb_obj_freeze(ctx);
   RB_GC_GUARD(holder);
   return pt_with_span(self, ctx);
@@ -1886,12 +1880,9 @@ void Init_polytel_ext(void) {
 #undef PT_LEVEL
   rb_define_const(pt_mPolytel, "LEVELS", rb_obj_freeze(levels));
 
-  rb_define_module_function(pt_mPolytel, "trace", pt_trace, -1);
-  rb_define_module_function(pt_mPolytel, "debug", pt_debug, -1);
-  rb_define_module_function(pt_mPolytel, "info", pt_info, -1);
-  rb_define_module_function(pt_mPolytel, "warn", pt_warn, -1);
-  rb_define_module_function(pt_mPolytel, "error", pt_error, -1);
-  rb_define_module_function(pt_mPolytel, "fatal", pt_fatal, -1);
+#define PT_LEVEL_DEF(name, value, text) rb_define_module_function(pt_mPolytel, text, pt_level_##name, -1);
+  POLYTEL_LEVEL_MAP(PT_LEVEL_DEF)
+#undef PT_LEVEL_DEF
   rb_define_module_function(pt_mPolytel, "log", pt_log, -1);
   rb_define_module_function(pt_mPolytel, "span", pt_span, -1);
   rb_define_module_function(pt_mPolytel, "current_span", pt_current_span, 0);
