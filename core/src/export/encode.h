@@ -30,19 +30,25 @@ int polytel__buf_reserve(polytel__buf_t *b, size_t n);
 size_t polytel__utf8_step(const uint8_t *s, size_t n, size_t *bad);
 
 /*
- * Records grouped by a key (logs: target; spans: scope), groups in order of first appearance, records in
- * order within a group (encode_pb.c; both encoders use it). One allocation; free with polytel__groups_free.
+ * A batch of logs or spans grouped by scope (logs: their target, no version; spans: polytel__span_scope),
+ * groups in order of first appearance, records in order within a group (encode.c). Both encoders walk the
+ * same grouping, so a batch comes out grouped alike in protobuf and JSON. One allocation; free with
+ * polytel__groups_free.
  */
+typedef enum { POLYTEL__SCOPED_LOGS, POLYTEL__SCOPED_SPANS } polytel__scoped_t;
 typedef struct polytel__groups_s {
+  polytel__scoped_t kind;
+  const void *recs; /* polytel__log_rec_t or polytel__span_rec_t, by kind */
   uint32_t n_groups;
   uint32_t *first, *last; /* per group */
   uint32_t *next, *prev;  /* per record, UINT32_MAX ends */
 } polytel__groups_t;
-typedef int (*polytel__same_fn)(const void *recs, uint32_t a, uint32_t b);
-int polytel__groups_build(polytel__groups_t *g, const void *recs, size_t n, polytel__same_fn same);
+/* 0, or -1 when out of memory (or n does not fit the indexes). */
+int polytel__groups_build(polytel__groups_t *g, polytel__scoped_t kind, const void *recs, size_t n);
 void polytel__groups_free(polytel__groups_t *g);
-int polytel__same_log_scope(const void *recs, uint32_t a, uint32_t b);
-int polytel__same_span_scope(const void *recs, uint32_t a, uint32_t b);
+/* Group k's scope as exported: name and version (version "" for logs). */
+void polytel__groups_scope(const polytel__groups_t *g, uint32_t k, const char **name, size_t *name_len,
+                           const char **version, size_t *version_len);
 
 /* A span's scope as exported: its own, or POLYTEL__SCOPE_NAME with the library's version. */
 static inline void polytel__span_scope(const polytel__span_rec_t *s, const char **name, size_t *name_len,
