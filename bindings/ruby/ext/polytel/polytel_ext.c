@@ -623,30 +623,14 @@ PT_LONGJMP_FRAME static VALUE pt_log_level(int argc, VALUE *argv, polytel_level_
   return Qnil;
 }
 
-static VALUE pt_trace(int argc, VALUE *argv, VALUE self) {
-  (void)self;
-  return pt_log_level(argc, argv, POLYTEL_LEVEL_TRACE);
-}
-static VALUE pt_debug(int argc, VALUE *argv, VALUE self) {
-  (void)self;
-  return pt_log_level(argc, argv, POLYTEL_LEVEL_DEBUG);
-}
-static VALUE pt_info(int argc, VALUE *argv, VALUE self) {
-  (void)self;
-  return pt_log_level(argc, argv, POLYTEL_LEVEL_INFO);
-}
-static VALUE pt_warn(int argc, VALUE *argv, VALUE self) {
-  (void)self;
-  return pt_log_level(argc, argv, POLYTEL_LEVEL_WARN);
-}
-static VALUE pt_error(int argc, VALUE *argv, VALUE self) {
-  (void)self;
-  return pt_log_level(argc, argv, POLYTEL_LEVEL_ERROR);
-}
-static VALUE pt_fatal(int argc, VALUE *argv, VALUE self) {
-  (void)self;
-  return pt_log_level(argc, argv, POLYTEL_LEVEL_FATAL);
-}
+/* One function per level of the core's table: Polytel.trace, debug, info, warn, error, fatal. */
+#define PT_LEVEL_FN(name, value, text)                              \
+  static VALUE pt_level_##name(int argc, VALUE *argv, VALUE self) { \
+    (void)self;                                                     \
+    return pt_log_level(argc, argv, POLYTEL_LEVEL_##name);          \
+  }
+POLYTEL_LEVEL_MAP(PT_LEVEL_FN)
+#undef PT_LEVEL_FN
 
 /* An Integer (an OTel severity number, 1..24) or :trace/:debug/:info/:warn/:warning/:error/:fatal. */
 static polytel_level_t pt_level_arg(VALUE v) {
@@ -664,28 +648,29 @@ static polytel_level_t pt_level_arg(VALUE v) {
   return POLYTEL_LEVEL_OFF;
 }
 
+/* Logs msg with attrs at `level` (pt_level_arg) under `target` when that level is on; whether it was. */
+PT_LONGJMP_FRAME static int pt_log_at(VALUE level, VALUE target, VALUE msg, VALUE attrs) {
+  polytel_level_t lvl = pt_level_arg(level);
+  if (!polytel_level_enabled(lvl)) return 0;
+  VALUE t = pt_name_value(target);
+  pt_emit_log(lvl, RSTRING_PTR(t), msg, attrs);
+  RB_GC_GUARD(t);
+  return 1;
+}
+
 /* Polytel.log(level, target, msg, **attrs): any level, any target (the OTLP scope name). */
 PT_LONGJMP_FRAME static VALUE pt_log(int argc, VALUE *argv, VALUE self) {
   (void)self;
   VALUE level, target, msg, opts = Qnil;
   rb_scan_args(argc, argv, "3:", &level, &target, &msg, &opts);
-  polytel_level_t lvl = pt_level_arg(level);
-  if (!polytel_level_enabled(lvl)) return Qnil;
-  VALUE t = pt_name_value(target);
-  pt_emit_log(lvl, RSTRING_PTR(t), msg, opts);
-  RB_GC_GUARD(t);
+  pt_log_at(level, target, msg, opts);
   return Qnil;
 }
 
 /* Polytel._log(level, target, msg, attrs_or_nil): Polytel::Logger's bridge, positional (no kwargs hash). */
 static VALUE pt_log_raw(VALUE self, VALUE level, VALUE target, VALUE msg, VALUE attrs) {
   (void)self;
-  polytel_level_t lvl = pt_level_arg(level);
-  if (!polytel_level_enabled(lvl)) return Qfalse;
-  VALUE t = pt_name_value(target);
-  pt_emit_log(lvl, RSTRING_PTR(t), msg, attrs);
-  RB_GC_GUARD(t);
-  return Qtrue;
+  return pt_log_at(level, target, msg, attrs) ? Qtrue : Qfalse;
 }
 
 static VALUE pt_level_enabled_p(VALUE self, VALUE level) {
@@ -1745,12 +1730,9 @@ void Init_polytel_ext(void) {
 #undef PT_LEVEL
   rb_define_const(pt_mPolytel, "LEVELS", rb_obj_freeze(levels));
 
-  rb_define_module_function(pt_mPolytel, "trace", pt_trace, -1);
-  rb_define_module_function(pt_mPolytel, "debug", pt_debug, -1);
-  rb_define_module_function(pt_mPolytel, "info", pt_info, -1);
-  rb_define_module_function(pt_mPolytel, "warn", pt_warn, -1);
-  rb_define_module_function(pt_mPolytel, "error", pt_error, -1);
-  rb_define_module_function(pt_mPolytel, "fatal", pt_fatal, -1);
+#define PT_LEVEL_DEF(name, value, text) rb_define_module_function(pt_mPolytel, text, pt_level_##name, -1);
+  POLYTEL_LEVEL_MAP(PT_LEVEL_DEF)
+#undef PT_LEVEL_DEF
   rb_define_module_function(pt_mPolytel, "log", pt_log, -1);
   rb_define_module_function(pt_mPolytel, "span", pt_span, -1);
   rb_define_module_function(pt_mPolytel, "current_span", pt_current_span, 0);
