@@ -13,14 +13,7 @@ int polytel__buf_reserve(polytel__buf_t *b, size_t n) {
   if (b->cap - b->len >= n) return 0;
   size_t need = b->len + n;
   if (need < b->len) goto oom;
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap < need) {
-    if (cap > SIZE_MAX / 2) {
-      cap = need;
-      break;
-    }
-    cap *= 2;
-  }
+  size_t cap = polytel__buf_grown_cap(b->cap, need);
   uint8_t *d = realloc(b->data, cap);
   if (!d) goto oom;
   b->data = d;

@@ -20,6 +20,16 @@ void polytel__buf_reset(polytel__buf_t *b); /* len = 0, keeps memory */
 void polytel__buf_append(polytel__buf_t *b, const void *p, size_t n);
 /* Make room for n more bytes (geometric growth). 0, or -1 with oom set. */
 int polytel__buf_reserve(polytel__buf_t *b, size_t n);
+/* The capacity a buffer of `cap` grows to for `need` bytes: doubled (from 256) until it is enough. Shared by
+ * polytel__buf_reserve and the protobuf encoder's back-to-front writer, which grows its buffer itself. */
+static inline size_t polytel__buf_grown_cap(size_t cap, size_t need) {
+  if (!cap) cap = 256;
+  while (cap < need) {
+    if (cap > SIZE_MAX / 2) return need;
+    cap *= 2;
+  }
+  return cap;
+}
 
 /*
  * UTF-8 scanning shared by the encoders (OTLP strings must be valid UTF-8).

@@ -67,14 +67,7 @@ static int rw_grow(rw_t *w, size_t n) {
   size_t written = rw_pos(w);
   size_t need = w->base + written + n;
   if (need < n) goto oom;
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap < need) {
-    if (cap > SIZE_MAX / 2) {
-      cap = need;
-      break;
-    }
-    cap *= 2;
-  }
+  size_t cap = polytel__buf_grown_cap(b->cap, need);
   /* Not realloc: that would also copy the unused gap in the middle. */
   uint8_t *d = malloc(cap);
   if (!d) goto oom;
