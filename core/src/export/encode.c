@@ -192,24 +192,24 @@ static int finish(polytel__buf_t *out, size_t len0, int rc) {
   return 0;
 }
 
-int polytel__encode_logs(polytel__buf_t *out, polytel__format_t fmt, const polytel__resource_t *res,
-                         const polytel__log_rec_t *recs, size_t n) {
+static int encode_scoped(polytel__buf_t *out, polytel__format_t fmt, const polytel__resource_t *res,
+                         polytel__scoped_t kind, const void *recs, size_t n) {
   if (!out || (n && !recs)) return POLYTEL_EINVAL;
   if (out->oom) return POLYTEL_ENOMEM;
   size_t len0 = out->len;
-  int rc =
-      fmt == POLYTEL__FMT_JSON ? polytel__json_logs(out, res, recs, n) : polytel__pb_logs(out, res, recs, n);
+  int rc = fmt == POLYTEL__FMT_JSON ? polytel__json_scoped(out, res, kind, recs, n)
+                                    : polytel__pb_scoped(out, res, kind, recs, n);
   return finish(out, len0, rc);
+}
+
+int polytel__encode_logs(polytel__buf_t *out, polytel__format_t fmt, const polytel__resource_t *res,
+                         const polytel__log_rec_t *recs, size_t n) {
+  return encode_scoped(out, fmt, res, POLYTEL__SCOPED_LOGS, recs, n);
 }
 
 int polytel__encode_spans(polytel__buf_t *out, polytel__format_t fmt, const polytel__resource_t *res,
                           const polytel__span_rec_t *recs, size_t n) {
-  if (!out || (n && !recs)) return POLYTEL_EINVAL;
-  if (out->oom) return POLYTEL_ENOMEM;
-  size_t len0 = out->len;
-  int rc = fmt == POLYTEL__FMT_JSON ? polytel__json_spans(out, res, recs, n)
-                                    : polytel__pb_spans(out, res, recs, n);
-  return finish(out, len0, rc);
+  return encode_scoped(out, fmt, res, POLYTEL__SCOPED_SPANS, recs, n);
 }
 
 int polytel__encode_metrics(polytel__buf_t *out, polytel__format_t fmt, const polytel__resource_t *res,

@@ -98,18 +98,14 @@ int polytel__encode_metrics(polytel__buf_t *out, polytel__format_t fmt, const po
 /*
  * The two formats behind polytel__encode_* (encode.c dispatches and restores `out` on failure): the
  * protobuf encoders (encode_pb.c) and the JSON ones (encode_json.c). Each appends one request; 0 or
- * POLYTEL_ENOMEM.
+ * POLYTEL_ENOMEM. Logs and spans go through one writer per format (recs by kind, polytel__groups_t).
  */
-int polytel__pb_logs(polytel__buf_t *out, const polytel__resource_t *res, const polytel__log_rec_t *recs,
-                     size_t n);
-int polytel__pb_spans(polytel__buf_t *out, const polytel__resource_t *res, const polytel__span_rec_t *recs,
-                      size_t n);
+int polytel__pb_scoped(polytel__buf_t *out, const polytel__resource_t *res, polytel__scoped_t kind,
+                       const void *recs, size_t n);
 int polytel__pb_metrics(polytel__buf_t *out, const polytel__resource_t *res,
                         const polytel__metric_rec_t *recs, size_t n);
-int polytel__json_logs(polytel__buf_t *out, const polytel__resource_t *res, const polytel__log_rec_t *recs,
-                       size_t n);
-int polytel__json_spans(polytel__buf_t *out, const polytel__resource_t *res, const polytel__span_rec_t *recs,
-                        size_t n);
+int polytel__json_scoped(polytel__buf_t *out, const polytel__resource_t *res, polytel__scoped_t kind,
+                         const void *recs, size_t n);
 int polytel__json_metrics(polytel__buf_t *out, const polytel__resource_t *res,
                           const polytel__metric_rec_t *recs, size_t n);
 

@@ -478,8 +478,8 @@ static int j_log(jb_t *b, const polytel__log_rec_t *r) {
 /* ------------------------------------------------------- logs and spans by scope */
 
 /* The one writer of both requests, over the grouping the protobuf encoder walks too. */
-static int j_scoped(polytel__buf_t *out, const polytel__resource_t *res, polytel__scoped_t kind,
-                    const void *recs, size_t n) {
+int polytel__json_scoped(polytel__buf_t *out, const polytel__resource_t *res, polytel__scoped_t kind,
+                         const void *recs, size_t n) {
   int spans = kind == POLYTEL__SCOPED_SPANS;
   polytel__groups_t g;
   if (polytel__groups_build(&g, kind, recs, n)) return POLYTEL_ENOMEM;
@@ -506,16 +506,6 @@ static int j_scoped(polytel__buf_t *out, const polytel__resource_t *res, polytel
 done:
   polytel__groups_free(&g);
   return rc;
-}
-
-int polytel__json_spans(polytel__buf_t *out, const polytel__resource_t *res, const polytel__span_rec_t *recs,
-                        size_t n) {
-  return j_scoped(out, res, POLYTEL__SCOPED_SPANS, recs, n);
-}
-
-int polytel__json_logs(polytel__buf_t *out, const polytel__resource_t *res, const polytel__log_rec_t *recs,
-                       size_t n) {
-  return j_scoped(out, res, POLYTEL__SCOPED_LOGS, recs, n);
 }
 
 /* ------------------------------------------------------------------- metrics */

@@ -448,8 +448,8 @@ static int w_scoped_rec(rw_t *w, const polytel__groups_t *g, uint32_t i) {
  * Export{Logs,Trace}ServiceRequest {resource_*=1: Resource* {resource=1, scope_*=2: Scope* {scope=1,
  * records=2}}}: logs and spans share every field number, so one writer serves both.
  */
-static int pb_scoped(polytel__buf_t *out, const polytel__resource_t *res, polytel__scoped_t kind,
-                     const void *recs, size_t n) {
+int polytel__pb_scoped(polytel__buf_t *out, const polytel__resource_t *res, polytel__scoped_t kind,
+                       const void *recs, size_t n) {
   polytel__groups_t g;
   if (polytel__groups_build(&g, kind, recs, n)) {
     out->oom = 1;
@@ -475,16 +475,6 @@ static int pb_scoped(polytel__buf_t *out, const polytel__resource_t *res, polyte
 done:
   polytel__groups_free(&g);
   return rc;
-}
-
-int polytel__pb_spans(polytel__buf_t *out, const polytel__resource_t *res, const polytel__span_rec_t *recs,
-                      size_t n) {
-  return pb_scoped(out, res, POLYTEL__SCOPED_SPANS, recs, n);
-}
-
-int polytel__pb_logs(polytel__buf_t *out, const polytel__resource_t *res, const polytel__log_rec_t *recs,
-                     size_t n) {
-  return pb_scoped(out, res, POLYTEL__SCOPED_LOGS, recs, n);
 }
 
 /* ------------------------------------------------------------------- metrics */
