@@ -572,6 +572,90 @@ static void test_logs_grouped_by_target(void **state) {
   polytel__buf_free(&b);
 }
 
+/* Three scopes interleaved (A B C A C B A): both encodings group them alike, from the one grouping in
+ * encode.c: scopes by first appearance, records in order within each. Spans: the default scope and one name
+ * at two versions (distinct scopes); logs: three targets. */
+static void test_scopes_interleaved_grouped_alike(void **state) {
+  (void)state;
+  static const int scope_of[7] = {0, 1, 2, 0, 2, 1, 0};
+  static const int want[3][4] = {{0, 3, 6, -1}, {1, 5, -1}, {2, 4, -1}}; /* record indexes per group */
+  const char *sname[3] = {"polytel", "lib.b", "lib.b"}, *sver[3] = {POLYTEL_VERSION_STRING, "1.0", "2.0"};
+  const char *target[3] = {"t.a", "t.b", "t.c"};
+  polytel__span_rec_t sp[7];
+  polytel__log_rec_t lg[7];
+  char names[7][3];
+  for (int i = 0; i < 7; i++) {
+    int k = scope_of[i];
+    snprintf(names[i], sizeof names[i], "s%d", i);
+    sp[i] = (polytel__span_rec_t){.name = names[i], .name_len = 2};
+    if (k) {
+      sp[i].scope_name = sname[k], sp[i].scope_name_len = (uint32_t)strlen(sname[k]);
+      sp[i].scope_version = sver[k], sp[i].scope_version_len = 3;
+    }
+    lg[i] = (polytel__log_rec_t){.time_ns = (uint64_t)i + 1, .target = target[k], .target_len = 3};
+  }
+  for (int kind = 0; kind < 2; kind++) { /* 0: spans, 1: logs */
+    polytel__buf_t pb = {0}, js = {0};
+    if (kind == 0) {
+      assert_int_equal(polytel__encode_spans(&pb, POLYTEL__FMT_PROTOBUF, NULL, sp, 7), 0);
+      assert_int_equal(polytel__encode_spans(&js, POLYTEL__FMT_JSON, NULL, sp, 7), 0);
+    } else {
+      assert_int_equal(polytel__encode_logs(&pb, POLYTEL__FMT_PROTOBUF, NULL, lg, 7), 0);
+      assert_int_equal(polytel__encode_logs(&js, POLYTEL__FMT_JSON, NULL, lg, 7), 0);
+    }
+    /* Protobuf: Resource* (1) > Scope* (2, one per group) > scope (1) {name 1, version 2}, records (2). */
+    pbf_t rs = pb_path(pb.data, pb.len, 1, (const int[]){1, 0});
+    assert_int_equal(pb_count(rs.sub, rs.sub_len, 2), 3);
+    /* JSON: the same table written out, compared whole. */
+    char exp[2048];
+    size_t e = (size_t)snprintf(exp, sizeof exp, "{\"%s\":[{\"resource\":{},\"%s\":[",
+                                kind ? "resourceLogs" : "resourceSpans", kind ? "scopeLogs" : "scopeSpans");
+    for (int g = 0; g < 3; g++) {
+      pbf_t ss, scope, f, rec;
+      assert_true(pb_get(rs.sub, rs.sub_len, 2, g, &ss));
+      assert_true(pb_get(ss.sub, ss.sub_len, 1, 0, &scope));
+      const char *nm = kind ? target[g] : sname[g], *ver = kind ? NULL : sver[g];
+      assert_true(pb_get(scope.sub, scope.sub_len, 1, 0, &f));
+      assert_int_equal(f.sub_len, strlen(nm));
+      assert_memory_equal(f.sub, nm, f.sub_len);
+      if (ver) {
+        assert_true(pb_get(scope.sub, scope.sub_len, 2, 0, &f));
+        assert_int_equal(f.sub_len, strlen(ver));
+        assert_memory_equal(f.sub, ver, f.sub_len);
+      } else {
+        assert_int_equal(pb_count(scope.sub, scope.sub_len, 2), 0);
+      }
+      e += (size_t)snprintf(exp + e, sizeof exp - e, "%s{\"scope\":{\"name\":\"%s\"", g ? "," : "", nm);
+      if (ver) e += (size_t)snprintf(exp + e, sizeof exp - e, ",\"version\":\"%s\"", ver);
+      e += (size_t)snprintf(exp + e, sizeof exp - e, "},\"%s\":[", kind ? "logRecords" : "spans");
+      int n = 0;
+      for (; want[g][n] >= 0; n++) {
+        int i = want[g][n];
+        assert_true(pb_get(ss.sub, ss.sub_len, 2, n, &rec));
+        if (kind) {
+          assert_true(pb_get(rec.sub, rec.sub_len, 1, 0, &f)); /* time_unix_nano */
+          assert_int_equal(f.v, (uint64_t)i + 1);
+          e += (size_t)snprintf(exp + e, sizeof exp - e, "%s{\"timeUnixNano\":\"%d\"}", n ? "," : "", i + 1);
+        } else {
+          assert_true(pb_get(rec.sub, rec.sub_len, 5, 0, &f)); /* name */
+          assert_int_equal(f.sub_len, 2);
+          assert_memory_equal(f.sub, names[i], 2);
+          e += (size_t)snprintf(exp + e, sizeof exp - e,
+                                "%s{\"traceId\":\"00000000000000000000000000000000\",\"spanId\":"
+                                "\"0000000000000000\",\"name\":\"%s\"}",
+                                n ? "," : "", names[i]);
+        }
+      }
+      assert_int_equal(pb_count(ss.sub, ss.sub_len, 2), n);
+      e += (size_t)snprintf(exp + e, sizeof exp - e, "]}");
+    }
+    snprintf(exp + e, sizeof exp - e, "]}]}");
+    assert_json(&js, exp);
+    polytel__buf_free(&pb);
+    polytel__buf_free(&js);
+  }
+}
+
 static void test_log_severity_and_ids(void **state) {
   (void)state;
   static const struct {
@@ -714,6 +798,7 @@ int main(void) {
       cmocka_unit_test(test_json_escapes),
       cmocka_unit_test(test_json_numbers),
       cmocka_unit_test(test_logs_grouped_by_target),
+      cmocka_unit_test(test_scopes_interleaved_grouped_alike),
       cmocka_unit_test(test_log_severity_and_ids),
       cmocka_unit_test(test_metrics_structure),
       cmocka_unit_test(test_bad_args),

@@ -395,6 +395,29 @@ static const char *msg_utf8(attrbuf_t *b, PyObject *msg, Py_ssize_t *len) {
   return utf8_of(b, s, len);
 }
 
+/*
+ * Records msg (any object; str() of a non-str) at an enabled level, the call's keyword arguments
+ * (kv[i] named by kwnames[i]) as attributes, under the current span. The target is `target`, or the
+ * UTF-8 of the str `target_obj` when target is NULL.
+ */
+static PyObject *log_emit(PyObject *module, int level, const char *target, PyObject *target_obj,
+                          PyObject *msg, PyObject *const *kv, PyObject *kwnames) {
+  module_state *st = get_state(module);
+  Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  attrbuf_t b;
+  if (attrbuf_init(&b, (size_t)nkw) < 0) return NULL;
+  Py_ssize_t tlen, mlen;
+  if (!target) target = utf8_of(&b, target_obj, &tlen);
+  const char *m = msg_utf8(&b, msg, &mlen);
+  for (Py_ssize_t i = 0; i < nkw; i++) attrbuf_add(&b, PyTuple_GET_ITEM(kwnames, i), kv[i]);
+  PyObject *holder;
+  const polytel_span_ctx_t *ctx = current_ctx(st, &holder);
+  polytel_log_attrs((polytel_level_t)level, target, m, (size_t)mlen, b.attrs, b.n, ctx);
+  Py_XDECREF(holder);
+  attrbuf_free(&b);
+  Py_RETURN_NONE;
+}
+
 static PyObject *log_impl(PyObject *module, int level, const char *target, PyObject *const *args,
                           Py_ssize_t nargs, PyObject *kwnames, const char *fname) {
   if (nargs != 1) {
@@ -402,19 +425,7 @@ static PyObject *log_impl(PyObject *module, int level, const char *target, PyObj
     return NULL;
   }
   if (!polytel_level_enabled((polytel_level_t)level)) Py_RETURN_NONE;
-  module_state *st = get_state(module);
-  Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-  attrbuf_t b;
-  if (attrbuf_init(&b, (size_t)nkw) < 0) return NULL;
-  Py_ssize_t mlen;
-  const char *m = msg_utf8(&b, args[0], &mlen);
-  for (Py_ssize_t i = 0; i < nkw; i++) attrbuf_add(&b, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]);
-  PyObject *holder;
-  const polytel_span_ctx_t *ctx = current_ctx(st, &holder);
-  polytel_log_attrs((polytel_level_t)level, target, m, (size_t)mlen, b.attrs, b.n, ctx);
-  Py_XDECREF(holder);
-  attrbuf_free(&b);
-  Py_RETURN_NONE;
+  return log_emit(module, level, target, NULL, args[0], args + nargs, kwnames);
 }
 
 /* One function per level of the core's table: trace(), debug(), info(), warn(), error(), fatal(). */
@@ -449,20 +460,7 @@ static PyObject *py_log(PyObject *module, PyObject *const *args, Py_ssize_t narg
     return NULL;
   }
   if (!polytel_level_enabled((polytel_level_t)lv)) Py_RETURN_NONE;
-  module_state *st = get_state(module);
-  Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-  attrbuf_t b;
-  if (attrbuf_init(&b, (size_t)nkw) < 0) return NULL;
-  Py_ssize_t tlen, mlen;
-  const char *target = utf8_of(&b, args[1], &tlen);
-  const char *m = msg_utf8(&b, args[2], &mlen);
-  for (Py_ssize_t i = 0; i < nkw; i++) attrbuf_add(&b, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]);
-  PyObject *holder;
-  const polytel_span_ctx_t *ctx = current_ctx(st, &holder);
-  polytel_log_attrs((polytel_level_t)lv, target, m, (size_t)mlen, b.attrs, b.n, ctx);
-  Py_XDECREF(holder);
-  attrbuf_free(&b);
-  Py_RETURN_NONE;
+  return log_emit(module, (int)lv, NULL, args[1], args[2], args + nargs, kwnames);
 }
 
 /* ------------------------------------------------------- logging bridge */
@@ -2282,22 +2280,24 @@ bad:
   return -1;
 }
 
+/* flush() and shutdown(): the core call without the GIL (it blocks up to the timeout); its return code. */
+static PyObject *timeout_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, const char *fname,
+                              int (*call)(uint32_t)) {
+  uint32_t t = 5000;
+  if (parse_timeout(args, nargs, kwnames, fname, &t) < 0) return NULL;
+  int rc;
+  Py_BEGIN_ALLOW_THREADS rc = call(t);
+  Py_END_ALLOW_THREADS return PyLong_FromLong(rc);
+}
+
 static PyObject *py_flush(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
   (void)module;
-  uint32_t t = 5000;
-  if (parse_timeout(args, nargs, kwnames, "flush", &t) < 0) return NULL;
-  int rc;
-  Py_BEGIN_ALLOW_THREADS rc = polytel_flush(t);
-  Py_END_ALLOW_THREADS return PyLong_FromLong(rc);
+  return timeout_call(args, nargs, kwnames, "flush", polytel_flush);
 }
 
 static PyObject *py_shutdown(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
   (void)module;
-  uint32_t t = 5000;
-  if (parse_timeout(args, nargs, kwnames, "shutdown", &t) < 0) return NULL;
-  int rc;
-  Py_BEGIN_ALLOW_THREADS rc = polytel_shutdown(t);
-  Py_END_ALLOW_THREADS return PyLong_FromLong(rc);
+  return timeout_call(args, nargs, kwnames, "shutdown", polytel_shutdown);
 }
 
 static int dict_set_u64(PyObject *d, const char *k, uint64_t v) {

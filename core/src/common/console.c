@@ -332,6 +332,43 @@ static void put_time(line_t *L, uint64_t time_ns) {
   put(L, b, k > 0 && (size_t)k < sizeof b ? (size_t)k : 0);
 }
 
+/* One attribute's value: as text (a string quoted when it needs it) or as JSON. */
+static void put_value(line_t *L, const polytel_attr_t *a, int json) {
+  char b[32];
+  switch (a->type) {
+    case POLYTEL_ATTR_STRING: {
+      const char *p = a->value.str.ptr;
+      size_t len = p ? a->value.str.len : 0;
+      if (json || needs_quotes(p, len)) {
+        put(L, "\"", 1);
+        put_field(L, p, len, json ? ESC_JSON : ESC_QUOTE);
+        put(L, "\"", 1);
+      } else {
+        put_field(L, p, len, 0);
+      }
+      break;
+    }
+    case POLYTEL_ATTR_INT:
+      put(L, b, (size_t)snprintf(b, sizeof b, "%lld", (long long)a->value.i));
+      break;
+    case POLYTEL_ATTR_DOUBLE:
+      put_double(L, a->value.d, json);
+      break;
+    case POLYTEL_ATTR_BOOL:
+      puts_(L, a->value.b ? "true" : "false");
+      break;
+    case POLYTEL_ATTR_STRING_ARRAY:
+    case POLYTEL_ATTR_INT_ARRAY:
+    case POLYTEL_ATTR_DOUBLE_ARRAY:
+    case POLYTEL_ATTR_BOOL_ARRAY:
+      put_array(L, a, json);
+      break;
+    default:
+      puts_(L, json ? "null" : "?");
+      break;
+  }
+}
+
 static void build_text(line_t *L, unsigned st, int level, uint64_t time_ns, const char *target,
                        size_t target_len, const char *msg, size_t msg_len, const polytel_attr_t *attrs,
                        size_t n_attrs) {
@@ -356,39 +393,7 @@ static void build_text(line_t *L, unsigned st, int level, uint64_t time_ns, cons
     put(L, " ", 1);
     put_field(L, a->key, strlen(a->key), 0);
     put(L, "=", 1);
-    char b[32];
-    switch (a->type) {
-      case POLYTEL_ATTR_STRING: {
-        const char *p = a->value.str.ptr;
-        size_t len = p ? a->value.str.len : 0;
-        if (needs_quotes(p, len)) {
-          put(L, "\"", 1);
-          put_field(L, p, len, ESC_QUOTE);
-          put(L, "\"", 1);
-        } else {
-          put_field(L, p, len, 0);
-        }
-        break;
-      }
-      case POLYTEL_ATTR_INT:
-        put(L, b, (size_t)snprintf(b, sizeof b, "%lld", (long long)a->value.i));
-        break;
-      case POLYTEL_ATTR_DOUBLE:
-        put_double(L, a->value.d, 0);
-        break;
-      case POLYTEL_ATTR_BOOL:
-        puts_(L, a->value.b ? "true" : "false");
-        break;
-      case POLYTEL_ATTR_STRING_ARRAY:
-      case POLYTEL_ATTR_INT_ARRAY:
-      case POLYTEL_ATTR_DOUBLE_ARRAY:
-      case POLYTEL_ATTR_BOOL_ARRAY:
-        put_array(L, a, 0);
-        break;
-      default:
-        puts_(L, "?");
-        break;
-    }
+    put_value(L, a, 0);
   }
   put(L, "\n", 1);
 }
@@ -413,32 +418,7 @@ static void build_json(line_t *L, int level, uint64_t time_ns, const char *targe
     put(L, "\"", 1);
     put_field(L, a->key, strlen(a->key), ESC_JSON);
     put(L, "\":", 2);
-    char b[32];
-    switch (a->type) {
-      case POLYTEL_ATTR_STRING:
-        put(L, "\"", 1);
-        put_field(L, a->value.str.ptr, a->value.str.ptr ? a->value.str.len : 0, ESC_JSON);
-        put(L, "\"", 1);
-        break;
-      case POLYTEL_ATTR_INT:
-        put(L, b, (size_t)snprintf(b, sizeof b, "%lld", (long long)a->value.i));
-        break;
-      case POLYTEL_ATTR_DOUBLE:
-        put_double(L, a->value.d, 1);
-        break;
-      case POLYTEL_ATTR_BOOL:
-        puts_(L, a->value.b ? "true" : "false");
-        break;
-      case POLYTEL_ATTR_STRING_ARRAY:
-      case POLYTEL_ATTR_INT_ARRAY:
-      case POLYTEL_ATTR_DOUBLE_ARRAY:
-      case POLYTEL_ATTR_BOOL_ARRAY:
-        put_array(L, a, 1);
-        break;
-      default:
-        puts_(L, "null");
-        break;
-    }
+    put_value(L, a, 1);
   }
   puts_(L, "}}\n");
 }

@@ -1,5 +1,6 @@
-/* encode.c — the encoders' shared parts: growable buffers, UTF-8 scanning, thread attributes, and the
- * dispatch to the protobuf (encode_pb.c) or JSON (encode_json.c) encoder. */
+/* encode.c — the encoders' shared parts: growable buffers, UTF-8 scanning, thread attributes, the
+ * grouping of logs and spans by scope, and the dispatch to the protobuf (encode_pb.c) or JSON (encode_json.c)
+ * encoder. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,14 +13,7 @@ int polytel__buf_reserve(polytel__buf_t *b, size_t n) {
   if (b->cap - b->len >= n) return 0;
   size_t need = b->len + n;
   if (need < b->len) goto oom;
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap < need) {
-    if (cap > SIZE_MAX / 2) {
-      cap = need;
-      break;
-    }
-    cap *= 2;
-  }
+  size_t cap = polytel__buf_grown_cap(b->cap, need);
   uint8_t *d = realloc(b->data, cap);
   if (!d) goto oom;
   b->data = d;
@@ -103,6 +97,89 @@ size_t polytel__utf8_step(const uint8_t *s, size_t n, size_t *bad) {
   return 0;
 }
 
+/* ----------------------------------------------------------------- grouping */
+
+static int same_log_scope(const void *recs, uint32_t i, uint32_t j) {
+  const polytel__log_rec_t *a = (const polytel__log_rec_t *)recs + i,
+                           *b = (const polytel__log_rec_t *)recs + j;
+  if (a->target_len != b->target_len) return 0;
+  return a->target == b->target || !a->target_len || memcmp(a->target, b->target, a->target_len) == 0;
+}
+
+static int same_span_scope(const void *recs, uint32_t i, uint32_t j) {
+  const polytel__span_rec_t *a = (const polytel__span_rec_t *)recs + i,
+                            *b = (const polytel__span_rec_t *)recs + j;
+  const char *an, *av, *bn, *bv;
+  size_t anl, avl, bnl, bvl;
+  polytel__span_scope(a, &an, &anl, &av, &avl);
+  polytel__span_scope(b, &bn, &bnl, &bv, &bvl);
+  return anl == bnl && avl == bvl && memcmp(an, bn, anl) == 0 && memcmp(av, bv, avl) == 0;
+}
+
+void polytel__groups_free(polytel__groups_t *g) {
+  free(g->first);
+  g->first = NULL;
+  g->n_groups = 0;
+}
+
+void polytel__groups_scope(const polytel__groups_t *g, uint32_t k, const char **name, size_t *name_len,
+                           const char **version, size_t *version_len) {
+  if (g->kind == POLYTEL__SCOPED_SPANS) {
+    polytel__span_scope((const polytel__span_rec_t *)g->recs + g->first[k], name, name_len, version,
+                        version_len);
+    return;
+  }
+  const polytel__log_rec_t *r = (const polytel__log_rec_t *)g->recs + g->first[k];
+  *name = r->target;
+  *name_len = r->target_len;
+  *version = "";
+  *version_len = 0;
+}
+
+int polytel__groups_build(polytel__groups_t *g, polytel__scoped_t kind, const void *recs, size_t n) {
+  int (*same)(const void *, uint32_t, uint32_t) =
+      kind == POLYTEL__SCOPED_SPANS ? same_span_scope : same_log_scope;
+  g->kind = kind;
+  g->recs = recs;
+  g->n_groups = 0;
+  g->first = g->last = g->next = g->prev = NULL; /* n == 0: no group, and gcc sees every field set */
+  if (n == 0) return 0;
+  if (n >= UINT32_MAX || n > SIZE_MAX / (4 * sizeof(uint32_t))) return -1;
+  uint32_t *mem = malloc(4 * n * sizeof(uint32_t));
+  if (!mem) return -1;
+  g->first = mem;
+  g->last = mem + n;
+  g->next = mem + 2 * n;
+  g->prev = mem + 3 * n;
+  uint32_t hit = 0;
+  for (uint32_t i = 0; i < (uint32_t)n; i++) {
+    uint32_t k = UINT32_MAX;
+    /* Consecutive records usually share a group: try the last hit first. */
+    if (g->n_groups && same(recs, g->first[hit], i)) {
+      k = hit;
+    } else {
+      for (uint32_t j = 0; j < g->n_groups; j++) {
+        if (same(recs, g->first[j], i)) {
+          k = j;
+          break;
+        }
+      }
+    }
+    g->next[i] = UINT32_MAX;
+    if (k == UINT32_MAX) {
+      k = g->n_groups++;
+      g->first[k] = i;
+      g->prev[i] = UINT32_MAX;
+    } else {
+      g->next[g->last[k]] = i;
+      g->prev[i] = g->last[k];
+    }
+    g->last[k] = i;
+    hit = k;
+  }
+  return 0;
+}
+
 /* ------------------------------------------------------------------ dispatch */
 
 /* On failure, out is left as it was before the call (length-wise), with oom set. */
@@ -115,24 +192,24 @@ static int finish(polytel__buf_t *out, size_t len0, int rc) {
   return 0;
 }
 
-int polytel__encode_logs(polytel__buf_t *out, polytel__format_t fmt, const polytel__resource_t *res,
-                         const polytel__log_rec_t *recs, size_t n) {
+static int encode_scoped(polytel__buf_t *out, polytel__format_t fmt, const polytel__resource_t *res,
+                         polytel__scoped_t kind, const void *recs, size_t n) {
   if (!out || (n && !recs)) return POLYTEL_EINVAL;
   if (out->oom) return POLYTEL_ENOMEM;
   size_t len0 = out->len;
-  int rc =
-      fmt == POLYTEL__FMT_JSON ? polytel__json_logs(out, res, recs, n) : polytel__pb_logs(out, res, recs, n);
+  int rc = fmt == POLYTEL__FMT_JSON ? polytel__json_scoped(out, res, kind, recs, n)
+                                    : polytel__pb_scoped(out, res, kind, recs, n);
   return finish(out, len0, rc);
+}
+
+int polytel__encode_logs(polytel__buf_t *out, polytel__format_t fmt, const polytel__resource_t *res,
+                         const polytel__log_rec_t *recs, size_t n) {
+  return encode_scoped(out, fmt, res, POLYTEL__SCOPED_LOGS, recs, n);
 }
 
 int polytel__encode_spans(polytel__buf_t *out, polytel__format_t fmt, const polytel__resource_t *res,
                           const polytel__span_rec_t *recs, size_t n) {
-  if (!out || (n && !recs)) return POLYTEL_EINVAL;
-  if (out->oom) return POLYTEL_ENOMEM;
-  size_t len0 = out->len;
-  int rc = fmt == POLYTEL__FMT_JSON ? polytel__json_spans(out, res, recs, n)
-                                    : polytel__pb_spans(out, res, recs, n);
-  return finish(out, len0, rc);
+  return encode_scoped(out, fmt, res, POLYTEL__SCOPED_SPANS, recs, n);
 }
 
 int polytel__encode_metrics(polytel__buf_t *out, polytel__format_t fmt, const polytel__resource_t *res,

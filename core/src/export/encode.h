@@ -20,6 +20,16 @@ void polytel__buf_reset(polytel__buf_t *b); /* len = 0, keeps memory */
 void polytel__buf_append(polytel__buf_t *b, const void *p, size_t n);
 /* Make room for n more bytes (geometric growth). 0, or -1 with oom set. */
 int polytel__buf_reserve(polytel__buf_t *b, size_t n);
+/* The capacity a buffer of `cap` grows to for `need` bytes: doubled (from 256) until it is enough. Shared by
+ * polytel__buf_reserve and the protobuf encoder's back-to-front writer, which grows its buffer itself. */
+static inline size_t polytel__buf_grown_cap(size_t cap, size_t need) {
+  if (!cap) cap = 256;
+  while (cap < need) {
+    if (cap > SIZE_MAX / 2) return need;
+    cap *= 2;
+  }
+  return cap;
+}
 
 /*
  * UTF-8 scanning shared by the encoders (OTLP strings must be valid UTF-8).
@@ -30,19 +40,25 @@ int polytel__buf_reserve(polytel__buf_t *b, size_t n);
 size_t polytel__utf8_step(const uint8_t *s, size_t n, size_t *bad);
 
 /*
- * Records grouped by a key (logs: target; spans: scope), groups in order of first appearance, records in
- * order within a group (encode_pb.c; both encoders use it). One allocation; free with polytel__groups_free.
+ * A batch of logs or spans grouped by scope (logs: their target, no version; spans: polytel__span_scope),
+ * groups in order of first appearance, records in order within a group (encode.c). Both encoders walk the
+ * same grouping, so a batch comes out grouped alike in protobuf and JSON. One allocation; free with
+ * polytel__groups_free.
  */
+typedef enum { POLYTEL__SCOPED_LOGS, POLYTEL__SCOPED_SPANS } polytel__scoped_t;
 typedef struct polytel__groups_s {
+  polytel__scoped_t kind;
+  const void *recs; /* polytel__log_rec_t or polytel__span_rec_t, by kind */
   uint32_t n_groups;
   uint32_t *first, *last; /* per group */
   uint32_t *next, *prev;  /* per record, UINT32_MAX ends */
 } polytel__groups_t;
-typedef int (*polytel__same_fn)(const void *recs, uint32_t a, uint32_t b);
-int polytel__groups_build(polytel__groups_t *g, const void *recs, size_t n, polytel__same_fn same);
+/* 0, or -1 when out of memory (or n does not fit the indexes). */
+int polytel__groups_build(polytel__groups_t *g, polytel__scoped_t kind, const void *recs, size_t n);
 void polytel__groups_free(polytel__groups_t *g);
-int polytel__same_log_scope(const void *recs, uint32_t a, uint32_t b);
-int polytel__same_span_scope(const void *recs, uint32_t a, uint32_t b);
+/* Group k's scope as exported: name and version (version "" for logs). */
+void polytel__groups_scope(const polytel__groups_t *g, uint32_t k, const char **name, size_t *name_len,
+                           const char **version, size_t *version_len);
 
 /* A span's scope as exported: its own, or POLYTEL__SCOPE_NAME with the library's version. */
 static inline void polytel__span_scope(const polytel__span_rec_t *s, const char **name, size_t *name_len,
@@ -82,18 +98,14 @@ int polytel__encode_metrics(polytel__buf_t *out, polytel__format_t fmt, const po
 /*
  * The two formats behind polytel__encode_* (encode.c dispatches and restores `out` on failure): the
  * protobuf encoders (encode_pb.c) and the JSON ones (encode_json.c). Each appends one request; 0 or
- * POLYTEL_ENOMEM.
+ * POLYTEL_ENOMEM. Logs and spans go through one writer per format (recs by kind, polytel__groups_t).
  */
-int polytel__pb_logs(polytel__buf_t *out, const polytel__resource_t *res, const polytel__log_rec_t *recs,
-                     size_t n);
-int polytel__pb_spans(polytel__buf_t *out, const polytel__resource_t *res, const polytel__span_rec_t *recs,
-                      size_t n);
+int polytel__pb_scoped(polytel__buf_t *out, const polytel__resource_t *res, polytel__scoped_t kind,
+                       const void *recs, size_t n);
 int polytel__pb_metrics(polytel__buf_t *out, const polytel__resource_t *res,
                         const polytel__metric_rec_t *recs, size_t n);
-int polytel__json_logs(polytel__buf_t *out, const polytel__resource_t *res, const polytel__log_rec_t *recs,
-                       size_t n);
-int polytel__json_spans(polytel__buf_t *out, const polytel__resource_t *res, const polytel__span_rec_t *recs,
-                        size_t n);
+int polytel__json_scoped(polytel__buf_t *out, const polytel__resource_t *res, polytel__scoped_t kind,
+                         const void *recs, size_t n);
 int polytel__json_metrics(polytel__buf_t *out, const polytel__resource_t *res,
                           const polytel__metric_rec_t *recs, size_t n);
 

@@ -419,32 +419,6 @@ static int j_span(jb_t *b, const polytel__span_rec_t *s) {
   return 0;
 }
 
-int polytel__json_spans(polytel__buf_t *out, const polytel__resource_t *res, const polytel__span_rec_t *recs,
-                        size_t n) {
-  polytel__groups_t g;
-  if (polytel__groups_build(&g, recs, n, polytel__same_span_scope)) return POLYTEL_ENOMEM;
-  int rc = POLYTEL_ENOMEM;
-  if (polytel__buf_reserve(out, 128 + n * 256)) goto done;
-  if (j_open(out, "resourceSpans", "scopeSpans", res)) goto done;
-  for (uint32_t k = 0; k < g.n_groups; k++) {
-    const char *name, *version;
-    size_t nl, vl;
-    polytel__span_scope(&recs[g.first[k]], &name, &nl, &version, &vl);
-    if (k && polytel__buf_reserve(out, 1) == 0) j_ch(out, ',');
-    if (j_scope(out, name, nl, version, vl, "spans")) goto done;
-    for (uint32_t i = g.first[k]; i != UINT32_MAX; i = g.next[i]) {
-      if (i != g.first[k] && polytel__buf_reserve(out, 1) == 0) j_ch(out, ',');
-      if (j_span(out, &recs[i])) goto done;
-    }
-    if (polytel__buf_reserve(out, 2)) goto done;
-    J(out, "]}");
-  }
-  rc = j_close(out) ? POLYTEL_ENOMEM : 0;
-done:
-  polytel__groups_free(&g);
-  return rc;
-}
-
 /* ---------------------------------------------------------------------- logs */
 
 static const char *severity_text(int sev) {
@@ -501,21 +475,29 @@ static int j_log(jb_t *b, const polytel__log_rec_t *r) {
   return 0;
 }
 
-int polytel__json_logs(polytel__buf_t *out, const polytel__resource_t *res, const polytel__log_rec_t *recs,
-                       size_t n) {
-  /* Grouped by target as the protobuf encoder does: scopes by first appearance, records in order. */
+/* ------------------------------------------------------- logs and spans by scope */
+
+/* The one writer of both requests, over the grouping the protobuf encoder walks too. */
+int polytel__json_scoped(polytel__buf_t *out, const polytel__resource_t *res, polytel__scoped_t kind,
+                         const void *recs, size_t n) {
+  int spans = kind == POLYTEL__SCOPED_SPANS;
   polytel__groups_t g;
-  if (polytel__groups_build(&g, recs, n, polytel__same_log_scope)) return POLYTEL_ENOMEM;
+  if (polytel__groups_build(&g, kind, recs, n)) return POLYTEL_ENOMEM;
   int rc = POLYTEL_ENOMEM;
   if (polytel__buf_reserve(out, 128 + n * 256)) goto done;
-  if (j_open(out, "resourceLogs", "scopeLogs", res)) goto done;
+  if (j_open(out, spans ? "resourceSpans" : "resourceLogs", spans ? "scopeSpans" : "scopeLogs", res))
+    goto done;
   for (uint32_t k = 0; k < g.n_groups; k++) {
-    const polytel__log_rec_t *first = &recs[g.first[k]];
+    const char *name, *version;
+    size_t nl, vl;
+    polytel__groups_scope(&g, k, &name, &nl, &version, &vl);
     if (k && polytel__buf_reserve(out, 1) == 0) j_ch(out, ',');
-    if (j_scope(out, first->target, first->target_len, NULL, 0, "logRecords")) goto done;
+    if (j_scope(out, name, nl, version, vl, spans ? "spans" : "logRecords")) goto done;
     for (uint32_t i = g.first[k]; i != UINT32_MAX; i = g.next[i]) {
       if (i != g.first[k] && polytel__buf_reserve(out, 1) == 0) j_ch(out, ',');
-      if (j_log(out, &recs[i])) goto done;
+      if (spans ? j_span(out, (const polytel__span_rec_t *)recs + i)
+                : j_log(out, (const polytel__log_rec_t *)recs + i))
+        goto done;
     }
     if (polytel__buf_reserve(out, 2)) goto done;
     J(out, "]}");

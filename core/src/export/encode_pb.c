@@ -67,14 +67,7 @@ static int rw_grow(rw_t *w, size_t n) {
   size_t written = rw_pos(w);
   size_t need = w->base + written + n;
   if (need < n) goto oom;
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap < need) {
-    if (cap > SIZE_MAX / 2) {
-      cap = need;
-      break;
-    }
-    cap *= 2;
-  }
+  size_t cap = polytel__buf_grown_cap(b->cap, need);
   /* Not realloc: that would also copy the unused gap in the middle. */
   uint8_t *d = malloc(cap);
   if (!d) goto oom;
@@ -394,105 +387,6 @@ static void w_span(rw_t *w, const polytel__span_rec_t *s, const polytel__kv_t *t
   w_close(w, m, 2); /* ScopeSpans.spans */
 }
 
-/* ---------------------------------------------------------------- grouping */
-
-int polytel__same_log_scope(const void *recs, uint32_t i, uint32_t j) {
-  const polytel__log_rec_t *a = (const polytel__log_rec_t *)recs + i,
-                           *b = (const polytel__log_rec_t *)recs + j;
-  if (a->target_len != b->target_len) return 0;
-  return a->target == b->target || !a->target_len || memcmp(a->target, b->target, a->target_len) == 0;
-}
-
-int polytel__same_span_scope(const void *recs, uint32_t i, uint32_t j) {
-  const polytel__span_rec_t *a = (const polytel__span_rec_t *)recs + i,
-                            *b = (const polytel__span_rec_t *)recs + j;
-  const char *an, *av, *bn, *bv;
-  size_t anl, avl, bnl, bvl;
-  polytel__span_scope(a, &an, &anl, &av, &avl);
-  polytel__span_scope(b, &bn, &bnl, &bv, &bvl);
-  return anl == bnl && avl == bvl && memcmp(an, bn, anl) == 0 && memcmp(av, bv, avl) == 0;
-}
-
-void polytel__groups_free(polytel__groups_t *g) {
-  free(g->first);
-  g->first = NULL;
-  g->n_groups = 0;
-}
-
-int polytel__groups_build(polytel__groups_t *g, const void *recs, size_t n, polytel__same_fn same) {
-  g->n_groups = 0;
-  g->first = g->last = g->next = g->prev = NULL; /* n == 0: no group, and gcc sees every field set */
-  if (n == 0) return 0;
-  if (n >= UINT32_MAX || n > SIZE_MAX / (4 * sizeof(uint32_t))) return -1;
-  uint32_t *mem = malloc(4 * n * sizeof(uint32_t));
-  if (!mem) return -1;
-  g->first = mem;
-  g->last = mem + n;
-  g->next = mem + 2 * n;
-  g->prev = mem + 3 * n;
-  uint32_t hit = 0;
-  for (uint32_t i = 0; i < (uint32_t)n; i++) {
-    uint32_t k = UINT32_MAX;
-    /* Consecutive records usually share a group: try the last hit first. */
-    if (g->n_groups && same(recs, g->first[hit], i)) {
-      k = hit;
-    } else {
-      for (uint32_t j = 0; j < g->n_groups; j++) {
-        if (same(recs, g->first[j], i)) {
-          k = j;
-          break;
-        }
-      }
-    }
-    g->next[i] = UINT32_MAX;
-    if (k == UINT32_MAX) {
-      k = g->n_groups++;
-      g->first[k] = i;
-      g->prev[i] = UINT32_MAX;
-    } else {
-      g->next[g->last[k]] = i;
-      g->prev[i] = g->last[k];
-    }
-    g->last[k] = i;
-    hit = k;
-  }
-  return 0;
-}
-
-int polytel__pb_spans(polytel__buf_t *out, const polytel__resource_t *res, const polytel__span_rec_t *recs,
-                      size_t n) {
-  polytel__groups_t g;
-  if (polytel__groups_build(&g, recs, n, polytel__same_span_scope)) {
-    out->oom = 1;
-    return POLYTEL_ENOMEM;
-  }
-  rw_t w;
-  int rc = POLYTEL_ENOMEM;
-  if (rw_init(&w, out, 256 + n * 160)) goto done;
-  size_t m_rs = rw_pos(&w);
-  for (uint32_t k = g.n_groups; k-- > 0;) {
-    size_t m_ss = rw_pos(&w);
-    for (uint32_t i = g.last[k]; i != UINT32_MAX; i = g.prev[i]) {
-      const polytel__span_rec_t *s = &recs[i];
-      polytel__kv_t tk[2];
-      uint32_t nt = polytel__thread_attrs(tk, s->attrs, s->n_attrs, s->thread_id, s->thread_name);
-      if (rw_need(&w, span_bound(s) + kvs_bound(tk, nt))) goto done;
-      w_span(&w, s, tk, nt);
-    }
-    const char *name, *version;
-    size_t nl, vl;
-    polytel__span_scope(&recs[g.first[k]], &name, &nl, &version, &vl);
-    if (w_scope(&w, name, nl, version, vl)) goto done;
-    w_close(&w, m_ss, 2); /* ResourceSpans.scope_spans */
-  }
-  if (w_resource(&w, res) || rw_need(&w, 16)) goto done;
-  w_close(&w, m_rs, 1); /* ExportTraceServiceRequest.resource_spans */
-  rc = rw_finish(&w);
-done:
-  polytel__groups_free(&g);
-  return rc;
-}
-
 /* ---------------------------------------------------------------------- logs */
 
 static const char *severity_text(int sev) {
@@ -531,32 +425,52 @@ static void w_log(rw_t *w, const polytel__log_rec_t *r, const polytel__kv_t *tk,
   w_close(w, m, 2); /* ScopeLogs.log_records */
 }
 
-int polytel__pb_logs(polytel__buf_t *out, const polytel__resource_t *res, const polytel__log_rec_t *recs,
-                     size_t n) {
+/* ------------------------------------------------------- logs and spans by scope */
+
+/* One record of a grouped batch, its bound reserved first (ScopeLogs.log_records, ScopeSpans.spans). */
+static int w_scoped_rec(rw_t *w, const polytel__groups_t *g, uint32_t i) {
+  polytel__kv_t tk[2];
+  if (g->kind == POLYTEL__SCOPED_SPANS) {
+    const polytel__span_rec_t *s = (const polytel__span_rec_t *)g->recs + i;
+    uint32_t nt = polytel__thread_attrs(tk, s->attrs, s->n_attrs, s->thread_id, s->thread_name);
+    if (rw_need(w, span_bound(s) + kvs_bound(tk, nt))) return -1;
+    w_span(w, s, tk, nt);
+  } else {
+    const polytel__log_rec_t *r = (const polytel__log_rec_t *)g->recs + i;
+    uint32_t nt = polytel__thread_attrs(tk, r->attrs, r->n_attrs, r->thread_id, r->thread_name);
+    if (rw_need(w, log_bound(r) + kvs_bound(tk, nt))) return -1;
+    w_log(w, r, tk, nt);
+  }
+  return 0;
+}
+
+/*
+ * Export{Logs,Trace}ServiceRequest {resource_*=1: Resource* {resource=1, scope_*=2: Scope* {scope=1,
+ * records=2}}}: logs and spans share every field number, so one writer serves both.
+ */
+int polytel__pb_scoped(polytel__buf_t *out, const polytel__resource_t *res, polytel__scoped_t kind,
+                       const void *recs, size_t n) {
   polytel__groups_t g;
-  if (polytel__groups_build(&g, recs, n, polytel__same_log_scope)) {
+  if (polytel__groups_build(&g, kind, recs, n)) {
     out->oom = 1;
     return POLYTEL_ENOMEM;
   }
   rw_t w;
   int rc = POLYTEL_ENOMEM;
   if (rw_init(&w, out, 256 + n * 160)) goto done;
-  size_t m_rl = rw_pos(&w);
+  size_t m_rs = rw_pos(&w);
   for (uint32_t k = g.n_groups; k-- > 0;) {
-    size_t m_sl = rw_pos(&w);
-    for (uint32_t i = g.last[k]; i != UINT32_MAX; i = g.prev[i]) {
-      const polytel__log_rec_t *r = &recs[i];
-      polytel__kv_t tk[2];
-      uint32_t nt = polytel__thread_attrs(tk, r->attrs, r->n_attrs, r->thread_id, r->thread_name);
-      if (rw_need(&w, log_bound(r) + kvs_bound(tk, nt))) goto done;
-      w_log(&w, r, tk, nt);
-    }
-    const polytel__log_rec_t *first = &recs[g.first[k]];
-    if (w_scope(&w, first->target, first->target_len, NULL, 0)) goto done;
-    w_close(&w, m_sl, 2); /* ResourceLogs.scope_logs */
+    size_t m_ss = rw_pos(&w);
+    for (uint32_t i = g.last[k]; i != UINT32_MAX; i = g.prev[i])
+      if (w_scoped_rec(&w, &g, i)) goto done;
+    const char *name, *version;
+    size_t nl, vl;
+    polytel__groups_scope(&g, k, &name, &nl, &version, &vl);
+    if (w_scope(&w, name, nl, version, vl)) goto done;
+    w_close(&w, m_ss, 2); /* Resource*.scope_* */
   }
   if (w_resource(&w, res) || rw_need(&w, 16)) goto done;
-  w_close(&w, m_rl, 1); /* ExportLogsServiceRequest.resource_logs */
+  w_close(&w, m_rs, 1); /* Export*ServiceRequest.resource_* */
   rc = rw_finish(&w);
 done:
   polytel__groups_free(&g);

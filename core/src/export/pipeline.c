@@ -387,24 +387,15 @@ static void enqueue(polytel__pipeline_t *pl, polytel__signal_t sig, polytel__buf
   pl->tail = r;
 }
 
-static void cut_logs(polytel__pipeline_t *pl, uint64_t now) {
-  batch_t *b = &pl->logs;
+/* The logs or spans batched so far become one encoded request on the queue. */
+static void cut(polytel__pipeline_t *pl, int sig, uint64_t now) {
+  batch_t *b = sig == POLYTEL__SIG_LOGS ? &pl->logs : &pl->spans;
   if (!b->n) return;
   polytel__buf_t body = {0};
-  int rc = polytel__encode_logs(&body, pl->fmt, pl->res, b->recs, b->n);
+  int rc = sig == POLYTEL__SIG_LOGS ? polytel__encode_logs(&body, pl->fmt, pl->res, b->recs, b->n)
+                                    : polytel__encode_spans(&body, pl->fmt, pl->res, b->recs, b->n);
   if (rc != 0) body.oom = 1;
-  enqueue(pl, POLYTEL__SIG_LOGS, &body, b->n, now);
-  b->n = 0;
-  arena_free(&b->arena);
-}
-
-static void cut_spans(polytel__pipeline_t *pl, uint64_t now) {
-  batch_t *b = &pl->spans;
-  if (!b->n) return;
-  polytel__buf_t body = {0};
-  int rc = polytel__encode_spans(&body, pl->fmt, pl->res, b->recs, b->n);
-  if (rc != 0) body.oom = 1;
-  enqueue(pl, POLYTEL__SIG_TRACES, &body, b->n, now);
+  enqueue(pl, sig, &body, b->n, now);
   b->n = 0;
   arena_free(&b->arena);
 }
@@ -437,54 +428,64 @@ static int batch_room(batch_t *b, size_t rec_size, uint32_t max) {
   return b->n < b->cap;
 }
 
+/*
+ * The slot of the next log or span in its batch, or NULL when the record is accounted already: exported
+ * (the "none" exporter, or the signal off) or dropped (no memory for the batch).
+ */
+static void *batch_slot(polytel__pipeline_t *pl, int sig, size_t rec_size, uint32_t max) {
+  if (!pl->encode || !pl->cfg->signal_enabled[sig]) {
+    atomic_fetch_add(&polytel__acct.exported, 1); /* the "none" exporter accepts everything */
+    return NULL;
+  }
+  batch_t *b = sig == POLYTEL__SIG_LOGS ? &pl->logs : &pl->spans;
+  if (!batch_room(b, rec_size, max)) {
+    atomic_fetch_add(&polytel__acct.dropped_export, 1);
+    return NULL;
+  }
+  return (char *)b->recs + b->n * rec_size;
+}
+
+/* The slot filled: the batch is cut when full (its schedule delay cuts it otherwise, polytel__pipeline_pump).
+ */
+static void batch_added(polytel__pipeline_t *pl, int sig) {
+  batch_t *b = sig == POLYTEL__SIG_LOGS ? &pl->logs : &pl->spans;
+  uint64_t now = polytel__now_ms();
+  if (b->n++ == 0) b->first_ms = now;
+  if (b->n >= b->cap) cut(pl, sig, now);
+}
+
 static void sink_log(void *ctx, const polytel__log_rec_t *r) {
   polytel__pipeline_t *pl = ctx;
-  if (!pl->encode || !pl->cfg->signal_enabled[POLYTEL__SIG_LOGS]) {
-    atomic_fetch_add(&polytel__acct.exported, 1); /* the "none" exporter accepts everything */
-    return;
-  }
-  batch_t *b = &pl->logs;
-  uint64_t now = polytel__now_ms();
-  if (!batch_room(b, sizeof(polytel__log_rec_t), pl->cfg->blrp.max_export_batch_size)) {
-    atomic_fetch_add(&polytel__acct.dropped_export, 1);
-    return;
-  }
-  polytel__log_rec_t *d = &((polytel__log_rec_t *)b->recs)[b->n];
+  polytel__log_rec_t *d =
+      batch_slot(pl, POLYTEL__SIG_LOGS, sizeof(polytel__log_rec_t), pl->cfg->blrp.max_export_batch_size);
+  if (!d) return;
+  chunk_t **ar = &pl->logs.arena;
   *d = *r;
-  d->target = arena_str(&b->arena, r->target, r->target_len);
-  d->body = arena_str(&b->arena, r->body, r->body_len);
-  d->attrs = arena_kv(&b->arena, r->attrs, r->n_attrs);
+  d->target = arena_str(ar, r->target, r->target_len);
+  d->body = arena_str(ar, r->body, r->body_len);
+  d->attrs = arena_kv(ar, r->attrs, r->n_attrs);
   if (!d->target || !d->body || (r->n_attrs && !d->attrs)) {
     atomic_fetch_add(&polytel__acct.dropped_export, 1);
     return;
   }
-  if (b->n++ == 0) b->first_ms = now;
-  if (b->n >= b->cap) cut_logs(pl, now);
+  batch_added(pl, POLYTEL__SIG_LOGS);
 }
 
 static void sink_span(void *ctx, const polytel__span_rec_t *r) {
   polytel__pipeline_t *pl = ctx;
-  if (!pl->encode || !pl->cfg->signal_enabled[POLYTEL__SIG_TRACES]) {
-    atomic_fetch_add(&polytel__acct.exported, 1);
-    return;
-  }
-  batch_t *b = &pl->spans;
-  uint64_t now = polytel__now_ms();
-  if (!batch_room(b, sizeof(polytel__span_rec_t), pl->cfg->bsp.max_export_batch_size)) {
-    atomic_fetch_add(&polytel__acct.dropped_export, 1);
-    return;
-  }
-  polytel__span_rec_t *d = &((polytel__span_rec_t *)b->recs)[b->n];
+  polytel__span_rec_t *d =
+      batch_slot(pl, POLYTEL__SIG_TRACES, sizeof(polytel__span_rec_t), pl->cfg->bsp.max_export_batch_size);
+  if (!d) return;
+  chunk_t **ar = &pl->spans.arena;
   *d = *r;
-  d->name = arena_str(&b->arena, r->name, r->name_len);
-  d->status_msg = arena_str(&b->arena, r->status_msg ? r->status_msg : "", r->status_msg_len);
-  d->attrs = arena_kv(&b->arena, r->attrs, r->n_attrs);
-  if (!d->name || !d->status_msg || (r->n_attrs && !d->attrs) || arena_span_parts(&b->arena, d, r) != 0) {
+  d->name = arena_str(ar, r->name, r->name_len);
+  d->status_msg = arena_str(ar, r->status_msg ? r->status_msg : "", r->status_msg_len);
+  d->attrs = arena_kv(ar, r->attrs, r->n_attrs);
+  if (!d->name || !d->status_msg || (r->n_attrs && !d->attrs) || arena_span_parts(ar, d, r) != 0) {
     atomic_fetch_add(&polytel__acct.dropped_export, 1);
     return;
   }
-  if (b->n++ == 0) b->first_ms = now;
-  if (b->n >= b->cap) cut_spans(pl, now);
+  batch_added(pl, POLYTEL__SIG_TRACES);
 }
 
 /* ------------------------------------------------------------------ public */
@@ -585,8 +586,8 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
       collect_metrics(pl, now);
   }
   if (pl->forcing && drained) {
-    cut_logs(pl, now);
-    cut_spans(pl, now);
+    cut(pl, POLYTEL__SIG_LOGS, now);
+    cut(pl, POLYTEL__SIG_TRACES, now);
     if (polytel__pipeline_pending(pl) == 0) {
       /*
        * flush_target stays until the next force: the waiter looks after this
@@ -597,8 +598,8 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
     }
   }
   /* first_ms comes from the sink's clock, read after `now`: `now - first_ms` may be negative. */
-  if (pl->logs.n && now >= pl->logs.first_ms + c->blrp.schedule_delay_ms) cut_logs(pl, now);
-  if (pl->spans.n && now >= pl->spans.first_ms + c->bsp.schedule_delay_ms) cut_spans(pl, now);
+  if (pl->logs.n && now >= pl->logs.first_ms + c->blrp.schedule_delay_ms) cut(pl, POLYTEL__SIG_LOGS, now);
+  if (pl->spans.n && now >= pl->spans.first_ms + c->bsp.schedule_delay_ms) cut(pl, POLYTEL__SIG_TRACES, now);
   if (now - pl->last_metrics_ms >= c->metric_export_interval_ms) collect_metrics(pl, now);
 
   /* Next wake-up: the soonest of a batch deadline, a retry, the metrics interval, or a poll of blocks. */
@@ -621,8 +622,8 @@ void polytel__pipeline_force(polytel__pipeline_t *pl, uint64_t now) {
   pl->flush_target = polytel__recorded_total();
   pl->settle_owed = pl->encode && pl->cfg->signal_enabled[POLYTEL__SIG_METRICS];
   int drained = drain(pl);
-  cut_logs(pl, now);
-  cut_spans(pl, now);
+  cut(pl, POLYTEL__SIG_LOGS, now);
+  cut(pl, POLYTEL__SIG_TRACES, now);
   /*
    * Metric events sit in the blocks among logs and spans: the snapshot waits
    * until the bounded drain has reached them all (else late increments are lost).
@@ -897,8 +898,8 @@ size_t polytel__pipeline_exit_cut(polytel__pipeline_t *pl, uint64_t now) {
   pl->unbounded = 1;
   drain(pl);
   pl->unbounded = 0;
-  cut_logs(pl, now);
-  cut_spans(pl, now);
+  cut(pl, POLYTEL__SIG_LOGS, now);
+  cut(pl, POLYTEL__SIG_TRACES, now);
   size_t n = 0;
   for (const polytel__request_t *r = pl->head; r; r = r->next) n += !r->in_flight;
   return n;
