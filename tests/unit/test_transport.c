@@ -738,13 +738,17 @@ static void test_answer_body_and_timeout(void **state) {
   free(big);
 }
 
+/*
+ * A port that refuses connections: bound and never listening, and left open until the test process exits. A
+ * port closed right after it was picked can be handed to the next random-port server of a suite running
+ * beside this one, which would then accept what this test means to be refused.
+ */
 static int closed_port(void) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   bind(fd, (struct sockaddr *)&a, sizeof a);
   socklen_t al = sizeof a;
   getsockname(fd, (struct sockaddr *)&a, &al);
-  close(fd);
   return ntohs(a.sin_port);
 }
 

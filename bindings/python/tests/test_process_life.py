@@ -110,12 +110,16 @@ def test_exit_without_shutdown_loses_nothing(receiver, service):
     assert [p["value"] for p in last_points(of_service(got["metrics"], service), "exit.count").values()] == [77]
 
 
+_held = []
+
+
 def unused_port():
+    """Refuses connections until the test process exits: bound, never listening, so no random-port server of a
+    suite running beside this one can be handed it (as it could a port closed right after it was picked)."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    _held.append(s)
+    return s.getsockname()[1]
 
 
 SHUTDOWN_WORKER = """
