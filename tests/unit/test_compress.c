@@ -88,6 +88,32 @@ static void test_gzip_compresses_otlp(void **state) {
   polytel__buf_free(&gz);
 }
 
+/* The compressor's stream object is kept between calls: what one body leaves in it must not change the next
+ * body's output (the same bytes as before, and they read back), whether the body before was larger,
+ * random or empty. */
+static void test_gzip_reuse_is_stateless(void **state) {
+  (void)state;
+  polytel__span_rec_t s[200];
+  memset(s, 0, sizeof s);
+  for (int i = 0; i < 200; i++) s[i].name = "db.query", s[i].name_len = 8, s[i].start_ns = (uint64_t)i * 977;
+  polytel__buf_t pb = {0}, first = {0}, again = {0}, other = {0};
+  assert_int_equal(polytel__encode_spans(&pb, POLYTEL__FMT_PROTOBUF, NULL, s, 200), 0);
+  assert_int_equal(polytel__gzip(pb.data, pb.len, &first), 0);
+  size_t n = 300000;
+  uint8_t *rnd = malloc(n);
+  assert_non_null(rnd);
+  uint64_t x = 0x2545f4914f6cdd1dULL;
+  for (size_t i = 0; i < n; i++) x ^= x << 13, x ^= x >> 7, x ^= x << 17, rnd[i] = (uint8_t)(x % 7);
+  assert_int_equal(polytel__gzip(rnd, n, &other), 0);
+  assert_int_equal(polytel__gzip(NULL, 0, &other), 0);
+  assert_int_equal(polytel__gzip(pb.data, pb.len, &again), 0);
+  assert_int_equal(again.len, first.len);
+  assert_memory_equal(again.data, first.data, first.len);
+  roundtrip(rnd, n);
+  free(rnd);
+  polytel__buf_free(&pb), polytel__buf_free(&first), polytel__buf_free(&again), polytel__buf_free(&other);
+}
+
 static void test_gzip_oom_and_args(void **state) {
   (void)state;
   polytel__buf_t b = {0};
@@ -206,10 +232,15 @@ static void test_compress_args(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_gzip_small),           cmocka_unit_test(test_gzip_empty),
-      cmocka_unit_test(test_gzip_large_random),    cmocka_unit_test(test_gzip_compresses_otlp),
-      cmocka_unit_test(test_gzip_oom_and_args),    cmocka_unit_test(test_zstd_small_empty_random),
-      cmocka_unit_test(test_zstd_compresses_otlp), cmocka_unit_test(test_compress_args),
+      cmocka_unit_test(test_gzip_small),
+      cmocka_unit_test(test_gzip_empty),
+      cmocka_unit_test(test_gzip_large_random),
+      cmocka_unit_test(test_gzip_compresses_otlp),
+      cmocka_unit_test(test_gzip_reuse_is_stateless),
+      cmocka_unit_test(test_gzip_oom_and_args),
+      cmocka_unit_test(test_zstd_small_empty_random),
+      cmocka_unit_test(test_zstd_compresses_otlp),
+      cmocka_unit_test(test_compress_args),
   };
   return cmocka_run_group_tests_name("compress", tests, NULL, NULL);
 }
