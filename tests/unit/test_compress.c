@@ -114,6 +114,28 @@ static void test_gzip_reuse_is_stateless(void **state) {
   polytel__buf_free(&pb), polytel__buf_free(&first), polytel__buf_free(&again), polytel__buf_free(&other);
 }
 
+/* Sizes around igzip's block and window edges (32 KiB history, 64 KiB stored blocks) and mixes of runs,
+ * repeats and noise: each reads back exactly, one call after another on the kept stream object. */
+static void test_gzip_sizes_and_mixes(void **state) {
+  (void)state;
+  static const size_t sizes[] = {1,   2,    3,     7,     8,     9,     31,    32,    33,    257,    258,
+                                 259, 4095, 32767, 32768, 32769, 65534, 65535, 65536, 65537, 131072, 200003};
+  size_t max = 200003;
+  uint8_t *in = malloc(max);
+  assert_non_null(in);
+  uint64_t x = 0x853c49e6748fea9bULL;
+  for (int mix = 0; mix < 3; mix++) {
+    for (size_t i = 0; i < max; i++) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      in[i] = mix == 0   ? (uint8_t)(i / 300)
+              : mix == 1 ? (uint8_t) "span.name=db.query;"[i % 19] ^ (x % 64 == 0)
+                         : (uint8_t)(x >> 56);
+    }
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) roundtrip(in, sizes[k]);
+  }
+  free(in);
+}
+
 static void test_gzip_oom_and_args(void **state) {
   (void)state;
   polytel__buf_t b = {0};
@@ -237,6 +259,7 @@ int main(void) {
       cmocka_unit_test(test_gzip_large_random),
       cmocka_unit_test(test_gzip_compresses_otlp),
       cmocka_unit_test(test_gzip_reuse_is_stateless),
+      cmocka_unit_test(test_gzip_sizes_and_mixes),
       cmocka_unit_test(test_gzip_oom_and_args),
       cmocka_unit_test(test_zstd_small_empty_random),
       cmocka_unit_test(test_zstd_compresses_otlp),
