@@ -21,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ROUNDS = int(os.environ.get("BENCH_BEFORE_AFTER_ROUNDS", "3"))
 CFLAGS = ["-std=gnu11", "-O2", "-g", "-DNDEBUG", "-D_GNU_SOURCE"]
-LIBS = ["-luv", "-lcurl", "-ldeflate", "-lzstd", "-lpthread", "-lm"]
+LIBS = ["-luv", "-lcurl", "-lisal", "-ldeflate", "-lzstd", "-lpthread", "-lm"]
 
 
 def log(msg: str) -> None:

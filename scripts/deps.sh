@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential libuv1-dev libcurl4-openssl-dev libdeflate-dev libzstd-dev zlib1g-dev libcmocka-dev pkg-config cmake
+APT_PACKAGES=(build-essential libuv1-dev libcurl4-openssl-dev libisal-dev libdeflate-dev libzstd-dev zlib1g-dev libcmocka-dev pkg-config cmake
   ninja-build ruby-full ruby-dev rake-compiler emscripten chromium protobuf-compiler clang
   clang-format valgrind libclang-rt-14-dev openssl python3-venv dpkg-dev
   redis-server)

@@ -3,7 +3,7 @@
 # From the repository, the core (../../core: sources.txt, src/, include/) is copied into _core/ first,
 # so an sdist carries it; from an sdist, _core/ is already there. What is compiled is the list in
 # core/sources.txt, the version is the one in core/include/polytel/version.h (docs/building.md).
-# The extension links libuv, libdeflate and libzstd (pkg-config); libcurl is loaded at the first phase-2 call
+# The extension links libuv, libisal and libzstd (pkg-config); libcurl is loaded at the first phase-2 call
 # (src/lazy_curl.c). Wheels for an index: `make dist` (auditwheel repair: docs/python.md).
 import glob
 import os
@@ -25,7 +25,7 @@ os.chdir(HERE)  # setuptools wants source paths relative to the project
 DEPS = (
     ("libuv", "uv.h", "uv", "libuv1-dev", "libuv-devel"),
     ("libcurl", "curl/curl.h", "curl", "libcurl4-openssl-dev", "libcurl-devel"),
-    ("libdeflate", "libdeflate.h", "deflate", "libdeflate-dev", "libdeflate-devel"),
+    ("libisal", "isa-l/igzip_lib.h", "isal", "libisal-dev", "isa-l-devel"),
     ("libzstd", "zstd.h", "zstd", "libzstd-dev", "libzstd-devel"),
 )
 
@@ -185,7 +185,7 @@ def add_deps(ext):
     """The dependencies' flags, found when the extension is built (an sdist is made without them)."""
     if not with_uv:
         return
-    cflags, libs = find_deps(("libuv", "libcurl", "libdeflate", "libzstd"))
+    cflags, libs = find_deps(("libuv", "libcurl", "libisal", "libzstd"))
     extra_sources, libs = lazy_curl_plan(core_src, cflags, libs)
     ext.sources += extra_sources
     ext.extra_compile_args += cflags

@@ -5,7 +5,7 @@
 # The source gem is installed into a scratch GEM_HOME, so the extension is built exactly as `gem install`
 # builds it for a user (bundled core, extconf.rb); its lib/ and the built polytel_ext.so are then packed into
 # a gem for this platform and this Ruby's ABI (one minor version: an extension is built against it). libuv
-# libdeflate and libzstd go into the gem beside the extension (RUNPATH $ORIGIN, set with patchelf), as
+# libisal and libzstd go into the gem beside the extension (RUNPATH $ORIGIN, set with patchelf), as
 # auditwheel does for the wheels; libcurl and libc are the system's (docs/ruby.md).
 require "fileutils"
 require "rbconfig"
@@ -18,7 +18,7 @@ src_gem = File.expand_path(src_gem)
 out_dir = File.expand_path(out_dir)
 
 # What the extension links that a machine with Ruby may lack: carried in the gem.
-BUNDLED = %w[libuv.so.1 libdeflate.so.0 libzstd.so.1].freeze
+BUNDLED = %w[libuv.so.1 libisal.so.2 libzstd.so.1].freeze
 
 def run!(env, *cmd)
   system(env, *cmd) or abort "platform_gem: failed: #{cmd.join(" ")}"

@@ -2,7 +2,7 @@
 require_relative "vendor_core"
 
 # Building from a checkout: copy ../../core into ext/polytel/core first (git-ignored), so the gem
-# builds anywhere with only libuv, libcurl, libdeflate and libzstd installed.
+# builds anywhere with only libuv, libcurl, libisal and libzstd installed.
 PolytelVendor.vendor!
 
 Gem::Specification.new do |s|

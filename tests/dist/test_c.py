@@ -35,7 +35,7 @@ def test_deb_control():
     fields = {k: run(["dpkg-deb", "-f", DEB, k]).stdout.strip() for k in ("Package", "Version", "Depends", "Section")}
     assert fields["Package"] == "libpolytel" and fields["Version"] == VERSION
     # Runtime dependencies from dpkg-shlibdeps, development ones for polytel.pc / polytelConfig.cmake.
-    for dep in ("libuv1 ", "libcurl4 ", "libdeflate0 ", "libzstd1 ", "libc6 ", "libuv1-dev", "libzstd-dev", "pkg-config"):
+    for dep in ("libuv1 ", "libcurl4 ", "libisal2 ", "libzstd1 ", "libc6 ", "libuv1-dev", "libzstd-dev", "pkg-config"):
         assert dep in fields["Depends"] + " ", fields["Depends"]
     files = run(["dpkg-deb", "-c", DEB]).stdout
     for f in ("./usr/include/polytel.h", "./usr/include/polytel/uv.h", "./usr/include/polytel/version.h",

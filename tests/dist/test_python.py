@@ -99,9 +99,9 @@ def test_auditwheel_finds_nothing_outside_the_policy(v):
     assert "external shared libraries" not in show, show  # what the policy does not allow would be listed
     with zipfile.ZipFile(w) as z:
         names = z.namelist()
-    # libuv, libzstd, libdeflate are inside (Debian's libuv_a.a and libzstd.a are not PIC: auditwheel vendors the
+    # libuv, libzstd, libisal are inside (Debian's libuv_a.a and libzstd.a are not PIC: auditwheel vendors the
     # shared libraries under unique names); libcurl is not.
-    for lib in ("libuv", "libzstd", "libdeflate"):
+    for lib in ("libuv", "libzstd", "libisal"):
         assert any(re.fullmatch(r"polytel\.libs/%s-[0-9a-f]+\.so\.\d+(\.\d+)*" % lib, n) for n in names), (lib, names)
     assert not any("curl" in n for n in names), names
 
@@ -155,7 +155,7 @@ def test_sdist_names_the_missing_dev_packages(tmp_path):
     assert r.returncode != 0
     assert "polytel: cannot build the extension: missing libuv (uv.h), libcurl (curl/curl.h)." in text, text
     assert "apt-get install libuv1-dev libcurl4-openssl-dev" in text, text
-    assert "libzstd (" not in text and "libdeflate (" not in text  # what is installed is not listed
+    assert "libzstd (" not in text and "libisal (" not in text  # what is installed is not listed
 
 
 def test_missing_libcurl_is_one_line_naming_it(installs, receiver):

@@ -61,9 +61,9 @@ def test_platform_gem_installs_with_no_compiler(receiver, toolless_bin):
     r = run_worker(home, [toolless_bin], receiver, "dist-rb-platform")
     check_worker(r, home, "x86_64-linux")
     assert r["ext"] == os.path.join(r["gem_dir"], "lib", "polytel", "polytel_ext.so")
-    # libuv, libdeflate and libzstd travel inside the gem (RUNPATH $ORIGIN); libcurl and libc are the system's.
+    # libuv, libisal and libzstd travel inside the gem (RUNPATH $ORIGIN); libcurl and libc are the system's.
     ldd = run(["ldd", r["ext"]]).stdout
-    for lib in ("libuv.so.1", "libdeflate.so.0", "libzstd.so.1"):
+    for lib in ("libuv.so.1", "libisal.so.2", "libzstd.so.1"):
         assert "%s => %s/lib/polytel/%s" % (lib, r["gem_dir"], lib) in ldd, ldd
     assert_arrived(receiver, "dist-rb-platform", ["dist.rb.job"], ["hello from the gem"], "ruby")
 

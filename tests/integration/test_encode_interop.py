@@ -48,7 +48,7 @@ def find_or_build_dump(tmp_path_factory):
     cc = os.environ.get("CC", "cc")
     subprocess.run([cc, "-std=gnu11", "-O1", "-I", os.path.join(ROOT, "core", "include"), "-I", src,
                     os.path.join(ROOT, "tests", "support", "programs", "encode_dump.c"), os.path.join(src, "encode_pb.c"),
-                    os.path.join(src, "encode_json.c"), os.path.join(src, "compress.c"), "-DPOLYTEL_WITH_UV=1", "-ldeflate", "-lzstd", "-lm",
+                    os.path.join(src, "encode_json.c"), os.path.join(src, "compress.c"), "-DPOLYTEL_WITH_UV=1", "-lisal", "-lzstd", "-lm",
                     "-o", str(d / "encode_dump")], check=True)
     return str(d / "encode_dump")
 

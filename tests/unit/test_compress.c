@@ -88,6 +88,54 @@ static void test_gzip_compresses_otlp(void **state) {
   polytel__buf_free(&gz);
 }
 
+/* The compressor's stream object is kept between calls: what one body leaves in it must not change the next
+ * body's output (the same bytes as before, and they read back), whether the body before was larger,
+ * random or empty. */
+static void test_gzip_reuse_is_stateless(void **state) {
+  (void)state;
+  polytel__span_rec_t s[200];
+  memset(s, 0, sizeof s);
+  for (int i = 0; i < 200; i++) s[i].name = "db.query", s[i].name_len = 8, s[i].start_ns = (uint64_t)i * 977;
+  polytel__buf_t pb = {0}, first = {0}, again = {0}, other = {0};
+  assert_int_equal(polytel__encode_spans(&pb, POLYTEL__FMT_PROTOBUF, NULL, s, 200), 0);
+  assert_int_equal(polytel__gzip(pb.data, pb.len, &first), 0);
+  size_t n = 300000;
+  uint8_t *rnd = malloc(n);
+  assert_non_null(rnd);
+  uint64_t x = 0x2545f4914f6cdd1dULL;
+  for (size_t i = 0; i < n; i++) x ^= x << 13, x ^= x >> 7, x ^= x << 17, rnd[i] = (uint8_t)(x % 7);
+  assert_int_equal(polytel__gzip(rnd, n, &other), 0);
+  assert_int_equal(polytel__gzip(NULL, 0, &other), 0);
+  assert_int_equal(polytel__gzip(pb.data, pb.len, &again), 0);
+  assert_int_equal(again.len, first.len);
+  assert_memory_equal(again.data, first.data, first.len);
+  roundtrip(rnd, n);
+  free(rnd);
+  polytel__buf_free(&pb), polytel__buf_free(&first), polytel__buf_free(&again), polytel__buf_free(&other);
+}
+
+/* Sizes around igzip's block and window edges (32 KiB history, 64 KiB stored blocks) and mixes of runs,
+ * repeats and noise: each reads back exactly, one call after another on the kept stream object. */
+static void test_gzip_sizes_and_mixes(void **state) {
+  (void)state;
+  static const size_t sizes[] = {1,   2,    3,     7,     8,     9,     31,    32,    33,    257,    258,
+                                 259, 4095, 32767, 32768, 32769, 65534, 65535, 65536, 65537, 131072, 200003};
+  size_t max = 200003;
+  uint8_t *in = malloc(max);
+  assert_non_null(in);
+  uint64_t x = 0x853c49e6748fea9bULL;
+  for (int mix = 0; mix < 3; mix++) {
+    for (size_t i = 0; i < max; i++) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      in[i] = mix == 0   ? (uint8_t)(i / 300)
+              : mix == 1 ? (uint8_t) "span.name=db.query;"[i % 19] ^ (x % 64 == 0)
+                         : (uint8_t)(x >> 56);
+    }
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) roundtrip(in, sizes[k]);
+  }
+  free(in);
+}
+
 static void test_gzip_oom_and_args(void **state) {
   (void)state;
   polytel__buf_t b = {0};
@@ -206,10 +254,16 @@ static void test_compress_args(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_gzip_small),           cmocka_unit_test(test_gzip_empty),
-      cmocka_unit_test(test_gzip_large_random),    cmocka_unit_test(test_gzip_compresses_otlp),
-      cmocka_unit_test(test_gzip_oom_and_args),    cmocka_unit_test(test_zstd_small_empty_random),
-      cmocka_unit_test(test_zstd_compresses_otlp), cmocka_unit_test(test_compress_args),
+      cmocka_unit_test(test_gzip_small),
+      cmocka_unit_test(test_gzip_empty),
+      cmocka_unit_test(test_gzip_large_random),
+      cmocka_unit_test(test_gzip_compresses_otlp),
+      cmocka_unit_test(test_gzip_reuse_is_stateless),
+      cmocka_unit_test(test_gzip_sizes_and_mixes),
+      cmocka_unit_test(test_gzip_oom_and_args),
+      cmocka_unit_test(test_zstd_small_empty_random),
+      cmocka_unit_test(test_zstd_compresses_otlp),
+      cmocka_unit_test(test_compress_args),
   };
   return cmocka_run_group_tests_name("compress", tests, NULL, NULL);
 }

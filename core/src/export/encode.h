@@ -123,7 +123,7 @@ uint32_t polytel__thread_attrs(polytel__kv_t out[2], const polytel__kv_t *attrs,
  * polytel__compress takes a polytel_compression_t other than NONE; polytel__unzstd reads back a frame
  * of polytel__zstd (its content size is in the header).
  */
-int polytel__gzip(const uint8_t *in, size_t len, polytel__buf_t *out); /* RFC 1952, libdeflate */
+int polytel__gzip(const uint8_t *in, size_t len, polytel__buf_t *out); /* RFC 1952, ISA-L igzip */
 #if POLYTEL_WITH_UV
 int polytel__zstd(const uint8_t *in, size_t len, polytel__buf_t *out); /* RFC 8878, libzstd */
 int polytel__unzstd(const uint8_t *in, size_t len, polytel__buf_t *out);

@@ -30,7 +30,7 @@ def polytel_check_deps!
   deps = [
     ["libuv", "uv.h", "uv", "uv_loop_init", "libuv1-dev", "libuv-devel"],
     ["libcurl", "curl/curl.h", "curl", "curl_multi_init", "libcurl4-openssl-dev", "libcurl-devel"],
-    ["libdeflate", "libdeflate.h", "deflate", "libdeflate_alloc_compressor", "libdeflate-dev", "libdeflate-devel"],
+    ["libisal", "isa-l/igzip_lib.h", "isal", "isal_deflate_stateless", "libisal-dev", "isa-l-devel"],
     ["libzstd", "zstd.h", "zstd", "ZSTD_compress", "libzstd-dev", "libzstd-devel"],
   ]
   missing = deps.reject do |pc, header, lib, func, _deb, _rpm|
