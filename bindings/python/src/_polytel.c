@@ -60,7 +60,7 @@ typedef struct SpanObject {
   PyObject_HEAD PyObject *name; /* str */
   PyObject *attrs;              /* dict or NULL */
   PyObject *token;              /* ContextVar token while entered */
-  PyObject *module;             /* borrowed through the type; kept for state access */
+  PyObject *module;             /* borrowed through the type (see span_new_obj); kept for state access */
   polytel_span_ctx_t ctx;
   uint64_t generation;
   int state; /* SPAN_NEW, SPAN_ACTIVE, SPAN_DONE */
@@ -775,8 +775,7 @@ static PyObject *span_new_obj(module_state *st, PyObject *module, PyObject *name
   sp->name = name;
   sp->attrs = attrs; /* stolen */
   sp->token = NULL;
-  sp->module = module;
-  Py_INCREF(module);
+  sp->module = module; /* borrowed: the span holds its type, and the type (ht_module) holds the module */
   memset(&sp->ctx, 0, sizeof(sp->ctx));
   sp->generation = 0;
   sp->state = SPAN_NEW;
@@ -924,8 +923,7 @@ static void span_dealloc(SpanObject *sp) {
     st->free_spans[st->n_free_spans++] = sp; /* freed by module_clear if never reused */
   else
     PyObject_Free(sp);
-  Py_XDECREF(module);
-  Py_DECREF(tp);
+  Py_DECREF(tp); /* last: the module (borrowed) lives as long as the type */
 }
 
 static PyObject *span_enter(SpanObject *sp, PyObject *Py_UNUSED(ignored)) {
