@@ -1620,68 +1620,6 @@ static PyGetSetDef smeth_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpedantic"
-#endif
-static PyType_Slot bound_slots[] = {
-    {Py_tp_dealloc, bound_dealloc}, {Py_tp_call, PyVectorcall_Call}, {Py_tp_repr, bound_repr},
-    {Py_tp_members, bound_members}, {Py_tp_getset, bound_getset},    {0, NULL},
-};
-static PyType_Slot smeth_slots[] = {
-    {Py_tp_dealloc, smeth_dealloc}, {Py_tp_descr_get, smeth_get}, {Py_tp_call, smeth_call},
-    {Py_tp_repr, smeth_repr},       {Py_tp_getset, smeth_getset}, {0, NULL},
-};
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
-
-#if PY_VERSION_HEX >= 0x030A0000
-#define HELPER_TYPE_FLAGS (Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION)
-#else
-#define HELPER_TYPE_FLAGS 0
-#endif
-
-static PyType_Spec bound_spec = {
-    .name = "polytel.bound_span_method",
-    .basicsize = sizeof(BoundObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | HELPER_TYPE_FLAGS,
-    .slots = bound_slots,
-};
-
-static PyType_Spec smeth_spec = {
-    .name = "polytel.span_method",
-    .basicsize = sizeof(SmethObject),
-    .flags = Py_TPFLAGS_DEFAULT | HELPER_TYPE_FLAGS,
-    .slots = smeth_slots,
-};
-
-/*
- * Put the two descriptors into Span's dict. The helper types are made without the module (PyType_FromSpec):
- * the descriptors hold the bound type, and nothing of theirs leads back to the module (no cycle to collect).
- */
-static int span_type_add_methods(PyTypeObject *span_type) {
-  PyTypeObject *bound_type = (PyTypeObject *)PyType_FromSpec(&bound_spec);
-  PyTypeObject *smeth_type = bound_type ? (PyTypeObject *)PyType_FromSpec(&smeth_spec) : NULL;
-  int rc = smeth_type ? 0 : -1;
-  for (int exit = 0; exit < 2 && rc == 0; exit++) {
-    SmethObject *d = PyObject_New(SmethObject, smeth_type);
-    if (!d) {
-      rc = -1;
-      break;
-    }
-    Py_INCREF(bound_type);
-    d->bound_type = bound_type;
-    d->exit = exit;
-    rc = PyDict_SetItemString(span_type->tp_dict, exit ? "__exit__" : "__enter__", (PyObject *)d);
-    Py_DECREF(d);
-  }
-  Py_XDECREF(smeth_type);
-  Py_XDECREF(bound_type);
-  PyType_Modified(span_type);
-  return rc;
-}
-
 #define FASTKW(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL | METH_KEYWORDS
 
 static PyMethodDef span_methods[] = {
@@ -1729,6 +1667,14 @@ static PyType_Slot span_slots[] = {
      "A span: `with polytel.span(name, **attrs):` or `@polytel.span(name)`. Create with polytel.span()."},
     {0, NULL},
 };
+static PyType_Slot bound_slots[] = {
+    {Py_tp_dealloc, bound_dealloc}, {Py_tp_call, PyVectorcall_Call}, {Py_tp_repr, bound_repr},
+    {Py_tp_members, bound_members}, {Py_tp_getset, bound_getset},    {0, NULL},
+};
+static PyType_Slot smeth_slots[] = {
+    {Py_tp_dealloc, smeth_dealloc}, {Py_tp_descr_get, smeth_get}, {Py_tp_call, smeth_call},
+    {Py_tp_repr, smeth_repr},       {Py_tp_getset, smeth_getset}, {0, NULL},
+};
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
@@ -1745,6 +1691,46 @@ static PyType_Spec span_spec = {
     .flags = Py_TPFLAGS_DEFAULT | SPAN_TYPE_FLAGS,
     .slots = span_slots,
 };
+
+static PyType_Spec bound_spec = {
+    .name = "polytel.bound_span_method",
+    .basicsize = sizeof(BoundObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | SPAN_TYPE_FLAGS,
+    .slots = bound_slots,
+};
+
+static PyType_Spec smeth_spec = {
+    .name = "polytel.span_method",
+    .basicsize = sizeof(SmethObject),
+    .flags = Py_TPFLAGS_DEFAULT | SPAN_TYPE_FLAGS,
+    .slots = smeth_slots,
+};
+
+/*
+ * Put the two descriptors into Span's dict. The helper types are made without the module (PyType_FromSpec):
+ * the descriptors hold the bound type, and nothing of theirs leads back to the module (no cycle to collect).
+ */
+static int span_type_add_methods(PyTypeObject *span_type) {
+  PyTypeObject *bound_type = (PyTypeObject *)PyType_FromSpec(&bound_spec);
+  PyTypeObject *smeth_type = bound_type ? (PyTypeObject *)PyType_FromSpec(&smeth_spec) : NULL;
+  int rc = smeth_type ? 0 : -1;
+  for (int exit = 0; exit < 2 && rc == 0; exit++) {
+    SmethObject *d = PyObject_New(SmethObject, smeth_type);
+    if (!d) {
+      rc = -1;
+      break;
+    }
+    Py_INCREF(bound_type);
+    d->bound_type = bound_type;
+    d->exit = exit;
+    rc = PyDict_SetItemString(span_type->tp_dict, exit ? "__exit__" : "__enter__", (PyObject *)d);
+    Py_DECREF(d);
+  }
+  Py_XDECREF(smeth_type);
+  Py_XDECREF(bound_type);
+  PyType_Modified(span_type);
+  return rc;
+}
 
 static PyObject *py_current_span(PyObject *module, PyObject *Py_UNUSED(ignored)) {
   module_state *st = get_state(module);
