@@ -207,6 +207,64 @@ def test_explicit_end_time(receiver, service):
     assert out["twice"] == "polytel: end() on a span that is not active (not entered, or ended)"
 
 
+# start_time= (Unix ns, the API's unit) is the span's start on the wire, for start_span and start_as_current_span
+# (as a context manager and as a decorator); what is not Unix ns is a clear error and starts nothing.
+START_TIME = r"""
+import json, time
+import polytel, polytel.otel
+from opentelemetry import trace
+polytel.bootstrap_worker()
+polytel.otel.install()
+tr = trace.get_tracer("lib.start")
+out = {}
+now = time.time_ns()
+out["detached"] = now - 40_000_000
+s = tr.start_span("detached-start", start_time=out["detached"])
+out["detached_end"] = now - 30_000_000
+s.end(end_time=out["detached_end"])
+out["child"] = now - 20_000_000
+c = tr.start_span("child-start", context=trace.set_span_in_context(s), start_time=out["child"])
+c.end()
+out["current"] = now - 10_000_000
+with tr.start_as_current_span("current-start", start_time=out["current"], attributes={"a": 1}) as cur:
+    with polytel.span("under-current") as u:
+        out["under_parent_is_current"] = u.parent_span_id == "%016x" % cur.get_span_context().span_id
+out["deco"] = now - 5_000_000
+
+@tr.start_as_current_span("deco-start", start_time=out["deco"])
+def work():
+    return polytel.current_span().name
+out["work"] = work()
+for bad in ("soon", -1, 1.5):
+    try:
+        tr.start_span("bad-start", start_time=bad)
+    except ValueError as e:
+        out.setdefault("errors", []).append(str(e).split(",")[0])
+out["current_after_bad"] = trace.get_current_span().get_span_context().is_valid
+polytel.shutdown()
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_explicit_start_time(receiver, service):
+    out = run_worker(START_TIME, worker_env(receiver, service)).check().result()
+    spans = by_name(spans_of(receiver, service, 5))
+    assert "bad-start" not in spans
+    (d,) = spans["detached-start"]
+    assert (d["start_ns"], d["end_ns"]) == (out["detached"], out["detached_end"])
+    (c,) = spans["child-start"]
+    assert c["start_ns"] == out["child"] and c["parent_span_id"] == d["span_id"] and c["end_ns"] > out["child"]
+    (cur,) = spans["current-start"]
+    assert cur["start_ns"] == out["current"] and cur["attributes"] == {"a": 1}
+    (u,) = spans["under-current"]
+    assert u["parent_span_id"] == cur["span_id"] and out["under_parent_is_current"] is True
+    assert u["start_ns"] > out["current"] and cur["end_ns"] >= u["end_ns"]
+    (w,) = spans["deco-start"]
+    assert w["start_ns"] == out["deco"] and out["work"] == "deco-start"
+    assert out["errors"] == ["span.start_ns is Unix nanoseconds (a non-negative int)"] * 3
+    assert out["current_after_bad"] is False
+
+
 SAMPLING = r"""
 import json
 import polytel, polytel.otel

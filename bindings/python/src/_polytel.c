@@ -47,11 +47,20 @@ static inline module_state *get_state(PyObject *module) {
   return (module_state *)PyModule_GetState(module);
 }
 
+/*
+ * span.__enter__ / span.__exit__ as `with` looks them up: objects embedded in the span, so binding them
+ * allocates nothing (a bound builtin method costs a GC allocation, tracking and a free per lookup, twice per
+ * `with`). Alive (refcount > 0) while somebody holds one; each live one holds a reference to its span.
+ */
+typedef struct {
+  PyObject_HEAD vectorcallfunc vectorcall;
+} BoundObject;
+
 typedef struct SpanObject {
   PyObject_HEAD PyObject *name; /* str */
   PyObject *attrs;              /* dict or NULL */
   PyObject *token;              /* ContextVar token while entered */
-  PyObject *module;             /* borrowed through the type; kept for state access */
+  PyObject *module;             /* borrowed through the type (see span_new_obj); kept for state access */
   polytel_span_ctx_t ctx;
   uint64_t generation;
   int state; /* SPAN_NEW, SPAN_ACTIVE, SPAN_DONE */
@@ -67,6 +76,8 @@ typedef struct SpanObject {
   PyObject *tracestate; /* str or NULL: the parent's, from enter on */
   PyObject *bg_token;   /* baggage ContextVar token while entered under a parent context with baggage */
   uint64_t end_ns;      /* Span.end(end_ns): an explicit end time (Unix ns); 0: the time of the exit */
+  uint64_t start_ns; /* Span.start_ns set before entering: the start time (Unix ns); 0: the time of entry */
+  BoundObject b_enter, b_exit;
 } SpanObject;
 
 enum { SPAN_NEW = 0, SPAN_ACTIVE = 1, SPAN_DONE = 2 };
@@ -764,8 +775,7 @@ static PyObject *span_new_obj(module_state *st, PyObject *module, PyObject *name
   sp->name = name;
   sp->attrs = attrs; /* stolen */
   sp->token = NULL;
-  sp->module = module;
-  Py_INCREF(module);
+  sp->module = module; /* borrowed: the span holds its type, and the type (ht_module) holds the module */
   memset(&sp->ctx, 0, sizeof(sp->ctx));
   sp->generation = 0;
   sp->state = SPAN_NEW;
@@ -774,7 +784,9 @@ static PyObject *span_new_obj(module_state *st, PyObject *module, PyObject *name
   sp->ev_dropped = 0;
   sp->status_msg = sp->parent = sp->links = sp->events = sp->scope_name = sp->scope_version = NULL;
   sp->tracestate = sp->bg_token = NULL;
-  sp->end_ns = 0;
+  sp->end_ns = sp->start_ns = 0;
+  memset(&sp->b_enter, 0, sizeof sp->b_enter); /* refcount 0: not bound yet */
+  memset(&sp->b_exit, 0, sizeof sp->b_exit);
   return (PyObject *)sp;
 }
 
@@ -911,8 +923,7 @@ static void span_dealloc(SpanObject *sp) {
     st->free_spans[st->n_free_spans++] = sp; /* freed by module_clear if never reused */
   else
     PyObject_Free(sp);
-  Py_XDECREF(module);
-  Py_DECREF(tp);
+  Py_DECREF(tp); /* last: the module (borrowed) lives as long as the type */
 }
 
 static PyObject *span_enter(SpanObject *sp, PyObject *Py_UNUSED(ignored)) {
@@ -933,6 +944,7 @@ static PyObject *span_enter(SpanObject *sp, PyObject *Py_UNUSED(ignored)) {
     if (holder) ts = ((SpanObject *)holder)->tracestate;
   }
   polytel_span_start(parent, &sp->ctx);
+  if (sp->start_ns) sp->ctx.start_ns = sp->start_ns;
   Py_XINCREF(ts); /* the trace's tracestate travels on with its spans (W3C: a vendor may update its member) */
   Py_XSETREF(sp->tracestate, ts);
   Py_XDECREF(holder);
@@ -1219,6 +1231,18 @@ static PyObject *span_exit(SpanObject *sp, PyObject *const *args, Py_ssize_t nar
   Py_RETURN_FALSE;
 }
 
+/* A time given as Unix nanoseconds (the OpenTelemetry API's start_time/end_time); 0 stands for "now". */
+static int unix_ns_of(PyObject *v, const char *what, uint64_t *out) {
+  uint64_t t = PyLong_Check(v) ? PyLong_AsUnsignedLongLong(v) : (uint64_t)-1;
+  if (t == (uint64_t)-1) {
+    PyErr_Clear();
+    PyErr_Format(PyExc_ValueError, "%s is Unix nanoseconds (a non-negative int), not %R", what, v);
+    return -1;
+  }
+  *out = t;
+  return 0;
+}
+
 /* end(end_ns=None): exit (no exception) at an explicit end time (Unix ns; the OpenTelemetry API's end_time).
  */
 static PyObject *span_end(SpanObject *sp, PyObject *const *args, Py_ssize_t nargs) {
@@ -1231,16 +1255,7 @@ static PyObject *span_end(SpanObject *sp, PyObject *const *args, Py_ssize_t narg
                     "polytel: end() on a span that is not active (not entered, or ended)");
     return NULL;
   }
-  if (nargs == 1 && args[0] != Py_None) {
-    uint64_t t = PyLong_Check(args[0]) ? PyLong_AsUnsignedLongLong(args[0]) : (uint64_t)-1;
-    if (t == (uint64_t)-1) {
-      PyErr_Clear();
-      PyErr_Format(PyExc_ValueError, "end(): end_ns is Unix nanoseconds (a non-negative int), not %R",
-                   args[0]);
-      return NULL;
-    }
-    sp->end_ns = t;
-  }
+  if (nargs == 1 && args[0] != Py_None && unix_ns_of(args[0], "end(): end_ns", &sp->end_ns) < 0) return NULL;
   PyObject *r = span_exit(sp, NULL, 0);
   if (!r) return NULL;
   Py_DECREF(r);
@@ -1427,16 +1442,187 @@ static PyObject *span_get_kind(SpanObject *sp, void *Py_UNUSED(c)) {
   return PyUnicode_FromString(polytel_span_kind_name((polytel_span_kind_t)sp->kind));
 }
 
+/* The start time (Unix ns): None before entering unless set; settable until the span ends. */
+static PyObject *span_get_start_ns(SpanObject *sp, void *Py_UNUSED(c)) {
+  uint64_t t = sp->state == SPAN_NEW ? sp->start_ns : sp->ctx.start_ns;
+  if (!t) Py_RETURN_NONE;
+  return PyLong_FromUnsignedLongLong(t);
+}
+static int span_set_start_ns(SpanObject *sp, PyObject *v, void *Py_UNUSED(c)) {
+  if (!v) {
+    PyErr_SetString(PyExc_TypeError, "span.start_ns cannot be deleted");
+    return -1;
+  }
+  if (sp->state == SPAN_DONE) {
+    PyErr_SetString(PyExc_RuntimeError, "polytel: start_ns set on a span that has ended");
+    return -1;
+  }
+  if (sp->state == SPAN_NEW) {
+    if (v == Py_None) {
+      sp->start_ns = 0; /* the time of entry */
+      return 0;
+    }
+    return unix_ns_of(v, "span.start_ns", &sp->start_ns);
+  }
+  uint64_t t;
+  if (unix_ns_of(v, "span.start_ns", &t) < 0) return -1;
+  if (t) sp->ctx.start_ns = t; /* 0 ("now") on a started span: it keeps the time it started at */
+  return 0;
+}
+
 static PyObject *span_repr(SpanObject *sp) {
   static const char *states[] = {"new", "active", "ended"};
   return PyUnicode_FromFormat("<polytel.Span %R %s>", sp->name, states[sp->state]);
 }
 
+/* ---------------------------------------------- __enter__ / __exit__ without an allocation (BoundObject) */
+
+static PyObject *bound_enter_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+  SpanObject *sp = (SpanObject *)(void *)((char *)self - offsetof(SpanObject, b_enter));
+  (void)args;
+  if (PyVectorcall_NARGS(nargsf) || (kwnames && PyTuple_GET_SIZE(kwnames))) {
+    PyErr_SetString(PyExc_TypeError, "Span.__enter__() takes no arguments");
+    return NULL;
+  }
+  return span_enter(sp, NULL);
+}
+
+static PyObject *bound_exit_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+  SpanObject *sp = (SpanObject *)(void *)((char *)self - offsetof(SpanObject, b_exit));
+  if (kwnames && PyTuple_GET_SIZE(kwnames)) {
+    PyErr_SetString(PyExc_TypeError, "Span.__exit__() takes no keyword arguments");
+    return NULL;
+  }
+  return span_exit(sp, args, PyVectorcall_NARGS(nargsf));
+}
+
+static SpanObject *bound_span(BoundObject *b) {
+  return b->vectorcall == bound_enter_call ? (SpanObject *)(void *)((char *)b - offsetof(SpanObject, b_enter))
+                                           : (SpanObject *)(void *)((char *)b - offsetof(SpanObject, b_exit));
+}
+
+/* The last reference went: the memory is the span's, so only the references it held are given back. */
+static void bound_dealloc(BoundObject *b) {
+  PyTypeObject *tp = Py_TYPE(b);
+  SpanObject *sp = bound_span(b);
+  Py_DECREF(tp);
+  Py_DECREF(sp);
+}
+
+static PyObject *bound_repr(BoundObject *b) {
+  return PyUnicode_FromFormat("<bound method Span.%s of %R>",
+                              b->vectorcall == bound_enter_call ? "__enter__" : "__exit__",
+                              (PyObject *)bound_span(b));
+}
+
+static PyObject *bound_get_self(BoundObject *b, void *Py_UNUSED(c)) {
+  PyObject *sp = (PyObject *)bound_span(b);
+  Py_INCREF(sp);
+  return sp;
+}
+
+static PyObject *bound_get_name(BoundObject *b, void *Py_UNUSED(c)) {
+  return PyUnicode_FromString(b->vectorcall == bound_enter_call ? "__enter__" : "__exit__");
+}
+
+static PyMemberDef bound_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(BoundObject, vectorcall), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef bound_getset[] = {
+    {"__self__", (getter)bound_get_self, NULL, NULL, NULL},
+    {"__name__", (getter)bound_get_name, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+/* Span.__enter__ / Span.__exit__ in the type's dict: binding hands out the span's embedded BoundObject. */
+typedef struct {
+  PyObject_HEAD PyTypeObject *bound_type;
+  int exit;
+} SmethObject;
+
+static PyObject *smeth_get(PyObject *self, PyObject *obj, PyObject *Py_UNUSED(type)) {
+  SmethObject *d = (SmethObject *)self;
+  if (!obj || obj == Py_None) { /* looked up on the class */
+    Py_INCREF(self);
+    return self;
+  }
+  if (Py_TYPE(obj)->tp_dealloc != (destructor)span_dealloc) {
+    PyErr_Format(PyExc_TypeError,
+                 "descriptor '%s' for 'polytel.Span' objects doesn't apply to a '%.100s' object",
+                 d->exit ? "__exit__" : "__enter__", Py_TYPE(obj)->tp_name);
+    return NULL;
+  }
+  SpanObject *sp = (SpanObject *)obj;
+  BoundObject *b = d->exit ? &sp->b_exit : &sp->b_enter;
+  if (Py_REFCNT(b) > 0) { /* bound already (someone holds it): the same object */
+    Py_INCREF(b);
+    return (PyObject *)b;
+  }
+  (void)PyObject_Init((PyObject *)b, d->bound_type);
+  b->vectorcall = d->exit ? bound_exit_call : bound_enter_call;
+  Py_INCREF(sp);
+  return (PyObject *)b;
+}
+
+/* Span.__enter__(span) / Span.__exit__(span, et, ev, tb): the unbound call. */
+static PyObject *smeth_call(PyObject *self, PyObject *args, PyObject *kwargs) {
+  Py_ssize_t n = PyTuple_GET_SIZE(args);
+  if (n < 1) {
+    PyErr_Format(PyExc_TypeError, "unbound method Span.%s() needs a polytel.Span argument",
+                 ((SmethObject *)self)->exit ? "__exit__" : "__enter__");
+    return NULL;
+  }
+  PyObject *b = smeth_get(self, PyTuple_GET_ITEM(args, 0), NULL);
+  if (!b) return NULL;
+  PyObject *rest = PyTuple_GetSlice(args, 1, n);
+  PyObject *r = rest ? PyObject_Call(b, rest, kwargs) : NULL;
+  Py_XDECREF(rest);
+  Py_DECREF(b);
+  return r;
+}
+
+static void smeth_dealloc(SmethObject *d) {
+  PyTypeObject *tp = Py_TYPE(d);
+  Py_XDECREF(d->bound_type);
+  PyObject_Free(d);
+  Py_DECREF(tp);
+}
+
+static PyObject *smeth_repr(SmethObject *d) {
+  return PyUnicode_FromFormat("<method '%s' of 'polytel.Span' objects>", d->exit ? "__exit__" : "__enter__");
+}
+
+static PyObject *smeth_get_name(SmethObject *d, void *Py_UNUSED(c)) {
+  return PyUnicode_FromString(d->exit ? "__exit__" : "__enter__");
+}
+
+static PyObject *smeth_get_qualname(SmethObject *d, void *Py_UNUSED(c)) {
+  return PyUnicode_FromString(d->exit ? "Span.__exit__" : "Span.__enter__");
+}
+
+/* What inspect.signature() reads of a method descriptor. */
+static PyObject *smeth_get_sig(SmethObject *d, void *Py_UNUSED(c)) {
+  return PyUnicode_FromString(d->exit ? "($self, exc_type, exc, tb, /)" : "($self, /)");
+}
+
+static PyObject *smeth_get_doc(SmethObject *d, void *Py_UNUSED(c)) {
+  return PyUnicode_FromString(d->exit ? "End the span (as failed if an exception is passed); returns False."
+                                      : "Start the span and make it the current one; returns the span.");
+}
+
+static PyGetSetDef smeth_getset[] = {
+    {"__name__", (getter)smeth_get_name, NULL, NULL, NULL},
+    {"__qualname__", (getter)smeth_get_qualname, NULL, NULL, NULL},
+    {"__text_signature__", (getter)smeth_get_sig, NULL, NULL, NULL},
+    {"__doc__", (getter)smeth_get_doc, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 #define FASTKW(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL | METH_KEYWORDS
 
 static PyMethodDef span_methods[] = {
-    {"__enter__", (PyCFunction)span_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)(void (*)(void))span_exit, METH_FASTCALL, NULL},
     {"end", (PyCFunction)(void (*)(void))span_end, METH_FASTCALL,
      "end(end_ns=None): end the span (as a `with` block's exit without an exception), at end_ns if given."},
     {"set_attribute", (PyCFunction)(void (*)(void))span_set_attribute, METH_FASTCALL,
@@ -1460,6 +1646,9 @@ static PyGetSetDef span_getset[] = {
     {"active", (getter)span_get_active, NULL, "True between enter and exit", NULL},
     {"context", (getter)span_get_context, NULL, "the span's SpanContext (ids, sampled, tracestate)", NULL},
     {"kind", (getter)span_get_kind, NULL, "'internal', 'server', 'client', 'producer' or 'consumer'", NULL},
+    {"start_ns", (getter)span_get_start_ns, (setter)span_set_start_ns,
+     "the start time, Unix ns (None before entering, unless set): set it to start the span at that time",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1478,6 +1667,14 @@ static PyType_Slot span_slots[] = {
      "A span: `with polytel.span(name, **attrs):` or `@polytel.span(name)`. Create with polytel.span()."},
     {0, NULL},
 };
+static PyType_Slot bound_slots[] = {
+    {Py_tp_dealloc, bound_dealloc}, {Py_tp_call, PyVectorcall_Call}, {Py_tp_repr, bound_repr},
+    {Py_tp_members, bound_members}, {Py_tp_getset, bound_getset},    {0, NULL},
+};
+static PyType_Slot smeth_slots[] = {
+    {Py_tp_dealloc, smeth_dealloc}, {Py_tp_descr_get, smeth_get}, {Py_tp_call, smeth_call},
+    {Py_tp_repr, smeth_repr},       {Py_tp_getset, smeth_getset}, {0, NULL},
+};
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
@@ -1494,6 +1691,46 @@ static PyType_Spec span_spec = {
     .flags = Py_TPFLAGS_DEFAULT | SPAN_TYPE_FLAGS,
     .slots = span_slots,
 };
+
+static PyType_Spec bound_spec = {
+    .name = "polytel.bound_span_method",
+    .basicsize = sizeof(BoundObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | SPAN_TYPE_FLAGS,
+    .slots = bound_slots,
+};
+
+static PyType_Spec smeth_spec = {
+    .name = "polytel.span_method",
+    .basicsize = sizeof(SmethObject),
+    .flags = Py_TPFLAGS_DEFAULT | SPAN_TYPE_FLAGS,
+    .slots = smeth_slots,
+};
+
+/*
+ * Put the two descriptors into Span's dict. The helper types are made without the module (PyType_FromSpec):
+ * the descriptors hold the bound type, and nothing of theirs leads back to the module (no cycle to collect).
+ */
+static int span_type_add_methods(PyTypeObject *span_type) {
+  PyTypeObject *bound_type = (PyTypeObject *)PyType_FromSpec(&bound_spec);
+  PyTypeObject *smeth_type = bound_type ? (PyTypeObject *)PyType_FromSpec(&smeth_spec) : NULL;
+  int rc = smeth_type ? 0 : -1;
+  for (int exit = 0; exit < 2 && rc == 0; exit++) {
+    SmethObject *d = PyObject_New(SmethObject, smeth_type);
+    if (!d) {
+      rc = -1;
+      break;
+    }
+    Py_INCREF(bound_type);
+    d->bound_type = bound_type;
+    d->exit = exit;
+    rc = PyDict_SetItemString(span_type->tp_dict, exit ? "__exit__" : "__enter__", (PyObject *)d);
+    Py_DECREF(d);
+  }
+  Py_XDECREF(smeth_type);
+  Py_XDECREF(bound_type);
+  PyType_Modified(span_type);
+  return rc;
+}
 
 static PyObject *py_current_span(PyObject *module, PyObject *Py_UNUSED(ignored)) {
   module_state *st = get_state(module);
@@ -2410,6 +2647,7 @@ static int module_exec(PyObject *m) {
   pt_import_ident = PyThread_get_thread_ident();
   st->span_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &span_spec, NULL);
   if (!st->span_type) return -1;
+  if (span_type_add_methods(st->span_type) < 0) return -1;
   if (PyModule_AddType(m, st->span_type) < 0) return -1;
   st->ctx_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &ctx_spec, NULL);
   if (!st->ctx_type) return -1;

@@ -4,7 +4,7 @@ from conftest import of_service, run_worker, worker_env
 from otlp_receiver import Receiver
 
 WORKER = """
-import asyncio, json, polytel
+import asyncio, json, time, polytel
 polytel.bootstrap_worker()
 out = {}
 
@@ -70,6 +70,23 @@ with polytel.span("wide", **wide) as s:
     polytel.info("wide log", **wide)
     for i in range(40, 60):
         s.set_attribute("k%d" % i, str(i))
+# An explicit start time (the OpenTelemetry API's start_time): set before entering, sent as given.
+st = polytel.span("explicit-start")
+out["start_unset"] = st.start_ns
+st.start_ns = out["start"] = time.time_ns() - 5_000_000
+with st:
+    out["start_inside"] = st.start_ns
+# The context manager protocol by hand: bound __enter__/__exit__ and the unbound calls nest like `with`.
+with polytel.span("by-hand-parent") as hp:
+    bh = polytel.span("by-hand")
+    enter = bh.__enter__
+    out["bound"] = [enter.__self__ is bh, enter is bh.__enter__, enter() is bh]
+    del enter
+    out["by_hand_current"] = polytel.current_span() is bh
+    polytel.Span.__enter__(polytel.span("by-hand-child"))
+    polytel.Span.__exit__(polytel.current_span(), None, None, None)
+    bh.__exit__(None, None, None)
+    out["by_hand_after"] = polytel.current_span() is hp
 out["rc"] = polytel.shutdown(timeout_ms=5000)
 print("RESULT " + json.dumps(out))
 """
@@ -180,8 +197,27 @@ def test_generator_and_status(spans):
 
 def test_total_span_count(spans):
     _, got = spans
-    # outer, middle, inner, 2 decorated.sync, gather-root, 2 task, 2 child, fails, fails.async, 2 gen, status, wide
-    assert len(got) == 16
+    # outer, middle, inner, 2 decorated.sync, gather-root, 2 task, 2 child, fails, fails.async, 2 gen, status, wide,
+    # explicit-start, by-hand-parent, by-hand, by-hand-child
+    assert len(got) == 20
+
+
+def test_explicit_start_time(spans):
+    r, got = spans
+    sp = named(got, "explicit-start")
+    assert r["start_unset"] is None
+    assert sp["start_ns"] == r["start"] == r["start_inside"]
+    assert sp["end_ns"] >= r["start"] + 5_000_000
+
+
+def test_protocol_by_hand(spans):
+    r, got = spans
+    assert r["bound"] == [True, True, True]
+    assert r["by_hand_current"] and r["by_hand_after"]
+    parent, bh, child = named(got, "by-hand-parent"), named(got, "by-hand"), named(got, "by-hand-child")
+    assert bh["parent_span_id"] == parent["span_id"]
+    assert child["parent_span_id"] == bh["span_id"]
+    assert parent["start_ns"] <= bh["start_ns"] <= child["start_ns"] <= child["end_ns"] <= bh["end_ns"]
 
 
 def test_many_attributes(spans):
@@ -212,3 +248,30 @@ def test_span_object_rules():
     with pytest.raises(ValueError):
         polytel.span("s").set_status("maybe")
     assert repr(polytel.span("r")).startswith("<polytel.Span 'r'")
+    with pytest.raises(TypeError, match="doesn't apply to a 'int' object"):
+        polytel.Span.__enter__(1)
+    with pytest.raises(TypeError, match="takes no arguments"):
+        polytel.span("a").__enter__(1)
+    with pytest.raises(ValueError, match=r"span.start_ns is Unix nanoseconds \(a non-negative int\), not -1"):
+        polytel.span("b").start_ns = -1
+    with pytest.raises(ValueError, match="not 1.5"):
+        polytel.span("b").start_ns = 1.5
+    with pytest.raises(RuntimeError, match="start_ns set on a span that has ended"):
+        sp.start_ns = 1
+
+
+def test_with_keeps_no_reference():
+    """The bound __enter__/__exit__ live in the span: a `with` leaves its reference count as it found it."""
+    import sys
+
+    import polytel
+
+    sp = polytel.span("rc")
+    before = sys.getrefcount(sp)
+    with sp:
+        assert polytel.current_span() is sp
+    assert sys.getrefcount(sp) == before
+    held = sp.__exit__  # a bound method outliving the block keeps the span alive, and works later
+    del sp
+    assert held.__self__.name == "rc" and held.__self__.active is False
+    assert repr(polytel.Span.__enter__) == "<method '__enter__' of 'polytel.Span' objects>"

@@ -66,7 +66,11 @@ def parent_for(context):
         return ROOT
     pt = polytel_span_of(sp)
     if pt is not None:
-        return pt if pt.active else ROOT
+        if pt.active:
+            return pt
+        # An ended span is still a parent (as in the SDK): its context, ids and flags, is.
+        sc = pt.context
+        return sc if sc.is_valid else ROOT
     sc = sp.get_span_context()
     if not sc.is_valid:
         return ROOT
@@ -206,8 +210,7 @@ class Span(_t.Span):
         pt = self._pt
         if not pt.active:
             return
-        if end_time is not None and hasattr(pt, "end"):
-            # A polytel binding with explicit end times takes it directly.
+        if end_time is not None:
             if self._ctx is not None:
                 self._ctx.run(pt.end, end_time)
             else:
@@ -348,8 +351,8 @@ class Tracer(_t.Tracer):
                    record_exception=True, set_status_on_exception=True):  # fmt: skip
         parent = parent_for(context)
         pt = _start(self._scope, name, parent, kind, attributes, links)
-        if start_time is not None and hasattr(pt, "start_time"):
-            pt.start_time = start_time
+        if start_time is not None:
+            pt.start_ns = start_time  # the API's start_time is Unix ns, as polytel's (a clear error otherwise)
         ctx = _copy_context()  # entered there, so the caller's current span stays what it was
         ctx.run(_enter_in, pt, parent is ROOT)
         return Span(pt, ctx, record_exception, set_status_on_exception, kind)
