@@ -668,7 +668,6 @@ static inline __attribute__((always_inline)) void span_begin(const char *name, u
                       t->pos + BEGIN_FAST_SIZE + POLYTEL__END_RESERVE <= t->lim)) {
     /* Every field read before the event is written: the stores through p could alias t's. */
     uint8_t *p = t->pos, *lim = t->lim;
-    polytel__block_t *cur = t->cur;
     uint32_t d = t->depth;
     uint64_t seq = t->seq + 1, hdr = t->begin_hdr | kind_bits, ts = polytel__ticks_fast();
 #if POLYTEL__PACKED_SPANS
@@ -686,8 +685,11 @@ static inline __attribute__((always_inline)) void span_begin(const char *name, u
     t->depth = d + 1;
     t->lim = lim - POLYTEL__END_RESERVE; /* == adjust_reserve() below the depth limit */
     t->pos = p + BEGIN_FAST_SIZE;
-    atomic_store_explicit(&cur->committed, (uint32_t)(p + BEGIN_FAST_SIZE - (uint8_t *)cur->data),
-                          memory_order_release);
+    /*
+     * Not published here: the next event's commit (its end at the latest; a hand-off and a thread's exit
+     * publish too) covers these bytes. Until then the consumer does not know the span, which it could not
+     * export before its end anyway.
+     */
     return;
   }
   span_begin_slow(name, kind_bits);
