@@ -394,13 +394,18 @@ POLYTEL_EXTERN void polytel_span_begin_dyn(const char *name, const polytel_attr_
 POLYTEL_EXTERN void polytel_span_end_status(polytel_status_t status, const char *msg,
                                             const polytel_attr_t *attrs, size_t n_attrs);
 
-/* Internal helper for POLYTEL_SPAN_SCOPE's cleanup attribute. */
+/* Internal helper for POLYTEL_SPAN_SCOPE's cleanup attribute (kept for code built with older headers). */
 POLYTEL_EXTERN void polytel__span_scope_end(int *unused);
+/* The cleanup POLYTEL_SPAN_SCOPE uses: inline, so its variable is never stored and the end is a tail call. */
+static inline void polytel__span_scope_close(int *unused) {
+  (void)unused;
+  polytel_span_end();
+}
 #define POLYTEL__CAT2(a, b) a##b
 #define POLYTEL__CAT(a, b) POLYTEL__CAT2(a, b)
 /* A thread span that ends when the enclosing C scope exits. */
-#define POLYTEL_SPAN_SCOPE(static_name)                                                          \
-  __attribute__((cleanup(polytel__span_scope_end))) int POLYTEL__CAT(polytel__span_, __LINE__) = \
+#define POLYTEL_SPAN_SCOPE(static_name)                                                            \
+  __attribute__((cleanup(polytel__span_scope_close))) int POLYTEL__CAT(polytel__span_, __LINE__) = \
       (polytel_span_begin(static_name), 0)
 
 /* OTLP SpanKind. Thread spans are INTERNAL. */

@@ -247,6 +247,8 @@ int polytel__handoff(polytel__thread_t *t) {
   if (!nb) return 0;
   polytel__block_t *old = t->cur;
   old->next = nb;
+  /* A fast begin leaves its bytes unpublished (events.c): the sealed block's committed is final. */
+  atomic_store_explicit(&old->committed, (uint32_t)(t->pos - (uint8_t *)old->data), memory_order_release);
   /* `next` must be visible before `sealed`: the consumer follows it after seeing the seal. */
   atomic_store_explicit(&old->sealed, 1, memory_order_release);
   set_block(t, nb);
@@ -264,6 +266,9 @@ static void thread_exit(void *arg) {
   if (!t) return;
   void (*on_exit)(polytel__thread_t *) = atomic_load_explicit(&g_on_exit, memory_order_relaxed);
   if (on_exit) on_exit(t);
+  /* Every open span was just ended (published); a begin's bytes are never left unpublished at exit. */
+  atomic_store_explicit(&t->cur->committed, (uint32_t)(t->pos - (uint8_t *)t->cur->data),
+                        memory_order_release);
   polytel__tls = NULL;
   atomic_store_explicit(&t->dead, 1, memory_order_release);
   polytel__wake();

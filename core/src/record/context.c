@@ -80,7 +80,13 @@ static int frame_decide(const polytel__thread_t *t, const polytel__frame_t *f) {
 
 /* The fast paths' view of the slow state. */
 void polytel__ctx_refresh(polytel__thread_t *t) {
-  t->begin_hdr = hdr_word(POLYTEL__EV_SPAN_BEGIN, t->region_unsampled ? POLYTEL__BEGIN_UNSAMPLED : 0, 24);
+  unsigned flags = t->region_unsampled ? POLYTEL__BEGIN_UNSAMPLED : 0;
+  t->begin_hdr = hdr_word(POLYTEL__EV_SPAN_BEGIN, flags, 24);
+#if POLYTEL__PACKED_SPANS
+  t->begin_word = POLYTEL__EV_SPAN_BEGIN_PACKED | (uint64_t)flags << 8;
+#else
+  t->begin_word = t->begin_hdr;
+#endif
   t->span_ctr = t->region_unsampled ? &t->n_sampled_out : &t->n_spans;
   t->slow_mask = t->drop_mask | t->drop_inv_mask | t->frozen_mask | t->guard_mask;
   /* A pending frame is written by the next begin, which must take the slow path. */

@@ -652,11 +652,11 @@ __attribute__((noinline, cold)) static void span_begin_slow(const char *name, ui
 
 /*
  * The fast path: a thread with room, below the depth limit, nothing pending. A sampled and an unsampled begin
- * run the same instructions: the region's decision is in begin_hdr (see context.c). It writes the packed
+ * run the same instructions: the region's decision is in begin_word (see context.c). It writes the packed
  * begin (16 bytes, record.h), whose end is packed too: a leaf span is 24 bytes, three words.
  */
 #define BEGIN_FAST_SIZE (POLYTEL__PACKED_SPANS ? 16 : 24)
-static inline __attribute__((always_inline)) void span_begin(const char *name, uint64_t kind_bits) {
+static inline __attribute__((always_inline)) void span_begin(const char *name) {
   polytel__thread_t *t = polytel__tls;
   /*
    * The name is not NULL and fits the packed begin's 48 bits (user-space addresses do; one compare for both).
@@ -668,13 +668,10 @@ static inline __attribute__((always_inline)) void span_begin(const char *name, u
                       t->pos + BEGIN_FAST_SIZE + POLYTEL__END_RESERVE <= t->lim)) {
     /* Every field read before the event is written: the stores through p could alias t's. */
     uint8_t *p = t->pos, *lim = t->lim;
-    polytel__block_t *cur = t->cur;
     uint32_t d = t->depth;
-    uint64_t seq = t->seq + 1, hdr = t->begin_hdr | kind_bits, ts = polytel__ticks_fast();
+    uint64_t seq = t->seq + 1, hdr = t->begin_word, ts = polytel__ticks_fast();
 #if POLYTEL__PACKED_SPANS
-    /* The begin's flags (its header's bits 16..23) go to bits 8..15. */
-    uint64_t w[2] = {POLYTEL__EV_SPAN_BEGIN_PACKED | ((hdr >> 8) & 0xff00u) | (uint64_t)(uintptr_t)name << 16,
-                     ts};
+    uint64_t w[2] = {hdr | (uint64_t)(uintptr_t)name << 16, ts};
     memcpy(p, w, 16);
 #else
     memcpy(p, &hdr, 8);
@@ -686,15 +683,18 @@ static inline __attribute__((always_inline)) void span_begin(const char *name, u
     t->depth = d + 1;
     t->lim = lim - POLYTEL__END_RESERVE; /* == adjust_reserve() below the depth limit */
     t->pos = p + BEGIN_FAST_SIZE;
-    atomic_store_explicit(&cur->committed, (uint32_t)(p + BEGIN_FAST_SIZE - (uint8_t *)cur->data),
-                          memory_order_release);
+    /*
+     * Not published here: the next event's commit (its end at the latest; a hand-off and a thread's exit
+     * publish too) covers these bytes. Until then the consumer does not know the span, which it could not
+     * export before its end anyway.
+     */
     return;
   }
-  span_begin_slow(name, kind_bits);
+  span_begin_slow(name, 0);
 }
 
 void polytel_span_begin(const char *name) {
-  span_begin(name, 0);
+  span_begin(name);
 }
 
 /* EV_SPAN_BEGIN_DYN: hdr(flags: decision, kind) | u32 n_attrs, u32 attrs dropped | str name | attrs */

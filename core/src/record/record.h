@@ -159,9 +159,11 @@ typedef struct polytel__thread_s {
   uint32_t fast_depth; /* begins below this depth may take the fast path: 64, or 0 (every begin is slow) */
   uint64_t slow_mask;  /* bit d: the end of the span at depth d takes the slow path (see context.c) */
   uint64_t seq;        /* recorded thread-span begins so far: the last one's id number */
-  uint64_t begin_hdr;  /* first word of an EV_SPAN_BEGIN in the current sampling region (its flags) */
+  uint64_t begin_word; /* the fast begin's first word but its name, in the current sampling region: the
+                          packed type and flags (record.h), or begin_hdr where the pair is not packed */
   _Atomic uint64_t *span_ctr; /* where an end in the current region counts: &n_spans or &n_sampled_out */
   /* --- writer, cold (slow paths, context.c) --- */
+  uint64_t begin_hdr;        /* first word of an EV_SPAN_BEGIN in the current sampling region (its flags) */
   uint64_t drop_mask;        /* bit d: span at depth d was not recorded at begin (pool full) */
   uint64_t drop_inv_mask;    /* bit d: ... because the call was invalid (NULL name, too deep) */
   uint64_t frozen_mask;      /* bit d: the span at depth d keeps the decision in frozen_unsampled */
