@@ -1226,7 +1226,8 @@ static VALUE pt_span_yield(VALUE obj) {
 PT_LONGJMP_FRAME static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   (void)self;
   VALUE name, opts = Qnil;
-  if (argc == 1 && !rb_keyword_given_p()) /* Polytel.span(name) { }: nothing to scan */
+  /* Polytel.span(name) { }: nothing to scan (keywords alone would come as one Hash: rb_scan_args says so) */
+  if (argc == 1 && !RB_TYPE_P(argv[0], T_HASH))
     name = argv[0];
   else
     rb_scan_args(argc, argv, "1:", &name, &opts);
@@ -1275,17 +1276,10 @@ PT_LONGJMP_FRAME static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   int state = 0;
   VALUE result = rb_protect(pt_span_yield, obj == Qfalse ? Qundef : obj, &state);
   st->depth = depth; /* pops this span and anything a non-local exit left above it */
-  /* The entry again (spans inside may have moved the entries), and the object current_span made, if any.
-   * A span without one is ended from a copy: ending it may run Ruby code (to_s) that pushes spans there. */
+  /* The entry again (spans inside may have moved the entries), and the object current_span made, if any. */
   e = &st->items[depth];
   obj = e->obj;
-  pt_span_t local;
-  if (obj == Qfalse) {
-    local = e->inl;
-    sp = &local;
-  } else {
-    sp = RTYPEDDATA_DATA(obj);
-  }
+  sp = obj == Qfalse ? &e->inl : RTYPEDDATA_DATA(obj);
 
   if (sp->fork_gen != pt_fork_gen) {
     /* Opened in the parent before a fork: the parent ends and exports it, not this child. */
@@ -1295,12 +1289,26 @@ PT_LONGJMP_FRAME static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
     pt_finish_t f = {sp, name, opts, args.attributes, args.any, pt_is_exception(err) ? err : Qnil};
     if (!pt_sampled(sp) || (NIL_P(f.opts) && NIL_P(sp->extra) && NIL_P(f.err) && sp->status < 0 &&
                             NIL_P(sp->events) && NIL_P(sp->links))) {
-      /* Nothing that can raise: the common case (and an unsampled span, which records nothing but is
-       * counted as sampled_out) skips the rescue frame. */
+      /* Nothing that can raise, allocate or run Ruby code (so the entry stays put): the common case (and an
+       * unsampled span, which records nothing but is counted as sampled_out) skips the rescue frame. */
       pt_span_finish_plain(sp, name, POLYTEL_STATUS_UNSET);
     } else {
+      /* A span without an object is ended from a copy on this C stack: ending it may run Ruby code (to_s)
+       * that pushes spans where its entry is, and the popped entry is no longer marked. */
+      pt_span_t local;
+      if (obj == Qfalse) {
+        local = e->inl;
+        f.sp = &local;
+      }
       /* rb_rescue2 restores the pending errinfo afterwards, so rb_jump_tag re-raises the original. */
       rb_rescue2(pt_span_finish_body, (VALUE)&f, pt_span_finish_rescue, (VALUE)&f, rb_eException, (VALUE)0);
+      if (obj == Qfalse) {
+        RB_GC_GUARD(local.tracestate);
+        RB_GC_GUARD(local.baggage);
+        RB_GC_GUARD(local.scope);
+        RB_GC_GUARD(local.scope_version);
+        RB_GC_GUARD(local.links);
+      }
     }
   }
   RB_GC_GUARD(obj);
@@ -1309,11 +1317,6 @@ PT_LONGJMP_FRAME static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   RB_GC_GUARD(holder);
   RB_GC_GUARD(scope);
   RB_GC_GUARD(scope_version);
-  RB_GC_GUARD(local.tracestate);
-  RB_GC_GUARD(local.baggage);
-  RB_GC_GUARD(local.scope);
-  RB_GC_GUARD(local.scope_version);
-  RB_GC_GUARD(local.links);
   if (state) rb_jump_tag(state);
   return result;
 }
