@@ -1055,6 +1055,15 @@ PT_LONGJMP_FRAME static void pt_links_build(pt_links_t *ls, pt_span_t *sp) {
   }
 }
 
+/* The span's kind, scope and tracestate as the core's finish options. */
+static void pt_span_opts(const pt_span_t *sp, polytel_span_opts_t *o) {
+  polytel_span_opts_init(o);
+  o->kind = sp->kind;
+  o->scope_name = NIL_P(sp->scope) ? NULL : RSTRING_PTR(sp->scope);
+  o->scope_version = NIL_P(sp->scope_version) ? NULL : RSTRING_PTR(sp->scope_version);
+  o->tracestate = NIL_P(sp->tracestate) ? NULL : RSTRING_PTR(sp->tracestate);
+}
+
 PT_LONGJMP_FRAME static VALUE pt_span_finish_body(VALUE arg) {
   pt_finish_t *f = (pt_finish_t *)arg;
   pt_span_t *sp = f->sp;
@@ -1095,11 +1104,7 @@ PT_LONGJMP_FRAME static VALUE pt_span_finish_body(VALUE arg) {
     status_msg = sp->status_msg;
   }
   polytel_span_opts_t o;
-  polytel_span_opts_init(&o);
-  o.kind = sp->kind;
-  o.scope_name = NIL_P(sp->scope) ? NULL : RSTRING_PTR(sp->scope);
-  o.scope_version = NIL_P(sp->scope_version) ? NULL : RSTRING_PTR(sp->scope_version);
-  o.tracestate = NIL_P(sp->tracestate) ? NULL : RSTRING_PTR(sp->tracestate);
+  pt_span_opts(sp, &o);
   o.events = es.ev;
   o.n_events = es.n;
   o.links = ls.l;
@@ -1126,12 +1131,7 @@ static void pt_span_finish_plain(pt_span_t *sp, VALUE name, polytel_status_t sta
     return;
   }
   polytel_span_opts_t o;
-  polytel_span_opts_init(&o);
-  o.kind = sp->kind;
-  o.scope_name = NIL_P(sp->scope) ? NULL : RSTRING_PTR(sp->scope);
-  o.scope_version = NIL_P(sp->scope_version) ? NULL : RSTRING_PTR(sp->scope_version);
-  o.tracestate = NIL_P(sp->tracestate) ? NULL : RSTRING_PTR(sp->tracestate);
-  sp->state = PT_SPAN_ENDED;
+  pt_span_opts(sp, &o);
   polytel_span_finish_ex(&sp->ctx, RSTRING_PTR(name), status, NULL, NULL, 0, &o);
 }
 
@@ -1450,33 +1450,32 @@ static VALUE pt_inject(int argc, VALUE *argv, VALUE self) {
   return carrier;
 }
 
+/* The headers extract reads, in one walk over the carrier. */
+enum { PT_H_TRACEPARENT, PT_H_TRACESTATE, PT_H_BAGGAGE, PT_N_HEADERS };
 typedef struct {
-  VALUE name; /* the header's name, lowercase */
-  VALUE found;
+  VALUE name[PT_N_HEADERS];  /* lowercase, or nil: not read (OTEL_PROPAGATORS) */
+  VALUE found[PT_N_HEADERS]; /* Qundef until found */
+  int missing;
 } pt_find_t;
 
 static int pt_find_i(VALUE key, VALUE val, VALUE arg) {
   pt_find_t *f = (pt_find_t *)arg;
   VALUE k = RB_TYPE_P(key, T_SYMBOL) ? rb_sym2str(key) : key;
-  if (RB_TYPE_P(k, T_STRING) && RSTRING_LEN(k) == RSTRING_LEN(f->name) &&
-      strncasecmp(RSTRING_PTR(k), RSTRING_PTR(f->name), (size_t)RSTRING_LEN(k)) == 0) {
-    f->found = val;
-    return ST_STOP;
+  if (!RB_TYPE_P(k, T_STRING)) return ST_CONTINUE;
+  for (int i = 0; i < PT_N_HEADERS; i++) {
+    VALUE n = f->name[i];
+    if (f->found[i] == Qundef && !NIL_P(n) && RSTRING_LEN(k) == RSTRING_LEN(n) &&
+        strncasecmp(RSTRING_PTR(k), RSTRING_PTR(n), (size_t)RSTRING_LEN(k)) == 0) {
+      f->found[i] = val; /* the first key of that name wins */
+      return --f->missing ? ST_CONTINUE : ST_STOP;
+    }
   }
   return ST_CONTINUE;
 }
 
-/*
- * A header's value from a Hash carrier, its name in any case (String or Symbol keys). A header given several
- * times (an Array of values) is joined with "," as HTTP does.
- */
-static VALUE pt_carrier_get(VALUE carrier, VALUE name) {
-  VALUE v = rb_hash_lookup2(carrier, name, Qundef);
-  if (v == Qundef) {
-    pt_find_t f = {name, Qundef};
-    rb_hash_foreach(carrier, pt_find_i, (VALUE)&f);
-    v = f.found;
-  }
+/* A header's value as a String, or nil. A header given several times (an Array of values) is joined with ","
+ * as HTTP does. */
+static VALUE pt_header_value(VALUE v) {
   if (v == Qundef || NIL_P(v)) return Qnil;
   if (RB_TYPE_P(v, T_ARRAY)) {
     for (long i = 0; i < RARRAY_LEN(v); i++)
@@ -1486,11 +1485,41 @@ static VALUE pt_carrier_get(VALUE carrier, VALUE name) {
   return RB_TYPE_P(v, T_STRING) ? pt_cstr_value(v) : Qnil;
 }
 
+/*
+ * The headers the propagators read from a Hash carrier, each a String or nil, their names in any case
+ * (String or Symbol keys): an exact lookup of each lowercase name, then one walk over the carrier for all
+ * that were not found so.
+ */
+static void pt_carrier_headers(VALUE carrier, unsigned prop, VALUE out[PT_N_HEADERS]) {
+  pt_find_t f = {{Qnil, Qnil, Qnil}, {Qnil, Qnil, Qnil}, 0};
+  if (prop & POLYTEL_PROPAGATOR_TRACECONTEXT) {
+    f.name[PT_H_TRACEPARENT] = pt_str_traceparent;
+    f.name[PT_H_TRACESTATE] = pt_str_tracestate;
+  }
+  if (prop & POLYTEL_PROPAGATOR_BAGGAGE) f.name[PT_H_BAGGAGE] = pt_str_baggage;
+  for (int i = 0; i < PT_N_HEADERS; i++) {
+    if (NIL_P(f.name[i])) continue;
+    f.found[i] = rb_hash_lookup2(carrier, f.name[i], Qundef);
+    if (f.found[i] == Qundef) f.missing++;
+  }
+  if (f.missing) rb_hash_foreach(carrier, pt_find_i, (VALUE)&f);
+  for (int i = 0; i < PT_N_HEADERS; i++) out[i] = pt_header_value(f.found[i]);
+}
+
 static int pt_bag_parse_i(void *arg, const polytel_baggage_entry_t *e) {
   VALUE h = (VALUE)arg; /* only NoMemoryError can leave here: the core's walk holds nothing but a malloc */
   rb_hash_aset(h, rb_obj_freeze(rb_usascii_str_new(e->key, (long)e->key_len)),
                rb_obj_freeze(rb_utf8_str_new(e->value, (long)e->value_len)));
   return 0;
+}
+
+/* A baggage header value (or nil) as the span keeps it: a frozen Hash of its valid members; nil when none. */
+static VALUE pt_baggage_value(VALUE hdr) {
+  if (NIL_P(hdr)) return Qnil;
+  VALUE bag = rb_hash_new();
+  polytel_baggage_parse(RSTRING_PTR(hdr), (size_t)RSTRING_LEN(hdr), pt_bag_parse_i, (void *)bag);
+  RB_GC_GUARD(hdr);
+  return RHASH_SIZE(bag) ? rb_hash_freeze(bag) : Qnil;
 }
 
 /*
@@ -1517,25 +1546,13 @@ static VALUE pt_extract(VALUE self, VALUE carrier) {
   }
   polytel_span_ctx_t ctx;
   memset(&ctx, 0, sizeof ctx);
-  VALUE tp = Qnil, ts = Qnil, bag = Qnil;
-  int valid = 0;
-  if (prop & POLYTEL_PROPAGATOR_TRACECONTEXT) {
-    tp = pt_carrier_get(carrier, pt_str_traceparent);
-    valid = !NIL_P(tp) && polytel_traceparent_parse(RSTRING_PTR(tp), &ctx) == 0;
-    if (valid) {
-      ts = pt_carrier_get(carrier, pt_str_tracestate);
-      if (!NIL_P(ts))
-        ts = polytel_tracestate_valid(RSTRING_PTR(ts)) && RSTRING_LEN(ts) ? rb_str_new_frozen(ts) : Qnil;
-    }
-  }
-  if (prop & POLYTEL_PROPAGATOR_BAGGAGE) {
-    VALUE hdr = pt_carrier_get(carrier, pt_str_baggage);
-    if (!NIL_P(hdr)) {
-      bag = rb_hash_new();
-      polytel_baggage_parse(RSTRING_PTR(hdr), (size_t)RSTRING_LEN(hdr), pt_bag_parse_i, (void *)bag);
-      bag = RHASH_SIZE(bag) ? rb_hash_freeze(bag) : Qnil;
-    }
-    RB_GC_GUARD(hdr);
+  VALUE h[PT_N_HEADERS];
+  pt_carrier_headers(carrier, prop, h);
+  VALUE tp = h[PT_H_TRACEPARENT], ts = Qnil, bag = pt_baggage_value(h[PT_H_BAGGAGE]);
+  int valid = !NIL_P(tp) && polytel_traceparent_parse(RSTRING_PTR(tp), &ctx) == 0;
+  if (valid && !NIL_P(h[PT_H_TRACESTATE])) {
+    VALUE t = h[PT_H_TRACESTATE];
+    ts = polytel_tracestate_valid(RSTRING_PTR(t)) && RSTRING_LEN(t) ? rb_str_new_frozen(t) : Qnil;
   }
   if (!valid && NIL_P(bag)) return Qnil;
   pt_span_t *sp;
@@ -1543,7 +1560,9 @@ static VALUE pt_extract(VALUE self, VALUE carrier) {
   sp->ctx = ctx;
   RB_OBJ_WRITE(obj, &sp->tracestate, ts);
   RB_OBJ_WRITE(obj, &sp->baggage, bag);
-  RB_GC_GUARD(tp);
+  RB_GC_GUARD(h[PT_H_TRACEPARENT]);
+  RB_GC_GUARD(h[PT_H_TRACESTATE]);
+  RB_GC_GUARD(h[PT_H_BAGGAGE]);
   return rb_obj_freeze(obj);
 }
 
