@@ -105,6 +105,26 @@ class TestSpans < Minitest::Test
     assert_equal 1, @view["logs"].count { |l| l["body"] == "<unprintable Object>" }
   end
 
+  def test_a_block_without_parameters_and_current_span
+    lazy = span("lazy")
+    assert @j["lazy_same"], "current_span makes one object for the span, not one per call"
+    assert_equal @j["lazy"]["span_id"], lazy["span_id"]
+    assert_equal false, @j["lazy"]["recording_after"]
+    assert_equal [{ "n" => 1, "via" => "current_span" }, 1], [lazy["attributes"], lazy["status_code"]]
+    assert_equal lazy["span_id"], span("lazy-child")["parent_span_id"]
+    raised = span("lazy-raise")
+    assert_equal "lazy", @j["lazy_raise"]
+    assert_equal [2, "lazy", %w[before exception]], [raised["status_code"], raised["status_message"], raised["events"].map { |e| e["name"] }]
+    ids = (0..20).map { |i| span("deep-#{i}") }
+    ids.each_cons(2) { |child, parent| assert_equal parent["span_id"], child["parent_span_id"] }
+    assert_equal ids[1]["span_id"], @j["deep_parent"]
+    ended = span("ended-with-to_s")
+    assert_equal({ "v" => "made in a span" }, ended["attributes"])
+    assert_equal "", ended["parent_span_id"]
+    assert_equal "", span("in-to_s")["parent_span_id"], "ended spans are not the parent of what their attributes run"
+    20.times { |i| assert_equal ended["span_id"], span("sibling-#{i}")["parent_span_id"] }
+  end
+
   def test_logs_inside_a_span_carry_its_ids
     l = @view["logs"].find { |x| x["body"] == "inside outer" }
     refute_nil l

@@ -89,5 +89,14 @@ $CFLAGS << " -std=gnu11"
 File.write("polytel_ext.map", "{ global: Init_polytel_ext; local: *; };\n")
 $DLDFLAGS << " -Wl,--version-script=polytel_ext.map" if try_ldflags("-Wl,--version-script=polytel_ext.map")
 have_func("rb_ext_ractor_safe", "ruby.h")
+# Ruby 3.1's execution context, for Polytel.span's look at its block's parameters (polytel_ext.c,
+# pt_block_peek: it checks itself at load and is off when this does not link).
+if RUBY_VERSION.start_with?("3.1.") && try_link(<<~SRC)
+  #include <ruby.h>
+  extern __thread void *ruby_current_ec __attribute__((tls_model("initial-exec")));
+  int main(void) { return ruby_current_ec != 0; }
+SRC
+  $defs << "-DPT_HAVE_CURRENT_EC"
+end
 
 create_makefile("polytel/polytel_ext")

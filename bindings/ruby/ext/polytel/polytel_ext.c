@@ -1,6 +1,7 @@
 /* polytel_ext.c — the Ruby extension: phase 1 in Init_, recording, spans, blocking calls without the GVL. */
 #include <ruby.h>
 #include <ruby/thread.h>
+#include <ruby/version.h>
 
 #include <pthread.h>
 #include <stddef.h>
@@ -331,8 +332,9 @@ static size_t pt_span_memsize(const void *p) {
  * at most 512 KiB per thread that records spans.
  */
 #define PT_FREE_SPANS_MAX 4096
-static __thread pt_span_t *pt_free_spans;
-static __thread unsigned pt_n_free_spans;
+/* initial-exec, as the core's own thread pointer: 12 bytes of static TLS, no __tls_get_addr per span. */
+static __thread pt_span_t *pt_free_spans __attribute__((tls_model("initial-exec")));
+static __thread unsigned pt_n_free_spans __attribute__((tls_model("initial-exec")));
 static pthread_key_t pt_free_spans_key;
 
 static void pt_free_spans_at_thread_exit(void *unused) {
@@ -372,16 +374,7 @@ static const rb_data_type_t pt_span_type = {
  * A SpanContext in `state`. The object is made first (with no data, so a NoMemoryError there leaks
  * nothing), then its struct: nothing can raise between the struct's allocation and its wrap.
  */
-static VALUE pt_span_new(VALUE klass, int state, pt_span_t **out) {
-  VALUE obj = TypedData_Wrap_Struct(klass, &pt_span_type, NULL);
-  pt_span_t *sp = pt_free_spans;
-  if (sp) {
-    pt_free_spans = sp->next_free;
-    pt_n_free_spans--;
-  } else {
-    sp = malloc(sizeof *sp);
-    if (!sp) rb_memerror();
-  }
+static void pt_span_init(pt_span_t *sp, int state) {
   sp->extra = Qnil;
   sp->status = -1;
   sp->status_msg = Qnil;
@@ -396,30 +389,58 @@ static VALUE pt_span_new(VALUE klass, int state, pt_span_t **out) {
   sp->fork_gen = pt_fork_gen;
   sp->next_free = NULL;
   memset(&sp->ctx, 0, sizeof sp->ctx);
+}
+
+static VALUE pt_span_new(VALUE klass, int state, pt_span_t **out) {
+  VALUE obj = TypedData_Wrap_Struct(klass, &pt_span_type, NULL);
+  pt_span_t *sp = pt_free_spans;
+  if (sp) {
+    pt_free_spans = sp->next_free;
+    pt_n_free_spans--;
+  } else {
+    sp = malloc(sizeof *sp);
+    if (!sp) rb_memerror();
+  }
+  pt_span_init(sp, state);
   DATA_PTR(obj) = sp;
   *out = sp;
   return obj;
 }
 
+/* v is a TypedData of exactly `type` (no type here has children): inline, where rb_typeddata_is_kind_of is
+ * two calls per check on every span. */
+static int pt_is_typed(VALUE v, const rb_data_type_t *type) {
+  return RB_TYPE_P(v, T_DATA) && RTYPEDDATA_P(v) && RTYPEDDATA_TYPE(v) == type;
+}
+
 static pt_span_t *pt_span_of(VALUE v) {
-  if (NIL_P(v) || !rb_typeddata_is_kind_of(v, &pt_span_type)) return NULL;
-  return (pt_span_t *)RTYPEDDATA_DATA(v);
+  return pt_is_typed(v, &pt_span_type) ? (pt_span_t *)RTYPEDDATA_DATA(v) : NULL;
 }
 
 /*
- * The current span of each fiber: a stack of SpanContext objects (nil for with_span(nil)) in one
- * fiber-local (Thread#[] is fiber-local). One lookup per span and no fiber-local writes: pushing and
- * popping are array operations.
+ * The current span of each fiber: a stack of entries in one fiber-local (Thread#[] is fiber-local). One
+ * lookup per span and no fiber-local writes: pushing and popping are array operations. An entry is a
+ * SpanContext object (nil for with_span(nil)), or, for a span whose block takes no parameter, the span
+ * itself by value with no Ruby object: Polytel.current_span makes that object only when it is asked for
+ * (most blocks never see their span, and an object is an allocation, a sweep and a free-list round trip).
  */
 typedef struct {
-  VALUE *items;
+  VALUE obj;     /* a Polytel::Span / SpanContext, nil (with_span(nil)), or Qfalse: the span is `inl` */
+  pt_span_t inl; /* the span while no object holds it (its VALUEs are marked with the stack) */
+} pt_entry_t;
+
+typedef struct {
+  pt_entry_t *items;
   long depth;
   long cap;
 } pt_stack_t;
 
 static void pt_stack_mark(void *p) {
   const pt_stack_t *st = p;
-  for (long i = 0; i < st->depth; i++) rb_gc_mark(st->items[i]);
+  for (long i = 0; i < st->depth; i++) {
+    rb_gc_mark(st->items[i].obj);
+    if (st->items[i].obj == Qfalse) pt_span_mark(&st->items[i].inl);
+  }
 }
 static void pt_stack_free(void *p) {
   pt_stack_t *st = p;
@@ -428,8 +449,9 @@ static void pt_stack_free(void *p) {
 }
 static size_t pt_stack_memsize(const void *p) {
   const pt_stack_t *st = p;
-  return sizeof *st + (size_t)st->cap * sizeof(VALUE);
+  return sizeof *st + (size_t)st->cap * sizeof(pt_entry_t);
 }
+/* Not write-barrier protected: the entries' VALUEs are stored without one, and the stack is marked whole. */
 static const rb_data_type_t pt_stack_type = {
     .wrap_struct_name = "Polytel::SpanStack",
     .function = {.dmark = pt_stack_mark, .dfree = pt_stack_free, .dsize = pt_stack_memsize},
@@ -441,7 +463,7 @@ static VALUE pt_cSpanStack;
 static pt_stack_t *pt_stack(VALUE *holder, int create) {
   VALUE th = rb_thread_current();
   VALUE v = rb_thread_local_aref(th, pt_id_span_key);
-  if (!NIL_P(v) && rb_typeddata_is_kind_of(v, &pt_stack_type)) {
+  if (pt_is_typed(v, &pt_stack_type)) {
     *holder = v;
     return RTYPEDDATA_DATA(v);
   }
@@ -455,23 +477,36 @@ static pt_stack_t *pt_stack(VALUE *holder, int create) {
   return st;
 }
 
-/* Room for one more item. May raise (NoMemoryError) — call it before anything that must be undone. */
+/* Room for one more item. May raise (NoMemoryError) — call it before anything that must be undone. It moves
+ * the entries: a pt_span_t * into an inline entry is good only until the next reserve. */
 static void pt_stack_reserve(pt_stack_t *st) {
   if (st->depth < st->cap) return;
   long cap = st->cap ? st->cap * 2 : 8;
-  VALUE *items = realloc(st->items, (size_t)cap * sizeof(VALUE));
+  pt_entry_t *items = realloc(st->items, (size_t)cap * sizeof *items);
   if (!items) rb_memerror();
   st->items = items;
   st->cap = cap;
 }
 
-static VALUE pt_stack_top(const pt_stack_t *st) {
-  return st && st->depth ? st->items[st->depth - 1] : Qnil;
+/* An entry's span: its object's, or its own (pushed entries are checked: no type check here). */
+static pt_span_t *pt_entry_span(pt_entry_t *e) {
+  if (e->obj == Qfalse) return &e->inl;
+  return NIL_P(e->obj) ? NULL : (pt_span_t *)RTYPEDDATA_DATA(e->obj);
+}
+
+static pt_entry_t *pt_stack_top(const pt_stack_t *st) {
+  return st && st->depth ? &st->items[st->depth - 1] : NULL;
+}
+
+/* The current span (or with_span context) of this fiber, or NULL: its fields only, no object made. */
+static pt_span_t *pt_current(VALUE *holder) {
+  pt_entry_t *e = pt_stack_top(pt_stack(holder, 0));
+  return e ? pt_entry_span(e) : NULL;
 }
 
 static const polytel_span_ctx_t *pt_current_ctx(void) {
   VALUE holder = Qnil;
-  pt_span_t *sp = pt_span_of(pt_stack_top(pt_stack(&holder, 0)));
+  pt_span_t *sp = pt_current(&holder);
   RB_GC_GUARD(holder);
   return sp ? &sp->ctx : NULL;
 }
@@ -892,16 +927,25 @@ static void pt_span_args(VALUE opts, pt_span_args_t *a) {
   }
 }
 
-/* The scope keyword as the span keeps it (frozen, NUL-free Strings). */
-static void pt_span_set_scope(VALUE obj, pt_span_t *sp, VALUE sc) {
+/* The scope keyword as the span keeps it (frozen, NUL-free Strings; nil when not given). */
+static void pt_scope_values(VALUE sc, VALUE *name_out, VALUE *version_out) {
+  *name_out = *version_out = Qnil;
   if (sc == Qundef || NIL_P(sc)) return;
   VALUE name = sc, version = Qnil;
   if (RB_TYPE_P(sc, T_ARRAY)) {
     name = RARRAY_AREF(sc, 0);
     version = RARRAY_AREF(sc, 1);
   }
-  RB_OBJ_WRITE(obj, &sp->scope, rb_str_new_frozen(pt_name_value(name)));
-  if (!NIL_P(version)) RB_OBJ_WRITE(obj, &sp->scope_version, rb_str_new_frozen(pt_cstr_value(version)));
+  *name_out = rb_str_new_frozen(pt_name_value(name));
+  if (!NIL_P(version)) *version_out = rb_str_new_frozen(pt_cstr_value(version));
+}
+
+/* A span field's store: through the write barrier when an object holds the span, plain in a stack entry. */
+static void pt_span_store(VALUE obj, VALUE *field, VALUE v) {
+  if (obj == Qfalse)
+    *field = v;
+  else
+    RB_OBJ_WRITE(obj, field, v);
 }
 
 typedef struct {
@@ -1011,6 +1055,15 @@ PT_LONGJMP_FRAME static void pt_links_build(pt_links_t *ls, pt_span_t *sp) {
   }
 }
 
+/* The span's kind, scope and tracestate as the core's finish options. */
+static void pt_span_opts(const pt_span_t *sp, polytel_span_opts_t *o) {
+  polytel_span_opts_init(o);
+  o->kind = sp->kind;
+  o->scope_name = NIL_P(sp->scope) ? NULL : RSTRING_PTR(sp->scope);
+  o->scope_version = NIL_P(sp->scope_version) ? NULL : RSTRING_PTR(sp->scope_version);
+  o->tracestate = NIL_P(sp->tracestate) ? NULL : RSTRING_PTR(sp->tracestate);
+}
+
 PT_LONGJMP_FRAME static VALUE pt_span_finish_body(VALUE arg) {
   pt_finish_t *f = (pt_finish_t *)arg;
   pt_span_t *sp = f->sp;
@@ -1051,11 +1104,7 @@ PT_LONGJMP_FRAME static VALUE pt_span_finish_body(VALUE arg) {
     status_msg = sp->status_msg;
   }
   polytel_span_opts_t o;
-  polytel_span_opts_init(&o);
-  o.kind = sp->kind;
-  o.scope_name = NIL_P(sp->scope) ? NULL : RSTRING_PTR(sp->scope);
-  o.scope_version = NIL_P(sp->scope_version) ? NULL : RSTRING_PTR(sp->scope_version);
-  o.tracestate = NIL_P(sp->tracestate) ? NULL : RSTRING_PTR(sp->tracestate);
+  pt_span_opts(sp, &o);
   o.events = es.ev;
   o.n_events = es.n;
   o.links = ls.l;
@@ -1082,12 +1131,7 @@ static void pt_span_finish_plain(pt_span_t *sp, VALUE name, polytel_status_t sta
     return;
   }
   polytel_span_opts_t o;
-  polytel_span_opts_init(&o);
-  o.kind = sp->kind;
-  o.scope_name = NIL_P(sp->scope) ? NULL : RSTRING_PTR(sp->scope);
-  o.scope_version = NIL_P(sp->scope_version) ? NULL : RSTRING_PTR(sp->scope_version);
-  o.tracestate = NIL_P(sp->tracestate) ? NULL : RSTRING_PTR(sp->tracestate);
-  sp->state = PT_SPAN_ENDED;
+  pt_span_opts(sp, &o);
   polytel_span_finish_ex(&sp->ctx, RSTRING_PTR(name), status, NULL, NULL, 0, &o);
 }
 
@@ -1103,19 +1147,87 @@ static VALUE pt_span_finish_rescue(VALUE arg, VALUE exc) {
   return Qnil;
 }
 
+/*
+ * Whether the block of the running C method takes no parameter ({ } or { || }), so that Polytel.span can
+ * skip its Span object (a sixth of a span's cost). Ruby exports no way to ask without making a Proc
+ * (rb_block_arity is internal), so on the Ruby this was built for (3.1; extconf.rb checks that its
+ * ruby_current_ec links) it reads the VM's frame: the frame's block handler, its iseq, the iseq's parameter
+ * count (layouts as in 3.1's vm_core.h). Each step checks what it finds (an iseq block, an imemo iseq, a
+ * block-type body); pt_block_peek_check() compares the answer with Proc#arity at load and turns it off on any
+ * mismatch. 0 ("may take one": make the object) whenever it is not sure.
+ */
+#if defined(PT_HAVE_CURRENT_EC) && RUBY_API_VERSION_MAJOR == 3 && RUBY_API_VERSION_MINOR == 1
+extern __thread void *ruby_current_ec __attribute__((tls_model("initial-exec")));
+static int pt_peek_ok;
+
+static int pt_block_peek(void) {
+  void *const *ec = ruby_current_ec;    /* vm_stack, vm_stack_size, cfp */
+  const VALUE *cfp = ec ? ec[2] : NULL; /* pc, sp, iseq, self, ep */
+  const VALUE *ep = cfp ? (const VALUE *)cfp[4] : NULL;
+  if (!ep) return 0;
+  VALUE bh = ep[-1]; /* VM_ENV_DATA_INDEX_SPECVAL: the block handler, tagged 0x01 for an iseq block */
+  if ((bh & 3) != 1) return 0;
+  const VALUE *captured = (const VALUE *)(bh & ~(VALUE)3); /* self, ep, code.iseq */
+  const VALUE *iseq = (const VALUE *)captured[2];          /* flags, wrapper, body */
+  if (!iseq || (iseq[0] & RUBY_T_MASK) != RUBY_T_IMEMO || ((iseq[0] >> RUBY_FL_USHIFT) & 15) != 7) return 0;
+  const unsigned *body =
+      (const unsigned *)iseq[2]; /* type, iseq_size, iseq_encoded (2), param.flags, .size */
+  return body && body[0] == 2 /* ISEQ_TYPE_BLOCK */ && body[5] == 0;
+}
+static int pt_block_takes_nothing(void) {
+  return pt_peek_ok && pt_block_peek();
+}
+
+/* Polytel.__block_peek { ... } → [what the peek says, the block's Proc#arity]: for the load-time check. */
+static VALUE pt_block_peek_probe(VALUE self) {
+  (void)self;
+  int nothing = pt_block_peek();
+  return rb_assoc_new(nothing ? Qtrue : Qfalse, INT2NUM(rb_proc_arity(rb_block_proc())));
+}
+static VALUE pt_block_peek_check_body(VALUE unused) {
+  (void)unused;
+  static const char *const probes[] = {
+      "Polytel.__block_peek { }",      "Polytel.__block_peek { || }",         "Polytel.__block_peek { |a| }",
+      "Polytel.__block_peek { |*a| }", "Polytel.__block_peek { |a, b = 1| }", "Polytel.__block_peek { _1 }",
+      "Polytel.__block_peek(&:to_s)",  "Polytel.__block_peek(&proc { })"};
+  static const int want[] = {1, 1, 0, 0, 0, 0, 0, 0};
+  for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+    VALUE r = rb_eval_string(probes[i]);
+    int nothing = RTEST(RARRAY_AREF(r, 0));
+    if (nothing != want[i] || (nothing && NUM2INT(RARRAY_AREF(r, 1)) != 0)) return Qfalse;
+  }
+  return Qtrue;
+}
+static void pt_block_peek_check(void) {
+  rb_define_singleton_method(pt_mPolytel, "__block_peek", pt_block_peek_probe, 0);
+  int state = 0;
+  VALUE ok = rb_protect(pt_block_peek_check_body, Qnil, &state);
+  if (state) rb_set_errinfo(Qnil);
+  pt_peek_ok = !state && ok == Qtrue;
+  rb_undef_method(rb_singleton_class(pt_mPolytel), "__block_peek");
+}
+#else
+static int pt_block_takes_nothing(void) {
+  return 0;
+}
+static void pt_block_peek_check(void) {}
+#endif
+
 static VALUE pt_span_yield(VALUE obj) {
-  return rb_yield(obj);
+  return rb_yield(obj); /* Qundef: no argument */
 }
 
 /*
  * Polytel.span(name, parent: nil, kind: nil, links: nil, attributes: nil, scope: nil, **attrs) { |span| ...
  * }. The block runs under rb_protect so that every way out (value, exception, break, throw, Thread#kill) ends
- * the span exactly once and restores the parent.
+ * the span exactly once and restores the parent. A block that takes no parameter gets no Span object: the
+ * span is kept in its stack entry, and Polytel.current_span makes the object if the block asks for it.
  */
 PT_LONGJMP_FRAME static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   (void)self;
   VALUE name, opts = Qnil;
-  if (argc == 1 && !rb_keyword_given_p()) /* Polytel.span(name) { }: nothing to scan */
+  /* Polytel.span(name) { }: nothing to scan (keywords alone would come as one Hash: rb_scan_args says so) */
+  if (argc == 1 && !RB_TYPE_P(argv[0], T_HASH))
     name = argv[0];
   else
     rb_scan_args(argc, argv, "1:", &name, &opts);
@@ -1123,36 +1235,51 @@ PT_LONGJMP_FRAME static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
   name = pt_name_value(name);
   pt_span_args_t args;
   pt_span_args(opts, &args);
+  VALUE scope = Qnil, scope_version = Qnil;
+  if (args.any) pt_scope_values(args.scope, &scope, &scope_version);
 
   VALUE holder;
   pt_stack_t *st = pt_stack(&holder, 1);
-  pt_stack_reserve(st);
+  pt_stack_reserve(st); /* the last thing that moves the entries before the block */
+  long depth = st->depth;
   pt_span_t *parent;
   if (args.parent == Qundef || NIL_P(args.parent))
-    parent = pt_span_of(pt_stack_top(st));
+    parent = depth ? pt_entry_span(&st->items[depth - 1]) : NULL;
   else if (args.parent == Qfalse)
     parent = NULL;
   else
     parent = pt_span_of(args.parent);
+  pt_entry_t *e = &st->items[depth];
   pt_span_t *sp;
-  VALUE obj = pt_span_new(pt_cSpan, PT_SPAN_OPEN, &sp);
+  VALUE obj = Qfalse;
+  if (!pt_block_takes_nothing()) {
+    obj = pt_span_new(pt_cSpan, PT_SPAN_OPEN, &sp);
+  } else {
+    sp = &e->inl;
+    pt_span_init(sp, PT_SPAN_OPEN);
+  }
+  /* From here to the push nothing allocates: the entry's VALUEs are marked once it is pushed. */
+  e->obj = obj;
   polytel_span_start(parent ? &parent->ctx : NULL, &sp->ctx);
   if (parent) { /* W3C: a child carries its parent's tracestate, and its baggage */
-    RB_OBJ_WRITE(obj, &sp->tracestate, parent->tracestate);
-    RB_OBJ_WRITE(obj, &sp->baggage, parent->baggage);
+    pt_span_store(obj, &sp->tracestate, parent->tracestate);
+    pt_span_store(obj, &sp->baggage, parent->baggage);
   }
   if (args.any) {
     sp->kind = args.kind;
-    pt_span_set_scope(obj, sp, args.scope);
-    if (args.links != Qundef) RB_OBJ_WRITE(obj, &sp->links, args.links);
+    pt_span_store(obj, &sp->scope, scope);
+    pt_span_store(obj, &sp->scope_version, scope_version);
+    if (args.links != Qundef) pt_span_store(obj, &sp->links, args.links);
   }
-
-  long depth = st->depth;
-  st->items[depth] = obj;
   st->depth = depth + 1;
+
   int state = 0;
-  VALUE result = rb_protect(pt_span_yield, obj, &state);
+  VALUE result = rb_protect(pt_span_yield, obj == Qfalse ? Qundef : obj, &state);
   st->depth = depth; /* pops this span and anything a non-local exit left above it */
+  /* The entry again (spans inside may have moved the entries), and the object current_span made, if any. */
+  e = &st->items[depth];
+  obj = e->obj;
+  sp = obj == Qfalse ? &e->inl : RTYPEDDATA_DATA(obj);
 
   if (sp->fork_gen != pt_fork_gen) {
     /* Opened in the parent before a fork: the parent ends and exports it, not this child. */
@@ -1162,28 +1289,61 @@ PT_LONGJMP_FRAME static VALUE pt_span(int argc, VALUE *argv, VALUE self) {
     pt_finish_t f = {sp, name, opts, args.attributes, args.any, pt_is_exception(err) ? err : Qnil};
     if (!pt_sampled(sp) || (NIL_P(f.opts) && NIL_P(sp->extra) && NIL_P(f.err) && sp->status < 0 &&
                             NIL_P(sp->events) && NIL_P(sp->links))) {
-      /* Nothing that can raise: the common case (and an unsampled span, which records nothing but is
-       * counted as sampled_out) skips the rescue frame. */
+      /* Nothing that can raise, allocate or run Ruby code (so the entry stays put): the common case (and an
+       * unsampled span, which records nothing but is counted as sampled_out) skips the rescue frame. */
       pt_span_finish_plain(sp, name, POLYTEL_STATUS_UNSET);
     } else {
+      /* A span without an object is ended from a copy on this C stack: ending it may run Ruby code (to_s)
+       * that pushes spans where its entry is, and the popped entry is no longer marked. */
+      pt_span_t local;
+      if (obj == Qfalse) {
+        local = e->inl;
+        f.sp = &local;
+      }
       /* rb_rescue2 restores the pending errinfo afterwards, so rb_jump_tag re-raises the original. */
       rb_rescue2(pt_span_finish_body, (VALUE)&f, pt_span_finish_rescue, (VALUE)&f, rb_eException, (VALUE)0);
+      if (obj == Qfalse) {
+        RB_GC_GUARD(local.tracestate);
+        RB_GC_GUARD(local.baggage);
+        RB_GC_GUARD(local.scope);
+        RB_GC_GUARD(local.scope_version);
+        RB_GC_GUARD(local.links);
+      }
     }
   }
   RB_GC_GUARD(obj);
   RB_GC_GUARD(name);
   RB_GC_GUARD(opts);
   RB_GC_GUARD(holder);
+  RB_GC_GUARD(scope);
+  RB_GC_GUARD(scope_version);
   if (state) rb_jump_tag(state);
   return result;
 }
 
+/* The current span's object, made now for a span kept in its stack entry (its block took no parameter). */
 static VALUE pt_current_span(VALUE self) {
   (void)self;
   VALUE holder = Qnil;
-  VALUE top = pt_stack_top(pt_stack(&holder, 0));
+  pt_entry_t *e = pt_stack_top(pt_stack(&holder, 0));
+  if (!e) return Qnil;
+  if (e->obj == Qfalse) {
+    pt_span_t *sp;
+    VALUE obj = pt_span_new(pt_cSpan, PT_SPAN_OPEN, &sp); /* nothing moves the entries meanwhile */
+    *sp = e->inl;
+    sp->next_free = NULL;
+    RB_OBJ_WRITTEN(obj, Qundef, sp->extra);
+    RB_OBJ_WRITTEN(obj, Qundef, sp->status_msg);
+    RB_OBJ_WRITTEN(obj, Qundef, sp->tracestate);
+    RB_OBJ_WRITTEN(obj, Qundef, sp->baggage);
+    RB_OBJ_WRITTEN(obj, Qundef, sp->scope);
+    RB_OBJ_WRITTEN(obj, Qundef, sp->scope_version);
+    RB_OBJ_WRITTEN(obj, Qundef, sp->links);
+    RB_OBJ_WRITTEN(obj, Qundef, sp->events);
+    e->obj = obj;
+  }
   RB_GC_GUARD(holder);
-  return pt_span_of(top) ? top : Qnil;
+  return NIL_P(e->obj) ? Qnil : e->obj;
 }
 
 typedef struct {
@@ -1213,7 +1373,7 @@ PT_LONGJMP_FRAME static VALUE pt_with_span(VALUE self, VALUE span) {
   pt_stack_t *st = pt_stack(&holder, 1);
   pt_stack_reserve(st);
   pt_with_t w = {st, st->depth, span};
-  st->items[st->depth++] = span;
+  st->items[st->depth++].obj = span;
   VALUE result = rb_ensure(pt_with_span_body, (VALUE)&w, pt_with_span_pop, (VALUE)&w);
   RB_GC_GUARD(holder);
   return result;
@@ -1267,51 +1427,55 @@ static VALUE pt_inject(int argc, VALUE *argv, VALUE self) {
   rb_scan_args(argc, argv, "01", &carrier);
   if (NIL_P(carrier)) carrier = rb_hash_new();
   VALUE holder = Qnil;
-  pt_span_t *sp = pt_span_of(pt_stack_top(pt_stack(&holder, 0)));
+  pt_span_t *sp = pt_current(&holder);
   unsigned prop = sp ? polytel_propagators() : 0;
+  /* All read before the carrier's []=, which may run spans that move the stack entry sp points into. */
+  VALUE ts = sp ? sp->tracestate : Qnil, bag = sp ? sp->baggage : Qnil, tp = Qnil;
   if (prop & POLYTEL_PROPAGATOR_TRACECONTEXT) {
     char buf[POLYTEL_TRACEPARENT_LEN + 1];
-    if (polytel_traceparent_format(&sp->ctx, buf, sizeof buf) == 0) {
-      VALUE ts = sp->tracestate;
-      pt_carrier_set(carrier, pt_str_traceparent, rb_usascii_str_new(buf, POLYTEL_TRACEPARENT_LEN));
-      if (!NIL_P(ts)) pt_carrier_set(carrier, pt_str_tracestate, rb_str_dup(ts));
-    }
+    if (polytel_traceparent_format(&sp->ctx, buf, sizeof buf) == 0)
+      tp = rb_usascii_str_new(buf, POLYTEL_TRACEPARENT_LEN);
   }
-  if ((prop & POLYTEL_PROPAGATOR_BAGGAGE) && !NIL_P(sp->baggage)) {
-    VALUE hdr = pt_baggage_header(sp->baggage);
+  if (!NIL_P(tp)) {
+    pt_carrier_set(carrier, pt_str_traceparent, tp);
+    if (!NIL_P(ts)) pt_carrier_set(carrier, pt_str_tracestate, rb_str_dup(ts));
+  }
+  if ((prop & POLYTEL_PROPAGATOR_BAGGAGE) && !NIL_P(bag)) {
+    VALUE hdr = pt_baggage_header(bag);
     if (!NIL_P(hdr)) pt_carrier_set(carrier, pt_str_baggage, hdr);
   }
   RB_GC_GUARD(holder);
+  RB_GC_GUARD(ts);
+  RB_GC_GUARD(bag);
   return carrier;
 }
 
+/* The headers extract reads, in one walk over the carrier. */
+enum { PT_H_TRACEPARENT, PT_H_TRACESTATE, PT_H_BAGGAGE, PT_N_HEADERS };
 typedef struct {
-  VALUE name; /* the header's name, lowercase */
-  VALUE found;
+  VALUE name[PT_N_HEADERS];  /* lowercase, or nil: not read (OTEL_PROPAGATORS) */
+  VALUE found[PT_N_HEADERS]; /* Qundef until found */
+  int missing;
 } pt_find_t;
 
 static int pt_find_i(VALUE key, VALUE val, VALUE arg) {
   pt_find_t *f = (pt_find_t *)arg;
   VALUE k = RB_TYPE_P(key, T_SYMBOL) ? rb_sym2str(key) : key;
-  if (RB_TYPE_P(k, T_STRING) && RSTRING_LEN(k) == RSTRING_LEN(f->name) &&
-      strncasecmp(RSTRING_PTR(k), RSTRING_PTR(f->name), (size_t)RSTRING_LEN(k)) == 0) {
-    f->found = val;
-    return ST_STOP;
+  if (!RB_TYPE_P(k, T_STRING)) return ST_CONTINUE;
+  for (int i = 0; i < PT_N_HEADERS; i++) {
+    VALUE n = f->name[i];
+    if (f->found[i] == Qundef && !NIL_P(n) && RSTRING_LEN(k) == RSTRING_LEN(n) &&
+        strncasecmp(RSTRING_PTR(k), RSTRING_PTR(n), (size_t)RSTRING_LEN(k)) == 0) {
+      f->found[i] = val; /* the first key of that name wins */
+      return --f->missing ? ST_CONTINUE : ST_STOP;
+    }
   }
   return ST_CONTINUE;
 }
 
-/*
- * A header's value from a Hash carrier, its name in any case (String or Symbol keys). A header given several
- * times (an Array of values) is joined with "," as HTTP does.
- */
-static VALUE pt_carrier_get(VALUE carrier, VALUE name) {
-  VALUE v = rb_hash_lookup2(carrier, name, Qundef);
-  if (v == Qundef) {
-    pt_find_t f = {name, Qundef};
-    rb_hash_foreach(carrier, pt_find_i, (VALUE)&f);
-    v = f.found;
-  }
+/* A header's value as a String, or nil. A header given several times (an Array of values) is joined with ","
+ * as HTTP does. */
+static VALUE pt_header_value(VALUE v) {
   if (v == Qundef || NIL_P(v)) return Qnil;
   if (RB_TYPE_P(v, T_ARRAY)) {
     for (long i = 0; i < RARRAY_LEN(v); i++)
@@ -1321,11 +1485,41 @@ static VALUE pt_carrier_get(VALUE carrier, VALUE name) {
   return RB_TYPE_P(v, T_STRING) ? pt_cstr_value(v) : Qnil;
 }
 
+/*
+ * The headers the propagators read from a Hash carrier, each a String or nil, their names in any case
+ * (String or Symbol keys): an exact lookup of each lowercase name, then one walk over the carrier for all
+ * that were not found so.
+ */
+static void pt_carrier_headers(VALUE carrier, unsigned prop, VALUE out[PT_N_HEADERS]) {
+  pt_find_t f = {{Qnil, Qnil, Qnil}, {Qnil, Qnil, Qnil}, 0};
+  if (prop & POLYTEL_PROPAGATOR_TRACECONTEXT) {
+    f.name[PT_H_TRACEPARENT] = pt_str_traceparent;
+    f.name[PT_H_TRACESTATE] = pt_str_tracestate;
+  }
+  if (prop & POLYTEL_PROPAGATOR_BAGGAGE) f.name[PT_H_BAGGAGE] = pt_str_baggage;
+  for (int i = 0; i < PT_N_HEADERS; i++) {
+    if (NIL_P(f.name[i])) continue;
+    f.found[i] = rb_hash_lookup2(carrier, f.name[i], Qundef);
+    if (f.found[i] == Qundef) f.missing++;
+  }
+  if (f.missing) rb_hash_foreach(carrier, pt_find_i, (VALUE)&f);
+  for (int i = 0; i < PT_N_HEADERS; i++) out[i] = pt_header_value(f.found[i]);
+}
+
 static int pt_bag_parse_i(void *arg, const polytel_baggage_entry_t *e) {
   VALUE h = (VALUE)arg; /* only NoMemoryError can leave here: the core's walk holds nothing but a malloc */
   rb_hash_aset(h, rb_obj_freeze(rb_usascii_str_new(e->key, (long)e->key_len)),
                rb_obj_freeze(rb_utf8_str_new(e->value, (long)e->value_len)));
   return 0;
+}
+
+/* A baggage header value (or nil) as the span keeps it: a frozen Hash of its valid members; nil when none. */
+static VALUE pt_baggage_value(VALUE hdr) {
+  if (NIL_P(hdr)) return Qnil;
+  VALUE bag = rb_hash_new();
+  polytel_baggage_parse(RSTRING_PTR(hdr), (size_t)RSTRING_LEN(hdr), pt_bag_parse_i, (void *)bag);
+  RB_GC_GUARD(hdr);
+  return RHASH_SIZE(bag) ? rb_hash_freeze(bag) : Qnil;
 }
 
 /*
@@ -1352,25 +1546,13 @@ static VALUE pt_extract(VALUE self, VALUE carrier) {
   }
   polytel_span_ctx_t ctx;
   memset(&ctx, 0, sizeof ctx);
-  VALUE tp = Qnil, ts = Qnil, bag = Qnil;
-  int valid = 0;
-  if (prop & POLYTEL_PROPAGATOR_TRACECONTEXT) {
-    tp = pt_carrier_get(carrier, pt_str_traceparent);
-    valid = !NIL_P(tp) && polytel_traceparent_parse(RSTRING_PTR(tp), &ctx) == 0;
-    if (valid) {
-      ts = pt_carrier_get(carrier, pt_str_tracestate);
-      if (!NIL_P(ts))
-        ts = polytel_tracestate_valid(RSTRING_PTR(ts)) && RSTRING_LEN(ts) ? rb_str_new_frozen(ts) : Qnil;
-    }
-  }
-  if (prop & POLYTEL_PROPAGATOR_BAGGAGE) {
-    VALUE hdr = pt_carrier_get(carrier, pt_str_baggage);
-    if (!NIL_P(hdr)) {
-      bag = rb_hash_new();
-      polytel_baggage_parse(RSTRING_PTR(hdr), (size_t)RSTRING_LEN(hdr), pt_bag_parse_i, (void *)bag);
-      bag = RHASH_SIZE(bag) ? rb_hash_freeze(bag) : Qnil;
-    }
-    RB_GC_GUARD(hdr);
+  VALUE h[PT_N_HEADERS];
+  pt_carrier_headers(carrier, prop, h);
+  VALUE tp = h[PT_H_TRACEPARENT], ts = Qnil, bag = pt_baggage_value(h[PT_H_BAGGAGE]);
+  int valid = !NIL_P(tp) && polytel_traceparent_parse(RSTRING_PTR(tp), &ctx) == 0;
+  if (valid && !NIL_P(h[PT_H_TRACESTATE])) {
+    VALUE t = h[PT_H_TRACESTATE];
+    ts = polytel_tracestate_valid(RSTRING_PTR(t)) && RSTRING_LEN(t) ? rb_str_new_frozen(t) : Qnil;
   }
   if (!valid && NIL_P(bag)) return Qnil;
   pt_span_t *sp;
@@ -1378,7 +1560,9 @@ static VALUE pt_extract(VALUE self, VALUE carrier) {
   sp->ctx = ctx;
   RB_OBJ_WRITE(obj, &sp->tracestate, ts);
   RB_OBJ_WRITE(obj, &sp->baggage, bag);
-  RB_GC_GUARD(tp);
+  RB_GC_GUARD(h[PT_H_TRACEPARENT]);
+  RB_GC_GUARD(h[PT_H_TRACESTATE]);
+  RB_GC_GUARD(h[PT_H_BAGGAGE]);
   return rb_obj_freeze(obj);
 }
 
@@ -1398,7 +1582,7 @@ static VALUE pt_ctx_valid_p(VALUE self) {
 static VALUE pt_baggage(VALUE self) {
   (void)self;
   VALUE holder = Qnil;
-  pt_span_t *sp = pt_span_of(pt_stack_top(pt_stack(&holder, 0)));
+  pt_span_t *sp = pt_current(&holder);
   RB_GC_GUARD(holder);
   return sp && !NIL_P(sp->baggage) ? sp->baggage : pt_empty_hash;
 }
@@ -1434,17 +1618,22 @@ PT_LONGJMP_FRAME static VALUE pt_with_baggage(VALUE self, VALUE entries) {
   rb_need_block();
   Check_Type(entries, T_HASH);
   VALUE holder = Qnil;
-  pt_span_t *cur = pt_span_of(pt_stack_top(pt_stack(&holder, 0)));
-  VALUE bag = cur && !NIL_P(cur->baggage) ? rb_hash_dup(cur->baggage) : rb_hash_new();
+  pt_span_t *cur = pt_current(&holder);
+  /* Copied out: a value's to_s may run spans, which move the stack's entries (cur may point into one). */
+  pt_span_t parent = {.tracestate = Qnil, .baggage = Qnil};
+  if (cur) parent = *cur;
+  VALUE bag = cur && !NIL_P(parent.baggage) ? rb_hash_dup(parent.baggage) : rb_hash_new();
   rb_hash_foreach(entries, pt_bag_merge_i, bag);
   if (RHASH_SIZE(bag) > 180)
     rb_raise(rb_eArgError, "polytel: with_baggage: more than 180 entries (the W3C limit of what can travel)");
   pt_span_t *c;
   VALUE ctx = pt_span_new(pt_cSpanContext, PT_SPAN_ENDED, &c);
   if (cur) {
-    c->ctx = cur->ctx;
-    RB_OBJ_WRITE(ctx, &c->tracestate, cur->tracestate);
+    c->ctx = parent.ctx;
+    RB_OBJ_WRITE(ctx, &c->tracestate, parent.tracestate);
   }
+  RB_GC_GUARD(parent.tracestate);
+  RB_GC_GUARD(parent.baggage);
   RB_OBJ_WRITE(ctx, &c->baggage, RHASH_SIZE(bag) ? rb_hash_freeze(bag) : Qnil);
   rb_obj_freeze(ctx);
   RB_GC_GUARD(holder);
@@ -1885,6 +2074,7 @@ void Init_polytel_ext(void) {
 #undef PT_LEVEL_DEF
   rb_define_module_function(pt_mPolytel, "log", pt_log, -1);
   rb_define_module_function(pt_mPolytel, "span", pt_span, -1);
+  pt_block_peek_check();
   rb_define_module_function(pt_mPolytel, "current_span", pt_current_span, 0);
   rb_define_module_function(pt_mPolytel, "with_span", pt_with_span, 1);
   rb_define_module_function(pt_mPolytel, "inject", pt_inject, -1);

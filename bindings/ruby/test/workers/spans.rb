@@ -79,4 +79,29 @@ Polytel.span("odd-attrs", obj: bad, sym: :val, big: 2**70, i64: -2**63, arr: [1,
 Polytel.info("odd log", obj: bad, big: -2**64)
 Polytel.info(bad)
 
+# A block without parameters gets no Span object up front: Polytel.current_span makes it when asked (once),
+# and it works as one (attributes, status, an exception, kept past the end); its parent and its children
+# link as with any span, however deep (the stack moves while blocks run), and a to_s that opens a span
+# while the span is being ended does not disturb it.
+kept = nil
+Polytel.span("lazy", n: 1) do
+  Polytel.span("lazy-child") {}
+  cur = Polytel.current_span
+  cur.set_attribute("via", "current_span")
+  cur.set_status(:ok)
+  out["lazy_same"] = cur.equal?(Polytel.current_span)
+  kept = cur
+end
+out["lazy"] = { "span_id" => kept.span_id, "recording_after" => kept.recording? }
+begin
+  Polytel.span("lazy-raise") { Polytel.current_span.add_event("before"); raise IOError, "lazy" }
+rescue IOError => e
+  out["lazy_raise"] = e.message
+end
+def nest(n) = n.zero? ? Polytel.span("deep-0") { Polytel.current_span&.parent_span_id } : Polytel.span("deep-#{n}") { nest(n - 1) }
+out["deep_parent"] = nest(20)
+spans_in_to_s = Object.new
+def spans_in_to_s.to_s = Polytel.span("in-to_s") { "made in a span" }
+Polytel.span("ended-with-to_s", v: spans_in_to_s) { 20.times { |i| Polytel.span("sibling-#{i}") {} } }
+
 puts JSON.dump(out)
