@@ -174,6 +174,9 @@ function resourceString(v) {
 // ------------------------------------------------------------------ the core
 
 class Core {
+  /** The bound of the interned strings (see intern). */
+  static INTERN_MAX = 4096;
+
   constructor(M, options) {
     this.M = M;
     this.sink = options.console && typeof options.console === 'object' ? options.console : globalThis.console;
@@ -244,19 +247,24 @@ class Core {
   }
 
   /**
-   * A NUL-terminated copy kept for strings that repeat (metric names, units). Only used during one
-   * call, so the cache can be emptied when it grows past its bound.
+   * A NUL-terminated copy kept for strings that repeat (metric names, units), valid until the next
+   * internRoom(): a call that interns k strings calls internRoom(k) first, so the cache is emptied (and its
+   * copies freed) only before a call takes its pointers, never between two of them (a pointer freed by a
+   * clear and reused by the next copy would put the wrong name on the wire).
    */
   intern(s) {
     let p = this.cache.get(s);
     if (p !== undefined) return p;
-    if (this.cache.size >= 4096) {
-      for (const q of this.cache.values()) this.M._free(q);
-      this.cache.clear();
-    }
     p = this.tmpString(s);
     this.cache.set(s, p);
     return p;
+  }
+
+  /** Room for k more interned strings: past the bound, the cache is emptied (see intern). */
+  internRoom(k) {
+    if (this.cache.size + k <= Core.INTERN_MAX) return;
+    for (const q of this.cache.values()) this.M._free(q);
+    this.cache.clear();
   }
 
   /** A short-lived NUL-terminated string (freed by freeTmp). */
@@ -1696,6 +1704,7 @@ class Polytel extends Logger {
   _metric(kind, name, value, attrs, unit) {
     const core = this._core;
     const M = core.M;
+    core.internRoom(2);
     const np = core.intern(String(name));
     const up = core.intern(unit === undefined || unit === null ? '' : String(unit));
     const entries = Core.attrEntries(attrs);

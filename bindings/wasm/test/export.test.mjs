@@ -277,3 +277,35 @@ test('flush waits for a metrics request the core is retrying', async () => {
   assert.equal(lastPoint(got, 'retried.metric').value, 4);
   await pt.shutdown(5000);
 });
+
+test('a metric name interned just before the string cache is emptied keeps its name on the wire', async () => {
+  await rx.reset();
+  const pt = await createPolytel(base);
+  await pt.bootstrapWorker({ endpoint: rx.endpoint });
+  const core = pt._core;
+  const MAX = 4096; // the cache's bound (Core.INTERN_MAX)
+  const M = core.M;
+  // The cache one short of its bound (as 4,095 distinct metric names and units would leave it); then a call
+  // whose name is the last string that fits and whose unit is new: the unit's copy must not free the name's.
+  for (let i = 0; core.cache.size < MAX - 1; i++) core.intern(`filler.${i}`);
+  // A free block the name's copy will take, between two live ones (the allocator's exact-size reuse), so a
+  // name freed by the cache's clear is the block the unit's copy (same length) gets: the wrong name on the
+  // wire, not freed memory that happens to still read right.
+  const pins = [M._malloc(14), M._malloc(14), M._malloc(14)];
+  M._free(pins[1]);
+  pt.counterAdd('intern.victim', 3, undefined, 'bytes.per.sec');
+  pt.counterAdd('intern.after', 2, undefined, 'ms');
+  M._free(pins[0]);
+  M._free(pins[2]);
+  assert.ok(core.cache.size <= MAX, `cache bounded (${core.cache.size})`);
+  assert.equal(await pt.flush(10000), true);
+  await pt.shutdown(5000);
+  const got = await rx.received();
+  const victim = lastPoint(got, 'intern.victim');
+  assert.ok(victim, `intern.victim exported (names: ${[...new Set(got.metrics.map((m) => m.name))].join(', ')})`);
+  assert.equal(victim.value, 3);
+  assert.equal(victim.unit, 'bytes.per.sec');
+  assert.equal(lastPoint(got, 'intern.after').value, 2);
+  assert.equal(lastPoint(got, 'intern.after').unit, 'ms');
+  assert.deepEqual(got.metrics.filter((m) => m.name === 'bytes.per.sec' || m.name === 'ms'), [], 'no unit exported as a name');
+});
