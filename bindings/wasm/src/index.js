@@ -11,7 +11,7 @@ const IS_NODE =
 // built: JavaScript keeps no copy of them.
 import { ERRORS, LEVELS, OPTIONS, PHASES, STATS_FIELDS as CORE_STATS_FIELDS } from '../dist/polytel_tables.mjs';
 import {
-  Context, ROOT_CONTEXT, RemoteSpan, SPAN_KEY, Span, SpanContext, STATUS_ERROR, STATUS_UNSET, describeError, errorMessage, httpHandler,
+  Context, ROOT_CONTEXT, RemoteSpan, SPAN_KEY, Scope, Span, SpanContext, STATUS_ERROR, STATUS_UNSET, describeError, errorMessage, httpHandler,
   kindName, toNs, withSpan,
 } from './trace.js';
 import { registerOpenTelemetry } from './otel.js';
@@ -474,6 +474,7 @@ function arrayAttr(v) {
 const EMPTY_BAGGAGE = Object.freeze({});
 const NO_PARENT = Object.freeze({ bytes: null, tracestate: '', baggage: EMPTY_BAGGAGE });
 const NO_OPTS = Object.freeze({});
+
 
 /**
  * The fields of one header in a carrier, names compared case-insensitively: an array of strings (Node gives an
@@ -1313,11 +1314,12 @@ class Polytel extends Logger {
     return k;
   }
 
-  /** { name, version } of a scope option: a string, { name, version }, or undefined (the core's "polytel"). */
+  /** The Scope of a scope option: a string, { name, version }, a Scope (kept as it is), or undefined (the core's "polytel"). */
   static _scope(scope) {
     if (scope === undefined || scope === null) return undefined;
-    if (typeof scope === 'string') return scope ? { name: scope, version: '' } : undefined;
-    if (typeof scope === 'object' && scope.name) return { name: String(scope.name), version: scope.version ? String(scope.version) : '' };
+    if (scope instanceof Scope) return scope;
+    if (typeof scope === 'string') return scope ? new Scope(scope, '', false) : undefined;
+    if (typeof scope === 'object' && scope.name) return new Scope(String(scope.name), scope.version ? String(scope.version) : '', false);
     throw new TypeError('polytel: scope must be a name or { name, version }');
   }
 
@@ -1360,10 +1362,16 @@ class Polytel extends Logger {
   /** Records the whole span at once: ptw_span_finish (polytel_span_finish_ex) with kind, scope, events, links. */
   _finishSpan(span, status, message, endNs) {
     const core = this._core;
-    if (!span._events && !span._links && !span._scope && !span._tracestate) {
-      // The plain span (name, status, attributes): no event, link, scope or tracestate arrays to lay out.
+    if (!span._events && !span._links && !span._tracestate) {
+      // The plain span (name, status, attributes, a tracer's scope): no event, link or tracestate arrays to
+      // lay out; a tracer's scope strings are pinned once (Scope.pin), a per-call scope written beside the name.
       const entries = Core.attrEntries(span._attrs);
-      core.reserve(core.layout.ctx + 64 + (span.name.length + (message ? message.length : 0)) * 3 + core.attrBytes(entries));
+      const scope = span._scope;
+      let sp = 0;
+      let svp = 0;
+      let need = core.layout.ctx + 64 + (span.name.length + (message ? message.length : 0)) * 3 + core.attrBytes(entries);
+      if (scope && !scope.pinned) need += (scope.name.length + scope.version.length) * 3 + 2;
+      core.reserve(need);
       const cp = (core.arenaPtr + 7) & ~7;
       core.heap().set(span._ctx, cp);
       const np = cp + core.layout.ctx;
@@ -1373,13 +1381,27 @@ class Polytel extends Logger {
         mp = off;
         off += core.putString(off, message) + 1;
       }
+      if (scope) {
+        if (scope.pinned) {
+          scope.pin(core);
+          sp = scope._np;
+          svp = scope._vp;
+        } else {
+          sp = off;
+          off += core.putString(off, scope.name) + 1;
+          if (scope.version) {
+            svp = off;
+            off += core.putString(off, scope.version) + 1;
+          }
+        }
+      }
       let ap = 0;
       let n = 0;
       if (entries) {
         [ap, off] = core.putAttrs(off, entries);
         n = entries.length / 2;
       }
-      core.M._ptw_span_finish(cp, np, status, mp, ap, n, span._kind, 0, 0, 0, 0, 0, 0, 0, endNs || 0);
+      core.M._ptw_span_finish(cp, np, status, mp, ap, n, span._kind, sp, svp, 0, 0, 0, 0, 0, endNs || 0);
       return;
     }
     const L = core.span;

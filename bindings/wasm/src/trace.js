@@ -45,6 +45,30 @@ export function withSpan(ctx, span) {
   return (ctx ?? ROOT_CONTEXT).setValue(SPAN_KEY, span);
 }
 
+/**
+ * An instrumentation scope (a tracer's name and version). A tracer's is one object for all its spans, so the
+ * NUL-terminated copies its spans hand the core are made once (pin()), not written per span.
+ */
+export class Scope {
+  constructor(name, version, pinned) {
+    this.name = name;
+    this.version = version;
+    this.pinned = pinned; // copied into the core's memory once (a tracer's), else written per span
+    this._core = null; // the core whose memory holds np/vp
+    this._np = 0;
+    this._vp = 0;
+  }
+
+  /** Pointers to name and version ("" as 0) in core's memory, copied once; kept for the tracer's life. */
+  pin(core) {
+    if (this._core !== core) {
+      this._np = core.tmpString(this.name);
+      this._vp = this.version ? core.tmpString(this.version) : 0;
+      this._core = core;
+    }
+  }
+}
+
 const KIND_NAMES = ['internal', 'server', 'client', 'producer', 'consumer'];
 export const STATUS_UNSET = 0;
 export const STATUS_OK = 1;
