@@ -18,6 +18,7 @@
 /* timeOrigin is fixed for the page or process, and its getter is a native call in Node: read once. Node's
  * process.hrtime() (the same monotonic clock as performance.now(), without the Performance brand check) costs
  * less per read, and spans read twice each: there the wall time is an offset taken once plus hrtime. */
+/* clang-format off */
 EM_JS(double, polytel__js_wall_ms, (void), {
   var f = Module.ptWallMs;
   if (!f) {
@@ -37,6 +38,7 @@ EM_JS(double, polytel__js_wall_ms, (void), {
   }
   return f();
 })
+/* clang-format on */
 static uint64_t wall_ns(void) {
   return (uint64_t)(polytel__js_wall_ms() * 1e6);
 }
