@@ -176,6 +176,8 @@ function resourceString(v) {
 class Core {
   /** The bound of the interned strings (see intern). */
   static INTERN_MAX = 4096;
+  /** Slots of the ring of finished spans' contexts (see ringSlot). */
+  static RING = 256;
 
   constructor(M, options) {
     this.M = M;
@@ -218,6 +220,42 @@ class Core {
       remote: M._ptw_span_layout(14),
     };
     this.reserve(4096);
+    // The contexts of spans ptw_span_run started and finished at once (a late reader of their ids gets the ones
+    // exported): RING slots in wasm memory; before the ring is reused, its bytes are copied to the generation
+    // object the spans of that round point to (kept only as long as one of them is).
+    this.ring = M._malloc(Core.RING * this.layout.ctx);
+    if (!this.ring) throw new Error('polytel: out of wasm memory');
+    this.ringGen = { bytes: null };
+    this.ringN = 0;
+    // The core's clock, read here (clock.c's polytel__js_wall_ms: Module.ptWallMs, set at its first read).
+    M._ptw_now_ns();
+    this.wallMs = typeof M.ptWallMs === 'function' ? M.ptWallMs : null;
+  }
+
+  /** Unix nanoseconds on the core's clock (polytel_now_ns in wasm), without a call into wasm. */
+  nowNs() {
+    return this.wallMs ? Math.trunc(this.wallMs() * 1e6) : this.M._ptw_now_ns();
+  }
+
+  /** The ring slot for span's context (ptw_span_run writes it); span keeps where it is. */
+  ringSlot(span) {
+    let k = this.ringN;
+    if (k === Core.RING) {
+      this.ringGen.bytes = this.heap().slice(this.ring, this.ring + Core.RING * this.layout.ctx);
+      this.ringGen = { bytes: null };
+      k = 0;
+    }
+    this.ringN = k + 1;
+    span._gen = this.ringGen;
+    span._slot = k;
+    return this.ring + k * this.layout.ctx;
+  }
+
+  /** The context bytes in slot k of ring generation gen (still in the ring, or in its copy). */
+  ringCtx(gen, k) {
+    const at = k * this.layout.ctx;
+    const end = at + this.layout.ctx;
+    return gen.bytes ? gen.bytes.slice(at, end) : this.heap().slice(this.ring + at, this.ring + end);
   }
 
   /** A warning of the JavaScript side (the core's own lines go through its console writer). */
@@ -474,6 +512,25 @@ function arrayAttr(v) {
 const EMPTY_BAGGAGE = Object.freeze({});
 const NO_PARENT = Object.freeze({ bytes: null, tracestate: '', baggage: EMPTY_BAGGAGE });
 const NO_OPTS = Object.freeze({});
+
+const PROMISE_THEN = Promise.prototype.then;
+const SETTLING = Symbol('polytel.settling');
+
+/**
+ * pt.span's fn(span) inside AsyncLocalStorage.run: a native promise result is chained here, still in the
+ * span's context, so its reaction runs in that context (Node's promise hooks carry the store of where .then
+ * was called) and one pair of handlers per Polytel serves every span, with no closures per span. The
+ * chained promise is handed back through pt._settling (run() returns what this returns: SETTLING says so).
+ * Any other thenable may call back from anywhere: span() chains it with closures, as before.
+ */
+function callSettled(pt, fn, span) {
+  const r = fn(span);
+  if (r instanceof Promise && r.then === PROMISE_THEN) {
+    pt._settling = PROMISE_THEN.call(r, pt._onSettledOk, pt._onSettledErr);
+    return SETTLING;
+  }
+  return r;
+}
 
 
 /**
@@ -1166,6 +1223,9 @@ class Polytel extends Logger {
     this._core = core;
     this._options = options;
     this._als = als; // AsyncLocalStorage (Node) or null
+    this._settling = null; // callSettled's chained promise, taken by span() right after
+    this._onSettledOk = (v) => this._settledOk(v);
+    this._onSettledErr = (e) => this._settledErr(e);
     this._stack = []; // the synchronous context stack (browsers; also the fallback in Node)
     this._kindCache = new Map();
     this._tpCache = new WeakMap(); // context bytes -> traceparent
@@ -1323,21 +1383,29 @@ class Polytel extends Logger {
     throw new TypeError('polytel: scope must be a name or { name, version }');
   }
 
-  /** Starts a span (the sampler of the core decides at polytel_span_start). opts: kind, scope, links, baggage, startTime. */
+  /**
+   * Starts a span: its start time read here; the core's polytel_span_start (ids, the sampler's decision) runs
+   * when its context is first needed (_spanCtx) or when it ends (_finishSpan). opts: kind, scope, links,
+   * baggage, startTime.
+   */
   _startSpan(name, parent, attrs, opts = {}) {
-    const core = this._core;
-    const M = core.M;
-    const size = core.layout.ctx;
     const kind = typeof opts.kind === 'number' ? opts.kind : this._kind(opts.kind);
+    const t0 = opts.startTime !== undefined ? Math.round(toNs(opts.startTime)) : this._core.nowNs();
+    const links = opts.links ? Array.from(opts.links) : null;
+    return new Span(this, name, parent, attrs, kind, Polytel._scope(opts.scope), links, opts.baggage, t0);
+  }
+
+  /** span's polytel_span_ctx_t bytes: from the ring when ptw_span_run finished it, else started now (at its start time). */
+  _spanCtx(span) {
+    const core = this._core;
+    const size = core.layout.ctx;
+    if (span._gen) return core.ringCtx(span._gen, span._slot);
     core.reserve(2 * size + 16);
     const pp = (core.arenaPtr + 7) & ~7;
     const out = pp + ((size + 7) & ~7);
-    if (parent.bytes) core.heap().set(parent.bytes, pp);
-    const rc = M._polytel_span_start(parent.bytes ? pp : 0, out);
-    const ctx = rc === 0 ? core.heap().slice(out, out + size) : null;
-    if (ctx && opts.startTime !== undefined) new DataView(ctx.buffer).setBigUint64(core.span.start, BigInt(Math.round(toNs(opts.startTime))), true);
-    const links = opts.links ? Array.from(opts.links) : null;
-    return new Span(this, name, ctx, parent, attrs, { kind, scope: Polytel._scope(opts.scope), links, baggage: opts.baggage });
+    if (span._pb) core.heap().set(span._pb, pp);
+    const rc = core.M._ptw_span_start_at(span._pb ? pp : 0, out, span._t0);
+    return rc === 0 ? core.heap().slice(out, out + size) : null;
   }
 
   /** The bytes of a link's target (a SpanContext, a Span, an OTel span/SpanContext, or { context, attributes }). */
@@ -1371,9 +1439,12 @@ class Polytel extends Logger {
       let svp = 0;
       let need = core.layout.ctx + 64 + (span.name.length + (message ? message.length : 0)) * 3 + core.attrBytes(entries);
       if (scope && !scope.pinned) need += (scope.name.length + scope.version.length) * 3 + 2;
+      // Not started in the core yet (nobody asked for its context): the parent's bytes go here instead.
+      const deferred = span._c === undefined;
+      const pb = deferred ? span._pb : span._c;
       core.reserve(need);
       const cp = (core.arenaPtr + 7) & ~7;
-      core.heap().set(span._ctx, cp);
+      if (pb) core.heap().set(pb, cp);
       const np = cp + core.layout.ctx;
       let off = np + core.putString(np, span.name) + 1;
       let mp = 0;
@@ -1401,7 +1472,8 @@ class Polytel extends Logger {
         [ap, off] = core.putAttrs(off, entries);
         n = entries.length / 2;
       }
-      core.M._ptw_span_finish(cp, np, status, mp, ap, n, span._kind, sp, svp, 0, 0, 0, 0, 0, endNs || 0);
+      if (deferred) core.M._ptw_span_run(pb ? cp : 0, core.ringSlot(span), span._t0, np, status, mp, ap, n, span._kind, sp, svp, endNs || 0);
+      else core.M._ptw_span_finish(cp, np, status, mp, ap, n, span._kind, sp, svp, 0, 0, 0, 0, 0, endNs || 0);
       return;
     }
     const L = core.span;
@@ -1522,11 +1594,17 @@ class Polytel extends Logger {
     const span = this._startSpan(String(name), this._parentInfo(opts ? opts.parent : undefined), attrs, opts || NO_OPTS);
     let result;
     try {
-      result = this._runIn(span, fn);
+      if (this._als) result = this._als.run(withSpan(this._als.getStore(), span), callSettled, this, fn, span);
+      else result = this._runIn(span, fn);
     } catch (e) {
       span.recordException(e);
       span._end(STATUS_ERROR, errorMessage(e));
       throw e;
+    }
+    if (result === SETTLING) {
+      result = this._settling;
+      this._settling = null;
+      return result;
     }
     if (result !== null && (typeof result === 'object' || typeof result === 'function') && typeof result.then === 'function') {
       // A .then pair, not an async function: with AsyncLocalStorage on (Node 20's promise hooks), an await
@@ -1545,6 +1623,19 @@ class Polytel extends Logger {
     }
     span._end(STATUS_UNSET);
     return result;
+  }
+
+  /** A native promise's settling, chained inside the span's context (callSettled): the span is the current one. */
+  _settledOk(v) {
+    this._als.getStore().getValue(SPAN_KEY)._end(STATUS_UNSET);
+    return v;
+  }
+
+  _settledErr(e) {
+    const span = this._als.getStore().getValue(SPAN_KEY);
+    span.recordException(e);
+    span._end(STATUS_ERROR, errorMessage(e));
+    throw e;
   }
 
   /** The current span (undefined outside one). */

@@ -935,7 +935,7 @@ const char *polytel_span_kind_name(polytel_span_kind_t kind) {
   return (unsigned)kind <= POLYTEL_SPAN_KIND_CONSUMER ? k_kind_names[kind] : NULL;
 }
 
-int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out) {
+static inline int span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out, uint64_t start_ns) {
   if (!out) return POLYTEL_EINVAL;
   if (POLYTEL__UNLIKELY(MIN_LEVEL() == 0)) polytel__first_use(); /* the sampler comes from the config */
   polytel__thread_t *t = polytel__thread();
@@ -968,8 +968,18 @@ int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out
   }
   out->trace_flags =
       (uint8_t)((flags & ~POLYTEL_TRACE_FLAG_SAMPLED) | (sampled ? POLYTEL_TRACE_FLAG_SAMPLED : 0));
-  out->start_ns = polytel_now_ns();
+  out->start_ns = start_ns ? start_ns : polytel_now_ns();
   return 0;
+}
+
+int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out) {
+  return span_start(parent, out, 0);
+}
+
+/* The wasm binding reads a span's start time itself and starts it in the core only when its ids are first
+ * needed or when it ends: the same ids and sampling, without a second clock read. */
+int polytel__span_start_at(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out, uint64_t start_ns) {
+  return span_start(parent, out, start_ns);
 }
 
 void polytel_span_opts_init(polytel_span_opts_t *opts) {
