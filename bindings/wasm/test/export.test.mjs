@@ -309,3 +309,44 @@ test('a metric name interned just before the string cache is emptied keeps its n
   assert.equal(lastPoint(got, 'intern.after').unit, 'ms');
   assert.deepEqual(got.metrics.filter((m) => m.name === 'bytes.per.sec' || m.name === 'ms'), [], 'no unit exported as a name');
 });
+
+test("a span's ids read after it ended are the ones exported (started in the core only when it ended)", async () => {
+  await rx.reset();
+  const pt = await createPolytel(base);
+  await pt.bootstrapWorker({ endpoint: rx.endpoint });
+  // Nothing asks for these spans' ids while they run: each is started and finished in one call, its context
+  // kept in the ring of finished spans (Core.RING slots), then in that ring's copy once the ring is reused.
+  const held = [];
+  const total = 3 * 256 + 10;
+  for (let i = 0; i < total; i++) pt.span(`late-${i}`, (s) => void (i % 97 === 0 && held.push([i, s])));
+  // One span whose ids are read while it runs (started then), and its child (the parent is started first).
+  let early;
+  let earlyId;
+  pt.span('early', (s) => {
+    early = s;
+    earlyId = s.spanId;
+    pt.span('early-child', () => {});
+  });
+  const async1 = await pt.span('async-late', async (s) => s);
+  assert.equal(await pt.flush(10000), true);
+  await pt.shutdown(5000);
+  const got = await rx.received();
+  const byName = (n) => {
+    const all = got.spans.filter((s) => s.name === n);
+    assert.equal(all.length, 1, `one ${n}`);
+    return all[0];
+  };
+  assert.equal(got.spans.filter((s) => s.name.startsWith('late-')).length, total);
+  assert.ok(held.length >= 8);
+  for (const [i, s] of held) {
+    const x = byName(`late-${i}`);
+    assert.equal(s.spanId, x.span_id, `late-${i} span id`);
+    assert.equal(s.traceId, x.trace_id, `late-${i} trace id`);
+    assert.equal(s.context.traceparent, `00-${x.trace_id}-${x.span_id}-01`);
+  }
+  assert.equal(early.spanId, earlyId);
+  assert.equal(byName('early').span_id, earlyId);
+  assert.equal(byName('early-child').parent_span_id, earlyId);
+  assert.equal(byName('async-late').span_id, async1.spanId);
+  assert.equal(new Set(got.spans.map((s) => s.span_id)).size, got.spans.length, 'span ids unique');
+});
