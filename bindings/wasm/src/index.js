@@ -1389,10 +1389,11 @@ class Polytel extends Logger {
    * baggage, startTime.
    */
   _startSpan(name, parent, attrs, opts = {}) {
-    const kind = typeof opts.kind === 'number' ? opts.kind : this._kind(opts.kind);
+    const kind = typeof opts.kind === 'number' ? opts.kind : opts.kind === undefined ? 1 : this._kind(opts.kind);
     const t0 = opts.startTime !== undefined ? Math.round(toNs(opts.startTime)) : this._core.nowNs();
     const links = opts.links ? Array.from(opts.links) : null;
-    return new Span(this, name, parent, attrs, kind, Polytel._scope(opts.scope), links, opts.baggage, t0);
+    const scope = opts.scope === undefined ? undefined : Polytel._scope(opts.scope);
+    return new Span(this, name, parent, attrs, kind, scope, links, opts.baggage, t0);
   }
 
   /** span's polytel_span_ctx_t bytes: from the ring when ptw_span_run finished it, else started now (at its start time). */
@@ -1591,10 +1592,13 @@ class Polytel extends Logger {
    */
   span(name, fn, attrs, opts) {
     if (typeof fn !== 'function') throw new TypeError('polytel: span(name, fn, attrs?, opts?) needs a function');
-    const span = this._startSpan(String(name), this._parentInfo(opts ? opts.parent : undefined), attrs, opts || NO_OPTS);
+    const als = this._als;
+    const store = als ? als.getStore() : undefined;
+    const parent = opts && opts.parent !== undefined ? opts.parent : als ? (store ? store.getValue(SPAN_KEY) : undefined) : this._current();
+    const span = this._startSpan(String(name), this._parentInfo(parent ?? null), attrs, opts || NO_OPTS);
     let result;
     try {
-      if (this._als) result = this._als.run(withSpan(this._als.getStore(), span), callSettled, this, fn, span);
+      if (als) result = als.run(withSpan(store, span), callSettled, this, fn, span);
       else result = this._runIn(span, fn);
     } catch (e) {
       span.recordException(e);
