@@ -11,7 +11,7 @@ const IS_NODE =
 // built: JavaScript keeps no copy of them.
 import { ERRORS, LEVELS, OPTIONS, PHASES, STATS_FIELDS as CORE_STATS_FIELDS } from '../dist/polytel_tables.mjs';
 import {
-  Context, ROOT_CONTEXT, RemoteSpan, SPAN_KEY, Span, SpanContext, STATUS_ERROR, STATUS_UNSET, describeError, errorMessage, httpHandler,
+  Context, ROOT_CONTEXT, RemoteSpan, SPAN_KEY, Scope, Span, SpanContext, STATUS_ERROR, STATUS_UNSET, describeError, errorMessage, httpHandler,
   kindName, toNs, withSpan,
 } from './trace.js';
 import { registerOpenTelemetry } from './otel.js';
@@ -174,6 +174,11 @@ function resourceString(v) {
 // ------------------------------------------------------------------ the core
 
 class Core {
+  /** The bound of the interned strings (see intern). */
+  static INTERN_MAX = 4096;
+  /** Slots of the ring of finished spans' contexts (see ringSlot). */
+  static RING = 256;
+
   constructor(M, options) {
     this.M = M;
     this.sink = options.console && typeof options.console === 'object' ? options.console : globalThis.console;
@@ -215,6 +220,42 @@ class Core {
       remote: M._ptw_span_layout(14),
     };
     this.reserve(4096);
+    // The contexts of spans ptw_span_run started and finished at once (a late reader of their ids gets the ones
+    // exported): RING slots in wasm memory; before the ring is reused, its bytes are copied to the generation
+    // object the spans of that round point to (kept only as long as one of them is).
+    this.ring = M._malloc(Core.RING * this.layout.ctx);
+    if (!this.ring) throw new Error('polytel: out of wasm memory');
+    this.ringGen = { bytes: null };
+    this.ringN = 0;
+    // The core's clock, read here (clock.c's polytel__js_wall_ms: Module.ptWallMs, set at its first read).
+    M._ptw_now_ns();
+    this.wallMs = typeof M.ptWallMs === 'function' ? M.ptWallMs : null;
+  }
+
+  /** Unix nanoseconds on the core's clock (polytel_now_ns in wasm), without a call into wasm. */
+  nowNs() {
+    return this.wallMs ? Math.trunc(this.wallMs() * 1e6) : this.M._ptw_now_ns();
+  }
+
+  /** The ring slot for span's context (ptw_span_run writes it); span keeps where it is. */
+  ringSlot(span) {
+    let k = this.ringN;
+    if (k === Core.RING) {
+      this.ringGen.bytes = this.heap().slice(this.ring, this.ring + Core.RING * this.layout.ctx);
+      this.ringGen = { bytes: null };
+      k = 0;
+    }
+    this.ringN = k + 1;
+    span._gen = this.ringGen;
+    span._slot = k;
+    return this.ring + k * this.layout.ctx;
+  }
+
+  /** The context bytes in slot k of ring generation gen (still in the ring, or in its copy). */
+  ringCtx(gen, k) {
+    const at = k * this.layout.ctx;
+    const end = at + this.layout.ctx;
+    return gen.bytes ? gen.bytes.slice(at, end) : this.heap().slice(this.ring + at, this.ring + end);
   }
 
   /** A warning of the JavaScript side (the core's own lines go through its console writer). */
@@ -244,19 +285,24 @@ class Core {
   }
 
   /**
-   * A NUL-terminated copy kept for strings that repeat (metric names, units). Only used during one
-   * call, so the cache can be emptied when it grows past its bound.
+   * A NUL-terminated copy kept for strings that repeat (metric names, units), valid until the next
+   * internRoom(): a call that interns k strings calls internRoom(k) first, so the cache is emptied (and its
+   * copies freed) only before a call takes its pointers, never between two of them (a pointer freed by a
+   * clear and reused by the next copy would put the wrong name on the wire).
    */
   intern(s) {
     let p = this.cache.get(s);
     if (p !== undefined) return p;
-    if (this.cache.size >= 4096) {
-      for (const q of this.cache.values()) this.M._free(q);
-      this.cache.clear();
-    }
     p = this.tmpString(s);
     this.cache.set(s, p);
     return p;
+  }
+
+  /** Room for k more interned strings: past the bound, the cache is emptied (see intern). */
+  internRoom(k) {
+    if (this.cache.size + k <= Core.INTERN_MAX) return;
+    for (const q of this.cache.values()) this.M._free(q);
+    this.cache.clear();
   }
 
   /** A short-lived NUL-terminated string (freed by freeTmp). */
@@ -466,6 +512,26 @@ function arrayAttr(v) {
 const EMPTY_BAGGAGE = Object.freeze({});
 const NO_PARENT = Object.freeze({ bytes: null, tracestate: '', baggage: EMPTY_BAGGAGE });
 const NO_OPTS = Object.freeze({});
+
+const PROMISE_THEN = Promise.prototype.then;
+const SETTLING = Symbol('polytel.settling');
+
+/**
+ * pt.span's fn(span) inside AsyncLocalStorage.run: a native promise result is chained here, still in the
+ * span's context, so its reaction runs in that context (Node's promise hooks carry the store of where .then
+ * was called) and one pair of handlers per Polytel serves every span, with no closures per span. The
+ * chained promise is handed back through pt._settling (run() returns what this returns: SETTLING says so).
+ * Any other thenable may call back from anywhere: span() chains it with closures, as before.
+ */
+function callSettled(pt, fn, span) {
+  const r = fn(span);
+  if (r instanceof Promise && r.then === PROMISE_THEN) {
+    pt._settling = PROMISE_THEN.call(r, pt._onSettledOk, pt._onSettledErr);
+    return SETTLING;
+  }
+  return r;
+}
+
 
 /**
  * The fields of one header in a carrier, names compared case-insensitively: an array of strings (Node gives an
@@ -1157,6 +1223,9 @@ class Polytel extends Logger {
     this._core = core;
     this._options = options;
     this._als = als; // AsyncLocalStorage (Node) or null
+    this._settling = null; // callSettled's chained promise, taken by span() right after
+    this._onSettledOk = (v) => this._settledOk(v);
+    this._onSettledErr = (e) => this._settledErr(e);
     this._stack = []; // the synchronous context stack (browsers; also the fallback in Node)
     this._kindCache = new Map();
     this._tpCache = new WeakMap(); // context bytes -> traceparent
@@ -1305,29 +1374,39 @@ class Polytel extends Logger {
     return k;
   }
 
-  /** { name, version } of a scope option: a string, { name, version }, or undefined (the core's "polytel"). */
+  /** The Scope of a scope option: a string, { name, version }, a Scope (kept as it is), or undefined (the core's "polytel"). */
   static _scope(scope) {
     if (scope === undefined || scope === null) return undefined;
-    if (typeof scope === 'string') return scope ? { name: scope, version: '' } : undefined;
-    if (typeof scope === 'object' && scope.name) return { name: String(scope.name), version: scope.version ? String(scope.version) : '' };
+    if (scope instanceof Scope) return scope;
+    if (typeof scope === 'string') return scope ? new Scope(scope, '', false) : undefined;
+    if (typeof scope === 'object' && scope.name) return new Scope(String(scope.name), scope.version ? String(scope.version) : '', false);
     throw new TypeError('polytel: scope must be a name or { name, version }');
   }
 
-  /** Starts a span (the sampler of the core decides at polytel_span_start). opts: kind, scope, links, baggage, startTime. */
+  /**
+   * Starts a span: its start time read here; the core's polytel_span_start (ids, the sampler's decision) runs
+   * when its context is first needed (_spanCtx) or when it ends (_finishSpan). opts: kind, scope, links,
+   * baggage, startTime.
+   */
   _startSpan(name, parent, attrs, opts = {}) {
+    const kind = typeof opts.kind === 'number' ? opts.kind : opts.kind === undefined ? 1 : this._kind(opts.kind);
+    const t0 = opts.startTime !== undefined ? Math.round(toNs(opts.startTime)) : this._core.nowNs();
+    const links = opts.links ? Array.from(opts.links) : null;
+    const scope = opts.scope === undefined ? undefined : Polytel._scope(opts.scope);
+    return new Span(this, name, parent, attrs, kind, scope, links, opts.baggage, t0);
+  }
+
+  /** span's polytel_span_ctx_t bytes: from the ring when ptw_span_run finished it, else started now (at its start time). */
+  _spanCtx(span) {
     const core = this._core;
-    const M = core.M;
     const size = core.layout.ctx;
-    const kind = typeof opts.kind === 'number' ? opts.kind : this._kind(opts.kind);
+    if (span._gen) return core.ringCtx(span._gen, span._slot);
     core.reserve(2 * size + 16);
     const pp = (core.arenaPtr + 7) & ~7;
     const out = pp + ((size + 7) & ~7);
-    if (parent.bytes) core.heap().set(parent.bytes, pp);
-    const rc = M._polytel_span_start(parent.bytes ? pp : 0, out);
-    const ctx = rc === 0 ? core.heap().slice(out, out + size) : null;
-    if (ctx && opts.startTime !== undefined) new DataView(ctx.buffer).setBigUint64(core.span.start, BigInt(Math.round(toNs(opts.startTime))), true);
-    const links = opts.links ? Array.from(opts.links) : null;
-    return new Span(this, name, ctx, parent, attrs, { kind, scope: Polytel._scope(opts.scope), links, baggage: opts.baggage });
+    if (span._pb) core.heap().set(span._pb, pp);
+    const rc = core.M._ptw_span_start_at(span._pb ? pp : 0, out, span._t0);
+    return rc === 0 ? core.heap().slice(out, out + size) : null;
   }
 
   /** The bytes of a link's target (a SpanContext, a Span, an OTel span/SpanContext, or { context, attributes }). */
@@ -1352,12 +1431,21 @@ class Polytel extends Logger {
   /** Records the whole span at once: ptw_span_finish (polytel_span_finish_ex) with kind, scope, events, links. */
   _finishSpan(span, status, message, endNs) {
     const core = this._core;
-    if (!span._events && !span._links && !span._scope && !span._tracestate) {
-      // The plain span (name, status, attributes): no event, link, scope or tracestate arrays to lay out.
+    if (!span._events && !span._links && !span._tracestate) {
+      // The plain span (name, status, attributes, a tracer's scope): no event, link or tracestate arrays to
+      // lay out; a tracer's scope strings are pinned once (Scope.pin), a per-call scope written beside the name.
       const entries = Core.attrEntries(span._attrs);
-      core.reserve(core.layout.ctx + 64 + (span.name.length + (message ? message.length : 0)) * 3 + core.attrBytes(entries));
+      const scope = span._scope;
+      let sp = 0;
+      let svp = 0;
+      let need = core.layout.ctx + 64 + (span.name.length + (message ? message.length : 0)) * 3 + core.attrBytes(entries);
+      if (scope && !scope.pinned) need += (scope.name.length + scope.version.length) * 3 + 2;
+      // Not started in the core yet (nobody asked for its context): the parent's bytes go here instead.
+      const deferred = span._c === undefined;
+      const pb = deferred ? span._pb : span._c;
+      core.reserve(need);
       const cp = (core.arenaPtr + 7) & ~7;
-      core.heap().set(span._ctx, cp);
+      if (pb) core.heap().set(pb, cp);
       const np = cp + core.layout.ctx;
       let off = np + core.putString(np, span.name) + 1;
       let mp = 0;
@@ -1365,13 +1453,28 @@ class Polytel extends Logger {
         mp = off;
         off += core.putString(off, message) + 1;
       }
+      if (scope) {
+        if (scope.pinned) {
+          scope.pin(core);
+          sp = scope._np;
+          svp = scope._vp;
+        } else {
+          sp = off;
+          off += core.putString(off, scope.name) + 1;
+          if (scope.version) {
+            svp = off;
+            off += core.putString(off, scope.version) + 1;
+          }
+        }
+      }
       let ap = 0;
       let n = 0;
       if (entries) {
         [ap, off] = core.putAttrs(off, entries);
         n = entries.length / 2;
       }
-      core.M._ptw_span_finish(cp, np, status, mp, ap, n, span._kind, 0, 0, 0, 0, 0, 0, 0, endNs || 0);
+      if (deferred) core.M._ptw_span_run(pb ? cp : 0, core.ringSlot(span), span._t0, np, status, mp, ap, n, span._kind, sp, svp, endNs || 0);
+      else core.M._ptw_span_finish(cp, np, status, mp, ap, n, span._kind, sp, svp, 0, 0, 0, 0, 0, endNs || 0);
       return;
     }
     const L = core.span;
@@ -1489,14 +1592,23 @@ class Polytel extends Logger {
    */
   span(name, fn, attrs, opts) {
     if (typeof fn !== 'function') throw new TypeError('polytel: span(name, fn, attrs?, opts?) needs a function');
-    const span = this._startSpan(String(name), this._parentInfo(opts ? opts.parent : undefined), attrs, opts || NO_OPTS);
+    const als = this._als;
+    const store = als ? als.getStore() : undefined;
+    const parent = opts && opts.parent !== undefined ? opts.parent : als ? (store ? store.getValue(SPAN_KEY) : undefined) : this._current();
+    const span = this._startSpan(String(name), this._parentInfo(parent ?? null), attrs, opts || NO_OPTS);
     let result;
     try {
-      result = this._runIn(span, fn);
+      if (als) result = als.run(withSpan(store, span), callSettled, this, fn, span);
+      else result = this._runIn(span, fn);
     } catch (e) {
       span.recordException(e);
       span._end(STATUS_ERROR, errorMessage(e));
       throw e;
+    }
+    if (result === SETTLING) {
+      result = this._settling;
+      this._settling = null;
+      return result;
     }
     if (result !== null && (typeof result === 'object' || typeof result === 'function') && typeof result.then === 'function') {
       // A .then pair, not an async function: with AsyncLocalStorage on (Node 20's promise hooks), an await
@@ -1515,6 +1627,19 @@ class Polytel extends Logger {
     }
     span._end(STATUS_UNSET);
     return result;
+  }
+
+  /** A native promise's settling, chained inside the span's context (callSettled): the span is the current one. */
+  _settledOk(v) {
+    this._als.getStore().getValue(SPAN_KEY)._end(STATUS_UNSET);
+    return v;
+  }
+
+  _settledErr(e) {
+    const span = this._als.getStore().getValue(SPAN_KEY);
+    span.recordException(e);
+    span._end(STATUS_ERROR, errorMessage(e));
+    throw e;
   }
 
   /** The current span (undefined outside one). */
@@ -1696,6 +1821,7 @@ class Polytel extends Logger {
   _metric(kind, name, value, attrs, unit) {
     const core = this._core;
     const M = core.M;
+    core.internRoom(2);
     const np = core.intern(String(name));
     const up = core.intern(unit === undefined || unit === null ? '' : String(unit));
     const entries = Core.attrEntries(attrs);

@@ -4,7 +4,7 @@
 // Nothing here samples, parses or encodes: tracers start and finish polytel spans (the core's sampler decides,
 // its limits apply), the propagator is pt.inject/pt.extract (the core's codecs), instruments are pt's metrics.
 
-import { ROOT_CONTEXT, RemoteSpan, SPAN_KEY, Span, SpanContext } from './trace.js';
+import { ROOT_CONTEXT, RemoteSpan, SPAN_KEY, Scope, Span, SpanContext } from './trace.js';
 
 const FIELDS = ['traceparent', 'tracestate', 'baggage'];
 const BAGGAGE_KEY = Symbol.for('OpenTelemetry Baggage Key'); // the API's createContextKey(...) is Symbol.for
@@ -28,7 +28,7 @@ class Tracer {
     this._pt = pt;
     this._api = api;
     this._state = state; // { on, root }: on while this registration's context manager is the API's
-    this._scope = { name: name || 'unknown', version: version || '' };
+    this._scope = new Scope(name || 'unknown', version || '', true);
     // What _startSpan takes for the plain span (kind INTERNAL, no links, no start time): one object per tracer.
     this._plain = { kind: 1, scope: this._scope };
   }

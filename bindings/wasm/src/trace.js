@@ -45,6 +45,30 @@ export function withSpan(ctx, span) {
   return (ctx ?? ROOT_CONTEXT).setValue(SPAN_KEY, span);
 }
 
+/**
+ * An instrumentation scope (a tracer's name and version). A tracer's is one object for all its spans, so the
+ * NUL-terminated copies its spans hand the core are made once (pin()), not written per span.
+ */
+export class Scope {
+  constructor(name, version, pinned) {
+    this.name = name;
+    this.version = version;
+    this.pinned = pinned; // copied into the core's memory once (a tracer's), else written per span
+    this._core = null; // the core whose memory holds np/vp
+    this._np = 0;
+    this._vp = 0;
+  }
+
+  /** Pointers to name and version ("" as 0) in core's memory, copied once; kept for the tracer's life. */
+  pin(core) {
+    if (this._core !== core) {
+      this._np = core.tmpString(this.name);
+      this._vp = this.version ? core.tmpString(this.version) : 0;
+      this._core = core;
+    }
+  }
+}
+
 const KIND_NAMES = ['internal', 'server', 'client', 'producer', 'consumer'];
 export const STATUS_UNSET = 0;
 export const STATUS_OK = 1;
@@ -154,21 +178,37 @@ export class RemoteSpan {
  * (spanContext, setStatus, updateName, end, isRecording, ...), so the API's instrumentation can hold it.
  */
 export class Span {
-  constructor(pt, name, ctx, parentInfo, attrs, opts) {
+  /**
+   * Started on the JavaScript side: startNs (the core's clock) and the parent are kept, and the core starts the
+   * span (ids, sampling) only when its context is first asked for (_ctx: a child, a log, its ids, inject), or
+   * when it ends (ptw_span_run: start and finish in one call).
+   */
+  constructor(pt, name, parentInfo, attrs, kind, scope, links, baggage, startNs) {
     this._pt = pt;
     this.name = name;
-    this._ctx = ctx; // polytel_span_ctx_t bytes; null when the core had no context to give (not initialized)
+    // polytel_span_ctx_t bytes; undefined until the core started it; null when it had no context to give
+    this._c = undefined;
+    this._pb = parentInfo.bytes;
+    this._t0 = startNs;
+    this._gen = null; // finished through ptw_span_run: the ring generation holding its context (Core.ringSlot)
+    this._slot = 0;
     this._attrs = attrs ? { ...attrs } : null;
     this._events = null;
-    this._links = opts.links;
-    this._kind = opts.kind;
-    this._scope = opts.scope;
+    this._links = links;
+    this._kind = kind;
+    this._scope = scope;
     this._tracestate = parentInfo.tracestate;
-    this._baggage = opts.baggage ? Object.freeze({ ...parentInfo.baggage, ...opts.baggage }) : parentInfo.baggage;
+    this._baggage = baggage ? Object.freeze({ ...parentInfo.baggage, ...baggage }) : parentInfo.baggage;
     this._status = STATUS_UNSET;
     this._statusMsg = undefined;
     this._ended = false;
     this._sc = null;
+  }
+
+  /** The span's context bytes, the core starting it first if nobody asked before (see the constructor). */
+  get _ctx() {
+    const c = this._c;
+    return c !== undefined ? c : (this._c = this._pt._spanCtx(this));
   }
 
   /** This span's SpanContext (to inject by hand, to link to, or as an explicit parent). */
@@ -279,7 +319,7 @@ export class Span {
       status = this._status;
       message = this._statusMsg;
     }
-    if (this._ctx) this._pt._finishSpan(this, status, message, endNs);
+    if (this._c !== null) this._pt._finishSpan(this, status, message, endNs);
   }
 }
 

@@ -277,3 +277,76 @@ test('flush waits for a metrics request the core is retrying', async () => {
   assert.equal(lastPoint(got, 'retried.metric').value, 4);
   await pt.shutdown(5000);
 });
+
+test('a metric name interned just before the string cache is emptied keeps its name on the wire', async () => {
+  await rx.reset();
+  const pt = await createPolytel(base);
+  await pt.bootstrapWorker({ endpoint: rx.endpoint });
+  const core = pt._core;
+  const MAX = 4096; // the cache's bound (Core.INTERN_MAX)
+  const M = core.M;
+  // The cache one short of its bound (as 4,095 distinct metric names and units would leave it); then a call
+  // whose name is the last string that fits and whose unit is new: the unit's copy must not free the name's.
+  for (let i = 0; core.cache.size < MAX - 1; i++) core.intern(`filler.${i}`);
+  // A free block the name's copy will take, between two live ones (the allocator's exact-size reuse), so a
+  // name freed by the cache's clear is the block the unit's copy (same length) gets: the wrong name on the
+  // wire, not freed memory that happens to still read right.
+  const pins = [M._malloc(14), M._malloc(14), M._malloc(14)];
+  M._free(pins[1]);
+  pt.counterAdd('intern.victim', 3, undefined, 'bytes.per.sec');
+  pt.counterAdd('intern.after', 2, undefined, 'ms');
+  M._free(pins[0]);
+  M._free(pins[2]);
+  assert.ok(core.cache.size <= MAX, `cache bounded (${core.cache.size})`);
+  assert.equal(await pt.flush(10000), true);
+  await pt.shutdown(5000);
+  const got = await rx.received();
+  const victim = lastPoint(got, 'intern.victim');
+  assert.ok(victim, `intern.victim exported (names: ${[...new Set(got.metrics.map((m) => m.name))].join(', ')})`);
+  assert.equal(victim.value, 3);
+  assert.equal(victim.unit, 'bytes.per.sec');
+  assert.equal(lastPoint(got, 'intern.after').value, 2);
+  assert.equal(lastPoint(got, 'intern.after').unit, 'ms');
+  assert.deepEqual(got.metrics.filter((m) => m.name === 'bytes.per.sec' || m.name === 'ms'), [], 'no unit exported as a name');
+});
+
+test("a span's ids read after it ended are the ones exported (started in the core only when it ended)", async () => {
+  await rx.reset();
+  const pt = await createPolytel(base);
+  await pt.bootstrapWorker({ endpoint: rx.endpoint });
+  // Nothing asks for these spans' ids while they run: each is started and finished in one call, its context
+  // kept in the ring of finished spans (Core.RING slots), then in that ring's copy once the ring is reused.
+  const held = [];
+  const total = 3 * 256 + 10;
+  for (let i = 0; i < total; i++) pt.span(`late-${i}`, (s) => void (i % 97 === 0 && held.push([i, s])));
+  // One span whose ids are read while it runs (started then), and its child (the parent is started first).
+  let early;
+  let earlyId;
+  pt.span('early', (s) => {
+    early = s;
+    earlyId = s.spanId;
+    pt.span('early-child', () => {});
+  });
+  const async1 = await pt.span('async-late', async (s) => s);
+  assert.equal(await pt.flush(10000), true);
+  await pt.shutdown(5000);
+  const got = await rx.received();
+  const byName = (n) => {
+    const all = got.spans.filter((s) => s.name === n);
+    assert.equal(all.length, 1, `one ${n}`);
+    return all[0];
+  };
+  assert.equal(got.spans.filter((s) => s.name.startsWith('late-')).length, total);
+  assert.ok(held.length >= 8);
+  for (const [i, s] of held) {
+    const x = byName(`late-${i}`);
+    assert.equal(s.spanId, x.span_id, `late-${i} span id`);
+    assert.equal(s.traceId, x.trace_id, `late-${i} trace id`);
+    assert.equal(s.context.traceparent, `00-${x.trace_id}-${x.span_id}-01`);
+  }
+  assert.equal(early.spanId, earlyId);
+  assert.equal(byName('early').span_id, earlyId);
+  assert.equal(byName('early-child').parent_span_id, earlyId);
+  assert.equal(byName('async-late').span_id, async1.spanId);
+  assert.equal(new Set(got.spans.map((s) => s.span_id)).size, got.spans.length, 'span ids unique');
+});

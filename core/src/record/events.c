@@ -935,7 +935,7 @@ const char *polytel_span_kind_name(polytel_span_kind_t kind) {
   return (unsigned)kind <= POLYTEL_SPAN_KIND_CONSUMER ? k_kind_names[kind] : NULL;
 }
 
-int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out) {
+static inline int span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out, uint64_t start_ns) {
   if (!out) return POLYTEL_EINVAL;
   if (POLYTEL__UNLIKELY(MIN_LEVEL() == 0)) polytel__first_use(); /* the sampler comes from the config */
   polytel__thread_t *t = polytel__thread();
@@ -968,8 +968,18 @@ int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out
   }
   out->trace_flags =
       (uint8_t)((flags & ~POLYTEL_TRACE_FLAG_SAMPLED) | (sampled ? POLYTEL_TRACE_FLAG_SAMPLED : 0));
-  out->start_ns = polytel_now_ns();
+  out->start_ns = start_ns ? start_ns : polytel_now_ns();
   return 0;
+}
+
+int polytel_span_start(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out) {
+  return span_start(parent, out, 0);
+}
+
+/* The wasm binding reads a span's start time itself and starts it in the core only when its ids are first
+ * needed or when it ends: the same ids and sampling, without a second clock read. */
+int polytel__span_start_at(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out, uint64_t start_ns) {
+  return span_start(parent, out, start_ns);
 }
 
 void polytel_span_opts_init(polytel_span_opts_t *opts) {
@@ -1237,20 +1247,32 @@ int polytel_span_finish_ex(const polytel_span_ctx_t *span, const char *name, pol
   int trunc = 0;
   size_t size;
   uint8_t *p;
-  if (!f.ext) {
-    /* The bindings' plain finish (name, status, attributes): sized and laid out in one go. */
-    size_t budget = POLYTEL__MAX_EVENT - 256;
-    size_t nl = str_fit(f.lens[0], &budget, &trunc), ml = str_fit(f.lens[1], &budget, &trunc);
+  if (!op->n_events && !op->n_links) {
+    /* The bindings' plain finish (name, status, attributes; a tracer's scope, a tracestate: no events or
+     * links): sized and laid out in one go, the bytes full_layout would write. */
+    size_t budget = POLYTEL__MAX_EVENT - 256, l[5] = {0, 0, 0, 0, 0};
+    int n_str = f.ext ? 5 : 2;
+    size = FULL_FIXED + (f.ext ? FULL_EXT : 0);
+    for (int k = 0; k < n_str; k++) {
+      l[k] = k == 4 ? str_whole(f.lens[k], &budget, &trunc) : str_fit(f.lens[k], &budget, &trunc);
+      size += 8 + POLYTEL__ALIGN8(l[k]);
+    }
     plan_t pl = {0, 0, budget};
     uint32_t h[2];
     attrs_plan(f.attrs, f.n_attrs, &pl, &h[0], &h[1]);
-    size = FULL_FIXED + 16 + POLYTEL__ALIGN8(nl) + POLYTEL__ALIGN8(ml) + pl.size;
+    size += pl.size;
     trunc |= pl.trunc;
     p = polytel__reserve(t, size);
     if (p) {
       full_header(&f, p, size);
       memcpy(p + 56, h, 8);
-      uint8_t *q = put_str(put_str(p + FULL_FIXED, name, nl), f.strs[1], ml);
+      uint8_t *q = put_str(put_str(p + FULL_FIXED, name, l[0]), f.strs[1], l[1]);
+      if (f.ext) {
+        uint32_t x[4] = {0, 0, 0, 0}; /* n_events, n_links, events dropped, links dropped */
+        memcpy(q, x, FULL_EXT);
+        q += FULL_EXT;
+        for (int k = 2; k < 5; k++) q = put_str(q, f.strs[k], l[k]);
+      }
       if (h[0]) attrs_write(q, f.attrs, f.n_attrs, h[0], budget);
     }
   } else {

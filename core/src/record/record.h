@@ -209,6 +209,8 @@ void polytel__buffers_init(uint64_t max_bytes);
 void polytel__buffers_set_cap(uint64_t max_bytes);
 /* First event of a thread (on_exit: what ends its open spans at thread exit, events.c's). */
 polytel__thread_t *polytel__thread_register(void (*on_exit)(polytel__thread_t *t));
+/* polytel_span_start with its start time given (0: read the clock): the wasm binding's deferred start. */
+int polytel__span_start_at(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out, uint64_t start_ns);
 /* End a thread's open spans (thread exit: they must not come out unpaired). */
 void polytel__close_open_spans(polytel__thread_t *t);
 /* Seal the current block and move to a fresh one; 0 if the pool is exhausted. */
