@@ -9,7 +9,6 @@ Answers no collector should give (100 MB bodies, redirects, garbage) are tests/r
 restarted is tests/integration/test_collector.py."""
 from __future__ import annotations
 
-import socket
 import time
 from collections import Counter
 from email.utils import formatdate
@@ -18,6 +17,7 @@ import pytest
 
 from worker_harness import check_exact, check_spans, counter_total, expected_log_bodies, run_worker
 from pytest_fixtures import receiver, receiver_factory  # noqa: F401
+from procs import closed_port
 
 POLYTEL_ETIMEDOUT = -5
 POLYTEL_EDROPPED = -9
@@ -25,14 +25,6 @@ POLYTEL_EDROPPED = -9
 LONG_REQUEST_TIMEOUT = "120000"
 THREADS, EVENTS = 2, 100  # 400 spans + 200 logs
 ITEMS = 3 * THREADS * EVENTS
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def bounded(env: dict, shutdown_ms: int, *args, threads: int = THREADS) -> dict:

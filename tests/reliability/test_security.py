@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.parse
@@ -17,6 +16,7 @@ import urllib.parse
 import pytest
 
 from conftest import BUILD, ROOT, clean_env, program, run, run_python, run_ruby
+from procs import closed_port
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 os.environ.setdefault("POLYTEL_BUILD_DIR", BUILD)
@@ -26,14 +26,6 @@ SECRET = "Zq9-s3cr3t-t0ken-4711"
 SECRET_PCT = "Zq9-s3cr3t%2Dt0ken-4711"  # percent-encoded form: must not appear either
 HANG = 60
 FMT = "%s%n%x%p%d%%%.99999f%1$s{}{0}#{x}${x}"
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def no_secret(*texts: str) -> None:
