@@ -18,6 +18,7 @@ import pytest
 from procs import refused_port
 from worker_harness import check_exact, check_spans, counter_total, expected_log_bodies, run_worker
 from pytest_fixtures import receiver, receiver_factory  # noqa: F401
+from procs import closed_port
 
 POLYTEL_ETIMEDOUT = -5
 POLYTEL_EDROPPED = -9

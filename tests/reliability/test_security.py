@@ -16,6 +16,7 @@ import urllib.parse
 import pytest
 
 from conftest import BUILD, ROOT, clean_env, program, run, run_python, run_ruby
+from procs import closed_port
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 os.environ.setdefault("POLYTEL_BUILD_DIR", BUILD)

@@ -28,6 +28,19 @@ BASE_ENV = {
 _SCRUB = ("OTEL_", "TELEMETRY_", "POLYTEL_")
 
 
+_HELD: list = []
+
+
+def closed_port() -> int:
+    """A port nothing listens on, for a dead collector: bound and never listening, and held so for the rest of
+    this process. Connecting is refused all the same; closing the probe instead let the kernel hand the port to
+    another suite's receiver running beside this one, which then got this test's records (and it ours)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _HELD.append(s)
+    return s.getsockname()[1]
+
+
 def clean_env(extra: dict | None = None, base: dict | None = None) -> dict:
     """The caller's environment minus every polytel/OTel variable, plus BASE_ENV and `extra` (None removes)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB) and k not in ("NO_COLOR", "FORCE_COLOR")}

@@ -522,6 +522,33 @@ static void test_metrics_replaced_in_backoff(void **state) {
   assert_int_equal(polytel__pipeline_done(pl, m, &ok, due), POLYTEL__DONE_EXPORTED);
 }
 
+/*
+ * While a flush settles no periodic snapshot is taken, and the interval counts again from its end: with a
+ * collector slower than the interval, each answer found a newer snapshot due, so shutdown never went idle.
+ */
+static void test_no_periodic_snapshot_while_flushing(void **state) {
+  (void)state;
+  polytel_counter_add("orders3", "1", 1, NULL, 0);
+  const uint64_t interval = 100000000; /* OTEL_METRIC_EXPORT_INTERVAL of start() */
+  uint64_t now = polytel__now_ms();
+  polytel__request_t *m = one(now, POLYTEL__SIG_METRICS);
+  /* The answer takes longer than the interval: still flushing, only the flush's own snapshot is owed. */
+  uint64_t late = now + interval + 5;
+  polytel__pipeline_pump(pl, late);
+  assert_int_equal(polytel__pipeline_pending(pl), 1);
+  polytel__response_t ok = http(200, -1);
+  assert_int_equal(polytel__pipeline_done(pl, m, &ok, late), POLYTEL__DONE_EXPORTED);
+  /* The flush ends idle: nothing new due, so a waiter (or a stopping transport) sees it done. */
+  polytel__pipeline_pump(pl, late + 1);
+  assert_int_equal(polytel__pipeline_pending(pl), 0);
+  assert_null(polytel__pipeline_next(pl, late + 1));
+  polytel__pipeline_pump(pl, late + interval);
+  assert_int_equal(polytel__pipeline_pending(pl), 0);
+  /* One interval after the flush's end the schedule goes on. */
+  polytel__pipeline_pump(pl, late + 1 + interval);
+  assert_int_equal(polytel__pipeline_pending(pl), 1);
+}
+
 /* ---------------------------------------------------------------- warnings */
 
 /* One line per (signal, cause, outcome) per interval; what was held back is counted in the next one. */
@@ -953,6 +980,7 @@ int main(void) {
     T(test_flush_respects_the_floor),
     cmocka_unit_test_setup_teardown(test_metrics_snapshots_in_order, setup_metrics, teardown),
     cmocka_unit_test_setup_teardown(test_metrics_replaced_in_backoff, setup_metrics, teardown),
+    cmocka_unit_test_setup_teardown(test_no_periodic_snapshot_while_flushing, setup_metrics, teardown),
     T(test_warnings_per_signal_and_cause),
     T(test_abandon_and_shutdown_line),
     T(test_identity_at_every_read),

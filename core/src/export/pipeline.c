@@ -595,12 +595,18 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
        * always pending (clearing it here made a flush miss its completion).
        */
       pl->forcing = 0;
+      pl->last_metrics_ms = now;
     }
   }
   /* first_ms comes from the sink's clock, read after `now`: `now - first_ms` may be negative. */
   if (pl->logs.n && now >= pl->logs.first_ms + c->blrp.schedule_delay_ms) cut(pl, POLYTEL__SIG_LOGS, now);
   if (pl->spans.n && now >= pl->spans.first_ms + c->bsp.schedule_delay_ms) cut(pl, POLYTEL__SIG_TRACES, now);
-  if (now - pl->last_metrics_ms >= c->metric_export_interval_ms) collect_metrics(pl, now);
+  /*
+   * Not while flushing: a flush (or shutdown) owes its own snapshots (above), and with a collector slower
+   * than the interval each answer found a newer snapshot due at once, so a shutdown never went idle before
+   * its deadline. The interval counts again from the flush's end.
+   */
+  if (!pl->forcing && now - pl->last_metrics_ms >= c->metric_export_interval_ms) collect_metrics(pl, now);
 
   /* Next wake-up: the soonest of a batch deadline, a retry, the metrics interval, or a poll of blocks. */
   uint64_t next = now + (c->blrp.schedule_delay_ms < c->bsp.schedule_delay_ms ? c->blrp.schedule_delay_ms

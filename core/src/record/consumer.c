@@ -683,8 +683,10 @@ static void retire(polytel__thread_t *t) {
     int sat;
     do sat = polytel__sat_add(old, v, &sum);
     while (!atomic_compare_exchange_weak(&polytel__retired_counters[i], &old, sum));
-    polytel_metric_t *m = polytel__static_metrics[i];
-    if (sat && m && m->name) polytel__counter_total_saturated(m->name, strlen(m->name));
+    if (!sat) continue;
+    /* Acquire: pairs with the registering thread's release (nothing else orders us after it). */
+    polytel_metric_t *m = __atomic_load_n(&polytel__static_metrics[i], __ATOMIC_ACQUIRE);
+    if (m && m->name) polytel__counter_total_saturated(m->name, strlen(m->name));
   }
   polytel__consume_reset_thread(t);
   polytel__pool_put(t->head);

@@ -24,7 +24,8 @@ uint32_t polytel__metric_register(polytel_metric_t *m) {
       slot = UINT32_MAX;
     } else {
       slot = n + 1;
-      polytel__static_metrics[slot] = m;
+      /* Release: retire() on the consumer reads the slot with no lock of ours (acquire there). */
+      __atomic_store_n(&polytel__static_metrics[slot], m, __ATOMIC_RELEASE);
       atomic_store(&polytel__n_static_metrics, slot);
     }
     __atomic_store_n(&m->polytel__slot, slot, __ATOMIC_RELEASE);
