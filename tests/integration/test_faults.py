@@ -15,7 +15,6 @@ from email.utils import formatdate
 
 import pytest
 
-from procs import refused_port
 from worker_harness import check_exact, check_spans, counter_total, expected_log_bodies, run_worker
 from pytest_fixtures import receiver, receiver_factory  # noqa: F401
 from procs import closed_port
@@ -195,7 +194,7 @@ def test_tls_self_signed_fails_closed(receiver_factory):
 # ------------------------------------------------- never answers: shutdown bounded, everything counted
 
 def test_dead_collector_shutdown_is_bounded():
-    out = run_worker({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{refused_port()}",
+    out = run_worker({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{closed_port()}",
                       "OTEL_EXPORTER_OTLP_TIMEOUT": LONG_REQUEST_TIMEOUT},
                      "--threads", 4, "--events", 100, "--shutdown-ms", 1000, timeout=60)
     assert out["shutdown_rc"] == POLYTEL_ETIMEDOUT
@@ -256,7 +255,7 @@ def test_endless_resets_shutdown_is_bounded(receiver):
 def test_outage_fills_the_pool_drops_and_counts():
     """A dead collector while one thread records 1.2 M events: the 16 MiB pool fills, the excess is dropped and
     counted at record time, nothing crashes, and every event is accounted for."""
-    out = run_worker({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{refused_port()}"},
+    out = run_worker({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{closed_port()}"},
                      "--threads", 1, "--events", 400000, "--shutdown-ms", 500, timeout=120)
     assert out["recorded"] == 1200000
     assert out["dropped_buffer_full"] > 0

@@ -20,7 +20,6 @@ from procs import closed_port
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 os.environ.setdefault("POLYTEL_BUILD_DIR", BUILD)
-from procs import refused_port  # noqa: E402
 from worker_harness import check_exact, run_worker  # noqa: E402
 
 SECRET = "Zq9-s3cr3t-t0ken-4711"
@@ -51,7 +50,7 @@ def headers_env(endpoint: str, level: str, fmt: str) -> dict:
 
 @pytest.mark.parametrize("failure,faults", FAILURES, ids=[f[0] for f in FAILURES])
 def test_header_values_never_printed_c(receiver, failure, faults):
-    endpoint = receiver.endpoint if faults else f"http://127.0.0.1:{refused_port()}"
+    endpoint = receiver.endpoint if faults else f"http://127.0.0.1:{closed_port()}"
     if faults:
         receiver.set_faults(faults)
     for level, fmt in (("trace", "text"), ("debug", "json")):
@@ -263,7 +262,7 @@ def test_credentials_never_printed_c(receiver_factory, tmp_path, path, faults):
     extra: dict = {}
     rec = None
     if path == "refused":
-        endpoint = f"http://127.0.0.1:{refused_port()}"
+        endpoint = f"http://127.0.0.1:{closed_port()}"
     elif path == "tls":
         endpoint = receiver_factory(tls=True).endpoint  # self-signed: verification fails
     else:
@@ -305,7 +304,7 @@ def test_credentials_never_printed_python(receiver_factory):
             polytel.warning("inside")
         print("RESULT " + json.dumps({"rc": polytel.shutdown(1500), **polytel.stats()}))
     """
-    for endpoint in (r.endpoint, f"http://127.0.0.1:{refused_port()}"):
+    for endpoint in (r.endpoint, f"http://127.0.0.1:{closed_port()}"):
         for level, fmt in (("trace", "text"), ("debug", "json")):
             env = clean_env({**credential_env(endpoint), "POLYTEL_LOG_LEVEL": level, "POLYTEL_CONSOLE_FORMAT": fmt})
             res = run_python(code, env, HANG).ok()

@@ -100,15 +100,3 @@ def run_ruby(code: str, env: dict, timeout: float, args: tuple = ()) -> Run:
         raise AssertionError(f"{GEM_HOME} missing: run `make ruby-gem`")
     return run(["ruby", "-e", textwrap.dedent(code), *map(str, args)], env, timeout)
 
-
-_held_ports: list = []
-
-
-def refused_port() -> int:
-    """A 127.0.0.1 port that refuses connections until this process exits: bound and never listening. A port
-    closed right after it was picked can be handed by the kernel to the next random-port server (a receiver of a
-    suite running beside this one), which then accepts what the test meant to be refused."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    _held_ports.append(s)
-    return s.getsockname()[1]
