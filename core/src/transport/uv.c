@@ -182,13 +182,14 @@ static void on_async(uv_async_t *a) {
     tp->parked = 0;
   }
   int stop = tp->stop_req && !tp->closing;
-  uint64_t flush = tp->flush_req;
+  uint64_t flush = tp->flush_req, stop_gen = tp->stop_gen;
   pthread_mutex_unlock(&tp->mu);
   if (stop) {
     teardown(tp);
     return;
   }
   if (flush > tp->flush_served) {
+    if (stop_gen && flush >= stop_gen && tp->api->stopping) tp->api->stopping(tp->pl);
     tp->api->force(tp->pl, polytel__now_ms());
     tp->flush_served = flush;
   }
@@ -203,6 +204,7 @@ static void on_async(uv_async_t *a) {
 static int drive_inline(tp_t *tp, uint64_t deadline, int strict) {
   if (tp->closing || !tp->pl) return 0;
   if (tp->in_io || tp->in_kick) return tp_idle(tp, strict);
+  if (strict && tp->api->stopping) tp->api->stopping(tp->pl);
   tp->api->force(tp->pl, polytel__now_ms());
   polytel__uv_kick(tp);
   while (!tp_idle(tp, strict)) {
