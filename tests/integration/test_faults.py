@@ -15,7 +15,7 @@ from email.utils import formatdate
 
 import pytest
 
-from worker_harness import check_exact, check_spans, counter_total, expected_log_bodies, run_worker
+from worker_harness import check_exact, check_spans, counter_total, expected_log_bodies, explain, run_worker
 from pytest_fixtures import receiver, receiver_factory  # noqa: F401
 from procs import closed_port
 
@@ -182,11 +182,13 @@ def test_tls_self_signed_fails_closed(receiver_factory):
     # deadline hit before the handshake that fails closed): a hang guard, not a timing.
     out = run_worker({"OTEL_EXPORTER_OTLP_ENDPOINT": r.endpoint, "OTEL_EXPORTER_OTLP_TIMEOUT": "30000"},
                      "--threads", 2, "--events", 20, "--shutdown-ms", 60000, timeout=120)
-    assert out["shutdown_rc"] == POLYTEL_EDROPPED, out
-    assert out["exported"] == 0 and out["dropped"] == out["dropped_export"] == out["recorded"] == 120
-    assert out["unconfirmed"] == 0 and out["export_retries"] == 0, out
+    # EDROPPED, not ETIMEDOUT: a periodic metrics snapshot begun after the stop's flush used to be in flight at
+    # the teardown on a loaded machine (the loop now starts nothing new once the stop's flush is done).
+    assert out["shutdown_rc"] == POLYTEL_EDROPPED, explain(out)
+    assert out["exported"] == 0 and out["dropped"] == out["dropped_export"] == out["recorded"] == 120, explain(out)
+    assert out["unconfirmed"] == 0 and out["export_retries"] == 0, explain(out)
     tls = [ln for ln in out["stderr"].splitlines() if "TLS verification" in ln]
-    assert tls and all("will not heal" in ln and "not retried" in ln for ln in tls), out["stderr"]
+    assert tls and all("will not heal" in ln and "not retried" in ln for ln in tls), explain(out)
     got = r.received()
     assert got["requests"] == [] and got["spans"] == []
 

@@ -44,6 +44,12 @@ def run_worker(env: dict, *args, timeout: float = 60) -> dict:
     return out
 
 
+def explain(out: dict, tail: int = 4000) -> str:
+    """A failure message with every stats field and the stderr tail (pytest -q shortens a dict to its first keys)."""
+    stats = json.dumps({k: v for k, v in out.items() if k != "stderr"}, sort_keys=True)
+    return f"stats: {stats}\nstderr (last {tail} chars):\n{out.get('stderr', '')[-tail:]}"
+
+
 def expected_log_bodies(threads: int, events, pre: int = 0) -> Counter:
     """events: per thread, an int or a list (one count per thread)."""
     per = events if isinstance(events, list) else [events] * threads

@@ -240,8 +240,8 @@ static void stub_abandon(polytel__pipeline_t *pl) {
   pthread_mutex_unlock(&pl->mu);
 }
 
-static const polytel__pipeline_api_t tpt_api = {stub_pump,    stub_force,     stub_next,    stub_done,
-                                                stub_pending, stub_in_flight, stub_abandon, stub_free};
+static const polytel__pipeline_api_t tpt_api = {
+    stub_pump, stub_force, stub_next, stub_done, stub_pending, stub_in_flight, stub_abandon, stub_free, NULL};
 
 static treq_t *mkreq(const char *base, const char *path, polytel__signal_t sig, const char *body,
                      const char *ctype, int gzip, uint32_t timeout_ms) {

@@ -59,6 +59,7 @@ struct polytel__pipeline_s {
   int metrics_owed;      /* a flush wants a metrics snapshot once every block is drained */
   int settle_owed;       /* a flush wants the self-metrics once its records are settled */
   int metrics_in_flight; /* at most one: cumulative snapshots must arrive in time order */
+  int stopping;          /* the stop's flush: no periodic snapshots */
   int unbounded;         /* page exit: drain past the queue bound (what does not fit is dropped next) */
   uint64_t rng[2];
   warn_slot_t warn[WARN_SLOTS];
@@ -602,11 +603,12 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
   if (pl->logs.n && now >= pl->logs.first_ms + c->blrp.schedule_delay_ms) cut(pl, POLYTEL__SIG_LOGS, now);
   if (pl->spans.n && now >= pl->spans.first_ms + c->bsp.schedule_delay_ms) cut(pl, POLYTEL__SIG_TRACES, now);
   /*
-   * Not while flushing: a flush (or shutdown) owes its own snapshots (above), and with a collector slower
-   * than the interval each answer found a newer snapshot due at once, so a shutdown never went idle before
-   * its deadline. The interval counts again from the flush's end.
+   * Not while flushing or stopping: a flush (or shutdown) owes its own snapshots (above), and with a
+   * collector slower than the interval each answer found a newer snapshot due at once, so a shutdown never
+   * went idle before its deadline. The interval counts again from the flush's end.
    */
-  if (!pl->forcing && now - pl->last_metrics_ms >= c->metric_export_interval_ms) collect_metrics(pl, now);
+  int periodic = !pl->forcing && !pl->stopping;
+  if (periodic && now - pl->last_metrics_ms >= c->metric_export_interval_ms) collect_metrics(pl, now);
 
   /* Next wake-up: the soonest of a batch deadline, a retry, the metrics interval, or a poll of blocks. */
   uint64_t next = now + (c->blrp.schedule_delay_ms < c->bsp.schedule_delay_ms ? c->blrp.schedule_delay_ms
@@ -615,12 +617,16 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
     next = pl->logs.first_ms + c->blrp.schedule_delay_ms;
   if (pl->spans.n && pl->spans.first_ms + c->bsp.schedule_delay_ms < next)
     next = pl->spans.first_ms + c->bsp.schedule_delay_ms;
-  if (pl->last_metrics_ms + c->metric_export_interval_ms < next)
+  if (periodic && pl->last_metrics_ms + c->metric_export_interval_ms < next)
     next = pl->last_metrics_ms + c->metric_export_interval_ms;
   for (polytel__request_t *r = pl->head; r; r = r->next)
     if (!r->in_flight && r->not_before_ms < next) next = r->not_before_ms;
   if (pl->forcing && next > now + 10) next = now + 10;
   return next <= now ? 0 : (uint32_t)(next - now);
+}
+
+void polytel__pipeline_stopping(polytel__pipeline_t *pl) {
+  pl->stopping = 1;
 }
 
 void polytel__pipeline_force(polytel__pipeline_t *pl, uint64_t now) {
@@ -960,6 +966,7 @@ polytel__request_t *polytel__pipeline_exit_metrics(polytel__pipeline_t *pl, uint
 }
 
 const polytel__pipeline_api_t polytel__pipeline_api = {
-    polytel__pipeline_pump,    polytel__pipeline_force,     polytel__pipeline_next,    polytel__pipeline_done,
-    polytel__pipeline_pending, polytel__pipeline_in_flight, polytel__pipeline_abandon, polytel__pipeline_free,
+    polytel__pipeline_pump,    polytel__pipeline_force,   polytel__pipeline_next,
+    polytel__pipeline_done,    polytel__pipeline_pending, polytel__pipeline_in_flight,
+    polytel__pipeline_abandon, polytel__pipeline_free,    polytel__pipeline_stopping,
 };

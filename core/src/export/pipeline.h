@@ -152,9 +152,17 @@ typedef struct polytel__pipeline_api_s {
   uint32_t (*in_flight)(const polytel__pipeline_t *pl);
   void (*abandon)(polytel__pipeline_t *pl);
   void (*free)(polytel__pipeline_t *pl);
+  /* Optional (NULL: none): the flush being served is the stop's; periodic snapshots end. */
+  void (*stopping)(polytel__pipeline_t *pl);
 } polytel__pipeline_api_t;
 
 /* The pipeline's own (pipeline.c). */
+/*
+ * The stop's flush has begun: no more periodic metrics snapshots (the flush's own carry the totals). Under
+ * load a snapshot's export can take as long as the interval: each one begun during the flush kept it pending.
+ */
+void polytel__pipeline_stopping(polytel__pipeline_t *pl);
+
 extern const polytel__pipeline_api_t polytel__pipeline_api;
 
 #endif

@@ -106,10 +106,13 @@ static void check_idle(tp_t *tp) {
   if (!tp->pl) return;
   pthread_mutex_lock(&tp->mu);
   int want = tp->flush_served > tp->flush_done, strict = tp->strict;
+  uint64_t stop_gen = tp->stop_gen;
   pthread_mutex_unlock(&tp->mu);
   if (!want || !tp_idle(tp, strict)) return;
   pthread_mutex_lock(&tp->mu);
   tp->flush_done = tp->flush_served;
+  /* Served the stop's own flush (not an older one that completed after the stop asked). */
+  if (stop_gen && tp->flush_served >= stop_gen) tp->settled = 1;
   pthread_cond_broadcast(&tp->cv);
   pthread_mutex_unlock(&tp->mu);
 }
@@ -136,7 +139,7 @@ static void on_pump_timer(uv_timer_t *t) {
 
 /* Pump, start every ready request, re-arm the pump timer, wake flushers. */
 void polytel__uv_kick(tp_t *tp) {
-  if (tp->closing || !tp->pl) return;
+  if (tp->closing || tp->settled || !tp->pl) return;
   if (tp->in_kick) {
     tp->kick_again = 1;
     return;
@@ -179,13 +182,14 @@ static void on_async(uv_async_t *a) {
     tp->parked = 0;
   }
   int stop = tp->stop_req && !tp->closing;
-  uint64_t flush = tp->flush_req;
+  uint64_t flush = tp->flush_req, stop_gen = tp->stop_gen;
   pthread_mutex_unlock(&tp->mu);
   if (stop) {
     teardown(tp);
     return;
   }
   if (flush > tp->flush_served) {
+    if (stop_gen && flush >= stop_gen && tp->api->stopping) tp->api->stopping(tp->pl);
     tp->api->force(tp->pl, polytel__now_ms());
     tp->flush_served = flush;
   }
@@ -200,6 +204,7 @@ static void on_async(uv_async_t *a) {
 static int drive_inline(tp_t *tp, uint64_t deadline, int strict) {
   if (tp->closing || !tp->pl) return 0;
   if (tp->in_io || tp->in_kick) return tp_idle(tp, strict);
+  if (strict && tp->api->stopping) tp->api->stopping(tp->pl);
   tp->api->force(tp->pl, polytel__now_ms());
   polytel__uv_kick(tp);
   while (!tp_idle(tp, strict)) {
@@ -380,6 +385,7 @@ static int flush_remote(tp_t *tp, uint64_t deadline, int strict) {
     return POLYTEL_ETIMEDOUT;
   }
   uint64_t gen = ++tp->flush_req;
+  if (strict) tp->stop_gen = gen;
   uv_async_send(&tp->async);
   while (tp->flush_done < gen && !tp->closing)
     if (!tp_wait(tp, deadline)) break;

@@ -56,6 +56,9 @@ struct polytel__uv_s {
   int in_kick, kick_again, closing;
   int in_io; /* inside the sender's library (curl): a flush on this thread must not re-enter it */
   uint64_t flush_served;
+  /* The stop's flush is complete: nothing new starts before the teardown (a periodic metrics snapshot begun
+   * in that gap was in flight at the teardown, and made a shutdown that lost nothing return ETIMEDOUT). */
+  int settled;
 
   atomic_int refs;
   struct polytel__uv_s *forgotten_next; /* fork child: keeps leaked transports reachable */
@@ -66,7 +69,8 @@ struct polytel__uv_s {
   int ready, init_rc;
   uint64_t flush_req, flush_done;
   int stop_req, stopped, stop_result;
-  int strict; /* stopping: also wait for requests in flight (metrics carry no pending count) */
+  int strict;        /* stopping: also wait for requests in flight (metrics carry no pending count) */
+  uint64_t stop_gen; /* the flush generation the stop waits for; 0: not stopping */
   int park_req, parked;
 };
 
