@@ -43,7 +43,8 @@ lib="$OUT/libpolytel_fuzz.a"
 rm -f "$lib" && ar rcs "$lib" "${objs[@]}"
 
 exe="$OUT/fuzz_$target"
-read -ra links < <(sed -n 's/^ \* run\.sh links: *//p' "$src" | head -n1)
+links=()  # a target's system libraries (its ' * run.sh links:' line); none for most
+read -ra links < <(sed -n 's/^ \* run\.sh links: *//p' "$src" | head -n1) || true
 echo "run.sh: building $exe"
 "$CC" "${FLAGS[@]}" -fsanitize=fuzzer,address,undefined \
   "$src" -Wl,--start-group "$lib" -Wl,--end-group -lm -lpthread "${links[@]}" ${FUZZ_LDLIBS:-} -o "$exe"
