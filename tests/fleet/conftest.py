@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,12 +34,6 @@ needs_context = pytest.mark.skipif(not HAS_CONTEXT, reason="the installed polyte
                                    "branch py): kinds and remote parents cannot be checked")
 
 SPAN_KIND = {"internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fleet_env(receiver, service: str, redis=None, **extra) -> dict:

@@ -8,6 +8,7 @@ handlers). Neither lost a record; start_uwsgi configures the first away and stop
 import http.client
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -17,7 +18,8 @@ import urllib.request
 
 import pytest
 
-from conftest import BIN, GUARD_S, SPAN_KIND, counter_total, dupes, exception_of, fleet_env, free_port, needs_context
+from conftest import BIN, GUARD_S, SPAN_KIND, counter_total, dupes, exception_of, fleet_env, needs_context
+from procs import listening_ports
 
 N = 20
 MAX_REQUESTS = 3
@@ -37,17 +39,29 @@ def request(port, n, path="/work"):
     return {"n": n, "trace_id": tid, "parent": sid, "status": status, "body": body}
 
 
-def start_gunicorn(procs, receiver, port, tmp_path):
+def bound_port(proc, text, pattern):
+    """The port a server bound for "127.0.0.1:0" (the kernel picks: no probe a neighbour could take first), read
+    from its own log line and checked against what its process listens on."""
+    m = re.search(pattern, text)
+    assert m, f"{proc.name}: no line with the port it listens on ({pattern}):\n{proc.output()}"
+    port = int(m.group(1))
+    assert port in listening_ports(proc.pid), \
+        f"{proc.name}: said port {port}, listens on {listening_ports(proc.pid)}:\n{proc.output()}"
+    return port
+
+
+def start_gunicorn(procs, receiver, tmp_path):
     env = fleet_env(receiver, "gunicorn-app")
     p = procs("gunicorn", [f"{BIN}/gunicorn", "-c", "python:polytel.integrations.gunicorn", "-w", "2",
-                           "--max-requests", str(MAX_REQUESTS), "-b", f"127.0.0.1:{port}", "--graceful-timeout", "60",
+                           "--max-requests", str(MAX_REQUESTS), "-b", "127.0.0.1:0", "--graceful-timeout", "60",
                            "--log-level", "info", "wsgi_app:app"], env)
     p.wait_for_output("Booting worker", "gunicorn's first worker")
-    p.wait_for_output("Listening at", "gunicorn listening")
+    p.port = bound_port(p, p.wait_for_output("Listening at", "gunicorn listening"),
+                        r"Listening at: http://127\.0\.0\.1:(\d+)")
     return p
 
 
-def start_uwsgi(procs, receiver, port, tmp_path, **extra_env):
+def start_uwsgi(procs, receiver, tmp_path, **extra_env):
     env = fleet_env(receiver, "uwsgi-app", **extra_env)
     run = str(tmp_path)
     # docs/uwsgi.md says why each line is there:
@@ -57,13 +71,14 @@ def start_uwsgi(procs, receiver, port, tmp_path, **extra_env):
     # --stats, --master-fifo: the harness reads the workers' state, and stops uWSGI the documented graceful way.
     p = procs("uwsgi", [f"{BIN}/uwsgi", "--master", "--processes", "2", "--max-requests", str(MAX_REQUESTS),
                         "--min-worker-lifetime", "0", "--forkbomb-delay", "0",
-                        "--http-socket", f"127.0.0.1:{port}", "--module", "wsgi_uwsgi:application", "--need-app",
+                        "--http-socket", "127.0.0.1:0", "--module", "wsgi_uwsgi:application", "--need-app",
                         "--die-on-term", "--enable-threads", "--strict", "--disable-logging",
                         "--worker-reload-mercy", "60", "--stats", os.path.join(run, "uwsgi-stats.sock"),
                         "--master-fifo", os.path.join(run, "uwsgi.fifo")], env)
     p.stats_path = os.path.join(run, "uwsgi-stats.sock")
     p.fifo_path = os.path.join(run, "uwsgi.fifo")
-    p.wait_for_output("spawned uWSGI worker 2", "uWSGI's second worker")
+    p.port = bound_port(p, p.wait_for_output("spawned uWSGI worker 2", "uWSGI's second worker"),
+                        r"bound to TCP address 127\.0\.0\.1:(\d+)")
     return p
 
 
@@ -139,8 +154,8 @@ def wait_listening(port, proc):
 @needs_context
 @pytest.mark.parametrize("system", systems())
 def test_20_requests_20_server_spans_through_recycled_workers(system, procs, receiver, tmp_path):
-    port = free_port()
-    server = SERVERS[system](procs, receiver, port, tmp_path)
+    server = SERVERS[system](procs, receiver, tmp_path)
+    port = server.port
     wait_listening(port, server)
     sent = [request(port, i) for i in range(N)]
     bad = [r for r in sent if r["status"] != 200]
@@ -182,8 +197,8 @@ def test_20_requests_20_server_spans_through_recycled_workers(system, procs, rec
 @needs_context
 @pytest.mark.parametrize("system", systems())
 def test_server_spans_continue_the_callers_trace(system, procs, receiver, tmp_path):
-    port = free_port()
-    server = SERVERS[system](procs, receiver, port, tmp_path)
+    server = SERVERS[system](procs, receiver, tmp_path)
+    port = server.port
     wait_listening(port, server)
     sent = [request(port, i) for i in range(6)] + [request(port, 99, "/boom")]
     stop(system, server, "sigterm")
@@ -206,8 +221,8 @@ def test_uwsgi_graceful_stop_lets_the_request_in_flight_finish_and_deliver(procs
     client gets its 200) and delivers its span and log before it leaves (docs/uwsgi.md, "Stopping")."""
     hold = tmp_path / "hold"
     hold.mkdir()
-    port = free_port()
-    server = start_uwsgi(procs, receiver, port, tmp_path, FLEET_HOLD_DIR=hold)
+    server = start_uwsgi(procs, receiver, tmp_path, FLEET_HOLD_DIR=hold)
+    port = server.port
     wait_listening(port, server)
     uwsgi_settled(server)
     result = {}

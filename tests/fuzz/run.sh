@@ -7,7 +7,8 @@
 # an archive with the same sanitizers, so the linker takes only the objects the target calls: a new
 # target never lists sources, and moving a core file is a change to core/sources.txt. Seeds come from
 # tests/fuzz/corpus/TARGET/ (read only); new inputs go to $FUZZ_OUT/corpus-TARGET/,
-# crashes to $FUZZ_OUT/. FUZZ_OUT defaults to build-fuzz/ at the repository root.
+# crashes to $FUZZ_OUT/. FUZZ_OUT defaults to build-fuzz/ at the repository root. A target that needs system
+# libraries names them on one comment line of its source, ` * run.sh links: -lfoo -lbar` (fuzz_compress.c).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -42,9 +43,11 @@ lib="$OUT/libpolytel_fuzz.a"
 rm -f "$lib" && ar rcs "$lib" "${objs[@]}"
 
 exe="$OUT/fuzz_$target"
+links=()  # a target's system libraries (its ' * run.sh links:' line); none for most
+read -ra links < <(sed -n 's/^ \* run\.sh links: *//p' "$src" | head -n1) || true
 echo "run.sh: building $exe"
 "$CC" "${FLAGS[@]}" -fsanitize=fuzzer,address,undefined \
-  "$src" -Wl,--start-group "$lib" -Wl,--end-group -lm -lpthread ${FUZZ_LDLIBS:-} -o "$exe"
+  "$src" -Wl,--start-group "$lib" -Wl,--end-group -lm -lpthread "${links[@]}" ${FUZZ_LDLIBS:-} -o "$exe"
 exec 9>&-
 
 seeds=()

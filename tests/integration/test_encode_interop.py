@@ -42,14 +42,20 @@ def find_or_build_dump(tmp_path_factory):
     exe = os.path.join(build, "tests", "encode_dump")
     if os.path.exists(exe):
         return exe
-    # No build yet: compile the same sources directly (polytel/version.h is checked in under core/include).
+    # No build yet: compile the same sources directly (polytel/version.h is checked in under core/include). Every
+    # source is checked first, so a file moved in core/ fails here by name, not as a compiler error or a skip.
     d = tmp_path_factory.mktemp("encode_dump_build")
     src = os.path.join(ROOT, "core", "src")
+    sources = [os.path.join(ROOT, "tests", "support", "programs", "encode_dump.c")] + [
+        os.path.join(src, "export", f) for f in ("encode.c", "encode_pb.c", "encode_json.c", "compress.c")]
+    missing = [s for s in sources if not os.path.isfile(s)]
+    assert not missing, f"{exe} is not built and the fallback compile's sources are missing: {missing} " \
+                        "(moved in core/? see core/sources.txt)"
     cc = os.environ.get("CC", "cc")
-    subprocess.run([cc, "-std=gnu11", "-O1", "-I", os.path.join(ROOT, "core", "include"), "-I", src,
-                    os.path.join(ROOT, "tests", "support", "programs", "encode_dump.c"), os.path.join(src, "encode_pb.c"),
-                    os.path.join(src, "encode_json.c"), os.path.join(src, "compress.c"), "-DPOLYTEL_WITH_UV=1", "-lisal", "-lzstd", "-lm",
-                    "-o", str(d / "encode_dump")], check=True)
+    r = subprocess.run([cc, "-std=gnu11", "-O1", "-D_GNU_SOURCE", "-DPOLYTEL_WITH_UV=1", "-I",
+                        os.path.join(ROOT, "core", "include"), "-I", src, *sources, "-lisal", "-lzstd", "-lm",
+                        "-o", str(d / "encode_dump")], capture_output=True, text=True)
+    assert r.returncode == 0, f"{exe} is not built and compiling it from {sources} failed:\n{r.stderr[-4000:]}"
     return str(d / "encode_dump")
 
 

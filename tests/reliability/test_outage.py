@@ -8,6 +8,7 @@ import time
 
 from conftest import SOAK, clean_env, program
 from otlp_receiver import Receiver
+from procs import hold_port
 
 RATE = 100_000
 SECONDS = 20 if SOAK else 8
@@ -90,21 +91,27 @@ def test_collector_outage_accounting_and_memory(figures):
         base, _ = finish(start(up.endpoint, BASELINE_SECONDS))
         base_fig = check_accounting(base, seqs(up))
 
-    first = Receiver().start()
+    first = Receiver(reuse_port=True).start()
     port = first.port
-    second = None
+    second = hold = None
     try:
         p = start(first.endpoint, SECONDS)
         time.sleep(DOWN_AT)
         # Down: in-flight requests are cut without an answer (and without being counted), then the port closes.
         first.set_faults([{"mode": "close", "count": 10**9}])
         time.sleep(0.3)
+        # Held (bound, never listening) from before the stop until the new receiver listens: connections are
+        # refused all the outage, and no other suite's server can take the port in between.
+        hold = hold_port(port)
         first.stop()
         time.sleep(DOWN_FOR)
-        second = Receiver(port=port).start()  # back, same address
+        second = Receiver(port=port).start()  # back, same address (it binds beside the hold)
+        hold.close()
         res, err = finish(p)
     finally:
         first.stop()
+        if hold is not None:
+            hold.close()
         if second is not None:
             second.stop()
     fig = check_accounting(res, seqs(first, second))

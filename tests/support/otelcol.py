@@ -1,5 +1,5 @@
 """otelcol — runs the real OpenTelemetry Collector (build/otelcol-polytel, from tests/support/collector) for a test: a temp
-config, 127.0.0.1 and a random free port, readiness, what it wrote (normalized like the test receiver's
+config, 127.0.0.1 on a port the kernel picks (read back from its log), readiness, what it wrote (normalized like the test receiver's
 received()), stop, kill and restart on the same port (an outage).
 
     with Collector() as col:                       # or the fixtures in otelcol_fixtures.py
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,6 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from figures import merge_json, now  # noqa: E402
+from procs import hold_port  # noqa: E402
 from jsonl import parse_line  # noqa: E402
 from otlp_receiver import ITEM_KEYS, empty_received  # noqa: E402
 
@@ -36,13 +38,9 @@ BUILD = os.environ.get("POLYTEL_BUILD_DIR") or os.path.join(ROOT, "build")
 BINARY = os.environ.get("POLYTEL_OTELCOL") or os.path.join(BUILD, "otelcol-polytel")
 FILES = {"traces": "traces.jsonl", "logs": "logs.jsonl", "metrics": "metrics.jsonl"}
 READY_LINE = "Everything is ready"
+# The OTLP receiver's line with the address it listens on (the real port when the config said :0).
+LISTEN_RE = re.compile(r'Starting HTTP server.*?"endpoint": "127\.0\.0\.1:(\d+)"')
 START_GUARD_S = 90  # hang guard for start-up on a loaded machine (normally well under a second)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class CollectorError(AssertionError):
@@ -60,7 +58,6 @@ class Collector:
         if not os.access(BINARY, os.X_OK):
             raise CollectorError(f"{BINARY} is not built: run `make collector` (Go; tests/support/collector)")
         self.port = port
-        self._fixed_port = port != 0
         self.cors_origins = cors_origins
         self.max_request_body_size = max_request_body_size
         self.debug = debug
@@ -70,6 +67,7 @@ class Collector:
         self.log_path = os.path.join(self.dir, "collector.log")
         self.proc: Optional[subprocess.Popen] = None
         self.starts = 0
+        self._hold = None  # the port, held between kill() and the restart (procs.hold_port)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -94,15 +92,15 @@ class Collector:
         }
 
     def start(self) -> "Collector":
-        """Starts (or restarts, on the same port) and returns once it accepts connections."""
+        """Starts, and returns once it accepts connections. The first start listens on port 0 (the kernel picks,
+        the Collector logs the port it got: no probe another suite could take first); a restart uses the same
+        port, held since kill() so that nothing else took it meanwhile."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         for attempt in range(5):
-            if not self._fixed_port and (self.port == 0 or attempt > 0):
-                self.port = free_port()
             with open(self.config_path, "w") as f:
                 json.dump(self.config(), f, indent=1)  # YAML is a superset of JSON
             log = open(self.log_path, "a")
-            log.write(f"--- start {self.starts + 1} on port {self.port}\n")
+            log.write(f"--- start {self.starts + 1} on port {self.port or 'any'}\n")
             log.flush()
             start_at = log.tell()
             self.proc = subprocess.Popen([BINARY, "--config", f"file:{self.config_path}"], stdin=subprocess.DEVNULL,
@@ -110,23 +108,31 @@ class Collector:
             log.close()
             if self._wait_ready(start_at):
                 self.starts += 1
+                if self._hold is not None:
+                    self._hold.close()  # the Collector listens beside it now
+                    self._hold = None
                 return self
             text = self.log_text()[start_at:]
             self._reap()
-            if "address already in use" in text and not self._fixed_port:
-                continue  # another process took the free port between our probe and the collector's bind
-            if "address already in use" in text and attempt < 4:
-                time.sleep(0.2 * (attempt + 1))  # our own previous instance's port is not released yet
+            if "address already in use" in text and attempt < 4 and self._hold is None:
+                time.sleep(0.2 * (attempt + 1))  # a port the caller fixed, or our own instance's, not released yet
                 continue
-            raise CollectorError(f"collector did not start (port {self.port}):\n{text[-4000:]}")
-        raise CollectorError(f"collector could not bind a port:\n{self.log_text()[-4000:]}")
+            raise CollectorError(f"collector did not start (port {self.port or 'any'}):\n{text[-4000:]}")
+        raise CollectorError(f"collector could not bind 127.0.0.1:{self.port} (another process has it):\n"
+                             f"{self.log_text()[-4000:]}")
 
     def _wait_ready(self, start_at: int) -> bool:
         deadline = time.monotonic() + START_GUARD_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
-            if READY_LINE in self.log_text()[start_at:]:
+            text = self.log_text()[start_at:]
+            if READY_LINE in text:
+                if not self.port:
+                    m = LISTEN_RE.search(text)
+                    if not m:
+                        raise CollectorError(f"collector ready, but its log names no listening port:\n{text[-4000:]}")
+                    self.port = int(m.group(1))
                 try:
                     socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
                     return True
@@ -142,10 +148,14 @@ class Collector:
             self.proc.wait(timeout=30)
 
     def kill(self) -> None:
-        """SIGKILL: the outage starts now (open connections are reset, the port refuses)."""
+        """SIGKILL: the outage starts now (open connections are reset, the port refuses). The port stays held
+        (bound, never listening) until start() brings the Collector back on it: freed, another suite could take
+        it in the outage. (Go's listener has no SO_REUSEPORT, so the hold begins right after the exit.)"""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=30)
+            if self.port and self._hold is None:
+                self._hold = hold_port(self.port)
 
     def freeze(self) -> None:
         """SIGSTOP: the port still accepts connections (the kernel completes them) and takes request bodies into
@@ -169,6 +179,9 @@ class Collector:
 
     def close(self) -> None:
         self.stop()
+        if self._hold is not None:
+            self._hold.close()
+            self._hold = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> "Collector":

@@ -911,8 +911,11 @@ class Receiver:
     # cors: False, True (Access-Control-Allow-Origin: *) or "credentials" (the Origin echoed, credentials allowed).
     def __init__(self, host: str = "127.0.0.1", port: int = 0, cors: bool | str = False, tls: bool = False,
                  capture_bodies: bool = False, verbose: bool = False, client_auth: bool = False,
-                 refuse_encodings: Optional[dict] = None):
+                 refuse_encodings: Optional[dict] = None, reuse_port: bool = False):
         self.host = host
+        # SO_REUSEPORT on the listener, so procs.hold_port(port) can bind beside it before stop(): an outage
+        # that keeps the port for the receiver started on it next (tests/reliability/test_outage.py).
+        self.reuse_port = reuse_port
         # {"zstd": 415}: answer that status to bodies in that Content-Encoding, as a collector without it does.
         self.refuse_encodings = dict(refuse_encodings or {})
         self.port = port
@@ -938,7 +941,15 @@ class Receiver:
     def start(self) -> "Receiver":
         if self._server is not None:
             return self
-        server = _Server((self.host, self.port), _Handler, bind_and_activate=True)
+        server = _Server((self.host, self.port), _Handler, bind_and_activate=False)
+        try:
+            if self.reuse_port:
+                server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            server.server_bind()
+            server.server_activate()
+        except OSError as e:
+            server.server_close()
+            raise OSError(e.errno, f"test receiver: cannot listen on {self.host}:{self.port}: {e.strerror}") from None
         server.receiver = self
         if self.tls:
             import tls as _tls  # sibling module

@@ -31,14 +31,88 @@ _SCRUB = ("OTEL_", "TELEMETRY_", "POLYTEL_")
 _HELD: list = []
 
 
+def hold_port(port: int = 0) -> socket.socket:
+    """A socket bound to 127.0.0.1:port (0: a fresh port) and never listening, until it is closed: connecting is
+    refused, and the kernel hands the port to no one else (bind(0) never picks a bound port).
+
+    With a port: SO_REUSEADDR + SO_REUSEPORT, so it binds beside a server that is still listening there with
+    SO_REUSEPORT (Receiver(reuse_port=True)), and a server with SO_REUSEADDR (the test receiver, Go's listeners:
+    the Collector) can bind and listen on the port while it is held. That is an outage that keeps its port: hold,
+    stop the server, later start the new one on the same port, then close the hold. Freeing the port for the
+    outage let another suite's server take it (the restart then failed, or worse, the worker's records went to
+    that server)."""
+    s = socket.socket()
+    if port:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError as e:
+        s.close()
+        raise AssertionError(f"cannot hold 127.0.0.1:{port}: {e} (another process has it)") from None
+    return s
+
+
 def closed_port() -> int:
     """A port nothing listens on, for a dead collector: bound and never listening, and held so for the rest of
     this process. Connecting is refused all the same; closing the probe instead let the kernel hand the port to
     another suite's receiver running beside this one, which then got this test's records (and it ours)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
+    s = hold_port()
     _HELD.append(s)
     return s.getsockname()[1]
+
+
+def listening_ports(pid: int) -> set:
+    """The TCP ports process pid listens on (IPv4 and IPv6), from /proc: whose a port is, where a server cannot
+    report it (a port someone else took answers connections too)."""
+    inodes = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return set()
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def start_on_free_port(start, what: str, attempts: int = 5):
+    """For a server that cannot bind port 0 and say which port it got: start(port) on a fresh port, again on
+    another when it could not bind (start returns None, or raises PortTaken), at most `attempts` times. Another
+    suite can take a probed port before the server binds it; then the error names every port tried."""
+    tried = []
+    for _ in range(attempts):
+        probe = hold_port()
+        port = probe.getsockname()[1]
+        probe.close()  # the window a neighbour may take it in: the retry is for that
+        tried.append(port)
+        try:
+            got = start(port)
+        except PortTaken as e:
+            tried[-1] = f"{port} ({e})"
+            continue
+        if got is not None:
+            return got
+    raise AssertionError(f"{what}: could not bind a port after {attempts} attempts (tried {', '.join(map(str, tried))})")
+
+
+class PortTaken(Exception):
+    """Raised by a start(port) of start_on_free_port when the server failed to bind that port."""
 
 
 def clean_env(extra: dict | None = None, base: dict | None = None) -> dict:

@@ -30,6 +30,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from procs import PortTaken, listening_ports, start_on_free_port  # noqa: E402
+
 __all__ = ["RedisServer", "redis_server", "RedisServerError"]
 
 # Hang guard only: a healthy server answers in milliseconds; a loaded machine may take seconds.
@@ -39,12 +42,6 @@ STOP_TIMEOUT_S = 10.0
 
 class RedisServerError(RuntimeError):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _command(port: int, cmd: list[str], timeout: float = 2.0) -> bytes:
@@ -99,32 +96,35 @@ class RedisServer:
                                    "(scripts/deps.sh does) or set REDIS_SERVER=/path/to/redis-server")
         self.dir = tempfile.mkdtemp(prefix="polytel-redis-")
         self.log_path = os.path.join(self.dir, "redis.log")
-        # A port picked by bind(0) can be taken before redis binds it (other suites run beside us): retry.
-        last = ""
-        for _attempt in range(5):
-            self.port = _free_port()
-            args = [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir,
-                    "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
-                    "--logfile", self.log_path, "--databases", "16", *self.extra_args]
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.PIPE)
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
+        # redis-server has no "any port" (--port 0 turns TCP off): a fresh port each attempt, another when a
+        # neighbour took it first (procs.start_on_free_port); the server is ours once its own pid listens there.
+        return start_on_free_port(self._start_on, "redis-server")
+
+    def _start_on(self, port: int):
+        self.port = port
+        args = [self.binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", self.dir,
+                "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
+                "--logfile", self.log_path, "--databases", "16", *self.extra_args]
+        log_from = len(self.log())  # one log file for every attempt: read only this one's part
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            # PING alone could be answered by whoever took the port: the listener must be this process's.
+            if port in listening_ports(self.proc.pid):
                 try:
-                    if _command(self.port, ["PING"]) == b"+PONG":
+                    if _command(port, ["PING"]) == b"+PONG":
                         return self
                 except OSError:
                     pass
-                time.sleep(0.02)
-            err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None else ""
-            last = (err.strip() or self.log().strip().splitlines()[-1:] or ["no answer to PING"])
-            last = last if isinstance(last, str) else last[0]
-            self._kill()
-            if "Address already in use" not in last:
-                break
-        raise RedisServerError(f"redis-server did not start on 127.0.0.1:{self.port}: {last}")
+            time.sleep(0.02)
+        err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None else ""
+        log = self.log()[log_from:]
+        self._kill()
+        if "Address already in use" in log or "Address already in use" in err:
+            raise PortTaken("Address already in use")  # the log's last line is only "Failed listening on port"
+        last = (err.strip() or (log.strip().splitlines() or ["no answer to PING"])[-1])
+        raise RedisServerError(f"redis-server did not start on 127.0.0.1:{port}: {last}")
 
     def ping(self) -> bool:
         try:

@@ -544,9 +544,81 @@ static void test_no_periodic_snapshot_while_flushing(void **state) {
   assert_null(polytel__pipeline_next(pl, late + 1));
   polytel__pipeline_pump(pl, late + interval);
   assert_int_equal(polytel__pipeline_pending(pl), 0);
-  /* One interval after the flush's end the schedule goes on. */
+  /* One interval after the flush's end the schedule goes on (a periodic snapshot: no flush waits for it). */
   polytel__pipeline_pump(pl, late + 1 + interval);
+  assert_int_equal(polytel__pipeline_pending(pl), 0);
+  polytel__request_t *p = polytel__pipeline_next(pl, late + 1 + interval);
+  assert_non_null(p);
+  assert_int_equal(p->signal, POLYTEL__SIG_METRICS);
+  assert_int_equal(polytel__pipeline_done(pl, p, &ok, late + 1 + interval), POLYTEL__DONE_EXPORTED);
+}
+
+/*
+ * A plain flush (polytel_flush, not the stop's) waits for what was recorded before it and for the one
+ * snapshot taken at it, never for a periodic snapshot: neither one in flight when it began (a collector as
+ * slow as the interval holds one nearly always) nor the settling one queued after its records were answered.
+ * Counting those held the flush to its timeout with everything before it delivered. The stop's flush still
+ * owes both. Returns the settling snapshot, queued after the flush's own one was handed out.
+ */
+static polytel__request_t *flush_behind_a_slow_periodic_snapshot(int stopping) {
+  const uint64_t interval = 100000000; /* OTEL_METRIC_EXPORT_INTERVAL of start() */
+  polytel_counter_add("orders4", "1", 1, NULL, 0);
+  uint64_t t = polytel__now_ms() + interval;
+  polytel_stats_t before = stats();
+  polytel__pipeline_pump(pl, t);
+  polytel__request_t *p = polytel__pipeline_next(pl, t); /* periodic, held by the slow collector */
+  assert_non_null(p);
+  assert_int_equal(p->signal, POLYTEL__SIG_METRICS);
+  assert_int_equal(polytel__pipeline_pending(pl), 0);
+
+  logs(3);
+  polytel_counter_add("orders4", "1", 2, NULL, 0);
+  if (stopping) polytel__pipeline_stopping(pl);
+  polytel__pipeline_force(pl, t);
+  /* Three logs and the flush's snapshot (plus, stopping, the periodic one and the settling one to come). */
+  assert_int_equal(polytel__pipeline_pending(pl), stopping ? 3 + 1 + 1 + 1 : 3 + 1);
+  polytel__request_t *l = polytel__pipeline_next(pl, t);
+  assert_non_null(l);
+  assert_int_equal(l->signal, POLYTEL__SIG_LOGS);
+  assert_null(polytel__pipeline_next(pl, t)); /* one metrics request in flight at a time */
+  polytel__response_t ok = http(200, -1);
+  assert_int_equal(polytel__pipeline_done(pl, p, &ok, t + interval), POLYTEL__DONE_EXPORTED);
+  polytel__request_t *f = polytel__pipeline_next(pl, t + interval);
+  assert_non_null(f);
+  assert_int_equal(f->signal, POLYTEL__SIG_METRICS);
+  assert_int_equal(polytel__pipeline_done(pl, l, &ok, t + interval), POLYTEL__DONE_EXPORTED);
+  /* The logs are answered: the settling snapshot (the counts moved since the flush's) queues behind f. */
+  polytel__pipeline_pump(pl, t + interval);
+  assert_int_equal(polytel__pipeline_pending(pl), stopping ? 2 : 1);
+  assert_int_equal(polytel__pipeline_done(pl, f, &ok, t + 2 * interval), POLYTEL__DONE_EXPORTED);
+  polytel__pipeline_pump(pl, t + 2 * interval);
+  assert_int_equal(polytel__pipeline_pending(pl), stopping ? 1 : 0);
+  polytel_stats_t s = stats();
+  assert_int_equal(s.recorded - before.recorded, 3);
+  assert_int_equal(s.exported - before.exported, 3);
+  assert_int_equal(s.dropped - before.dropped, 0);
+  polytel__request_t *settle = polytel__pipeline_next(pl, t + 2 * interval); /* sent all the same */
+  assert_non_null(settle);
+  assert_int_equal(settle->signal, POLYTEL__SIG_METRICS);
+  assert_true(settle != f);
+  return settle;
+}
+
+static void test_plain_flush_owes_its_snapshot_not_the_periodic_ones(void **state) {
+  (void)state;
+  polytel__request_t *settle = flush_behind_a_slow_periodic_snapshot(0);
+  polytel__response_t ok = http(200, -1);
+  assert_int_equal(polytel__pipeline_done(pl, settle, &ok, polytel__now_ms()), POLYTEL__DONE_EXPORTED);
+  assert_int_equal(polytel__pipeline_pending(pl), 0);
+}
+
+static void test_stop_flush_owes_every_snapshot(void **state) {
+  (void)state;
+  polytel__request_t *settle = flush_behind_a_slow_periodic_snapshot(1);
   assert_int_equal(polytel__pipeline_pending(pl), 1);
+  polytel__response_t ok = http(200, -1);
+  assert_int_equal(polytel__pipeline_done(pl, settle, &ok, polytel__now_ms()), POLYTEL__DONE_EXPORTED);
+  assert_int_equal(polytel__pipeline_pending(pl), 0);
 }
 
 /* ---------------------------------------------------------------- warnings */
@@ -981,6 +1053,9 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_metrics_snapshots_in_order, setup_metrics, teardown),
     cmocka_unit_test_setup_teardown(test_metrics_replaced_in_backoff, setup_metrics, teardown),
     cmocka_unit_test_setup_teardown(test_no_periodic_snapshot_while_flushing, setup_metrics, teardown),
+    cmocka_unit_test_setup_teardown(test_plain_flush_owes_its_snapshot_not_the_periodic_ones, setup_metrics,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_stop_flush_owes_every_snapshot, setup_metrics, teardown),
     T(test_warnings_per_signal_and_cause),
     T(test_abandon_and_shutdown_line),
     T(test_identity_at_every_read),

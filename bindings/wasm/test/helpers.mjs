@@ -1,6 +1,6 @@
 // helpers.mjs — the real test receiver (tests/support/otlp_receiver.py) out of process, and child-process runs.
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
+import { connect } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -65,13 +65,23 @@ export async function startReceiver({ cors = false } = {}) {
   };
 }
 
-/** A port that was free a moment ago: nothing listens there. */
+/**
+ * A port nothing listens on, for a dead collector: below the kernel's ephemeral range (32768-60999), which random-port
+ * servers (every suite's receivers and collectors bind port 0) are handed ports from, and checked refused. A port
+ * picked there and closed (as before) could be handed to a neighbour suite's server before the test used it: the
+ * test's records then went to that server (unconfirmed instead of refused, under load).
+ */
 export async function closedPort() {
-  const srv = createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address();
-  await new Promise((r) => srv.close(r));
-  return port;
+  for (let i = 0; i < 20; i++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const refused = await new Promise((res) => {
+      const c = connect({ host: '127.0.0.1', port });
+      c.once('connect', () => { c.destroy(); res(false); });
+      c.once('error', (e) => res(e.code === 'ECONNREFUSED'));
+    });
+    if (refused) return port;
+  }
+  throw new Error('closedPort: 20 ports in 20000-31999 accepted connections or failed oddly');
 }
 
 /** Runs `node script` with env (on top of a clean copy of ours); resolves {code, stdout, stderr}. */

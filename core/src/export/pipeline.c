@@ -334,8 +334,9 @@ static void warn_partial(polytel__pipeline_t *pl, const polytel__request_t *req,
 
 /* --------------------------------------------------------------- requests */
 
-static void enqueue(polytel__pipeline_t *pl, polytel__signal_t sig, polytel__buf_t *body, uint64_t n_items,
-                    uint64_t now) {
+/* The request the body went into (a new one, or the waiting snapshot it superseded), or NULL (dropped). */
+static polytel__request_t *enqueue(polytel__pipeline_t *pl, polytel__signal_t sig, polytel__buf_t *body,
+                                   uint64_t n_items, uint64_t now) {
   polytel__request_t *r = calloc(1, sizeof *r);
   polytel__buf_t z = {0};
   if (r && pl->gzip && polytel__compress(pl->gzip, body->data, body->len, &z) == 0 && !z.oom) {
@@ -350,7 +351,7 @@ static void enqueue(polytel__pipeline_t *pl, polytel__signal_t sig, polytel__buf
     polytel__buf_free(body);
     atomic_fetch_add(&polytel__acct.dropped_export, n_items);
     atomic_fetch_add(&polytel__acct.export_failures, 1);
-    return;
+    return NULL;
   }
   if (sig == POLYTEL__SIG_METRICS) {
     /* Cumulative: a snapshot still waiting (queued or in backoff) is superseded; it keeps its place and pace.
@@ -365,7 +366,7 @@ static void enqueue(polytel__pipeline_t *pl, polytel__signal_t sig, polytel__buf
       q->first_try_ms = now;
       memset(body, 0, sizeof *body);
       free(r);
-      return;
+      return q; /* still owed if it was: the newer snapshot carries what the flush waited for */
     }
   }
   r->retry_after_ms = -1;
@@ -386,6 +387,7 @@ static void enqueue(polytel__pipeline_t *pl, polytel__signal_t sig, polytel__buf
   else
     pl->head = r;
   pl->tail = r;
+  return r;
 }
 
 /* The logs or spans batched so far become one encoded request on the queue. */
@@ -401,7 +403,8 @@ static void cut(polytel__pipeline_t *pl, int sig, uint64_t now) {
   arena_free(&b->arena);
 }
 
-static void collect_metrics(polytel__pipeline_t *pl, uint64_t now) {
+/* A snapshot now; owed: a flush waits for it (polytel__pipeline_pending), a periodic one it does not. */
+static void collect_metrics(polytel__pipeline_t *pl, uint64_t now, int owed) {
   pl->last_metrics_ms = now;
   if (!pl->cfg->signal_enabled[POLYTEL__SIG_METRICS] || !pl->encode) return;
   polytel__metrics_snap_t snap;
@@ -413,7 +416,8 @@ static void collect_metrics(polytel__pipeline_t *pl, uint64_t now) {
   if (snap.n) {
     polytel__buf_t body = {0};
     if (polytel__encode_metrics(&body, pl->fmt, pl->res, snap.recs, snap.n) != 0) body.oom = 1;
-    enqueue(pl, POLYTEL__SIG_METRICS, &body, 0, now);
+    polytel__request_t *r = enqueue(pl, POLYTEL__SIG_METRICS, &body, 0, now);
+    if (r && owed) r->owed = 1;
   }
   polytel__metrics_snap_free(&snap);
 }
@@ -571,7 +575,7 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
   if (pl->forcing && pl->metrics_owed && (drained || items_pending(pl) == 0)) {
     /* The consumer has passed everything recorded before the flush: its metric events are aggregated. */
     pl->metrics_owed = 0;
-    collect_metrics(pl, now);
+    collect_metrics(pl, now, 1);
   }
   if (pl->forcing && pl->settle_owed && !pl->metrics_owed && items_pending(pl) == 0) {
     /*
@@ -584,7 +588,7 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
     polytel_stats(&st);
     if (st.recorded != pl->last_self.recorded || st.exported != pl->last_self.exported ||
         st.dropped != pl->last_self.dropped || st.unconfirmed != pl->last_self.unconfirmed)
-      collect_metrics(pl, now);
+      collect_metrics(pl, now, pl->stopping); /* a plain flush owes only the snapshot taken at it */
   }
   if (pl->forcing && drained) {
     cut(pl, POLYTEL__SIG_LOGS, now);
@@ -608,7 +612,7 @@ uint32_t polytel__pipeline_pump(polytel__pipeline_t *pl, uint64_t now) {
    * went idle before its deadline. The interval counts again from the flush's end.
    */
   int periodic = !pl->forcing && !pl->stopping;
-  if (periodic && now - pl->last_metrics_ms >= c->metric_export_interval_ms) collect_metrics(pl, now);
+  if (periodic && now - pl->last_metrics_ms >= c->metric_export_interval_ms) collect_metrics(pl, now, 0);
 
   /* Next wake-up: the soonest of a batch deadline, a retry, the metrics interval, or a poll of blocks. */
   uint64_t next = now + (c->blrp.schedule_delay_ms < c->bsp.schedule_delay_ms ? c->blrp.schedule_delay_ms
@@ -641,7 +645,7 @@ void polytel__pipeline_force(polytel__pipeline_t *pl, uint64_t now) {
    * until the bounded drain has reached them all (else late increments are lost).
    */
   if (drained)
-    collect_metrics(pl, now);
+    collect_metrics(pl, now, 1);
   else
     pl->metrics_owed = 1;
   /*
@@ -694,10 +698,11 @@ static uint64_t backoff_step(polytel__pipeline_t *pl, uint32_t attempt) {
   return base / 2 + polytel__rng_next(pl->rng) % (base / 2 + 1);
 }
 
-static int newer_metrics_queued(const polytel__pipeline_t *pl, const polytel__request_t *req) {
-  for (const polytel__request_t *r = pl->head; r; r = r->next)
-    if (r != req && r->signal == POLYTEL__SIG_METRICS) return 1;
-  return 0;
+static polytel__request_t *newer_metrics_queued(const polytel__pipeline_t *pl,
+                                                const polytel__request_t *req) {
+  for (polytel__request_t *r = pl->head; r; r = r->next)
+    if (r != req && r->signal == POLYTEL__SIG_METRICS) return r;
+  return NULL;
 }
 
 /* Counts a request's records as dropped or unconfirmed, frees it. */
@@ -828,8 +833,12 @@ polytel__done_t polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request
   const polytel__cfg_t *c = pl->cfg;
   int file = c->exporter == POLYTEL_EXPORTER_FILE;
   int retry = !file && (answered ? retryable_status(r.status) : r.net != POLYTEL__NET_TLS);
-  if (retry && req->signal == POLYTEL__SIG_METRICS && newer_metrics_queued(pl, req))
+  polytel__request_t *newer =
+      retry && req->signal == POLYTEL__SIG_METRICS ? newer_metrics_queued(pl, req) : NULL;
+  if (newer) {
+    newer->owed |= req->owed; /* a flush waiting for this one waits for the newer: it carries the totals */
     return finish(pl, req, POLYTEL__DONE_DROPPED); /* superseded: the newer snapshot carries the totals */
+  }
   if (retry) {
     uint64_t timeout = req->signal == POLYTEL__SIG_TRACES ? c->bsp.export_timeout_ms
                        : req->signal == POLYTEL__SIG_LOGS ? c->blrp.export_timeout_ms
@@ -868,9 +877,15 @@ static uint64_t items_pending(const polytel__pipeline_t *pl) {
 }
 
 uint64_t polytel__pipeline_pending(const polytel__pipeline_t *pl) {
-  /* A metrics request carries no items, but it is owed all the same (e.g. in backoff at shutdown). */
-  uint64_t metrics = (uint64_t)pl->metrics_owed + (uint64_t)pl->settle_owed;
-  for (const polytel__request_t *r = pl->head; r; r = r->next) metrics += r->signal == POLYTEL__SIG_METRICS;
+  /*
+   * A metrics request carries no items, but it can be owed all the same (e.g. in backoff at shutdown). A
+   * plain flush owes the snapshot taken at it, not the periodic ones: with a collector as slow as the
+   * interval one is nearly always queued or in flight, and counting them held a flush to its timeout after
+   * everything recorded before it was delivered. The stop's flush owes every one, and the settling snapshot.
+   */
+  uint64_t metrics = (uint64_t)pl->metrics_owed + (pl->stopping ? (uint64_t)pl->settle_owed : 0);
+  for (const polytel__request_t *r = pl->head; r; r = r->next)
+    metrics += r->signal == POLYTEL__SIG_METRICS && (r->owed || pl->stopping);
   return items_pending(pl) + metrics;
 }
 
@@ -955,7 +970,7 @@ polytel__request_t *polytel__pipeline_exit_metrics(polytel__pipeline_t *pl, uint
     free_request(r);
   }
   pl->metrics_owed = 0;
-  collect_metrics(pl, now);
+  collect_metrics(pl, now, 1);
   polytel__request_t *t = pl->tail;
   if (!t || t->signal != POLYTEL__SIG_METRICS || t->in_flight) return NULL;
   t->in_flight = 1;

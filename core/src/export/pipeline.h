@@ -31,6 +31,7 @@ typedef struct polytel__request_s {
   uint8_t *owned_body;
   int in_flight;
   int maybe_delivered; /* an attempt was sent and never answered: its records may have arrived */
+  int owed;            /* a metrics snapshot a flush waits for (its own), not a periodic one */
 } polytel__request_t;
 
 /* How an attempt ended, as the transport saw it. */
@@ -106,8 +107,10 @@ polytel__done_t polytel__pipeline_done(polytel__pipeline_t *pl, polytel__request
 
 /*
  * Logs + spans recorded but not yet exported or dropped (all threads, all
- * stages; during a flush, only those recorded before it began), plus metrics
- * requests still queued or in backoff.
+ * stages; during a flush, only those recorded before it began), plus the
+ * metrics snapshot a flush owes (its own, until answered or dropped). Periodic
+ * snapshots count only once the stop's flush began (stopping), where every
+ * metrics request queued or in backoff does, and so does the settling one.
  */
 uint64_t polytel__pipeline_pending(const polytel__pipeline_t *pl);
 
