@@ -636,11 +636,11 @@ static inline void begin_number(polytel__thread_t *t) {
 }
 
 /* Everything but the common case, out of line so the fast path needs no stack frame. */
-__attribute__((noinline, cold)) static void span_begin_slow(const char *name, uint64_t kind_bits) {
+__attribute__((noinline, cold)) static void span_begin_slow(const char *name) {
   uint8_t *p;
   polytel__thread_t *t = begin_prologue(name, 24, &p);
   if (!t) return;
-  uint64_t hdr = t->begin_hdr | kind_bits, ts = polytel__ticks();
+  uint64_t hdr = t->begin_hdr, ts = polytel__ticks();
   memcpy(p, &hdr, 8);
   memcpy(p + 8, &ts, 8);
   polytel__put_ptr(p + 16, name);
@@ -690,7 +690,7 @@ static inline __attribute__((always_inline)) void span_begin(const char *name) {
      */
     return;
   }
-  span_begin_slow(name, 0);
+  span_begin_slow(name);
 }
 
 void polytel_span_begin(const char *name) {

@@ -272,15 +272,11 @@ static void *loop_thread(void *arg) {
 #if defined(__GLIBC__)
   pthread_setname_np(pthread_self(), "polytel-loop");
 #endif
-#ifdef SCHED_BATCH
   /*
-   * A batch thread keeps its fair share of CPU but does not preempt the thread that woke it (a recording
-   * thread handing off a block): on a busy core the drain waits for the next tick instead of interrupting
-   * the application. Unprivileged; a refusal changes nothing.
+   * Left at the default policy: SCHED_BATCH (session 6) made a counter add on a recording thread 0.2-0.3 ns
+   * (~20 %) dearer by that thread's own CPU time, in every alternating round, and a span pair no cheaper by
+   * either clock (docs/architecture.md, "Threads, loops, fork, exit").
    */
-  struct sched_param sp = {0};
-  (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
-#endif
   int rc = uv_loop_init(&tp->own_loop) == 0 ? 0 : POLYTEL_EIO;
   tp->loop = &tp->own_loop;
   if (rc == 0) {
