@@ -75,9 +75,11 @@ static void print_stats(const char *who, int c, int init_rc, int shutdown_rc, co
   int rc = polytel_stats(&st);
   printf(
       "%s {\"who\": %d, \"pid\": %d, \"init_rc\": %d, \"shutdown_rc\": %d, \"phase_before\": \"%s\", "
-      "\"stats_rc\": %d, \"recorded\": %llu, \"exported\": %llu, \"dropped\": %llu, \"pending\": %llu}\n",
+      "\"stats_rc\": %d, \"recorded\": %llu, \"exported\": %llu, \"dropped\": %llu, \"unconfirmed\": %llu, "
+      "\"pending\": %llu}\n",
       who, c, (int)getpid(), init_rc, shutdown_rc, phase_before, rc, (unsigned long long)st.recorded,
-      (unsigned long long)st.exported, (unsigned long long)st.dropped, (unsigned long long)st.pending);
+      (unsigned long long)st.exported, (unsigned long long)st.dropped, (unsigned long long)st.unconfirmed,
+      (unsigned long long)st.pending);
   fflush(stdout);
 }
 
