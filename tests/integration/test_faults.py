@@ -241,7 +241,7 @@ def test_endless_503_storm_shutdown_is_bounded(receiver, retry_after):
     assert out["shutdown_rc"] in (POLYTEL_ETIMEDOUT, POLYTEL_EDROPPED), out
     assert out["exported"] == 0 and out["pending"] == 0
     # A retry sent just before the deadline whose 503 was not read in time is unconfirmed, not dropped (on a
-    # loaded machine the 400 spans were, 1 run in 6-13); every other record is dropped.
+    # loaded machine the 400 spans were, 1 run in 13 to 20); every other record is dropped.
     assert out["dropped"] + out["unconfirmed"] == out["recorded"] == ITEMS, out
     assert out["dropped"] == out["dropped_export"], out
     assert statuses(receiver.received())[503] >= 1
