@@ -240,7 +240,10 @@ def test_endless_503_storm_shutdown_is_bounded(receiver, retry_after):
     # ETIMEDOUT: still retrying at the deadline; EDROPPED: a Retry-After beyond the export timeout drops at once.
     assert out["shutdown_rc"] in (POLYTEL_ETIMEDOUT, POLYTEL_EDROPPED), out
     assert out["exported"] == 0 and out["pending"] == 0
-    assert out["dropped"] == out["dropped_export"] == out["recorded"] == ITEMS, out
+    # A retry sent just before the deadline whose 503 was not read in time is unconfirmed, not dropped (on a
+    # loaded machine the 400 spans were, 1 run in 13 to 20); every other record is dropped.
+    assert out["dropped"] + out["unconfirmed"] == out["recorded"] == ITEMS, out
+    assert out["dropped"] == out["dropped_export"], out
     assert statuses(receiver.received())[503] >= 1
 
 

@@ -43,6 +43,27 @@ def test_fork_storm_is_sanitizer_clean(receiver):
     assert len(r.lines("CHILD")) == 20
 
 
+def test_fork_during_thread_registration_is_sanitizer_clean(receiver):
+    # Each fork lands while 4 fresh threads record their first event (thread registration allocates). A fork
+    # inside one of those mallocs left the child a lock of ASan's allocator (no fork handlers before LLVM 18):
+    # the child's next malloc of that size hung. Registration allocates under a lock fork's prepare holds.
+    children, fresh, child_events = 30, 4, 50
+    r = clean_run([asan_program("forkstorm"), "--children", children, "--fresh-threads", fresh,
+                   "--child-events", child_events, "--parent-events", 500],
+                  {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
+    forks = r.one("FORKS")
+    assert forks["failed"] == 0 and forks["fresh"] == children * fresh, forks
+    kids = r.lines("CHILD")
+    assert sorted(k["who"] for k in kids) == list(range(children)), r.describe()
+    for k in kids:
+        # Only the child's own records: nothing of the parent's (fresh) threads came along.
+        assert k["init_rc"] == 0 and k["shutdown_rc"] == 0 and k["phase_before"] == "deferred", k
+        assert k["recorded"] == k["exported"] == child_events + 1 and k["dropped"] == k["pending"] == 0, k
+    p = r.one("PARENT")  # a span and a log per parent event, a log per fresh thread
+    assert p["recorded"] == sum(forks["emitted"]) * 2 + children * fresh, p
+    assert p["recorded"] == p["exported"] + p["dropped"] + p["unconfirmed"] + p["pending"] and p["pending"] == 0, p
+
+
 def test_outage_is_sanitizer_clean():
     # Collector unreachable throughout: retries, backoff, the pool filling up, drops, bounded shutdown.
     r = clean_run([asan_program("outage"), "--seconds", 2, "--shutdown-ms", 1000],

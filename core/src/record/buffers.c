@@ -211,6 +211,12 @@ polytel__thread_t *polytel__thread_register(void (*on_exit)(polytel__thread_t *t
   if (polytel__tls) return polytel__tls;
   pthread_once(&g_key_once, make_key);
   atomic_store_explicit(&g_on_exit, on_exit, memory_order_relaxed);
+  /*
+   * All of it under the registry lock, which fork's prepare hook holds: a fork never lands inside this
+   * thread's mallocs. An allocator without fork handlers (ASan before LLVM 18) would otherwise leave the
+   * child a size class locked forever, and the child's next malloc of that size hangs.
+   */
+  pthread_mutex_lock(&polytel__registry_mu);
   polytel__thread_t *t = calloc(1, sizeof *t);
   _Atomic int64_t *counters = calloc(POLYTEL__MAX_STATIC_METRICS, sizeof *counters);
   polytel__fmt_sig_t *cache = calloc(POLYTEL__FMT_CACHE, sizeof *cache);
@@ -220,6 +226,7 @@ polytel__thread_t *polytel__thread_register(void (*on_exit)(polytel__thread_t *t
     free(counters);
     free(cache);
     if (b) polytel__pool_put(b);
+    pthread_mutex_unlock(&polytel__registry_mu);
     return NULL;
   }
   t->counters = counters;
@@ -232,13 +239,12 @@ polytel__thread_t *polytel__thread_register(void (*on_exit)(polytel__thread_t *t
 #ifdef __GLIBC__
   pthread_getname_np(pthread_self(), t->name, sizeof t->name); /* thread.name; once, off the hot path */
 #endif
-  pthread_mutex_lock(&polytel__registry_mu);
   t->id = ++g_next_thread_id;
   t->next = polytel__registry;
   polytel__registry = t;
-  pthread_mutex_unlock(&polytel__registry_mu);
   polytel__tls = t;
-  pthread_setspecific(g_exit_key, t);
+  pthread_setspecific(g_exit_key, t); /* glibc allocates past the 32nd key */
+  pthread_mutex_unlock(&polytel__registry_mu);
   return t;
 }
 

@@ -4,6 +4,7 @@
 #include <polytel.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,10 +15,14 @@
 
 /*
  * Usage: forkstorm [--children N] [--threads T] [--parent-events N] [--child-events N] [--shutdown-ms N]
+ *                  [--fresh-threads K]
  * Configuration from the environment (TELEMETRY_ENABLED=true, OTEL_EXPORTER_OTLP_ENDPOINT, ...).
  * Parent thread t logs "parent t<t> e<i>" inside thread span "parent-span", paced so children are
  * forked while the threads are still emitting. Child c logs "child c<c> e<i>" and records span "child-span
  * c<c>". Output: "CHILD {...}" from each child, "PARENT {...}" from the parent (stats after shutdown).
+ * --fresh-threads K: before each fork, K new threads wait at a gate (their own start-up done); the gate opens
+ * just before the fork, so each fork lands while they record their first event (thread registration, the
+ * only allocations polytel makes on a calling thread). Each logs "fresh c<c> k<k>" and exits after the fork.
  */
 
 static int n_children = 24, n_threads = 2, parent_events = 3000, child_events = 50;
@@ -25,6 +30,9 @@ static uint32_t shutdown_ms = 10000;
 static atomic_int storm_over;
 static int emitted[16];
 static atomic_int progress; /* parent events so far, all threads */
+static atomic_int started;  /* emitting threads that recorded their first event */
+static int fresh_threads;
+static atomic_int fresh_ready, fresh_go, fresh_forked;
 
 static void sleep_us(long us) {
   struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
@@ -39,10 +47,25 @@ static void *emit(void *arg) {
     polytel_span_begin("parent-span");
     polytel_log(POLYTEL_LEVEL_INFO, "storm", "parent t%d e%d", t, i);
     polytel_span_end();
+    if (i == 0) atomic_fetch_add(&started, 1);
     atomic_fetch_add_explicit(&progress, 1, memory_order_relaxed);
     if (i % 50 == 49) sleep_us(1000); /* keep emitting across the whole storm */
   }
   emitted[t] = i;
+  return NULL;
+}
+
+typedef struct {
+  int c, k;
+} fresh_arg_t;
+
+static void *fresh(void *arg) {
+  const fresh_arg_t *a = arg;
+  atomic_fetch_add(&fresh_ready, 1);
+  while (!atomic_load(&fresh_go)) sched_yield();
+  polytel_log(POLYTEL_LEVEL_INFO, "storm", "fresh c%d k%d", a->c, a->k);
+  /* Exit only after the fork: a thread's exit (the runtime's, glibc's) is no part of what this mode tests. */
+  while (!atomic_load(&fresh_forked)) sched_yield();
   return NULL;
 }
 
@@ -52,9 +75,11 @@ static void print_stats(const char *who, int c, int init_rc, int shutdown_rc, co
   int rc = polytel_stats(&st);
   printf(
       "%s {\"who\": %d, \"pid\": %d, \"init_rc\": %d, \"shutdown_rc\": %d, \"phase_before\": \"%s\", "
-      "\"stats_rc\": %d, \"recorded\": %llu, \"exported\": %llu, \"dropped\": %llu, \"pending\": %llu}\n",
+      "\"stats_rc\": %d, \"recorded\": %llu, \"exported\": %llu, \"dropped\": %llu, \"unconfirmed\": %llu, "
+      "\"pending\": %llu}\n",
       who, c, (int)getpid(), init_rc, shutdown_rc, phase_before, rc, (unsigned long long)st.recorded,
-      (unsigned long long)st.exported, (unsigned long long)st.dropped, (unsigned long long)st.pending);
+      (unsigned long long)st.exported, (unsigned long long)st.dropped, (unsigned long long)st.unconfirmed,
+      (unsigned long long)st.pending);
   fflush(stdout);
 }
 
@@ -84,28 +109,52 @@ int main(int argc, char **argv) {
       child_events = v;
     else if (!strcmp(argv[i], "--shutdown-ms"))
       shutdown_ms = (uint32_t)v;
+    else if (!strcmp(argv[i], "--fresh-threads"))
+      fresh_threads = v;
     else {
       fprintf(stderr, "forkstorm: unknown option %s\n", argv[i]);
       return 2;
     }
   }
-  if (n_threads < 1 || n_threads > 16 || n_children < 1 || n_children > 1000) return 2;
+  if (n_threads < 1 || n_threads > 16 || n_children < 1 || n_children > 1000 || fresh_threads < 0 ||
+      fresh_threads > 16)
+    return 2;
 
   int init_rc = polytel_init_full_telemetry(NULL, NULL);
   pthread_t th[16];
   for (int t = 0; t < n_threads; t++) pthread_create(&th[t], NULL, emit, (void *)(intptr_t)t);
 
   pid_t pids[1000];
-  int forked_mid_stream = 0, failed = 0;
-  /* The first fork too lands mid-stream: on a loaded machine the threads may not have run yet. */
-  while (atomic_load(&progress) == 0) sleep_us(1000);
+  int forked_mid_stream = 0, failed = 0, fresh_total = 0;
+  /*
+   * The first fork too lands mid-stream: on a loaded machine the threads may not have run yet. Every thread
+   * has started: a fork while a thread is still being created may leave the child a lock of the sanitizer's
+   * allocator that thread held (ASan before LLVM 18 has no fork handlers) — that would test the runtime, not
+   * polytel.
+   */
+  while (atomic_load(&started) < n_threads) sleep_us(1000);
   for (int c = 0; c < n_children; c++) {
     sleep_us(2000);
+    pthread_t fth[16];
+    fresh_arg_t fa[16];
+    int nf = 0;
+    atomic_store(&fresh_ready, 0);
+    atomic_store(&fresh_go, 0);
+    atomic_store(&fresh_forked, 0);
+    for (int k = 0; k < fresh_threads; k++) {
+      fa[nf] = (fresh_arg_t){c, k};
+      if (pthread_create(&fth[nf], NULL, fresh, &fa[nf]) == 0) nf++;
+    }
+    while (atomic_load(&fresh_ready) < nf) sched_yield();
     int before = atomic_load(&progress);
     fflush(stdout);
+    atomic_store(&fresh_go, 1);
     pid_t p = fork();
     if (p == 0) child_main(c);
     pids[c] = p;
+    atomic_store(&fresh_forked, 1);
+    for (int k = 0; k < nf; k++) pthread_join(fth[k], NULL);
+    fresh_total += nf;
     /* Mid-stream: the threads emitted before this fork and keep emitting (storm_over is still 0). */
     forked_mid_stream += p > 0 && before > 0;
   }
@@ -117,8 +166,8 @@ int main(int argc, char **argv) {
   }
   for (int t = 0; t < n_threads; t++) pthread_join(th[t], NULL);
   int rc = polytel_shutdown(shutdown_ms);
-  printf("FORKS {\"children\": %d, \"forked_mid_stream\": %d, \"failed\": %d, \"emitted\": [", n_children,
-         forked_mid_stream, failed);
+  printf("FORKS {\"children\": %d, \"forked_mid_stream\": %d, \"failed\": %d, \"fresh\": %d, \"emitted\": [",
+         n_children, forked_mid_stream, failed, fresh_total);
   for (int t = 0; t < n_threads; t++) printf("%s%d", t ? ", " : "", emitted[t]);
   printf("]}\n");
   print_stats("PARENT", -1, init_rc, rc, "full");
