@@ -230,6 +230,12 @@ class Core {
     // The core's clock, read here (clock.c's polytel__js_wall_ms: Module.ptWallMs, set at its first read).
     M._ptw_now_ns();
     this.wallMs = typeof M.ptWallMs === 'function' ? M.ptWallMs : null;
+    // The span calls as the wasm exports themselves: Module's own _ptw_* are looked up in an object of a few
+    // hundred properties, and the first call of each goes through emscripten's forwarding stub.
+    const asm = M.asm || {};
+    this.spanRun = asm.ptw_span_run || M._ptw_span_run;
+    this.spanFinish = asm.ptw_span_finish || M._ptw_span_finish;
+    this.spanStartAt = asm.ptw_span_start_at || M._ptw_span_start_at;
   }
 
   /** Unix nanoseconds on the core's clock (polytel_now_ns in wasm), without a call into wasm. */
@@ -1393,7 +1399,22 @@ class Polytel extends Logger {
     const t0 = opts.startTime !== undefined ? Math.round(toNs(opts.startTime)) : this._core.nowNs();
     const links = opts.links ? Array.from(opts.links) : null;
     const scope = opts.scope === undefined ? undefined : Polytel._scope(opts.scope);
-    return new Span(this, name, parent, attrs, kind, scope, links, opts.baggage, t0);
+    return new Span(this, name, parent.bytes, parent.tracestate, parent.baggage, attrs, kind, scope, links, opts.baggage, t0);
+  }
+
+  /**
+   * The span of pt.span without options and of a tracer's plain startSpan: parent is what the context holds
+   * (undefined, a polytel Span, or the API's/another SDK's span), read without the { bytes, tracestate,
+   * baggage } object _parentInfo makes. kind 1 is INTERNAL; scope a tracer's pinned Scope or undefined.
+   */
+  _startUnder(name, parent, attrs, scope) {
+    if (parent === undefined || parent === null) return new Span(this, name, null, '', EMPTY_BAGGAGE, attrs, 1, scope, null, undefined, this._core.nowNs());
+    if (parent instanceof Span) {
+      const pb = parent._ctx; // the parent started in the core first, if nobody asked for its ids before
+      return new Span(this, name, pb, parent._tracestate, parent._baggage, attrs, 1, scope, null, undefined, this._core.nowNs());
+    }
+    const info = this._parentInfo(parent);
+    return new Span(this, name, info.bytes, info.tracestate, info.baggage, attrs, 1, scope, null, undefined, this._core.nowNs());
   }
 
   /** span's polytel_span_ctx_t bytes: from the ring when ptw_span_run finished it, else started now (at its start time). */
@@ -1405,7 +1426,7 @@ class Polytel extends Logger {
     const pp = (core.arenaPtr + 7) & ~7;
     const out = pp + ((size + 7) & ~7);
     if (span._pb) core.heap().set(span._pb, pp);
-    const rc = core.M._ptw_span_start_at(span._pb ? pp : 0, out, span._t0);
+    const rc = core.spanStartAt(span._pb ? pp : 0, out, span._t0);
     return rc === 0 ? core.heap().slice(out, out + size) : null;
   }
 
@@ -1473,8 +1494,11 @@ class Polytel extends Logger {
         [ap, off] = core.putAttrs(off, entries);
         n = entries.length / 2;
       }
-      if (deferred) core.M._ptw_span_run(pb ? cp : 0, core.ringSlot(span), span._t0, np, status, mp, ap, n, span._kind, sp, svp, endNs || 0);
-      else core.M._ptw_span_finish(cp, np, status, mp, ap, n, span._kind, sp, svp, 0, 0, 0, 0, 0, endNs || 0);
+      // The end time read here, not by the core: its clock is this same JavaScript function, and a call from
+      // wasm back into JavaScript costs more than the read.
+      const end = endNs || core.nowNs();
+      if (deferred) core.spanRun(pb ? cp : 0, core.ringSlot(span), span._t0, np, status, mp, ap, n, span._kind, sp, svp, end);
+      else core.spanFinish(cp, np, status, mp, ap, n, span._kind, sp, svp, 0, 0, 0, 0, 0, end);
       return;
     }
     const L = core.span;
@@ -1594,8 +1618,13 @@ class Polytel extends Logger {
     if (typeof fn !== 'function') throw new TypeError('polytel: span(name, fn, attrs?, opts?) needs a function');
     const als = this._als;
     const store = als ? als.getStore() : undefined;
-    const parent = opts && opts.parent !== undefined ? opts.parent : als ? (store ? store.getValue(SPAN_KEY) : undefined) : this._current();
-    const span = this._startSpan(String(name), this._parentInfo(parent ?? null), attrs, opts || NO_OPTS);
+    let span;
+    if (opts === undefined) {
+      span = this._startUnder(typeof name === 'string' ? name : String(name), als ? (store ? store.getValue(SPAN_KEY) : undefined) : this._current(), attrs, undefined);
+    } else {
+      const parent = opts && opts.parent !== undefined ? opts.parent : als ? (store ? store.getValue(SPAN_KEY) : undefined) : this._current();
+      span = this._startSpan(String(name), this._parentInfo(parent ?? null), attrs, opts || NO_OPTS);
+    }
     let result;
     try {
       if (als) result = als.run(withSpan(store, span), callSettled, this, fn, span);

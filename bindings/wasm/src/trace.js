@@ -183,12 +183,14 @@ export class Span {
    * span (ids, sampling) only when its context is first asked for (_ctx: a child, a log, its ids, inject), or
    * when it ends (ptw_span_run: start and finish in one call).
    */
-  constructor(pt, name, parentInfo, attrs, kind, scope, links, baggage, startNs) {
+  // The parent arrives as its three parts (pb: its context bytes or null, its tracestate and baggage), not as
+  // an object: pt.span and a tracer's startSpan hand a polytel parent's fields over with nothing allocated.
+  constructor(pt, name, pb, tracestate, parentBaggage, attrs, kind, scope, links, baggage, startNs) {
     this._pt = pt;
     this.name = name;
     // polytel_span_ctx_t bytes; undefined until the core started it; null when it had no context to give
     this._c = undefined;
-    this._pb = parentInfo.bytes;
+    this._pb = pb;
     this._t0 = startNs;
     this._gen = null; // finished through ptw_span_run: the ring generation holding its context (Core.ringSlot)
     this._slot = 0;
@@ -197,8 +199,8 @@ export class Span {
     this._links = links;
     this._kind = kind;
     this._scope = scope;
-    this._tracestate = parentInfo.tracestate;
-    this._baggage = baggage ? Object.freeze({ ...parentInfo.baggage, ...baggage }) : parentInfo.baggage;
+    this._tracestate = tracestate;
+    this._baggage = baggage ? Object.freeze({ ...parentBaggage, ...baggage }) : parentBaggage;
     this._status = STATUS_UNSET;
     this._statusMsg = undefined;
     this._ended = false;
