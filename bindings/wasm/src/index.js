@@ -1452,11 +1452,32 @@ class Polytel extends Logger {
   /** Records the whole span at once: ptw_span_finish (polytel_span_finish_ex) with kind, scope, events, links. */
   _finishSpan(span, status, message, endNs) {
     const core = this._core;
+    // The end is read first: the span ends when _end is called, not after its strings are written.
+    const end = endNs || core.nowNs();
     if (!span._events && !span._links && !span._tracestate) {
+      const scope = span._scope;
+      const name = span.name;
+      if (span._attrs === null && !message && span._c === undefined && name.length <= 1024 && (scope === undefined || scope.pinned)) {
+        // The commonest span: a name, a status, maybe a tracer's scope, its ids never asked for. The arena holds
+        // at least 4096 bytes (reserved at start-up), more than a context and a 1024-character name in UTF-8.
+        const cp = (core.arenaPtr + 7) & ~7;
+        const pb = span._pb;
+        if (pb) core.heap().set(pb, cp);
+        const np = cp + core.layout.ctx;
+        core.putString(np, name);
+        let sp = 0;
+        let svp = 0;
+        if (scope !== undefined) {
+          scope.pin(core);
+          sp = scope._np;
+          svp = scope._vp;
+        }
+        core.spanRun(pb ? cp : 0, core.ringSlot(span), span._t0, np, status, 0, 0, 0, span._kind, sp, svp, end);
+        return;
+      }
       // The plain span (name, status, attributes, a tracer's scope): no event, link or tracestate arrays to
       // lay out; a tracer's scope strings are pinned once (Scope.pin), a per-call scope written beside the name.
       const entries = Core.attrEntries(span._attrs);
-      const scope = span._scope;
       let sp = 0;
       let svp = 0;
       let need = core.layout.ctx + 64 + (span.name.length + (message ? message.length : 0)) * 3 + core.attrBytes(entries);
@@ -1494,9 +1515,8 @@ class Polytel extends Logger {
         [ap, off] = core.putAttrs(off, entries);
         n = entries.length / 2;
       }
-      // The end time read here, not by the core: its clock is this same JavaScript function, and a call from
+      // The end time is passed, not read by the core: its clock is the same JavaScript function, and a call from
       // wasm back into JavaScript costs more than the read.
-      const end = endNs || core.nowNs();
       if (deferred) core.spanRun(pb ? cp : 0, core.ringSlot(span), span._t0, np, status, mp, ap, n, span._kind, sp, svp, end);
       else core.spanFinish(cp, np, status, mp, ap, n, span._kind, sp, svp, 0, 0, 0, 0, 0, end);
       return;
@@ -1604,7 +1624,7 @@ class Polytel extends Logger {
       }
     }
     core.M._ptw_span_finish(cp, np, status, mp, ap, n, span._kind, sp, svp, tsp, evp, events ? events.length : 0, lp,
-      links ? links.length : 0, endNs || 0);
+      links ? links.length : 0, end);
   }
 
   /**
