@@ -2,8 +2,8 @@
 // discarded) and a plain call of fn; pt.inject/pt.extract beside an object copy of the same header; an unsampled
 // span beside a sampled one; an @opentelemetry/api span on polytel beside the API's own no-op tracer.
 // `await pt.span(name, asyncFn)` beside `await asyncFn()` (an empty async function).
-// One run, one table, side by side. Targets: pt.info <= 0.2x console.log; pt.span of an async function <= 3x the
-// empty async call (issue 17).
+// One run, one table, side by side, in the process's CPU time per call. Targets: pt.info <= 0.2x console.log;
+// pt.span of an async function <= 3x the empty async call (issue 17).
 // No assertions: numbers depend on the machine. Run: node bench/bench_wasm.mjs (after npm run build).
 import { Console } from 'node:console';
 import { Writable } from 'node:stream';
@@ -74,21 +74,26 @@ async function measure(body, { drain = false, setup, teardown } = {}) {
   }
 }
 
-// The best chunk of a round, not the round's mean: on a shared machine a chunk is a few milliseconds, so some
-// run without being preempted, and every row (baselines and polytel's alike) is judged the same way. A chunk of
-// 10000 calls still holds its share of the garbage collections its allocations cause.
+// The process's CPU time (user + system, every thread: the garbage collector's helpers too), not the wall clock:
+// on a machine shared with other work the time this process spends preempted is not its cost. Every row,
+// baselines and polytel's alike, is measured the same way.
+const cpuNs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) * 1000;
+};
+
 async function measureBody(body, drain) {
   for (let i = 0; i < CHUNK; i++) body(i); // warm-up (JIT, first block)
   await pt.flush(10000);
-  let best = Infinity;
+  let total = 0;
   for (let done = 0; done < N; done += CHUNK) {
-    const t0 = process.hrtime.bigint();
+    const t0 = cpuNs();
     for (let i = 0; i < CHUNK; i++) body(done + i);
     if (drain) await pt.flush(10000);
-    best = Math.min(best, Number(process.hrtime.bigint() - t0) / CHUNK);
+    total += cpuNs() - t0;
     if (!drain) await pt.flush(10000);
   }
-  return best;
+  return total / N;
 }
 
 // pt's own AsyncLocalStorage, the one pt.span runs fn in: a third instance of the bench's own would add its
@@ -112,18 +117,18 @@ async function emptyAsync() {
   sink = (sink + 1) | 0;
 }
 
-/** ns per awaited call of body(i), measured like measure() (the best chunk, a flush between chunks not counted). */
+/** CPU ns per awaited call of body(i), measured like measure() (chunks, a flush between chunks not counted). */
 async function measureAsync(body) {
   for (let i = 0; i < CHUNK; i++) await body(i);
   await pt.flush(10000);
-  let best = Infinity;
+  let total = 0;
   for (let done = 0; done < N; done += CHUNK) {
-    const t0 = process.hrtime.bigint();
+    const t0 = cpuNs();
     for (let i = 0; i < CHUNK; i++) await body(done + i);
-    best = Math.min(best, Number(process.hrtime.bigint() - t0) / CHUNK);
+    total += cpuNs() - t0;
     await pt.flush(10000);
   }
-  return best;
+  return total / N;
 }
 
 const ops = [
@@ -172,7 +177,7 @@ const byName = Object.fromEntries(rows.map((r) => [r.name, r.ns]));
 const logNs = byName['console.log(msg) (output discarded)'];
 const fnNs = byName['plain call fn()'];
 const w = Math.max(...rows.map((r) => r.name.length));
-console.log(`polytel wasm ${pt.version}, node ${process.versions.node}, ${N} calls per op and round, the best chunk of ${CHUNK} over 3 rounds\n`);
+console.log(`polytel wasm ${pt.version}, node ${process.versions.node}, ${N} calls per op, best of 3 rounds, the process's CPU time per call\n`);
 console.log(`${'operation'.padEnd(w)}  ${'ns/call'.padStart(9)}  ${'x console.log'.padStart(13)}  ${'x plain fn'.padStart(10)}`);
 console.log(`${'-'.repeat(w)}  ${'-'.repeat(9)}  ${'-'.repeat(13)}  ${'-'.repeat(10)}`);
 for (const r of rows) {
