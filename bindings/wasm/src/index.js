@@ -178,6 +178,9 @@ class Core {
   static INTERN_MAX = 4096;
   /** Slots of the ring of finished spans' contexts (see ringSlot). */
   static RING = 256;
+  /** Spans staged before an ingest (see stage), and the bytes of their names. */
+  static STAGE = 128;
+  static STAGE_NAMES = 128 * 257;
 
   constructor(M, options) {
     this.M = M;
@@ -236,6 +239,75 @@ class Core {
     this.spanRun = asm.ptw_span_run || M._ptw_span_run;
     this.spanFinish = asm.ptw_span_finish || M._ptw_span_finish;
     this.spanStartAt = asm.ptw_span_start_at || M._ptw_span_start_at;
+    // The staging area of plain spans (see stage): Core.STAGE records (ptw_staged_t) and their names' bytes.
+    const st = (w) => M._ptw_staged_layout(w);
+    this.st = { size: st(0), start: st(1), end: st(2), out: st(3), name: st(4), scope: st(5), scopeV: st(6), status: st(7), kind: st(8), hasParent: st(9) };
+    this.stRecs = M._malloc(Core.STAGE * this.st.size + Core.STAGE_NAMES);
+    if (!this.stRecs) throw new Error('polytel: out of wasm memory');
+    this.stNames = this.stRecs + Core.STAGE * this.st.size;
+    this.stN = 0; // records staged, not yet ingested
+    this.stNameAt = this.stNames; // where the next staged name goes
+    this.stOn = false; // staging while phase 2 runs (Polytel sets it); else every span goes to the core at once
+    this.stF64 = new Float64Array(0);
+    this.stI32 = new Int32Array(0);
+    this.stWake = null; // called when the first record is staged after an ingest (the driver's wake)
+    this.spanIngest = asm.ptw_span_ingest || M._ptw_span_ingest;
+  }
+
+  /**
+   * Stages a plain span's record (name, status, kind, scope pointers, times, parent bytes, ring slot) in wasm
+   * memory for the next ingest, instead of a call into wasm per span: false when the name does not fit the
+   * short ASCII form (the caller records it at once). What reads the core's state ingests first (ingest).
+   */
+  stage(span, status, sp, svp, end) {
+    const name = span.name;
+    const n = name.length;
+    if (n > 256) return false;
+    const out = this.ringSlot(span); // may ingest (the ring wraps)
+    if (this.stN === Core.STAGE || this.stNameAt + n + 1 > this.stNames + Core.STAGE_NAMES) this.ingest();
+    const h = this.M.HEAPU8; // after the last call into wasm (memory may have grown)
+    const np = this.stNameAt;
+    for (let i = 0; i < n; i++) {
+      const c = name.charCodeAt(i);
+      if (c > 127) return false; // the caller records it at once (its ring slot taken again)
+      h[np + i] = c;
+    }
+    h[np + n] = 0;
+    const k = this.stN;
+    const r = this.stRecs + k * this.st.size;
+    const pb = span._pb;
+    if (pb) h.set(pb, r);
+    let f = this.stF64;
+    let w = this.stI32;
+    if (f.length === 0) {
+      // a new view after the memory grew (the old buffer is detached: its views read as empty)
+      f = this.stF64 = new Float64Array(h.buffer);
+      w = this.stI32 = new Int32Array(h.buffer);
+    }
+    const L = this.st;
+    f[(r + L.start) >> 3] = span._t0;
+    f[(r + L.end) >> 3] = end;
+    const q = r >> 2;
+    w[q + (L.out >> 2)] = out;
+    w[q + (L.name >> 2)] = np;
+    w[q + (L.scope >> 2)] = sp;
+    w[q + (L.scopeV >> 2)] = svp;
+    w[q + (L.status >> 2)] = status;
+    w[q + (L.kind >> 2)] = span._kind;
+    w[q + (L.hasParent >> 2)] = pb ? 1 : 0;
+    this.stNameAt = np + n + 1;
+    this.stN = k + 1;
+    if (k === 0 && this.stWake) this.stWake();
+    return true;
+  }
+
+  /** Records the staged spans in the core (one ptw_span_ingest); before anything reads or exports its state. */
+  ingest() {
+    const n = this.stN;
+    if (n === 0) return;
+    this.stN = 0;
+    this.stNameAt = this.stNames;
+    this.spanIngest(this.stRecs, n);
   }
 
   /** Unix nanoseconds on the core's clock (polytel_now_ns in wasm), without a call into wasm. */
@@ -247,6 +319,7 @@ class Core {
   ringSlot(span) {
     let k = this.ringN;
     if (k === Core.RING) {
+      this.ingest(); // staged spans write their contexts in this round's slots
       this.ringGen.bytes = this.heap().slice(this.ring, this.ring + Core.RING * this.layout.ctx);
       this.ringGen = { bytes: null };
       k = 0;
@@ -259,6 +332,7 @@ class Core {
 
   /** The context bytes in slot k of ring generation gen (still in the ring, or in its copy). */
   ringCtx(gen, k) {
+    this.ingest(); // the span may still be staged: its ids are decided when the core records it
     const at = k * this.layout.ctx;
     const end = at + this.layout.ctx;
     return gen.bytes ? gen.bytes.slice(at, end) : this.heap().slice(this.ring + at, this.ring + end);
@@ -696,6 +770,7 @@ class Driver {
   tick() {
     if (!this.running) return;
     const M = this.M;
+    this.pt._core.ingest(); // the spans staged since the last tick are the core's before it exports
     let delay = M._ptw_pump();
     if (delay === -2) return;
     this.sendReady();
@@ -1006,6 +1081,7 @@ class Driver {
     if (this.exited) return this.exitRun ?? Promise.resolve(this.lastExit);
     if (this.exitRun) return this.exitRun.then(() => this.exitFlush(final));
     const M = this.M;
+    this.pt._core.ingest();
     M._ptw_exit_cut();
     const list = [];
     const metricsSuperseded = (r) => r.signal === SIGNAL_METRICS && (M._ptw_exit_release(r.req), true);
@@ -1458,13 +1534,9 @@ class Polytel extends Logger {
       const scope = span._scope;
       const name = span.name;
       if (span._attrs === null && !message && span._c === undefined && name.length <= 1024 && (scope === undefined || scope.pinned)) {
-        // The commonest span: a name, a status, maybe a tracer's scope, its ids never asked for. The arena holds
-        // at least 4096 bytes (reserved at start-up), more than a context and a 1024-character name in UTF-8.
-        const cp = (core.arenaPtr + 7) & ~7;
-        const pb = span._pb;
-        if (pb) core.heap().set(pb, cp);
-        const np = cp + core.layout.ctx;
-        core.putString(np, name);
+        // The commonest span: a name, a status, maybe a tracer's scope, its ids never asked for. Staged while
+        // phase 2 runs (Core.stage), else recorded now. The arena holds at least 4096 bytes (reserved at
+        // start-up), more than a context and a 1024-character name in UTF-8.
         let sp = 0;
         let svp = 0;
         if (scope !== undefined) {
@@ -1472,6 +1544,12 @@ class Polytel extends Logger {
           sp = scope._np;
           svp = scope._vp;
         }
+        if (core.stOn && core.stage(span, status, sp, svp, end)) return;
+        const cp = (core.arenaPtr + 7) & ~7;
+        const pb = span._pb;
+        if (pb) core.heap().set(pb, cp);
+        const np = cp + core.layout.ctx;
+        core.putString(np, name);
         core.spanRun(pb ? cp : 0, core.ringSlot(span), span._t0, np, status, 0, 0, 0, span._kind, sp, svp, end);
         return;
       }
@@ -1919,6 +1997,7 @@ class Polytel extends Logger {
   stats() {
     const core = this._core;
     const size = core.layout.stats;
+    core.ingest(); // a staged span is counted as recorded
     core.reserve(size + 8);
     const p = (core.arenaPtr + 7) & ~7;
     core.M._polytel_stats(p);
@@ -1943,7 +2022,9 @@ class Polytel extends Logger {
       merged.compression != null || this._core.envKeys.has('OTEL_EXPORTER_OTLP_COMPRESSION') || this._core.pageGlobal('OTEL_EXPORTER_OTLP_COMPRESSION') != null;
     this._driver.configure(merged, this._fs);
     applyConfig(this._core, merged);
+    this._core.ingest(); // (nothing is staged before phase 2; kept in case)
     const rc = this._core.M._ptw_init_full();
+    if (rc === 0 || rc === ERRORS.EALREADY) this._stageOn();
     if (rc !== 0 && rc !== ERRORS.EALREADY) {
       throw new Error(`polytel: phase 2 failed: ${this._core.readCString(this._core.M._polytel_strerror(rc))}`);
     }
@@ -2038,6 +2119,7 @@ class Polytel extends Logger {
   _endAtExit(cause) {
     const { pending } = this.stats();
     if (pending) this._core.warn(`exit: ${pending} log records/spans still pending: ${cause}`);
+    this._stageOff();
     this._core.M._ptw_shutdown(0);
     this._unhookExit();
   }
@@ -2062,8 +2144,10 @@ class Polytel extends Logger {
     const deadline = Date.now() + Math.max(0, timeoutMs);
     const d = this._driver;
     // Phase 1: nothing can be sent; 0 when nothing is pending (console), ESTATE in deferred.
+    this._core.ingest();
     if (!d.running) return M._polytel_flush(0) === 0;
     await this._collect();
+    this._core.ingest(); // what the collectors' callbacks ended
     M._ptw_force(); // every block drained, every partial batch cut, metrics collected, backoffs ended
     d.tick();
     while (d.running && d.outstanding()) {
@@ -2073,6 +2157,26 @@ class Polytel extends Logger {
       d.tick();
     }
     return d.running && !d.outstanding();
+  }
+
+  /**
+   * Plain spans are staged (Core.stage) while phase 2 runs: its export tick, flush, shutdown, stats and any
+   * read of a staged span's ids ingest them, and the first span staged after an ingest wakes the driver, so a
+   * staged span waits no longer than one turn of the event loop when nothing else runs.
+   */
+  _stageOn() {
+    const core = this._core;
+    const d = this._driver;
+    core.stWake = () => d.wake();
+    core.stOn = true;
+  }
+
+  /** Everything staged goes to the core, and spans are recorded at once from here on. */
+  _stageOff() {
+    const core = this._core;
+    core.ingest();
+    core.stOn = false;
+    core.stWake = null;
   }
 
   /** Runs the observable instruments' callbacks (registerOpenTelemetry's meters). */
@@ -2087,6 +2191,7 @@ class Polytel extends Logger {
   async shutdown(timeoutMs = 5000) {
     if (this._driver.running) await this.flush(timeoutMs);
     // What is still undelivered is dropped and counted; 0 only when everything recorded was delivered.
+    this._stageOff();
     const rc = this._core.M._ptw_shutdown(0);
     this._unhookExit();
     return rc === 0;
