@@ -248,6 +248,9 @@ class Core {
     this.stN = 0; // records staged, not yet ingested
     this.stNameAt = this.stNames; // where the next staged name goes
     this.stOn = false; // staging while phase 2 runs (Polytel sets it); else every span goes to the core at once
+    // Views over wasm memory, made again when it grew (the old buffer is detached: its views read as empty);
+    // not Module.HEAPU8, a look-up in an object of a few hundred properties.
+    this.stU8 = new Uint8Array(0);
     this.stF64 = new Float64Array(0);
     this.stI32 = new Int32Array(0);
     this.stWake = null; // called when the first record is staged after an ingest (the driver's wake)
@@ -265,7 +268,8 @@ class Core {
     if (n > 256) return false;
     const out = this.ringSlot(span); // may ingest (the ring wraps)
     if (this.stN === Core.STAGE || this.stNameAt + n + 1 > this.stNames + Core.STAGE_NAMES) this.ingest();
-    const h = this.M.HEAPU8; // after the last call into wasm (memory may have grown)
+    let h = this.stU8; // after the last call into wasm (memory may have grown)
+    if (h.length === 0) h = this.stViews();
     const np = this.stNameAt;
     for (let i = 0; i < n; i++) {
       const c = name.charCodeAt(i);
@@ -277,13 +281,8 @@ class Core {
     const r = this.stRecs + k * this.st.size;
     const pb = span._pb;
     if (pb) h.set(pb, r);
-    let f = this.stF64;
-    let w = this.stI32;
-    if (f.length === 0) {
-      // a new view after the memory grew (the old buffer is detached: its views read as empty)
-      f = this.stF64 = new Float64Array(h.buffer);
-      w = this.stI32 = new Int32Array(h.buffer);
-    }
+    const f = this.stF64;
+    const w = this.stI32;
     const L = this.st;
     f[(r + L.start) >> 3] = span._t0;
     f[(r + L.end) >> 3] = end;
@@ -299,6 +298,14 @@ class Core {
     this.stN = k + 1;
     if (k === 0 && this.stWake) this.stWake();
     return true;
+  }
+
+  /** The staging views over wasm memory as it is now; returns the bytes' view. */
+  stViews() {
+    const buf = this.M.HEAPU8.buffer;
+    this.stF64 = new Float64Array(buf);
+    this.stI32 = new Int32Array(buf);
+    return (this.stU8 = new Uint8Array(buf));
   }
 
   /** Records the staged spans in the core (one ptw_span_ingest); before anything reads or exports its state. */
