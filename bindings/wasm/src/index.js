@@ -12,7 +12,7 @@ const IS_NODE =
 import { ERRORS, LEVELS, OPTIONS, PHASES, STATS_FIELDS as CORE_STATS_FIELDS } from '../dist/polytel_tables.mjs';
 import {
   Context, ROOT_CONTEXT, RemoteSpan, SPAN_KEY, Scope, Span, SpanContext, STATUS_ERROR, STATUS_UNSET, describeError, errorMessage, httpHandler,
-  kindName, toNs, withSpan,
+  fastRunAls, kindName, run3, toNs, withSpan,
 } from './trace.js';
 import { registerOpenTelemetry } from './otel.js';
 
@@ -1305,13 +1305,14 @@ class Logger {
 }
 
 class Polytel extends Logger {
-  constructor(core, options, als, fsModule) {
+  constructor(core, options, als, fsModule, ear = null) {
     // Logger's constructor needs _core: set it through a prototype-free path first.
     super({ _core: core }, options.target ?? 'app');
     this._pt = this;
     this._core = core;
     this._options = options;
     this._als = als; // AsyncLocalStorage (Node) or null
+    this._ear = ear; // executionAsyncResource for run1/run3 (trace.js), or null
     this._settling = null; // callSettled's chained promise, taken by span() right after
     this._onSettledOk = (v) => this._settledOk(v);
     this._onSettledErr = (e) => this._settledErr(e);
@@ -1732,7 +1733,7 @@ class Polytel extends Logger {
     }
     let result;
     try {
-      if (als) result = als.run(withSpan(store, span), callSettled, this, fn, span);
+      if (als) result = run3(als, this._ear, withSpan(store, span), callSettled, this, fn, span);
       else result = this._runIn(span, fn);
     } catch (e) {
       span.recordException(e);
@@ -2290,10 +2291,13 @@ export async function createPolytel(options = {}) {
   core = new Core(M, options);
 
   let als = null;
+  let ear = null;
   let fsModule = null;
   if (IS_NODE) {
     try {
-      als = new (await import('node:async_hooks')).AsyncLocalStorage();
+      const hooks = await import('node:async_hooks');
+      als = new hooks.AsyncLocalStorage();
+      ear = fastRunAls(als, hooks);
     } catch {
       als = null;
     }
@@ -2346,7 +2350,7 @@ export async function createPolytel(options = {}) {
     else core.defaultServiceName = 'unknown_service:webjs';
   }
 
-  pt = new Polytel(core, options, als, fsModule);
+  pt = new Polytel(core, options, als, fsModule, ear);
   if (IS_NODE) pt._require = (await import('node:module')).createRequire(import.meta.url);
   applyConfig(core, options);
   const rc = M._ptw_init_console();

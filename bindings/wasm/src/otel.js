@@ -4,7 +4,7 @@
 // Nothing here samples, parses or encodes: tracers start and finish polytel spans (the core's sampler decides,
 // its limits apply), the propagator is pt.inject/pt.extract (the core's codecs), instruments are pt's metrics.
 
-import { ROOT_CONTEXT, RemoteSpan, SPAN_KEY, Scope, Span, SpanContext } from './trace.js';
+import { ROOT_CONTEXT, RemoteSpan, SPAN_KEY, Scope, Span, SpanContext, run1 } from './trace.js';
 
 const FIELDS = ['traceparent', 'tracestate', 'baggage'];
 const BAGGAGE_KEY = Symbol.for('OpenTelemetry Baggage Key'); // the API's createContextKey(...) is Symbol.for
@@ -61,7 +61,7 @@ class Tracer {
       // span made without an options object, and run() passing the span (no closure, no arguments array).
       const context = als.getStore() ?? this._state.root;
       const span = pt._startUnder(typeof name === 'string' ? name : String(name), context.getValue(SPAN_KEY), undefined, this._scope);
-      return als.run(context.setValue(SPAN_KEY, span), a, span);
+      return run1(als, pt._ear, context.setValue(SPAN_KEY, span), a, span);
     }
     let options;
     let context;
@@ -74,7 +74,7 @@ class Tracer {
     const ctx = context.setValue(SPAN_KEY, span);
     // While registered, the API's context.with() would only come back to pt's AsyncLocalStorage: go there
     // directly, and let run() pass the span (no closure, no arguments array).
-    if (als && this._state.on) return als.run(ctx, fn, span);
+    if (als && this._state.on) return run1(als, pt._ear, ctx, fn, span);
     return this._api.context.with(ctx, fn, undefined, span);
   }
 }
