@@ -59,9 +59,24 @@ class Tracer {
     if (typeof a === 'function' && als && this._state.on) {
       // (name, fn) while registered, in Node: the current context straight from pt's AsyncLocalStorage, the
       // span made without an options object, and run() passing the span (no closure, no arguments array).
+      const ear = pt._ear;
+      if (ear !== null && als.enabled === true) {
+        // run1 inline, its resource also the one the current context is read from (one look-up per span)
+        const res = ear();
+        const k = als.kResourceStore;
+        const old = res[k];
+        const context = old ?? this._state.root;
+        const span = pt._startUnder(typeof name === 'string' ? name : String(name), context.getValue(SPAN_KEY), undefined, this._scope);
+        res[k] = context.setValue(SPAN_KEY, span);
+        try {
+          return a.call(null, span);
+        } finally {
+          res[k] = old;
+        }
+      }
       const context = als.getStore() ?? this._state.root;
       const span = pt._startUnder(typeof name === 'string' ? name : String(name), context.getValue(SPAN_KEY), undefined, this._scope);
-      return run1(als, pt._ear, context.setValue(SPAN_KEY, span), a, span);
+      return als.run(context.setValue(SPAN_KEY, span), a, span);
     }
     let options;
     let context;
