@@ -1723,6 +1723,29 @@ class Polytel extends Logger {
   span(name, fn, attrs, opts) {
     if (typeof fn !== 'function') throw new TypeError('polytel: span(name, fn, attrs?, opts?) needs a function');
     const als = this._als;
+    const ear = this._ear;
+    if (opts === undefined && ear !== null && als.enabled === true) {
+      // The plain span in Node 16-22: run3 inline, the current context read from the async resource the span's
+      // context is then set on (one look-up per span).
+      const res = ear();
+      const k = als.kResourceStore;
+      const old = res[k];
+      const span = this._startUnder(typeof name === 'string' ? name : String(name), old ? old.getValue(SPAN_KEY) : undefined, attrs, undefined);
+      let result;
+      try {
+        res[k] = withSpan(old, span);
+        try {
+          result = callSettled(this, fn, span);
+        } finally {
+          res[k] = old;
+        }
+      } catch (e) {
+        span.recordException(e);
+        span._end(STATUS_ERROR, errorMessage(e));
+        throw e;
+      }
+      return this._spanResult(span, result);
+    }
     const store = als ? als.getStore() : undefined;
     let span;
     if (opts === undefined) {
@@ -1740,6 +1763,11 @@ class Polytel extends Logger {
       span._end(STATUS_ERROR, errorMessage(e));
       throw e;
     }
+    return this._spanResult(span, result);
+  }
+
+  /** What pt.span returns for fn's result: its chained promise, a thenable's then pair, or the value (ended). */
+  _spanResult(span, result) {
     if (result === SETTLING) {
       result = this._settling;
       this._settling = null;
