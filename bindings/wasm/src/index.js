@@ -12,7 +12,7 @@ const IS_NODE =
 import { ERRORS, LEVELS, OPTIONS, PHASES, STATS_FIELDS as CORE_STATS_FIELDS } from '../dist/polytel_tables.mjs';
 import {
   Context, ROOT_CONTEXT, RemoteSpan, SPAN_KEY, Scope, Span, SpanContext, STATUS_ERROR, STATUS_UNSET, describeError, errorMessage, httpHandler,
-  kindName, toNs, withSpan,
+  fastRunAls, kindName, run3, toNs, withSpan,
 } from './trace.js';
 import { registerOpenTelemetry } from './otel.js';
 
@@ -178,6 +178,9 @@ class Core {
   static INTERN_MAX = 4096;
   /** Slots of the ring of finished spans' contexts (see ringSlot). */
   static RING = 256;
+  /** Spans staged before an ingest (see stage), and the bytes of their names. */
+  static STAGE = 128;
+  static STAGE_NAMES = 128 * 257;
 
   constructor(M, options) {
     this.M = M;
@@ -230,6 +233,88 @@ class Core {
     // The core's clock, read here (clock.c's polytel__js_wall_ms: Module.ptWallMs, set at its first read).
     M._ptw_now_ns();
     this.wallMs = typeof M.ptWallMs === 'function' ? M.ptWallMs : null;
+    // The span calls as the wasm exports themselves: Module's own _ptw_* are looked up in an object of a few
+    // hundred properties, and the first call of each goes through emscripten's forwarding stub.
+    const asm = M.asm || {};
+    this.spanRun = asm.ptw_span_run || M._ptw_span_run;
+    this.spanFinish = asm.ptw_span_finish || M._ptw_span_finish;
+    this.spanStartAt = asm.ptw_span_start_at || M._ptw_span_start_at;
+    // The staging area of plain spans (see stage): Core.STAGE records (ptw_staged_t) and their names' bytes.
+    const st = (w) => M._ptw_staged_layout(w);
+    this.st = { size: st(0), start: st(1), end: st(2), out: st(3), name: st(4), scope: st(5), scopeV: st(6), status: st(7), kind: st(8), hasParent: st(9) };
+    this.stRecs = M._malloc(Core.STAGE * this.st.size + Core.STAGE_NAMES);
+    if (!this.stRecs) throw new Error('polytel: out of wasm memory');
+    this.stNames = this.stRecs + Core.STAGE * this.st.size;
+    this.stN = 0; // records staged, not yet ingested
+    this.stNameAt = this.stNames; // where the next staged name goes
+    this.stOn = false; // staging while phase 2 runs (Polytel sets it); else every span goes to the core at once
+    // Views over wasm memory, made again when it grew (the old buffer is detached: its views read as empty);
+    // not Module.HEAPU8, a look-up in an object of a few hundred properties.
+    this.stU8 = new Uint8Array(0);
+    this.stF64 = new Float64Array(0);
+    this.stI32 = new Int32Array(0);
+    this.stWake = null; // called when the first record is staged after an ingest (the driver's wake)
+    this.spanIngest = asm.ptw_span_ingest || M._ptw_span_ingest;
+  }
+
+  /**
+   * Stages a plain span's record (name, status, kind, scope pointers, times, parent bytes, ring slot) in wasm
+   * memory for the next ingest, instead of a call into wasm per span: false when the name does not fit the
+   * short ASCII form (the caller records it at once). What reads the core's state ingests first (ingest).
+   */
+  stage(span, status, sp, svp, end) {
+    const name = span.name;
+    const n = name.length;
+    if (n > 256) return false;
+    const out = this.ringSlot(span); // may ingest (the ring wraps)
+    if (this.stN === Core.STAGE || this.stNameAt + n + 1 > this.stNames + Core.STAGE_NAMES) this.ingest();
+    let h = this.stU8; // after the last call into wasm (memory may have grown)
+    if (h.length === 0) h = this.stViews();
+    const np = this.stNameAt;
+    for (let i = 0; i < n; i++) {
+      const c = name.charCodeAt(i);
+      if (c > 127) return false; // the caller records it at once (its ring slot taken again)
+      h[np + i] = c;
+    }
+    h[np + n] = 0;
+    const k = this.stN;
+    const r = this.stRecs + k * this.st.size;
+    const pb = span._pb;
+    if (pb) h.set(pb, r);
+    const f = this.stF64;
+    const w = this.stI32;
+    const L = this.st;
+    f[(r + L.start) >> 3] = span._t0;
+    f[(r + L.end) >> 3] = end;
+    const q = r >> 2;
+    w[q + (L.out >> 2)] = out;
+    w[q + (L.name >> 2)] = np;
+    w[q + (L.scope >> 2)] = sp;
+    w[q + (L.scopeV >> 2)] = svp;
+    w[q + (L.status >> 2)] = status;
+    w[q + (L.kind >> 2)] = span._kind;
+    w[q + (L.hasParent >> 2)] = pb ? 1 : 0;
+    this.stNameAt = np + n + 1;
+    this.stN = k + 1;
+    if (k === 0 && this.stWake) this.stWake();
+    return true;
+  }
+
+  /** The staging views over wasm memory as it is now; returns the bytes' view. */
+  stViews() {
+    const buf = this.M.HEAPU8.buffer;
+    this.stF64 = new Float64Array(buf);
+    this.stI32 = new Int32Array(buf);
+    return (this.stU8 = new Uint8Array(buf));
+  }
+
+  /** Records the staged spans in the core (one ptw_span_ingest); before anything reads or exports its state. */
+  ingest() {
+    const n = this.stN;
+    if (n === 0) return;
+    this.stN = 0;
+    this.stNameAt = this.stNames;
+    this.spanIngest(this.stRecs, n);
   }
 
   /** Unix nanoseconds on the core's clock (polytel_now_ns in wasm), without a call into wasm. */
@@ -241,6 +326,7 @@ class Core {
   ringSlot(span) {
     let k = this.ringN;
     if (k === Core.RING) {
+      this.ingest(); // staged spans write their contexts in this round's slots
       this.ringGen.bytes = this.heap().slice(this.ring, this.ring + Core.RING * this.layout.ctx);
       this.ringGen = { bytes: null };
       k = 0;
@@ -253,6 +339,7 @@ class Core {
 
   /** The context bytes in slot k of ring generation gen (still in the ring, or in its copy). */
   ringCtx(gen, k) {
+    this.ingest(); // the span may still be staged: its ids are decided when the core records it
     const at = k * this.layout.ctx;
     const end = at + this.layout.ctx;
     return gen.bytes ? gen.bytes.slice(at, end) : this.heap().slice(this.ring + at, this.ring + end);
@@ -690,6 +777,7 @@ class Driver {
   tick() {
     if (!this.running) return;
     const M = this.M;
+    this.pt._core.ingest(); // the spans staged since the last tick are the core's before it exports
     let delay = M._ptw_pump();
     if (delay === -2) return;
     this.sendReady();
@@ -1000,6 +1088,7 @@ class Driver {
     if (this.exited) return this.exitRun ?? Promise.resolve(this.lastExit);
     if (this.exitRun) return this.exitRun.then(() => this.exitFlush(final));
     const M = this.M;
+    this.pt._core.ingest();
     M._ptw_exit_cut();
     const list = [];
     const metricsSuperseded = (r) => r.signal === SIGNAL_METRICS && (M._ptw_exit_release(r.req), true);
@@ -1216,13 +1305,14 @@ class Logger {
 }
 
 class Polytel extends Logger {
-  constructor(core, options, als, fsModule) {
+  constructor(core, options, als, fsModule, ear = null) {
     // Logger's constructor needs _core: set it through a prototype-free path first.
     super({ _core: core }, options.target ?? 'app');
     this._pt = this;
     this._core = core;
     this._options = options;
     this._als = als; // AsyncLocalStorage (Node) or null
+    this._ear = ear; // executionAsyncResource for run1/run3 (trace.js), or null
     this._settling = null; // callSettled's chained promise, taken by span() right after
     this._onSettledOk = (v) => this._settledOk(v);
     this._onSettledErr = (e) => this._settledErr(e);
@@ -1393,7 +1483,22 @@ class Polytel extends Logger {
     const t0 = opts.startTime !== undefined ? Math.round(toNs(opts.startTime)) : this._core.nowNs();
     const links = opts.links ? Array.from(opts.links) : null;
     const scope = opts.scope === undefined ? undefined : Polytel._scope(opts.scope);
-    return new Span(this, name, parent, attrs, kind, scope, links, opts.baggage, t0);
+    return new Span(this, name, parent.bytes, parent.tracestate, parent.baggage, attrs, kind, scope, links, opts.baggage, t0);
+  }
+
+  /**
+   * The span of pt.span without options and of a tracer's plain startSpan: parent is what the context holds
+   * (undefined, a polytel Span, or the API's/another SDK's span), read without the { bytes, tracestate,
+   * baggage } object _parentInfo makes. kind 1 is INTERNAL; scope a tracer's pinned Scope or undefined.
+   */
+  _startUnder(name, parent, attrs, scope) {
+    if (parent === undefined || parent === null) return new Span(this, name, null, '', EMPTY_BAGGAGE, attrs, 1, scope, null, undefined, this._core.nowNs());
+    if (parent instanceof Span) {
+      const pb = parent._ctx; // the parent started in the core first, if nobody asked for its ids before
+      return new Span(this, name, pb, parent._tracestate, parent._baggage, attrs, 1, scope, null, undefined, this._core.nowNs());
+    }
+    const info = this._parentInfo(parent);
+    return new Span(this, name, info.bytes, info.tracestate, info.baggage, attrs, 1, scope, null, undefined, this._core.nowNs());
   }
 
   /** span's polytel_span_ctx_t bytes: from the ring when ptw_span_run finished it, else started now (at its start time). */
@@ -1405,7 +1510,7 @@ class Polytel extends Logger {
     const pp = (core.arenaPtr + 7) & ~7;
     const out = pp + ((size + 7) & ~7);
     if (span._pb) core.heap().set(span._pb, pp);
-    const rc = core.M._ptw_span_start_at(span._pb ? pp : 0, out, span._t0);
+    const rc = core.spanStartAt(span._pb ? pp : 0, out, span._t0);
     return rc === 0 ? core.heap().slice(out, out + size) : null;
   }
 
@@ -1431,11 +1536,34 @@ class Polytel extends Logger {
   /** Records the whole span at once: ptw_span_finish (polytel_span_finish_ex) with kind, scope, events, links. */
   _finishSpan(span, status, message, endNs) {
     const core = this._core;
+    // The end is read first: the span ends when _end is called, not after its strings are written.
+    const end = endNs || core.nowNs();
     if (!span._events && !span._links && !span._tracestate) {
+      const scope = span._scope;
+      const name = span.name;
+      if (span._attrs === null && !message && span._c === undefined && name.length <= 1024 && (scope === undefined || scope.pinned)) {
+        // The commonest span: a name, a status, maybe a tracer's scope, its ids never asked for. Staged while
+        // phase 2 runs (Core.stage), else recorded now. The arena holds at least 4096 bytes (reserved at
+        // start-up), more than a context and a 1024-character name in UTF-8.
+        let sp = 0;
+        let svp = 0;
+        if (scope !== undefined) {
+          scope.pin(core);
+          sp = scope._np;
+          svp = scope._vp;
+        }
+        if (core.stOn && core.stage(span, status, sp, svp, end)) return;
+        const cp = (core.arenaPtr + 7) & ~7;
+        const pb = span._pb;
+        if (pb) core.heap().set(pb, cp);
+        const np = cp + core.layout.ctx;
+        core.putString(np, name);
+        core.spanRun(pb ? cp : 0, core.ringSlot(span), span._t0, np, status, 0, 0, 0, span._kind, sp, svp, end);
+        return;
+      }
       // The plain span (name, status, attributes, a tracer's scope): no event, link or tracestate arrays to
       // lay out; a tracer's scope strings are pinned once (Scope.pin), a per-call scope written beside the name.
       const entries = Core.attrEntries(span._attrs);
-      const scope = span._scope;
       let sp = 0;
       let svp = 0;
       let need = core.layout.ctx + 64 + (span.name.length + (message ? message.length : 0)) * 3 + core.attrBytes(entries);
@@ -1473,8 +1601,10 @@ class Polytel extends Logger {
         [ap, off] = core.putAttrs(off, entries);
         n = entries.length / 2;
       }
-      if (deferred) core.M._ptw_span_run(pb ? cp : 0, core.ringSlot(span), span._t0, np, status, mp, ap, n, span._kind, sp, svp, endNs || 0);
-      else core.M._ptw_span_finish(cp, np, status, mp, ap, n, span._kind, sp, svp, 0, 0, 0, 0, 0, endNs || 0);
+      // The end time is passed, not read by the core: its clock is the same JavaScript function, and a call from
+      // wasm back into JavaScript costs more than the read.
+      if (deferred) core.spanRun(pb ? cp : 0, core.ringSlot(span), span._t0, np, status, mp, ap, n, span._kind, sp, svp, end);
+      else core.spanFinish(cp, np, status, mp, ap, n, span._kind, sp, svp, 0, 0, 0, 0, 0, end);
       return;
     }
     const L = core.span;
@@ -1580,7 +1710,7 @@ class Polytel extends Logger {
       }
     }
     core.M._ptw_span_finish(cp, np, status, mp, ap, n, span._kind, sp, svp, tsp, evp, events ? events.length : 0, lp,
-      links ? links.length : 0, endNs || 0);
+      links ? links.length : 0, end);
   }
 
   /**
@@ -1593,18 +1723,51 @@ class Polytel extends Logger {
   span(name, fn, attrs, opts) {
     if (typeof fn !== 'function') throw new TypeError('polytel: span(name, fn, attrs?, opts?) needs a function');
     const als = this._als;
+    const ear = this._ear;
+    if (opts === undefined && ear !== null && als.enabled === true) {
+      // The plain span in Node 16-22: run3 inline, the current context read from the async resource the span's
+      // context is then set on (one look-up per span).
+      const res = ear();
+      const k = als.kResourceStore;
+      const old = res[k];
+      const span = this._startUnder(typeof name === 'string' ? name : String(name), old ? old.getValue(SPAN_KEY) : undefined, attrs, undefined);
+      let result;
+      try {
+        res[k] = withSpan(old, span);
+        try {
+          result = callSettled(this, fn, span);
+        } finally {
+          res[k] = old;
+        }
+      } catch (e) {
+        span.recordException(e);
+        span._end(STATUS_ERROR, errorMessage(e));
+        throw e;
+      }
+      return this._spanResult(span, result);
+    }
     const store = als ? als.getStore() : undefined;
-    const parent = opts && opts.parent !== undefined ? opts.parent : als ? (store ? store.getValue(SPAN_KEY) : undefined) : this._current();
-    const span = this._startSpan(String(name), this._parentInfo(parent ?? null), attrs, opts || NO_OPTS);
+    let span;
+    if (opts === undefined) {
+      span = this._startUnder(typeof name === 'string' ? name : String(name), als ? (store ? store.getValue(SPAN_KEY) : undefined) : this._current(), attrs, undefined);
+    } else {
+      const parent = opts && opts.parent !== undefined ? opts.parent : als ? (store ? store.getValue(SPAN_KEY) : undefined) : this._current();
+      span = this._startSpan(String(name), this._parentInfo(parent ?? null), attrs, opts || NO_OPTS);
+    }
     let result;
     try {
-      if (als) result = als.run(withSpan(store, span), callSettled, this, fn, span);
+      if (als) result = run3(als, this._ear, withSpan(store, span), callSettled, this, fn, span);
       else result = this._runIn(span, fn);
     } catch (e) {
       span.recordException(e);
       span._end(STATUS_ERROR, errorMessage(e));
       throw e;
     }
+    return this._spanResult(span, result);
+  }
+
+  /** What pt.span returns for fn's result: its chained promise, a thenable's then pair, or the value (ended). */
+  _spanResult(span, result) {
     if (result === SETTLING) {
       result = this._settling;
       this._settling = null;
@@ -1870,6 +2033,7 @@ class Polytel extends Logger {
   stats() {
     const core = this._core;
     const size = core.layout.stats;
+    core.ingest(); // a staged span is counted as recorded
     core.reserve(size + 8);
     const p = (core.arenaPtr + 7) & ~7;
     core.M._polytel_stats(p);
@@ -1894,7 +2058,9 @@ class Polytel extends Logger {
       merged.compression != null || this._core.envKeys.has('OTEL_EXPORTER_OTLP_COMPRESSION') || this._core.pageGlobal('OTEL_EXPORTER_OTLP_COMPRESSION') != null;
     this._driver.configure(merged, this._fs);
     applyConfig(this._core, merged);
+    this._core.ingest(); // (nothing is staged before phase 2; kept in case)
     const rc = this._core.M._ptw_init_full();
+    if (rc === 0 || rc === ERRORS.EALREADY) this._stageOn();
     if (rc !== 0 && rc !== ERRORS.EALREADY) {
       throw new Error(`polytel: phase 2 failed: ${this._core.readCString(this._core.M._polytel_strerror(rc))}`);
     }
@@ -1989,6 +2155,7 @@ class Polytel extends Logger {
   _endAtExit(cause) {
     const { pending } = this.stats();
     if (pending) this._core.warn(`exit: ${pending} log records/spans still pending: ${cause}`);
+    this._stageOff();
     this._core.M._ptw_shutdown(0);
     this._unhookExit();
   }
@@ -2013,8 +2180,10 @@ class Polytel extends Logger {
     const deadline = Date.now() + Math.max(0, timeoutMs);
     const d = this._driver;
     // Phase 1: nothing can be sent; 0 when nothing is pending (console), ESTATE in deferred.
+    this._core.ingest();
     if (!d.running) return M._polytel_flush(0) === 0;
     await this._collect();
+    this._core.ingest(); // what the collectors' callbacks ended
     M._ptw_force(); // every block drained, every partial batch cut, metrics collected, backoffs ended
     d.tick();
     while (d.running && d.outstanding()) {
@@ -2024,6 +2193,26 @@ class Polytel extends Logger {
       d.tick();
     }
     return d.running && !d.outstanding();
+  }
+
+  /**
+   * Plain spans are staged (Core.stage) while phase 2 runs: its export tick, flush, shutdown, stats and any
+   * read of a staged span's ids ingest them, and the first span staged after an ingest wakes the driver, so a
+   * staged span waits no longer than one turn of the event loop when nothing else runs.
+   */
+  _stageOn() {
+    const core = this._core;
+    const d = this._driver;
+    core.stWake = () => d.wake();
+    core.stOn = true;
+  }
+
+  /** Everything staged goes to the core, and spans are recorded at once from here on. */
+  _stageOff() {
+    const core = this._core;
+    core.ingest();
+    core.stOn = false;
+    core.stWake = null;
   }
 
   /** Runs the observable instruments' callbacks (registerOpenTelemetry's meters). */
@@ -2038,6 +2227,7 @@ class Polytel extends Logger {
   async shutdown(timeoutMs = 5000) {
     if (this._driver.running) await this.flush(timeoutMs);
     // What is still undelivered is dropped and counted; 0 only when everything recorded was delivered.
+    this._stageOff();
     const rc = this._core.M._ptw_shutdown(0);
     this._unhookExit();
     return rc === 0;
@@ -2129,10 +2319,13 @@ export async function createPolytel(options = {}) {
   core = new Core(M, options);
 
   let als = null;
+  let ear = null;
   let fsModule = null;
   if (IS_NODE) {
     try {
-      als = new (await import('node:async_hooks')).AsyncLocalStorage();
+      const hooks = await import('node:async_hooks');
+      als = new hooks.AsyncLocalStorage();
+      ear = fastRunAls(als, hooks);
     } catch {
       als = null;
     }
@@ -2185,7 +2378,7 @@ export async function createPolytel(options = {}) {
     else core.defaultServiceName = 'unknown_service:webjs';
   }
 
-  pt = new Polytel(core, options, als, fsModule);
+  pt = new Polytel(core, options, als, fsModule, ear);
   if (IS_NODE) pt._require = (await import('node:module')).createRequire(import.meta.url);
   applyConfig(core, options);
   const rc = M._ptw_init_console();

@@ -4,7 +4,7 @@
 // Nothing here samples, parses or encodes: tracers start and finish polytel spans (the core's sampler decides,
 // its limits apply), the propagator is pt.inject/pt.extract (the core's codecs), instruments are pt's metrics.
 
-import { ROOT_CONTEXT, RemoteSpan, SPAN_KEY, Scope, Span, SpanContext } from './trace.js';
+import { ROOT_CONTEXT, RemoteSpan, SPAN_KEY, Scope, Span, SpanContext, run1 } from './trace.js';
 
 const FIELDS = ['traceparent', 'tracestate', 'baggage'];
 const BAGGAGE_KEY = Symbol.for('OpenTelemetry Baggage Key'); // the API's createContextKey(...) is Symbol.for
@@ -29,8 +29,6 @@ class Tracer {
     this._api = api;
     this._state = state; // { on, root }: on while this registration's context manager is the API's
     this._scope = new Scope(name || 'unknown', version || '', true);
-    // What _startSpan takes for the plain span (kind INTERNAL, no links, no start time): one object per tracer.
-    this._plain = { kind: 1, scope: this._scope };
   }
 
   /** The active context: pt's own (AsyncLocalStorage) while registered, else whatever the API's manager says. */
@@ -42,9 +40,9 @@ class Tracer {
     const pt = this._pt;
     context ??= this._active();
     const parent = options && options.root ? undefined : context.getValue(SPAN_KEY);
-    const info = pt._parentInfo(parent ?? null);
     if (!options || (options.kind === undefined && !options.links && options.startTime === undefined))
-      return pt._startSpan(String(name), info, options && options.attributes, this._plain);
+      return pt._startUnder(typeof name === 'string' ? name : String(name), parent, options && options.attributes, this._scope);
+    const info = pt._parentInfo(parent ?? null);
     // The API's SpanKind counts from INTERNAL = 0; OTLP's (the core's) from UNSPECIFIED = 0.
     const kind = Number.isInteger(options.kind) && options.kind >= 0 && options.kind <= 4 ? options.kind + 1 : 1;
     return pt._startSpan(String(name), info, options.attributes, {
@@ -56,6 +54,30 @@ class Tracer {
   }
 
   startActiveSpan(name, a, b, c) {
+    const pt = this._pt;
+    const als = pt._als;
+    if (typeof a === 'function' && als && this._state.on) {
+      // (name, fn) while registered, in Node: the current context straight from pt's AsyncLocalStorage, the
+      // span made without an options object, and run() passing the span (no closure, no arguments array).
+      const ear = pt._ear;
+      if (ear !== null && als.enabled === true) {
+        // run1 inline, its resource also the one the current context is read from (one look-up per span)
+        const res = ear();
+        const k = als.kResourceStore;
+        const old = res[k];
+        const context = old ?? this._state.root;
+        const span = pt._startUnder(typeof name === 'string' ? name : String(name), context.getValue(SPAN_KEY), undefined, this._scope);
+        res[k] = context.setValue(SPAN_KEY, span);
+        try {
+          return a.call(null, span);
+        } finally {
+          res[k] = old;
+        }
+      }
+      const context = als.getStore() ?? this._state.root;
+      const span = pt._startUnder(typeof name === 'string' ? name : String(name), context.getValue(SPAN_KEY), undefined, this._scope);
+      return als.run(context.setValue(SPAN_KEY, span), a, span);
+    }
     let options;
     let context;
     let fn;
@@ -67,8 +89,7 @@ class Tracer {
     const ctx = context.setValue(SPAN_KEY, span);
     // While registered, the API's context.with() would only come back to pt's AsyncLocalStorage: go there
     // directly, and let run() pass the span (no closure, no arguments array).
-    const als = this._state.on && this._pt._als;
-    if (als) return als.run(ctx, fn, span);
+    if (als && this._state.on) return run1(als, pt._ear, ctx, fn, span);
     return this._api.context.with(ctx, fn, undefined, span);
   }
 }

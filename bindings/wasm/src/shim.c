@@ -587,6 +587,57 @@ PTW_EXPORT int ptw_span_run(const polytel_span_ctx_t *parent, polytel_span_ctx_t
                          NULL, 0, end_ns);
 }
 
+/* A plain span index.js staged (Core.stage: a name, a status, maybe a tracer's scope, no attributes), as it
+ * lies in the staging area in wasm memory; ptw_span_ingest records a run of them in one call. */
+typedef struct ptw_staged_s {
+  polytel_span_ctx_t parent; /* read only when has_parent */
+  double start_ns, end_ns;
+  polytel_span_ctx_t *out; /* the span's ring slot (Core.ringSlot) */
+  const char *name, *scope, *scope_version;
+  int32_t status, kind, has_parent;
+} ptw_staged_t;
+
+/* The staged spans r[0..n), each as ptw_span_run would have recorded it when it ended (its ids and sampling
+ * decided here, its times the ones read then); returns how many ptw_span_finish accepted. */
+PTW_EXPORT int ptw_span_ingest(const ptw_staged_t *r, int n) {
+  int ok = 0;
+  for (int i = 0; i < n; i++, r++) {
+    polytel__span_start_at(r->has_parent ? &r->parent : NULL, r->out,
+                           r->start_ns > 0 ? (uint64_t)r->start_ns : 0);
+    ok += ptw_span_finish(r->out, r->name, r->status, NULL, NULL, 0, r->kind, r->scope, r->scope_version,
+                          NULL, NULL, 0, NULL, 0, r->end_ns) == 0;
+  }
+  return ok;
+}
+
+/* ptw_staged_t's layout for index.js: 0 its size, then the offsets of its fields; -1 past the last. */
+PTW_EXPORT int ptw_staged_layout(int what) {
+  switch (what) {
+    case 0:
+      return (int)sizeof(ptw_staged_t);
+    case 1:
+      return (int)offsetof(ptw_staged_t, start_ns);
+    case 2:
+      return (int)offsetof(ptw_staged_t, end_ns);
+    case 3:
+      return (int)offsetof(ptw_staged_t, out);
+    case 4:
+      return (int)offsetof(ptw_staged_t, name);
+    case 5:
+      return (int)offsetof(ptw_staged_t, scope);
+    case 6:
+      return (int)offsetof(ptw_staged_t, scope_version);
+    case 7:
+      return (int)offsetof(ptw_staged_t, status);
+    case 8:
+      return (int)offsetof(ptw_staged_t, kind);
+    case 9:
+      return (int)offsetof(ptw_staged_t, has_parent);
+    default:
+      return -1;
+  }
+}
+
 /* polytel_span_start at a start time index.js read (a deferred span whose ids are asked for before it ends).
  */
 PTW_EXPORT int ptw_span_start_at(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out, double start_ns) {

@@ -40,6 +40,47 @@ export class Context {
 
 export const ROOT_CONTEXT = new Context(null, undefined, undefined);
 
+/**
+ * AsyncLocalStorage.run(store, fn, x) for one argument, and run3 for three, as Node 16-22's run does it (the
+ * store on the current async resource for the call, restored after it, even when fn throws) without run's
+ * second and third resource look-ups, its rest-argument array and its same-store check (a span's context is
+ * always new). ear is async_hooks.executionAsyncResource when this AsyncLocalStorage keeps its store under
+ * kResourceStore (fastRunAls); else null, and run itself is called (Node 24's AsyncContextFrame). Only while
+ * als is enabled: the first run enables it (its hooks carry the store into async continuations).
+ */
+export function run1(als, ear, store, fn, x) {
+  if (ear === null || als.enabled !== true) return als.run(store, fn, x);
+  const res = ear();
+  const k = als.kResourceStore;
+  const old = res[k];
+  res[k] = store;
+  try {
+    return fn.call(null, x);
+  } finally {
+    res[k] = old;
+  }
+}
+
+export function run3(als, ear, store, fn, a, b, c) {
+  if (ear === null || als.enabled !== true) return als.run(store, fn, a, b, c);
+  const res = ear();
+  const k = als.kResourceStore;
+  const old = res[k];
+  res[k] = store;
+  try {
+    return fn.call(null, a, b, c);
+  } finally {
+    res[k] = old;
+  }
+}
+
+/** executionAsyncResource when als keeps its store as Node 16-22 do (run1), else null. */
+export function fastRunAls(als, hooks) {
+  if (!als || typeof hooks.executionAsyncResource !== 'function') return null;
+  if (typeof als.kResourceStore !== 'symbol' || typeof als.enabled !== 'boolean' || typeof als._enable !== 'function') return null;
+  return hooks.executionAsyncResource;
+}
+
 /** ctx with span as its current span; ctx may be any OpenTelemetry Context (the API's own included). */
 export function withSpan(ctx, span) {
   return (ctx ?? ROOT_CONTEXT).setValue(SPAN_KEY, span);
@@ -183,12 +224,14 @@ export class Span {
    * span (ids, sampling) only when its context is first asked for (_ctx: a child, a log, its ids, inject), or
    * when it ends (ptw_span_run: start and finish in one call).
    */
-  constructor(pt, name, parentInfo, attrs, kind, scope, links, baggage, startNs) {
+  // The parent arrives as its three parts (pb: its context bytes or null, its tracestate and baggage), not as
+  // an object: pt.span and a tracer's startSpan hand a polytel parent's fields over with nothing allocated.
+  constructor(pt, name, pb, tracestate, parentBaggage, attrs, kind, scope, links, baggage, startNs) {
     this._pt = pt;
     this.name = name;
     // polytel_span_ctx_t bytes; undefined until the core started it; null when it had no context to give
     this._c = undefined;
-    this._pb = parentInfo.bytes;
+    this._pb = pb;
     this._t0 = startNs;
     this._gen = null; // finished through ptw_span_run: the ring generation holding its context (Core.ringSlot)
     this._slot = 0;
@@ -197,8 +240,8 @@ export class Span {
     this._links = links;
     this._kind = kind;
     this._scope = scope;
-    this._tracestate = parentInfo.tracestate;
-    this._baggage = baggage ? Object.freeze({ ...parentInfo.baggage, ...baggage }) : parentInfo.baggage;
+    this._tracestate = tracestate;
+    this._baggage = baggage ? Object.freeze({ ...parentBaggage, ...baggage }) : parentBaggage;
     this._status = STATUS_UNSET;
     this._statusMsg = undefined;
     this._ended = false;

@@ -166,6 +166,67 @@ describe('@opentelemetry/instrumentation-http on polytel', () => {
     for (const n of ['otel.outer', 'otel.inner', 'otel.explicit']) assert.deepEqual([by[n].scope, by[n].scope_version], ['lib.active', '1.0.0'], n);
   });
 
+  test('startActiveSpan(name, fn) and pt.span without options: a throw restores the outer context, a timer started inside follows, parents of every kind', async () => {
+    await rx.reset();
+    const pt = await createPolytel({ useEnv: false, telemetryEnabled: true, console: false, serviceName: 'otel-fast' });
+    // Node 16-22: spans run in their context through trace.js's run1/run3 (the first one through run itself,
+    // which enables the AsyncLocalStorage), so this test goes through both.
+    if (Number(process.versions.node.split('.')[0]) <= 22) assert.equal(typeof pt._ear, 'function');
+    await pt.bootstrapWorker({ endpoint: rx.endpoint });
+    const api = createRequire(import.meta.url)('@opentelemetry/api');
+    const reg = pt.registerOpenTelemetry();
+    const tracer = api.trace.getTracer('lib.fast', '2.0.0');
+    const seen = {};
+    let timerDone;
+    const timerRan = new Promise((r) => (timerDone = r));
+    await pt.span('pt.outer', async (outer) => {
+      assert.throws(() => tracer.startActiveSpan('otel.throws', (s) => {
+        s.end();
+        throw new Error('boom');
+      }), /boom/);
+      seen.restored = api.trace.getActiveSpan() === outer && pt.currentSpan() === outer;
+      tracer.startActiveSpan('otel.timer', (s) => {
+        setTimeout(() => {
+          seen.timer = api.trace.getActiveSpan() === s;
+          pt.span('pt.in.timer', () => {});
+          s.end();
+          timerDone();
+        }, 1);
+      });
+      seen.afterTimerSet = api.trace.getActiveSpan() === outer;
+      await timerRan;
+      seen.afterAwait = pt.currentSpan() === outer;
+    });
+    // A parent that is neither polytel's nor absent: the API's NonRecordingSpan of a remote context.
+    const foreign = api.trace.wrapSpanContext({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: 1, isRemote: true });
+    api.context.with(api.trace.setSpan(api.ROOT_CONTEXT, foreign), () => {
+      pt.span('pt.under.foreign', () => {});
+      tracer.startActiveSpan('otel.under.foreign', (s) => s.end());
+    });
+    reg.disable();
+    await pt.flush(10000);
+    const got = await rx.waitFor((g) => g.spans.length >= 6, 10000);
+    await pt.shutdown(5000);
+    assert.deepEqual(seen, { restored: true, afterTimerSet: true, timer: true, afterAwait: true });
+    const by = Object.fromEntries(got.spans.map((s) => [s.name, s]));
+    assert.equal(got.spans.length, 6);
+    assert.equal(by['otel.throws'].parent_span_id, by['pt.outer'].span_id);
+    assert.equal(by['otel.timer'].parent_span_id, by['pt.outer'].span_id);
+    assert.equal(by['pt.in.timer'].parent_span_id, by['otel.timer'].span_id, 'the context followed into the timer');
+    assert.equal(by['pt.in.timer'].trace_id, by['pt.outer'].trace_id);
+    for (const n of ['pt.under.foreign', 'otel.under.foreign']) {
+      assert.equal(by[n].trace_id, '4bf92f3577b34da6a3ce929d0e0e4736', n);
+      assert.equal(by[n].parent_span_id, '00f067aa0ba902b7', n);
+    }
+    for (const n of ['otel.throws', 'otel.timer', 'otel.under.foreign']) assert.deepEqual([by[n].scope, by[n].scope_version], ['lib.fast', '2.0.0'], n);
+    assert.equal(by['pt.outer'].scope, 'polytel');
+    // Both timestamps are clock readings of their own: the child's interval inside its parent's.
+    for (const s of got.spans) assert.ok(s.start_ns > 0 && s.start_ns <= s.end_ns, s.name);
+    const [t, c] = [by['otel.timer'], by['pt.in.timer']];
+    assert.ok(t.start_ns <= c.start_ns && c.end_ns <= t.end_ns, 'pt.in.timer within otel.timer');
+    assert.ok(t.end_ns - t.start_ns >= 1e6 - 1e5, 'otel.timer lasted its setTimeout (>= ~1 ms)');
+  });
+
   test('baggage in step: the API\'s baggage in pt.inject(), pt.span\'s in the API and its propagator; disable() undoes it', async () => {
     const pt = await createPolytel({ useEnv: false, telemetryEnabled: true, console: false, serviceName: 'otel-bag' });
     await pt.bootstrapWorker({ exporter: 'none' });
