@@ -49,6 +49,7 @@ const api = createRequire(new URL('../bindings/wasm/package.json', import.meta.u
 let tracer = null; // the API's ProxyTracer, taken while polytel is registered (it keeps the delegate it found)
 const noopTracer = new api.ProxyTracerProvider().getTracer('bench'); // no delegate: the API's NoopTracer
 let registration = null;
+const serverOpts = { kind: api.SpanKind.SERVER, attributes: { 'http.route': '/item' } };
 const otelOn = () => {
   registration = pt.registerOpenTelemetry({ api });
   tracer ??= api.trace.getTracer('bench');
@@ -150,6 +151,9 @@ const ops = [
   ['pt.extract(headers) (traceparent)', () => pt.extract(headers)],
   ['OTel API no-op tracer startActiveSpan', () => noopTracer.startActiveSpan('x', (s) => s.end()), { setup: otelOff }],
   ['OTel API on polytel startActiveSpan', () => tracer.startActiveSpan('x', (s) => s.end()), { setup: otelOn, teardown: otelOff }],
+  // the form instrumentations use (an options object with a kind and attributes), on both
+  ['OTel API no-op startActiveSpan(name, { kind, attributes }, fn)', () => noopTracer.startActiveSpan('x', serverOpts, (s) => s.end()), { setup: otelOff }],
+  ['OTel API on polytel startActiveSpan(name, { kind, attributes }, fn)', () => tracer.startActiveSpan('x', serverOpts, (s) => s.end()), { setup: otelOn, teardown: otelOff }],
   ['await emptyAsync() (empty async function)', () => emptyAsync(), { awaited: true }],
   ['await pt.span(name, emptyAsync) (recorded)', () => pt.span('work', emptyAsync), { awaited: true }],
   // What any span of an async function pays on top of the call, with nothing recorded: the parts of the floor.
@@ -193,7 +197,8 @@ const noopNs = byName['OTel API no-op tracer startActiveSpan'];
 console.log(
   `\nunsampled / sampled span = ${(byName['pt.span(name, fn) unsampled (always_off)'] / sampledNs).toFixed(3)} (target <= 1.0); ` +
     `inject / object copy = ${(byName['pt.inject({}, span) (traceparent)'] / copyNs).toFixed(2)}, extract / object copy = ${(byName['pt.extract(headers) (traceparent)'] / copyNs).toFixed(2)}; ` +
-    `OTel API span on polytel / the API's no-op = ${(byName['OTel API on polytel startActiveSpan'] / noopNs).toFixed(2)}`,
+    `OTel API span on polytel / the API's no-op = ${(byName['OTel API on polytel startActiveSpan'] / noopNs).toFixed(2)}; ` +
+    `with { kind, attributes }: ${(byName['OTel API on polytel startActiveSpan(name, { kind, attributes }, fn)'] / byName['OTel API no-op startActiveSpan(name, { kind, attributes }, fn)']).toFixed(2)}`,
 );
 const ratio = byName['pt.info(msg) (recorded)'] / logNs;
 console.log(`\npt.info / console.log = ${ratio.toFixed(3)} (target <= 0.2: ${ratio <= 0.2 ? 'met' : 'NOT met'})`);

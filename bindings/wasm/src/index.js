@@ -1491,14 +1491,14 @@ class Polytel extends Logger {
    * (undefined, a polytel Span, or the API's/another SDK's span), read without the { bytes, tracestate,
    * baggage } object _parentInfo makes. kind 1 is INTERNAL; scope a tracer's pinned Scope or undefined.
    */
-  _startUnder(name, parent, attrs, scope) {
-    if (parent === undefined || parent === null) return new Span(this, name, null, '', EMPTY_BAGGAGE, attrs, 1, scope, null, undefined, this._core.nowNs());
+  _startUnder(name, parent, attrs, scope, kind = 1) {
+    if (parent === undefined || parent === null) return new Span(this, name, null, '', EMPTY_BAGGAGE, attrs, kind, scope, null, undefined, this._core.nowNs());
     if (parent instanceof Span) {
       const pb = parent._ctx; // the parent started in the core first, if nobody asked for its ids before
-      return new Span(this, name, pb, parent._tracestate, parent._baggage, attrs, 1, scope, null, undefined, this._core.nowNs());
+      return new Span(this, name, pb, parent._tracestate, parent._baggage, attrs, kind, scope, null, undefined, this._core.nowNs());
     }
     const info = this._parentInfo(parent);
-    return new Span(this, name, info.bytes, info.tracestate, info.baggage, attrs, 1, scope, null, undefined, this._core.nowNs());
+    return new Span(this, name, info.bytes, info.tracestate, info.baggage, attrs, kind, scope, null, undefined, this._core.nowNs());
   }
 
   /** span's polytel_span_ctx_t bytes: from the ring when ptw_span_run finished it, else started now (at its start time). */

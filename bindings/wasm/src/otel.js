@@ -56,27 +56,16 @@ class Tracer {
   startActiveSpan(name, a, b, c) {
     const pt = this._pt;
     const als = pt._als;
-    if (typeof a === 'function' && als && this._state.on) {
+    if (als && this._state.on) {
       // (name, fn) while registered, in Node: the current context straight from pt's AsyncLocalStorage, the
       // span made without an options object, and run() passing the span (no closure, no arguments array).
-      const ear = pt._ear;
-      if (ear !== null && als.enabled === true) {
-        // run1 inline, its resource also the one the current context is read from (one look-up per span)
-        const res = ear();
-        const k = als.kResourceStore;
-        const old = res[k];
-        const context = old ?? this._state.root;
-        const span = pt._startUnder(typeof name === 'string' ? name : String(name), context.getValue(SPAN_KEY), undefined, this._scope);
-        res[k] = context.setValue(SPAN_KEY, span);
-        try {
-          return a.call(null, span);
-        } finally {
-          res[k] = old;
-        }
+      if (typeof a === 'function') return this._activeUnder(pt, als, name, 1, undefined, a);
+      // (name, { kind, attributes }, fn), the form instrumentations use: the same, the options only read.
+      if (typeof b === 'function' && c === undefined && typeof a === 'object' && a !== null && !a.root && !a.links && a.startTime === undefined) {
+        const k = a.kind;
+        // The API's SpanKind counts from INTERNAL = 0; OTLP's (the core's) from UNSPECIFIED = 0.
+        return this._activeUnder(pt, als, name, Number.isInteger(k) && k >= 0 && k <= 4 ? k + 1 : 1, a.attributes, b);
       }
-      const context = als.getStore() ?? this._state.root;
-      const span = pt._startUnder(typeof name === 'string' ? name : String(name), context.getValue(SPAN_KEY), undefined, this._scope);
-      return als.run(context.setValue(SPAN_KEY, span), a, span);
     }
     let options;
     let context;
@@ -91,6 +80,28 @@ class Tracer {
     // directly, and let run() pass the span (no closure, no arguments array).
     if (als && this._state.on) return run1(als, pt._ear, ctx, fn, span);
     return this._api.context.with(ctx, fn, undefined, span);
+  }
+
+  /** fn(span) with span (kind, attrs) the current context's child set as the current context (als: pt's). */
+  _activeUnder(pt, als, name, kind, attrs, fn) {
+    const ear = pt._ear;
+    if (ear !== null && als.enabled === true) {
+      // run1 inline, its resource also the one the current context is read from (one look-up per span)
+      const res = ear();
+      const k = als.kResourceStore;
+      const old = res[k];
+      const context = old ?? this._state.root;
+      const span = pt._startUnder(typeof name === 'string' ? name : String(name), context.getValue(SPAN_KEY), attrs, this._scope, kind);
+      res[k] = context.setValue(SPAN_KEY, span);
+      try {
+        return fn.call(null, span);
+      } finally {
+        res[k] = old;
+      }
+    }
+    const context = als.getStore() ?? this._state.root;
+    const span = pt._startUnder(typeof name === 'string' ? name : String(name), context.getValue(SPAN_KEY), attrs, this._scope, kind);
+    return als.run(context.setValue(SPAN_KEY, span), fn, span);
   }
 }
 

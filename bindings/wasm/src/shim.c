@@ -582,6 +582,10 @@ PTW_EXPORT int ptw_span_run(const polytel_span_ctx_t *parent, polytel_span_ctx_t
                             const char *name, int status, const char *msg, const polytel_attr_t *attrs,
                             size_t n_attrs, int kind, const char *scope, const char *scope_version,
                             double end_ns) {
+  if (!attrs || !n_attrs)
+    return polytel__span_plain(parent, out, start_ns > 0 ? (uint64_t)start_ns : 0, name,
+                               (polytel_status_t)status, msg, kind, scope, scope_version,
+                               end_ns > 0 ? (uint64_t)end_ns : 0);
   polytel__span_start_at(parent, out, start_ns > 0 ? (uint64_t)start_ns : 0);
   return ptw_span_finish(out, name, status, msg, attrs, n_attrs, kind, scope, scope_version, NULL, NULL, 0,
                          NULL, 0, end_ns);
@@ -602,10 +606,10 @@ typedef struct ptw_staged_s {
 PTW_EXPORT int ptw_span_ingest(const ptw_staged_t *r, int n) {
   int ok = 0;
   for (int i = 0; i < n; i++, r++) {
-    polytel__span_start_at(r->has_parent ? &r->parent : NULL, r->out,
-                           r->start_ns > 0 ? (uint64_t)r->start_ns : 0);
-    ok += ptw_span_finish(r->out, r->name, r->status, NULL, NULL, 0, r->kind, r->scope, r->scope_version,
-                          NULL, NULL, 0, NULL, 0, r->end_ns) == 0;
+    ok += polytel__span_plain(r->has_parent ? &r->parent : NULL, r->out,
+                              r->start_ns > 0 ? (uint64_t)r->start_ns : 0, r->name,
+                              (polytel_status_t)r->status, NULL, r->kind, r->scope, r->scope_version,
+                              r->end_ns > 0 ? (uint64_t)r->end_ns : 0) == 0;
   }
   return ok;
 }

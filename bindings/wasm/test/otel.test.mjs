@@ -194,6 +194,15 @@ describe('@opentelemetry/instrumentation-http on polytel', () => {
         }, 1);
       });
       seen.afterTimerSet = api.trace.getActiveSpan() === outer;
+      // (name, { kind, attributes }, fn), as instrumentations call it; a kind alone; a kind the API has not
+      tracer.startActiveSpan('otel.opts', { kind: api.SpanKind.SERVER, attributes: { 'http.route': '/x', n: 2 } }, (s) => {
+        seen.optsActive = api.trace.getActiveSpan() === s && pt.currentSpan() === s;
+        pt.span('pt.in.opts', () => {});
+        s.end();
+      });
+      seen.optsRestored = api.trace.getActiveSpan() === outer;
+      tracer.startActiveSpan('otel.kind', { kind: api.SpanKind.CONSUMER }, (s) => s.end());
+      tracer.startActiveSpan('otel.badkind', { kind: 9 }, (s) => s.end());
       await timerRan;
       seen.afterAwait = pt.currentSpan() === outer;
     });
@@ -205,11 +214,21 @@ describe('@opentelemetry/instrumentation-http on polytel', () => {
     });
     reg.disable();
     await pt.flush(10000);
-    const got = await rx.waitFor((g) => g.spans.length >= 6, 10000);
+    const got = await rx.waitFor((g) => g.spans.length >= 10, 10000);
     await pt.shutdown(5000);
-    assert.deepEqual(seen, { restored: true, afterTimerSet: true, timer: true, afterAwait: true });
+    assert.deepEqual(seen, { restored: true, afterTimerSet: true, optsActive: true, optsRestored: true, timer: true, afterAwait: true });
     const by = Object.fromEntries(got.spans.map((s) => [s.name, s]));
-    assert.equal(got.spans.length, 6);
+    assert.equal(got.spans.length, 10);
+    assert.equal(by['otel.opts'].kind, 2, 'SpanKind.SERVER is OTLP server (2)');
+    assert.deepEqual(by['otel.opts'].attributes, { 'http.route': '/x', n: 2 });
+    assert.equal(by['otel.opts'].parent_span_id, by['pt.outer'].span_id);
+    assert.equal(by['pt.in.opts'].parent_span_id, by['otel.opts'].span_id, 'the span with options was the current one');
+    assert.equal(by['otel.kind'].kind, 5, 'SpanKind.CONSUMER is OTLP consumer (5)');
+    assert.equal(by['otel.badkind'].kind, 1, 'an unknown kind is internal');
+    for (const n of ['otel.opts', 'otel.kind', 'otel.badkind']) {
+      assert.equal(by[n].parent_span_id, by['pt.outer'].span_id, n);
+      assert.deepEqual([by[n].scope, by[n].scope_version], ['lib.fast', '2.0.0'], n);
+    }
     assert.equal(by['otel.throws'].parent_span_id, by['pt.outer'].span_id);
     assert.equal(by['otel.timer'].parent_span_id, by['pt.outer'].span_id);
     assert.equal(by['pt.in.timer'].parent_span_id, by['otel.timer'].span_id, 'the context followed into the timer');

@@ -211,6 +211,12 @@ void polytel__buffers_set_cap(uint64_t max_bytes);
 polytel__thread_t *polytel__thread_register(void (*on_exit)(polytel__thread_t *t));
 /* polytel_span_start with its start time given (0: read the clock): the wasm binding's deferred start. */
 int polytel__span_start_at(const polytel_span_ctx_t *parent, polytel_span_ctx_t *out, uint64_t start_ns);
+#ifdef __EMSCRIPTEN__
+/* The wasm binding's plain span started and finished in one call (events.c); end_ns 0: now. */
+int polytel__span_plain(const polytel_span_ctx_t *parent, polytel_span_ctx_t *span, uint64_t start_ns,
+                        const char *name, polytel_status_t status, const char *status_msg, int kind,
+                        const char *scope, const char *scope_version, uint64_t end_ns);
+#endif
 /* End a thread's open spans (thread exit: they must not come out unpaired). */
 void polytel__close_open_spans(polytel__thread_t *t);
 /* Seal the current block and move to a fresh one; 0 if the pool is exhausted. */
