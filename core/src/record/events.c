@@ -1190,6 +1190,33 @@ static size_t full_layout(const full_t *f, uint8_t *p, int *trunc) {
   return size;
 }
 
+/*
+ * A span finish's accounting, shared by every finish path so they count alike: NULL when the finish records
+ * nothing (*rc says why: 0 not recording or left out by the sampler, counted apart and never a drop; an error
+ * for no thread state or no name, each counted), else the thread to write into.
+ */
+static inline polytel__thread_t *finish_gate(const polytel_span_ctx_t *span, const char *name, int *rc) {
+  *rc = 0;
+  if (!recording()) return NULL;
+  polytel__thread_t *t = polytel__thread();
+  if (!t) {
+    orphan_drop();
+    *rc = POLYTEL_ENOMEM;
+    return NULL;
+  }
+  if (!(span->trace_flags & POLYTEL_TRACE_FLAG_SAMPLED)) {
+    polytel__inc(&t->n_sampled_out, 1);
+    return NULL;
+  }
+  polytel__inc(&t->n_spans, 1);
+  if (!name) {
+    polytel__inc(&t->n_drop_invalid, 1);
+    *rc = POLYTEL_EINVAL;
+    return NULL;
+  }
+  return t;
+}
+
 static const polytel_span_opts_t k_default_opts = {.struct_size = sizeof(polytel_span_opts_t),
                                                    .kind = POLYTEL_SPAN_KIND_INTERNAL};
 
@@ -1197,22 +1224,9 @@ int polytel_span_finish_ex(const polytel_span_ctx_t *span, const char *name, pol
                            const char *status_msg, const polytel_attr_t *attrs, size_t n_attrs,
                            const polytel_span_opts_t *opts) {
   if (!span) return POLYTEL_EINVAL;
-  if (!recording()) return 0;
-  polytel__thread_t *t = polytel__thread();
-  if (!t) {
-    orphan_drop();
-    return POLYTEL_ENOMEM;
-  }
-  /* Left out by the sampler: nothing recorded, nothing to export, counted apart (never a drop). */
-  if (!(span->trace_flags & POLYTEL_TRACE_FLAG_SAMPLED)) {
-    polytel__inc(&t->n_sampled_out, 1);
-    return 0;
-  }
-  polytel__inc(&t->n_spans, 1);
-  if (!name) {
-    polytel__inc(&t->n_drop_invalid, 1);
-    return POLYTEL_EINVAL;
-  }
+  int gate_rc;
+  polytel__thread_t *t = finish_gate(span, name, &gate_rc);
+  if (!t) return gate_rc;
   if (status > POLYTEL_STATUS_ERROR) status = POLYTEL_STATUS_UNSET;
   polytel_span_opts_t o;
   const polytel_span_opts_t *op = &k_default_opts;
@@ -1299,21 +1313,9 @@ int polytel__span_plain(const polytel_span_ctx_t *parent, polytel_span_ctx_t *sp
                         const char *scope, const char *scope_version, uint64_t end_ns) {
   int rc = span_start(parent, span, start_ns);
   if (rc) return rc;
-  if (!recording()) return 0;
-  polytel__thread_t *t = polytel__thread();
-  if (!t) {
-    orphan_drop();
-    return POLYTEL_ENOMEM;
-  }
-  if (!(span->trace_flags & POLYTEL_TRACE_FLAG_SAMPLED)) {
-    polytel__inc(&t->n_sampled_out, 1);
-    return 0;
-  }
-  polytel__inc(&t->n_spans, 1);
-  if (!name) {
-    polytel__inc(&t->n_drop_invalid, 1);
-    return POLYTEL_EINVAL;
-  }
+  int gate_rc;
+  polytel__thread_t *t = finish_gate(span, name, &gate_rc);
+  if (!t) return gate_rc;
   if (status > POLYTEL_STATUS_ERROR) status = POLYTEL_STATUS_UNSET;
   if ((unsigned)kind > POLYTEL_SPAN_KIND_CONSUMER) {
     warn_once(&g_warned_kind, "a span was finished with an unknown kind; recorded as internal", NULL);
